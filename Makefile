@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine:
+#   make reproduce   set up .venv if needed, then run `ottokit reproduce --preset quick`
+#   make test        set up .venv (with dev tools) if needed, then run the fast test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= quick
+
+.PHONY: setup reproduce test lint bench clean
+
+$(VENV)/.ottokit-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU build of torch first, so that the generic dependency does not pull a CUDA build
+	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q --index-url https://download.pytorch.org/whl/cpu torch
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.ottokit-installed
+
+reproduce: setup
+	$(VENV)/bin/ottokit reproduce --preset $(PRESET)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/graph_flows.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

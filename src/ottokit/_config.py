@@ -1,0 +1,276 @@
+"""Typed dataclass configs: ``key=value`` overrides and TOML files.
+
+Every experiment config is a dataclass whose field annotations say how a value is
+parsed. Supported annotations: ``int``, ``float``, ``bool``, ``str``,
+``Literal[...]``, ``tuple[X, ...]`` / ``tuple[X, Y]`` of those, and unions such as
+``X | None``.
+
+On the command line (``--set key=value``) a value is text: booleans are
+``true/false/1/0/yes/no``, tuples are comma-separated (``1,2,3``), and ``none``
+sets an optional field to ``None``.
+
+A config file is flat TOML, one key per field, with no ``[config]`` table::
+
+    n_nodes = 64
+    t_final = 0.5
+    method = "otto"
+    sizes = [16, 32, 64]
+
+TOML has no null, so ``config_to_toml`` leaves out ``None`` fields and
+``config_from_toml`` keeps the base value of any key the file does not name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import tomli_w
+
+__all__ = ["ConfigError", "apply_overrides", "config_from_toml", "config_to_toml"]
+
+C = TypeVar("C")
+
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the config dataclass."""
+
+
+class _Mismatch(Exception):
+    """Internal: a value does not fit an annotation."""
+
+
+def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
+    """Return a copy of ``cfg`` with each ``key=value`` in ``overrides`` applied.
+
+    Values are parsed from text according to the field's annotation; the last
+    override of a key wins. Raises :class:`ConfigError` on an unknown key or a
+    value of the wrong type, e.g. ``--set n_nodes: expected int, got 'abc'``.
+    """
+    hints = _field_types(type(_require_instance(cfg)))
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        tp = _lookup(hints, key, "--set")
+        try:
+            changes[key] = _from_text(tp, text.strip())
+        except _Mismatch:
+            raise ConfigError(
+                f"--set {key}: expected {_describe(tp)}, got {text.strip()!r}"
+            ) from None
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+
+
+def config_to_toml(cfg: Any) -> str:
+    """Render ``cfg`` as flat TOML: tuples become arrays, ``None`` fields are left out."""
+    _require_instance(cfg)
+    table: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        if not f.init:
+            continue
+        value = getattr(cfg, f.name)
+        if value is not None:
+            table[f.name] = _to_toml_value(value)
+    try:
+        return tomli_w.dumps(table)
+    except TypeError as exc:
+        raise ConfigError(f"cannot write {type(cfg).__name__} as TOML: {exc}") from None
+
+
+def config_from_toml(cls: type[C], path_or_text: Path | str, base: C | None = None) -> C:
+    """Read a flat TOML config for ``cls``; a :class:`~pathlib.Path` is read as a file,
+    a ``str`` is parsed as TOML text.
+
+    Keys the file names replace those of ``base``; without ``base`` every field that
+    has no default must be given. Unknown keys and values of the wrong type raise
+    :class:`ConfigError`.
+    """
+    if not dataclasses.is_dataclass(cls) or not isinstance(cls, type):
+        raise TypeError(f"expected a dataclass type, got {cls!r}")
+    if isinstance(path_or_text, Path):
+        origin = f"config file {str(path_or_text)!r}:"
+        if not path_or_text.is_file():
+            raise ConfigError(f"config file not found: {path_or_text}")
+        text = path_or_text.read_text(encoding="utf-8")
+    else:
+        origin = "config:"
+        text = path_or_text
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin} invalid TOML: {exc}") from None
+
+    hints = _field_types(cls)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        tp = _lookup(hints, key, origin)
+        try:
+            values[key] = _from_value(tp, value)
+        except _Mismatch:
+            raise ConfigError(f"{origin} {key}: expected {_describe(tp)}, got {value!r}") from None
+
+    if base is not None:
+        if not isinstance(base, cls):
+            raise TypeError(f"base must be a {cls.__name__}, got {type(base).__name__}")
+        return dataclasses.replace(base, **values)  # type: ignore[type-var]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init
+        and f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{origin} missing keys: {', '.join(missing)}")
+    return cls(**values)
+
+
+def _require_instance(cfg: Any) -> Any:
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        raise TypeError(f"expected a dataclass instance, got {cfg!r}")
+    return cfg
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """Resolved annotations of the init fields of ``cls``, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def _lookup(hints: dict[str, Any], key: str, origin: str) -> Any:
+    if key not in hints:
+        raise ConfigError(f"{origin} unknown key {key!r}; allowed: {', '.join(hints)}")
+    return hints[key]
+
+
+def _describe(tp: Any) -> str:
+    """Human-readable name of an annotation, for error messages."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else _describe(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"comma-separated {_describe(args[0])}s"
+        return f"{len(args)} comma-separated values ({', '.join(_describe(a) for a in args)})"
+    if tp is bool:
+        return "bool (true/false)"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _from_text(tp: Any, text: str) -> Any:
+    """Parse command-line text according to annotation ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        for allowed in args:
+            try:
+                parsed = allowed if text == str(allowed) else _from_text(type(allowed), text)
+            except _Mismatch:
+                continue
+            if type(parsed) is type(allowed) and parsed == allowed:
+                return allowed
+        raise _Mismatch
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and text.lower() == "none":
+            return None
+        for arm in args:
+            if arm is type(None):
+                continue
+            try:
+                return _from_text(arm, text)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if origin is tuple:
+        inner = text
+        if len(inner) >= 2 and (inner[0], inner[-1]) in {("(", ")"), ("[", "]")}:
+            inner = inner[1:-1]
+        items = [s.strip() for s in inner.split(",")] if inner.strip() else []
+        if items and items[-1] == "":
+            items.pop()  # allow a trailing comma, as in "1,"
+        return tuple(_each(args, items, _from_text))
+    if tp is bool:
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise _Mismatch
+    if tp is int or tp is float:
+        try:
+            return tp(text)
+        except ValueError:
+            raise _Mismatch from None
+    if tp is str:
+        return text
+    raise ConfigError(f"unsupported config annotation {tp!r}")
+
+
+def _from_value(tp: Any, value: Any) -> Any:
+    """Check (and normalise) a TOML-native value against annotation ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        for allowed in args:
+            if type(value) is type(allowed) and value == allowed:
+                return allowed
+        raise _Mismatch
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arm in args:
+            if arm is type(None):
+                continue
+            try:
+                return _from_value(arm, value)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise _Mismatch
+        return tuple(_each(args, list(value), _from_value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise _Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    raise ConfigError(f"unsupported config annotation {tp!r}")
+
+
+def _each(args: tuple[Any, ...], items: list[Any], convert: Any) -> list[Any]:
+    """Convert tuple items for ``tuple[X, ...]`` or fixed-length ``tuple[X, Y]``."""
+    if len(args) == 2 and args[1] is Ellipsis:
+        return [convert(args[0], item) for item in items]
+    if len(items) != len(args):
+        raise _Mismatch
+    return [convert(a, item) for a, item in zip(args, items, strict=True)]
+
+
+def _to_toml_value(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_to_toml_value(v) for v in value]
+    return value

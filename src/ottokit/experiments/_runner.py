@@ -1,0 +1,245 @@
+"""Run experiments into run directories, and build their HTML reports.
+
+:func:`run_experiment` gives one run its directory::
+
+    runs/EXPERIMENT/<UTC>-<id>/
+        config.toml   the resolved config, written before the run starts
+        log.txt       the ``ottokit`` log (with the traceback if the run fails)
+        figures/      PNG figures
+        metrics.json  result.metrics
+        result.json   the whole Result (the HTML report is rebuilt from it)
+        report.md     the per-run report
+
+A run that raises keeps its directory as ``<UTC>-<id>-failed`` with ``log.txt``,
+``config.toml`` and a ``result.json`` recording the error. :func:`reproduce` runs
+every experiment into ``runs/reproduce/<UTC>-<id>/`` and writes ``report.html`` there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ottokit._config import config_to_toml
+from ottokit.experiments._registry import Experiment, all_experiments, names
+from ottokit.report.html import build_html, write_markdown
+from ottokit.report.progress import is_quiet, progress_bar, set_quiet
+from ottokit.report.result import Check, Result
+from ottokit.report.rundir import atomic_write_text, new_run_dir, new_unique_dir, run_logging
+
+__all__ = [
+    "PRESETS",
+    "rebuild_report",
+    "reproduce",
+    "run_experiment",
+    "select_experiments",
+    "to_jsonable",
+]
+
+PRESETS = ("quick", "paper")
+
+log = logging.getLogger("ottokit.runner")
+
+
+def run_experiment(
+    exp: Experiment, config: Any, out_root: Path = Path("runs"), quiet: bool = False
+) -> Result:
+    """Run ``exp`` with ``config`` in a new run directory under ``out_root/exp.name``.
+
+    Returns the Result with ``run_dir`` set to the final directory. If ``exp.run``
+    raises, the directory is kept as ``<name>-failed`` and the exception re-raised.
+    """
+    if not isinstance(config, exp.config_cls):
+        raise TypeError(
+            f"config for {exp.name!r} must be a {exp.config_cls.__name__}, "
+            f"got {type(config).__name__}"
+        )
+    was_quiet = is_quiet()
+    set_quiet(was_quiet or quiet)
+    run = new_run_dir(Path(out_root), exp.name)
+    try:
+        atomic_write_text(run.path / "config.toml", config_to_toml(config))
+        with run_logging(run.path / "log.txt"):
+            log.info("experiment %s (seed %s) into %s", exp.name, exp.seed_id, run.final_path)
+            log.info("config: %r", config)
+            try:
+                result = exp.run(config, run.path)
+                if not isinstance(result, Result):
+                    raise TypeError(
+                        f"{exp.name}.run returned {type(result).__name__}, expected a Result"
+                    )
+                result.figures = _relative_figures(result.figures, run.path)
+                result.run_dir = run.final_path
+                _write_outputs(result, run.path)
+            except BaseException as exc:
+                log.exception("experiment %s failed", exp.name)
+                _write_failure(exp, exc, run.path, run.final_path.name + "-failed")
+                raise
+            n_hold = sum(c.holds for c in result.checks)
+            log.info("finished: %d of %d checks hold", n_hold, len(result.checks))
+    except BaseException as exc:
+        failed = run.mark_failed()
+        exc.add_note(f"run directory kept at {failed}")
+        raise
+    finally:
+        set_quiet(was_quiet)
+
+    expected = run.final_path
+    final = run.finalize()
+    result.run_dir = final
+    if final != expected:  # the name was taken meanwhile: record the new one
+        _write_json(final / "result.json", result.to_json(), overwrite=True)
+    return result
+
+
+def select_experiments(only: Sequence[str] | None = None) -> list[Experiment]:
+    """The experiments named in ``only`` (all if None), in registry order."""
+    allowed = names()
+    if only is None:
+        return all_experiments()
+    unknown = [n for n in only if n not in allowed]
+    if unknown:
+        raise ValueError(
+            f"unknown experiment(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(allowed) or '(none registered)'}"
+        )
+    wanted = set(only)
+    return [e for e in all_experiments() if e.name in wanted]
+
+
+def reproduce(
+    preset: str = "quick",
+    only: Sequence[str] | None = None,
+    out_root: Path = Path("runs"),
+    quiet: bool = False,
+) -> Path:
+    """Run the selected experiments with ``preset`` and return the path of ``report.html``.
+
+    Each experiment gets its own run directory inside ``out_root/reproduce/<UTC>-<id>/``;
+    a failing experiment is recorded as failed and the others still run.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    selected = select_experiments(only)
+    if not selected:
+        raise ValueError("no experiments registered; nothing to reproduce")
+    out_dir = new_unique_dir(Path(out_root) / "reproduce")
+    results = []
+    was_quiet = is_quiet()
+    set_quiet(was_quiet or quiet)
+    try:
+        with progress_bar(len(selected), f"reproduce ({preset})") as bar:
+            for exp in selected:
+                bar.update(description=f"reproduce ({preset}): {exp.name}")
+                results.append(_run_or_record(exp, preset, out_dir))
+                bar.advance()
+    finally:
+        set_quiet(was_quiet)
+    return build_html(results, f"ottokit reproduce ({preset} preset)", out_dir / "report.html")
+
+
+def rebuild_report(run_dir: Path) -> Path:
+    """Rebuild ``report.html`` in ``run_dir`` from its ``result.json`` file(s); return its path.
+
+    A run directory gives a one-run report; a directory holding run directories (a
+    reproduce directory, or ``runs/EXPERIMENT``) gives the combined report.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"not a directory: {run_dir}")
+    if (run_dir / "result.json").is_file():
+        result = Result.load(run_dir)
+        return build_html([result], f"ottokit: {result.experiment}", run_dir / "report.html")
+    found = [
+        p.parent
+        for pattern in ("*/result.json", "*/*/result.json")
+        for p in sorted(run_dir.glob(pattern))
+        if not any(part.startswith(".") for part in p.relative_to(run_dir).parts)
+    ]
+    if not found:
+        raise ValueError(
+            f"no result.json in {run_dir} or the run directories inside it; "
+            "pass a run directory or a reproduce directory"
+        )
+    results = [Result.load(d) for d in found]
+    return build_html(results, f"ottokit report: {run_dir.name}", run_dir / "report.html")
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` with arrays and tensors as lists and NaN/inf as the strings "nan"/"inf"/"-inf"."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars, torch tensors
+        return to_jsonable(value.tolist())
+    raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
+
+
+def _run_or_record(exp: Experiment, preset: str, out_dir: Path) -> Result:
+    """Run one experiment for :func:`reproduce`; a failure becomes a failed Result."""
+    try:
+        return run_experiment(exp, exp.preset(preset), out_root=out_dir)
+    except Exception as exc:
+        log.error("experiment %s failed: %s: %s", exp.name, type(exc).__name__, exc)
+        failed = sorted((out_dir / exp.name).glob("*-failed"))
+        if failed:
+            return Result.load(failed[-1])
+        return _failure_result(exp, exc, out_dir / exp.name)
+
+
+def _failure_result(exp: Experiment, exc: BaseException, run_dir: Path) -> Result:
+    return Result(
+        experiment=exp.name,
+        seed_file=exp.seed_file,
+        claim=exp.title,
+        run_dir=run_dir,
+        checks=[Check("experiment ran", False, f"{type(exc).__name__}: {exc}")],
+    )
+
+
+def _write_outputs(result: Result, path: Path) -> None:
+    _write_json(path / "metrics.json", result.metrics)
+    _write_json(path / "result.json", result.to_json())
+    atomic_write_text(path / "report.md", write_markdown(result))
+
+
+def _write_failure(exp: Experiment, exc: BaseException, path: Path, failed_name: str) -> None:
+    """Record the error as ``result.json`` so the report shows the failed experiment."""
+    result = _failure_result(exp, exc, path.parent / failed_name)
+    try:
+        _write_json(path / "result.json", result.to_json(), overwrite=True)
+    except Exception:  # the original error matters more than this record
+        log.exception("could not write result.json for the failed run")
+
+
+def _write_json(path: Path, data: Any, *, overwrite: bool = False) -> None:
+    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False, ensure_ascii=False)
+    atomic_write_text(path, text + "\n", overwrite=overwrite)
+
+
+def _relative_figures(figures: dict[str, str], run_path: Path) -> dict[str, str]:
+    """Figure paths relative to the run directory; each must exist."""
+    out = {}
+    for caption, raw in figures.items():
+        path = Path(raw)
+        full = path if path.is_absolute() else run_path / path
+        if not full.is_file():
+            raise FileNotFoundError(f"figure {caption!r} not found at {full}")
+        try:
+            out[caption] = full.resolve().relative_to(run_path.resolve()).as_posix()
+        except ValueError:
+            raise ValueError(
+                f"figure {caption!r} at {full} is outside the run directory {run_path}"
+            ) from None
+    return out

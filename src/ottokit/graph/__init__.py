@@ -1,0 +1,57 @@
+"""Discrete Otto calculus and Wasserstein gradient flows on weighted graphs (seed 000).
+
+Structure (:class:`Graph` and its builders), calculus (:func:`gradient`,
+:func:`divergence`, :func:`otto_inner`, :func:`potential`), flows
+(:class:`WassersteinFlow`, :class:`LinearHeatFlow`) and one integrator,
+:func:`solve`, returning a :class:`Trajectory`.
+"""
+
+from ottokit.graph._calculus import (
+    MEANS,
+    Mean,
+    divergence,
+    edge_mean,
+    edge_mean_partials,
+    gradient,
+    otto_inner,
+    potential,
+    weighted_laplacian,
+)
+from ottokit.graph._flows import Flow, JacobianPattern, LinearHeatFlow, WassersteinFlow
+from ottokit.graph._graph import (
+    DisconnectedGraphWarning,
+    Graph,
+    from_edges,
+    from_networkx,
+    from_scipy,
+    grid,
+    random_geometric,
+)
+from ottokit.graph._solve import METHODS, SolverError, Trajectory, solve
+
+__all__ = [
+    "Graph",
+    "DisconnectedGraphWarning",
+    "random_geometric",
+    "grid",
+    "from_edges",
+    "from_scipy",
+    "from_networkx",
+    "Mean",
+    "MEANS",
+    "edge_mean",
+    "edge_mean_partials",
+    "gradient",
+    "divergence",
+    "weighted_laplacian",
+    "potential",
+    "otto_inner",
+    "Flow",
+    "JacobianPattern",
+    "WassersteinFlow",
+    "LinearHeatFlow",
+    "solve",
+    "Trajectory",
+    "SolverError",
+    "METHODS",
+]

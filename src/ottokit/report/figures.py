@@ -1,0 +1,69 @@
+"""Matplotlib figures drawn off-screen with the Agg canvas and saved atomically as PNG.
+
+Figures come from :class:`matplotlib.figure.Figure` with an Agg canvas attached,
+not from ``pyplot``: nothing global changes, no display is needed, and figures
+are freed when they go out of scope.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ottokit.report.rundir import atomic_write_bytes
+
+__all__ = ["DPI", "new_figure", "save_figure"]
+
+DPI = 120
+
+
+def new_figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    figsize: tuple[float, float] | None = None,
+    squeeze: bool = True,
+    **subplot_kw: Any,
+) -> tuple[Figure, Any]:
+    """Return ``(fig, axes)`` like ``plt.subplots``, on an off-screen Agg canvas.
+
+    The default size is 4.5 x 3.5 inches per panel; the layout is constrained.
+    """
+    if figsize is None:
+        figsize = (4.5 * ncols, 3.5 * nrows)
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=squeeze, subplot_kw=subplot_kw or None)
+    return fig, axes
+
+
+def save_figure(fig: Figure, path: Path, *, overwrite: bool = False) -> Path:
+    """Save ``fig`` as a PNG (dpi 120, tight bounding box) atomically, then close it.
+
+    ``path`` must end in ``.png``; its directory is created if missing. An existing
+    file is only replaced when ``overwrite`` is true.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"figure path must end in .png, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
+    finally:
+        _close(fig)
+    return path
+
+
+def _close(fig: Figure) -> None:
+    """Release ``fig``; a figure made by ``pyplot`` must also be dropped from pyplot's list."""
+    if getattr(fig.canvas, "manager", None) is not None:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    fig.clear()

@@ -1,0 +1,317 @@
+"""Run directories, atomic writes, the run log, and the experiment runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ottokit.experiments import _registry
+from ottokit.experiments._registry import Experiment
+from ottokit.experiments._runner import (
+    rebuild_report,
+    reproduce,
+    run_experiment,
+    select_experiments,
+)
+from ottokit.report import rundir
+from ottokit.report.figures import new_figure, save_figure
+from ottokit.report.result import Check, Comparison, Result
+from ottokit.report.rundir import (
+    atomic_write_bytes,
+    atomic_write_text,
+    new_run_dir,
+    new_unique_dir,
+    run_logging,
+)
+
+NAME_RE = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+
+
+@dataclass(frozen=True)
+class FakeConfig:
+    n: int = 3
+    fail: bool = False
+    seed: int = 0
+    device: str = "cpu"
+
+    @classmethod
+    def quick(cls) -> FakeConfig:
+        return cls()
+
+    @classmethod
+    def paper(cls) -> FakeConfig:
+        return cls(n=10)
+
+
+@dataclass(frozen=True)
+class FailingConfig(FakeConfig):
+    fail: bool = True
+
+
+def fake_run(cfg: FakeConfig, out: Path) -> Result:
+    assert (out / "config.toml").is_file(), "config.toml must exist before the run starts"
+    logging.getLogger("ottokit.fake").info("fake run with n=%d", cfg.n)
+    if cfg.fail:
+        raise RuntimeError("boom: the flow diverged")
+    fig, ax = new_figure()
+    ax.plot(np.arange(cfg.n), np.arange(cfg.n) ** 2)
+    save_figure(fig, out / "figures" / "parabola.png")
+    return Result(
+        experiment="fake-ok",
+        seed_file="000_fake.txt",
+        claim="parabolas are convex",
+        run_dir=out,
+        metrics={"n": cfg.n, "ratio": math.nan, "growth": math.inf, "xs": np.arange(3)},
+        figures={"a parabola": str(out / "figures" / "parabola.png")},
+        checks=[Check("convex", True, "second difference 2 > 0"), Check("linear", False, "no")],
+        comparisons=[Comparison("second difference", 2.0, 2, "exact")],
+        summary="Parabolas bend upward.",
+    )
+
+
+@pytest.fixture
+def fake_experiments() -> Iterator[list[Experiment]]:
+    exps = [
+        Experiment("fake-ok", "000", "000_fake.txt", "a fake that works", FakeConfig, fake_run),
+        Experiment("fake-bad", "001", "001_fake.txt", "a fake that fails", FailingConfig, fake_run),
+    ]
+    for exp in exps:
+        _registry.register(exp)
+    yield exps
+    for exp in exps:
+        _registry._REGISTRY.pop(exp.name, None)
+
+
+def _fixed_clock(monkeypatch: pytest.MonkeyPatch, ids: list[str]) -> None:
+    """Freeze the UTC stamp and hand out the given ids in order."""
+    supply = iter(ids)
+    monkeypatch.setattr(rundir, "_utc_stamp", lambda: "20240101-120000")
+    monkeypatch.setattr(rundir, "_short_id", lambda: next(supply))
+
+
+def test_new_run_dir_works_in_a_hidden_temp_dir_then_renames(tmp_path: Path) -> None:
+    run = new_run_dir(tmp_path, "heat")
+    assert NAME_RE.fullmatch(run.name)
+    assert run.path == tmp_path / "heat" / f".{run.name}.tmp"
+    assert run.figures.is_dir()
+    assert not run.final_path.exists()
+    (run.path / "x.txt").write_text("data")
+
+    final = run.finalize()
+    assert final == tmp_path / "heat" / run.name == run.path
+    assert (final / "x.txt").read_text() == "data"
+    assert (final / "figures").is_dir()
+    assert [p.name for p in (tmp_path / "heat").iterdir()] == [run.name]
+    with pytest.raises(RuntimeError, match="already finished"):
+        run.finalize()
+
+
+def test_finalize_never_overwrites_an_existing_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fixed_clock(monkeypatch, ["aaaaaa", "bbbbbb"])
+    run = new_run_dir(tmp_path, "heat")
+    taken = tmp_path / "heat" / "20240101-120000-aaaaaa"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("older run")
+
+    final = run.finalize()
+    assert final.name == "20240101-120000-bbbbbb"
+    assert (taken / "keep.txt").read_text() == "older run"
+
+
+def test_empty_existing_directory_is_not_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fixed_clock(monkeypatch, ["aaaaaa", "cccccc"])
+    run = new_run_dir(tmp_path, "heat")
+    (tmp_path / "heat" / "20240101-120000-aaaaaa").mkdir()
+    assert run.finalize().name == "20240101-120000-cccccc"
+
+
+def test_same_second_same_id_gives_two_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fixed_clock(monkeypatch, ["aaaaaa", "aaaaaa", "bbbbbb"])
+    first = new_run_dir(tmp_path, "heat").finalize()
+    second = new_run_dir(tmp_path, "heat").finalize()
+    assert first != second
+    assert first.is_dir() and second.is_dir()
+
+
+def test_mark_failed_keeps_the_directory(tmp_path: Path) -> None:
+    run = new_run_dir(tmp_path, "heat")
+    (run.path / "log.txt").write_text("trace")
+    failed = run.mark_failed()
+    assert failed.name == f"{run.name}-failed"
+    assert (failed / "log.txt").read_text() == "trace"
+    assert run.state == "failed"
+
+
+def test_new_run_dir_rejects_path_like_names(tmp_path: Path) -> None:
+    for bad in ["", "a/b", "..", ".hidden"]:
+        with pytest.raises(ValueError, match="plain directory name"):
+            new_run_dir(tmp_path, bad)
+
+
+def test_new_unique_dir_never_reuses_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fixed_clock(monkeypatch, ["aaaaaa", "aaaaaa", "dddddd"])
+    first = new_unique_dir(tmp_path)
+    (first / "report.html").write_text("old")
+    second = new_unique_dir(tmp_path)
+    assert (first.name, second.name) == ("20240101-120000-aaaaaa", "20240101-120000-dddddd")
+    assert (first / "report.html").read_text() == "old"
+
+
+def test_atomic_write_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    atomic_write_text(path, "first ∂ρ")
+    assert path.read_text(encoding="utf-8") == "first ∂ρ"
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        atomic_write_text(path, "second")
+    assert path.read_text(encoding="utf-8") == "first ∂ρ"
+    atomic_write_bytes(path, b"third", overwrite=True)
+    assert path.read_bytes() == b"third"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temporary files left
+
+
+def test_run_logging_writes_and_detaches(tmp_path: Path) -> None:
+    logger = logging.getLogger("ottokit")
+    n_handlers, level = len(logger.handlers), logger.level
+    path = tmp_path / "log.txt"
+    with run_logging(path):
+        logging.getLogger("ottokit.graph").info("step %d", 7)
+        logging.getLogger("ottokit.graph").debug("hidden detail")
+    logging.getLogger("ottokit.graph").warning("after the run")
+    text = path.read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO ottokit.graph: step 7$", text, re.M)
+    assert "hidden detail" not in text
+    assert "after the run" not in text
+    assert (len(logger.handlers), logger.level) == (n_handlers, level)
+
+
+def test_run_experiment_writes_the_run_directory(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    result = run_experiment(fake_experiments[0], FakeConfig(n=4), out_root=tmp_path)
+    run_dir = result.run_dir
+    assert run_dir.parent == tmp_path / "fake-ok" and NAME_RE.fullmatch(run_dir.name)
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == [run_dir.name]  # no temp dir
+    for name in ["config.toml", "metrics.json", "result.json", "report.md", "log.txt"]:
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "figures" / "parabola.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert "n = 4" in (run_dir / "config.toml").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics == {"n": 4, "ratio": "nan", "growth": "inf", "xs": [0, 1, 2]}
+
+    stored = json.loads((run_dir / "result.json").read_text())
+    assert Path(stored["run_dir"]) == run_dir
+    assert stored["figures"] == {"a parabola": "figures/parabola.png"}
+    assert result.figures == {"a parabola": "figures/parabola.png"}
+    assert Result.load(run_dir).checks == result.checks
+
+    report = (run_dir / "report.md").read_text()
+    assert "| ✓ | convex |" in report and "| ✗ | linear |" in report
+    assert "![a parabola](figures/parabola.png)" in report
+    assert "fake run with n=4" in (run_dir / "log.txt").read_text()
+
+
+def test_two_runs_in_the_same_second_get_two_directories(
+    tmp_path: Path, fake_experiments: list[Experiment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fixed_clock(monkeypatch, ["aaaaaa", "aaaaaa", "bbbbbb"])
+    first = run_experiment(fake_experiments[0], FakeConfig(n=2), out_root=tmp_path).run_dir
+    second = run_experiment(fake_experiments[0], FakeConfig(n=5), out_root=tmp_path).run_dir
+    assert (first.name, second.name) == ("20240101-120000-aaaaaa", "20240101-120000-bbbbbb")
+    assert "n = 2" in (first / "config.toml").read_text()
+    assert "n = 5" in (second / "config.toml").read_text()
+
+
+def test_failed_run_is_kept_with_its_traceback(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    with pytest.raises(RuntimeError, match="boom") as info:
+        run_experiment(fake_experiments[1], FailingConfig(), out_root=tmp_path)
+    (failed,) = list((tmp_path / "fake-bad").iterdir())
+    assert failed.name.endswith("-failed") and NAME_RE.fullmatch(failed.name[: -len("-failed")])
+    assert f"run directory kept at {failed}" in info.value.__notes__
+    log = (failed / "log.txt").read_text()
+    assert "Traceback" in log and "RuntimeError: boom: the flow diverged" in log
+    assert (failed / "config.toml").is_file()
+    record = Result.load(failed)
+    assert record.checks == [
+        Check("experiment ran", False, "RuntimeError: boom: the flow diverged")
+    ]
+
+
+def test_run_experiment_checks_the_config_type(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    with pytest.raises(TypeError, match="must be a FakeConfig"):
+        run_experiment(fake_experiments[0], {"n": 3}, out_root=tmp_path)
+    assert not (tmp_path / "fake-ok").exists()
+
+
+def test_reproduce_continues_past_a_failure(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    html_path = reproduce("quick", None, out_root=tmp_path, quiet=True)
+    assert html_path.name == "report.html" and html_path.parent.parent == tmp_path / "reproduce"
+    html = html_path.read_text(encoding="utf-8")
+    assert "fake-ok" in html and "fake-bad" in html
+    assert "experiment ran" in html and "boom: the flow diverged" in html
+    ok_runs = list((html_path.parent / "fake-ok").iterdir())
+    bad_runs = list((html_path.parent / "fake-bad").iterdir())
+    assert len(ok_runs) == 1 and not ok_runs[0].name.endswith("-failed")
+    assert len(bad_runs) == 1 and bad_runs[0].name.endswith("-failed")
+
+
+def test_reproduce_only_and_unknown_names(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    html_path = reproduce("paper", ["fake-ok"], out_root=tmp_path)
+    assert [p.name for p in html_path.parent.iterdir() if p.is_dir()] == ["fake-ok"]
+    (run,) = (html_path.parent / "fake-ok").iterdir()
+    assert "n = 10" in (run / "config.toml").read_text()  # the paper preset
+
+    with pytest.raises(ValueError, match=r"unknown experiment\(s\) 'nope'; allowed: .*fake-ok"):
+        reproduce("quick", ["nope"], out_root=tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(ValueError, match="unknown preset 'fast'"):
+        reproduce("fast", None, out_root=tmp_path)
+
+
+def test_select_experiments_keeps_registry_order(fake_experiments: list[Experiment]) -> None:
+    chosen = select_experiments(["fake-bad", "fake-ok"])
+    assert [e.name for e in chosen] == ["fake-ok", "fake-bad"]
+
+
+def test_rebuild_report_for_one_run_and_for_a_reproduce_dir(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    result = run_experiment(fake_experiments[0], FakeConfig(), out_root=tmp_path / "runs")
+    single = rebuild_report(result.run_dir)
+    assert single == result.run_dir / "report.html"
+    assert "parabolas are convex" in single.read_text(encoding="utf-8")
+
+    html_path = reproduce("quick", None, out_root=tmp_path / "runs", quiet=True)
+    html_path.unlink()
+    rebuilt = rebuild_report(html_path.parent)
+    assert rebuilt == html_path
+    text = rebuilt.read_text(encoding="utf-8")
+    assert "fake-ok" in text and "fake-bad" in text
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no result.json"):
+        rebuild_report(tmp_path / "empty")
