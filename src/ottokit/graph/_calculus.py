@@ -121,9 +121,7 @@ def _check_tangent(g: Graph, drho: np.ndarray, name: str) -> np.ndarray:
     return d
 
 
-def potential(
-    g: Graph, rho: np.ndarray, drho: np.ndarray, mean: Mean = "arithmetic"
-) -> np.ndarray:
+def potential(g: Graph, rho: np.ndarray, drho: np.ndarray, mean: Mean = "arithmetic") -> np.ndarray:
     """The potential ``u`` of a tangent vector: ``-div(rho grad u) = drho`` (seed Def. 2.12).
 
     ``u`` is unique up to a constant per connected component; we return the

@@ -13,6 +13,7 @@ sum to zero.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,6 +27,52 @@ from ottokit.graph._calculus import MEANS, Mean, edge_mean, edge_mean_partials
 from ottokit.graph._graph import Graph
 
 __all__ = ["Flow", "WassersteinFlow", "LinearHeatFlow", "JacobianPattern"]
+
+# From this many nodes on, right-hand sides run as one torch CSR product with
+# int32 indices (multithreaded; about 2x SciPy's single-threaded product at 1e6 nodes).
+TORCH_MIN_NODES = 300_000
+
+
+class _TorchAdjacency:
+    """The adjacency W (and degree) as torch CPU tensors sharing NumPy's memory where possible."""
+
+    def __init__(self, g: Graph):
+        import torch
+
+        a = g.adjacency
+        self.torch = torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+            self.w = torch.sparse_csr_tensor(
+                torch.from_numpy(a.indptr.astype(np.int32)),
+                torch.from_numpy(a.indices.astype(np.int32)),
+                torch.from_numpy(a.data),
+                size=a.shape,
+                check_invariants=False,
+            )
+        self.degree = torch.from_numpy(g.degree)
+
+    def arithmetic_rhs(self, rho: np.ndarray, phi: np.ndarray) -> np.ndarray:
+        """``sum_j w_ij (rho_i + rho_j)/2 (phi_j - phi_i)`` for all i."""
+        torch = self.torch
+        r = torch.from_numpy(rho)
+        p = torch.from_numpy(phi)
+        p = p - p.mean()
+        rp = r * p
+        wx = torch.sparse.mm(self.w, torch.stack([p, rp, r], dim=1))
+        out = r * wx[:, 0]
+        out -= self.degree * rp
+        out += wx[:, 1]
+        out -= p * wx[:, 2]
+        return (0.5 * out).numpy()
+
+    def laplacian_rhs(self, rho: np.ndarray) -> np.ndarray:
+        """``-L rho = W rho - d rho``."""
+        torch = self.torch
+        r = torch.from_numpy(rho)
+        out = torch.mv(self.w, r)
+        out -= self.degree * r
+        return out.numpy()
 
 
 @dataclass(frozen=True)
@@ -97,6 +144,10 @@ class Flow(ABC):
     def pattern(self) -> JacobianPattern:
         return JacobianPattern.of(self.graph)
 
+    @cached_property
+    def _torch_adjacency(self) -> _TorchAdjacency | None:
+        return _TorchAdjacency(self.graph) if self.graph.n >= TORCH_MIN_NODES else None
+
     def jacobian(self, rho: np.ndarray) -> sp.csc_matrix:
         """Analytic sparse Jacobian ``d rhs / d rho`` (n x n, CSC)."""
         return self.pattern.matrix(self.jacobian_data(rho))
@@ -142,7 +193,9 @@ class WassersteinFlow(Flow):
         g = self.graph
         phi = self.functional._first_variation(rho)
         if self.mean == "arithmetic":
-            # sum_j w_ij (rho_i + rho_j)/2 (phi_j - phi_i), as one sparse product W @ [phi, rho phi, rho]
+            # sum_j w_ij (rho_i + rho_j)/2 (phi_j - phi_i) as one product W @ [phi, rho phi, rho]
+            if self._torch_adjacency is not None:
+                return self._torch_adjacency.arithmetic_rhs(rho, phi)
             phi = phi - phi.mean()  # constants drop out; centring limits cancellation
             rp = rho * phi
             wx = g.adjacency @ np.stack([phi, rp, rho], axis=1)
@@ -196,6 +249,8 @@ class LinearHeatFlow(Flow):
         return sp.csr_matrix(-self.graph.laplacian())
 
     def rhs(self, rho: np.ndarray) -> np.ndarray:
+        if self._torch_adjacency is not None:
+            return self._torch_adjacency.laplacian_rhs(rho)
         return self._neg_laplacian @ rho
 
     def jacobian_data(self, rho: np.ndarray) -> np.ndarray:

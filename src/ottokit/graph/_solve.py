@@ -8,15 +8,19 @@ Methods (all from maintained libraries; none is written by hand):
 * ``"bdf"`` — SUNDIALS CVODE BDF (``scikit-sundae``) with positivity constraints.
   Linear algebra: a dense LU for small graphs; for large ones GMRES with the
   analytic sparse Jacobian-vector product, preconditioned by an algebraic
-  multigrid cycle (``pyamg``) on ``I - gamma J``, rebuilt only when the Jacobian
-  or the step's ``gamma`` has changed by more than a factor 3.
+  multigrid cycle (``pyamg``, plain aggregation: a setup costs about as much
+  as one cycle) on ``I - gamma J``, rebuilt only when the Jacobian or the
+  step's ``gamma`` has changed by more than a factor 3.
 * ``"adams"`` — CVODE Adams-Moulton (non-stiff), same linear algebra.
 * ``"rk45"``, ``"dop853"`` — explicit Runge-Kutta (``solve_ivp``), non-stiff only.
 * ``"radau"``, ``"scipy-bdf"`` — ``solve_ivp`` implicit methods with the analytic
   sparse Jacobian.
-* ``"auto"`` — ``"lsoda"`` up to 2,000 nodes; beyond, ``"bdf"`` when the
-  problem is stiff on ``t_span`` (Gershgorin bound of the Jacobian times the
-  time span above 50) and ``"adams"`` otherwise.
+* ``"auto"`` — ``"lsoda"`` up to 2,000 nodes. Beyond, ``"bdf"`` when the flow is
+  stiff on ``t_span``: the Gershgorin bound of its Jacobian at the uniform
+  state (the time scale that persists; layers near tiny densities are short
+  transients an adaptive step resolves) times the time span exceeds 50.
+  Otherwise ``"rk45"``, falling back to ``"bdf"`` if it needs more than 5,000
+  right-hand sides or loses positivity (recorded in ``Trajectory.info``).
 
 Mass is conserved to rounding (the Jacobian's columns sum to zero and the
 multigrid preconditioner is projected to preserve sums); a trajectory with a
@@ -46,6 +50,7 @@ MASS_TOL = 1e-10
 _SMALL = 2_000
 _DENSE_CVODE = 1_500
 _STIFF = 50.0
+_EXPLICIT_BUDGET = 5_000
 
 
 class SolverError(RuntimeError):
@@ -67,7 +72,7 @@ class Trajectory:
         dissipation: ``-dE/dt`` at each output time (T,).
         mass_drift: max over times and components of |mass(t) - mass(0)| / mass(0).
         min_density: smallest density over all outputs.
-        n_rhs, n_jac, n_steps: right-hand sides, Jacobians and internal steps.
+        n_rhs, n_jac: right-hand sides and Jacobians evaluated.
         converged: True (a failed integration raises instead).
         method: the method that ran (``"auto"`` resolved).
         wall_time: seconds spent in the integrator.
@@ -81,7 +86,6 @@ class Trajectory:
     min_density: float
     n_rhs: int
     n_jac: int
-    n_steps: int
     converged: bool
     method: str
     wall_time: float
@@ -118,19 +122,30 @@ def _check_times(t_span: Any, t_eval: Any) -> tuple[float, float, np.ndarray]:
 def _resolve(flow: Flow, rho0: np.ndarray, t0: float, t1: float, method: str) -> str:
     if method != "auto":
         return method
-    if flow.graph.n <= _SMALL:
+    g = flow.graph
+    if g.n <= _SMALL:
         return "lsoda"
-    return "bdf" if flow.stiffness_bound(rho0) * (t1 - t0) > _STIFF else "adams"
+    labels, k = g.components(), g.n_components
+    uniform = (np.bincount(labels, rho0, k) / np.bincount(labels, minlength=k))[labels]
+    return "bdf" if flow.stiffness_bound(uniform) * (t1 - t0) > _STIFF else "rk45"
+
+
+class _BudgetExceeded(Exception):
+    pass
 
 
 class _Counter:
-    def __init__(self, flow: Flow):
+    def __init__(self, flow: Flow, budget: int | None = None):
         self.flow = flow
         self.n_rhs = 0
         self.n_jac = 0
+        self.budget = budget
+        self.info: dict[str, Any] = {}
 
     def rhs(self, y: np.ndarray) -> np.ndarray:
         self.n_rhs += 1
+        if self.budget is not None and self.n_rhs > self.budget:
+            raise _BudgetExceeded
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.flow.rhs(y)
 
@@ -157,7 +172,7 @@ def _run_lsoda(c: _Counter, rho0, te, rtol, atol, max_steps):
     )
     if info["message"] != "Integration successful.":
         raise _fail(info["message"], "lsoda", c, t_reached=float(info["tcur"][-1]))
-    return y, int(info["nst"][-1])
+    return y
 
 
 def _run_ivp(c: _Counter, method, rho0, t0, t1, te, rtol, atol):
@@ -170,7 +185,7 @@ def _run_ivp(c: _Counter, method, rho0, t0, t1, te, rtol, atol):
     )
     if not sol.success:
         raise _fail(sol.message, method, c, t_reached=float(sol.t[-1]) if sol.t.size else t0)
-    return sol.y.T, int(sol.t.size if te is None else len(getattr(sol, "t_events", []) or []))
+    return sol.y.T
 
 
 class _AMGPreconditioner:
@@ -184,7 +199,7 @@ class _AMGPreconditioner:
         self.ratio = ratio
         self.J: sp.csc_matrix | None = None
         self.gamma_p: float | None = None
-        self.ml: Any = None
+        self.cycle: Any = None
         self.n_setup = 0
 
     def setup(self, t, y, yp, jok, jnew, gamma):
@@ -199,13 +214,19 @@ class _AMGPreconditioner:
 
             n = self.J.shape[0]
             m = sp.identity(n, format="csr") - gamma * self.J
-            self.ml = pyamg.smoothed_aggregation_solver(m)
+            ml = pyamg.smoothed_aggregation_solver(
+                m,
+                smooth=None,
+                presmoother=("gauss_seidel", {"sweep": "forward"}),
+                postsmoother=("gauss_seidel", {"sweep": "backward"}),
+            )
+            self.cycle = ml.aspreconditioner(cycle="V")
             self.gamma_p = gamma
             self.n_setup += 1
 
     def solve(self, t, y, yp, rvec, zvec, gamma, delta, lr):
         r = np.asarray(rvec)
-        z = self.ml.solve(r, tol=1e-2, maxiter=1)
+        z = self.cycle @ r
         excess = np.bincount(self.labels, z - r, self.n_comp) / self.count
         zvec[:] = z - excess[self.labels]
 
@@ -248,16 +269,16 @@ def _run_cvode(c: _Counter, flow: Flow, method, rho0, te, rtol, atol, max_steps)
     solver = sun.cvode.CVODE(rhsfn, **opts)
     tspan = te if te.size > 1 else np.array([te[0], te[0] + 0.0])
     if te.size == 1:
-        return rho0[None, :].copy(), 0
+        return rho0[None, :].copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sol = solver.solve(tspan, rho0)
     if not sol.success or sol.y.shape[0] != te.size:
         t_reached = float(sol.t[-1]) if np.size(sol.t) else float(te[0])
         raise _fail(str(sol.message), method, c, t_reached=t_reached)
-    info = {"n_precond_setups": pre.n_setup} if pre is not None else {}
-    c.extra = info  # type: ignore[attr-defined]
-    return np.asarray(sol.y), int(getattr(sol, "nfev", 0) or 0)
+    if pre is not None:
+        c.info["n_precond_setups"] = pre.n_setup
+    return np.asarray(sol.y)
 
 
 def solve(
@@ -299,16 +320,28 @@ def solve(
     rho0 = as_density(rho0, g.n, name="rho0", positive=flow.needs_positive, normalize=normalize)
     t0, t1, te = _check_times(t_span, t_eval)
     resolved = _resolve(flow, rho0, t0, t1, method)
-    c = _Counter(flow)
-    c.extra = {}  # type: ignore[attr-defined]
     grid_t = te if te[0] == t0 else np.concatenate([[t0], te])
     start = time.perf_counter()
-    if resolved == "lsoda":
-        y, n_steps = _run_lsoda(c, rho0, grid_t, rtol, atol, max_steps)
-    elif resolved in ("bdf", "adams"):
-        y, n_steps = _run_cvode(c, flow, resolved, rho0, grid_t, rtol, atol, max_steps)
-    else:
-        y, n_steps = _run_ivp(c, resolved, rho0, t0, t1, grid_t, rtol, atol)
+    abandoned = None
+    if method == "auto" and resolved == "rk45":
+        c = _Counter(flow, budget=_EXPLICIT_BUDGET)
+        try:
+            y = _run_ivp(c, "rk45", rho0, t0, t1, grid_t, rtol, atol)
+            if flow.needs_positive and y.min() <= 0:
+                raise _BudgetExceeded
+        except _BudgetExceeded:
+            resolved = "bdf"
+            abandoned = f"rk45 after {c.n_rhs} right-hand sides"
+    if resolved != "rk45" or method == "rk45":
+        c = _Counter(flow)
+        if resolved == "lsoda":
+            y = _run_lsoda(c, rho0, grid_t, rtol, atol, max_steps)
+        elif resolved in ("bdf", "adams"):
+            y = _run_cvode(c, flow, resolved, rho0, grid_t, rtol, atol, max_steps)
+        else:
+            y = _run_ivp(c, resolved, rho0, t0, t1, grid_t, rtol, atol)
+        if abandoned is not None:
+            c.info["abandoned"] = abandoned
     wall = time.perf_counter() - start
     if te[0] != t0:
         y = y[1:]
@@ -316,22 +349,22 @@ def solve(
         raise _fail("non-finite density in the solution", resolved, c)
     labels, k = g.components(), g.n_components
     mass0 = np.bincount(labels, rho0, k)
-    drift = max(
-        float(np.max(np.abs(np.bincount(labels, row, k) - mass0) / mass0)) for row in y
-    )
+    drift = max(float(np.max(np.abs(np.bincount(labels, row, k) - mass0) / mass0)) for row in y)
     min_density = float(y.min())
     if flow.needs_positive and min_density <= 0:
         bad_t, bad_i = np.unravel_index(int(np.argmin(y)), y.shape)
         raise _fail(
-            f"density became non-positive (rho[{bad_i}] = {min_density:.3g} at t = {te[bad_t]:.6g}); "
+            f"density became non-positive (rho[{bad_i}] = {min_density:.3g} "
+            f"at t = {te[bad_t]:.6g}); "
             "use method='bdf' (positivity constraints) or tighter tolerances",
             resolved,
             c,
             min_density=min_density,
         )
     if drift > MASS_TOL:
-        raise _fail(f"mass drifted by {drift:.3g} (relative) > {MASS_TOL}", resolved, c,
-                    mass_drift=drift)
+        raise _fail(
+            f"mass drifted by {drift:.3g} (relative) > {MASS_TOL}", resolved, c, mass_drift=drift
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         energy = np.array([flow.energy(r) for r in y])
         dissipation = np.array([flow.dissipation(r) for r in y])
@@ -344,9 +377,8 @@ def solve(
         min_density=min_density,
         n_rhs=c.n_rhs,
         n_jac=c.n_jac,
-        n_steps=n_steps,
         converged=True,
         method=resolved,
         wall_time=wall,
-        info=dict(c.extra),  # type: ignore[attr-defined]
+        info=c.info,
     )
