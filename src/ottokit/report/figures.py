@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from ottokit.report.rundir import atomic_write_bytes
 
-__all__ = ["DPI", "new_figure", "save_figure"]
+__all__ = ["DPI", "new_figure", "save_figure", "draw_graph_density"]
 
 DPI = 120
 
@@ -67,3 +67,37 @@ def _close(fig: Figure) -> None:
 
         plt.close(fig)
     fig.clear()
+
+
+def draw_graph_density(
+    ax: Any,
+    g: Any,
+    rho: Any,
+    *,
+    scale: float | None = None,
+    max_radius: float = 9.0,
+    color: str = "tab:red",
+) -> None:
+    """Draw a graph with node radius proportional to ``rho_i`` (seed 000, Figure 1).
+
+    Edges are light grey lines; every node is a small grey dot; the red disc of
+    node i has radius ``max_radius * rho_i / scale`` points (``scale``: the
+    largest density shown, so panels sharing it are comparable).
+    """
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    pos = np.asarray(g.positions)
+    if pos is None or pos.shape[1] != 2:
+        raise ValueError("draw_graph_density needs 2-D node positions")
+    r = np.asarray(rho, dtype=float)
+    s = float(scale if scale is not None else r.max())
+    ax.add_collection(LineCollection(pos[g.edges], colors="0.85", linewidths=0.3, zorder=1))
+    ax.scatter(pos[:, 0], pos[:, 1], s=0.3, c="0.55", zorder=2, linewidths=0)
+    radius = max_radius * r / s
+    ax.scatter(pos[:, 0], pos[:, 1], s=radius**2, c=color, alpha=0.75, zorder=3, linewidths=0)
+    ax.set_aspect("equal")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xticks([])
+    ax.set_yticks([])
