@@ -83,11 +83,18 @@ def fake_experiments() -> Iterator[list[Experiment]]:
         Experiment("fake-ok", "000", "000_fake.txt", "a fake that works", FakeConfig, fake_run),
         Experiment("fake-bad", "001", "001_fake.txt", "a fake that fails", FailingConfig, fake_run),
     ]
+    # reproduce() runs the whole registry: hide the real experiments while the fakes run
+    saved = dict(_registry._REGISTRY)
+    _registry._load_all()
+    real = dict(_registry._REGISTRY)
+    _registry._REGISTRY.clear()
     for exp in exps:
         _registry.register(exp)
-    yield exps
-    for exp in exps:
-        _registry._REGISTRY.pop(exp.name, None)
+    try:
+        yield exps
+    finally:
+        _registry._REGISTRY.clear()
+        _registry._REGISTRY.update(real or saved)
 
 
 def _fixed_clock(monkeypatch: pytest.MonkeyPatch, ids: list[str]) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.special import xlogy
 
 from ottokit._checks import as_vector
 
@@ -122,7 +123,7 @@ class Entropy(Functional):
     needs_positive = True
 
     def _value(self, rho: Array) -> float:
-        return float(np.dot(rho, np.log(rho)))
+        return float(np.sum(xlogy(rho, rho)))  # 0 log 0 = 0
 
     def _first_variation(self, rho: Array) -> Array:
         return np.log(rho) + 1.0

@@ -18,8 +18,14 @@ import numpy as np
 
 from ottokit.experiments._registry import Experiment, register
 from ottokit.functionals import Entropy
-from ottokit.graph import Graph, LinearHeatFlow, WassersteinFlow, random_geometric
-from ottokit.graph._inverse import reconstruct_initial, sensitivity
+from ottokit.graph import (
+    Graph,
+    LinearHeatFlow,
+    WassersteinFlow,
+    random_geometric,
+    reconstruct_initial,
+    sensitivity,
+)
 from ottokit.report.figures import draw_graph_density, new_figure, save_figure
 from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result

@@ -27,6 +27,7 @@ from ottokit.graph._graph import (
     grid,
     random_geometric,
 )
+from ottokit.graph._inverse import InverseResult, reconstruct_initial, sensitivity
 from ottokit.graph._solve import METHODS, SolverError, Trajectory, solve
 
 __all__ = [
@@ -54,4 +55,7 @@ __all__ = [
     "Trajectory",
     "SolverError",
     "METHODS",
+    "sensitivity",
+    "reconstruct_initial",
+    "InverseResult",
 ]

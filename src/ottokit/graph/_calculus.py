@@ -45,14 +45,36 @@ MEANS: tuple[str, ...] = ("arithmetic", "logarithmic")
 _LOG_SERIES_CUT = 1e-4
 
 
-def _logmean_ratio(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``g(x) = (x - 1) / log x`` and ``g'(x)``, stable near ``x = 1``."""
-    u = x - 1.0
-    near = np.abs(u) < _LOG_SERIES_CUT
-    lx = np.log(np.where(near, 2.0, x))
-    g = np.where(near, 1.0 + u * (0.5 + u * (-1.0 / 12.0 + u / 24.0)), u / lx)
-    dg = np.where(near, 0.5 + u * (-1.0 / 6.0 + u / 8.0), (lx - u / x) / lx**2)
-    return g, dg
+def _logmean(
+    a: np.ndarray, b: np.ndarray, partials: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Logarithmic mean ``theta = b g(x)``, ``g(x) = (x - 1)/log x``, ``x = a/b``; and partials.
+
+    ``d theta/da = g'(x)``, ``d theta/db = g(x) - x g'(x)``; near ``x = 1`` by their
+    series in ``u = x - 1``. Where the ratio over- or underflows (densities many
+    hundred orders apart) the same quantities come from ``L = log a - log b``.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        x = a / b
+        finite = np.isfinite(x) & (x > 0)
+        xs = np.where(finite, x, 2.0)
+        u = xs - 1.0
+        near = np.abs(u) < _LOG_SERIES_CUT
+        lx = np.log(np.where(near, 2.0, xs))
+        g = np.where(near, 1.0 + u * (0.5 + u * (-1.0 / 12.0 + u / 24.0)), u / lx)
+        theta = b * g
+        wide = ~finite
+        if np.any(wide):
+            ell = np.log(a) - np.log(b)
+            theta = np.where(wide, (a - b) / ell, theta)
+        if not partials:
+            return theta, None, None
+        dg = np.where(near, 0.5 + u * (-1.0 / 6.0 + u / 8.0), (lx - u / xs) / lx**2)
+        da, db = dg, g - xs * dg
+        if np.any(wide):
+            da = np.where(wide, (ell - 1.0 + b / a) / ell**2, da)
+            db = np.where(wide, (a / b - 1.0 - ell) / ell**2, db)
+    return theta, da, db
 
 
 def edge_mean(a: np.ndarray, b: np.ndarray, mean: Mean = "arithmetic") -> np.ndarray:
@@ -60,8 +82,7 @@ def edge_mean(a: np.ndarray, b: np.ndarray, mean: Mean = "arithmetic") -> np.nda
     if mean == "arithmetic":
         return 0.5 * (a + b)
     if mean == "logarithmic":
-        g, _ = _logmean_ratio(a / b)
-        return b * g
+        return _logmean(a, b, partials=False)[0]
     raise ValueError(f"unknown mean {mean!r}; allowed: {', '.join(map(repr, MEANS))}")
 
 
@@ -73,9 +94,8 @@ def edge_mean_partials(
         half = np.full_like(a, 0.5)
         return 0.5 * (a + b), half, half
     if mean == "logarithmic":
-        x = a / b
-        g, dg = _logmean_ratio(x)
-        return b * g, dg, g - x * dg
+        theta, da, db = _logmean(a, b, partials=True)
+        return theta, da, db  # type: ignore[return-value]
     raise ValueError(f"unknown mean {mean!r}; allowed: {', '.join(map(repr, MEANS))}")
 
 
@@ -164,6 +184,7 @@ def otto_inner(
     ``u1``, ``u2`` their potentials. Symmetric, and positive definite on the
     tangent space; equal to ``u1 . drho2``.
     """
+    rho = np.asarray(rho, dtype=np.float64)
     u1 = potential(g, rho, drho1, mean)
     u2 = potential(g, rho, drho2, mean) if drho2 is not drho1 else u1
     c = g.weights * edge_mean(rho[g.tail], rho[g.head], mean)

@@ -267,4 +267,8 @@ class LinearHeatFlow(Flow):
     def dissipation(self, rho: np.ndarray) -> float:
         g = self.graph
         i, j = g.tail, g.head
-        return float(np.dot(g.weights * (rho[j] - rho[i]), np.log(rho[j]) - np.log(rho[i])))
+        diff = rho[j] - rho[i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dlog = np.log(rho[j]) - np.log(rho[i])
+        # equal densities (zeros included) carry no flux; one zero end gives +inf, as it should
+        return float(np.dot(g.weights, np.where(diff == 0, 0.0, diff * dlog)))

@@ -93,9 +93,10 @@ class Graph:
     @cached_property
     def degree(self) -> np.ndarray:
         """Weighted degree ``d_i = sum_j omega_ij``."""
-        return np.bincount(self.tail, self.weights, self.n) + np.bincount(
+        deg = np.bincount(self.tail, self.weights, self.n) + np.bincount(
             self.head, self.weights, self.n
         )
+        return deg.astype(np.float64, copy=False)
 
     def laplacian(self) -> sp.csr_matrix:
         """Graph Laplacian ``L = D - W = B^T diag(omega) B`` (positive semi-definite)."""
@@ -247,8 +248,7 @@ def random_geometric(
             raise ValueError(f"center must have {dim} coordinates, got {c.shape}")
         pos[0] = c
     cell = np.floor(pos[1:] / radius).astype(np.int64)
-    key = np.ravel_multi_index(cell.T, (int(np.ceil(1.0 / radius)) + 1,) * dim)
-    pos[1:] = pos[1:][np.argsort(key, kind="stable")]
+    pos[1:] = pos[1:][np.lexsort(cell.T[::-1])]
     pairs = cKDTree(pos).query_pairs(radius, output_type="ndarray")
     return _validate_and_build(n, pairs.astype(np.int64), np.full(len(pairs), weight), pos)
 

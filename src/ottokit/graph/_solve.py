@@ -70,7 +70,8 @@ class Trajectory:
         rho: densities (T, n).
         energy: the flow's free energy at each output time (T,).
         dissipation: ``-dE/dt`` at each output time (T,).
-        mass_drift: max over times and components of |mass(t) - mass(0)| / mass(0).
+        mass_drift: max over times and components of |mass_c(t) - mass_c(0)|, relative to
+            the total mass.
         min_density: smallest density over all outputs.
         n_rhs, n_jac: right-hand sides and Jacobians evaluated.
         converged: True (a failed integration raises instead).
@@ -349,7 +350,9 @@ def solve(
         raise _fail("non-finite density in the solution", resolved, c)
     labels, k = g.components(), g.n_components
     mass0 = np.bincount(labels, rho0, k)
-    drift = max(float(np.max(np.abs(np.bincount(labels, row, k) - mass0) / mass0)) for row in y)
+    # per component, relative to the total mass (a component may start empty)
+    drift = max(float(np.max(np.abs(np.bincount(labels, row, k) - mass0))) for row in y)
+    drift /= float(mass0.sum())
     min_density = float(y.min())
     if flow.needs_positive and min_density <= 0:
         bad_t, bad_i = np.unravel_index(int(np.argmin(y)), y.shape)

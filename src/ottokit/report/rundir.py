@@ -137,6 +137,10 @@ def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = False) -> P
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600; give the file the mode an ordinary open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         if overwrite:
             os.replace(tmp, path)
         else:

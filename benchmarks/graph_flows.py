@@ -1,0 +1,1196 @@
+"""Side-by-side benchmark of three solvers for Wasserstein gradient flows on graphs.
+
+Solvers, all on the same problems and in one run of this script:
+
+* ``seed``: the seed's method, ``scipy.integrate.odeint`` (LSODA) on a plain NumPy
+  edge-list right-hand side, no Jacobian, output at 10 equal steps.
+* ``solve_ivp_bdf``: ``scipy.integrate.solve_ivp(method="BDF", jac_sparsity=...)`` on
+  the same NumPy right-hand side (finite-difference Jacobian with column grouping,
+  sparse LU).
+* ``ottokit``: ``ottokit.graph.solve(flow, rho0, ..., method="auto")``.
+
+Every solve runs in its own spawned child process, with a wall-clock limit (the child
+is killed past it) and an address-space limit (``RLIMIT_AS``), so that a baseline that
+cannot run is recorded as ``timeout``/``oom``/``crashed`` instead of a time, and so that
+each run's peak resident memory (``ru_maxrss`` of the child) is its own.
+
+Accuracy is compared on the end state against a tight-tolerance reference. The right-
+hand side alone is compared against a memory-bandwidth floor measured in the same
+process. Results go to a JSON file (``benchmarks/results/graph_flows.json`` by default)
+and a table on the terminal.
+
+Usage::
+
+    python benchmarks/graph_flows.py --quick          # smallest sizes, about a minute
+    python benchmarks/graph_flows.py                  # everything (tens of minutes)
+    python benchmarks/graph_flows.py --cases seed500,fp256 --repeats 5 --out /tmp/b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_OUT = ROOT / "results" / "graph_flows.json"
+
+RTOL = 1e-6
+ATOL = 1e-12
+REF_ATOL = 1e-16
+SWEEP_RTOLS = (1e-5, 1e-6, 1e-7)
+SOLVERS = ("seed", "solve_ivp_bdf", "ottokit")
+BASELINES = ("seed", "solve_ivp_bdf")
+ODEINT_MXSTEP = 200_000  # the same step budget as ottokit's solve (default 500 would stop early)
+BANDWIDTH_ELEMENTS = 20_000_000
+RHS_CALLS = 20
+MIN_TIMED_S = 0.5  # short solves are repeated inside a child until this much time is spent
+MAX_INNER = 10
+SETUP_LIMIT_S = 900.0  # loading a problem (and warming up) must finish within this
+MB = 1e6
+
+FLOOR_DEFINITION = (
+    "floor_time = floor_bytes / B. B = bytes moved by np.copyto(a, b) on two float64 "
+    f"arrays of {BANDWIDTH_ELEMENTS:.0e} elements (read + write = 16 bytes per element) "
+    "divided by its median time over 5 calls (after one warm-up), measured in the same "
+    "process as the right-hand side. floor_bytes = bytes of the CSR adjacency of the "
+    "graph (indptr + indices + data of g.adjacency) + 3 node vectors x 8n (read rho, "
+    "read a work vector, write the output). rhs_time is the median of "
+    f"{RHS_CALLS} calls of flow.rhs(rho) after 3 warm-up calls, at a positive density; "
+    "ratio = rhs_time / floor_time (1 = as fast as streaming its data once)."
+)
+ERROR_DEFINITION = (
+    "relative max error of the end state: ||rho_T - rho_ref||_inf / ||rho_ref||_inf, "
+    "rho_ref from ottokit solve(method='bdf', rtol=reference.rtol, atol=1e-16)"
+)
+MATCHED_DEFINITION = (
+    "For each ottokit point (rtol, error e, time t) of the work-precision sweep, the "
+    "solve_ivp BDF time at the same error e is read off the solve_ivp points by linear "
+    "interpolation of log10(time) against log10(error) (linear extrapolation from the "
+    "two nearest points when e is outside their error range; flagged 'extrapolated'). "
+    "speedup = that time / t. The headline value is the one at ottokit's rtol=1e-6 point."
+)
+TIME_DEFINITION = (
+    "wall-clock seconds of one solve, median over all timed runs; each run is in a fresh "
+    "spawned process after loading the problem and a warm-up solve of a tiny problem of "
+    "the same kind (one-off imports and first calls are excluded). Short solves are "
+    f"repeated inside a process until {MIN_TIMED_S} s is spent (at most {MAX_INNER}). "
+    "The timed region includes everything a user calls per problem: building the "
+    "right-hand side closure and jac_sparsity (solve_ivp), or WassersteinFlow(...) on a "
+    "fresh Graph object plus solve() with its output checks (ottokit)."
+)
+MEMORY_DEFINITION = (
+    "peak_rss_mb: ru_maxrss of the child process (MB = 1e6 bytes) at the end of its run, "
+    "or VmHWM just before it was killed; includes the interpreter, imports and the loaded "
+    "problem (base_rss_mb: the same high-water mark just before the timed solve). Maximum "
+    "over the processes of a measurement."
+)
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One benchmark problem."""
+
+    name: str
+    kind: Literal["rgg", "fp"]
+    size: int  # nodes (rgg) or grid side (fp)
+    t_end: float
+    ref_rtol: float = 1e-10
+    baseline_limit_s: float | None = None  # caps --limit for the baselines of this case
+    reference_check: bool = False  # also compute an independent SciPy reference
+
+    @property
+    def n(self) -> int:
+        return self.size if self.kind == "rgg" else self.size**2
+
+    @property
+    def radius(self) -> float:
+        return 0.1 if self.size == 500 else math.sqrt(15.0 / (math.pi * self.size))
+
+
+CASES: dict[str, CaseSpec] = {
+    c.name: c
+    for c in (
+        CaseSpec("seed500", "rgg", 500, 0.1, reference_check=True),
+        CaseSpec("rgg1e4", "rgg", 10_000, 0.1, reference_check=True),
+        CaseSpec("rgg1e5", "rgg", 100_000, 0.1),
+        CaseSpec("rgg1e6", "rgg", 1_000_000, 0.1, ref_rtol=1e-9, baseline_limit_s=600.0),
+        CaseSpec("fp128", "fp", 128, 0.01, reference_check=True),
+        CaseSpec("fp256", "fp", 256, 0.01),
+        CaseSpec("fp512", "fp", 512, 0.01, ref_rtol=1e-9, baseline_limit_s=600.0),
+    )
+}
+QUICK_CASES = ("seed500", "rgg1e4", "fp128")
+RHS_CASES = ("rgg1e4", "rgg1e5", "rgg1e6")
+
+
+@dataclass
+class Problem:
+    """A loaded problem: graph, initial density, optional potential, output times."""
+
+    graph: Any  # ottokit.graph.Graph
+    rho0: np.ndarray
+    potential: np.ndarray | None
+    t_end: float
+    t_eval: np.ndarray
+
+
+def build_arrays(spec: CaseSpec) -> dict[str, np.ndarray]:
+    """Build a case with ottokit's graph builders; return what a child needs to load it."""
+    from ottokit.graph import grid, random_geometric
+
+    if spec.kind == "rgg":
+        g = random_geometric(spec.size, spec.radius, seed=0, center=(0.5, 0.5))
+        rho0 = np.full(g.n, 1e-10)
+        rho0[0] = 1.0 - (g.n - 1) * 1e-10
+        potential = np.empty(0)
+    else:
+        g = grid((spec.size, spec.size), 1.0 / spec.size)
+        x = g.positions
+        potential = 10.0 * np.sum((x - 0.5) ** 2, axis=1)
+        rho0 = np.exp(-np.sum((x - 0.3) ** 2, axis=1) / (2 * 0.1**2)) + 1e-3
+        rho0 /= rho0.sum()
+    return {
+        "n": np.array(g.n),
+        "edges": g.edges,
+        "weights": g.weights,
+        "positions": g.positions,
+        "rho0": rho0,
+        "potential": potential,
+        "t_end": np.array(spec.t_end),
+        "n_components": np.array(g.n_components),
+    }
+
+
+def load_problem(path: str) -> Problem:
+    from ottokit.graph import Graph
+
+    with np.load(path) as z:
+        graph = Graph(
+            n=int(z["n"]), edges=z["edges"], weights=z["weights"], positions=z["positions"]
+        )
+        potential = z["potential"] if z["potential"].size else None
+        t_end = float(z["t_end"])
+        return Problem(graph, z["rho0"], potential, t_end, np.linspace(0.0, t_end, 11))
+
+
+def tiny_problem(kind: str) -> Problem:
+    """A small problem of the same kind, for warming up code paths before timing."""
+    spec = CaseSpec("warmup", kind, 300 if kind == "rgg" else 12, 0.1 if kind == "rgg" else 0.01)  # type: ignore[arg-type]
+    a = build_arrays(spec)
+    from ottokit.graph import Graph
+
+    g = Graph(n=int(a["n"]), edges=a["edges"], weights=a["weights"], positions=a["positions"])
+    pot = a["potential"] if a["potential"].size else None
+    return Problem(g, a["rho0"], pot, spec.t_end, np.linspace(0.0, spec.t_end, 11))
+
+
+# --------------------------------------------------------------------------- solvers
+
+
+def seed_rhs(
+    tail: np.ndarray,
+    head: np.ndarray,
+    weights: np.ndarray,
+    n: int,
+    potential: np.ndarray | None = None,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The seed's right-hand side on the edge list (arithmetic mean, entropy [+ V])."""
+
+    def rhs(r: np.ndarray) -> np.ndarray:
+        phi = np.log(r) if potential is None else np.log(r) + potential
+        flux = weights * (r[tail] + r[head]) / 2 * (phi[head] - phi[tail])
+        return np.bincount(tail, flux, n) - np.bincount(head, flux, n)
+
+    return rhs
+
+
+@dataclass
+class SolveOutput:
+    y_end: np.ndarray
+    n_rhs: int
+    n_jac: int
+    method: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class SolverFailed(RuntimeError):
+    """A solver returned without success."""
+
+
+def solve_seed(p: Problem, rtol: float, atol: float) -> SolveOutput:
+    """The seed's method: odeint (LSODA), no Jacobian, output every T/10."""
+    from scipy.integrate import odeint
+
+    g = p.graph
+    rhs = seed_rhs(g.tail, g.head, g.weights, g.n, p.potential)
+    calls = [0]
+
+    def f(y: np.ndarray, _t: float) -> np.ndarray:
+        calls[0] += 1
+        return rhs(y)
+
+    y, info = odeint(
+        f, p.rho0, p.t_eval, rtol=rtol, atol=atol, mxstep=ODEINT_MXSTEP, full_output=True
+    )
+    if info["message"] != "Integration successful.":
+        raise SolverFailed(f"odeint: {info['message']}")
+    used = sorted({int(u) for u in info["mused"]})
+    return SolveOutput(
+        y[-1].copy(),
+        calls[0],
+        int(info["nje"][-1]),
+        "odeint LSODA",
+        {"lsoda_methods_used": ["adams" if u == 1 else "bdf" for u in used]},
+    )
+
+
+def solve_ivp_bdf(p: Problem, rtol: float, atol: float) -> SolveOutput:
+    """solve_ivp BDF with the Jacobian's sparsity (W + I) on the seed's right-hand side."""
+    import scipy.sparse as sp
+    from scipy.integrate import solve_ivp
+
+    g = p.graph
+    n, idx = g.n, np.arange(g.n)
+    rhs = seed_rhs(g.tail, g.head, g.weights, n, p.potential)
+    rows = np.concatenate([g.tail, g.head, idx])
+    cols = np.concatenate([g.head, g.tail, idx])
+    sparsity = sp.csc_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
+    sol = solve_ivp(
+        lambda _t, y: rhs(y),
+        (0.0, p.t_end),
+        p.rho0,
+        method="BDF",
+        t_eval=p.t_eval,
+        rtol=rtol,
+        atol=atol,
+        jac_sparsity=sparsity,
+    )
+    if not sol.success:
+        raise SolverFailed(f"solve_ivp BDF: {sol.message}")
+    return SolveOutput(sol.y[:, -1].copy(), sol.nfev, sol.njev, "solve_ivp BDF", {"n_lu": sol.nlu})
+
+
+def _functional(p: Problem) -> Any:
+    from ottokit.functionals import Entropy, PotentialEnergy
+
+    return Entropy() if p.potential is None else Entropy() + PotentialEnergy(p.potential)
+
+
+def _ottokit(p: Problem, rtol: float, atol: float, method: str) -> SolveOutput:
+    from ottokit.graph import Graph, WassersteinFlow, solve
+
+    g = p.graph
+    fresh = Graph(n=g.n, edges=g.edges, weights=g.weights, positions=g.positions)  # no caches
+    flow = WassersteinFlow(fresh, _functional(p))
+    tr = solve(flow, p.rho0, (0.0, p.t_end), p.t_eval, method=method, rtol=rtol, atol=atol)  # type: ignore[arg-type]
+    info = {
+        "integrator_wall_s": tr.wall_time,
+        "mass_drift": tr.mass_drift,
+        **{k: v for k, v in tr.info.items() if isinstance(v, int | float | str)},
+    }
+    return SolveOutput(tr.rho[-1].copy(), tr.n_rhs, tr.n_jac, tr.method, info)
+
+
+def solve_ottokit(p: Problem, rtol: float, atol: float) -> SolveOutput:
+    return _ottokit(p, rtol, atol, "auto")
+
+
+def solve_reference(p: Problem, rtol: float, atol: float) -> SolveOutput:
+    return _ottokit(p, rtol, atol, "bdf")
+
+
+def solve_scipy_reference(p: Problem, rtol: float, atol: float) -> SolveOutput:
+    """An independent reference: odeint on the rgg cases, solve_ivp BDF on the grids."""
+    return solve_seed(p, rtol, atol) if p.potential is None else solve_ivp_bdf(p, rtol, atol)
+
+
+SOLVE_FUNCTIONS: dict[str, Callable[[Problem, float, float], SolveOutput]] = {
+    "seed": solve_seed,
+    "solve_ivp_bdf": solve_ivp_bdf,
+    "ottokit": solve_ottokit,
+    "reference": solve_reference,
+    "scipy_reference": solve_scipy_reference,
+}
+
+
+# --------------------------------------------------------------------------- child tasks
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
+
+
+def task_build(conn: Connection, case: str, path: str) -> dict[str, Any]:
+    conn.send(("ready", None))
+    start = time.perf_counter()
+    arrays = build_arrays(CASES[case])
+    build_s = time.perf_counter() - start
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return {
+        "n": int(arrays["n"]),
+        "m": int(arrays["edges"].shape[0]),
+        "n_components": int(arrays["n_components"]),
+        "build_s": build_s,
+    }
+
+
+def task_solve(
+    conn: Connection, path: str, solver: str, rtol: float, atol: float, inner: bool
+) -> dict[str, Any]:
+    fn = SOLVE_FUNCTIONS[solver]
+    if solver in ("ottokit", "reference"):
+        import pyamg  # noqa: F401  (imported lazily by solve(); load them before timing)
+        import sksundae  # noqa: F401
+        import torch  # noqa: F401
+    p = load_problem(path)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if inner:  # warm-up on a tiny problem of the same kind
+            fn(tiny_problem("rgg" if p.potential is None else "fp"), rtol, atol)
+        base = _maxrss_mb()
+        conn.send(("ready", None))
+        times: list[float] = []
+        cpu_times: list[float] = []
+        while True:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            out = fn(p, rtol, atol)
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+            if not inner or sum(times) >= MIN_TIMED_S or len(times) >= MAX_INNER:
+                break
+    return {
+        "times": times,
+        "cpu_times": cpu_times,
+        "y_end": out.y_end,
+        "n_rhs": out.n_rhs,
+        "n_jac": out.n_jac,
+        "method": out.method,
+        "info": out.info,
+        "base_rss_mb": base,
+    }
+
+
+def _median_time(fn: Callable[[], Any], calls: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def task_rhs(conn: Connection, path: str) -> dict[str, Any]:
+    """One right-hand side against the memory-bandwidth floor, in the same process."""
+    import torch
+
+    from ottokit.functionals import Entropy
+    from ottokit.graph import WassersteinFlow
+
+    conn.send(("ready", None))
+    p = load_problem(path)
+    g = p.graph
+    n = g.n
+    rho = np.random.default_rng(0).uniform(0.5, 1.5, n)
+    rho /= rho.sum()
+    flow = WassersteinFlow(g, Entropy())
+    seed = seed_rhs(g.tail, g.head, g.weights, n)
+    adj = g.adjacency
+    agreement = float(np.max(np.abs(flow.rhs(rho) - seed(rho))) / np.max(np.abs(seed(rho))))
+    rhs_s = _median_time(lambda: flow.rhs(rho), RHS_CALLS, 3)
+    seed_s = _median_time(lambda: seed(rho), RHS_CALLS, 3)
+
+    a = np.zeros(BANDWIDTH_ELEMENTS)
+    b = np.ones(BANDWIDTH_ELEMENTS)
+    copy_s = _median_time(lambda: np.copyto(a, b), 5, 1)
+    bandwidth = 2 * 8 * BANDWIDTH_ELEMENTS / copy_s
+
+    csr_bytes = adj.indptr.nbytes + adj.indices.nbytes + adj.data.nbytes
+    floor_bytes = csr_bytes + 3 * 8 * n
+    floor_s = floor_bytes / bandwidth
+    return {
+        "n": n,
+        "m": g.m,
+        "adjacency_nnz": int(adj.nnz),
+        "adjacency_dtypes": {
+            "indptr": str(adj.indptr.dtype),
+            "indices": str(adj.indices.dtype),
+            "data": str(adj.data.dtype),
+        },
+        "csr_bytes": int(csr_bytes),
+        "floor_bytes": int(floor_bytes),
+        "bandwidth_GBps": bandwidth / 1e9,
+        "copyto_s": copy_s,
+        "floor_s": floor_s,
+        "rhs_s": rhs_s,
+        "rhs_over_floor": rhs_s / floor_s,
+        "seed_rhs_s": seed_s,
+        "seed_rhs_over_floor": seed_s / floor_s,
+        "seed_rhs_over_rhs": seed_s / rhs_s,
+        "rhs_path": "torch CSR" if flow._torch_adjacency is not None else "scipy CSR",
+        "torch_threads": torch.get_num_threads(),
+        "rhs_vs_seed_rhs_rel_diff": agreement,
+    }
+
+
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "build": task_build,
+    "solve": task_solve,
+    "rhs": task_rhs,
+}
+
+
+def _child_main(conn: Connection, task: str, kwargs: dict[str, Any], mem_limit: int) -> None:
+    if mem_limit > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
+    try:
+        payload = TASKS[task](conn, **kwargs)
+        payload["peak_rss_mb"] = _maxrss_mb()
+        conn.send(("done", payload))
+    except MemoryError as exc:
+        conn.send(("failed", {"status": "oom", "reason": f"MemoryError {exc}".strip()}))
+    except Exception as exc:  # reported, not raised: the parent records the failure
+        conn.send(("failed", {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}))
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+@dataclass
+class ChildResult:
+    status: str  # ok | timeout | oom | crashed | error
+    reason: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+
+
+def _vm_hwm_mb(pid: int | None) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    return None
+
+
+def run_in_child(task: str, kwargs: dict[str, Any], limit_s: float, mem_limit: int) -> ChildResult:
+    """Run one task in a spawned process; kill it ``limit_s`` after it reports ready."""
+    ctx = mp.get_context("spawn")
+    recv_end, send_end = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(send_end, task, kwargs, mem_limit), daemon=True)
+    proc.start()
+    send_end.close()
+    result: ChildResult | None = None
+    try:
+        for phase, wait in (("set-up", SETUP_LIMIT_S), ("run", limit_s)):
+            if not recv_end.poll(wait):
+                hwm = _vm_hwm_mb(proc.pid)
+                proc.kill()
+                result = ChildResult("timeout", f"{phase} exceeded {wait:.0f} s; killed", {}, hwm)
+                break
+            kind, body = recv_end.recv()
+            if kind == "done":
+                result = ChildResult("ok", None, body, body.get("peak_rss_mb"))
+                break
+            if kind == "failed":
+                result = ChildResult(body["status"], body["reason"])
+                break
+    except EOFError:
+        pass
+    finally:
+        recv_end.close()
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if result is None:  # the child died without a word
+        code = proc.exitcode
+        if code == -9:
+            result = ChildResult("oom", "killed by SIGKILL (out of memory)")
+        elif code is not None and code < 0:
+            result = ChildResult("crashed", f"killed by signal {-code}")
+        else:
+            result = ChildResult("crashed", f"exited with code {code} without a result")
+    return result
+
+
+@dataclass
+class Measurement:
+    """One solver on one case at one tolerance: times, accuracy, memory, work."""
+
+    case: str
+    solver: str
+    rtol: float
+    atol: float
+    status: str = "ok"  # ok | timeout | oom | crashed | error | skipped
+    reason: str | None = None
+    time_s: float | None = None  # median of times_s
+    times_s: list[float] = field(default_factory=list)
+    cpu_s: float | None = None  # median CPU time of the process (all its threads)
+    cpu_times_s: list[float] = field(default_factory=list)
+    processes: int = 0
+    error: float | None = None
+    peak_rss_mb: float | None = None
+    base_rss_mb: float | None = None
+    n_rhs: int | None = None
+    n_jac: int | None = None
+    method: str | None = None
+    min_density: float | None = None
+    mass_drift: float | None = None
+    limit_s: float | None = None
+    load_avg_1min: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.time_s is not None
+
+
+@dataclass
+class Settings:
+    limit_s: float
+    ref_limit_s: float
+    repeats: int
+    repeat_cutoff_s: float
+    mem_limit: int
+    sweep: bool
+    reference_check: bool
+
+
+@dataclass
+class Job:
+    """A measurement in progress: one solver at one tolerance on the current case."""
+
+    m: Measurement
+    inner: bool = True  # warm up and repeat short solves inside a process
+    y_end: np.ndarray | None = None
+    active: bool = True
+    loads: list[float] = field(default_factory=list)
+
+
+def new_job(spec: CaseSpec, solver: str, rtol: float, atol: float, limit_s: float) -> Job:
+    inner = solver not in ("reference", "scipy_reference")
+    return Job(Measurement(spec.name, solver, rtol, atol, limit_s=limit_s), inner=inner)
+
+
+def run_once(path: str, job: Job, s: Settings, cutoff_s: float) -> None:
+    """One fresh process for ``job``; deactivates it on failure or after a long run."""
+    m = job.m
+    job.loads.append(os.getloadavg()[0])
+    kwargs = dict(path=path, solver=m.solver, rtol=m.rtol, atol=m.atol, inner=job.inner)
+    r = run_in_child("solve", kwargs, m.limit_s or s.limit_s, s.mem_limit)
+    m.processes += 1
+    if r.peak_rss_mb is not None:
+        m.peak_rss_mb = max(m.peak_rss_mb or 0.0, r.peak_rss_mb)
+    if r.status != "ok":
+        if not m.times_s:
+            m.status, m.reason = r.status, r.reason
+        else:
+            m.info.setdefault("failed_repeats", []).append(f"{r.status}: {r.reason}")
+        job.active = False
+        return
+    pl = r.payload
+    m.times_s.extend(pl["times"])
+    m.cpu_times_s.extend(pl["cpu_times"])
+    m.base_rss_mb = max(m.base_rss_mb or 0.0, pl["base_rss_mb"])
+    m.n_rhs, m.n_jac, m.method = pl["n_rhs"], pl["n_jac"], pl["method"]
+    m.info.update(pl["info"])
+    job.y_end = pl["y_end"]
+    if statistics.median(pl["times"]) > cutoff_s:
+        job.active = False  # a long run is not repeated: its noise is small next to its time
+
+
+def finish(job: Job, ref: np.ndarray | None) -> Measurement:
+    m = job.m
+    m.load_avg_1min = statistics.mean(job.loads) if job.loads else None
+    if m.times_s:
+        m.status, m.reason = "ok", None
+        m.time_s = statistics.median(m.times_s)
+        m.cpu_s = statistics.median(m.cpu_times_s)
+    if job.y_end is not None:
+        m.min_density = float(job.y_end.min())
+        m.mass_drift = float(abs(job.y_end.sum() - 1.0))
+        m.error = rel_error(job.y_end, ref)
+    return m
+
+
+def run_round_robin(path: str, jobs: list[Job], s: Settings, log: Callable[[str], None]) -> None:
+    """Repeat every job ``s.repeats`` times, interleaved, so that a burst of load from
+    other processes hits all solvers alike instead of one of them."""
+    for k in range(s.repeats):
+        for job in jobs:
+            if not job.active:
+                continue
+            m = job.m
+            log(f"[{m.case}] {m.solver} rtol={m.rtol:g} run {k + 1} (limit {m.limit_s:.0f} s)")
+            run_once(path, job, s, s.repeat_cutoff_s)
+            log(f"[{m.case}]   -> {_fmt_last(m)}")
+
+
+def _fmt_last(m: Measurement) -> str:
+    if not m.times_s:
+        return f"{m.status}: {m.reason}"
+    return (
+        f"{m.times_s[-1]:.3f} s wall, {m.cpu_times_s[-1]:.3f} s cpu "
+        f"({len(m.times_s)} timed so far), peak {m.peak_rss_mb or 0:.0f} MB, "
+        f"rhs {m.n_rhs}, {m.method}"
+    )
+
+
+def rel_error(y: np.ndarray | None, ref: np.ndarray | None) -> float | None:
+    if y is None or ref is None or y.shape != ref.shape:
+        return None
+    return float(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))
+
+
+def time_at_error(points: list[tuple[float, float]], err: float) -> tuple[float, bool] | None:
+    """Time at error ``err`` by linear interpolation of log10 t against log10 error."""
+    pts = sorted((math.log10(e), math.log10(t)) for e, t in points if e > 0 and t > 0)
+    if len(pts) < 2 or err <= 0:
+        return None
+    xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    x = math.log10(err)
+    if xs[0] <= x <= xs[-1]:
+        return 10 ** float(np.interp(x, xs, ys)), False
+    i = 0 if x < xs[0] else len(xs) - 2
+    if xs[i + 1] == xs[i]:
+        return None
+    slope = (ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i])
+    return 10 ** float(ys[i] + slope * (x - xs[i])), True
+
+
+def work_precision(sweep: dict[str, list[Measurement]]) -> dict[str, Any]:
+    """The speed ratio ottokit vs solve_ivp BDF at matched end-state error."""
+    curves = {
+        solver: [
+            {"rtol": m.rtol, "error": m.error, "time_s": m.time_s, "status": m.status} for m in ms
+        ]
+        for solver, ms in sweep.items()
+    }
+    ivp_pts = [(m.error, m.time_s) for m in sweep["solve_ivp_bdf"] if m.ok and m.error]
+    matched = []
+    for m in sweep["ottokit"]:
+        if not (m.ok and m.error):
+            continue
+        hit = time_at_error(ivp_pts, m.error)  # type: ignore[arg-type]
+        if hit is None:
+            continue
+        t_ivp, extrapolated = hit
+        matched.append(
+            {
+                "rtol": m.rtol,
+                "ottokit_error": m.error,
+                "ottokit_time_s": m.time_s,
+                "solve_ivp_bdf_time_at_error_s": t_ivp,
+                "extrapolated": extrapolated,
+                "speedup": t_ivp / m.time_s,  # type: ignore[operator]
+            }
+        )
+    headline = next((x for x in matched if x["rtol"] == RTOL), None)
+    return {
+        "method": MATCHED_DEFINITION,
+        "curves": curves,
+        "matched": matched,
+        "speedup_at_matched_error": headline["speedup"] if headline else None,
+        "speedup_at_matched_error_extrapolated": headline["extrapolated"] if headline else None,
+    }
+
+
+def _ratio(num: Measurement, den: Measurement, cpu: bool = False) -> float | None:
+    if not (num.ok and den.ok):
+        return None
+    if cpu:
+        return num.cpu_s / den.cpu_s  # type: ignore[operator]
+    return num.time_s / den.time_s  # type: ignore[operator]
+
+
+def run_case(spec: CaseSpec, s: Settings, workdir: str, log: Callable[[str], None]) -> dict:
+    path = os.path.join(workdir, f"{spec.name}.npz")
+    log(f"[{spec.name}] building the graph")
+    b = run_in_child("build", {"case": spec.name, "path": path}, SETUP_LIMIT_S, s.mem_limit)
+    if b.status != "ok":
+        return {"status": b.status, "reason": f"building the case failed: {b.reason}"}
+    out: dict[str, Any] = {
+        "n": b.payload["n"],
+        "m": b.payload["m"],
+        "n_components": b.payload["n_components"],
+        "t_end": spec.t_end,
+        "t_eval": "11 equally spaced times in [0, t_end]",
+        "build": {"time_s": b.payload["build_s"], "peak_rss_mb": b.peak_rss_mb},
+    }
+    log(f"[{spec.name}] n={out['n']} m={out['m']}; reference (bdf, rtol={spec.ref_rtol:g})")
+    ref_job = new_job(spec, "reference", spec.ref_rtol, REF_ATOL, s.ref_limit_s)
+    run_once(path, ref_job, s, 0.0)
+    ref = ref_job.y_end
+    ref_entry = asdict(finish(ref_job, None))
+    if spec.ref_rtol != 1e-10:
+        ref_entry["note"] = "rtol 1e-9 instead of 1e-10: the 1e-10 reference is too slow here"
+    out["reference"] = ref_entry
+    log(f"[{spec.name}]   -> {_fmt_last(ref_job.m)}")
+    if spec.reference_check and s.reference_check:
+        log(f"[{spec.name}] independent SciPy reference (rtol=1e-10)")
+        chk_job = new_job(spec, "scipy_reference", 1e-10, REF_ATOL, s.limit_s)
+        run_once(path, chk_job, s, 0.0)
+        chk = finish(chk_job, ref)
+        out["reference_check"] = {
+            "solver": chk.method,
+            "status": chk.status,
+            "reason": chk.reason,
+            "rtol": 1e-10,
+            "atol": REF_ATOL,
+            "time_s": chk.time_s,
+            "difference_to_reference": chk.error,
+        }
+    limit = {
+        solver: min(s.limit_s, spec.baseline_limit_s or math.inf)
+        if solver in BASELINES
+        else s.limit_s
+        for solver in SOLVERS
+    }
+    main_jobs = {solver: new_job(spec, solver, RTOL, ATOL, limit[solver]) for solver in SOLVERS}
+    sweep_jobs: dict[str, list[Job]] = {"solve_ivp_bdf": [], "ottokit": []}
+    if spec.kind == "fp" and s.sweep:
+        for solver, jobs in sweep_jobs.items():
+            for rtol in SWEEP_RTOLS:
+                same = rtol == RTOL
+                jobs.append(
+                    main_jobs[solver] if same else new_job(spec, solver, rtol, ATOL, limit[solver])
+                )
+    extra = [j for jobs in sweep_jobs.values() for j in jobs if j.m.rtol != RTOL]
+    run_round_robin(path, [*main_jobs.values(), *extra], s, log)
+    runs = {solver: finish(job, ref) for solver, job in main_jobs.items()}
+    for job in extra:
+        finish(job, ref)
+    for solver, m in runs.items():
+        log(f"[{spec.name}] {solver}: {_fmt_measurement(m)}")
+    if spec.kind == "fp" and s.sweep:
+        out["work_precision"] = work_precision(
+            {solver: [j.m for j in jobs] for solver, jobs in sweep_jobs.items()}
+        )
+    out["solvers"] = {k: asdict(v) for k, v in runs.items()}
+    ott = runs["ottokit"]
+    out["ratios"] = {
+        "seed_time_over_ottokit_time": _ratio(runs["seed"], ott),
+        "solve_ivp_bdf_time_over_ottokit_time": _ratio(runs["solve_ivp_bdf"], ott),
+        "seed_cpu_over_ottokit_cpu": _ratio(runs["seed"], ott, cpu=True),
+        "solve_ivp_bdf_cpu_over_ottokit_cpu": _ratio(runs["solve_ivp_bdf"], ott, cpu=True),
+        "seed_peak_rss_over_ottokit": _mem_ratio(runs["seed"], ott),
+        "solve_ivp_bdf_peak_rss_over_ottokit": _mem_ratio(runs["solve_ivp_bdf"], ott),
+    }
+    if os.path.exists(path):
+        os.remove(path)
+    return out
+
+
+def _mem_ratio(num: Measurement, den: Measurement) -> float | None:
+    if num.status != "ok" or den.status != "ok" or not num.peak_rss_mb or not den.peak_rss_mb:
+        return None
+    return num.peak_rss_mb / den.peak_rss_mb
+
+
+def _fmt_measurement(m: Measurement) -> str:
+    if not m.ok:
+        return f"{m.status}: {m.reason}"
+    err = "n/a" if m.error is None else f"{m.error:.2e}"
+    return (
+        f"{m.time_s:.3f} s (cpu {m.cpu_s:.3f} s, {len(m.times_s)} timed), err {err}, "
+        f"peak {m.peak_rss_mb or 0:.0f} MB, rhs {m.n_rhs}, {m.method}"
+    )
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def evaluate_targets(cases: dict[str, Any], rhs: dict[str, Any]) -> dict[str, Any]:
+    def solver(case: str, name: str) -> dict[str, Any] | None:
+        c = cases.get(case)
+        return None if c is None or "solvers" not in c else c["solvers"].get(name)
+
+    targets: dict[str, Any] = {}
+    o, sd = solver("seed500", "ottokit"), solver("seed500", "seed")
+    if o and sd:
+        ok = o["status"] == "ok" and sd["status"] == "ok"
+        targets["seed500_ottokit_at_least_as_fast_as_seed"] = {
+            "met": bool(ok and o["time_s"] <= sd["time_s"]),
+            "ottokit_s": o["time_s"],
+            "seed_s": sd["time_s"],
+            "seed_over_ottokit": cases["seed500"]["ratios"]["seed_time_over_ottokit_time"],
+            "ottokit_error": o["error"],
+            "seed_error": sd["error"],
+        }
+    if "fp256" in cases and "ratios" in cases["fp256"]:
+        r = cases["fp256"]["ratios"]["solve_ivp_bdf_time_over_ottokit_time"]
+        wp = cases["fp256"].get("work_precision", {})
+        mr = wp.get("speedup_at_matched_error")
+        targets["fp256_5x_faster_than_solve_ivp_bdf_equal_rtol"] = {
+            "met": bool(r is not None and r >= 5.0),
+            "speedup": r,
+        }
+        targets["fp256_5x_faster_than_solve_ivp_bdf_matched_error"] = {
+            "met": bool(mr is not None and mr >= 5.0),
+            "speedup": mr,
+            "extrapolated": wp.get("speedup_at_matched_error_extrapolated"),
+        }
+    o6 = solver("rgg1e6", "ottokit")
+    if o6:
+        ok = o6["status"] == "ok"
+        peak = o6["peak_rss_mb"]
+        targets["rgg1e6_ottokit_within_180s_and_4GB"] = {
+            "met": bool(ok and o6["time_s"] <= 180.0 and peak is not None and peak <= 4000.0),
+            "time_s": o6["time_s"],
+            "peak_rss_mb": peak,
+            "error": o6["error"],
+            "status": o6["status"],
+        }
+    if "rgg1e6" in rhs and "rhs_over_floor" in rhs["rgg1e6"]:
+        ratio = rhs["rgg1e6"]["rhs_over_floor"]
+        targets["rgg1e6_rhs_within_3x_of_bandwidth_floor"] = {
+            "met": bool(ratio <= 3.0),
+            "rhs_over_floor": ratio,
+            "rhs_s": rhs["rgg1e6"]["rhs_s"],
+            "floor_s": rhs["rgg1e6"]["floor_s"],
+        }
+    return targets
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def print_tables(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    t = Table(
+        title=f"Graph flows, rtol={RTOL:g}, atol={ATOL:g}: median times; "
+        "wall ratio = baseline wall time / ottokit wall time"
+    )
+    for col in (
+        "case",
+        "n",
+        "solver",
+        "status",
+        "wall [s]",
+        "cpu [s]",
+        "runs",
+        "error",
+        "wall ratio",
+        "peak MB",
+        "rhs",
+        "method",
+    ):
+        t.add_column(
+            col, justify="left" if col in ("case", "solver", "status", "method") else "right"
+        )
+    for name, c in results["cases"].items():
+        if "solvers" not in c:
+            t.add_row(name, "-", "-", c.get("status", "?"), *["-"] * 8)
+            continue
+        ref = c["reference"]
+        t.add_row(
+            name,
+            str(c["n"]),
+            f"reference (bdf {ref['rtol']:g})",
+            ref["status"],
+            _fmt(ref["time_s"], ".2f"),
+            _fmt(ref["cpu_s"], ".2f"),
+            "1",
+            "-",
+            "-",
+            _fmt(ref["peak_rss_mb"], ".0f"),
+            _fmt(ref["n_rhs"], "d"),
+            ref["method"] or "",
+        )
+        for solver, m in c["solvers"].items():
+            key = f"{solver}_time_over_ottokit_time"
+            ratio = c["ratios"].get(key) if solver != "ottokit" else None
+            status = m["status"] if m["status"] == "ok" else f"{m['status']}: {m['reason']}"
+            t.add_row(
+                "",
+                "",
+                solver,
+                status[:60],
+                _fmt(m["time_s"], ".3f"),
+                _fmt(m["cpu_s"], ".3f"),
+                str(len(m["times_s"])),
+                _fmt(m["error"], ".1e"),
+                _fmt(ratio, ".1f"),
+                _fmt(m["peak_rss_mb"], ".0f"),
+                _fmt(m["n_rhs"], "d"),
+                m["method"] or "",
+            )
+        t.add_section()
+    console.print(t)
+
+    wp = Table(title="Work-precision (grid cases): ottokit vs solve_ivp BDF at matched error")
+    for col in (
+        "case",
+        "rtol",
+        "ottokit err",
+        "ottokit s",
+        "ivp err",
+        "ivp s",
+        "ivp s @ ottokit err",
+        "speedup",
+        "extrap.",
+    ):
+        wp.add_column(col, justify="right")
+    for name, c in results["cases"].items():
+        w = c.get("work_precision")
+        if not w:
+            continue
+        ivp = {p["rtol"]: p for p in w["curves"]["solve_ivp_bdf"]}
+        ott = {p["rtol"]: p for p in w["curves"]["ottokit"]}
+        matched = {x["rtol"]: x for x in w["matched"]}
+        for rtol in SWEEP_RTOLS:
+            o, i, mm = ott.get(rtol, {}), ivp.get(rtol, {}), matched.get(rtol, {})
+            wp.add_row(
+                name,
+                f"{rtol:g}",
+                _fmt(o.get("error"), ".1e"),
+                _fmt(o.get("time_s"), ".3f"),
+                _fmt(i.get("error"), ".1e"),
+                _fmt(i.get("time_s"), ".3f"),
+                _fmt(mm.get("solve_ivp_bdf_time_at_error_s"), ".3f"),
+                _fmt(mm.get("speedup"), ".1f"),
+                str(mm.get("extrapolated", "-")),
+            )
+        wp.add_section()
+    console.print(wp)
+
+    ft = Table(title="One right-hand side vs memory-bandwidth floor")
+    for col in (
+        "case",
+        "n",
+        "nnz",
+        "B [GB/s]",
+        "floor [ms]",
+        "flow.rhs [ms]",
+        "rhs/floor",
+        "seed rhs [ms]",
+        "seed/floor",
+        "path",
+    ):
+        ft.add_column(col, justify="right")
+    for name, r in results["rhs"].items():
+        if "rhs_s" not in r:
+            ft.add_row(name, "-", "-", "-", "-", "-", r.get("status", "?"), "-", "-", "-")
+            continue
+        ft.add_row(
+            name,
+            str(r["n"]),
+            str(r["adjacency_nnz"]),
+            f"{r['bandwidth_GBps']:.1f}",
+            f"{1e3 * r['floor_s']:.2f}",
+            f"{1e3 * r['rhs_s']:.2f}",
+            f"{r['rhs_over_floor']:.2f}",
+            f"{1e3 * r['seed_rhs_s']:.2f}",
+            f"{r['seed_rhs_over_floor']:.1f}",
+            r["rhs_path"],
+        )
+    console.print(ft)
+
+    tt = Table(title="Targets")
+    tt.add_column("target")
+    tt.add_column("met")
+    tt.add_column("numbers")
+    for name, v in results["targets"].items():
+        nums = ", ".join(
+            f"{k}={format(x, '.3g') if isinstance(x, float) else x}"
+            for k, x in v.items()
+            if k != "met"
+        )
+        tt.add_row(name, "yes" if v["met"] else "NO", nums)
+    console.print(tt)
+
+
+def _environment() -> dict[str, Any]:
+    import scipy
+    import torch
+
+    try:
+        from importlib.metadata import version
+
+        ottokit_version = version("ottokit")
+    except Exception:
+        ottokit_version = "unknown"
+    mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch": torch.__version__,
+        "ottokit": ottokit_version,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "memory_total_gb": mem_total / 1e9,
+        "load_avg_at_start": os.getloadavg(),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", help=f"comma list from {','.join(CASES)} (default: all)")
+    ap.add_argument("--repeats", type=int, help="processes per measurement (default 3; quick 1)")
+    ap.add_argument("--quick", action="store_true", help=f"only {','.join(QUICK_CASES)}")
+    ap.add_argument("--limit", type=float, help="per-run wall-clock limit, s (600; quick 15)")
+    ap.add_argument("--ref-limit", type=float, default=1800.0, help="limit for references, s")
+    ap.add_argument(
+        "--repeat-cutoff",
+        type=float,
+        default=60.0,
+        help="a run longer than this (s) is not repeated (default 60)",
+    )
+    ap.add_argument(
+        "--mem-limit-gb",
+        type=float,
+        help="address-space limit per child, GB (default: half the physical memory)",
+    )
+    ap.add_argument("--no-sweep", action="store_true", help="skip the work-precision sweep")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON path ({DEFAULT_OUT})")
+    args = ap.parse_args(argv)
+    if args.cases:
+        names = [c.strip() for c in args.cases.split(",") if c.strip()]
+        unknown = [c for c in names if c not in CASES]
+        if unknown:
+            ap.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    else:
+        names = list(QUICK_CASES if args.quick else CASES)
+    args.case_names = names
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.limit = args.limit or (15.0 if args.quick else 600.0)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    mem_limit = int(args.mem_limit_gb * 1e9) if args.mem_limit_gb else mem_total // 2
+    s = Settings(
+        limit_s=args.limit,
+        ref_limit_s=args.ref_limit,
+        repeats=args.repeats,
+        repeat_cutoff_s=args.repeat_cutoff,
+        mem_limit=mem_limit,
+        sweep=not args.no_sweep,
+        reference_check=not args.quick,
+    )
+    start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"{time.perf_counter() - start:8.1f}s  {msg}", flush=True)
+
+    results: dict[str, Any] = {
+        "meta": {
+            **_environment(),
+            "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+            "quick": args.quick,
+            "rtol": RTOL,
+            "atol": ATOL,
+            "reference_atol": REF_ATOL,
+            "sweep_rtols": list(SWEEP_RTOLS) if s.sweep else [],
+            "repeats": s.repeats,
+            "repeat_cutoff_s": s.repeat_cutoff_s,
+            "limit_s": s.limit_s,
+            "reference_limit_s": s.ref_limit_s,
+            "baseline_limit_caps_s": {
+                c.name: c.baseline_limit_s for c in CASES.values() if c.baseline_limit_s
+            },
+            "mem_limit_gb": mem_limit / 1e9,
+        },
+        "definitions": {
+            "solvers": {
+                "seed": "scipy.integrate.odeint (LSODA) on the NumPy edge-list rhs, no "
+                f"Jacobian, outputs at 11 equally spaced times, mxstep={ODEINT_MXSTEP}",
+                "solve_ivp_bdf": "scipy.integrate.solve_ivp(method='BDF', jac_sparsity=W+I) "
+                "on the same NumPy rhs",
+                "ottokit": "ottokit.graph.solve(WassersteinFlow(g, F), method='auto')",
+            },
+            "time": TIME_DEFINITION,
+            "error": ERROR_DEFINITION,
+            "peak_memory": MEMORY_DEFINITION,
+            "floor_definition": FLOOR_DEFINITION,
+            "matched_error": MATCHED_DEFINITION,
+            "status": "ok | timeout (killed past limit_s) | oom (MemoryError under the "
+            "address-space limit, or SIGKILL) | crashed (killed by a signal, e.g. SIGSEGV) | "
+            "error (the solver reported failure; see reason)",
+        },
+        "cases": {},
+        "rhs": {},
+        "targets": {},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        args.out.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+
+    with tempfile.TemporaryDirectory(prefix="ottokit-bench-") as workdir:
+        for name in args.case_names:
+            results["cases"][name] = run_case(CASES[name], s, workdir, log)
+            save()
+        for name in RHS_CASES:
+            if name not in args.case_names:
+                continue
+            log(f"[{name}] one right-hand side vs the bandwidth floor")
+            path = os.path.join(workdir, f"{name}.npz")
+            b = run_in_child("build", {"case": name, "path": path}, SETUP_LIMIT_S, mem_limit)
+            r = b
+            if b.status == "ok":
+                r = run_in_child("rhs", {"path": path}, s.ref_limit_s, mem_limit)
+            results["rhs"][name] = (
+                r.payload if r.status == "ok" else {"status": r.status, "reason": r.reason}
+            )
+            if os.path.exists(path):
+                os.remove(path)
+            save()
+    results["targets"] = evaluate_targets(results["cases"], results["rhs"])
+    results["meta"]["load_avg_at_end"] = os.getloadavg()
+    results["meta"]["total_wall_s"] = time.perf_counter() - start
+    save()
+    print_tables(results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

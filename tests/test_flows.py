@@ -1,0 +1,327 @@
+"""Gradient flows on graphs (seed 000 eqs. 26-29): Jacobians against finite
+differences, conservation of mass, the energy identity, the Otto-metric
+gradient-flow identity, Maas' identity, the linearisation at the uniform state,
+Theorem 2.14 and Gibbs equilibria."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import (
+    graphs_and_densities,
+    random_connected_graph,
+    random_density,
+    random_graph,
+    random_tangent,
+)
+from hypothesis import given, settings
+
+from ottokit.functionals import Entropy, FDivergence, PorousMedium, PotentialEnergy
+from ottokit.graph import (
+    MEANS,
+    LinearHeatFlow,
+    WassersteinFlow,
+    edge_mean,
+    grid,
+    otto_inner,
+    weighted_laplacian,
+)
+
+F_NAMES = ["kl", "reverse_kl", "jsd", "chi2", "hellinger"]
+
+
+def make_functional(name: str, n: int):
+    rng = np.random.default_rng(17)
+    q = random_density(n, seed=18, log10_ratio=1.0)
+    v = rng.uniform(-2.0, 2.0, n)
+    if name == "entropy":
+        return Entropy()
+    if name.startswith("porous_"):
+        return PorousMedium(float(name.split("_")[1]))
+    if name == "potential":
+        return PotentialEnergy(v)
+    if name == "entropy+potential":
+        return Entropy() + PotentialEnergy(v)
+    return FDivergence(name.removeprefix("f_"), q)
+
+
+FLOW_FUNCTIONALS = [
+    "entropy",
+    "porous_0.5",
+    "porous_2",
+    "porous_3",
+    "potential",
+    "entropy+potential",
+    *[f"f_{name}" for name in F_NAMES],
+]
+
+
+def fd_jacobian(flow, rho: np.ndarray, rel_step: float = 1e-6) -> np.ndarray:
+    n = rho.size
+    jac = np.empty((n, n))
+    for j in range(n):
+        h = rel_step * rho[j]
+        up, down = rho.copy(), rho.copy()
+        up[j] += h
+        down[j] -= h
+        jac[:, j] = (flow.rhs(up) - flow.rhs(down)) / (2 * h)
+    return jac
+
+
+@pytest.mark.parametrize("mean", MEANS)
+@pytest.mark.parametrize("name", FLOW_FUNCTIONALS)
+def test_analytic_jacobian_matches_finite_differences(name, mean):
+    g = random_connected_graph(11, seed=5, extra=1.0)
+    rho = random_density(g.n, seed=6, log10_ratio=2.0)
+    flow = WassersteinFlow(g, make_functional(name, g.n), mean)
+    jac = flow.jacobian(rho).toarray()
+    fd = fd_jacobian(flow, rho)
+    assert np.linalg.norm(fd - jac) <= 1e-6 * np.linalg.norm(jac)
+    # sparsity: only edges and the diagonal
+    pattern = g.adjacency.toarray() != 0
+    np.fill_diagonal(pattern, True)
+    assert np.all(jac[~pattern] == 0)
+
+
+def test_linear_heat_flow_jacobian_is_minus_laplacian():
+    g = random_connected_graph(13, seed=8, extra=1.0)
+    rho = random_density(g.n, seed=9, log10_ratio=3.0)
+    flow = LinearHeatFlow(g)
+    lap = g.laplacian().toarray()
+    np.testing.assert_allclose(flow.jacobian(rho).toarray(), -lap, rtol=0, atol=0)
+    np.testing.assert_allclose(flow.rhs(rho), -lap @ rho, rtol=1e-14, atol=1e-16)
+
+
+def flux_scale(g, rho, phi, mean) -> float:
+    """``sum_edges 2 omega theta |phi_j - phi_i|``: the size of what cancels in sum_i rhs_i."""
+    i, j = g.edges[:, 0], g.edges[:, 1]
+    theta = edge_mean(rho[i], rho[j], mean)
+    return float(2.0 * np.sum(g.weights * theta * np.abs(phi[j] - phi[i])))
+
+
+@pytest.mark.parametrize("mean", MEANS)
+@settings(max_examples=20, deadline=None)
+@given(gd=graphs_and_densities())
+def test_mass_is_conserved_rhs_and_jacobian_columns_sum_to_zero(mean, gd):
+    g, rho = gd
+    for name in FLOW_FUNCTIONALS:
+        flow = WassersteinFlow(g, make_functional(name, g.n), mean)
+        f = flow.rhs(rho)
+        scale = flux_scale(g, rho, flow.functional.first_variation(rho), mean)
+        assert abs(f.sum()) <= 1e-13 * scale + 1e-300, name
+        jac = flow.jacobian(rho)
+        col = np.asarray(jac.sum(axis=0)).ravel()
+        assert np.all(np.abs(col) <= 1e-13 * np.asarray(abs(jac).sum(axis=0)).ravel()), name
+
+
+def test_mass_is_conserved_on_each_component():
+    g = random_graph(25, seed=3, p=0.08)
+    assert g.n_components > 2
+    rho = random_density(g.n, seed=4, log10_ratio=3.0)
+    labels = g.components()
+    i, j = g.edges[:, 0], g.edges[:, 1]
+    lin_scale = 2.0 * np.sum(g.weights * np.abs(rho[j] - rho[i]))
+    f = LinearHeatFlow(g).rhs(rho)
+    assert np.all(np.abs(np.bincount(labels, f, g.n_components)) <= 1e-14 * lin_scale)
+    for mean in MEANS:
+        f = WassersteinFlow(g, Entropy(), mean).rhs(rho)
+        scale = flux_scale(g, rho, np.log(rho), mean)
+        assert np.all(np.abs(np.bincount(labels, f, g.n_components)) <= 1e-14 * scale)
+
+
+@pytest.mark.parametrize("mean", MEANS)
+@settings(max_examples=20, deadline=None)
+@given(gd=graphs_and_densities(max_log10_ratio=6.0))
+def test_dissipation_is_minus_dE_dt_and_the_otto_norm_of_the_velocity(mean, gd):
+    """-dF/dt = -<dF/drho, rhs> = |grad_W F|^2_rho = <rhs, rhs>_rho (a gradient flow)."""
+    g, rho = gd
+    for name in ["entropy", "porous_2", "entropy+potential", "f_jsd", "f_hellinger"]:
+        flow = WassersteinFlow(g, make_functional(name, g.n), mean)
+        f = flow.rhs(rho)
+        phi = flow.functional.first_variation(rho)
+        diss = flow.dissipation(rho)
+        assert diss >= 0
+        scale = np.abs(phi - phi.mean()) @ np.abs(f) + 1e-300
+        assert abs(diss + phi @ f) <= 1e-11 * scale, name
+        otto = otto_inner(g, rho, f, f, mean)
+        assert abs(diss - otto) <= 1e-8 * diss + 1e-300, name
+
+
+@pytest.mark.parametrize("mean", MEANS)
+@pytest.mark.parametrize("name", ["entropy", "porous_3", "potential", "f_reverse_kl"])
+def test_energy_derivative_along_the_flow_by_finite_differences(name, mean):
+    g = random_connected_graph(10, seed=12, extra=1.0)
+    rho = random_density(g.n, seed=13, log10_ratio=1.0)
+    flow = WassersteinFlow(g, make_functional(name, g.n), mean)
+    f = flow.rhs(rho)
+    tau = 1e-5 / np.abs(f / rho).max()
+    de_dt = (flow.energy(rho + tau * f) - flow.energy(rho - tau * f)) / (2 * tau)
+    diss = flow.dissipation(rho)
+    assert abs(de_dt + diss) <= 1e-6 * diss
+
+
+@settings(max_examples=30, deadline=None)
+@given(gd=graphs_and_densities())
+def test_maas_identity_log_mean_entropy_flow_is_the_linear_heat_equation(gd):
+    g, rho = gd
+    w_flow = WassersteinFlow(g, Entropy(), "logarithmic")
+    lin = LinearHeatFlow(g)
+    f_w, f_lin = w_flow.rhs(rho), lin.rhs(rho)
+    scale = np.abs(g.laplacian()) @ rho
+    assert np.all(np.abs(f_w - f_lin) <= 1e-13 * scale + 1e-300)
+    d_w, d_lin = w_flow.dissipation(rho), lin.dissipation(rho)
+    assert abs(d_w - d_lin) <= 1e-12 * d_lin
+    jac_w = w_flow.jacobian(rho).toarray()
+    lap = g.laplacian().toarray()
+    # d/drho_j [theta (log rho_j - log rho_i)] = 1 comes out of two terms of size
+    # ~ r / log r (r the density ratio on the edge), which cancel: rounding scales with r
+    r = rho[g.edges[:, 1]] / rho[g.edges[:, 0]]
+    tol = 1e-11 * np.abs(lap).max() + 1e-14 * np.max(g.weights * np.maximum(r, 1 / r))
+    assert np.abs(jac_w + lap).max() <= tol
+
+
+def _linearisation_remainders(flow, u, delta, jac, eps):
+    base = flow.rhs(u)
+    return np.array(
+        [np.linalg.norm(flow.rhs(u + e * delta) - base - e * (jac @ delta)) for e in eps]
+    )
+
+
+def test_linearisation_at_uniform_state():
+    """At rho = 1/n: J = -L for the entropy flow; the remainder of rhs_W - rhs_lin is O(eps^3).
+
+    The arithmetic-mean flux (rho_i + rho_j)/2 log(rho_j/rho_i) agrees with
+    rho_j - rho_i to second order (the quadratic terms cancel exactly), so the
+    linearisation error of eq. (27) against eq. (28) decays with slope 3; a
+    generic functional (porous medium) has the generic slope 2.
+    """
+    g = random_connected_graph(20, seed=21, extra=1.5, log10_weight_spread=0.0)
+    n = g.n
+    u = np.full(n, 1.0 / n)
+    delta = random_tangent(n, seed=22) / n
+    eps = np.array([1e-2, 3e-3, 1e-3, 3e-4, 1e-4])
+    lap = g.laplacian()
+    entropy_flow = WassersteinFlow(g, Entropy(), "arithmetic")
+    assert np.abs(entropy_flow.rhs(u)).max() <= 1e-30
+    jac = entropy_flow.jacobian(u).toarray()
+    np.testing.assert_allclose(jac, -lap.toarray(), rtol=0, atol=1e-12 * np.abs(lap).max())
+    lin = LinearHeatFlow(g)
+    diff = np.array(
+        [np.linalg.norm(entropy_flow.rhs(u + e * delta) - lin.rhs(u + e * delta)) for e in eps]
+    )
+    slope = np.polyfit(np.log(eps), np.log(diff), 1)[0]
+    assert abs(slope - 3.0) <= 0.2, slope
+    halving = np.linalg.norm(
+        entropy_flow.rhs(u + 1e-3 * delta) - lin.rhs(u + 1e-3 * delta)
+    ) / np.linalg.norm(entropy_flow.rhs(u + 5e-4 * delta) - lin.rhs(u + 5e-4 * delta))
+    assert 7.5 <= halving <= 8.5, halving
+    porous = WassersteinFlow(g, PorousMedium(2.0), "arithmetic")
+    rem = _linearisation_remainders(porous, u, delta, porous.jacobian(u).toarray(), eps)
+    slope2 = np.polyfit(np.log(eps), np.log(rem), 1)[0]
+    assert abs(slope2 - 2.0) <= 0.2, slope2
+
+
+def _theorem_2_14_gap(g, rho) -> float:
+    """dH/dt(lin) - dH/dt(W) in the seed's closed form (proof of Thm 2.14).
+
+    ``sum_edges omega rho_i log r ((r + 1)/2 log r - r + 1)`` with ``r = rho_j / rho_i``.
+    """
+    i, j = g.edges[:, 0], g.edges[:, 1]
+    r = rho[j] / rho[i]
+    lr = np.log(r)
+    return float(np.sum(g.weights * rho[i] * lr * ((r + 1) / 2 * lr - r + 1)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(gd=graphs_and_densities(max_log10_ratio=8.0))
+def test_theorem_2_14_pointwise(gd):
+    """dH/dt under eq. (27) <= dH/dt under eq. (28) <= 0 at every positive rho."""
+    g, rho = gd
+    dh_w = -WassersteinFlow(g, Entropy(), "arithmetic").dissipation(rho)
+    dh_lin = -LinearHeatFlow(g).dissipation(rho)
+    assert dh_lin < 0
+    assert dh_w <= dh_lin
+    # the gap is the seed's closed form, each edge term log r (...) >= 0
+    gap = _theorem_2_14_gap(g, rho)
+    assert gap > 0
+    assert abs((dh_lin - dh_w) - gap) <= 1e-10 * abs(dh_w)
+    # and the flows' own dH/dt = <log rho + 1, rhs>
+    phi = np.log(rho) + 1
+    assert abs(dh_w - phi @ WassersteinFlow(g, Entropy()).rhs(rho)) <= 1e-10 * abs(dh_w)
+    assert abs(dh_lin - phi @ LinearHeatFlow(g).rhs(rho)) <= 1e-10 * abs(dh_lin)
+
+
+def test_theorem_2_14_equality_at_uniform():
+    g = random_connected_graph(15, seed=30, extra=1.0)
+    u = np.full(g.n, 1.0 / g.n)
+    assert WassersteinFlow(g, Entropy(), "arithmetic").dissipation(u) == 0.0
+    assert LinearHeatFlow(g).dissipation(u) == 0.0
+    # centring the first variation leaves rounding of order eps * (1/n) * eps
+    assert np.abs(WassersteinFlow(g, Entropy(), "arithmetic").rhs(u)).max() <= 1e-30
+
+
+@pytest.mark.parametrize("mean", MEANS)
+def test_gibbs_state_is_stationary_with_the_reference_linearisation(mean):
+    """rhs(rho*) = 0 at rho* ~ exp(-V); J(rho*) = -B^T diag(w theta(rho*)) B diag(1/rho*)."""
+    g = random_connected_graph(14, seed=40, extra=1.0)
+    v = np.random.default_rng(41).uniform(-3.0, 3.0, g.n)
+    gibbs = np.exp(-v) / np.exp(-v).sum()
+    flow = WassersteinFlow(g, Entropy() + PotentialEnergy(v), mean)
+    scale = g.degree.max() * gibbs.max() * np.abs(v).max()
+    assert np.abs(flow.rhs(gibbs)).max() <= 1e-14 * scale
+    b = g.incidence.toarray()
+    theta = edge_mean(gibbs[g.edges[:, 0]], gibbs[g.edges[:, 1]], mean)
+    expected = -b.T @ np.diag(g.weights * theta) @ b @ np.diag(1.0 / gibbs)
+    jac = flow.jacobian(gibbs).toarray()
+    np.testing.assert_allclose(jac, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    # J diag(rho*) = -L_theta is symmetric negative semi-definite: a stable equilibrium
+    sym = jac @ np.diag(gibbs)
+    np.testing.assert_allclose(
+        sym, -weighted_laplacian(g, gibbs, mean).toarray(), rtol=0, atol=1e-12 * np.abs(sym).max()
+    )
+    assert np.linalg.eigvalsh(0.5 * (sym + sym.T)).max() <= 1e-12 * np.abs(sym).max()
+
+
+@pytest.mark.parametrize("mean", MEANS)
+@pytest.mark.parametrize("name", F_NAMES)
+def test_f_divergence_flows_vanish_at_q(name, mean):
+    g = random_connected_graph(12, seed=50, extra=1.0)
+    q = random_density(g.n, seed=51, log10_ratio=3.0)
+    flow = WassersteinFlow(g, FDivergence(name, q), mean)
+    assert np.abs(flow.rhs(q)).max() <= 1e-15 * g.degree.max()
+    assert flow.dissipation(q) <= 1e-30
+    assert abs(flow.energy(q)) <= 1e-15
+
+
+def test_large_graph_rhs_matches_the_edge_formula():
+    """Vectorised right-hand sides on a 518,400-node grid against a per-edge bincount of (26)."""
+    g = grid((720, 720), spacing=(1.0 / 720, 1.0 / 500))
+    n = g.n
+    rho = random_density(n, seed=4, log10_ratio=4.0)
+    i, j = g.edges[:, 0], g.edges[:, 1]
+    logr = np.log(rho)
+    flux = g.weights * 0.5 * (rho[i] + rho[j]) * (logr[j] - logr[i])
+    expected = np.bincount(i, flux, n) - np.bincount(j, flux, n)
+    scale = np.bincount(i, np.abs(flux), n) + np.bincount(j, np.abs(flux), n)
+    got = WassersteinFlow(g, Entropy(), "arithmetic").rhs(rho)
+    assert np.all(np.abs(got - expected) <= 1e-12 * scale + 1e-300)
+    assert abs(got.sum()) <= 1e-13 * scale.sum()
+    lin_flux = g.weights * (rho[j] - rho[i])
+    lin_expected = np.bincount(i, lin_flux, n) - np.bincount(j, lin_flux, n)
+    lin_scale = np.bincount(i, np.abs(lin_flux), n) + np.bincount(j, np.abs(lin_flux), n)
+    got_lin = LinearHeatFlow(g).rhs(rho)
+    assert np.all(np.abs(got_lin - lin_expected) <= 1e-13 * lin_scale + 1e-300)
+
+
+def test_flow_constructors_reject_bad_input():
+    g = random_connected_graph(5, seed=0)
+    with pytest.raises(ValueError, match="unknown mean 'geometric'"):
+        WassersteinFlow(g, Entropy(), "geometric")
+    with pytest.raises(ValueError, match="functional is defined on 4 nodes"):
+        WassersteinFlow(g, PotentialEnergy(np.zeros(4)))
+    with pytest.raises(TypeError, match="g must be"):
+        WassersteinFlow(g.adjacency, Entropy())
+    with pytest.raises(TypeError, match="functional must be"):
+        WassersteinFlow(g, lambda rho: rho)
+    with pytest.raises(TypeError, match="g must be"):
+        LinearHeatFlow(None)

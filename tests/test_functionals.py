@@ -1,0 +1,217 @@
+"""Free energies: first variations and Hessians against finite differences,
+f-divergences against closed forms, scipy references and classical
+inequalities (Gibbs, Pinsker, KL <= log(1 + chi^2))."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_density, seeds
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import rel_entr
+from scipy.stats import entropy as scipy_entropy
+
+from ottokit.functionals import (
+    Entropy,
+    FDivergence,
+    Functional,
+    PorousMedium,
+    PotentialEnergy,
+    SumFunctional,
+)
+
+N = 9
+F_NAMES = ["kl", "reverse_kl", "jsd", "chi2", "hellinger"]
+
+
+def _q() -> np.ndarray:
+    return random_density(N, seed=100, log10_ratio=1.5)
+
+
+def _v() -> np.ndarray:
+    return np.random.default_rng(101).uniform(-2.0, 2.0, N)
+
+
+def triangular_discrimination(r):
+    """f(r) = (r - 1)^2 / (r + 1), a convex generator given by hand with its derivatives."""
+    return (r - 1.0) ** 2 / (r + 1.0)
+
+
+def _triangular_df(r):
+    return 1.0 - 4.0 / (r + 1.0) ** 2
+
+
+def _triangular_d2f(r):
+    return 8.0 / (r + 1.0) ** 3
+
+
+FUNCTIONALS = {
+    "entropy": lambda: Entropy(),
+    "porous_0.5": lambda: PorousMedium(0.5),
+    "porous_2": lambda: PorousMedium(2.0),
+    "porous_3.5": lambda: PorousMedium(3.5),
+    "potential": lambda: PotentialEnergy(_v()),
+    **{f"f_{name}": (lambda name=name: FDivergence(name, _q())) for name in F_NAMES},
+    "f_custom": lambda: FDivergence(
+        triangular_discrimination, _q(), df=_triangular_df, d2f=_triangular_d2f
+    ),
+    "entropy+potential": lambda: Entropy() + PotentialEnergy(_v()),
+    "porous+kl+potential": lambda: (
+        PorousMedium(2.0) + FDivergence("kl", _q()) + PotentialEnergy(_v())
+    ),
+}
+
+
+def all_f_divergences(q: np.ndarray) -> list[FDivergence]:
+    custom = FDivergence(triangular_discrimination, q, df=_triangular_df, d2f=_triangular_d2f)
+    return [FDivergence(name, q) for name in F_NAMES] + [custom]
+
+
+@pytest.mark.parametrize("name", FUNCTIONALS)
+def test_first_variation_is_the_gradient_of_value(name):
+    func: Functional = FUNCTIONALS[name]()
+    rho = random_density(N, seed=1, log10_ratio=2.0)
+    phi = func.first_variation(rho)
+    assert phi.shape == (N,)
+    for i in range(N):
+        h = 1e-5 * rho[i]
+        up, down = rho.copy(), rho.copy()
+        up[i] += h
+        down[i] -= h
+        fd = (func.value(up) - func.value(down)) / (2 * h)
+        # truncation O(h^2 F''') plus cancellation eps |F| / h
+        tol = 1e-7 * abs(phi[i]) + 1e-15 * (1.0 + abs(func.value(rho))) / h
+        assert abs(fd - phi[i]) <= tol, (i, fd, phi[i])
+
+
+@pytest.mark.parametrize("name", FUNCTIONALS)
+def test_hessian_diag_is_the_derivative_of_first_variation(name):
+    func: Functional = FUNCTIONALS[name]()
+    rho = random_density(N, seed=2, log10_ratio=2.0)
+    hess = func.hessian_diag(rho)
+    for i in range(N):
+        h = 1e-5 * rho[i]
+        up, down = rho.copy(), rho.copy()
+        up[i] += h
+        down[i] -= h
+        column = (func.first_variation(up) - func.first_variation(down)) / (2 * h)
+        phi_scale = np.abs(func.first_variation(rho)).max() + 1.0
+        tol = 1e-7 * abs(hess[i]) + 1e-15 * phi_scale / h
+        assert abs(column[i] - hess[i]) <= tol, (i, column[i], hess[i])
+        # local functional: the Hessian is diagonal
+        off = np.delete(column, i)
+        assert np.all(np.abs(off) <= 1e-15 * phi_scale / h)
+
+
+def test_closed_forms():
+    rho = random_density(N, seed=3, log10_ratio=3.0)
+    v = _v()
+    assert abs(Entropy().value(np.full(N, 1.0 / N)) + np.log(N)) <= 1e-15 * np.log(N)
+    assert abs(Entropy().value(rho) - np.sum(rho * np.log(rho))) <= 1e-15
+    assert abs(PorousMedium(3.0).value(rho) - np.sum(rho**3) / 2) <= 1e-16
+    assert abs(PotentialEnergy(v).value(rho) - v @ rho) <= 1e-15
+    # Gibbs variational principle: min (H + V) = -log sum exp(-V), attained at exp(-V)/Z
+    gibbs = np.exp(-v) / np.exp(-v).sum()
+    free = Entropy() + PotentialEnergy(v)
+    assert abs(free.value(gibbs) + np.log(np.exp(-v).sum())) <= 1e-14
+    assert free.value(rho) > free.value(gibbs)
+    phi = free.first_variation(gibbs)
+    assert np.ptp(phi) <= 1e-14 * np.abs(phi).max()
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed_p=seeds, seed_q=seeds, spread=st.floats(0.05, 6.0))
+def test_f_divergences_vanish_only_at_q(seed_p, seed_q, spread):
+    p = random_density(N, seed_p, spread)
+    q = random_density(N, seed_q, spread)
+    for div in all_f_divergences(q):
+        assert abs(div.value(q)) <= 1e-15
+        # f'(1) is constant, so the first variation at q is flat (the flow stops there)
+        phi = div.first_variation(q)
+        assert np.ptp(phi) <= 1e-14 * (1.0 + np.abs(phi).max())
+        if np.abs(p - q).sum() > 1e-6:
+            assert div.value(p) > 0, div
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed_p=seeds, seed_q=seeds, spread=st.floats(0.05, 8.0))
+def test_f_divergences_against_scipy_and_closed_forms(seed_p, seed_q, spread):
+    p = random_density(N, seed_p, spread)
+    q = random_density(N, seed_q, spread)
+    kl = FDivergence("kl", q).value(p)
+    ref_kl = scipy_entropy(p, q)
+    assert abs(kl - ref_kl) <= 1e-12 * max(1.0, ref_kl)
+    ref_rkl = scipy_entropy(q, p)
+    assert abs(FDivergence("reverse_kl", q).value(p) - ref_rkl) <= 1e-12 * max(1.0, ref_rkl)
+    m = 0.5 * (p + q)
+    ref_jsd = 0.5 * rel_entr(p, m).sum() + 0.5 * rel_entr(q, m).sum()
+    assert abs(FDivergence("jsd", q).value(p) - ref_jsd) <= 1e-12 * max(1e-3, ref_jsd)
+    assert ref_jsd <= np.log(2) * (1 + 1e-12)
+    chi2 = FDivergence("chi2", q).value(p)
+    ref_chi2 = np.sum((p - q) ** 2 / q)
+    assert abs(chi2 - ref_chi2) <= 1e-11 * max(1.0, ref_chi2)
+    hel = FDivergence("hellinger", q).value(p)
+    ref_hel = np.sum((np.sqrt(p) - np.sqrt(q)) ** 2)
+    assert abs(hel - ref_hel) <= 1e-12 * max(1.0, ref_hel)
+    tv = 0.5 * np.abs(p - q).sum()
+    # Pinsker, KL <= log(1 + chi^2), and Hellinger^2 <= 2 TV
+    assert tv**2 <= 0.5 * kl * (1 + 1e-12) + 1e-300
+    assert kl <= np.log1p(chi2) * (1 + 1e-12) + 1e-15
+    assert hel <= 2 * tv * (1 + 1e-12)
+
+
+def test_sums_add_values_variations_and_hessians():
+    rho = random_density(N, seed=4, log10_ratio=2.0)
+    parts = [Entropy(), PorousMedium(2.0), PotentialEnergy(_v()), FDivergence("jsd", _q())]
+    total = parts[0] + parts[1] + parts[2] + parts[3]
+    assert isinstance(total, SumFunctional)
+    assert len(total.terms) == 4
+    assert abs(total.value(rho) - sum(p.value(rho) for p in parts)) <= 1e-14
+    np.testing.assert_allclose(
+        total.first_variation(rho), sum(p.first_variation(rho) for p in parts), rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        total.hessian_diag(rho), sum(p.hessian_diag(rho) for p in parts), rtol=1e-14
+    )
+    nested = (parts[0] + parts[1]) + (parts[2] + parts[3])
+    assert abs(nested.value(rho) - total.value(rho)) <= 1e-15
+
+
+def test_functionals_reject_bad_input():
+    rho = random_density(N, seed=5, log10_ratio=1.0)
+    zero = rho.copy()
+    zero[2] = 0.0
+    with pytest.raises(ValueError, match=r"Entropy needs rho > 0.*rho\[2\]"):
+        Entropy().value(zero)
+    with pytest.raises(ValueError, match=r"rho must be finite"):
+        Entropy().first_variation(np.where(np.arange(N) == 1, np.nan, rho))
+    with pytest.raises(ValueError, match=r"rho must be finite"):
+        PotentialEnergy(_v()).value(np.where(np.arange(N) == 1, np.inf, rho))
+    with pytest.raises(ValueError, match=r"needs rho >= 0"):
+        PotentialEnergy(_v()).value(rho - 0.5)
+    with pytest.raises(ValueError, match=r"needs rho > 0"):
+        FDivergence("kl", _q()).hessian_diag(zero)
+    with pytest.raises(ValueError, match=r"rho must be a vector of length 9"):
+        FDivergence("chi2", _q()).value(rho[:-1])
+    with pytest.raises(ValueError, match=r"unknown f-divergence 'tv'"):
+        FDivergence("tv", _q())
+    with pytest.raises(ValueError, match=r"df= and d2f="):
+        FDivergence(triangular_discrimination, _q())
+    with pytest.raises(TypeError, match=r"f must be"):
+        FDivergence(3, _q())
+    with pytest.raises(ValueError, match=r"q must be strictly positive"):
+        FDivergence("kl", np.array([0.5, 0.5, 0.0]))
+    with pytest.raises(ValueError, match=r"PorousMedium exponent m"):
+        PorousMedium(1.0)
+    with pytest.raises(ValueError, match=r"PorousMedium exponent m"):
+        PorousMedium(-2.0)
+    with pytest.raises(ValueError, match=r"V must be"):
+        PotentialEnergy(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"V must be finite"):
+        PotentialEnergy(np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match=r"different sizes"):
+        PotentialEnergy(np.zeros(3)) + FDivergence("kl", np.full(4, 0.25))
+    # chi^2 and PotentialEnergy are defined at rho = 0
+    assert np.isfinite(FDivergence("chi2", _q()).value(zero))
+    assert np.isfinite(PorousMedium(2.0).hessian_diag(zero)).all()

@@ -1,0 +1,370 @@
+"""Integrating graph flows (seed 000 §2.3, §3): conservation laws along
+trajectories, the energy identity in time, agreement between integrators and
+with the matrix exponential, spectral decay rates (2 lambda_2; 4/d on the
+hypercube), Gibbs and per-component equilibria, and loud failure."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+from conftest import graphs_and_densities, random_connected_graph, random_density, seed_like_initial
+from hypothesis import given, settings
+from scipy.integrate import trapezoid
+from scipy.linalg import expm
+from scipy.special import kl_div
+
+from ottokit.functionals import Entropy, FDivergence, PorousMedium, PotentialEnergy
+from ottokit.graph import (
+    METHODS,
+    DisconnectedGraphWarning,
+    LinearHeatFlow,
+    SolverError,
+    WassersteinFlow,
+    from_edges,
+    grid,
+    random_geometric,
+    solve,
+)
+
+CONCRETE_METHODS = [m for m in METHODS if m != "auto"]
+
+
+def hypercube(d: int):
+    """{0,1}^d with omega = 1/d: Laplacian spectrum 2k/d, so lambda_2 = 2/d."""
+    n = 2**d
+    edges = [(a, a ^ (1 << k)) for a in range(n) for k in range(d) if a < a ^ (1 << k)]
+    return from_edges(edges, np.full(len(edges), 1.0 / d), n=n)
+
+
+def relative_entropy_to_uniform(rho: np.ndarray) -> np.ndarray:
+    """H(rho) - H(1/n) = sum rho log(n rho), as a sum of non-negative terms (no cancellation)."""
+    n = rho.shape[-1]
+    return kl_div(rho, 1.0 / n).sum(axis=-1)
+
+
+def late_time_rate(t: np.ndarray, excess: np.ndarray) -> float:
+    """Minus the slope of log(H - H*) fitted by least squares."""
+    return -float(np.polyfit(t, np.log(excess), 1)[0])
+
+
+class NaNOnceSpread(LinearHeatFlow):
+    """The linear heat flow, except that its rhs is NaN once node 0 has lost 30% of its mass."""
+
+    def rhs(self, rho):
+        out = super().rhs(rho)
+        return np.full_like(out, np.nan) if rho[0] < 0.7 else out
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_conserves_mass_and_positivity_from_the_seed_data(method, rgg30):
+    g = rgg30
+    rho0 = seed_like_initial(g.n)
+    t_eval = np.linspace(0.0, 0.1, 11)
+    flow = WassersteinFlow(g, Entropy(), "arithmetic")
+    tr = solve(flow, rho0, (0.0, 0.1), t_eval, method=method, rtol=1e-7, atol=1e-13)
+    assert tr.converged
+    assert tr.method == ("lsoda" if method == "auto" else method)
+    np.testing.assert_array_equal(tr.t, t_eval)
+    assert tr.rho.shape == (11, g.n)
+    np.testing.assert_allclose(tr.rho[0], rho0, rtol=1e-14, atol=0)
+    assert np.abs(tr.rho.sum(axis=1) - 1.0).max() <= 1e-10
+    assert tr.mass_drift <= 1e-10
+    assert tr.rho.min() > 0
+    assert tr.min_density == tr.rho.min()
+    assert np.all(np.diff(tr.energy) <= 1e-12)
+    assert tr.n_rhs > 0
+
+
+@settings(max_examples=12, deadline=None)
+@given(gd=graphs_and_densities(max_n=16, max_log10_ratio=8.0))
+def test_auto_conserves_mass_and_positivity_on_random_graphs(gd):
+    g, rho0 = gd
+    flow = WassersteinFlow(g, Entropy(), "arithmetic")
+    t1 = 1.0 / g.degree.max()
+    tr = solve(flow, rho0, (0.0, t1), method="auto")
+    assert np.abs(tr.rho.sum(axis=1) - 1.0).max() <= 1e-10
+    assert tr.rho.min() > 0
+    # the entropy never increases along the flow (up to the tolerance of the integrator)
+    assert np.all(np.diff(tr.energy) <= 1e-6 * np.abs(tr.energy).max())
+
+
+FLOWS = {
+    "entropy-arithmetic": lambda g, v, q: WassersteinFlow(g, Entropy(), "arithmetic"),
+    "free-energy-logarithmic": lambda g, v, q: WassersteinFlow(
+        g, Entropy() + PotentialEnergy(v), "logarithmic"
+    ),
+    "porous-2-arithmetic": lambda g, v, q: WassersteinFlow(g, PorousMedium(2.0), "arithmetic"),
+    "kl-arithmetic": lambda g, v, q: WassersteinFlow(g, FDivergence("kl", q), "arithmetic"),
+    "linear-heat": lambda g, v, q: LinearHeatFlow(g),
+}
+
+
+@pytest.mark.parametrize("name", FLOWS)
+def test_energy_decreases_and_dissipation_integrates_to_the_energy_drop(name, rgg30):
+    """E(0) - E(T) = int_0^T D(t) dt, with D = -dE/dt >= 0 (trapezoid on 401 outputs).
+
+    The outputs crowd quadratically towards t = 0, where D falls fastest.
+    """
+    g = rgg30
+    v = np.random.default_rng(2).uniform(-1.0, 1.0, g.n)
+    q = random_density(g.n, seed=3, log10_ratio=1.0)
+    flow = FLOWS[name](g, v, q)
+    rho0 = random_density(g.n, seed=4, log10_ratio=3.0)
+    t = 0.4 * np.linspace(0.0, 1.0, 401) ** 2
+    tr = solve(flow, rho0, (0.0, 0.4), t, rtol=1e-10, atol=1e-14)
+    drop = tr.energy[0] - tr.energy[-1]
+    assert drop > 0
+    assert np.all(np.diff(tr.energy) <= 1e-12 * np.abs(tr.energy).max())
+    assert np.all(tr.dissipation >= 0)
+    assert abs(trapezoid(tr.dissipation, tr.t) - drop) <= 1e-3 * drop
+
+
+def test_all_methods_agree_on_the_end_state(rgg30):
+    g = rgg30
+    rho0 = random_density(g.n, seed=5, log10_ratio=4.0)
+    flow = WassersteinFlow(g, Entropy(), "arithmetic")
+    ends = {
+        m: solve(flow, rho0, (0.0, 0.3), method=m, rtol=1e-9, atol=1e-14).final
+        for m in CONCRETE_METHODS
+    }
+    ref = ends["lsoda"]
+    for m, end in ends.items():
+        assert np.abs(end - ref).max() <= 1e-5 * np.abs(ref).max(), m
+
+
+@pytest.mark.parametrize("method", CONCRETE_METHODS)
+def test_linear_and_log_mean_entropy_flows_follow_the_matrix_exponential(method, rgg30):
+    """rho(t) = exp(-t L) rho0 for eq. (28) and, by Maas' identity, for the log-mean W flow."""
+    g = rgg30
+    rho0 = random_density(g.n, seed=6, log10_ratio=3.0)
+    t = np.array([0.0, 0.05, 0.2, 0.5])
+    lap = g.laplacian().toarray()
+    exact = np.stack([expm(-tk * lap) @ rho0 for tk in t])
+    for flow in (LinearHeatFlow(g), WassersteinFlow(g, Entropy(), "logarithmic")):
+        tr = solve(flow, rho0, (0.0, 0.5), t, method=method, rtol=1e-9, atol=1e-14)
+        assert np.abs(tr.rho - exact).max() <= 1e-6 * np.abs(exact).max(), flow
+
+
+@pytest.mark.parametrize("kind", ["linear", "logarithmic", "arithmetic"])
+def test_relative_entropy_decays_at_twice_the_spectral_gap(kind):
+    g = random_geometric(30, 0.35, seed=1)
+    assert g.is_connected
+    eig, vec = np.linalg.eigh(g.laplacian().toarray())
+    lam2 = eig[1]
+    assert eig[2] > 1.3 * lam2  # a clear gap, so the slowest mode dominates late
+    node = int(np.argmax(np.abs(vec[:, 1])))
+    rho0 = np.full(g.n, 0.5 / (g.n - 1))
+    rho0[node] = 0.5
+    flow = LinearHeatFlow(g) if kind == "linear" else WassersteinFlow(g, Entropy(), kind)
+    t1 = 10.0 / lam2
+    t = np.linspace(0.0, t1, 201)
+    tr = solve(flow, rho0, (0.0, t1), t, rtol=1e-11, atol=1e-16)
+    late = t >= t1 / 2
+    excess = relative_entropy_to_uniform(tr.rho[late])
+    assert excess[-1] > 1e-12  # still far above rounding
+    rate = late_time_rate(t[late], excess)
+    assert abs(rate - 2 * lam2) <= 0.02 * 2 * lam2, (rate, 2 * lam2)
+
+
+@pytest.mark.parametrize("d", [4, 5])
+@pytest.mark.parametrize("kind", ["linear", "logarithmic", "arithmetic"])
+def test_hypercube_entropy_decay_rate_is_4_over_d(d, kind):
+    """Erbar-Maas: on {0,1}^d with omega = 1/d the log-mean entropy decay rate is 4/d.
+
+    The arithmetic-mean flow has the same linearisation -L at the uniform state,
+    hence the same late-time rate.
+    """
+    g = hypercube(d)
+    eig = np.linalg.eigvalsh(g.laplacian().toarray())
+    assert abs(eig[1] - 2.0 / d) <= 1e-12
+    rho0 = np.full(g.n, 0.1 / (g.n - 1))
+    rho0[0] = 0.9
+    flow = LinearHeatFlow(g) if kind == "linear" else WassersteinFlow(g, Entropy(), kind)
+    t1 = 5.0 * d
+    t = np.linspace(0.0, t1, 201)
+    tr = solve(flow, rho0, (0.0, t1), t, rtol=1e-11, atol=1e-16)
+    late = t >= t1 / 2
+    rate = late_time_rate(t[late], relative_entropy_to_uniform(tr.rho[late]))
+    assert abs(rate - 4.0 / d) <= 0.02 * 4.0 / d, rate
+
+
+@pytest.mark.parametrize("mean", ["arithmetic", "logarithmic"])
+def test_gibbs_equilibrium_is_reached_on_a_1d_grid(mean):
+    n = 24
+    g = grid(n, spacing=1.0 / n)
+    x = g.positions[:, 0]
+    v = 3.0 * np.cos(2 * np.pi * x) + 2.0 * x
+    gibbs = np.exp(-v) / np.exp(-v).sum()
+    flow = WassersteinFlow(g, Entropy() + PotentialEnergy(v), mean)
+    rho0 = np.full(n, 1.0 / n)
+    tr = solve(flow, rho0, (0.0, 4.0), np.linspace(0.0, 4.0, 41), rtol=1e-10, atol=1e-14)
+    assert np.linalg.norm(tr.final - gibbs) <= 1e-6
+    # min over densities of H + V is -log Z, reached from above
+    assert abs(tr.energy[-1] + np.log(np.exp(-v).sum())) <= 1e-10
+    assert np.all(np.diff(tr.energy) <= 1e-12)
+
+
+@pytest.mark.parametrize("kind", ["linear", "arithmetic", "logarithmic"])
+def test_disconnected_graph_each_component_keeps_its_mass_and_equilibrium(kind):
+    blocks = [random_connected_graph(k, seed=s, extra=1.0) for s, k in [(1, 6), (2, 9), (3, 4)]]
+    edges, weights, offset = [], [], 0
+    for b in blocks:
+        edges.append(b.edges + offset)
+        weights.append(b.weights)
+        offset += b.n
+    with pytest.warns(DisconnectedGraphWarning):
+        g = from_edges(np.concatenate(edges), np.concatenate(weights), n=offset)
+    labels = g.components()
+    sizes = np.bincount(labels)
+    rho0 = random_density(g.n, seed=7, log10_ratio=3.0)
+    mass0 = np.bincount(labels, rho0)
+    flow = LinearHeatFlow(g) if kind == "linear" else WassersteinFlow(g, Entropy(), kind)
+    tr = solve(flow, rho0, (0.0, 60.0), np.linspace(0.0, 60.0, 7), rtol=1e-10, atol=1e-15)
+    for row in tr.rho:
+        assert np.abs(np.bincount(labels, row) - mass0).max() <= 1e-10
+    expected = (mass0 / sizes)[labels]
+    assert np.abs(tr.final - expected).max() <= 1e-6 * expected.max()
+
+
+@pytest.mark.parametrize("method", CONCRETE_METHODS)
+def test_a_failing_rhs_raises_solver_error_not_a_partial_trajectory(method):
+    g = grid(10)
+    rho0 = np.full(10, 1e-3)
+    rho0[0] = 1.0 - 9e-3
+    result = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(SolverError) as info:
+            result = solve(NaNOnceSpread(g), rho0, (0.0, 1.0), method=method, max_steps=2000)
+    assert result is None
+    assert info.value.diagnostics["method"] == method
+    assert info.value.diagnostics["n_rhs"] > 0
+
+
+@pytest.mark.filterwarnings("ignore:Excess work done")
+@pytest.mark.parametrize("method", ["lsoda", "bdf", "adams"])
+def test_too_few_steps_raises_solver_error(method, rgg30):
+    flow = WassersteinFlow(rgg30, Entropy(), "arithmetic")
+    with pytest.raises(SolverError, match=method):
+        solve(flow, seed_like_initial(rgg30.n), (0.0, 1.0), method=method, max_steps=3)
+
+
+def _stiff_grid_case():
+    g = grid((48, 48), spacing=1.0 / 48)
+    x, y = g.positions.T
+    v = 2.0 * np.cos(2 * np.pi * x) * np.sin(2 * np.pi * y)
+    rho0 = np.exp(-((x - 0.3) ** 2 + (y - 0.6) ** 2) / 0.02) + 1e-3
+    return WassersteinFlow(g, Entropy() + PotentialEnergy(v)), rho0 / rho0.sum(), "bdf"
+
+
+def _non_stiff_case():
+    g = random_geometric(3000, 0.05, seed=0)
+    rho0 = random_density(g.n, seed=1, log10_ratio=2.0)
+    return WassersteinFlow(g, Entropy(), "arithmetic"), rho0, "rk45"
+
+
+@pytest.mark.parametrize(
+    ("case", "reference"), [(_stiff_grid_case, "scipy-bdf"), (_non_stiff_case, "dop853")]
+)
+def test_auto_on_large_graphs_keeps_the_conservation_laws(case, reference):
+    """Beyond 2,000 nodes "auto" picks CVODE BDF (GMRES + multigrid) or RK45 by stiffness."""
+    flow, rho0, expected_method = case()
+    tr = solve(flow, rho0, (0.0, 0.01), method="auto", rtol=1e-8, atol=1e-14)
+    assert tr.method == expected_method
+    assert np.abs(tr.rho.sum(axis=1) - 1.0).max() <= 1e-10
+    assert tr.rho.min() > 0
+    assert np.all(np.diff(tr.energy) <= 1e-12 * np.abs(tr.energy).max())
+    ref = solve(flow, rho0, (0.0, 0.01), method=reference, rtol=1e-8, atol=1e-14)
+    assert np.abs(tr.final - ref.final).max() <= 1e-5 * np.abs(ref.final).max()
+
+
+def test_theorem_2_14_at_every_output_state_of_both_flows():
+    """The seed's §3 setting in small: n = 100, radius 0.2, centre node, rho = 1e-10 elsewhere."""
+    g = random_geometric(100, 0.2, seed=0, center=(0.5, 0.5))
+    assert g.is_connected
+    rho0 = seed_like_initial(g.n, node=0)
+    t = np.linspace(0.0, 0.1, 11)
+    w_flow = WassersteinFlow(g, Entropy(), "arithmetic")
+    lin = LinearHeatFlow(g)
+    for flow in (w_flow, lin):
+        tr = solve(flow, rho0, (0.0, 0.1), t)
+        for rho in tr.rho:
+            dh_w = -w_flow.dissipation(rho)
+            dh_lin = -lin.dissipation(rho)
+            assert dh_w < dh_lin < 0
+
+
+def test_normalize_rescales_the_initial_density(rgg30):
+    rho = random_density(rgg30.n, seed=8, log10_ratio=2.0)
+    flow = WassersteinFlow(rgg30, Entropy(), "arithmetic")
+    tr = solve(flow, 3.0 * rho, (0.0, 0.01), normalize=True)
+    np.testing.assert_allclose(tr.rho[0], rho, rtol=1e-15)
+    assert np.abs(tr.rho.sum(axis=1) - 1.0).max() <= 1e-12
+
+
+def test_solve_rejects_bad_input(rgg30):
+    g = rgg30
+    flow = WassersteinFlow(g, Entropy(), "arithmetic")
+    rho = random_density(g.n, seed=9, log10_ratio=1.0)
+    bad_values = {
+        r"rho0 must be non-negative": np.where(np.arange(g.n) == 3, -1e-3, rho),
+        r"rho0 must be strictly positive": np.where(np.arange(g.n) == 3, 0.0, rho),
+        r"rho0 must be finite": np.where(np.arange(g.n) == 3, np.nan, rho),
+        r"rho0 must be finite;.*inf": np.where(np.arange(g.n) == 3, np.inf, rho),
+        r"rho0 must sum to 1.*normalize=True": 1.01 * rho,
+        r"rho0 must be a vector of length 30": rho[:-1],
+    }
+    for match, rho0 in bad_values.items():
+        with pytest.raises(ValueError, match=match):
+            solve(flow, rho0, (0.0, 0.1))
+    with pytest.raises(ValueError, match=r"t_eval must lie inside t_span"):
+        solve(flow, rho, (0.0, 0.1), [0.0, 0.2])
+    with pytest.raises(ValueError, match=r"t_eval must lie inside t_span"):
+        solve(flow, rho, (0.1, 0.2), [0.0, 0.2])
+    with pytest.raises(ValueError, match=r"t_eval must be strictly increasing"):
+        solve(flow, rho, (0.0, 0.1), [0.05, 0.01])
+    with pytest.raises(ValueError, match=r"t_span must have t1 > t0"):
+        solve(flow, rho, (0.1, 0.0))
+    with pytest.raises(ValueError, match=r"unknown method 'euler'"):
+        solve(flow, rho, (0.0, 0.1), method="euler")
+    with pytest.raises(ValueError, match=r"rtol and atol"):
+        solve(flow, rho, (0.0, 0.1), rtol=0.0)
+    with pytest.raises(TypeError, match=r"flow must be"):
+        solve(Entropy(), rho, (0.0, 0.1))
+    # the linear heat flow takes no logarithm: zeros are admissible initial data
+    delta = np.zeros(g.n)
+    delta[0] = 1.0
+    tr = solve(LinearHeatFlow(g), delta, (0.0, 0.1))
+    assert np.abs(tr.rho.sum(axis=1) - 1.0).max() <= 1e-12
+
+
+def test_linear_heat_energy_at_a_density_with_zeros_uses_0_log_0_eq_0(rgg30):
+    delta = np.zeros(rgg30.n)
+    delta[0] = 1.0
+    tr = solve(LinearHeatFlow(rgg30), delta, (0.0, 0.1))
+    assert tr.energy[0] == 0.0
+    assert np.all(np.isfinite(tr.energy))
+
+
+def test_mass_drift_with_an_empty_component():
+    with pytest.warns(DisconnectedGraphWarning):
+        g = from_edges([(0, 1), (1, 2), (3, 4)], n=5)
+    rho0 = np.array([0.25, 0.5, 0.25, 0.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tr = solve(LinearHeatFlow(g), rho0, (0.0, 1.0))
+    assert np.all(tr.rho[:, 3:] == 0.0)
+    assert np.isfinite(tr.mass_drift) and tr.mass_drift <= 1e-10
+
+
+def test_hypercube_builder_is_the_d_cube():
+    g = hypercube(3)
+    assert (g.n, g.m) == (8, 12)
+    # neighbours differ in exactly one bit
+    for i, j in g.edges.tolist():
+        assert bin(i ^ j).count("1") == 1
+    spectrum = np.sort([2 * sum(bits) / 3 for bits in itertools.product((0, 1), repeat=3)])
+    np.testing.assert_allclose(np.linalg.eigvalsh(g.laplacian().toarray()), spectrum, atol=1e-13)
