@@ -1,6 +1,16 @@
-"""Experiments, one module per seed experiment; importing this package registers them all."""
+"""Experiments, one module per seed experiment.
 
-from ottokit.experiments import graph_heat, graph_inverse, graph_scale  # noqa: F401  (register)
+Importing this package imports every public module in it, and each module
+registers its :class:`Experiment`; a new experiment is one new module here.
+"""
+
+import importlib
+import pkgutil
+
 from ottokit.experiments._registry import Experiment, all_experiments, get, names, register
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["Experiment", "all_experiments", "get", "names", "register"]

@@ -229,7 +229,7 @@ def run(config: GraphHeatConfig, out: Path) -> Result:
         Check(
             "Entropy decreases along both flows",
             entropy_decreasing,
-            f"H(0) = {tw.energy[0]:.4f}; H({config.t_end:g}) = {tw.energy[-1]:.4f} (27), "
+            f"H(0) = {tw.energy[0]:.3g}; H({config.t_end:g}) = {tw.energy[-1]:.4f} (27), "
             f"{tl.energy[-1]:.4f} (28)",
         ),
         Check(
