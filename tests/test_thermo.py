@@ -1,0 +1,405 @@
+"""Linear Fokker-Planck thermodynamics (seed 002) against independent references.
+
+References: the matrix exponential and ``scipy.linalg.solve_continuous_lyapunov``
+for the moments, a finite-volume Fokker-Planck solver on a fine 1-D grid
+(``scipy.sparse.linalg.expm_multiply``) for Sdot and the W1 speed, finite
+differences of W2 between Gaussians for the W2 speed, the McCann interpolation
+for the geodesic protocol, and Euler-Maruyama particles for the moments.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.integrate import quad
+from scipy.linalg import expm, solve_continuous_lyapunov
+from scipy.sparse.linalg import expm_multiply
+from scipy.stats import multivariate_normal, norm
+
+from ottokit import ot as okot
+from ottokit import thermo
+
+T_EPS = 1e-10  # relative slack for inequalities between closed forms
+
+
+def _random_spd(rng: np.random.Generator, d: int, low: float = 0.2) -> np.ndarray:
+    a = rng.standard_normal((d, d))
+    return a @ a.T / d + low * np.eye(d)
+
+
+def _constant_protocol(A, b, T, tau, m0=None, C0=None) -> thermo.Protocol:
+    return thermo.Protocol(A=np.asarray(A), b=np.asarray(b), T=T, tau=tau, m0=m0, C0=C0)
+
+
+# ---------------------------------------------------------------- moments
+
+
+def test_moments_match_the_matrix_exponential():
+    rng = np.random.default_rng(0)
+    A = np.array([[-1.0, 0.8, 0.0], [-0.5, -0.7, 0.3], [0.2, 0.0, -1.5]])
+    b, T = np.array([0.3, -0.2, 1.0]), 0.7
+    m0, C0 = rng.standard_normal(3), _random_spd(rng, 3)
+    sol = thermo.solve_moments(_constant_protocol(A, b, T, 2.0), m0, C0, t_eval=9)
+    c_inf = solve_continuous_lyapunov(A, -2 * T * np.eye(3))
+    for t, m, c in zip(sol.t, sol.mean, sol.cov, strict=True):
+        e = expm(A * t)
+        m_exact = e @ m0 + np.linalg.solve(A, (e - np.eye(3)) @ b)
+        c_exact = c_inf + e @ (C0 - c_inf) @ e.T
+        np.testing.assert_allclose(m, m_exact, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(c, c_exact, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(thermo.stationary_covariance(A, T), c_inf, rtol=1e-12)
+
+
+def test_harmonic_trap_relaxes_to_T_over_k():
+    """The convention: dx = -k x dt + sqrt(2T) dW has stationary state N(0, T/k)."""
+    k, T = 2.5, 0.8
+    p = thermo.quench(1.0, k, tau=12.0, T=T, dim=2)
+    sol = thermo.solve_moments(p, t_eval=5)
+    np.testing.assert_allclose(sol.cov[-1], T / k * np.eye(2), rtol=1e-9)
+    np.testing.assert_allclose(thermo.stationary_covariance(-k * np.eye(2), T), T / k * np.eye(2))
+
+
+def test_particles_reproduce_the_moments():
+    p = thermo.rotational(1.0, 2.0, tau=1.0, T=0.5)
+    est = thermo.simulate_particles(p, 40_000, 500, n_out=6, seed=3)
+    sol = thermo.solve_moments(p, t_eval=est.t)
+    # 1/sqrt(N) ~ 0.005; Euler-Maruyama bias O(dt) ~ 0.002
+    np.testing.assert_allclose(est.mean, sol.mean, atol=0.03)
+    np.testing.assert_allclose(est.cov, sol.cov, atol=0.03)
+
+
+def test_fokker_planck_pde_on_a_grid():
+    """Finite volumes for d_t P = -d_x[(a x + c) P - T d_x P]; Sdot = int J^2/(P T), v1 by CDFs."""
+    a, c, T = -2.0, 0.5, 0.7
+    m0, v0 = 1.0, 0.25
+    edges = np.linspace(-6.0, 7.0, 1201)
+    h = edges[1] - edges[0]
+    x = 0.5 * (edges[1:] + edges[:-1])
+    faces = edges[1:-1]
+    drift = a * faces + c
+    n = len(x)
+    # J_{i+1/2} = drift (P_i + P_{i+1}) / 2 - T (P_{i+1} - P_i) / h, no flux at the ends
+    j_lo = sp.diags([0.5 * drift + T / h], [0], shape=(n - 1, n)) + sp.diags(
+        [0.5 * drift - T / h], [1], shape=(n - 1, n)
+    )
+    div = (sp.eye(n, n - 1, k=-1) - sp.eye(n, n - 1)) / h
+    generator = (div @ j_lo).tocsr()
+    p0 = norm.pdf(x, m0, np.sqrt(v0))
+    p0 /= p0.sum() * h
+    times = np.array([0.1, 0.3, 0.6])
+    delta = 1e-3
+
+    protocol = _constant_protocol([[a]], [c], T, 1.0, [m0], [[v0]])
+    sol = thermo.solve_moments(protocol, t_eval=np.concatenate([[0.0], times, [1.0]]))
+    th = thermo.thermodynamics(sol)
+    w1 = thermo.w1_speed(sol)
+    for i, t in enumerate(times, start=1):
+        early = expm_multiply(generator, p0, start=0.0, stop=t - delta, num=2, endpoint=True)[-1]
+        before, p, after = expm_multiply(
+            generator, early, start=0.0, stop=2 * delta, num=3, endpoint=True
+        )
+        mean = np.sum(x * p) * h
+        var = np.sum((x - mean) ** 2 * p) * h
+        flux = j_lo @ p
+        p_face = 0.5 * (p[1:] + p[:-1])
+        inside = p_face > 0  # far tails underflow to 0, where the flux is 0 too
+        sdot = np.sum(flux[inside] ** 2 / (p_face[inside] * T)) * h
+        cdf_lo, cdf_hi = np.cumsum(before) * h, np.cumsum(after) * h
+        v1 = np.sum(np.abs(cdf_hi - cdf_lo)) * h / (2 * delta)  # W1 = int |F - G| dx in 1-D
+        assert mean == pytest.approx(sol.mean[i, 0], rel=1e-4)
+        assert var == pytest.approx(sol.cov[i, 0, 0], rel=1e-4)
+        assert sdot == pytest.approx(th.entropy_production_rate[i], rel=1e-3)
+        assert v1 == pytest.approx(w1.upper[i], rel=1e-3)
+        assert w1.exact and w1.lower[i] == w1.upper[i]
+
+
+# ---------------------------------------------------------------- W2 and W1 speed
+
+
+def test_w2_speed_is_the_metric_derivative_of_w2():
+    p = thermo.rotational(1.0, 2.0, tau=1.0, T=1.0)
+    t = np.array([0.2, 0.5, 0.8])
+    h = 1e-3
+    grid = np.sort(np.concatenate([[0.0], t - h, t, t + h, [1.0]]))
+    sol = thermo.solve_moments(p, t_eval=grid)
+    v2 = thermo.w2_speed(sol)
+    for s in t:
+        i, lo, hi = (int(np.argmin(np.abs(grid - u))) for u in (s, s - h, s + h))
+        fd = okot.w2_gaussian(sol.mean[lo], sol.cov[lo], sol.mean[hi], sol.cov[hi]) / (2 * h)
+        assert v2[i] == pytest.approx(fd, rel=1e-5)
+
+
+def test_w1_speed_1d_against_quantile_w1():
+    protocol = thermo.stiffness_ramp(1.0, 3.0, tau=1.0, T=0.5, dim=1, center=[0.2])
+    h = 1e-3
+    grid = np.array([0.0, 0.4 - h, 0.4, 0.4 + h, 1.0])
+    sol = thermo.solve_moments(protocol, [1.0], [[0.3]], t_eval=grid)
+    z = norm.ppf((np.arange(200_000) + 0.5) / 200_000)
+    lo = sol.mean[1, 0] + np.sqrt(sol.cov[1, 0, 0]) * z
+    hi = sol.mean[3, 0] + np.sqrt(sol.cov[3, 0, 0]) * z
+    fd = okot.w_1d(lo, hi, 1) / (2 * h)
+    w1 = thermo.w1_speed(sol)
+    assert w1.upper[2] == pytest.approx(fd, rel=1e-3)
+    assert w1.upper[2] < thermo.w2_speed(sol)[2]
+
+
+def test_w1_speed_bounds_in_2d():
+    for p in (
+        thermo.rotational(1.0, 2.0, 1.0),
+        thermo.geodesic_protocol(
+            [0, 0], np.diag([1.0, 0.25]), [1.0, 0.5], [[0.5, 0.2], [0.2, 1.0]], 1.0
+        ),
+    ):
+        sol = thermo.solve_moments(p, t_eval=21)
+        w1 = thermo.w1_speed(sol)
+        assert not w1.exact
+        assert np.all(w1.lower <= w1.upper * (1 + 1e-6))
+        assert np.all(w1.upper <= thermo.w2_speed(sol) * (1 + T_EPS))
+    # an isotropic dilation: the radial test function |x - m| attains the upper bound
+    sol = thermo.solve_moments(thermo.stiffness_ramp(1.0, 4.0, 1.0, dim=2), t_eval=11)
+    w1 = thermo.w1_speed(sol)
+    np.testing.assert_allclose(w1.lower[1:], w1.upper[1:], rtol=1e-8)
+    # a pure translation: v1 = v2 = |dm|
+    g = thermo.geodesic_protocol([0, 0], np.eye(2), [3.0, 4.0], np.eye(2), tau=2.0)
+    sol = thermo.solve_moments(g, t_eval=5)
+    w1 = thermo.w1_speed(sol)
+    np.testing.assert_allclose(w1.upper, 2.5, rtol=1e-9)
+    np.testing.assert_allclose(w1.lower, 2.5, rtol=1e-5)  # the best of 180 directions
+    np.testing.assert_allclose(thermo.w2_speed(sol), 2.5, rtol=1e-9)
+
+
+# ---------------------------------------------------------------- speed limits
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rotation=st.floats(0.0, 3.0), symmetric=st.booleans())
+def test_speed_limit_and_its_equality_case(seed, rotation, symmetric):
+    rng = np.random.default_rng(seed)
+    d = 2
+    s = rng.standard_normal((d, d))
+    A = -(s @ s.T) - 0.3 * np.eye(d)
+    if not symmetric:
+        A = A + rotation * np.array([[0.0, -1.0], [1.0, 0.0]])
+    T = float(rng.uniform(0.2, 2.0))
+    p = _constant_protocol(A, rng.standard_normal(d), T, 1.0)
+    sol = thermo.solve_moments(p, rng.standard_normal(d), _random_spd(rng, d), t_eval=11)
+    th = thermo.thermodynamics(sol)
+    sdot, excess = th.entropy_production_rate, th.excess_rate
+    scale = sdot.max()
+    assert np.all(sdot >= excess - T_EPS * scale)
+    np.testing.assert_allclose(excess + th.housekeeping_rate, sdot, rtol=1e-10, atol=1e-12)
+    if symmetric or rotation == 0.0:
+        assert th.housekeeping_rate.max() <= 1e-10 * scale
+    elif rotation > 0.1:
+        assert np.all(sdot - excess > 1e-6 * scale)
+    lim = thermo.speed_limit(sol)
+    assert lim.entropy_production >= lim.length_bound * (1 - T_EPS)
+    assert lim.length_bound >= lim.distance_bound * (1 - T_EPS)
+
+
+def test_rotational_force_from_its_stationary_state():
+    k, omega, T = 1.5, 2.0, 0.8
+    p = thermo.rotational(k, omega, 1.0, T, m0=[0.0, 0.0], C0=T / k * np.eye(2))
+    th = thermo.thermodynamics(thermo.solve_moments(p, t_eval=5))
+    np.testing.assert_allclose(th.w2_speed, 0.0, atol=1e-12)
+    np.testing.assert_allclose(th.entropy_production_rate, 2 * omega**2 / k, rtol=1e-10)
+    # steady state: no change of S or <U>; the heat given to the bath is the work of the rotation
+    np.testing.assert_allclose(th.d_system_entropy, 0.0, atol=1e-12)
+    np.testing.assert_allclose(-th.heat_rate, T * th.entropy_production_rate, rtol=1e-10)
+    np.testing.assert_allclose(th.work_rate, -th.heat_rate, rtol=1e-10)
+
+
+def test_geodesic_protocol_attains_the_minimum():
+    m0, C0 = np.array([0.0, 0.0]), np.diag([1.0, 0.25])
+    m1, C1 = np.array([1.0, 0.5]), np.array([[0.5, 0.2], [0.2, 1.0]])
+    tau, T = 0.7, 1.3
+    p = thermo.geodesic_protocol(m0, C0, m1, C1, tau, T)
+    sol = thermo.solve_moments(p, t_eval=101)
+    geodesic = thermo.BuresGeodesic(m0, C0, m1, C1)
+    for t, m, c in zip(sol.t, sol.mean, sol.cov, strict=True):
+        np.testing.assert_allclose(m, geodesic.mean(t / tau), atol=1e-9)
+        np.testing.assert_allclose(c, geodesic.cov(t / tau), atol=1e-9)
+    np.testing.assert_allclose(sol.cov[-1], C1, atol=1e-9)
+    w2 = okot.w2_gaussian(m0, C0, m1, C1)
+    th = thermo.thermodynamics(sol)
+    np.testing.assert_allclose(th.w2_speed, w2 / tau, rtol=1e-9)
+    np.testing.assert_allclose(th.entropy_production_rate, th.excess_rate, rtol=1e-9)
+    lim = thermo.speed_limit(sol)
+    assert lim.entropy_production == pytest.approx(w2**2 / (tau * T), rel=1e-9)
+    assert lim.distance_bound == pytest.approx(w2**2 / (tau * T), rel=1e-12)
+
+    # the straight line between the covariances has the same ends and costs more
+    line = thermo.gaussian_path_protocol(
+        mean=lambda t: m0 + (m1 - m0) * t / tau,
+        cov=lambda t: C0 + (C1 - C0) * t / tau,
+        d_mean=lambda t: (m1 - m0) / tau,
+        d_cov=lambda t: (C1 - C0) / tau,
+        tau=tau,
+        T=T,
+    )
+    line_sol = thermo.solve_moments(line, t_eval=101)
+    np.testing.assert_allclose(line_sol.cov[-1], C1, atol=1e-9)
+    line_lim = thermo.speed_limit(line_sol)
+    assert line_lim.entropy_production > lim.entropy_production * (1 + 1e-3)
+
+
+def test_time_dependent_temperature_bound():
+    temperature = lambda t: 1.0 + 0.8 * np.sin(np.pi * t)  # noqa: E731
+    p = thermo.geodesic_protocol([0.0], [[1.0]], [2.0], [[0.25]], tau=1.0, T=temperature)
+    sol = thermo.solve_moments(p, t_eval=201)
+    th = thermo.thermodynamics(sol)
+    np.testing.assert_allclose(th.entropy_production_rate, th.excess_rate, rtol=1e-9)
+    lim = thermo.speed_limit(sol)
+    w2 = okot.w2_gaussian(0.0, 1.0, 2.0, 0.25)
+    assert lim.integrated_temperature == pytest.approx(1.0 + 1.6 / np.pi, rel=1e-6)
+    # constant speed: S_tot = (W2/tau)^2 int dt/T > W2^2 / int T dt (Cauchy-Schwarz)
+    expected = w2**2 * quad(lambda t: 1.0 / temperature(t), 0.0, 1.0, epsabs=1e-13)[0]
+    assert lim.entropy_production == pytest.approx(expected, rel=1e-6)
+    assert lim.entropy_production > lim.distance_bound * 1.01
+
+
+# ---------------------------------------------------------------- TUR
+
+
+def test_tur_closed_form_against_finite_differences_and_monte_carlo():
+    p = thermo.rotational(1.0, 2.0, tau=1.0, T=0.7)
+    sol = thermo.solve_moments(p, t_eval=401)
+    th = thermo.thermodynamics(sol)
+    r = thermo.Quadratic(np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([0.3, -1.0]))
+    closed = thermo.tur(sol, r)
+    second = sol.cov + np.einsum("ni,nj->nij", sol.mean, sol.mean)
+    mean_r = 0.5 * np.einsum("ij,nji->n", r.Q, second) + sol.mean @ r.q
+    np.testing.assert_allclose(
+        closed.d_mean_r[5:-5], np.gradient(mean_r, sol.t)[5:-5], rtol=1e-4, atol=1e-4
+    )
+    mc = thermo.tur(sol, r.grad, n_samples=100_000, seed=1)
+    np.testing.assert_allclose(mc.d_mean_r, closed.d_mean_r, atol=0.05)
+    np.testing.assert_allclose(mc.mean_grad_sq, closed.mean_grad_sq, rtol=0.02)
+    assert np.all(closed.bound <= th.excess_rate * (1 + T_EPS))
+    assert np.all(closed.speed <= th.w2_speed * (1 + T_EPS))
+    assert np.all(th.excess_rate <= th.entropy_production_rate * (1 + T_EPS))
+
+
+def test_tur_for_a_non_quadratic_observable():
+    """r(x) = sin(x_1) + x_2^3/3: d_t<r> = E[grad r . nu] against finite differences of <r>."""
+    p = thermo.geodesic_protocol(
+        [0, 0], np.diag([1.0, 0.25]), [1, 0.5], [[0.5, 0.2], [0.2, 1.0]], 1.0
+    )
+    t = np.array([0.0, 0.5 - 1e-3, 0.5, 0.5 + 1e-3, 1.0])
+    sol = thermo.solve_moments(p, t_eval=t)
+    grad = lambda x: np.stack([np.cos(x[:, 0]), x[:, 1] ** 2], axis=1)  # noqa: E731
+    bound = thermo.tur(sol, grad, n_samples=200_000, seed=0)
+    z = np.random.default_rng(5).standard_normal((200_000, 2))
+
+    def mean_r(i: int) -> float:
+        x = sol.mean[i] + z @ np.linalg.cholesky(sol.cov[i]).T
+        return float(np.mean(np.sin(x[:, 0]) + x[:, 1] ** 3 / 3))
+
+    fd = (mean_r(3) - mean_r(1)) / 2e-3
+    assert bound.d_mean_r[2] == pytest.approx(fd, abs=0.02)
+    assert bound.bound[2] <= thermo.w2_speed(sol)[2] ** 2 * 1.01
+
+
+# ---------------------------------------------------------------- energetics
+
+
+def test_second_law_first_law_and_entropy():
+    rng = np.random.default_rng(4)
+    protocols = [
+        thermo.stiffness_ramp(1.0, 3.0, 1.0, 0.8, dim=2, center=[0.5, -0.5]),
+        thermo.rotational(1.0, 1.5, 1.0, 0.6),
+        thermo.Protocol(
+            A=lambda t: np.array([[-1.0 - t, 0.4 * t], [-0.4 * t, -2.0]]),
+            b=lambda t: np.array([np.sin(3 * t), t]),
+            T=lambda t: 1.0 + 0.5 * t,
+            tau=1.0,
+            m0=rng.standard_normal(2),
+            C0=_random_spd(rng, 2),
+        ),
+    ]
+    for p in protocols:
+        sol = thermo.solve_moments(p, t_eval=1601)
+        th = thermo.thermodynamics(sol)
+        # second law as an identity: Sdot = dS/dt - Qdot / T
+        np.testing.assert_allclose(
+            th.entropy_production_rate, th.d_system_entropy - th.heat_rate / th.T, rtol=1e-9
+        )
+        # first law: d<U>/dt = Wdot + Qdot (numerical derivative of <U>)
+        inner = slice(2, -2)
+        np.testing.assert_allclose(
+            np.gradient(th.internal_energy, sol.t)[inner],
+            (th.work_rate + th.heat_rate)[inner],
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            np.gradient(th.system_entropy, sol.t)[inner], th.d_system_entropy[inner], atol=1e-5
+        )
+    ref = multivariate_normal(np.zeros(2), sol.cov[-1]).entropy()
+    assert th.system_entropy[-1] == pytest.approx(ref, rel=1e-12)
+
+
+# ---------------------------------------------------------------- particle estimator
+
+
+def test_particle_estimator_converges_to_the_closed_form():
+    p = thermo.geodesic_protocol(
+        [0, 0], np.diag([1.0, 0.25]), [1, 0.5], [[0.5, 0.2], [0.2, 1.0]], 1.0
+    )
+    errors = []
+    for n in (300, 30_000):
+        est = thermo.simulate_particles(p, n, 400, n_out=21, seed=7)
+        th = thermo.thermodynamics(thermo.solve_moments(p, t_eval=est.t))
+        err_s = np.sqrt(
+            np.mean((est.entropy_production_rate / th.entropy_production_rate - 1) ** 2)
+        )
+        err_v = np.sqrt(np.mean((est.w2_speed / th.w2_speed - 1) ** 2))
+        errors.append((err_s, err_v))
+    (s_small, v_small), (s_large, v_large) = errors
+    # a factor 100 in N: about 10 in the error; the time step adds ~0.3 % bias
+    assert s_large < 0.04 and v_large < 0.03
+    assert s_large < s_small / 3 and v_large < v_small / 3
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="tau must be a positive"):
+        _constant_protocol([[-1.0]], [0.0], 1.0, 0.0)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        _constant_protocol([[-1.0]], [0.0], -1.0, 1.0)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        thermo.Protocol(A=-np.eye(1), b=np.zeros(1), T=lambda t: 1.0 - 2 * t, tau=1.0)
+    with pytest.raises(ValueError, match="square"):
+        _constant_protocol(np.zeros((2, 3)), [0.0, 0.0], 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"b\(0\) must be a vector of shape \(2,\)"):
+        _constant_protocol(-np.eye(2), [0.0], 1.0, 1.0)
+    with pytest.raises(ValueError, match="must be finite"):
+        _constant_protocol([[np.nan]], [0.0], 1.0, 1.0)
+    with pytest.raises(ValueError, match="k0 must be a positive"):
+        thermo.stiffness_ramp(0.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="T must be a positive"):
+        thermo.quench(1.0, 2.0, 1.0, T=0.0)
+    with pytest.raises(ValueError, match="C1 must be positive definite"):
+        thermo.geodesic_protocol([0, 0], np.eye(2), [0, 0], [[1.0, 2.0], [2.0, 1.0]], 1.0)
+    p = _constant_protocol(-np.eye(2), np.zeros(2), 1.0, 1.0)
+    with pytest.raises(ValueError, match="give the initial state"):
+        thermo.solve_moments(p)
+    with pytest.raises(ValueError, match=r"m0 must be a vector of shape \(2,\)"):
+        thermo.solve_moments(p, [0.0], np.eye(2))
+    with pytest.raises(ValueError, match="C0 must be positive definite"):
+        thermo.solve_moments(p, [0.0, 0.0], np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="C0 must be finite"):
+        thermo.solve_moments(p, [0.0, 0.0], np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match=r"t_eval must lie in \[0, tau\]"):
+        thermo.solve_moments(p, [0.0, 0.0], np.eye(2), t_eval=[0.0, 0.5, 2.0])
+    with pytest.raises(ValueError, match="n_particles"):
+        thermo.simulate_particles(p, 3, m0=[0.0, 0.0], C0=np.eye(2))
+    with pytest.raises(ValueError, match="s must lie in"):
+        thermo.BuresGeodesic([0.0], [[1.0]], [1.0], [[2.0]]).cov(1.5)
+    with pytest.raises(ValueError, match="Q must be a finite"):
+        thermo.Quadratic(np.eye(3), np.zeros(2))
