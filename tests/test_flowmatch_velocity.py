@@ -1,0 +1,415 @@
+"""Exact, closed-form, kernel-regressed and OT-path velocities, and ODE transport (seed 002)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from ottokit.flowmatch import (
+    CondOT,
+    Cosine,
+    ExactVelocity,
+    GaussianMixture,
+    GaussianMixtureVelocity,
+    ImprovedDDPMCosine,
+    KernelVelocity,
+    MonotoneVelocity1D,
+    VPLinear,
+    integrate,
+    ot_couple,
+    ot_path_velocity,
+    sample_backward,
+    sample_forward,
+)
+
+F64 = torch.float64
+
+
+def brute_force_velocity(
+    schedule, data: np.ndarray, weights: np.ndarray, t: float, x: np.ndarray
+) -> np.ndarray:
+    """nu_t(x) from REFERENCE.md, one query and one data point at a time."""
+    out = schedule(t)
+    m, s, dm, ds = (float(v) for v in (out.m_t, out.sigma_t, out.d_m_t, out.d_sigma_t))
+    result = np.empty_like(x)
+    for i, xi in enumerate(x):
+        logs = [
+            math.log(wk) - sum((xi[j] - m * yk[j]) ** 2 for j in range(len(xi))) / (2 * s * s)
+            for yk, wk in zip(data, weights, strict=True)
+        ]
+        top = max(logs)
+        post = [math.exp(v - top) for v in logs]
+        total = sum(post)
+        ybar = sum(p * yk for p, yk in zip(post, data, strict=True)) / total
+        result[i] = (ds / s) * xi + (dm - m * ds / s) * ybar
+    return result
+
+
+@pytest.fixture(scope="module")
+def cloud() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    data = torch.randn(40, 3, generator=g, dtype=F64) * torch.tensor([1.0, 0.5, 2.0], dtype=F64)
+    w = torch.rand(40, generator=g, dtype=F64) + 0.1
+    return data, w / w.sum()
+
+
+@pytest.mark.parametrize(
+    "schedule", [CondOT(1.0), Cosine(2.0), ImprovedDDPMCosine(1.0), VPLinear(1.0)], ids=repr
+)
+@pytest.mark.parametrize("frac", [0.05, 0.4, 0.9, 1.0])
+def test_exact_velocity_matches_brute_force_loop(cloud, schedule, frac) -> None:
+    data, w = cloud
+    x = torch.randn(9, 3, generator=torch.Generator().manual_seed(5), dtype=F64) * 1.5
+    t = frac * schedule.tau
+    v = ExactVelocity(schedule, data, w, query_chunk=4, data_chunk=7)(t, x)
+    ref = brute_force_velocity(schedule, data.numpy(), w.numpy(), t, x.numpy())
+    assert np.allclose(v.numpy(), ref, rtol=1e-9, atol=1e-9)
+
+
+def test_exact_velocity_at_t0_is_dm_times_nearest_point(cloud) -> None:
+    data, w = cloud
+    sched = Cosine(1.0)
+    x = data[:5] + 1e-3
+    v = ExactVelocity(sched, data, w)(0.0, x)
+    assert torch.allclose(v, float(sched(0.0).d_m_t) * data[:5], atol=1e-15)
+    v_cond = ExactVelocity(CondOT(2.0), data, w)(0.0, x)
+    assert torch.allclose(v_cond, -0.5 * data[:5], atol=1e-15)
+
+
+def test_exact_velocity_posterior_mean_at_noise_end_is_data_mean(cloud) -> None:
+    data, w = cloud
+    x = torch.randn(6, 3, dtype=F64)
+    ybar = ExactVelocity(CondOT(), data, w).posterior_mean(1.0, x)
+    assert torch.allclose(ybar, (w @ data).expand(6, 3), atol=1e-13)
+
+
+def test_chunked_matches_unchunked_and_float32_follows_input() -> None:
+    g = torch.Generator().manual_seed(11)
+    data = torch.randn(1000, 2, generator=g, dtype=F64)
+    x = torch.randn(200, 2, generator=g, dtype=F64)
+    one_block = ExactVelocity(Cosine(), data, query_chunk=10**6, data_chunk=10**6)
+    small = ExactVelocity(Cosine(), data, query_chunk=37, data_chunk=101)
+    for t in (0.01, 0.3, 0.99):
+        assert torch.allclose(one_block(t, x), small(t, x), rtol=1e-11, atol=1e-11)
+        assert torch.allclose(
+            one_block.log_density(t, x), small.log_density(t, x), rtol=1e-12, atol=1e-11
+        )
+    v32 = small(0.3, x.float())
+    assert v32.dtype == torch.float32
+    assert torch.allclose(v32.double(), small(0.3, x), atol=1e-4)
+    as_numpy = small(0.3, x.numpy())
+    assert isinstance(as_numpy, np.ndarray) and np.allclose(as_numpy, small(0.3, x).numpy())
+
+
+def test_chunked_exact_velocity_runs_in_bounded_memory() -> None:
+    """2e4 data x 2e3 queries: a dense logit matrix alone is 320 MB in float64."""
+    script = textwrap.dedent(
+        """
+        import resource, torch
+        from ottokit.flowmatch import ExactVelocity, CondOT
+        g = torch.Generator().manual_seed(0)
+        data = torch.randn(20000, 2, generator=g, dtype=torch.float64)
+        x = torch.randn(2000, 2, generator=g, dtype=torch.float64)
+        v = ExactVelocity(CondOT(), data, query_chunk=256, data_chunk=1024)
+        v(0.5, x[:10])
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = v(0.5, x)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert torch.isfinite(out).all()
+        print((after - before) / 1024)
+        """
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    growth_mb = float(res.stdout.strip().splitlines()[-1])
+    assert growth_mb < 40.0, f"peak memory grew by {growth_mb:.1f} MB"
+
+
+def _continuity_residual(log_density, velocity, t: float, x: torch.Tensor, ht=1e-4, hx=1e-4):
+    """d_t P + div(nu P) by central differences, and the scale of d_t P."""
+    p = lambda tt, xx: torch.exp(log_density(tt, xx))
+    dpdt = (p(t + ht, x) - p(t - ht, x)) / (2 * ht)
+    div = torch.zeros_like(dpdt)
+    for j in range(x.shape[1]):
+        e = torch.zeros_like(x)
+        e[:, j] = hx
+        flux_up = velocity(t, x + e)[:, j] * p(t, x + e)
+        flux_dn = velocity(t, x - e)[:, j] * p(t, x - e)
+        div += (flux_up - flux_dn) / (2 * hx)
+    return dpdt + div, dpdt.abs().max()
+
+
+@pytest.mark.parametrize("schedule", [CondOT(1.0), Cosine(1.5), VPLinear(1.0)], ids=repr)
+def test_gaussian_mixture_velocity_satisfies_continuity_equation_1d(schedule) -> None:
+    vel = GaussianMixtureVelocity(
+        schedule, [[-1.0], [0.5], [2.0]], [[[0.3]], [[0.05]], [[0.6]]], [0.3, 0.2, 0.5]
+    )
+    x = torch.linspace(-4, 4, 161, dtype=F64)[:, None]
+    for frac in (0.1, 0.5, 0.9):
+        res, scale = _continuity_residual(vel.log_density, vel, frac * schedule.tau, x)
+        assert res.abs().max() <= 1e-6 * scale
+
+
+def test_gaussian_mixture_velocity_satisfies_continuity_equation_2d() -> None:
+    means = [[-1.0, 0.5], [1.5, -0.5]]
+    covs = [[[0.4, 0.15], [0.15, 0.2]], [[0.1, -0.05], [-0.05, 0.3]]]
+    vel = GaussianMixtureVelocity(Cosine(1.0), means, covs, [0.4, 0.6])
+    g = torch.linspace(-3, 3, 25, dtype=F64)
+    x = torch.cartesian_prod(g, g)
+    for t in (0.2, 0.6):
+        res, scale = _continuity_residual(vel.log_density, vel, t, x)
+        assert res.abs().max() <= 1e-6 * scale
+
+
+def test_empirical_exact_velocity_satisfies_continuity_equation(cloud) -> None:
+    data, w = cloud
+    vel = ExactVelocity(CondOT(), data[:, :2], w)
+    g = torch.linspace(-3, 3, 15, dtype=F64)
+    x = torch.cartesian_prod(g, g)
+    res, scale = _continuity_residual(vel.log_density, vel, 0.5, x)
+    assert res.abs().max() <= 1e-6 * scale
+
+
+@pytest.mark.parametrize("kind", ["mixture", "empirical"])
+def test_marginal_velocity_is_a_gradient_field(cloud, kind) -> None:
+    """Tweedie: nu_t = grad[(d_m/2m)|x|^2 + (d_m sigma^2/m - sigma d_sigma) log P_t], so the
+    Jacobian of nu_t is symmetric."""
+    if kind == "mixture":
+        vel = GaussianMixtureVelocity(
+            CondOT(),
+            [[-1.0, 0.5], [1.5, -0.5]],
+            [[[0.4, 0.15], [0.15, 0.2]], [[0.1, -0.05], [-0.05, 0.3]]],
+        )
+    else:
+        vel = ExactVelocity(Cosine(), cloud[0][:, :2], cloud[1])
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(2), dtype=F64).requires_grad_(
+        True
+    )
+    for t in (0.3, 0.7):
+        v = vel(torch.tensor(t, dtype=F64), x)
+        # rows are independent, so the gradient of a column sum is that row's Jacobian row
+        rows = [torch.autograd.grad(v[:, i].sum(), x, retain_graph=True)[0] for i in range(2)]
+        jac = torch.stack(rows, dim=1)  # (n, i, j) = d nu_i / d x_j
+        assert jac.abs().max() > 0.1
+        assert (jac - jac.transpose(1, 2)).abs().max() < 1e-10 * (1 + jac.abs().max())
+
+
+def test_single_gaussian_velocity_closed_form() -> None:
+    """Data N(0, s0^2): P_t = N(0, s_t^2), s_t^2 = m^2 s0^2 + sigma^2, nu = (d s_t / s_t) x."""
+    s0, t = 0.5, 0.3
+    vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[s0**2]]])
+    x = torch.linspace(-2, 2, 9, dtype=F64)[:, None]
+    m, s = 1 - t, t
+    s2 = m**2 * s0**2 + s**2
+    assert torch.allclose(vel(t, x), (-m * s0**2 + s) / s2 * x, atol=1e-14)
+    assert torch.allclose(
+        vel.log_density(t, x)[:, 0] if vel.log_density(t, x).ndim > 1 else vel.log_density(t, x),
+        -0.5 * x[:, 0] ** 2 / s2 - 0.5 * math.log(2 * math.pi * s2),
+        atol=1e-14,
+    )
+
+
+def test_gaussian_mixture_velocity_refuses_infinite_schedule_rates() -> None:
+    vel = GaussianMixtureVelocity(VPLinear(), [[0.0]], [[[1.0]]])
+    with pytest.raises(ValueError, match="not finite"):
+        vel(0.0, torch.zeros(2, 1, dtype=F64))
+
+
+def _gaussianity(x: torch.Tensor, seed: int) -> tuple[float, float, float, float]:
+    """|mean|, |cov - I|, W1(x, fresh N(0, I)) and the W1 of two fresh N(0, I) samples."""
+    g = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(x.shape, generator=g, dtype=F64).numpy()
+    z2 = torch.randn(x.shape, generator=g, dtype=F64).numpy()
+    xn = x.numpy()
+    n = x.shape[0]
+    w = ot.unif(n)
+    w1 = ot.emd2(w, w, ot.dist(xn, z1, metric="euclidean"), numItermax=10**7)
+    w1_ref = ot.emd2(w, w, ot.dist(z2, z1, metric="euclidean"), numItermax=10**7)
+    cov = np.cov(xn.T)
+    return (
+        float(np.abs(xn.mean(0)).max()),
+        float(np.abs(cov - np.eye(x.shape[1])).max()),
+        w1,
+        w1_ref,
+    )
+
+
+def test_empirical_exact_velocity_transports_data_to_noise() -> None:
+    """From P_t0 (t0 = 0.02 tau; P_0 itself is atomic), the exact flow ends at N(0, I)."""
+    g = torch.Generator().manual_seed(7)
+    angle = torch.rand(64, generator=g, dtype=F64) * 2 * math.pi
+    data = torch.stack([2 * torch.cos(angle), torch.sin(angle)], dim=1) + 1.0  # an off-centre ring
+    vel = ExactVelocity(CondOT(), data)
+    x0 = vel.sample_marginal(0.02, 1000, g)
+    end = sample_forward(vel, x0, 1.0, t_start=0.02, n_steps=60).final
+    mean_err, cov_err, w1, w1_ref = _gaussianity(end, seed=1)
+    assert mean_err < 0.1 and cov_err < 0.15
+    assert w1 < 1.5 * w1_ref
+    # and backwards: noise lands on the data points
+    back = sample_backward(
+        vel, torch.randn(300, 2, generator=g, dtype=F64), 1.0, t_end=0.0, n_steps=200
+    ).final
+    nearest = torch.cdist(back, data).min(dim=1).values
+    assert float(nearest.max()) < 1e-2
+
+
+def test_gaussian_mixture_flow_from_data_ends_at_noise_and_round_trips() -> None:
+    mix = GaussianMixture([[-2.0, 0.0], [2.0, 1.0]], [np.eye(2) * 0.1, np.eye(2) * 0.3])
+    vel = GaussianMixtureVelocity.of(Cosine(), mix)
+    g = torch.Generator().manual_seed(4)
+    y = mix.sample(1000, g)
+    fwd = sample_forward(vel, y, 1.0, n_steps=100, save_at=[0, 1 / 3, 2 / 3, 1])
+    assert fwd.x.shape == (4, 1000, 2)
+    assert torch.allclose(fwd.t, torch.tensor([0.0, 0.33, 0.67, 1.0], dtype=F64))
+    mean_err, cov_err, w1, w1_ref = _gaussianity(fwd.final, seed=2)
+    assert mean_err < 0.1 and cov_err < 0.15 and w1 < 1.5 * w1_ref
+    back = sample_backward(vel, fwd.final, 1.0, n_steps=100).final
+    assert torch.allclose(back, y, atol=1e-6)
+
+
+def test_rk4_converges_at_fourth_order_and_matches_dopri5() -> None:
+    vel = GaussianMixtureVelocity(Cosine(), [[-1.0], [1.0]], [[[0.1]], [[0.2]]])
+    x0 = torch.linspace(-2, 2, 21, dtype=F64)[:, None]
+    ref = integrate(vel, x0, 1.0, 0.0, method="dopri5", rtol=1e-10, atol=1e-10).final
+    errors = [
+        float((integrate(vel, x0, 1.0, 0.0, n_steps=n).final - ref).abs().max())
+        for n in (8, 16, 32, 64)
+    ]
+    order = np.polyfit(np.log([8, 16, 32, 64]), np.log(errors), 1)[0]
+    assert -4.6 < order < -3.4, errors
+    assert errors[-1] < 1e-6
+
+
+def test_integrate_rejects_bad_options() -> None:
+    vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[1.0]]])
+    x = torch.zeros(3, 1, dtype=F64)
+    with pytest.raises(ValueError, match="method"):
+        integrate(vel, x, 0.0, 1.0, method="rk45")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="save_at"):
+        integrate(vel, x, 0.0, 1.0, save_at=[0.5, 0.2])
+    with pytest.raises(ValueError, match="x0"):
+        integrate(vel, x[:, 0], 0.0, 1.0)
+
+
+def test_monotone_velocity_1d_is_the_exact_ot_path() -> None:
+    """For N(0, 1/4) data T(y) = 2y; for a mixture the flow's time-tau map is T = Phi^-1 o F."""
+    half = MonotoneVelocity1D(GaussianMixture.one_d([0.0], [0.5]))
+    y = torch.linspace(-2, 2, 11, dtype=F64)[:, None]
+    assert torch.allclose(half.transport_map(y), 2 * y, atol=1e-12)
+    assert math.isclose(half.w2_squared(), 0.25, rel_tol=1e-10)
+    x = torch.linspace(-3, 3, 13, dtype=F64)[:, None]
+    assert torch.allclose(half(0.3, x), x / 1.3, atol=1e-12)  # x = (1 + s) y, nu = y
+
+    mix = GaussianMixture.one_d([-1.5, 1.0], [0.4, 0.6], [0.4, 0.6])
+    mono = MonotoneVelocity1D(mix, tau=2.0)
+    y = mix.sample(400, torch.Generator().manual_seed(0))
+    end = sample_forward(mono, y, 2.0, n_steps=100).final
+    assert torch.allclose(end, mono.transport_map(y), atol=1e-6)
+    assert torch.allclose(mono.flow(2.0, y), mono.transport_map(y), atol=0)
+
+
+def test_ot_couple_is_the_exact_optimal_pairing() -> None:
+    g = torch.Generator().manual_seed(9)
+    data = torch.randn(300, 2, generator=g, dtype=F64) * 0.5 + 1
+    noise = torch.randn(300, 2, generator=g, dtype=F64)
+    pairs = ot_couple(data, noise)
+    w = ot.unif(300)
+    exact = ot.emd2(w, w, ot.dist(data.numpy(), noise.numpy()), numItermax=10**7)
+    assert math.isclose(pairs.w2_squared, exact, rel_tol=1e-10)
+    assert torch.equal(pairs.noise.sort(dim=0).values, noise.sort(dim=0).values)  # a permutation
+    assert pairs.w2_squared < float(((data - noise) ** 2).sum(1).mean())
+    one_d = ot_couple(data[:, :1], noise[:, :1])
+    assert one_d.method == "sorted"
+    exact_1d = ot.emd2(w, w, ot.dist(data[:, :1].numpy(), noise[:, :1].numpy()), numItermax=10**7)
+    assert math.isclose(one_d.w2_squared, exact_1d, rel_tol=1e-10)
+
+
+def test_kernel_regression_approaches_the_exact_velocity() -> None:
+    g = torch.Generator().manual_seed(21)
+    mix = GaussianMixture.one_d([0.0], [0.5])
+    data, noise = mix.sample(20000, g), torch.randn(20000, 1, generator=g, dtype=F64)
+    x = torch.linspace(-1.0, 1.0, 41, dtype=F64)[:, None]
+    # independent pairs: u given x_t is noisy, so about 20000 * h * p(x) pairs average it
+    indep = KernelVelocity(Cosine(), data, noise, bandwidth=0.1)
+    exact = GaussianMixtureVelocity.of(Cosine(), mix)
+    for t in (0.3, 0.7):
+        err = indep(t, x) - exact(t, x)
+        assert float(err.pow(2).mean().sqrt()) < 0.04 and float(err.abs().max()) < 0.08
+    # OT pairs: u is a function of x_t, only the kernel's smoothing remains
+    ot_vel = ot_path_velocity(data, noise, bandwidth=0.05)
+    mono = MonotoneVelocity1D(mix)
+    for t in (0.2, 0.5, 0.8):
+        assert float((ot_vel(t, x) - mono(t, x)).abs().max()) < 0.06
+    assert ot_vel.bandwidth_at(0.5) == 0.05
+    scott = KernelVelocity(CondOT(), data[:500], noise[:500])
+    assert 0 < scott.bandwidth_at(0.5) < 1
+
+
+class TestBadInput:
+    def test_data_with_nan_or_wrong_shape(self) -> None:
+        bad = torch.zeros(5, 2)
+        bad[3, 1] = float("nan")
+        with pytest.raises(ValueError, match=r"data.*finite"):
+            ExactVelocity(CondOT(), bad)
+        with pytest.raises(ValueError, match=r"data.*\(n, d\)"):
+            ExactVelocity(CondOT(), torch.zeros(5))
+        with pytest.raises(ValueError, match=r"data.*\(n, d\)"):
+            ExactVelocity(CondOT(), torch.zeros(0, 2))
+
+    def test_mismatched_dimensions(self) -> None:
+        vel = ExactVelocity(CondOT(), torch.zeros(5, 2))
+        with pytest.raises(ValueError, match="mismatched dimensions"):
+            vel(0.5, torch.zeros(3, 3))
+        with pytest.raises(ValueError, match="mismatched dimensions"):
+            GaussianMixtureVelocity(CondOT(), [[0.0, 0.0]], [np.eye(2)])(0.5, np.zeros((2, 1)))
+        with pytest.raises(ValueError, match="covs must have shape"):
+            GaussianMixtureVelocity(CondOT(), [[0.0, 0.0]], [np.eye(3)])
+        with pytest.raises(ValueError, match="mismatched dimensions"):
+            KernelVelocity(CondOT(), torch.zeros(4, 2), torch.zeros(4, 3))
+        with pytest.raises(ValueError, match="as many points"):
+            KernelVelocity(CondOT(), torch.zeros(4, 2), torch.zeros(5, 2))
+
+    def test_covariance_not_positive_definite_or_not_symmetric(self) -> None:
+        with pytest.raises(ValueError, match=r"covs\[1\] is not positive definite"):
+            GaussianMixtureVelocity(
+                CondOT(), [[0.0, 0.0], [1.0, 1.0]], [np.eye(2), [[1.0, 2.0], [2.0, 1.0]]]
+            )
+        with pytest.raises(ValueError, match=r"covs\[0\] is not symmetric"):
+            GaussianMixture([[0.0, 0.0]], [[[1.0, 0.5], [0.0, 1.0]]])
+
+    @pytest.mark.parametrize(
+        ("weights", "message"),
+        [
+            ([0.5, 0.7, -0.2], "non-negative"),
+            ([0.3, 0.3, 0.3], "sum to 1"),
+            ([0.5, float("nan"), 0.5], "finite"),
+        ],
+    )
+    def test_bad_weights(self, weights, message) -> None:
+        with pytest.raises(ValueError, match=rf"weights.*{message}|{message}.*weights"):
+            ExactVelocity(CondOT(), torch.zeros(3, 1), weights)
+        with pytest.raises(ValueError, match=rf"weights.*{message}|{message}.*weights"):
+            GaussianMixture([[0.0], [1.0], [2.0]], [[[1.0]]] * 3, weights)
+
+    def test_time_outside_interval_and_non_scalar_time(self) -> None:
+        vel = ExactVelocity(CondOT(2.0), torch.zeros(3, 1))
+        with pytest.raises(ValueError, match=r"t must lie in \[0, tau\]"):
+            vel(2.5, torch.zeros(2, 1))
+        with pytest.raises(ValueError, match="single time"):
+            vel(torch.tensor([0.1, 0.2]), torch.zeros(2, 1))
+        with pytest.raises(ValueError, match="t must lie"):
+            MonotoneVelocity1D(GaussianMixture.one_d([0.0], [1.0]))(1.5, torch.zeros(2, 1))
+
+    def test_unknown_coupling_and_non_schedule(self) -> None:
+        with pytest.raises(ValueError, match="coupling"):
+            KernelVelocity(CondOT(), torch.zeros(3, 1), torch.zeros(3, 1), coupling="sinkhorn")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="Schedule"):
+            ExactVelocity("cosine", torch.zeros(3, 1))  # type: ignore[arg-type]
