@@ -59,15 +59,15 @@ class Graph:
         """Number of undirected edges."""
         return int(self.edges.shape[0])
 
-    @property
+    @cached_property
     def tail(self) -> np.ndarray:
-        """First endpoint ``i`` of each edge (the smaller index)."""
-        return self.edges[:, 0]
+        """First endpoint ``i`` of each edge (the smaller index), contiguous for fast gathers."""
+        return np.ascontiguousarray(self.edges[:, 0])
 
-    @property
+    @cached_property
     def head(self) -> np.ndarray:
-        """Second endpoint ``j`` of each edge (the larger index)."""
-        return self.edges[:, 1]
+        """Second endpoint ``j`` of each edge (the larger index), contiguous for fast gathers."""
+        return np.ascontiguousarray(self.edges[:, 1])
 
     @cached_property
     def incidence(self) -> sp.csr_matrix:
