@@ -34,7 +34,9 @@ def test_reduced_run_checks_the_guaranteed_claims(tmp_path: Path) -> None:
     # every inequality is recorded with its two sides and its verdict
     ineqs = result.metrics["inequalities"]
     assert ineqs and all({"lhs", "rhs", "holds", "where", "name"} <= set(q) for q in ineqs)
-    assert all(q["holds"] == (q["lhs"] <= q["rhs"] * 1.02 + 1e-12) for q in ineqs)
+    for q in ineqs:
+        tol = 0.15 if "v_loss(t)" in q["name"] else 0.02
+        assert q["holds"] == (q["lhs"] <= q["rhs"] * (1 + tol)), q
     # D0 of the shifted-mean start is e - 1 (chi^2(N(1,1) || N(0,1)))
     d0 = result.metrics["table_1d"]["shifted mean"]["exact"]["OT"]["d0"]
     assert abs(d0 - (2.718281828459045 - 1)) < 1e-9

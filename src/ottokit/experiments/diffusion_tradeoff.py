@@ -183,6 +183,17 @@ def _table_1d(cfg: DiffusionTradeoffConfig, out: Path, bar: Any) -> dict[str, An
     return {"table": table, "mixture": {"mu": cfg.mixture_mu, "std": cfg.mixture_std}}
 
 
+# Integrated quantities are Monte Carlo / quadrature estimates (2%). The instantaneous
+# v_loss(t) is a finite difference of sampled W1 over a saved interval: its noise is about
+# (W1 sampling error) / (dt sqrt(D0)), near 10% at the quick preset's sizes.
+_TOL_INTEGRATED = 0.02
+_TOL_INSTANTANEOUS = 0.15
+
+
+def _tol(q: Any) -> float:
+    return _TOL_INSTANTANEOUS if "v_loss(t)" in q.name else _TOL_INTEGRATED
+
+
 def _record(r: Any) -> dict[str, Any]:
     return {
         "response": r.response,
@@ -193,8 +204,8 @@ def _record(r: Any) -> dict[str, Any]:
         "kinetic_stderr": r.kinetic_stderr,
         "w2_bound": r.w2_bound,
         "inequalities": [
-            {"name": q.name, "lhs": q.lhs, "rhs": q.rhs, "holds": q.holds}
-            for q in r.inequalities(rtol=0.02)
+            {"name": q.name, "lhs": q.lhs, "rhs": q.rhs, "holds": q.lhs <= q.rhs * (1 + _tol(q))}
+            for q in r.inequalities()
         ],
         "t_mid": r.t_mid.tolist(),
         "v_loss": r.v_loss.tolist(),
@@ -353,8 +364,8 @@ def run(config: DiffusionTradeoffConfig, out: Path) -> Result:
     checks = [
         Check(
             "With the exact velocity (the theorem's setting) every inequality holds: response "
-            "<= int v_loss^2 <= int v2^2, v_loss(t) <= v2(t), int v2^2 >= W2^2/tau (2% Monte "
-            "Carlo tolerance)",
+            "<= int v_loss^2 <= int v2^2, int v2^2 >= W2^2/tau (2% tolerance), v_loss(t) <= "
+            "v2(t) (15%: finite differences of sampled W1)",
             not failed,
             f"{len(exact_rows) - len(failed)} of {len(exact_rows)} hold"
             + (
