@@ -64,6 +64,26 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux: kilobytes
 
 
+def _solver_stats(tr: Any) -> dict[str, Any]:
+    """What both cases report about their solve (in the child process)."""
+    return {
+        "peak_gb": _peak_gb(),
+        "method": tr.method,
+        "n_rhs": tr.n_rhs,
+        "n_jac": tr.n_jac,
+        "info": tr.info,
+        "mass_drift": tr.mass_drift,
+        "min_density": tr.min_density,
+        "t": tr.t.tolist(),
+    }
+
+
+def _image(values: np.ndarray, N: int) -> list:
+    """An N x N field as nested lists, every 4th cell above 128^2 (keeps metrics small)."""
+    a = values.reshape(N, N)
+    return (a if N <= 128 else a[::4, ::4]).tolist()
+
+
 def rgg_case(n: int, mean_degree: float, t_end: float, rtol: float, seed: int) -> dict[str, Any]:
     """The seed's heat-flow experiment on ``n`` nodes; returns numbers (run in a child)."""
     from ottokit.functionals import Entropy
@@ -96,14 +116,7 @@ def rgg_case(n: int, mean_degree: float, t_end: float, rtol: float, seed: int) -
         "build_s": build,
         "solve_s": solve_time,
         "total_s": time.perf_counter() - t0,
-        "peak_gb": _peak_gb(),
-        "method": tr.method,
-        "n_rhs": tr.n_rhs,
-        "n_jac": tr.n_jac,
-        "info": tr.info,
-        "mass_drift": tr.mass_drift,
-        "min_density": tr.min_density,
-        "t": tr.t.tolist(),
+        **_solver_stats(tr),
         "entropy": tr.energy.tolist(),
         "dissipation": tr.dissipation.tolist(),
         "radial_edges": edges.tolist(),
@@ -136,26 +149,13 @@ def grid_case(N: int, strength: float, t_end: float, rtol: float) -> dict[str, A
         "stiffness_bound_x_T": float(flow.stiffness_bound(np.full(g.n, 1.0 / g.n)) * t_end),
         "solve_s": solve_time,
         "total_s": time.perf_counter() - t0,
-        "peak_gb": _peak_gb(),
-        "method": tr.method,
-        "n_rhs": tr.n_rhs,
-        "n_jac": tr.n_jac,
-        "info": tr.info,
-        "mass_drift": tr.mass_drift,
-        "min_density": tr.min_density,
-        "t": tr.t.tolist(),
+        **_solver_stats(tr),
         "free_energy": tr.energy.tolist(),
         "kl_to_gibbs": kl,
         "images": {
-            "rho0": rho0.reshape(N, N).tolist()
-            if N <= 128
-            else rho0.reshape(N, N)[::4, ::4].tolist(),
-            "rhoT": tr.final.reshape(N, N).tolist()
-            if N <= 128
-            else tr.final.reshape(N, N)[::4, ::4].tolist(),
-            "gibbs": gibbs.reshape(N, N).tolist()
-            if N <= 128
-            else gibbs.reshape(N, N)[::4, ::4].tolist(),
+            "rho0": _image(rho0, N),
+            "rhoT": _image(tr.final, N),
+            "gibbs": _image(gibbs, N),
         },
     }
 

@@ -237,6 +237,8 @@ class _AMGPreconditioner:
 def _run_cvode(c: _Counter, flow: Flow, method, rho0, te, rtol, atol, max_steps):
     import sksundae as sun
 
+    if te.size == 1:  # nothing to integrate: the only output time is t0
+        return rho0[None, :].copy()
     n = rho0.size
     opts: dict[str, Any] = dict(
         method="BDF" if method == "bdf" else "Adams",
@@ -267,14 +269,11 @@ def _run_cvode(c: _Counter, flow: Flow, method, rho0, te, rtol, atol, max_steps)
             jactimes=sun.cvode.CVODEJacTimes(None, pre.jtimes),
         )
     solver = sun.cvode.CVODE(rhsfn, **opts)
-    tspan = te if te.size > 1 else np.array([te[0], te[0] + 0.0])
-    if te.size == 1:
-        return rho0[None, :].copy()
     # The Krylov and multigrid work is many small BLAS calls: with several BLAS threads
     # they spin-wait on a shared machine (up to 10x slower here), with one they do not.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", UserWarning)
-        sol = solver.solve(tspan, rho0)
+        sol = solver.solve(te, rho0)
     if not sol.success or sol.y.shape[0] != te.size:
         t_reached = float(sol.t[-1]) if np.size(sol.t) else float(te[0])
         raise _fail(str(sol.message), method, c, t_reached=t_reached)
