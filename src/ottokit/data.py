@@ -5,9 +5,15 @@ The 2-D sets follow the conventions of the works the seeds reproduce:
 ``gaussians_grid`` (25 Gaussians on a 5 x 5 grid, spacing 2, std 0.05, divided by
 2.828) and ``swiss_roll`` (noise 0.25, divided by 7.5) as in the DOT code
 (seed 003); ``gaussians_ring`` the 8-Gaussian ring of the GAN literature.
+:func:`toy_2d` names these sets with the scalings of seed 003 and returns their
+mode centres and per-mode standard deviation, for :func:`ottokit.metrics.toy_metrics`.
+:func:`digits` is scikit-learn's 8 x 8 handwritten digits (shipped with
+scikit-learn), as images in [-1, 1] with a fixed stratified train/test split.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +23,11 @@ __all__ = [
     "gaussians_ring",
     "two_peaks",
     "gaussian_mixture_1d",
+    "TOY_2D_NAMES",
+    "Toy2D",
+    "toy_2d",
+    "toy_2d_modes",
+    "digits",
 ]
 
 
@@ -94,3 +105,137 @@ def gaussian_mixture_1d(
         raise ValueError("weights must be non-negative, one per component, and sum to 1")
     k = rng.choice(m.size, size=_check_n(n), p=w)
     return (m[k] + s[k] * rng.standard_normal(n))[:, None]
+
+
+# ---------------------------------------------------------------- seed-003 2-D presets
+
+TOY_2D_NAMES: tuple[str, ...] = ("25gaussians", "swissroll", "8gaussians")
+
+# 25 Gaussians (seed 003, original DOT code): grid -4, -2, ..., 4, std 0.05, all / 2.828
+_GRID_SCALE = 2.828
+_GRID_STD = 0.05
+# 8 Gaussians: radius 2, std 0.02, all / 1.414 (the WGAN-GP toy convention, Gulrajani
+# et al. 2017), so the ring has radius ~1.414 and lies inside the [-2, 2] box the DOT
+# code clips to, like the 25-Gaussian grid (corner modes at ~1.414 per axis)
+_RING_RADIUS = 2.0
+_RING_STD = 0.02
+_RING_SCALE = 1.414
+
+
+@dataclass(frozen=True)
+class Toy2D:
+    """A named 2-D data set: ``points`` (n, 2) float64, and for mixtures the mode centres.
+
+    ``modes`` is the (m, 2) array of mixture centres and ``sigma`` the standard
+    deviation of every (isotropic) component, in the same coordinates as ``points``;
+    both are ``None`` for the swiss roll, which has no modes.
+    """
+
+    name: str
+    points: np.ndarray
+    modes: np.ndarray | None
+    sigma: float | None
+
+
+def _check_toy_name(name: str) -> str:
+    if name not in TOY_2D_NAMES:
+        raise ValueError(
+            f"unknown 2-D data set {name!r}; allowed: {', '.join(map(repr, TOY_2D_NAMES))}"
+        )
+    return name
+
+
+def toy_2d_modes(name: str) -> tuple[np.ndarray | None, float | None]:
+    """``(modes, sigma)`` of a named 2-D set (see :func:`toy_2d`); ``(None, None)`` for the roll.
+
+    For "25gaussians" the centres are (2i, 2j) / 2.828 for i, j in {-2, ..., 2}, in the
+    order :func:`gaussians_grid` indexes them, and sigma = 0.05 / 2.828; for
+    "8gaussians" they are 2 (cos 2 pi k / 8, sin 2 pi k / 8) / 1.414, sigma = 0.02 / 1.414.
+    """
+    _check_toy_name(name)
+    if name == "25gaussians":
+        ticks = (np.arange(5) - 2) * 2.0
+        grid = np.stack(np.meshgrid(ticks, ticks, indexing="ij"), axis=-1).reshape(-1, 2)
+        return grid / _GRID_SCALE, _GRID_STD / _GRID_SCALE
+    if name == "8gaussians":
+        angles = 2 * np.pi * np.arange(8) / 8
+        ring = _RING_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        return ring / _RING_SCALE, _RING_STD / _RING_SCALE
+    return None, None
+
+
+def toy_2d(name: str, n: int, *, seed: int = 0) -> Toy2D:
+    """The 2-D target sets of seed 003 (§3.2) by name, with their modes.
+
+    - ``"25gaussians"``: :func:`gaussians_grid` with its defaults, i.e. an equal
+      mixture of N(c, 0.05^2 I) over the 5 x 5 grid c in {-4, -2, 0, 2, 4}^2, all
+      divided by 2.828 (the original DOT code).
+    - ``"swissroll"``: :func:`swiss_roll` with noise 0.25, divided by 7.5 (the
+      original DOT code); no modes.
+    - ``"8gaussians"``: :func:`gaussians_ring` with radius 2 and std 0.02, all divided
+      by 1.414 (the WGAN-GP toy set; the DOT code does not fix this one, and this
+      scaling puts it in the same [-2, 2] box as the other two).
+
+    Returns a :class:`Toy2D` (points, modes, sigma), seeded by ``seed``.
+    """
+    _check_toy_name(name)
+    n = _check_n(n)
+    if name == "25gaussians":
+        points = gaussians_grid(n, seed=seed)
+    elif name == "swissroll":
+        points = swiss_roll(n, seed=seed)
+    else:
+        points = gaussians_ring(n, modes=8, radius=_RING_RADIUS, std=_RING_STD, seed=seed)
+        points = points / _RING_SCALE
+    modes, sigma = toy_2d_modes(name)
+    return Toy2D(name=name, points=points, modes=modes, sigma=sigma)
+
+
+# ---------------------------------------------------------------- digits images
+
+_DIGITS_SPLITS = ("train", "test", "all")
+
+
+def digits(
+    split: str = "train", *, seed: int = 0, test_fraction: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's handwritten digits as images in [-1, 1], with a stratified split.
+
+    ``load_digits`` holds 1797 grey 8 x 8 images with integer intensities 0..16
+    (shipped with scikit-learn; nothing is downloaded). They are mapped by
+    x -> x / 8 - 1 onto [-1, 1] (the range of a tanh generator) and returned as
+    ``(images, labels)``: float32 of shape (n, 1, 8, 8) and int64 of shape (n,).
+
+    ``split`` is "train", "test" or "all"; the train/test split is scikit-learn's
+    ``train_test_split`` stratified by label with ``random_state=seed`` and
+    ``test_size=test_fraction``, so it is fixed by (seed, test_fraction) and the
+    two parts are disjoint and cover the set. "all" ignores both and keeps the
+    original order.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if split not in _DIGITS_SPLITS:
+        raise ValueError(
+            f"unknown split {split!r}; allowed: {', '.join(map(repr, _DIGITS_SPLITS))}"
+        )
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    bunch = load_digits()
+    images = (bunch.images.astype(np.float64) / 8.0 - 1.0).astype(np.float32)[:, None]
+    labels = bunch.target.astype(np.int64)
+    if split == "all":
+        return images, labels
+    n, n_classes = len(labels), int(np.unique(labels).size)
+    if not (isinstance(test_fraction, float | int) and 0 < test_fraction < 1):
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}; e.g. 0.25")
+    n_test = int(np.ceil(test_fraction * n))
+    if min(n_test, n - n_test) < n_classes:
+        raise ValueError(
+            f"test_fraction = {test_fraction} leaves {n_test} test and {n - n_test} training "
+            f"images; a stratified split needs at least {n_classes} (one per class) in each"
+        )
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, stratify=labels, random_state=int(seed)
+    )
+    return (x_train, y_train) if split == "train" else (x_test, y_test)

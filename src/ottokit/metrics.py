@@ -1,0 +1,580 @@
+"""Sample-quality metrics for the seed-003 experiments: 2-D mode statistics and digits features.
+
+Seed 003 (§3.2) judges discriminator optimal transport by how much it improves
+sample quality: on 2-D mixtures by the toy metrics of that literature (fraction
+of samples within a few standard deviations of the nearest mode, modes covered,
+KL of the mode histogram, EMD to the target), on images by IS (larger is better)
+and FID (smaller is better). This module provides
+
+- :func:`toy_metrics` for 2-D (any d) mixtures with known modes, with exact W1/W2
+  to a target sample through :mod:`ottokit.ot`;
+- for 8 x 8 digit images (:func:`ottokit.data.digits`), a small CNN classifier
+  trained here (:class:`DigitsFeatures`) and FID-like, IS-like and k-NN
+  precision/recall scores in its feature space: :func:`digits_fid`,
+  :func:`digits_is`, :func:`digits_precision_recall`. These are digits-feature
+  metrics, NOT Inception metrics: their values are not comparable with published
+  IS/FID numbers, only with each other under the same extractor (same seed).
+
+The statistics themselves (:func:`frechet_distance`, :func:`fid_from_features`,
+:func:`inception_like_score`, :func:`precision_recall_knn`) work on any features.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from scipy.special import rel_entr
+from torch import nn
+
+from ottokit import ot
+
+__all__ = [
+    "toy_metrics",
+    "frechet_distance",
+    "fid_from_features",
+    "inception_like_score",
+    "PrecisionRecall",
+    "precision_recall_knn",
+    "DigitsCNN",
+    "DigitsFeatures",
+    "digits_fid",
+    "digits_is",
+    "digits_precision_recall",
+]
+
+
+def _points(x: Any, name: str) -> np.ndarray:
+    """``x`` as a finite float64 (n, d) array with n >= 1, d >= 1."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().to(torch.float64).numpy()
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty (n, d) array, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        k = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
+        raise ValueError(f"{name} must be finite (no NaN or inf); row {k} is {a[k]}")
+    return a
+
+
+# ---------------------------------------------------------------- 2-D toy metrics
+
+
+def toy_metrics(
+    samples: Any,
+    modes: Any,
+    sigma: float,
+    target: Any = None,
+    *,
+    threshold: float = 4.0,
+    min_count: int = 20,
+    min_ot_samples: int = 5000,
+) -> dict[str, Any]:
+    """Mode statistics of a sample from a mixture with known modes, and W1/W2 to a target.
+
+    Each sample x is assigned to its nearest mode c(x) (``scipy.spatial.cKDTree``)
+    and called *high quality* if |x - c(x)| <= threshold * sigma (threshold 4 as in
+    the DRS / DOT comparisons of seed 003; for an exact isotropic 2-D component the
+    fraction is 1 - exp(-threshold^2 / 2), 0.99966 at 4). A mode is *covered* when
+    at least ``min_count`` high-quality samples are assigned to it (the convention
+    of VEEGAN, Srivastava et al. 2017, and PacGAN, Lin et al. 2018: 20, for 2,500
+    samples). With h_k the number of high-quality samples at mode k and
+    p_k = h_k / sum h, the mode-histogram divergence is
+
+        KL(p || uniform) = sum_k p_k log(m p_k) = log m - H(p),
+
+    0 for balanced modes and log m for a collapse onto one mode (NaN when no sample
+    is of high quality, as the histogram is then empty).
+
+    With ``target`` (samples of the data distribution) the exact W2 and W1 between
+    the empirical measures are added (:func:`ottokit.ot.w2`, :func:`ottokit.ot.w1`,
+    network simplex). Both are biased upwards at small n, so both clouds must hold
+    at least ``min_ot_samples`` points (5,000 by default; lower it knowingly).
+
+    Parameters
+    ----------
+    samples : (n, d) array or tensor of generated points.
+    modes : (m, d) mode centres, e.g. from :func:`ottokit.data.toy_2d`.
+    sigma : standard deviation of each (isotropic) mixture component, > 0.
+    target : optional (n', d) target sample for W1/W2.
+    threshold, min_count, min_ot_samples : see above.
+
+    Returns
+    -------
+    dict with ``n``, ``n_modes``, ``high_quality_fraction``, ``modes_covered``,
+    ``mode_counts`` (high-quality counts per mode, a list), ``kl_uniform``,
+    ``threshold``, ``min_count`` and, with a target, ``w1`` and ``w2``.
+    """
+    x = _points(samples, "samples")
+    c = _points(modes, "modes")
+    if c.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"modes must have the samples' dimension {x.shape[1]}, got shape {c.shape}"
+        )
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if not (np.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a positive number of sigmas, got {threshold!r}")
+    if not isinstance(min_count, int | np.integer) or min_count < 1:
+        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+    if not isinstance(min_ot_samples, int | np.integer) or min_ot_samples < 1:
+        raise ValueError(f"min_ot_samples must be a positive integer, got {min_ot_samples!r}")
+    m = c.shape[0]
+    dist, nearest = cKDTree(c).query(x)
+    good = dist <= threshold * sigma
+    counts = np.bincount(nearest[good], minlength=m)
+    total = int(counts.sum())
+    kl = float(np.sum(rel_entr(counts / total, 1.0 / m))) if total else float("nan")
+    out: dict[str, Any] = {
+        "n": int(x.shape[0]),
+        "n_modes": int(m),
+        "high_quality_fraction": float(good.mean()),
+        "modes_covered": int(np.sum(counts >= min_count)),
+        "mode_counts": counts.tolist(),
+        "kl_uniform": kl,
+        "threshold": float(threshold),
+        "min_count": int(min_count),
+    }
+    if target is not None:
+        y = _points(target, "target")
+        if y.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"target must have the samples' dimension {x.shape[1]}, got shape {y.shape}"
+            )
+        if min(x.shape[0], y.shape[0]) < min_ot_samples:
+            raise ValueError(
+                f"W1/W2 need at least min_ot_samples = {min_ot_samples} points in samples and "
+                f"target, got {x.shape[0]} and {y.shape[0]}; the empirical distances are biased "
+                "upwards at small n. Pass more points, or a smaller min_ot_samples knowingly."
+            )
+        out["w2"] = float(ot.w2(x, y))
+        out["w1"] = float(ot.w1(x, y))
+    return out
+
+
+# ---------------------------------------------------------------- feature statistics
+
+
+def _covariance(c: Any, d: int, name: str) -> np.ndarray:
+    """Validate a symmetric positive semi-definite (d, d) matrix."""
+    a = np.asarray(c, dtype=np.float64)
+    if a.shape != (d, d):
+        raise ValueError(f"{name} must be a ({d}, {d}) matrix, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite")
+    scale = max(float(np.abs(a).max()), np.finfo(float).tiny)
+    if np.abs(a - a.T).max() > 1e-8 * scale:
+        raise ValueError(f"{name} must be symmetric; symmetrise it with (C + C.T) / 2")
+    smallest = float(np.linalg.eigvalsh(a)[0])
+    if smallest < -1e-8 * scale:
+        raise ValueError(
+            f"{name} must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}"
+        )
+    return (a + a.T) / 2
+
+
+def _psd_sqrt(a: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a PSD matrix by eigh, rounding negative eigenvalues to 0."""
+    lam, v = np.linalg.eigh(a)
+    return (v * np.sqrt(np.clip(lam, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: Any, C1: Any, mu2: Any, C2: Any) -> float:
+    """Fréchet distance between N(mu1, C1) and N(mu2, C2), i.e. the squared W2 (Bures).
+
+        d^2 = |mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2)
+
+    (Dowson & Landau 1982; the FID of Heusel et al. 2017 on feature statistics,
+    the "FID (smaller is better)" of seed 003 §3.2). The trace of the square root
+    is sum_i sqrt(lambda_i) over the eigenvalues of the symmetric PSD matrix
+    C1^1/2 C2 C1^1/2 (which are those of C1 C2), computed by ``eigh`` with
+    round-off negatives set to 0: stable for singular covariances, where
+    ``scipy.linalg.sqrtm(C1 @ C2)`` may return complex values. Covariances must be
+    symmetric positive semi-definite (ValueError otherwise); returns d^2 >= 0.
+    """
+    m1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
+    m2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+    if m1.ndim != 1 or m1.shape != m2.shape:
+        raise ValueError(
+            f"mu1 and mu2 must be vectors of the same length, got {m1.shape} and {m2.shape}"
+        )
+    if not (np.all(np.isfinite(m1)) and np.all(np.isfinite(m2))):
+        raise ValueError("mu1 and mu2 must be finite")
+    d = m1.shape[0]
+    c1, c2 = _covariance(C1, d, "C1"), _covariance(C2, d, "C2")
+    s1 = _psd_sqrt(c1)
+    middle = s1 @ c2 @ s1
+    lam = np.linalg.eigvalsh((middle + middle.T) / 2)
+    trace_sqrt = float(np.sum(np.sqrt(np.clip(lam, 0.0, None))))
+    value = float(np.sum((m1 - m2) ** 2) + np.trace(c1) + np.trace(c2) - 2.0 * trace_sqrt)
+    return max(value, 0.0)
+
+
+def _feature_stats(f: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    a = _points(f, name)
+    n, d = a.shape
+    if n < d + 1:
+        raise ValueError(
+            f"{name} has {n} samples of dimension {d}; a full-rank covariance needs at least "
+            f"d + 1 = {d + 1} samples (use many more, e.g. >= 10 d, for a stable estimate)"
+        )
+    return a.mean(axis=0), np.cov(a, rowvar=False)
+
+
+def fid_from_features(f1: Any, f2: Any) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (n_i, d).
+
+    Means and unbiased covariances (ddof 1) of each set, then
+    :func:`frechet_distance`. Each set needs at least d + 1 rows (a full-rank
+    covariance), ValueError otherwise. Translating one set by c adds |c|^2;
+    the value is 0 for identical sets.
+    """
+    a1, a2 = _points(f1, "f1"), _points(f2, "f2")
+    if a1.shape[1] != a2.shape[1]:
+        raise ValueError(
+            f"f1 and f2 must have the same feature dimension, got {a1.shape} and {a2.shape}"
+        )
+    mu1, c1 = _feature_stats(a1, "f1")
+    mu2, c2 = _feature_stats(a2, "f2")
+    return frechet_distance(mu1, c1, mu2, c2)
+
+
+def inception_like_score(probs: Any, splits: int = 10) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) of class probabilities, mean and std over splits.
+
+    The Inception Score of Salimans et al. 2016 ("IS (larger is better)", seed 003
+    §3.2) applied to any classifier's probabilities ``probs`` (n, K): in each of
+    ``splits`` contiguous chunks, p(y) is the chunk's mean row and the score is
+    exp of the mean KL divergence (0 log 0 = 0), which equals exp(I(x; y)) =
+    exp(H(p(y)) - E_x H(p(y|x))). It lies in [1, K]: K for confident predictions
+    spread evenly over the K classes, 1 when every row is the same.
+
+    Rows must be non-negative and sum to 1 (tolerance 1e-4, for float32 softmax
+    outputs); 1 <= splits <= n.
+    """
+    p = _points(probs, "probs")
+    n, k = p.shape
+    if np.any(p < 0) or np.abs(p.sum(axis=1) - 1.0).max() > 1e-4:
+        raise ValueError(
+            "probs must hold probability rows (non-negative, each summing to 1); "
+            "apply a softmax to logits first"
+        )
+    if not isinstance(splits, int | np.integer) or not 1 <= splits <= n:
+        raise ValueError(f"splits must be an integer in [1, n = {n}], got {splits!r}")
+    p = p / p.sum(axis=1, keepdims=True)
+    scores = []
+    for chunk in np.array_split(p, int(splits)):
+        marginal = chunk.mean(axis=0, keepdims=True)
+        kl = rel_entr(chunk, marginal).sum(axis=1)
+        scores.append(float(np.exp(kl.mean())))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+class PrecisionRecall(NamedTuple):
+    """k-NN precision (fidelity) and recall (coverage of the real support), both in [0, 1]."""
+
+    precision: float
+    recall: float
+
+
+def _knn_radii(a: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each row of ``a`` to its k-th nearest other row."""
+    dist, _ = cKDTree(a).query(a, k=k + 1)
+    return dist[:, k]
+
+
+def _covered(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """For each point, whether |point - centre_i| <= radius_i for some i (chunked)."""
+    out = np.empty(points.shape[0], dtype=bool)
+    chunk = max(1, 2_000_000 // max(1, centres.shape[0]))
+    c2 = np.sum(centres**2, axis=1)
+    r2 = radii**2
+    for start in range(0, points.shape[0], chunk):
+        p = points[start : start + chunk]
+        d2 = np.sum(p**2, axis=1)[:, None] + c2[None, :] - 2.0 * p @ centres.T
+        # the tolerance absorbs the round-off of the expanded square at coincident points
+        out[start : start + chunk] = np.any(d2 <= r2[None, :] + 1e-9 * (1.0 + r2[None, :]), axis=1)
+    return out
+
+
+def precision_recall_knn(real_f: Any, fake_f: Any, k: int = 3) -> PrecisionRecall:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) by k nearest neighbours.
+
+    The real manifold is approximated by the union of balls B(r_i, R_k(r_i)), with
+    R_k(r_i) the distance from the real feature r_i to its k-th nearest other real
+    feature; likewise for the fake features. Then
+
+        precision = fraction of fake features inside the real manifold,
+        recall    = fraction of real features inside the fake manifold.
+
+    Both are 1 for identical sets and 0 for sets farther apart than every radius.
+    ``real_f`` (n, d) and ``fake_f`` (m, d) need more than ``k`` rows each (k = 3 as
+    in the paper).
+    """
+    r, f = _points(real_f, "real_f"), _points(fake_f, "fake_f")
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(
+            f"real_f and fake_f must have the same feature dimension, got {r.shape} and {f.shape}"
+        )
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if min(r.shape[0], f.shape[0]) <= k:
+        raise ValueError(
+            f"k = {k} nearest neighbours need more than k rows in each set, got "
+            f"{r.shape[0]} real and {f.shape[0]} fake"
+        )
+    precision = float(_covered(f, r, _knn_radii(r, int(k))).mean())
+    recall = float(_covered(r, f, _knn_radii(f, int(k))).mean())
+    return PrecisionRecall(precision, recall)
+
+
+# ---------------------------------------------------------------- digits features
+
+
+class DigitsCNN(nn.Module):
+    """Small CNN classifier for (n, 1, 8, 8) digits in [-1, 1].
+
+    conv 3x3 (1 -> 16), ReLU, conv 3x3 (16 -> 32), ReLU, max-pool 2, then a
+    512 -> 64 linear layer with ReLU (the ``features``, the penultimate layer) and a
+    64 -> 10 linear layer (the class logits).
+    """
+
+    FEATURE_DIM = 64
+    N_CLASSES = 10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 4 * 4, self.FEATURE_DIM),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(self.FEATURE_DIM, self.N_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+_ARCH = "DigitsCNN-c16-c32-p2-f64-10/v1"
+_FORMAT = "ottokit.metrics.DigitsFeatures"
+
+
+class DigitsFeatures:
+    """A digits classifier trained in ottokit, and its features, for image metrics.
+
+    On construction a :class:`DigitsCNN` is trained on the training split of
+    :func:`ottokit.data.digits` (seed ``seed``, test fraction 0.25): Adam (lr 2e-3),
+    batches of 64, ``epochs`` epochs, cross-entropy. Training runs on the CPU with
+    one torch thread and a forked RNG seeded by ``seed``, so the weights are a
+    deterministic function of (seed, epochs) and the caller's RNG state is left
+    untouched; it takes a few seconds. The model is then moved to ``device`` for
+    evaluation.
+
+    Cache: with ``cache_dir`` the weights are saved as
+    ``cache_dir / DigitsFeatures.cache_name(seed, epochs)`` and reloaded from there
+    (``torch.load(weights_only=True)``) when the file exists. A file there that
+    cannot be read, was written by another architecture, or records other settings
+    raises ValueError naming the file (it is never overwritten silently: delete it
+    or pass another directory). Nothing is ever downloaded.
+
+    Attributes
+    ----------
+    model : the trained :class:`DigitsCNN` (eval mode, on ``device``).
+    accuracy : accuracy on the test split (recomputed also after a reload).
+    from_cache : whether the weights were loaded from the cache file.
+    cache_file : the cache path, or None without ``cache_dir``.
+    """
+
+    feature_dim = DigitsCNN.FEATURE_DIM
+    n_classes = DigitsCNN.N_CLASSES
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        *,
+        epochs: int = 30,
+        batch_size: int = 1024,
+    ) -> None:
+        if not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if not isinstance(epochs, int | np.integer) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.seed, self.epochs, self.batch_size = int(seed), int(epochs), int(batch_size)
+        self.device = torch.device(device)
+        self.cache_file = (
+            None if cache_dir is None else Path(cache_dir) / self.cache_name(self.seed, self.epochs)
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = DigitsCNN()
+        if self.cache_file is not None and self.cache_file.exists():
+            model.load_state_dict(self._load(self.cache_file, model))
+            self.from_cache = True
+        else:
+            self._train(model)
+            self.from_cache = False
+            if self.cache_file is not None:
+                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(self._payload(model), self.cache_file)
+        self.model = model.to(self.device).eval()
+        from ottokit.data import digits
+
+        x_test, y_test = digits("test", seed=self.seed)
+        pred = self.probs(x_test).argmax(axis=1)
+        self.accuracy = float(np.mean(pred == y_test))
+
+    @staticmethod
+    def cache_name(seed: int, epochs: int) -> str:
+        """File name of the cached weights for (seed, epochs)."""
+        return f"digits_features_v1_seed{int(seed)}_epochs{int(epochs)}.pt"
+
+    def _settings(self) -> dict[str, Any]:
+        return {"format": _FORMAT, "arch": _ARCH, "seed": self.seed, "epochs": self.epochs}
+
+    def _payload(self, model: DigitsCNN) -> dict[str, Any]:
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return {**self._settings(), "state_dict": state}
+
+    def _load(self, path: Path, model: DigitsCNN) -> dict[str, torch.Tensor]:
+        hint = "delete the file to retrain, or pass another cache_dir"
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(
+                f"cached digits extractor {path} cannot be read ({type(err).__name__}: it is "
+                f"corrupt or not a weights-only torch file); {hint}"
+            ) from err
+        if not isinstance(payload, dict) or "state_dict" not in payload:
+            raise ValueError(f"{path} is not a cached digits extractor; {hint}")
+        for key, value in self._settings().items():
+            if payload.get(key) != value:
+                raise ValueError(
+                    f"cached digits extractor {path} has {key} = {payload.get(key)!r}, expected "
+                    f"{value!r}; {hint}"
+                )
+        state = payload["state_dict"]
+        reference = model.state_dict()
+        if not isinstance(state, dict) or set(state) != set(reference):
+            raise ValueError(f"{path} holds weights of another architecture; {hint}")
+        for key, value in reference.items():
+            if not isinstance(state[key], torch.Tensor) or state[key].shape != value.shape:
+                raise ValueError(
+                    f"{path}: weight {key!r} has shape {getattr(state[key], 'shape', None)}, "
+                    f"expected {tuple(value.shape)} (another architecture); {hint}"
+                )
+        return state
+
+    def _train(self, model: DigitsCNN) -> None:
+        from ottokit.data import digits
+
+        x, y = digits("train", seed=self.seed)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            # the shuffling has its own generator; nothing here draws from the global RNG
+            gen = torch.Generator().manual_seed(self.seed)
+            opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+            model.train()
+            for _ in range(self.epochs):
+                perm = torch.randperm(len(xt), generator=gen)
+                for start in range(0, len(xt), 64):
+                    idx = perm[start : start + 64]
+                    loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        finally:
+            torch.set_num_threads(threads)
+        model.eval()
+
+    def _images(self, x: Any) -> torch.Tensor:
+        """Validate (n, 1, 8, 8) images; a float32 tensor on ``device``."""
+        t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        if t.ndim != 4 or tuple(t.shape[1:]) != (1, 8, 8) or t.shape[0] == 0:
+            raise ValueError(
+                f"images must have shape (n, 1, 8, 8) with n >= 1 (8 x 8 grey digits, as from "
+                f"ottokit.data.digits), got {tuple(t.shape)}; reshape e.g. with "
+                "x.reshape(-1, 1, 8, 8)"
+            )
+        if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
+            raise TypeError(f"images must be real numbers, got dtype {t.dtype}")
+        t = t.to(device=self.device, dtype=torch.float32)
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError("images must be finite (no NaN or inf)")
+        low, high = float(t.min()), float(t.max())
+        if low < -1.5 or high > 1.5:
+            warnings.warn(
+                f"images range over [{low:.3g}, {high:.3g}]; the extractor expects [-1, 1] "
+                "(ottokit.data.digits scales x -> x / 8 - 1)",
+                UserWarning,
+                stacklevel=4,
+            )
+        return t
+
+    def _batched(self, x: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        t = self._images(x)
+        with torch.no_grad():
+            parts = [fn(t[i : i + self.batch_size]) for i in range(0, len(t), self.batch_size)]
+        return torch.cat(parts).cpu().to(torch.float64).numpy()
+
+    def features(self, x: Any) -> np.ndarray:
+        """Penultimate-layer features (n, 64), float64, of images (n, 1, 8, 8) in [-1, 1]."""
+        return self._batched(x, self.model.features)
+
+    def probs(self, x: Any) -> np.ndarray:
+        """Class probabilities p(y|x) (n, 10), float64 (softmax of the logits)."""
+        return self._batched(x, lambda t: torch.softmax(self.model(t).double(), dim=1))
+
+
+def _check_extractor(features: Any) -> DigitsFeatures:
+    if not isinstance(features, DigitsFeatures):
+        raise TypeError(
+            f"features must be a DigitsFeatures extractor, got {type(features).__name__}; "
+            "build one with DigitsFeatures(cache_dir)"
+        )
+    return features
+
+
+def digits_fid(images: Any, reference: Any, features: DigitsFeatures) -> float:
+    """FID-like score: :func:`fid_from_features` of the digits-CNN features of two image sets.
+
+    A digits-feature metric, not the Inception FID: compare values only under the
+    same extractor. Each set needs at least 65 images (64 features + 1).
+    """
+    ex = _check_extractor(features)
+    return fid_from_features(ex.features(images), ex.features(reference))
+
+
+def digits_is(images: Any, features: DigitsFeatures, splits: int = 10) -> tuple[float, float]:
+    """IS-like score (mean, std over splits): :func:`inception_like_score` of the digits CNN.
+
+    A digits-feature metric, not the Inception Score; it lies in [1, 10].
+    """
+    return inception_like_score(_check_extractor(features).probs(images), splits)
+
+
+def digits_precision_recall(
+    images: Any, reference: Any, features: DigitsFeatures, k: int = 3
+) -> PrecisionRecall:
+    """:func:`precision_recall_knn` in the digits-CNN feature space (``reference`` = real)."""
+    ex = _check_extractor(features)
+    return precision_recall_knn(ex.features(reference), ex.features(images), k)

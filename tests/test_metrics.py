@@ -1,0 +1,364 @@
+"""Sample-quality metrics (ottokit.metrics): closed forms, exact identities, and digits features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from ottokit import ot
+from ottokit.data import digits, toy_2d, toy_2d_modes
+from ottokit.metrics import (
+    DigitsFeatures,
+    PrecisionRecall,
+    digits_fid,
+    digits_is,
+    digits_precision_recall,
+    fid_from_features,
+    frechet_distance,
+    inception_like_score,
+    precision_recall_knn,
+    toy_metrics,
+)
+
+# ---------------------------------------------------------------- toy metrics
+
+MODES, SIGMA = toy_2d_modes("25gaussians")
+
+
+def test_toy_metrics_on_exact_25_gaussians():
+    x = toy_2d("25gaussians", 5000, seed=1).points
+    y = toy_2d("25gaussians", 5000, seed=2).points
+    out = toy_metrics(x, MODES, SIGMA, target=y)
+    # P(|N(0, s^2 I_2)| > 4 s) = exp(-8) = 3.4e-4: about 1.7 of 5000 samples
+    assert out["high_quality_fraction"] >= 0.998
+    assert out["modes_covered"] == 25 and out["n_modes"] == 25 and out["n"] == 5000
+    # multinomial counts of ~200 per mode: KL ~ (m - 1) / (2 n) = 2.4e-3
+    assert 0 <= out["kl_uniform"] < 0.01
+    # W between two exact samples: only the sampling noise of the mode counts, far below
+    # the mode spacing 2 / 2.828 = 0.71 and the W2 of a collapse onto the centre mode, which
+    # is at least the RMS distance of the grid from it, 0.71 * sqrt(E(i^2 + j^2)) = 1.41
+    assert out["w2"] < 0.25
+    assert out["w1"] <= out["w2"] + 1e-12  # W1 <= W2 (Jensen)
+
+
+def test_high_quality_fraction_is_the_rayleigh_probability():
+    # an exact isotropic component: |x - c| / sigma is Rayleigh, P(<= t) = 1 - exp(-t^2 / 2)
+    x = toy_2d("25gaussians", 20_000, seed=4).points
+    for t in (1.0, 2.0):
+        p = 1 - np.exp(-(t**2) / 2)
+        frac = toy_metrics(x, MODES, SIGMA, threshold=t)["high_quality_fraction"]
+        assert abs(frac - p) < 4 * np.sqrt(p * (1 - p) / 20_000)
+
+
+def test_toy_metrics_on_a_collapsed_sample():
+    x = MODES[7] + SIGMA * np.random.default_rng(1).standard_normal((3000, 2))
+    out = toy_metrics(x, MODES, SIGMA)
+    assert out["modes_covered"] == 1
+    assert out["kl_uniform"] == pytest.approx(np.log(25), rel=1e-12)
+    assert out["mode_counts"][7] == sum(out["mode_counts"])
+    assert "w2" not in out
+
+
+def test_toy_metrics_kl_and_coverage_from_a_known_histogram():
+    counts = np.array([40, 20, 19, 1] + [0] * 21)
+    x = np.repeat(MODES, counts, axis=0)
+    # far-away points are never of high quality and do not enter the histogram
+    x = np.concatenate([x, MODES[:5] + 10 * SIGMA])
+    out = toy_metrics(x, MODES, SIGMA)
+    p = counts / counts.sum()
+    nz = p > 0
+    assert out["kl_uniform"] == pytest.approx(np.sum(p[nz] * np.log(25 * p[nz])), rel=1e-12)
+    assert out["mode_counts"] == counts.tolist()
+    assert out["modes_covered"] == 2  # 40 and 20 reach min_count = 20, 19 does not
+    assert toy_metrics(x, MODES, SIGMA, min_count=19)["modes_covered"] == 3
+    assert out["high_quality_fraction"] == pytest.approx(80 / 85)
+    assert np.isnan(toy_metrics(MODES + 10 * SIGMA, MODES, SIGMA)["kl_uniform"])
+
+
+def test_toy_metrics_w_is_the_translation_length():
+    # W_p(mu, mu shifted by c) = |c| exactly, also for empirical measures (|E(X - Y)| bound)
+    x = toy_2d("25gaussians", 400, seed=5).points
+    c = np.array([0.3, -0.4])
+    out = toy_metrics(x, MODES, SIGMA, target=x + c, min_ot_samples=400)
+    assert out["w2"] == pytest.approx(0.5, rel=1e-9)
+    assert out["w1"] == pytest.approx(0.5, rel=1e-9)
+
+
+def test_toy_metrics_errors():
+    x = toy_2d("25gaussians", 100, seed=0).points
+    with pytest.raises(ValueError, match="min_ot_samples = 5000"):
+        toy_metrics(x, MODES, SIGMA, target=x)
+    with pytest.raises(ValueError, match="target must have the samples' dimension 2"):
+        toy_metrics(x, MODES, SIGMA, target=np.zeros((100, 3)), min_ot_samples=1)
+    with pytest.raises(ValueError, match="modes must have the samples' dimension 2"):
+        toy_metrics(x, np.zeros((5, 3)), SIGMA)
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        toy_metrics(x, MODES, 0.0)
+    with pytest.raises(ValueError, match="threshold must be a positive number"):
+        toy_metrics(x, MODES, SIGMA, threshold=-1)
+    with pytest.raises(ValueError, match="min_count must be a positive integer"):
+        toy_metrics(x, MODES, SIGMA, min_count=0)
+    with pytest.raises(ValueError, match="min_ot_samples must be a positive integer"):
+        toy_metrics(x, MODES, SIGMA, target=x, min_ot_samples=0)
+    with pytest.raises(ValueError, match="samples must be a non-empty"):
+        toy_metrics(np.zeros((0, 2)), MODES, SIGMA)
+    bad = x.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="row 3"):
+        toy_metrics(bad, MODES, SIGMA)
+
+
+# ---------------------------------------------------------------- Frechet distance
+
+
+def _spd(d, seed):
+    a = np.random.default_rng(seed).standard_normal((d, 2 * d))
+    return a @ a.T / (2 * d) + 0.1 * np.eye(d)
+
+
+def test_frechet_distance_diagonal_closed_form():
+    rng = np.random.default_rng(0)
+    m1, m2 = rng.standard_normal(6), rng.standard_normal(6)
+    v1, v2 = rng.uniform(0.1, 3, 6), rng.uniform(0.1, 3, 6)
+    exact = np.sum((m1 - m2) ** 2) + np.sum((np.sqrt(v1) - np.sqrt(v2)) ** 2)
+    assert frechet_distance(m1, np.diag(v1), m2, np.diag(v2)) == pytest.approx(exact, rel=1e-12)
+
+
+def test_frechet_distance_against_scipy_sqrtm_and_bures():
+    rng = np.random.default_rng(1)
+    m1, m2 = rng.standard_normal(5), rng.standard_normal(5)
+    c1, c2 = _spd(5, 2), _spd(5, 3)
+    covmean = scipy.linalg.sqrtm(c1 @ c2).real
+    ref = np.sum((m1 - m2) ** 2) + np.trace(c1 + c2 - 2 * covmean)
+    value = frechet_distance(m1, c1, m2, c2)
+    assert value == pytest.approx(ref, rel=1e-10)
+    assert value == pytest.approx(ot.w2_gaussian(m1, c1, m2, c2) ** 2, rel=1e-8)
+    assert frechet_distance(m2, c2, m1, c1) == pytest.approx(value, rel=1e-10)
+
+
+def test_frechet_distance_singular_covariances():
+    # N(0, diag(1, 0)) vs N(0, diag(0, 1)): C1^1/2 C2 C1^1/2 = 0, so d^2 = tr C1 + tr C2 = 2
+    assert frechet_distance([0, 0], np.diag([1.0, 0]), [0, 0], np.diag([0, 1.0])) == (
+        pytest.approx(2.0, abs=1e-12)
+    )
+    # rank-1 covariances along the same line, standard deviations 1 and 3: (1 - 3)^2
+    u = np.array([[0.6], [0.8]])
+    value = frechet_distance([0, 0], u @ u.T, [0, 0], 9 * u @ u.T)
+    assert value == pytest.approx(4.0, rel=1e-7)
+
+
+def test_frechet_distance_errors():
+    with pytest.raises(ValueError, match="same length"):
+        frechet_distance([0, 0], np.eye(2), [0, 0, 0], np.eye(3))
+    with pytest.raises(ValueError, match=r"C2 must be a \(2, 2\) matrix"):
+        frechet_distance([0, 0], np.eye(2), [0, 0], np.eye(3))
+    with pytest.raises(ValueError, match="C1 must be symmetric"):
+        frechet_distance([0, 0], [[1, 0.5], [0, 1]], [0, 0], np.eye(2))
+    with pytest.raises(ValueError, match="C2 must be positive semi-definite"):
+        frechet_distance([0, 0], np.eye(2), [0, 0], np.diag([1.0, -1.0]))
+    with pytest.raises(ValueError, match="must be finite"):
+        frechet_distance([0, np.inf], np.eye(2), [0, 0], np.eye(2))
+
+
+def test_fid_from_features_identities():
+    f = np.random.default_rng(0).standard_normal((300, 8)) @ _spd(8, 4)
+    assert fid_from_features(f, f) == pytest.approx(0.0, abs=1e-9)
+    c = np.linspace(-1, 1, 8)
+    # a translation by c adds exactly |c|^2 (same covariance)
+    assert fid_from_features(f, f + c) == pytest.approx(np.sum(c**2), rel=1e-8)
+    # a scaling by s: covariance s^2 C, so d^2 = (1 - s)^2 (|mean|^2 + tr C)
+    s = 1.7
+    cov = np.cov(f, rowvar=False)
+    expected = (1 - s) ** 2 * (np.sum(f.mean(0) ** 2) + np.trace(cov))
+    assert fid_from_features(f, s * f) == pytest.approx(expected, rel=1e-8)
+    # torch inputs are accepted
+    assert fid_from_features(torch.from_numpy(f), f + c) == pytest.approx(np.sum(c**2), rel=1e-8)
+
+
+def test_fid_from_features_errors():
+    f = np.zeros((10, 8))
+    with pytest.raises(ValueError, match=r"needs at least d \+ 1 = 9 samples"):
+        fid_from_features(f[:8], np.ones((50, 8)))
+    with pytest.raises(ValueError, match="same feature dimension"):
+        fid_from_features(np.ones((50, 8)), np.ones((50, 7)))
+
+
+# ---------------------------------------------------------------- inception-like score
+
+
+def test_inception_like_score_extremes():
+    k = 10
+    onehot = np.eye(k)[np.arange(500) % k]  # confident, every split balanced over k classes
+    mean, std = inception_like_score(onehot, splits=5)
+    assert mean == pytest.approx(k, rel=1e-12) and std == pytest.approx(0.0, abs=1e-12)
+    same = np.tile(np.random.default_rng(0).dirichlet(np.ones(k)), (200, 1))
+    assert inception_like_score(same, splits=4)[0] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_inception_like_score_is_exp_mutual_information():
+    p = np.random.default_rng(1).dirichlet(0.3 * np.ones(7), size=400)
+
+    def entropy(q):
+        return -np.sum(np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0), axis=-1)
+
+    expected = np.exp(entropy(p.mean(0)) - entropy(p).mean())
+    mean, std = inception_like_score(p, splits=1)
+    assert mean == pytest.approx(expected, rel=1e-10) and std == 0.0
+    assert 1 <= inception_like_score(p, splits=8)[0] <= 7
+
+
+def test_inception_like_score_errors():
+    with pytest.raises(ValueError, match="probability rows"):
+        inception_like_score(np.ones((10, 3)))
+    with pytest.raises(ValueError, match="probability rows"):
+        inception_like_score(np.array([[1.5, -0.5]] * 4))
+    with pytest.raises(ValueError, match=r"splits must be an integer in \[1, n = 4\]"):
+        inception_like_score(np.full((4, 2), 0.5), splits=5)
+
+
+# ---------------------------------------------------------------- precision / recall
+
+
+def _brute_force_pr(real, fake, k):
+    def radii(a):
+        d = np.linalg.norm(a[:, None] - a[None], axis=-1)
+        return np.sort(d, axis=1)[:, k]  # column 0 is the point itself
+
+    def covered(p, c, r):
+        return (np.linalg.norm(p[:, None] - c[None], axis=-1) <= r[None]).any(axis=1).mean()
+
+    return covered(fake, real, radii(real)), covered(real, fake, radii(fake))
+
+
+def test_precision_recall_identities_and_reference():
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((200, 4))
+    assert precision_recall_knn(real, real, k=3) == PrecisionRecall(1.0, 1.0)
+    far = rng.standard_normal((150, 4)) + 100
+    assert precision_recall_knn(real, far, k=3) == PrecisionRecall(0.0, 0.0)
+    # half the fakes are copies of reals, half a tight far clump: precision exactly 1/2
+    fake = np.concatenate([real[:100], 0.01 * rng.standard_normal((100, 4)) + 100])
+    pr = precision_recall_knn(real, fake, k=3)
+    assert pr.precision == 0.5 and pr.recall >= 0.5
+    # a shifted, shrunk cloud against an independent brute-force implementation
+    fake2 = 0.7 * rng.standard_normal((120, 4)) + 0.8
+    for k in (1, 3, 5):
+        np.testing.assert_allclose(
+            precision_recall_knn(real, fake2, k), _brute_force_pr(real, fake2, k), atol=1e-12
+        )
+
+
+def test_precision_recall_ball_radius_by_hand():
+    real = np.array([[0.0], [1.0], [3.0]])  # k = 1 radii: 1, 1, 2
+    assert precision_recall_knn(real, np.array([[4.9], [4.95]]), k=1).precision == 1.0
+    assert precision_recall_knn(real, np.array([[5.1], [5.15]]), k=1).precision == 0.0
+
+
+def test_precision_recall_errors():
+    with pytest.raises(ValueError, match="more than k rows"):
+        precision_recall_knn(np.zeros((3, 2)), np.zeros((10, 2)), k=3)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        precision_recall_knn(np.zeros((5, 2)), np.zeros((5, 2)), k=0)
+    with pytest.raises(ValueError, match="same feature dimension"):
+        precision_recall_knn(np.zeros((5, 2)), np.zeros((5, 3)))
+
+
+# ---------------------------------------------------------------- digits features
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory):
+    return DigitsFeatures(tmp_path_factory.mktemp("digits_cache"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def digit_sets():
+    x_train, _ = digits("train")
+    x_test, _ = digits("test")
+    rng = np.random.default_rng(0)
+    noisy = np.clip(x_test + 0.5 * rng.standard_normal(x_test.shape), -1, 1).astype(np.float32)
+    noise = rng.uniform(-1, 1, x_test.shape).astype(np.float32)
+    return {"train": x_train, "test": x_test, "noisy": noisy, "noise": noise}
+
+
+def test_digits_classifier_accuracy(extractor):
+    assert extractor.accuracy >= 0.95
+    assert not extractor.from_cache and extractor.cache_file.exists()
+
+
+def test_digits_extractor_reloads_from_cache(extractor, digit_sets):
+    rng_state = torch.get_rng_state()
+    again = DigitsFeatures(extractor.cache_file.parent, seed=0)
+    assert torch.equal(torch.get_rng_state(), rng_state)  # the caller's RNG is untouched
+    assert again.from_cache and again.accuracy == extractor.accuracy
+    x = digit_sets["test"][:50]
+    np.testing.assert_array_equal(again.features(x), extractor.features(x))
+    probs = extractor.probs(x)
+    assert probs.shape == (50, 10) and extractor.features(x).shape == (50, 64)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_digits_metrics_separate_real_from_noisy(extractor, digit_sets):
+    s = digit_sets
+    fid_real = digits_fid(s["test"], s["train"], extractor)
+    fid_noisy = digits_fid(s["noisy"], s["train"], extractor)
+    fid_noise = digits_fid(s["noise"], s["train"], extractor)
+    assert 0 < fid_real < fid_noisy < fid_noise
+    assert fid_real < 0.25 * fid_noisy
+    is_real, is_noise = digits_is(s["test"], extractor)[0], digits_is(s["noise"], extractor)[0]
+    assert 1 <= is_noise < is_real <= 10
+    pr_real = digits_precision_recall(s["test"], s["train"], extractor)
+    pr_noise = digits_precision_recall(s["noise"], s["train"], extractor)
+    assert pr_real.precision > 0.7 and pr_real.recall > 0.7
+    assert pr_noise.precision < 0.1
+
+
+def test_digits_extractor_bad_cache(tmp_path):
+    name = DigitsFeatures.cache_name(0, 30)
+    (tmp_path / name).write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="cannot be read.*delete the file"):
+        DigitsFeatures(tmp_path, seed=0)
+    other = {
+        "format": "ottokit.metrics.DigitsFeatures",
+        "arch": "something-else/v9",
+        "seed": 0,
+        "epochs": 30,
+        "state_dict": {},
+    }
+    torch.save(other, tmp_path / name)
+    with pytest.raises(ValueError, match="has arch = 'something-else/v9'"):
+        DigitsFeatures(tmp_path, seed=0)
+    payload = torch.load(tmp_path / name, weights_only=True)
+    payload["arch"] = "DigitsCNN-c16-c32-p2-f64-10/v1"
+    payload["state_dict"] = {"head.weight": torch.zeros(3, 3)}
+    torch.save(payload, tmp_path / name)
+    with pytest.raises(ValueError, match="another architecture"):
+        DigitsFeatures(tmp_path, seed=0)
+
+
+def test_digits_extractor_input_errors(extractor, digit_sets):
+    with pytest.raises(ValueError, match=r"shape \(n, 1, 8, 8\).*got \(5, 64\)"):
+        extractor.features(np.zeros((5, 64), np.float32))
+    with pytest.raises(ValueError, match=r"got \(5, 3, 8, 8\)"):
+        extractor.probs(np.zeros((5, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        extractor.features(np.full((2, 1, 8, 8), np.nan, np.float32))
+    with pytest.warns(UserWarning, match="expects \\[-1, 1\\]"):
+        extractor.features(8 * (digit_sets["test"][:5] + 1))
+    with pytest.raises(ValueError, match="needs at least d \\+ 1 = 65 samples"):
+        digits_fid(digit_sets["test"][:40], digit_sets["train"], extractor)
+    with pytest.raises(TypeError, match="DigitsFeatures extractor"):
+        digits_is(digit_sets["test"], object())
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        DigitsFeatures(None, seed=-1)
+
+
+def test_digits_extractor_training_is_deterministic():
+    a, b = DigitsFeatures(None, seed=3, epochs=1), DigitsFeatures(None, seed=3, epochs=1)
+    c = DigitsFeatures(None, seed=4, epochs=1)
+    assert a.cache_file is None and not a.from_cache
+    sa, sb, sc = (m.model.state_dict() for m in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
