@@ -1,0 +1,323 @@
+"""Discriminator optimal transport (seed 003 §3.2): K_eff, target- and latent-space DOT.
+
+Known answers used here:
+* K_eff of linear maps: for D(x) = a.x and G(z) = B z, the target-space constant is |a| and
+  the latent-space one |B^T a|; the estimate is a max over pairs, so it never exceeds them.
+* Shifted copy of narrow modes: p_G has modes m_i, the target their shift m_i + s
+  (|s| < half the spacing). The critic f(x) = -min_i |x - (m_i + s)| is 1-Lipschitz and
+  E_q f - E_p f = |s| = W1 (as the modes narrow), so it is an optimal Kantorovich potential
+  (seed 003 §2.3). With K equal to the Lipschitz constant, |x - y| - f(x)/K is flat on the
+  whole segment [y, T(y)] (the W1 map is not unique); with K below it (as a max over a finite
+  number of pairs tends to be) the target mode T(y) = m_i + s is the unique minimum, so DOT
+  must carry every sample to its own shifted mode.
+* 1-D quadratic critic D(x) = -a (x - c)^2, K = 1: argmin_x |x - y'| + a (x - c)^2 with
+  y' = y - 0.001 is y' when |y' - c| <= 1/(2a), else c + sign(y' - c)/(2a).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ottokit import ot as ottokit_ot
+from ottokit.dot import (
+    Prior,
+    ProbabilityOutputWarning,
+    as_prior,
+    dot_latent,
+    dot_target,
+    effective_lipschitz,
+)
+
+MODES = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+SHIFT = torch.tensor([0.4, 0.3], dtype=torch.float64)
+SIGMA = 0.02
+
+
+def modes_G(z: torch.Tensor) -> torch.Tensor:
+    """Latent (n, 4) -> narrow modes: mode from the signs of z[:, 2:], offset sigma z[:, :2]."""
+    idx = 2 * (z[:, 2] > 0).long() + (z[:, 3] > 0).long()
+    return MODES.to(z)[idx] + SIGMA * z[:, :2]
+
+
+def shifted_critic(x: torch.Tensor) -> torch.Tensor:
+    """f(x) = -min_i |x - (m_i + s)|, the optimal critic for the shifted copy."""
+    targets = (MODES + SHIFT).to(x)
+    return -torch.cdist(x, targets).min(dim=1).values
+
+
+def mlp(d_in: int, d_out: int, seed: int, dtype=torch.float64) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(d_in, 16), torch.nn.Tanh(), torch.nn.Linear(16, d_out)
+    ).to(dtype)
+
+
+# --------------------------------------------------------------------------- K_eff
+
+
+def test_keff_linear_target_space_equals_norm_of_a():
+    a = torch.tensor([3.0, -4.0], dtype=torch.float64)  # |a| = 5
+    B = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
+    G = lambda z: z @ B.T
+    D = lambda x: x @ a
+    k = effective_lipschitz(D, G, "normal", n_pairs=500, latent_dim=2, seed=0, dtype=torch.float64)
+    assert k <= 5.0 + 1e-12  # a max of |a.dx|/|dx| never exceeds |a|
+    assert k > 0.98 * 5.0
+
+
+def test_keff_latent_space_equals_norm_of_BT_a():
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    B = torch.tensor([[2.0, 0.0, 1.0], [0.0, 1.0, -1.0]], dtype=torch.float64)  # G: R^3 -> R^2
+    G = lambda z: z @ B.T
+    D = lambda x: x @ a
+    exact = float(torch.linalg.vector_norm(B.T @ a))
+    k = effective_lipschitz(
+        D, G, Prior("uniform", (3,)), n_pairs=2000, space="latent", seed=1, dtype=torch.float64
+    )
+    assert k <= exact + 1e-12
+    assert k > 0.97 * exact
+
+
+def test_keff_one_dimension_is_exact_and_scales_with_D():
+    G = lambda z: 3.0 * z
+    D = lambda x: -2.5 * x[:, 0]
+    kw = dict(latent_dim=1, n_pairs=10, seed=2, dtype=torch.float64)
+    assert effective_lipschitz(D, G, "normal", **kw) == pytest.approx(2.5, rel=1e-12)
+    assert effective_lipschitz(D, G, "normal", space="latent", **kw) == pytest.approx(7.5, 1e-12)
+    D4 = lambda x: 4.0 * D(x)
+    assert effective_lipschitz(D4, G, "normal", **kw) == pytest.approx(10.0, rel=1e-12)
+
+
+def test_keff_uses_given_latents_pairwise():
+    z = torch.tensor([[0.0], [1.0], [2.0], [1.5]], dtype=torch.float64)  # pairs (0,2), (1,1.5)
+    D = lambda x: x[:, 0] ** 2  # ratios: 4/2 = 2 and 1.25/0.5 = 2.5
+    k = effective_lipschitz(D, lambda v: v, "normal", n_pairs=2, z=z)
+    assert k == pytest.approx(2.5, rel=1e-12)
+
+
+def test_keff_of_the_shifted_critic_is_at_most_one():
+    k = effective_lipschitz(
+        shifted_critic, modes_G, "normal", n_pairs=400, latent_dim=4, seed=3, dtype=torch.float64
+    )
+    assert 0.9 < k <= 1.0 + 1e-12
+
+
+# --------------------------------------------------------------------------- DOT target
+
+
+def test_dot_target_moves_a_shifted_copy_onto_its_target():
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(400, 4, generator=gen, dtype=torch.float64)
+    y0 = modes_G(z)
+    zq = torch.randn(400, 4, generator=gen, dtype=torch.float64)
+    zq[:, 2:] = z[:, 2:]  # same mode counts, fresh offsets: W1(p_G, q) = |s| up to noise
+    q = modes_G(zq) + SHIFT  # the target: a shifted copy
+    K = effective_lipschitz(
+        shifted_critic, modes_G, "normal", n_pairs=400, latent_dim=4, seed=5, dtype=torch.float64
+    )
+    # K_eff <= 1 = Lip(f); 0.8 K_eff makes the slope along [y, T(y)] 1 - 1/0.8 < 0
+    res = dot_target(shifted_critic, y0, 0.8 * K, steps=100, lr=0.01, clip=2.0)
+    own_target = (MODES + SHIFT)[2 * (z[:, 2] > 0).long() + (z[:, 3] > 0).long()]
+    dist = torch.linalg.vector_norm(res.samples - own_target, dim=1)
+    assert float(dist.max()) < 0.05  # every sample reaches its own shifted mode
+    w1_before = float(ottokit_ot.w1(y0.numpy(), q.numpy()))
+    w1_after = float(ottokit_ot.w1(res.samples.numpy(), q.numpy()))
+    assert w1_before == pytest.approx(0.5, abs=0.02)  # |s| = 0.5
+    assert w1_after < 0.1 * w1_before
+    assert res.objective.shape == (101,)
+    assert float(res.objective[-1]) < float(res.objective[0])
+    assert res.n_grad_evals == 100 * 400 and res.space == "target" and res.latents is None
+
+
+def test_dot_target_quadratic_critic_matches_closed_form():
+    a, c, off = 1.0, 0.0, 1e-3
+    y = torch.linspace(-2.0, 2.0, 41, dtype=torch.float64)[:, None]
+    D = lambda x: -a * (x[:, 0] - c) ** 2
+    res = dot_target(D, y, 1.0, steps=600, lr=0.01, optimizer="sgd")
+    yp = y[:, 0] - off
+    inside = (yp - c).abs() <= 1 / (2 * a)
+    expected = torch.where(inside, yp, c + torch.sign(yp - c) / (2 * a))
+    err = (res.samples[:, 0] - expected).abs()
+    assert float(err[~inside].max()) < 1e-4  # smooth minimum: linear convergence
+    # kink at x = y': SGD iterates stay within one step, lr max|grad| <= 0.01 (1 + 2a/(2a))
+    assert float(err[inside].max()) < 0.02
+
+
+def test_dot_target_overestimated_K_keeps_samples_naive_moves_them():
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)  # |a| = 1
+    D = lambda x: x @ a
+    y0 = torch.randn(50, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    dot = dot_target(D, y0, K=2.0, steps=100)  # |x - y| - a.x/2 has its unique minimum at y
+    naive = dot_target(D, y0, K=2.0, steps=100, mode="naive")
+    assert float((dot.samples - y0).abs().max()) < 0.03
+    move = naive.samples - y0  # Adam(beta1 = 0) on a constant gradient: lr per coordinate/step
+    assert torch.allclose(move, torch.sign(a) * 0.01 * 100 * torch.ones_like(move), atol=1e-6)
+
+
+def test_dot_target_batch_does_not_couple_samples():
+    D = mlp(2, 1, seed=7)
+    y0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    full = dot_target(D, y0, 1.3, steps=30).samples
+    halves = torch.cat(
+        [dot_target(D, y0[:8], 1.3, steps=30).samples, dot_target(D, y0[8:], 1.3, steps=30).samples]
+    )
+    torch.testing.assert_close(full, halves, rtol=0, atol=1e-12)
+
+
+def test_dot_target_objective_history_starts_at_closed_form_and_clip_holds():
+    net = mlp(2, 1, seed=9)
+    D = lambda x: net(x) - 2.0  # logits well outside [0, 1] (no probability warning)
+    y0 = 1.9 * torch.rand(32, 2, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    res = dot_target(D, y0, 0.7, steps=40, lr=0.05, clip=(-2.0, 2.0))
+    with torch.no_grad():
+        first = 1e-3 * math.sqrt(2) - float(D(y0)[:, 0].mean()) / 0.7
+        last = float(
+            (
+                torch.linalg.vector_norm(res.samples - y0 + 1e-3, dim=1)
+                - D(res.samples)[:, 0] / 0.7
+            ).mean()
+        )
+    assert float(res.objective[0]) == pytest.approx(first, rel=1e-12)
+    assert float(res.objective[-1]) == pytest.approx(last, rel=1e-12)
+    assert float(res.samples.abs().max()) <= 2.0
+    assert res.samples.dtype == torch.float64
+
+
+def test_dot_target_float32_follows_input_and_optimizer_factory():
+    D = mlp(2, 1, seed=11, dtype=torch.float32)
+    y0 = torch.randn(8, 2)
+    res = dot_target(D, y0, 1.0, steps=5, optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1))
+    assert res.samples.dtype == torch.float32 and res.samples.device == y0.device
+
+
+# --------------------------------------------------------------------------- DOT latent
+
+
+def test_dot_latent_uniform_prior_clips_to_the_box():
+    B = torch.tensor([[1.0, 0.0, 2.0], [0.0, -1.0, 0.5]], dtype=torch.float64)
+    w = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    G = lambda z: z @ B.T
+    D = lambda x: x @ w  # D(G(z)) = c.z, c = B^T w = (1, -1, 2.5)
+    z0 = 0.9 * (2 * torch.rand(20, 3, generator=torch.Generator().manual_seed(12)) - 1).double()
+    naive = dot_latent(D, G, z0, K=1.0, steps=300, prior="uniform", mode="naive")
+    # naive maximises c.z over [-1, 1]^3: the corner sign(c), reached exactly by clipping
+    corner = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64).expand(20, 3)
+    torch.testing.assert_close(naive.latents, corner, rtol=0, atol=0)
+    torch.testing.assert_close(naive.samples, G(corner))
+    dot = dot_latent(D, G, z0, K=0.5, steps=150, prior="uniform")
+    assert float(dot.latents.abs().max()) <= 1.0
+    assert float(dot.objective[-1]) < float(dot.objective[0])
+
+
+def test_dot_latent_normal_prior_removes_radial_gradient():
+    z0 = torch.randn(30, 5, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    radial = lambda x: (x**2).sum(1)  # gradient parallel to z: projected away entirely
+    res = dot_latent(radial, lambda z: z, z0, K=1.0, steps=50, mode="naive")
+    torch.testing.assert_close(res.latents, z0, rtol=0, atol=0)
+    # a generic D o G: small SGD steps move z but keep |z| to second order in lr
+    D = mlp(5, 1, seed=14)
+    res = dot_latent(D, lambda z: z, z0, K=1.0, steps=100, lr=1e-3, optimizer="sgd", mode="naive")
+    moved = torch.linalg.vector_norm(res.latents - z0, dim=1)
+    dr = (torch.linalg.vector_norm(res.latents, dim=1) - torch.linalg.vector_norm(z0, dim=1)).abs()
+    assert float(moved.min()) > 1e-3
+    assert float((dr / moved).max()) < 1e-2
+
+
+def test_dot_latent_reaches_latent_of_target_mode():
+    """With G = identity the latent problem is the target problem: same closed form."""
+    a, c = 1.0, 0.0
+    z0 = torch.tensor([[0.9], [-0.95], [0.2]], dtype=torch.float64)
+    D = lambda x: -a * (x[:, 0] - c) ** 2
+    res = dot_latent(D, lambda z: z, z0, 1.0, steps=600, lr=0.01, prior="uniform", optimizer="sgd")
+    expected = torch.tensor([0.5, -0.5, 0.2 - 1e-3], dtype=torch.float64)
+    assert torch.allclose(res.latents[:, 0], expected, atol=0.011)
+    assert torch.allclose(res.latents[:2, 0], expected[:2], atol=1e-4)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_shapes_that_do_not_chain_name_both_shapes():
+    G = torch.nn.Linear(3, 2).double()
+    D = torch.nn.Sequential(torch.nn.Linear(5, 1)).double()
+    z0 = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"\(2,\).*\(5,\)"):
+        dot_latent(D, G, z0, 1.0)
+    with pytest.raises(ValueError, match=r"\(2,\).*\(5,\)"):
+        effective_lipschitz(D, G, "normal", latent_dim=3)
+    with pytest.raises(ValueError, match=r"\(2,\).*\(5,\)"):
+        dot_target(D, torch.randn(4, 2, dtype=torch.float64), 1.0)
+    with pytest.raises(ValueError, match=r"G could not take z0.*\(4,\).*\(3,\)"):
+        dot_latent(D, G, torch.randn(4, 4, dtype=torch.float64), 1.0)
+
+
+@pytest.mark.parametrize("K", [0.0, -1.0, math.nan, math.inf])
+def test_bad_K_is_rejected(K):
+    D = lambda x: x[:, 0]
+    with pytest.raises(ValueError, match="K must be finite and > 0"):
+        dot_target(D, torch.zeros(3, 2), K)
+    with pytest.raises(ValueError, match="K must be finite and > 0"):
+        dot_latent(D, lambda z: z, torch.zeros(3, 2), K)
+
+
+def test_latent_outside_prior_support_is_rejected():
+    z0 = torch.tensor([[0.2, 1.5], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"z0\[0\] lies outside.*\[-1, 1\]"):
+        dot_latent(lambda x: x[:, 0], lambda z: z, z0, 1.0, prior="uniform")
+    with pytest.raises(ValueError, match="finite"):
+        dot_latent(lambda x: x[:, 0], lambda z: z, torch.tensor([[math.nan, 0.0]]), 1.0)
+
+
+def test_empty_batch_is_rejected():
+    with pytest.raises(ValueError, match="empty batch"):
+        dot_target(lambda x: x[:, 0], torch.zeros(0, 2), 1.0)
+    with pytest.raises(ValueError, match="empty batch"):
+        dot_latent(lambda x: x[:, 0], lambda z: z, torch.zeros(0, 2), 1.0)
+    with pytest.raises(ValueError, match=r"shape \(n, \.\.\.\)"):
+        dot_target(lambda x: x[:, 0], torch.zeros(2), 1.0)
+
+
+def test_probability_output_warns():
+    lin = mlp(2, 1, seed=15)
+    D = lambda x: torch.sigmoid(lin(x))
+    y0 = torch.randn(16, 2, dtype=torch.float64)
+    with pytest.warns(ProbabilityOutputWarning, match="logit"):
+        dot_target(D, y0, 1.0, steps=1)
+    with pytest.warns(ProbabilityOutputWarning):
+        effective_lipschitz(D, lambda z: z, "normal", latent_dim=2, dtype=torch.float64)
+
+
+def test_logits_and_constant_D_do_not_warn(recwarn):
+    dot_target(lambda x: x[:, 0] - 5.0, torch.randn(8, 2), 1.0, steps=1)
+    dot_target(lambda x: torch.zeros(x.shape[0]), torch.randn(8, 2), 1.0, steps=1)
+    assert not [w for w in recwarn if issubclass(w.category, ProbabilityOutputWarning)]
+
+
+def test_other_bad_inputs():
+    y0 = torch.randn(4, 2)
+    D = lambda x: x[:, 0]
+    with pytest.raises(ValueError, match="one logit per sample"):
+        dot_target(lambda x: x, y0, 1.0)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        dot_target(D, y0, 1.0, optimizer="rmsprop")
+    with pytest.raises(ValueError, match="unknown mode"):
+        dot_target(D, y0, 1.0, mode="greedy")
+    with pytest.raises(ValueError, match="clip must give finite lo < hi"):
+        dot_target(D, y0, 1.0, clip=(1.0, -1.0))
+    with pytest.raises(ValueError, match="lr must be finite and > 0"):
+        dot_target(D, y0, 1.0, lr=0.0)
+    with pytest.raises(ValueError, match="unknown prior"):
+        dot_latent(D, lambda z: z, y0, 1.0, prior="cauchy")
+    with pytest.raises(ValueError, match="unknown space"):
+        effective_lipschitz(D, lambda z: z, "normal", space="image", latent_dim=2)
+    with pytest.raises(ValueError, match="latent_dim"):
+        effective_lipschitz(D, lambda z: z, "normal")
+    with pytest.raises(ValueError, match="latent shape"):
+        as_prior(Prior("normal", (3,)), 2)
+    with pytest.raises(ValueError, match="zero distance"):
+        effective_lipschitz(D, lambda z: 0 * z, "normal", latent_dim=2)
+    assert np.isfinite(effective_lipschitz(D, lambda z: z, "uniform", latent_dim=2, seed=0))

@@ -1,0 +1,267 @@
+"""The baselines of seed 003 §3.2-3.3: DRS, MH-GAN (with calibration) and DDLS.
+
+Known answers: with G(z) = z, z ~ N(0, 1) (so p_G = N(0, 1)) and the target q = N(mu, s^2),
+s < 1, the exact logit D*(x) = log q(x)/p_G(x) is bounded above by D*(x*), x* = mu/(1 - s^2).
+Then exact DRS is rejection sampling of q with acceptance 1/M = exp(-D*(x*)), and MH-GAN is an
+independence Metropolis-Hastings chain with stationary law q whose acceptance rate at
+stationarity is E_{x~q, x'~p_G} min(1, w(x')/w(x)), w = q/p_G. For DDLS with D(G(z)) = a.z and
+a N(0, I) prior, the stationary law p_Z exp(D o G) is N(a, I); the unadjusted chain's is
+N(a, I/(1 - eps/4)) (Ornstein-Uhlenbeck discretised by Euler-Maruyama).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from ottokit.dot import (
+    Prior,
+    calibrate,
+    ddls,
+    drs,
+    drs_acceptance,
+    mh_gan,
+)
+
+MU, S = 0.5, 0.8
+X_STAR = MU / (1 - S**2)
+
+
+def log_ratio(x: torch.Tensor) -> torch.Tensor:
+    """D*(x) = log N(x; mu, s^2) - log N(x; 0, 1) for x of shape (n, 1)."""
+    v = x[:, 0]
+    return -((v - MU) ** 2) / (2 * S**2) + v**2 / 2 - math.log(S)
+
+
+LOG_M = float(log_ratio(torch.tensor([[X_STAR]], dtype=torch.float64)))
+IDENTITY = lambda z: z
+PRIOR1 = Prior("normal", (1,))
+
+
+def ks_p(samples: torch.Tensor, loc: float, scale: float) -> float:
+    return float(stats.kstest(samples.reshape(-1).numpy(), stats.norm(loc, scale).cdf).pvalue)
+
+
+# --------------------------------------------------------------------------- DRS
+
+
+def test_drs_exact_with_true_bound_samples_the_target():
+    res = drs(
+        log_ratio,
+        IDENTITY,
+        PRIOR1,
+        3000,
+        mode="exact",
+        log_bound=LOG_M,
+        seed=0,
+        dtype=torch.float64,
+    )
+    assert res.samples.shape == (3000, 1) and res.n_pilot == 0 and res.n_bound_updates == 0
+    assert ks_p(res.samples, MU, S) > 0.01
+    raw = torch.randn(3000, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert ks_p(raw, MU, S) < 1e-6  # the test has power: p_G itself is rejected
+    rate = 1 / math.exp(LOG_M)  # rejection sampling accepts with probability 1/M
+    sd = math.sqrt(rate * (1 - rate) / res.n_proposals)
+    assert abs(res.acceptance_rate - rate) < 5 * sd
+    assert res.proposals_per_sample == pytest.approx(res.n_proposals / 3000)
+    torch.testing.assert_close(res.samples, res.latents)  # G = identity
+
+
+def test_drs_exact_with_pilot_bound_is_close_to_the_target():
+    res = drs(
+        log_ratio, IDENTITY, PRIOR1, 2000, mode="exact", n_pilot=20000, seed=2, dtype=torch.float64
+    )
+    assert res.log_M <= LOG_M + 1e-12 and res.log_M > LOG_M - 0.01  # max of the pilot
+    assert ks_p(res.samples, MU, S) > 0.01
+
+
+def test_drs_acceptance_matches_independent_formula():
+    d = torch.tensor([-3.0, -1.0, 0.0, 0.7, 1.0], dtype=torch.float64)
+    log_m, gamma, eps = 1.0, -0.4, 1e-6
+    dn = d.numpy()
+    F = dn - log_m - np.log(1 - np.exp(dn - log_m - eps))
+    expected = 1 / (1 + np.exp(-(F - gamma)))
+    got = drs_acceptance(d, log_m, mode="shifted", gamma=gamma, eps=eps)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        drs_acceptance(d, log_m, mode="exact").numpy(), np.exp(dn - log_m), rtol=1e-12
+    )
+
+
+def test_drs_shifted_gamma_is_the_pilot_percentile():
+    n_pilot = 4000
+    res = drs(
+        log_ratio,
+        IDENTITY,
+        PRIOR1,
+        500,
+        n_pilot=n_pilot,
+        batch_size=n_pilot,
+        percentile=80.0,
+        seed=3,
+        dtype=torch.float64,
+    )
+    pilot = PRIOR1.sample(n_pilot, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    d = log_ratio(pilot).numpy()
+    log_m = d.max()
+    F = d - log_m - np.log(1 - np.exp(d - log_m - 1e-6))
+    assert res.gamma == pytest.approx(np.percentile(F, 80.0), rel=1e-10)
+    assert res.log_M >= log_m and (res.n_bound_updates > 0 or res.log_M == log_m)
+    assert 0 < res.acceptance_rate < 1 and res.samples.shape == (500, 1)
+    assert float(res.samples.mean()) > 0.25  # accepted samples lean towards q (mean 0.5)
+
+
+# --------------------------------------------------------------------------- MH-GAN
+
+
+def _stationary_acceptance(n: int = 2_000_000) -> float:
+    rng = np.random.default_rng(123)
+    x = rng.normal(MU, S, n)
+    xp = rng.normal(0.0, 1.0, n)
+    lw = lambda v: -((v - MU) ** 2) / (2 * S**2) + v**2 / 2
+    return float(np.minimum(1.0, np.exp(lw(xp) - lw(x))).mean())
+
+
+def test_mh_gan_from_real_data_stays_at_target_with_the_right_acceptance():
+    x_real = MU + S * torch.randn(
+        3000, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
+    res = mh_gan(log_ratio, IDENTITY, PRIOR1, x_real, n_proposals=20, seed=5)
+    assert ks_p(res.samples, MU, S) > 0.01
+    assert res.acceptance_rate == pytest.approx(_stationary_acceptance(), abs=0.01)
+    assert res.n_proposals == 3000 * 20 and res.proposals_per_sample == 20
+    moved = ~res.from_real
+    torch.testing.assert_close(res.latents[moved], res.samples[moved])
+    assert bool(torch.isnan(res.latents[res.from_real]).all())
+
+
+def test_mh_gan_converges_from_a_wrong_start():
+    """Independence sampler with w <= M: TV after K steps <= (1 - 1/M)^K (here < 1e-14)."""
+    start = torch.full((3000, 1), -2.0, dtype=torch.float64)
+    res = mh_gan(log_ratio, IDENTITY, PRIOR1, start, n_proposals=40, seed=6)
+    assert ks_p(res.samples, MU, S) > 0.01
+    assert not bool(res.from_real.any())
+
+
+def test_calibrated_mh_gan_recovers_target_from_miscalibrated_D():
+    """D_raw = 2 D* + 1: logistic calibration must map it back to D* (slope 1/2, offset -1/2)."""
+    gen = torch.Generator().manual_seed(7)
+    D_raw = lambda x: 2.0 * log_ratio(x) + 1.0
+    real = MU + S * torch.randn(20000, 1, generator=gen, dtype=torch.float64)
+    fake = torch.randn(10000, 1, generator=gen, dtype=torch.float64)
+    cal = calibrate(D_raw(real), D_raw(fake), "logistic")
+    assert cal.coef == pytest.approx(0.5, abs=0.05)
+    assert cal.intercept == pytest.approx(-0.5, abs=0.05)
+    start = torch.full((2000, 1), 2.0, dtype=torch.float64)
+    res = mh_gan(D_raw, IDENTITY, PRIOR1, start, n_proposals=40, calibrator=cal, seed=8)
+    assert ks_p(res.samples, MU, S) > 0.01
+    uncal = mh_gan(D_raw, IDENTITY, PRIOR1, start, n_proposals=40, seed=8)
+    assert ks_p(uncal.samples, MU, S) < 1e-4  # without calibration the chain targets p_G w^2
+
+
+def test_isotonic_calibration_is_monotone_and_close_to_the_true_odds():
+    gen = torch.Generator().manual_seed(9)
+    D_raw = lambda x: 2.0 * log_ratio(x) + 1.0
+    real = MU + S * torch.randn(20000, 1, generator=gen, dtype=torch.float64)
+    fake = torch.randn(20000, 1, generator=gen, dtype=torch.float64)
+    cal = calibrate(D_raw(real), D_raw(fake), "isotonic")
+    grid = torch.linspace(-1.0, 1.5, 60, dtype=torch.float64)[:, None]
+    raw = D_raw(grid)
+    order = torch.argsort(raw)
+    prob = cal(raw)[order]
+    assert bool((prob[1:] >= prob[:-1]).all())  # order-preserving in the raw logit
+    err = (cal.logit(raw) - log_ratio(grid)).abs()
+    assert float(err.max()) < 0.3
+
+
+# --------------------------------------------------------------------------- DDLS
+
+
+A = torch.tensor([1.0, -0.5], dtype=torch.float64)
+LINEAR_D = lambda x: x @ A  # D(G(z)) = a.z with G = identity: stationary N(a, I)
+
+
+def test_ddls_mala_leaves_the_stationary_law_invariant():
+    gen = torch.Generator().manual_seed(10)
+    z0 = A + torch.randn(3000, 2, generator=gen, dtype=torch.float64)
+    res = ddls(LINEAR_D, IDENTITY, z0, step_size=0.5, n_steps=30, mala=True, seed=11)
+    for j in range(2):
+        assert ks_p(res.latents[:, j], float(A[j]), 1.0) > 0.01
+    assert 0.5 < res.acceptance_rate < 1.0
+    assert res.n_grad_evals == 31 and res.energy.shape == (31,)
+
+
+def test_ddls_mala_converges_from_a_point_and_ula_has_its_known_bias():
+    eps = 0.4
+    z0 = torch.zeros(4000, 2, dtype=torch.float64)
+    mala = ddls(LINEAR_D, IDENTITY, z0, step_size=eps, n_steps=120, mala=True, seed=12)
+    ula = ddls(LINEAR_D, IDENTITY, z0, step_size=eps, n_steps=120, seed=12)
+    for j in range(2):
+        assert ks_p(mala.latents[:, j], float(A[j]), 1.0) > 0.01
+    var_mala = float(mala.latents.var(0).mean())
+    var_ula = float(ula.latents.var(0).mean())
+    assert var_mala == pytest.approx(1.0, abs=0.06)
+    assert var_ula == pytest.approx(1 / (1 - eps / 4), abs=0.06)  # 1.111: ULA's Euler bias
+    torch.testing.assert_close(ula.latents.mean(0), A, atol=0.08, rtol=0)
+    assert ula.acceptance_rate == 1.0
+
+
+def test_ddls_uniform_prior_with_zero_D_keeps_uniform():
+    zero = lambda x: torch.zeros(x.shape[0], dtype=x.dtype)
+    z0 = (
+        2 * torch.rand(3000, 2, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+        - 1
+    )
+    unif = stats.uniform(-1, 2).cdf
+    for mala in (True, False):
+        res = ddls(zero, IDENTITY, z0, 0.3, 20, prior="uniform", mala=mala, seed=14)
+        assert float(res.latents.abs().max()) <= 1.0
+        for j in range(2):
+            assert stats.kstest(res.latents[:, j].numpy(), unif).pvalue > 0.01
+        assert not torch.equal(res.latents, z0)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_sampler_errors():
+    x1 = torch.zeros(5, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        drs(log_ratio, IDENTITY, PRIOR1, 0)
+    with pytest.raises(ValueError, match=r"percentile must be in \(0, 100\)"):
+        drs(log_ratio, IDENTITY, PRIOR1, 10, percentile=100)
+    with pytest.raises(ValueError, match="eps must be finite and > 0"):
+        drs(log_ratio, IDENTITY, PRIOR1, 10, eps=0.0)
+    with pytest.raises(ValueError, match="unknown mode"):
+        drs(log_ratio, IDENTITY, PRIOR1, 10, mode="soft")
+    with pytest.warns(UserWarning, match="max_proposals"):
+        short = drs(
+            log_ratio,
+            IDENTITY,
+            PRIOR1,
+            100,
+            mode="exact",
+            log_bound=LOG_M,
+            max_proposals=50,
+            seed=0,
+            dtype=torch.float64,
+        )
+    assert short.samples.shape[0] < 100 and short.n_proposals == 50
+    with pytest.raises(ValueError, match=r"x_real has per-sample shape \(2,\).*G outputs \(1,\)"):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(4, 2, dtype=torch.float64), 3)
+    with pytest.raises(ValueError, match="empty batch"):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(0, 1), 3)
+    with pytest.raises(ValueError, match="unknown method"):
+        calibrate([0.0, 1.0], [0.0, -1.0], "platt")
+    with pytest.raises(ValueError, match="at least 2 logits"):
+        calibrate([0.0], [0.0, -1.0])
+    with pytest.raises(ValueError, match="step_size must be finite and > 0"):
+        ddls(log_ratio, IDENTITY, x1, 0.0, 5)
+    with pytest.raises(ValueError, match="outside the uniform prior's support"):
+        ddls(log_ratio, IDENTITY, x1 + 2.0, 0.1, 5, prior="uniform")
+    with pytest.raises(ValueError, match="empty batch"):
+        ddls(log_ratio, IDENTITY, torch.zeros(0, 1), 0.1, 5)
