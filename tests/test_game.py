@@ -1,0 +1,245 @@
+"""Game Jacobian, its antisymmetric part and the symmetric scalar Hessian (seed 001 §6.2, §10.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+from ottokit.gan.game import (
+    GameJacobian,
+    antisymmetric_norm,
+    decompose,
+    eigenvalues,
+    hessian,
+    hessian_plane,
+)
+
+DT = torch.float64
+
+
+def _mlp(d_in: int, hidden: int, d_out: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, d_out)).to(DT)
+
+
+def _gan_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(32, 2, generator=g, dtype=DT)
+    x_real = 1.5 + 0.7 * torch.randn(32, 1, generator=g, dtype=DT)
+    return z, x_real
+
+
+def _ns_losses(z: torch.Tensor, x_real: torch.Tensor):
+    """Non-saturating JSD GAN: L_D = -log s(D(x)) - log s(-D(G(z))), L_G = -log s(D(G(z)))."""
+
+    def losses(G_fn, D_fn):
+        fake = G_fn(z)
+        L_D = softplus(-D_fn(x_real)).mean() + softplus(D_fn(fake)).mean()
+        L_G = softplus(-D_fn(fake)).mean()
+        return L_G, L_D
+
+    return losses
+
+
+@pytest.fixture(scope="module")
+def gan_game() -> GameJacobian:
+    G, D = _mlp(2, 4, 1, seed=1), _mlp(1, 5, 1, seed=2)
+    z, x_real = _gan_data()
+    return GameJacobian.from_modules(G, D, _ns_losses(z, x_real))
+
+
+def test_blocks_match_central_differences_of_xi(gan_game: GameJacobian) -> None:
+    """Each column of H against (xi(w + h e_k) - xi(w - h e_k)) / 2h in float64."""
+    H = gan_game.full()
+    n = gan_game.w.numel()
+    assert H.shape == (n, n) and gan_game.n_g == 17 and gan_game.n_d == 16
+    h = 1e-5
+    fd = torch.empty_like(H)
+    for k in range(n):
+        e = torch.zeros(n, dtype=DT)
+        e[k] = h
+        fd[:, k] = (gan_game.xi_at(gan_game.w + e) - gan_game.xi_at(gan_game.w - e)) / (2 * h)
+    scale = float(H.abs().max())
+    assert torch.allclose(H, fd, atol=1e-8 * scale, rtol=0)
+    b = gan_game.blocks(H)
+    g = gan_game.n_g
+    assert torch.allclose(b.tt, fd[:g, :g], atol=1e-8 * scale)
+    assert torch.allclose(b.tp, fd[:g, g:], atol=1e-8 * scale)
+    assert torch.allclose(b.pt, fd[g:, :g], atol=1e-8 * scale)
+    assert torch.allclose(b.pp, fd[g:, g:], atol=1e-8 * scale)
+    # forward-mode Jacobian agrees with reverse mode
+    assert torch.allclose(gan_game.full(mode="forward"), H, atol=1e-12 * scale, rtol=0)
+
+
+def test_matrix_free_products_match_full(gan_game: GameJacobian) -> None:
+    H = gan_game.full()
+    rng = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        v = torch.randn(H.shape[0], generator=rng, dtype=DT)
+        assert torch.allclose(gan_game.hvp(v), H @ v, atol=1e-12, rtol=1e-10)
+        assert torch.allclose(gan_game.htvp(v), H.T @ v, atol=1e-12, rtol=1e-10)
+    xi = gan_game.xi()
+    _, A = decompose(H)
+    assert torch.allclose(gan_game.antisymmetric_xi(), A.T @ xi, atol=1e-12, rtol=1e-10)
+    assert gan_game.antisymmetric_xi_norm() == pytest.approx(float((A.T @ xi).norm()), rel=1e-10)
+
+
+def test_gan_game_is_clearly_non_symmetric(gan_game: GameJacobian) -> None:
+    H = gan_game.full()
+    r = antisymmetric_norm(H)
+    assert 0.05 < r < 1.0
+    # the theta-phi coupling blocks are not each other's transpose
+    b = gan_game.blocks(H)
+    assert (b.tp - b.pt.T).norm() > 0.1 * b.tp.norm()
+    assert gan_game.antisymmetric_xi_norm() > 1e-3 * float(gan_game.xi().norm())
+
+
+def test_bilinear_game_is_purely_antisymmetric() -> None:
+    rng = np.random.default_rng(0)
+    M = torch.tensor(rng.standard_normal((3, 4)), dtype=DT)
+    theta = torch.tensor(rng.standard_normal(3), dtype=DT)
+    phi = torch.tensor(rng.standard_normal(4), dtype=DT)
+    game = GameJacobian(theta, phi, lambda t, p: (t @ M @ p, -(t @ M @ p)))
+    H = game.full()
+    expected = torch.zeros(7, 7, dtype=DT)
+    expected[:3, 3:] = M
+    expected[3:, :3] = -M.T
+    assert torch.equal(H, expected)
+    S, A = decompose(H)
+    assert torch.equal(S, torch.zeros_like(S)) and torch.equal(A, H)
+    assert antisymmetric_norm(H) == 1.0
+    ev = eigenvalues(H)
+    assert ev.real.abs().max() < 1e-12
+    # the non-zero eigenvalues are +-i sigma_k(M)
+    sv = torch.linalg.svdvals(M)
+    imag = torch.sort(ev.imag[ev.imag > 1e-9]).values
+    assert torch.allclose(imag, torch.sort(sv).values, atol=1e-12)
+    # xi = (M phi, -M^T theta); A^T xi = -H xi
+    assert torch.allclose(game.xi(), torch.cat([M @ phi, -M.T @ theta]), atol=1e-14)
+    assert torch.allclose(game.antisymmetric_xi(), -(H @ game.xi()), atol=1e-13)
+
+
+def test_potential_game_has_zero_antisymmetric_part() -> None:
+    rng = np.random.default_rng(1)
+    Q = torch.tensor(rng.standard_normal((5, 5)), dtype=DT)
+
+    def L(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        w = torch.cat([t, p])
+        return torch.tanh(w @ Q @ w) + (w**4).sum() / 4 + torch.sin(t).sum() * p.prod()
+
+    theta = torch.tensor(rng.standard_normal(2), dtype=DT)
+    phi = torch.tensor(rng.standard_normal(3), dtype=DT)
+    game = GameJacobian(theta, phi, lambda t, p: (L(t, p), L(t, p)))
+    H = game.full()
+    Hess, K = hessian(lambda w: L(w[:2], w[2:]), torch.cat([theta, phi]))
+    assert torch.allclose(H, Hess, atol=1e-13, rtol=1e-12)
+    _, A = decompose(H)
+    assert A.norm() <= 1e-14 * H.norm()
+    assert antisymmetric_norm(H) < 1e-14
+    assert game.antisymmetric_xi_norm() < 1e-13 * max(1.0, float(game.xi().norm()))
+
+
+def test_scalar_hessian_is_symmetric_but_game_jacobian_is_not(gan_game: GameJacobian) -> None:
+    """Schwarz: K of a scalar objective from a GAN generator is rounding; A of the game is not."""
+    G, D = _mlp(2, 4, 1, seed=1), _mlp(1, 5, 1, seed=2)
+    z, _ = _gan_data()
+    params = {k: v.detach() for k, v in G.named_parameters()}
+
+    def J(p):
+        return softplus(
+            -torch.func.functional_call(D, {}, (torch.func.functional_call(G, p, (z,)),))
+        ).mean()
+
+    Hess, K = hessian(J, params)
+    assert Hess.shape == (17, 17)
+    assert K.norm() <= 1e-12 * Hess.norm()
+    assert Hess.norm() > 1e-3
+    # cross-check the dense Hessian against central differences of autograd gradients
+    flat = torch.cat([v.reshape(-1) for v in params.values()])
+    names = [(k, v.shape) for k, v in params.items()]
+
+    def unflat(w):
+        out, i = {}, 0
+        for k, s in names:
+            out[k] = w[i : i + s.numel()].reshape(s)
+            i += s.numel()
+        return out
+
+    gfun = torch.func.grad(lambda w: J(unflat(w)))
+    h = 1e-5
+    for k in (0, 7, 16):
+        e = torch.zeros_like(flat)
+        e[k] = h
+        col = (gfun(flat + e) - gfun(flat - e)) / (2 * h)
+        assert torch.allclose(Hess[:, k], col, atol=1e-8 * float(Hess.abs().max()))
+    # ...while the game Jacobian of the same generator is far from symmetric
+    assert antisymmetric_norm(gan_game.full()) > 1e6 * float(K.norm() / Hess.norm())
+
+
+def test_plane_restrictions(gan_game: GameJacobian) -> None:
+    H = gan_game.full()
+    n = H.shape[0]
+    rng = torch.Generator().manual_seed(5)
+    Q, _ = torch.linalg.qr(torch.randn(n, 2, generator=rng, dtype=DT))
+    H2, A2 = gan_game.plane(Q[:, 0], Q[:, 1])
+    assert torch.allclose(H2, Q.T @ H @ Q, atol=1e-12)
+    assert torch.allclose(A2, -A2.T) and A2[0, 1] == pytest.approx(
+        float(0.5 * (Q[:, 0] @ H @ Q[:, 1] - Q[:, 1] @ H @ Q[:, 0])), rel=1e-10
+    )
+    # coordinate plane spanning one theta and one phi coordinate: the coupling entries of H
+    i, j = 3, gan_game.n_g + 2
+    e_i, e_j = torch.zeros(n, dtype=DT), torch.zeros(n, dtype=DT)
+    e_i[i], e_j[j] = 1.0, 1.0
+    H2, A2 = gan_game.plane(e_i, e_j)
+    assert H2[0, 1] == pytest.approx(float(H[i, j]), rel=1e-10)
+    assert H2[1, 0] == pytest.approx(float(H[j, i]), rel=1e-10)
+    assert abs(float(A2[0, 1])) > 0
+
+    # scalar Hessian plane: symmetric, matches the dense restriction
+    Qm = torch.tensor(np.random.default_rng(2).standard_normal((4, 4)), dtype=DT)
+
+    def J(w):
+        return torch.cosh(w @ Qm @ w) + w[0] * w[1] ** 3
+
+    w0 = torch.tensor([0.1, -0.3, 0.2, 0.4], dtype=DT)
+    Hess, _ = hessian(J, w0)
+    P, _ = torch.linalg.qr(torch.randn(4, 2, generator=rng, dtype=DT))
+    H2, K2 = hessian_plane(J, w0, P[:, 0], P[:, 1])
+    assert torch.allclose(H2, P.T @ Hess @ P, atol=1e-12)
+    assert K2.abs().max() <= 1e-14 * H2.abs().max()
+
+
+def test_validation_errors(gan_game: GameJacobian) -> None:
+    n = gan_game.w.numel()
+    with pytest.raises(ValueError, match="length"):
+        gan_game.hvp(torch.ones(n + 1, dtype=DT))
+    with pytest.raises(ValueError, match="finite"):
+        gan_game.htvp(torch.full((n,), float("nan"), dtype=DT))
+    e = torch.zeros(n, dtype=DT)
+    e[0] = 1.0
+    with pytest.raises(ValueError, match="parallel"):
+        gan_game.plane(e, 2 * e)
+    with pytest.raises(ValueError, match="mode"):
+        gan_game.full(mode="sideways")
+    with pytest.raises(ValueError, match="square"):
+        decompose(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="must be 33 x 33"):
+        gan_game.blocks(torch.eye(4, dtype=DT))
+    t = torch.zeros(2, dtype=DT)
+    with pytest.raises(ValueError, match="scalar"):
+        GameJacobian(t, t, lambda a, b: (a, b.sum()))
+    with pytest.raises(TypeError, match="callable"):
+        GameJacobian(t, t, 3)
+    with pytest.raises(TypeError, match="floating-point"):
+        GameJacobian(torch.zeros(2, dtype=torch.int64), t, lambda a, b: (a.sum(), b.sum()))
+    with pytest.raises(TypeError, match="share a dtype"):
+        GameJacobian(t.float(), t, lambda a, b: (a.sum(), b.sum()))
+    with pytest.raises(TypeError, match="Module"):
+        GameJacobian.from_modules(lambda z: z, nn.Linear(1, 1), lambda g, d: (0, 0))
+    with pytest.raises(ValueError, match="scalar"):
+        hessian(lambda w: w, t)
+    with pytest.raises(TypeError, match="mapping"):
+        hessian(lambda w: w.sum(), [1.0, 2.0])
