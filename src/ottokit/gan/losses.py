@@ -1,0 +1,503 @@
+"""GAN objectives: the usual GAN, the f-GAN family, WGAN-GP and the hinge loss.
+
+Notation (seed 001 §4): ``q`` is the DATA density and ``rho`` the MODEL density
+(``rho = (G_theta)_# p_z``); ``v = D(x)`` is the discriminator's raw output, one
+real number per sample ("logit"). Every loss exposes
+
+* ``discriminator_loss(D, real, fake) -> scalar`` (minimised over D),
+* ``generator_loss(D, fake) -> scalar`` (minimised over G),
+* ``optimal_logit(log_ratio)``: the pointwise optimal ``v*(x)`` as a function of
+  ``log_ratio = log q(x)/rho(x)`` (the meaning of the discriminator's output at the
+  optimum; WGAN-GP has none, its optimum is a Kantorovich potential).
+
+``D`` may be ANY callable ``x -> logits`` of shape ``(n,)`` or ``(n, 1)``: a module,
+a plain function, or a functional version built with ``torch.func.functional_call``.
+Only the gradient penalty differentiates with respect to ``x``, with
+``torch.func.grad``, which works for any callable and inside ``torch.func`` transforms.
+
+f-GAN convention (Nowozin, Cseke & Tomioka 2016). For convex ``f`` with ``f(1) = 0``,
+the f-GAN paper writes ``D_f(P || Q) = int q_Q f(p_P / q_Q) dx`` with ``P = DATA``,
+``Q = MODEL``, i.e. here
+
+    D_f(data || model) = int rho(x) f(q(x) / rho(x)) dx,
+
+and the variational lower bound (their eq. 6)
+
+    D_f(data || model) >= sup_T  E_{x~q}[T(x)] - E_{x~rho}[f*(T(x))],
+
+with equality at ``T*(x) = f'(q(x)/rho(x))``; the critic is parametrised as
+``T = g_f(v)`` with the output activation ``g_f`` of their Table 2, so
+``discriminator_loss = -(E_q[g_f(v)] - E_rho[f*(g_f(v))])`` and
+``-discriminator_loss`` at the optimal ``v*`` equals ``D_f(data || model)``.
+Seed 001 Def. 4.1 uses the opposite roles: ``F_f(P || Q) = int q f(rho/q)`` with P
+the MODEL and Q the DATA; the two agree after ``f(u) -> u f(1/u)``. For example
+``"kl"`` estimates KL(data || model) and ``"reverse_kl"`` estimates
+KL(model || data), the seed's ``F_f`` with ``f(u) = u log u``.
+
+Generator losses of the f-GAN family: ``generator_form="minimax"`` (default) is
+``-E_rho[f*(g_f(v))]``, the generator's part of the bound; at the optimal critic its
+first variation in rho is ``-f*(f'(q/rho)) = f(q/rho) - (q/rho) f'(q/rho)``, the
+first variation of ``D_f(data || rho)`` (seed 001 Lemma 4.2 with the roles swapped),
+so it drives the W_2 gradient flow of the divergence. ``"alternative"`` is
+``-E_rho[g_f(v)]`` (their §3.2 trick, the analogue of the non-saturating GAN loss).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ottokit._checks import check_option
+
+__all__ = [
+    "LOSSES",
+    "F_DIVERGENCES",
+    "GANLoss",
+    "StandardGANLoss",
+    "FGANLoss",
+    "WGANGPLoss",
+    "HingeLoss",
+    "gradient_penalty",
+    "make_loss",
+]
+
+Discriminator = Callable[[Tensor], Tensor]
+F_DIVERGENCES: tuple[str, ...] = ("kl", "reverse_kl", "pearson", "squared_hellinger", "jsd")
+LOSSES: tuple[str, ...] = ("ns", "minimax", *F_DIVERGENCES, "wgan-gp", "hinge")
+_LOG2 = math.log(2.0)
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _check_batch(x: Any, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of samples, got {type(x).__name__}")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty batch of samples (n, ...), got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def _check_pair(real: Any, fake: Any) -> tuple[Tensor, Tensor]:
+    real, fake = _check_batch(real, "real"), _check_batch(fake, "fake")
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(
+            f"real and fake samples must have the same shape per sample, got real "
+            f"{tuple(real.shape)} and fake {tuple(fake.shape)}"
+        )
+    return real, fake
+
+
+def _logits(D: Discriminator, x: Tensor, name: str) -> Tensor:
+    """``D(x)`` as a vector of ``n`` logits (``(n,)`` or ``(n, 1)`` accepted)."""
+    if not callable(D):
+        raise TypeError(f"D must be a callable x -> logits (a module or function), got {D!r}")
+    v = D(x)
+    if not isinstance(v, Tensor):
+        raise TypeError(f"D must return a torch.Tensor of logits, got {type(v).__name__}")
+    n = x.shape[0]
+    if v.ndim == 2 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.shape != (n,):
+        raise ValueError(
+            f"D must return one logit per sample, shape ({n},) or ({n}, 1), for {name} "
+            f"samples of shape {tuple(x.shape)}; got {tuple(v.shape)}"
+        )
+    return v
+
+
+def _as_tensor(x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+    return torch.as_tensor(x, dtype=torch.float64)
+
+
+# ------------------------------------------------------------------ interface
+
+
+class GANLoss(ABC):
+    """A GAN objective: a discriminator loss, a generator loss and the optimal logit.
+
+    Attributes:
+        name: the name :func:`make_loss` knows it by.
+        logit_meaning: what ``D(x)`` means at the optimum, in words.
+    """
+
+    name: str = ""
+    logit_meaning: str = ""
+
+    @abstractmethod
+    def discriminator_loss(
+        self,
+        D: Discriminator,
+        real: Tensor,
+        fake: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Scalar loss minimised over D; ``generator`` seeds any randomness it uses."""
+
+    @abstractmethod
+    def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
+        """Scalar loss minimised over G (``fake = G(z)`` carries the graph to theta)."""
+
+    def optimal_logit(self, log_ratio: Tensor | float) -> Tensor:
+        """The optimal ``v*(x)`` given ``log_ratio = log q(x)/rho(x)`` (q data, rho model)."""
+        raise NotImplementedError(f"the {self.name!r} loss has no pointwise optimal logit")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class StandardGANLoss(GANLoss):
+    """The GAN of Goodfellow et al. 2014 with ``D(x) = sigmoid(v)``.
+
+    ``discriminator_loss = -E_q[log sigmoid(v)] - E_rho[log(1 - sigmoid(v))]``
+    (binary cross-entropy on logits). The optimal logit is ``v* = log q/rho``
+    (``sigmoid(v*) = q/(q + rho)``) and there
+    ``-discriminator_loss = 2 JSD(q, rho) - log 4``, with
+    ``JSD = KL(q||m)/2 + KL(rho||m)/2``, ``m = (q + rho)/2``.
+
+    ``non_saturating=True`` ("ns"): ``generator_loss = -E_rho[log sigmoid(v)]``;
+    ``False`` ("minimax"): ``generator_loss = E_rho[log(1 - sigmoid(v))]``, the
+    saturating loss whose value at the optimal D is the bound itself.
+    """
+
+    logit_meaning = "log q(x)/rho(x) at the optimum (q data, rho model); D(x) = sigmoid(logit)"
+
+    def __init__(self, non_saturating: bool = True) -> None:
+        self.non_saturating = bool(non_saturating)
+        self.name = "ns" if self.non_saturating else "minimax"
+
+    def discriminator_loss(
+        self,
+        D: Discriminator,
+        real: Tensor,
+        fake: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        real, fake = _check_pair(real, fake)
+        v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
+        # -log sigmoid(v) = softplus(-v), -log(1 - sigmoid(v)) = softplus(v)
+        return F.softplus(-v_real).mean() + F.softplus(v_fake).mean()
+
+    def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
+        v = _logits(D, _check_batch(fake, "fake"), "fake")
+        if self.non_saturating:
+            return F.softplus(-v).mean()
+        return -F.softplus(v).mean()
+
+    def optimal_logit(self, log_ratio: Tensor | float) -> Tensor:
+        return _as_tensor(log_ratio).clone()
+
+
+# f-GAN table (Nowozin et al. 2016, Tables 1 and 2); u = q/rho, r = log u, v the logit.
+# f(u), g_f(v), f*(t), f*(g_f(v)) (written in a stable form), v*(r) = g_f^{-1}(f'(e^r)).
+_FTABLE: dict[str, dict[str, Callable[[Tensor], Tensor]]] = {
+    "kl": {
+        "f": lambda u: torch.xlogy(u, u),
+        "g": lambda v: v,
+        "conj": lambda t: torch.exp(t - 1.0),
+        "conj_g": lambda v: torch.exp(v - 1.0),
+        "opt": lambda r: r + 1.0,
+    },
+    "reverse_kl": {
+        "f": lambda u: -torch.log(u),
+        "g": lambda v: -torch.exp(-v),
+        "conj": lambda t: -1.0 - torch.log(-t),
+        "conj_g": lambda v: v - 1.0,
+        "opt": lambda r: r.clone(),
+    },
+    "pearson": {
+        "f": lambda u: (u - 1.0) ** 2,
+        "g": lambda v: v,
+        "conj": lambda t: 0.25 * t**2 + t,
+        "conj_g": lambda v: 0.25 * v**2 + v,
+        "opt": lambda r: 2.0 * torch.expm1(r),
+    },
+    "squared_hellinger": {
+        "f": lambda u: (torch.sqrt(u) - 1.0) ** 2,
+        "g": lambda v: -torch.expm1(-v),
+        "conj": lambda t: t / (1.0 - t),
+        "conj_g": lambda v: torch.expm1(v),
+        "opt": lambda r: 0.5 * r,
+    },
+    "jsd": {
+        "f": lambda u: -(u + 1.0) * torch.log((1.0 + u) / 2.0) + torch.xlogy(u, u),
+        "g": lambda v: _LOG2 - F.softplus(-v),
+        "conj": lambda t: -torch.log(2.0 - torch.exp(t)),
+        "conj_g": lambda v: F.softplus(v) - _LOG2,
+        "opt": lambda r: r.clone(),
+    },
+}
+
+_FDOC = {
+    "kl": "KL(data || model); g_f(v) = v, f*(t) = exp(t - 1), v* = 1 + log q/rho",
+    "reverse_kl": ("KL(model || data); g_f(v) = -exp(-v), f*(t) = -1 - log(-t), v* = log q/rho"),
+    "pearson": (
+        "Pearson chi^2(data || model) = int (q - rho)^2/rho; g_f(v) = v, f*(t) = t^2/4 + t, "
+        "v* = 2 (q/rho - 1)"
+    ),
+    "squared_hellinger": (
+        "squared Hellinger int (sqrt q - sqrt rho)^2; g_f(v) = 1 - exp(-v), f*(t) = t/(1 - t), "
+        "v* = (1/2) log q/rho"
+    ),
+    "jsd": (
+        "2 JSD(data, model) (f-GAN's f(u) = -(u+1) log((1+u)/2) + u log u); "
+        "g_f(v) = log 2 - log(1 + exp(-v)), f*(t) = -log(2 - exp(t)), v* = log q/rho"
+    ),
+}
+
+
+class FGANLoss(GANLoss):
+    """An f-GAN objective (Nowozin et al. 2016) for one of :data:`F_DIVERGENCES`.
+
+    ``discriminator_loss = -(E_q[g_f(v)] - E_rho[f*(g_f(v))])``: minus the variational
+    lower bound on ``D_f(data || model) = int rho f(q/rho)``, tight at
+    ``g_f(v*) = f'(q/rho)`` (see the module docstring for the convention). The
+    composite ``f*(g_f(v))`` is evaluated in closed form (e.g. ``exp(v) - 1`` for the
+    squared Hellinger distance), finite for every real v.
+
+    Divergences (f, output activation g_f, conjugate f*, optimal logit):
+
+    * ``"kl"``: f(u) = u log u; KL(data || model); g_f(v) = v; f*(t) = exp(t - 1);
+      v* = 1 + log(q/rho).
+    * ``"reverse_kl"``: f(u) = -log u; KL(model || data); g_f(v) = -exp(-v);
+      f*(t) = -1 - log(-t); v* = log(q/rho).
+    * ``"pearson"``: f(u) = (u - 1)^2; chi^2 = int (q - rho)^2/rho; g_f(v) = v;
+      f*(t) = t^2/4 + t; v* = 2(q/rho - 1).
+    * ``"squared_hellinger"``: f(u) = (sqrt u - 1)^2; int (sqrt q - sqrt rho)^2;
+      g_f(v) = 1 - exp(-v); f*(t) = t/(1 - t); v* = log(q/rho)/2.
+    * ``"jsd"``: f(u) = -(u + 1) log((1 + u)/2) + u log u; 2 JSD(q, rho);
+      g_f(v) = log 2 - log(1 + exp(-v)); f*(t) = -log(2 - exp(t)); v* = log(q/rho).
+
+    Args:
+        divergence: one of :data:`F_DIVERGENCES`.
+        generator_form: ``"minimax"`` (``-E_rho[f*(g_f(v))]``) or ``"alternative"``
+            (``-E_rho[g_f(v)]``).
+    """
+
+    def __init__(
+        self, divergence: str, generator_form: Literal["minimax", "alternative"] = "minimax"
+    ) -> None:
+        check_option(divergence, F_DIVERGENCES, "f-divergence")
+        check_option(generator_form, ("minimax", "alternative"), "generator_form")
+        self.name = divergence
+        self.divergence = divergence
+        self.generator_form = generator_form
+        self._table = _FTABLE[divergence]
+        self.logit_meaning = _FDOC[divergence]
+
+    def f(self, u: Tensor | float) -> Tensor:
+        """The convex generator ``f(u)``, u > 0, with f(1) = 0."""
+        return self._table["f"](_as_tensor(u))
+
+    def activation(self, v: Tensor | float) -> Tensor:
+        """The output activation ``T = g_f(v)``, mapping R into the domain of f*."""
+        return self._table["g"](_as_tensor(v))
+
+    def conjugate(self, t: Tensor | float) -> Tensor:
+        """The convex conjugate ``f*(t) = sup_u (u t - f(u))`` on its domain."""
+        return self._table["conj"](_as_tensor(t))
+
+    def conjugate_activation(self, v: Tensor | float) -> Tensor:
+        """``f*(g_f(v))`` in a closed form that is finite for all real v."""
+        return self._table["conj_g"](_as_tensor(v))
+
+    def discriminator_loss(
+        self,
+        D: Discriminator,
+        real: Tensor,
+        fake: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        real, fake = _check_pair(real, fake)
+        v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
+        bound = self._table["g"](v_real).mean() - self._table["conj_g"](v_fake).mean()
+        return -bound
+
+    def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
+        v = _logits(D, _check_batch(fake, "fake"), "fake")
+        if self.generator_form == "minimax":
+            return -self._table["conj_g"](v).mean()
+        return -self._table["g"](v).mean()
+
+    def optimal_logit(self, log_ratio: Tensor | float) -> Tensor:
+        return self._table["opt"](_as_tensor(log_ratio))
+
+    def __repr__(self) -> str:
+        return f"FGANLoss({self.divergence!r}, generator_form={self.generator_form!r})"
+
+
+def gradient_penalty(
+    D: Discriminator,
+    real: Tensor,
+    fake: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    center: float = 1.0,
+) -> Tensor:
+    """``E[(||grad_x D(x_hat)|| - center)^2]`` on random interpolates (Gulrajani et al. 2017).
+
+    ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U[0, 1]`` per sample
+    (drawn with ``generator``); the norm is over all non-batch axes. It vanishes for a
+    critic whose gradient has norm ``center`` everywhere (e.g. ``x -> <w, x>`` with
+    ``|w| = 1``). The gradient in x is taken with ``torch.func.grad``, so D may be any
+    callable (a module, a function, a ``functional_call``), the penalty is
+    differentiable in D's parameters by ordinary autograd, and it can itself be
+    differentiated by ``torch.func`` transforms.
+    """
+    real, fake = _check_pair(real, fake)
+    if real.shape[0] != fake.shape[0]:
+        raise ValueError(
+            f"the gradient penalty interpolates real and fake samples pairwise: they need "
+            f"the same batch size, got {real.shape[0]} and {fake.shape[0]}"
+        )
+    if not math.isfinite(center) or center < 0:
+        raise ValueError(f"center must be a finite number >= 0, got {center!r}")
+    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    eps = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+    x_hat = eps * real + (1.0 - eps) * fake
+    # samples are independent, so grad_x of sum_j D(x_j) stacks the per-sample gradients;
+    # torch.func.grad keeps the graph to D's parameters (and to real/fake) for the outer
+    # backward, and also works inside torch.func transforms over functional_call
+    with torch.enable_grad():
+        grad = torch.func.grad(lambda x: _logits(D, x, "interpolated").sum())(x_hat)
+    norm = torch.sqrt(grad.flatten(1).pow(2).sum(dim=1) + 1e-12)
+    return ((norm - center) ** 2).mean()
+
+
+class WGANGPLoss(GANLoss):
+    """Wasserstein GAN with gradient penalty (Gulrajani et al. 2017).
+
+    ``discriminator_loss = E_rho[v] - E_q[v] + gp_weight * gradient_penalty`` and
+    ``generator_loss = -E_rho[v]``. For a 1-Lipschitz critic,
+    ``E_q[v] - E_rho[v] <= W_1(q, rho)`` (Kantorovich-Rubinstein), with equality at a
+    Kantorovich potential: the critic's output is that potential (higher on data),
+    not a function of the density ratio, so :meth:`optimal_logit` is not defined.
+    """
+
+    name = "wgan-gp"
+    logit_meaning = "a Kantorovich potential for W_1(data, model), larger on data"
+
+    def __init__(self, gp_weight: float = 10.0, center: float = 1.0) -> None:
+        for label, value in (("gp_weight", gp_weight), ("center", center)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{label} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+        self.gp_weight = float(gp_weight)
+        self.center = float(center)
+
+    def penalty(
+        self,
+        D: Discriminator,
+        real: Tensor,
+        fake: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The unweighted gradient penalty (see :func:`gradient_penalty`)."""
+        return gradient_penalty(D, real, fake, generator=generator, center=self.center)
+
+    def discriminator_loss(
+        self,
+        D: Discriminator,
+        real: Tensor,
+        fake: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        real, fake = _check_pair(real, fake)
+        loss = _logits(D, fake, "fake").mean() - _logits(D, real, "real").mean()
+        if self.gp_weight > 0:
+            loss = loss + self.gp_weight * self.penalty(D, real, fake, generator=generator)
+        return loss
+
+    def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
+        return -_logits(D, _check_batch(fake, "fake"), "fake").mean()
+
+    def optimal_logit(self, log_ratio: Tensor | float) -> Tensor:
+        raise NotImplementedError(
+            "the WGAN critic's optimum is a Kantorovich potential of W_1(data, model), not a "
+            "function of the density ratio; estimate it with ottokit.ot instead"
+        )
+
+    def __repr__(self) -> str:
+        return f"WGANGPLoss(gp_weight={self.gp_weight}, center={self.center})"
+
+
+class HingeLoss(GANLoss):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018).
+
+    ``discriminator_loss = E_q[max(0, 1 - v)] + E_rho[max(0, 1 + v)]``,
+    ``generator_loss = -E_rho[v]``. Pointwise the D loss ``q (1 - v)_+ + rho (1 + v)_+``
+    is minimised by ``v* = sign(log q/rho)`` (any v in [-1, 1] where q = rho), with
+    minimum ``2 min(q, rho)``: at the optimum ``-discriminator_loss = 2 TV(q, rho) - 2``,
+    ``TV = (1/2) int |q - rho|``.
+    """
+
+    name = "hinge"
+    logit_meaning = "sign(log q(x)/rho(x)) at the optimum (+1 where data is denser)"
+
+    def discriminator_loss(
+        self,
+        D: Discriminator,
+        real: Tensor,
+        fake: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        real, fake = _check_pair(real, fake)
+        v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
+        return F.relu(1.0 - v_real).mean() + F.relu(1.0 + v_fake).mean()
+
+    def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
+        return -_logits(D, _check_batch(fake, "fake"), "fake").mean()
+
+    def optimal_logit(self, log_ratio: Tensor | float) -> Tensor:
+        return torch.sign(_as_tensor(log_ratio))
+
+
+def make_loss(name: str, **kwargs: Any) -> GANLoss:
+    """A loss by name: one of :data:`LOSSES` (``"wgan_gp"`` is accepted for ``"wgan-gp"``).
+
+    Keyword arguments go to the loss: ``generator_form`` for the f-GAN family,
+    ``gp_weight`` and ``center`` for WGAN-GP; ``"ns"``, ``"minimax"`` and ``"hinge"``
+    take none.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"loss name must be a string, one of {LOSSES}, got {name!r}")
+    key = "wgan-gp" if name == "wgan_gp" else name
+    check_option(key, LOSSES, "GAN loss")
+    accepted: tuple[str, ...]
+    if key in F_DIVERGENCES:
+        accepted = ("generator_form",)
+    elif key == "wgan-gp":
+        accepted = ("gp_weight", "center")
+    else:
+        accepted = ()
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"loss {key!r} does not take {unknown}; it accepts {list(accepted) or 'no options'}"
+        )
+    if key in ("ns", "minimax"):
+        return StandardGANLoss(non_saturating=key == "ns")
+    if key in F_DIVERGENCES:
+        return FGANLoss(key, **kwargs)
+    if key == "wgan-gp":
+        return WGANGPLoss(**kwargs)
+    return HingeLoss()
