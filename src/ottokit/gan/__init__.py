@@ -1,0 +1,140 @@
+"""GAN geometry (seed 001): networks, losses, a checkpointed trainer, the pullback metric and
+the natural-gradient optimiser, the game Jacobian, and the connection, curvature and holonomy
+of the discriminator potential.
+
+Submodules: :mod:`~ottokit.gan.nets`, :mod:`~ottokit.gan.losses`, :mod:`~ottokit.gan.train`,
+:mod:`~ottokit.gan.natural_gradient`, :mod:`~ottokit.gan.game`, :mod:`~ottokit.gan.connection`
+(its function ``connection`` is reached as ``ottokit.gan.connection.connection``).
+"""
+
+from ottokit.gan.connection import (
+    FunctionPotential,
+    GaussianAffineModel,
+    Grid,
+    HolonomyResult,
+    KDEPotential,
+    LearnedPotential,
+    ModuleGenerator,
+    Potential,
+    SectionPotential,
+    connection_autograd,
+    curvature,
+    curvature_exact,
+    curvature_heatmap,
+    curvature_terms,
+    gaussian_logpdf,
+    gaussian_mixture_logpdf,
+    holonomy,
+    line_grid,
+    square_grid,
+)
+from ottokit.gan.game import (
+    GameBlocks,
+    GameJacobian,
+    antisymmetric_norm,
+    decompose,
+    eigenvalues,
+    hessian,
+    hessian_plane,
+)
+from ottokit.gan.losses import (
+    F_DIVERGENCES,
+    LOSSES,
+    FGANLoss,
+    GANLoss,
+    HingeLoss,
+    StandardGANLoss,
+    WGANGPLoss,
+    gradient_penalty,
+    make_loss,
+)
+from ottokit.gan.natural_gradient import (
+    ConcentrationResult,
+    NaturalGradient,
+    NonFiniteError,
+    ParamLayout,
+    PullbackMetric,
+    SingularMetricError,
+    metric_concentration,
+    structured_support,
+)
+from ottokit.gan.nets import (
+    ConvDiscriminator8,
+    ConvGenerator8,
+    MLPDiscriminator,
+    MLPGenerator,
+    build_seeded,
+    sample_latent,
+)
+from ottokit.gan.train import (
+    CheckpointError,
+    GANTrainConfig,
+    GANTrainResult,
+    load_gan_checkpoint,
+    restore_checkpoint,
+    train_gan,
+)
+
+__all__ = [
+    # nets
+    "MLPGenerator",
+    "MLPDiscriminator",
+    "ConvGenerator8",
+    "ConvDiscriminator8",
+    "sample_latent",
+    "build_seeded",
+    # losses
+    "GANLoss",
+    "StandardGANLoss",
+    "FGANLoss",
+    "WGANGPLoss",
+    "HingeLoss",
+    "gradient_penalty",
+    "make_loss",
+    "LOSSES",
+    "F_DIVERGENCES",
+    # training
+    "GANTrainConfig",
+    "GANTrainResult",
+    "train_gan",
+    "load_gan_checkpoint",
+    "restore_checkpoint",
+    "CheckpointError",
+    # pullback metric and natural gradient
+    "ParamLayout",
+    "PullbackMetric",
+    "NaturalGradient",
+    "NonFiniteError",
+    "SingularMetricError",
+    "ConcentrationResult",
+    "metric_concentration",
+    "structured_support",
+    # game Jacobian
+    "GameJacobian",
+    "GameBlocks",
+    "decompose",
+    "eigenvalues",
+    "antisymmetric_norm",
+    "hessian",
+    "hessian_plane",
+    # connection, curvature, holonomy
+    "Potential",
+    "SectionPotential",
+    "FunctionPotential",
+    "GaussianAffineModel",
+    "KDEPotential",
+    "LearnedPotential",
+    "ModuleGenerator",
+    "Grid",
+    "HolonomyResult",
+    "gaussian_logpdf",
+    "gaussian_mixture_logpdf",
+    "line_grid",
+    "square_grid",
+    "connection_autograd",
+    "curvature",
+    "curvature_terms",
+    "curvature_exact",
+    "curvature_heatmap",
+    "holonomy",
+]
