@@ -32,9 +32,17 @@ def test_registered_under_seed_001():
 
 def test_gan_optimizers_tiny(tmp_path):
     cfg = GanOptimizersConfig(
-        steps=30, n_seeds=2, eval_every=10, eval_samples=200, final_samples=500, batch_size=64
+        steps=30,
+        n_seeds=2,
+        eval_every=10,
+        eval_samples=200,
+        final_samples=500,
+        batch_size=64,
+        lr_scales=(1.0, 2.0),
     )
     res = run_optimizers(cfg, tmp_path)
+    assert set(res.metrics["lr_sensitivity"]["2"]) == set(OPTIMIZERS)
+    assert (tmp_path / "checkpoints" / "sgd-seed1-lr2").is_dir()
     summ = res.metrics["optimizers"]
     assert set(summ) == set(OPTIMIZERS)
     for s in summ.values():
@@ -82,6 +90,8 @@ def test_gan_optimizers_config_validation():
         GanOptimizersConfig(optimizers=("rmsprop",))
     with pytest.raises(ValueError, match="stable_fraction"):
         GanOptimizersConfig(stable_fraction=0.0)
+    with pytest.raises(ValueError, match="lr_scales"):
+        GanOptimizersConfig(lr_scales=(0.5, 2.0))
 
 
 TINY_GEOMETRY = dict(

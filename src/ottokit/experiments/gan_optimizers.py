@@ -89,6 +89,7 @@ class GanOptimizersConfig:
     eval_samples: int = 4000
     final_samples: int = 20_000
     stable_fraction: float = 0.2  # "last 20% of the steps"
+    lr_scales: tuple[float, ...] = (1.0,)  # every optimiser's step multiplied by each of these
     checkpoint_every: int = 500
     seed: int = 0
     device: str = "cpu"
@@ -100,7 +101,13 @@ class GanOptimizersConfig:
 
     @classmethod
     def paper(cls) -> GanOptimizersConfig:
-        return cls(steps=5000, n_seeds=10, eval_every=100, checkpoint_every=1000)
+        return cls(
+            steps=5000,
+            n_seeds=10,
+            eval_every=100,
+            checkpoint_every=1000,
+            lr_scales=(0.5, 1.0, 2.0),
+        )
 
     def __post_init__(self) -> None:
         unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
@@ -110,22 +117,26 @@ class GanOptimizersConfig:
             )
         if not 0 < self.stable_fraction <= 1:
             raise ValueError(f"stable_fraction must be in (0, 1], got {self.stable_fraction}")
+        if 1.0 not in self.lr_scales or any(not sc > 0 for sc in self.lr_scales):
+            raise ValueError(f"lr_scales must be positive and contain 1.0, got {self.lr_scales}")
         if self.n_seeds < 1 or self.steps < 10:
             raise ValueError("n_seeds must be >= 1 and steps >= 10")
 
 
-def _make_optimizer(name: str, G: torch.nn.Module, config: GanOptimizersConfig, seed: int):
+def _make_optimizer(
+    name: str, G: torch.nn.Module, config: GanOptimizersConfig, seed: int, scale: float = 1.0
+):
     params = [p for p in G.parameters() if p.requires_grad]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=config.lr_sgd)
+        return torch.optim.SGD(params, lr=scale * config.lr_sgd)
     if name == "adam":
-        return torch.optim.Adam(params, lr=config.lr_adam)
+        return torch.optim.Adam(params, lr=scale * config.lr_adam)
     # heavy ball multiplies the long-run step by 1/(1 - mu); "matched" divides it back out
     matched = name == "natural-momentum-matched"
     return NaturalGradient(
         params,
         G,
-        lr=config.lr_natural * ((1.0 - config.momentum) if matched else 1.0),
+        lr=scale * config.lr_natural * ((1.0 - config.momentum) if matched else 1.0),
         damping=config.damping,
         momentum=config.momentum if name.startswith("natural-momentum") else 0.0,
         solver=config.natural_solver,
@@ -133,7 +144,9 @@ def _make_optimizer(name: str, G: torch.nn.Module, config: GanOptimizersConfig, 
     )
 
 
-def _train_one(name: str, seed: int, config: GanOptimizersConfig, out: Path) -> dict[str, Any]:
+def _train_one(
+    name: str, seed: int, config: GanOptimizersConfig, out: Path, scale: float = 1.0
+) -> dict[str, Any]:
     device = torch.device(config.device)
     G = build_seeded(
         seed,
@@ -162,10 +175,12 @@ def _train_one(name: str, seed: int, config: GanOptimizersConfig, out: Path) -> 
         D,
         "ns",
         target,
-        g_optimizer=_make_optimizer(name, G, config, seed),
+        g_optimizer=_make_optimizer(name, G, config, seed, scale),
         d_optimizer=torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.d_betas),
         config=train_config,
-        checkpoint_dir=out / "checkpoints" / f"{name}-seed{seed}",
+        checkpoint_dir=out
+        / "checkpoints"
+        / (f"{name}-seed{seed}" + ("" if scale == 1.0 else f"-lr{scale:g}")),
     )
     h = {k: v.detach().cpu().numpy() for k, v in result.history.items()}
     with torch.no_grad():
@@ -220,12 +235,24 @@ def run(config: GanOptimizersConfig, out: Path) -> Result:
     figdir = out / "figures"
     seeds = [config.seed + k for k in range(config.n_seeds)]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in config.optimizers}
-    jobs = [(name, s) for s in seeds for name in config.optimizers]
+    scaled: dict[float, dict[str, list[dict[str, Any]]]] = {
+        sc: {name: [] for name in config.optimizers} for sc in config.lr_scales if sc != 1.0
+    }
+    jobs = [(name, s, sc) for sc in config.lr_scales for s in seeds for name in config.optimizers]
     with progress_bar(len(jobs), "gan-optimizers") as bar:
-        for name, s in jobs:
-            runs[name].append(_train_one(name, s, config, out))
+        for name, s, sc in jobs:
+            r = _train_one(name, s, config, out, sc)
+            if sc == 1.0:
+                runs[name].append(r)
+            else:
+                r.pop("final_samples")
+                scaled[sc][name].append(r)
             bar.advance()
     summary = {name: _summarise(rs, config) for name, rs in runs.items()}
+    sensitivity = {
+        f"{sc:g}": {name: _summarise(rs, config) for name, rs in by.items()}
+        for sc, by in scaled.items()
+    }
 
     figures = {
         "Generator loss against the step (median over seeds, band: 25-75%) — seed Fig. 1": str(
@@ -274,6 +301,16 @@ def run(config: GanOptimizersConfig, out: Path) -> Result:
         )
         for n, s in summary.items()
     ]
+    for sc, summ in sensitivity.items():
+        comparisons += [
+            Comparison(
+                f"{LABELS[n]}, learning rate x {sc}: final W1 / loss var (last 20%)",
+                f"{v['final_w1_median']:.3g} / {v['loss_var_last_median']:.3g}",
+                "figure only",
+                f"{v['completed']} of {config.n_seeds} runs completed",
+            )
+            for n, v in summ.items()
+        ]
     order = sorted(summary, key=lambda n: summary[n]["final_w1_median"])
     text = (
         f"{config.n_seeds} seeds x {len(config.optimizers)} optimisers, {config.steps} steps, "
@@ -285,6 +322,13 @@ def run(config: GanOptimizersConfig, out: Path) -> Result:
         + ", ".join(f"{LABELS[n]} {summary[n]['step_ms_median']:.2f} ms" for n in summary)
         + "."
     )
+    for sc, summ in sensitivity.items():
+        verdicts = []
+        for a, b in (("adam", "sgd"), ("natural-momentum", "natural")):
+            if a in summ and b in summ:
+                va, vb = summ[a]["loss_var_last_median"], summ[b]["loss_var_last_median"]
+                verdicts.append(f"{LABELS[a]} {'<' if va < vb else '>='} {LABELS[b]}")
+        text += f" With every step x {sc}: loss variance " + ", ".join(verdicts) + "."
     metrics = {
         "config": {
             "steps": config.steps,
@@ -299,6 +343,7 @@ def run(config: GanOptimizersConfig, out: Path) -> Result:
             },
         },
         "optimizers": summary,
+        "lr_sensitivity": sensitivity,
     }
     return Result(
         experiment="gan-optimizers",
