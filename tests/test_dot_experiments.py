@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import torch
 
 from ottokit import ot
 from ottokit.data import toy_2d
-from ottokit.dot import Prior, effective_lipschitz
+from ottokit.dot import Prior, ProbabilityOutputWarning, dot_target, effective_lipschitz
 from ottokit.experiments import get
 from ottokit.experiments._runner import to_jsonable
 from ottokit.experiments.dot_digits import METHODS as DIGIT_METHODS
@@ -66,6 +67,8 @@ DIGITS = replace(
     mh_proposals=5,
     ddls_steps=3,
     dot_steps=5,
+    sweep_steps=(2, 5),
+    sweep_lrs=(0.01,),
     n_calibration=100,
     features_epochs=2,
 )
@@ -74,13 +77,20 @@ DIGITS = replace(
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("dot_toy")
-    return run_toy(TOY, out), out
+    threads = torch.get_num_threads()
+    result = run_toy(TOY, out)
+    assert torch.get_num_threads() == threads  # num_threads = 1 is undone after the run
+    return result, out
 
 
 @pytest.fixture(scope="module")
 def dig(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("dot_digits")
-    return run_digits(DIGITS, out), out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_digits(DIGITS, out)
+    prob = [w for w in caught if issubclass(w.category, ProbabilityOutputWarning)]
+    return result, out, prob
 
 
 # --------------------------------------------------------------------------- dot-toy
@@ -111,6 +121,16 @@ def test_toy_result_structure(toy) -> None:
     assert [r["method"] for r in rows] == list(TOY_METHODS)
     assert result.checks and all(isinstance(c.holds, bool) and c.detail for c in result.checks)
     json.dumps(to_jsonable(result.metrics))
+
+
+def test_toy_generator_quality_is_the_generator_row(toy) -> None:
+    result, _ = toy
+    quality = result.metrics["generator_quality"]["25gaussians"]
+    row = result.metrics["table"]["25gaussians"]["generator"]
+    for key in ("w2", "high_quality", "modes", "kl"):
+        assert quality[key] == row[key]
+    assert quality["train_wall_time_s"]["mean"] > 0
+    assert "Generators after training" in result.summary
 
 
 def test_toy_generator_w2_matches_independent_recomputation(toy) -> None:
@@ -191,7 +211,7 @@ def test_summarise_seeds_spread() -> None:
 
 
 def test_digits_result_structure(dig) -> None:
-    result, out = dig
+    result, out, _ = dig
     assert result.experiment == "dot-digits"
     for rel in result.figures.values():
         assert Path(rel).is_file() or (out / rel).is_file()
@@ -203,7 +223,9 @@ def test_digits_result_structure(dig) -> None:
         assert 1.0 <= table[method]["is"]["mean"] <= 10.0
         assert 0.0 <= table[method]["precision"]["mean"] <= 1.0
         assert table[method]["fid"]["mean"] >= 0.0
-    seed_rows = [c for c in result.comparisons if c.seed is not None]
+    seed_rows = [
+        c for c in result.comparisons if c.seed is not None and not c.quantity.startswith("sweep")
+    ]
     assert {c.quantity.split(":")[0] for c in seed_rows} == {"CIFAR-10", "STL-10", "ImageNet"}
     assert len(result.checks) == 3
     json.dumps(to_jsonable(result.metrics))
@@ -212,7 +234,7 @@ def test_digits_result_structure(dig) -> None:
 def test_digits_fid_matches_independent_recomputation(dig) -> None:
     from ottokit.data import digits
 
-    result, out = dig
+    result, out, _ = dig
     seed = DIGITS.seed + DIGITS.seeds[0]
     feats = DigitsFeatures(cache_dir=out / "features", epochs=DIGITS.features_epochs)
     assert feats.from_cache
@@ -230,6 +252,59 @@ def test_digits_fid_matches_independent_recomputation(dig) -> None:
     z0 = Prior("normal", (DIGITS.latent_dim,)).sample(DIGITS.n_eval, generator=gen)
     with torch.no_grad():
         np.testing.assert_allclose(G.eval()(z0).numpy(), saved["generator"], atol=1e-6)
+
+
+def test_digits_sweep_cell_reproduces_the_main_dot_latent_row(dig) -> None:
+    result, _, _ = dig
+    rows = result.metrics["sweep"]
+    assert [(r["lr"], r["steps"]) for r in rows] == [(0.01, 2), (0.01, 5)]
+    # the cell (dot_lr, dot_steps) reruns the main latent DOT on the same nets and latents
+    cell = rows[1]
+    assert (cell["lr"], cell["steps"]) == (DIGITS.dot_lr, DIGITS.dot_steps)
+    main = result.metrics["table"]["DOT latent"]
+    assert cell["fid"]["mean"] == pytest.approx(main["fid"]["mean"], rel=1e-9)
+    assert cell["is"]["mean"] == pytest.approx(main["is"]["mean"], rel=1e-9)
+    # every cell moved the latents (and so the images) away from the start
+    for r in rows:
+        assert r["mean_latent_displacement"]["mean"] > 0
+        assert r["mean_image_displacement"]["mean"] > 0
+    sweep_rows = [c for c in result.comparisons if c.quantity.startswith("sweep:")]
+    assert len(sweep_rows) == 2
+    assert "Latent-DOT sweep" in result.summary
+
+
+def test_digits_hinge_logits_raise_no_probability_warning(dig) -> None:
+    _, _, prob = dig
+    assert prob == []
+
+
+# --------------------------------------------------------------------------- warning rule
+
+
+def test_probability_warning_for_a_sigmoid_D_on_a_small_batch() -> None:
+    lin = torch.nn.Linear(2, 1).double()
+    torch.nn.init.constant_(lin.weight, 2.0)
+    D = torch.nn.Sequential(lin, torch.nn.Sigmoid())
+    y = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.warns(ProbabilityOutputWarning, match="logit"):
+        dot_target(D, y, 1.0, steps=1)
+    # below the minimum batch (8 values) the range says too little: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        dot_target(D, y[:7], 1.0, steps=1)
+
+
+def test_logit_D_with_values_in_unit_interval_does_not_warn() -> None:
+    # a logit whose values on this batch happen to lie in [0.4, 0.6] (as hinge logits of real
+    # data cluster below 1): unbounded far from the data, so not a probability
+    D = lambda x: 0.5 + 0.05 * x.sum(1)  # noqa: E731
+    y = torch.rand(32, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = 2 * y - 1
+    assert bool(((D(y) >= 0) & (D(y) <= 1)).all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        dot_target(D, y, 1.0, steps=1)
+        effective_lipschitz(D, lambda z: z, "uniform", 8, latent_dim=2, dtype=torch.float64)
 
 
 # --------------------------------------------------------------------------- configs
@@ -258,6 +333,8 @@ def test_presets_and_registration() -> None:
         ({"dot_steps": 0}, "dot_steps"),
         ({"k_factor": -1.0}, "k_factor"),
         ({"drs_percentile": 100.0}, "drs_percentile"),
+        ({"num_threads": -1}, "num_threads"),
+        ({"ot_workers": 1.5}, "ot_workers"),
     ],
 )
 def test_toy_config_errors(tmp_path: Path, changes: dict, message: str) -> None:
@@ -272,6 +349,8 @@ def test_toy_config_errors(tmp_path: Path, changes: dict, message: str) -> None:
         ({"loss": "l2"}, "unknown loss"),
         ({"g_width": 1}, "g_width"),
         ({"dot_lr": 0.0}, "dot_lr"),
+        ({"sweep_steps": (0, 5)}, "sweep_steps"),
+        ({"sweep_lrs": (-0.01,)}, "sweep_lrs"),
     ],
 )
 def test_digits_config_errors(tmp_path: Path, changes: dict, message: str) -> None:

@@ -200,11 +200,14 @@ def drs(
         gamma: float | None = None
         used_pilot = 0
         if mode == "shifted" or log_bound is None:
-            pl = torch.cat(
-                [propose(min(batch_size, n_pilot - i))[2] for i in range(0, n_pilot, batch_size)]
-            )
+            parts, x_first = [], None
+            for i in range(0, n_pilot, batch_size):
+                _, x_i, d_i = propose(min(batch_size, n_pilot - i))
+                parts.append(d_i)
+                x_first = x_i if x_first is None else x_first
+            pl = torch.cat(parts)
             used_pilot = n_pilot
-            _warn_if_probability(pl)
+            _warn_if_probability(pl, D, x_first)
             log_M = float(pl.max()) if log_bound is None else log_bound
             if mode == "shifted":
                 gamma = float(torch.quantile(_drs_F(pl, log_M, eps).double(), pct / 100.0))
@@ -403,7 +406,7 @@ def mh_gan(
     n = x_state.shape[0]
     with torch.no_grad():
         d0 = _apply_D(D, x_state, "x_real")
-        _warn_if_probability(d0)
+        _warn_if_probability(d0, D, x_state)
         s = score(d0)
         z_state = torch.full((n, *p.shape), math.nan, device=device, dtype=dtype)
         from_real = torch.ones(n, dtype=torch.bool, device=device)
@@ -521,7 +524,8 @@ def ddls(
         return e.detach(), g
 
     with torch.no_grad():
-        _warn_if_probability(_apply_D(D, _apply_G(G, z, "z0"), "G(z0)"))
+        x_start = _apply_G(G, z, "z0")
+        _warn_if_probability(_apply_D(D, x_start, "G(z0)"), D, x_start)
     e, g = energy_grad(z)
     history = [e.mean()]
     n_acc = 0

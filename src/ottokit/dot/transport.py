@@ -60,8 +60,19 @@ SPACES: tuple[str, ...] = ("target", "latent")
 OFFSET = 1e-3  # the original code's ||x - y + 0.001||
 
 
+PROBABILITY_MIN_BATCH = 8  # fewer D values than this never trigger ProbabilityOutputWarning
+PROBABILITY_PROBE_SCALE = 100.0  # the probe evaluates D at +-this multiple of the batch
+_PROBE_ROWS = 256
+
+
 class ProbabilityOutputWarning(UserWarning):
-    """D's outputs all lie in [0, 1]: it looks like a probability where a logit is expected."""
+    """D looks like a probability (a sigmoid was applied) where a logit is expected.
+
+    Raised only when all three hold (see ``_warn_if_probability``): the batch has at
+    least ``PROBABILITY_MIN_BATCH`` values; they are finite, all in [0, 1] and not all
+    equal; and D stays in [0, 1] on probe points far from the data
+    (+-``PROBABILITY_PROBE_SCALE`` times the batch), where a logit grows without bound.
+    """
 
 
 # --------------------------------------------------------------------------- priors
@@ -295,17 +306,56 @@ def _apply_D(D: Net, x: Tensor, source: str) -> Tensor:
     return d
 
 
-def _warn_if_probability(d: Tensor) -> None:
-    """Warn when all D values lie in [0, 1] and are not all equal (a sigmoid was applied)."""
+def _warn_if_probability(d: Tensor, D: Net | None = None, x: Tensor | None = None) -> None:
+    """Warn when D's values ``d`` (on the batch ``x``) look like probabilities, not logits.
+
+    Values of a logit D may all fall in [0, 1] on one batch by chance (a hinge
+    discriminator's logits on real data cluster just below its margin 1), so the range
+    alone says little. The rule is:
+
+    1. at least ``PROBABILITY_MIN_BATCH`` (8) values, all finite, all in [0, 1], not all
+       equal (a constant D is a legitimate, if useless, potential); and
+    2. when ``D`` and ``x`` are given, D also stays in [0, 1] at the probe points
+       s x with s = +-``PROBABILITY_PROBE_SCALE`` (first 256 rows of the batch). A
+       sigmoid output is bounded everywhere; a logit network (piecewise linear, or
+       Lipschitz and non-constant) grows like |s| there and leaves [0, 1]. D's buffers
+       (batch-norm statistics, spectral-norm power-iteration vectors) are restored after
+       the probe; a D that raises on the probe points does not trigger the warning.
+    """
     v = d.detach()
-    if v.numel() >= 2 and bool(((v >= 0) & (v <= 1)).all()) and bool((v != v[0]).any()):
-        warnings.warn(
-            "D's outputs all lie in [0, 1]: it looks like a probability (sigmoid applied) "
-            "where a logit is expected. Pass D without its final sigmoid, or wrap it as "
-            "lambda x: torch.logit(D(x), eps=1e-6).",
-            ProbabilityOutputWarning,
-            stacklevel=3,
-        )
+    if v.numel() < PROBABILITY_MIN_BATCH or not bool(torch.isfinite(v).all()):
+        return
+    if not (bool(((v >= 0) & (v <= 1)).all()) and bool((v != v.flatten()[0]).any())):
+        return
+    if D is not None and x is not None and not _probe_bounded(D, x.detach()[:_PROBE_ROWS]):
+        return
+    warnings.warn(
+        "D's outputs all lie in [0, 1], also far from the data: it looks like a probability "
+        "(sigmoid applied) where a logit is expected. Pass D without its final sigmoid, or "
+        "wrap it as lambda x: torch.logit(D(x), eps=1e-6).",
+        ProbabilityOutputWarning,
+        stacklevel=3,
+    )
+
+
+def _probe_bounded(D: Net, x: Tensor) -> bool:
+    """True when D(s x) lies in [0, 1] for s = +-PROBABILITY_PROBE_SCALE (D's buffers kept)."""
+    saved = [(b, b.detach().clone()) for b in D.buffers()] if isinstance(D, torch.nn.Module) else []
+    try:
+        with torch.no_grad():
+            for s in (PROBABILITY_PROBE_SCALE, -PROBABILITY_PROBE_SCALE):
+                out = D(s * x)
+                if not isinstance(out, Tensor):
+                    return False
+                if not bool(((out >= 0) & (out <= 1)).all()):
+                    return False
+        return True
+    except Exception:  # noqa: BLE001 - a D that rejects far inputs cannot be probed
+        return False
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 def _generator(seed: int | torch.Generator | None, device: torch.device) -> torch.Generator | None:
@@ -388,7 +438,7 @@ def effective_lipschitz(
     with torch.no_grad():
         x = _apply_G(G, z)
         d = _apply_D(D, x, "G's output")
-        _warn_if_probability(d)
+        _warn_if_probability(d, D, x)
         num = (d[:n_pairs] - d[n_pairs:]).abs()
         den = _flat_norm(
             (x if space == "target" else z)[:n_pairs] - (x if space == "target" else z)[n_pairs:]
@@ -572,7 +622,7 @@ def dot_target(
     check_option(mode, MODES, "mode")
     lim = _check_clip(clip)
     with torch.no_grad():
-        _warn_if_probability(_apply_D(D, y, "y0"))
+        _warn_if_probability(_apply_D(D, y, "y0"), D, y)
     x = y.clone().requires_grad_(True)
     opt = _make_optimizer(optimizer, x, lr, betas)
 
@@ -644,7 +694,8 @@ def dot_latent(
     p = as_prior(prior, tuple(z_start.shape[1:]))
     p.check_support(z_start, "z0")
     with torch.no_grad():
-        _warn_if_probability(_apply_D(D, _apply_G(G, z_start, "z0"), "G(z0)"))
+        x_start = _apply_G(G, z_start, "z0")
+        _warn_if_probability(_apply_D(D, x_start, "G(z0)"), D, x_start)
     z = z_start.clone().requires_grad_(True)
     opt = _make_optimizer(optimizer, z, lr, betas)
 

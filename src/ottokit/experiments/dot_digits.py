@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ from torch import Tensor, nn
 from ottokit.data import digits
 from ottokit.dot import (
     Prior,
-    ProbabilityOutputWarning,
     calibrate,
     ddls,
     dot_latent,
@@ -90,7 +88,11 @@ class DotDigitsConfig:
     DOT (seed 003, images): SGD(``dot_lr``) for ``dot_steps`` updates (10-100 in the
     original), K = ``k_factor`` x k_eff (latent) or K_eff (image space) over ``k_pairs``
     pairs; the latent keeps to the sphere |z| = const (radial gradient removed), image-space
-    samples are clipped to [-1, 1].
+    samples are clipped to [-1, 1]. These defaults follow the original rule (REFERENCE.md
+    "Seed 003": SGD lr 0.01, 10-100 updates, k_eff = max |D(G(z1)) - D(G(z2))| / |z1 - z2|
+    over 100 pairs, ``k_factor = 1``). Latent DOT is also run, on the same trained nets and
+    latents, for every (lr, steps) in ``sweep_lrs`` x ``sweep_steps`` (an empty tuple skips
+    the sweep), to show how its effect depends on the step size and count.
 
     Baselines on the Platt-calibrated D (``n_calibration`` held-out real and generated
     images): DRS (``drs_percentile``, ``drs_pilot``), MH-GAN (``mh_proposals`` per chain,
@@ -113,6 +115,8 @@ class DotDigitsConfig:
     train_steps: int = 10000
     dot_steps: int = 50
     dot_lr: float = 0.01
+    sweep_steps: tuple[int, ...] = (5, 10, 20, 50)
+    sweep_lrs: tuple[float, ...] = (1e-3, 1e-2)
     k_pairs: int = 100
     k_factor: float = 1.0
     drs_percentile: float = 95.0
@@ -175,6 +179,18 @@ class DotDigitsConfig:
                 f"n_eval must be >= 65 (the FID-like score fits a 64-d covariance), got "
                 f"{self.n_eval}; use >= 1,000 for stable numbers"
             )
+        for value in self.sweep_steps:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"sweep_steps must hold positive integers (e.g. (5, 10, 20, 50)), got "
+                    f"{self.sweep_steps!r}"
+                )
+        for value in self.sweep_lrs:
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"sweep_lrs must hold positive numbers (e.g. (1e-3, 1e-2)), got "
+                    f"{self.sweep_lrs!r}"
+                )
         for name in ("lr", "dot_lr", "k_factor", "ddls_step"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -299,13 +315,10 @@ def run_one(
     }
     rng = np.random.default_rng(seed + 19)
     chains = torch.as_tensor(x_test[rng.integers(0, len(x_test), cfg.n_eval)], device=dev)
-    with warnings.catch_warnings():
-        # hinge logits of real images often all lie in [0, 1]; they are logits nonetheless
-        warnings.simplefilter("ignore", ProbabilityOutputWarning)
-        r_mh, t_mh = _timed(
-            lambda: mh_gan(D, G, prior, chains, cfg.mh_proposals, calibrator=cal, seed=seed + 13),
-            dev,
-        )
+    r_mh, t_mh = _timed(
+        lambda: mh_gan(D, G, prior, chains, cfg.mh_proposals, calibrator=cal, seed=seed + 13),
+        dev,
+    )
     mh_x = r_mh.samples.clone()
     stuck = r_mh.from_real
     if bool(stuck.any()):  # never-moved chains restart from a generated image
@@ -319,6 +332,29 @@ def run_one(
     r_dd = ddls(D_cal, G, z0, cfg.ddls_step, cfg.ddls_steps, prior, seed=seed + 17)
     samples["DDLS"], times["DDLS"] = r_dd.samples, r_dd.wall_time + times["generator"]
 
+    sweep = []
+    with torch.no_grad():
+        d0 = D(y0).double()
+    for lr in cfg.sweep_lrs:
+        for n_steps in cfg.sweep_steps:
+            r = dot_latent(D, G, z0, K_l, n_steps, lr, prior, optimizer="sgd")
+            with torch.no_grad():
+                rise = float((D(r.samples).double() - d0).mean())
+            sweep.append(
+                {
+                    "lr": float(lr),
+                    "steps": int(n_steps),
+                    **_score(r.samples, x_test, feats),
+                    "mean_D_rise": rise,
+                    "mean_image_displacement": float(
+                        torch.linalg.vector_norm((r.samples - y0).flatten(1).double(), dim=1).mean()
+                    ),
+                    "mean_latent_displacement": float(
+                        torch.linalg.vector_norm((r.latents - z0).flatten(1).double(), dim=1).mean()
+                    ),
+                }
+            )
+
     metrics: dict[str, dict[str, float]] = {}
     for label in METHODS:
         rec = _score(samples[label], x_test, feats)
@@ -329,6 +365,7 @@ def run_one(
         "metrics": metrics,
         "K": {"k_eff_latent": k_lat, "K_eff_target": k_tgt, "k_used": K_l, "K_used": K_t},
         "diagnostics": extra,
+        "sweep": sweep,
         "train": info,
         "images": {k: v[:64].detach().cpu().float().numpy() for k, v in samples.items()},
         "all_images": {k: v.detach().cpu().float().numpy() for k, v in samples.items()},
@@ -427,6 +464,20 @@ def run(config: DotDigitsConfig, out: Path) -> Result:
             f"FID-like {floor_fid:.2f}",
         )
     )
+    sweep_rows = _aggregate_sweep(runs)
+    for row in sweep_rows:
+        comparisons.append(
+            Comparison(
+                f"sweep: latent DOT, SGD lr {row['lr']:g}, {row['steps']} steps: IS-like / "
+                "FID-like (generator -> DOT latent, mean over seeds)",
+                f"{table['generator']['is']['mean']:.2f} / {table['generator']['fid']['mean']:.2f}"
+                f" -> {row['is']['mean']:.2f} / {row['fid']['mean']:.2f}",
+                "SGD lr 0.01, 10-100 updates (original rule)",
+                f"mean D rise {row['mean_D_rise']['mean']:.3f}, image moved "
+                f"{row['mean_image_displacement']['mean']:.3f}, latent moved "
+                f"{row['mean_latent_displacement']['mean']:.3f} (L2, mean)",
+            )
+        )
     figs = out / "figures"
     figures = {
         f"Digits (seed {runs[0]['seed']}): real, generator, and the same latents after each "
@@ -435,10 +486,15 @@ def run(config: DotDigitsConfig, out: Path) -> Result:
             _fig_bars(table, figs / "scores.png")
         ),
     }
+    if sweep_rows:
+        figures["Latent DOT sweep: FID-like against the number of SGD steps per learning rate"] = (
+            str(_fig_sweep(sweep_rows, table["generator"]["fid"]["mean"], figs / "sweep.png"))
+        )
     metrics = {
         "table": table,
         "table_rows": [{"method": m, **table[m]} for m in METHODS],
         "runs": [{k: v for k, v in r.items() if k != "images"} for r in runs],
+        "sweep": sweep_rows,
         "real_floor": {"fid_test_vs_train": floor_fid, "is_test": floor_is},
         "features_accuracy": feats.accuracy,
         "seeds": seeds,
@@ -453,6 +509,7 @@ def run(config: DotDigitsConfig, out: Path) -> Result:
             f"{m} {table[m]['is']['mean']:.2f} / {table[m]['fid']['mean']:.2f}" for m in METHODS
         )
         + f". Real test vs train: {floor_is:.2f} / {floor_fid:.2f}. "
+        + _sweep_sentence(sweep_rows, table["generator"]["fid"]["mean"])
         + f"{sum(c.holds for c in checks)} of {len(checks)} checks hold."
     )
     return Result(
@@ -466,6 +523,51 @@ def run(config: DotDigitsConfig, out: Path) -> Result:
         comparisons=comparisons,
         summary=summary,
     )
+
+
+def _aggregate_sweep(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean/std over seeds of every (lr, steps) cell of the latent-DOT sweep."""
+    rows = []
+    for i, cell in enumerate(runs[0]["sweep"]):
+        row: dict[str, Any] = {"lr": cell["lr"], "steps": cell["steps"]}
+        for key in cell:
+            if key not in ("lr", "steps"):
+                row[key] = summarise_seeds([r["sweep"][i][key] for r in runs])
+        rows.append(row)
+    return rows
+
+
+def _sweep_sentence(rows: list[dict[str, Any]], g_fid: float) -> str:
+    """What the sweep shows: the best cell, and how many cells beat the generator."""
+    if not rows:
+        return ""
+    best = min(rows, key=lambda r: r["fid"]["mean"])
+    n_better = sum(r["fid"]["mean"] < g_fid for r in rows)
+    return (
+        f"Latent-DOT sweep: {n_better} of {len(rows)} (lr, steps) cells lower the FID-like "
+        f"score below the generator's {g_fid:.2f}; best lr {best['lr']:g}, {best['steps']} "
+        f"steps: {best['fid']['mean']:.2f}. "
+    )
+
+
+def _fig_sweep(rows: list[dict[str, Any]], g_fid: float, path: Path) -> Path:
+    fig, ax = new_figure(1, 1, figsize=(5.0, 3.6))
+    for i, lr in enumerate(sorted({r["lr"] for r in rows})):
+        cells = sorted((r for r in rows if r["lr"] == lr), key=lambda r: r["steps"])
+        ax.errorbar(
+            [c["steps"] for c in cells],
+            [c["fid"]["mean"] for c in cells],
+            yerr=[c["fid"]["std"] for c in cells],
+            marker="o",
+            color=f"C{i}",
+            label=f"SGD lr {lr:g}",
+        )
+    ax.axhline(g_fid, color="0.4", linestyle="--", label="generator alone")
+    ax.set_xscale("log")
+    ax.set_xlabel("latent DOT steps")
+    ax.set_ylabel("FID-like (lower is better)")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
 
 
 def _grid(images: np.ndarray, n: int = 8) -> np.ndarray:
