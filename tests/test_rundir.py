@@ -322,3 +322,15 @@ def test_rebuild_report_for_one_run_and_for_a_reproduce_dir(
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no result.json"):
         rebuild_report(tmp_path / "empty")
+
+
+def test_run_experiment_with_a_relative_out_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_experiments: list[Experiment]
+) -> None:
+    """An experiment that records figures as str(out / ...) must work when the output
+    root is relative to the working directory (as `ottokit reproduce` passes it)."""
+    monkeypatch.chdir(tmp_path)
+    result = run_experiment(fake_experiments[0], FakeConfig(), out_root=Path("rel") / "runs")
+    assert result.run_dir.is_absolute() and result.run_dir.is_dir()
+    assert result.figures == {"a parabola": "figures/parabola.png"}
+    assert (result.run_dir / "figures" / "parabola.png").is_file()

@@ -60,7 +60,8 @@ def run_experiment(
         )
     was_quiet = is_quiet()
     set_quiet(was_quiet or quiet)
-    run = new_run_dir(Path(out_root), exp.name)
+    # absolute, so the paths an experiment builds from ``out`` stay valid whatever the CWD
+    run = new_run_dir(Path(out_root).resolve(), exp.name)
     try:
         atomic_write_text(run.path / "config.toml", config_to_toml(config))
         with run_logging(run.path / "log.txt"):
