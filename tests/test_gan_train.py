@@ -478,3 +478,69 @@ def test_trainer_errors(tmp_path: Path) -> None:
         restore_checkpoint(tmp_path, G, D_wide)
     with pytest.raises(CheckpointError, match="past steps=1"):
         _fit(G, D, checkpoint_dir=tmp_path, cfg={"steps": 1})
+
+
+def test_wgan_gp_trajectory_equals_plain_gulrajani_loop() -> None:
+    """train_gan("wgan-gp") is the Gulrajani et al. 2017 loop, step for step (float64).
+
+    The reference loop is written here with ``torch.autograd.grad(create_graph=True)``
+    for the penalty: critic loss ``D(fake).mean() - D(real).mean() + 10 E(|grad D(x_hat)| - 1)^2``,
+    generator loss ``-D(G(z)).mean()``, drawing the data indices, the latents and the
+    interpolation weights from one generator in the trainer's order. Both networks'
+    parameters must agree after every step (so every D and G gradient agrees; the
+    tolerance only absorbs the 1e-12 inside the penalty's square root, which Adam
+    rescales).
+    """
+    dtype = torch.float64
+    data = torch.randn(200, 2, generator=torch.Generator().manual_seed(3), dtype=dtype) * 0.3
+    data = data + torch.tensor([2.0, -1.0], dtype=dtype)
+
+    def nets() -> tuple[nn.Module, nn.Module]:
+        G = build_seeded(0, lambda: MLPGenerator(2, (16, 16), 2, activation="relu")).double()
+        D = build_seeded(1, lambda: MLPDiscriminator(2, (16, 16), activation="relu")).double()
+        return G, D
+
+    steps, batch, n_critic, lr = 4, 32, 3, 1e-2
+    G, D = nets()
+    snapshots: list[list[torch.Tensor]] = []
+
+    def record(step: int, rec: dict[str, float]) -> None:
+        snapshots.append([p.detach().clone() for p in (*G.parameters(), *D.parameters())])
+
+    train_gan(
+        G,
+        D,
+        "wgan-gp",
+        data,
+        g_optimizer=adam(G, lr),
+        d_optimizer=adam(D, lr),
+        config=GANTrainConfig(
+            steps=steps, batch_size=batch, n_critic=n_critic, eval_every=0, prior="uniform"
+        ),
+        callback=record,
+    )
+    Gr, Dr = nets()
+    g_opt, d_opt = adam(Gr, lr), adam(Dr, lr)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        for _ in range(n_critic):
+            real = data[torch.randint(data.shape[0], (batch,), generator=gen)]
+            z = 2 * torch.rand(batch, 2, generator=gen, dtype=dtype) - 1
+            with torch.no_grad():
+                fake = Gr(z)
+            eps = torch.rand(batch, 1, generator=gen, dtype=dtype)
+            x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+            (grad,) = torch.autograd.grad(Dr(x_hat).sum(), x_hat, create_graph=True)
+            penalty = ((grad.norm(dim=1) - 1) ** 2).mean()
+            d_opt.zero_grad()
+            (Dr(fake).mean() - Dr(real).mean() + 10 * penalty).backward()
+            d_opt.step()
+        z = 2 * torch.rand(batch, 2, generator=gen, dtype=dtype) - 1
+        g_opt.zero_grad()
+        (-Dr(Gr(z)).mean()).backward()
+        g_opt.step()
+        mine = [p.detach() for p in (*Gr.parameters(), *Dr.parameters())]
+        for got, want in zip(snapshots[step], mine, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-8)
+    assert len(snapshots) == steps
+    assert any((a - b).abs().max() > 1e-3 for a, b in zip(snapshots[-1], snapshots[0], strict=True))
