@@ -87,7 +87,7 @@ def test_same_seed_same_result_and_seed_matters(data, straight) -> None:
 
 
 def test_corrupt_missing_and_mismatched_checkpoints_are_clear_errors(data, tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no flow-matching checkpoint"):
         train_velocity(CondOT(), data, TINY, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="checkpoint_dir"):
         train_velocity(CondOT(), data, TINY, resume=True)

@@ -34,6 +34,7 @@ from scipy.special import rel_entr
 from torch import nn
 
 from ottokit import ot
+from ottokit._torchio import save_atomic, torch_threads
 
 __all__ = [
     "toy_metrics",
@@ -433,7 +434,7 @@ class DigitsFeatures:
             self.from_cache = False
             if self.cache_file is not None:
                 self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(self._payload(model), self.cache_file)
+                save_atomic(self.cache_file, self._payload(model))
         self.model = model.to(self.device).eval()
         from ottokit.data import digits
 
@@ -487,9 +488,7 @@ class DigitsFeatures:
 
         x, y = digits("train", seed=self.seed)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             # the shuffling has its own generator; nothing here draws from the global RNG
             gen = torch.Generator().manual_seed(self.seed)
             opt = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -502,8 +501,6 @@ class DigitsFeatures:
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
-        finally:
-            torch.set_num_threads(threads)
         model.eval()
 
     def _images(self, x: Any) -> torch.Tensor:

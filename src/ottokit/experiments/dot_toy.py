@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ottokit._torchio import torch_threads
 from ottokit.data import TOY_2D_NAMES, toy_2d
 from ottokit.dot import (
     Prior,
@@ -517,13 +518,8 @@ def run(config: DotToyConfig, out: Path) -> Result:
     config.validate()
     out = Path(out)
     dev = _device(config.device)
-    previous_threads = torch.get_num_threads()
-    if config.num_threads > 0:
-        torch.set_num_threads(config.num_threads)
-    try:
+    with torch_threads(config.num_threads):
         return _run(config, out, dev)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _run(config: DotToyConfig, out: Path, dev: torch.device) -> Result:

@@ -34,6 +34,7 @@ from scipy.stats import spearmanr
 from torch import nn
 from torch.nn.functional import softplus
 
+from ottokit._torchio import torch_threads
 from ottokit.experiments._registry import Experiment, register
 from ottokit.functionals import FDivergence
 from ottokit.gan.connection import (
@@ -621,17 +622,13 @@ def run(config: GanGeometryConfig, out: Path) -> Result:
     )
     m: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # small networks: extra intra-op threads only spin
-    try:
-        with progress_bar(len(studies), "gan-geometry") as bar:
-            for name, fn in studies:
-                t0 = time.perf_counter()
-                m[name] = fn()
-                seconds[name] = time.perf_counter() - t0
-                bar.advance()
-    finally:
-        torch.set_num_threads(previous)
+    # small networks: extra intra-op threads only spin
+    with torch_threads(1), progress_bar(len(studies), "gan-geometry") as bar:
+        for name, fn in studies:
+            t0 = time.perf_counter()
+            m[name] = fn()
+            seconds[name] = time.perf_counter() - t0
+            bar.advance()
     m["seconds"] = seconds
 
     figures = {

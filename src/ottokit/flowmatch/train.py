@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ottokit._checks import check_option
 from ottokit._progress import progress_bar
+from ottokit._torchio import CheckpointError, load_state, save_atomic, torch_threads
 from ottokit.flowmatch._common import as_points, exact_plan
 from ottokit.flowmatch.schedules import Schedule
 
@@ -141,36 +142,12 @@ class TrainResult:
     checkpoint: Path | None  # the last checkpoint written or read
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, or does not match this run."""
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`train_velocity` (``torch.load(weights_only=True)``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {err}") from err
-    required = {
-        "format",
-        "model",
-        "optimizer",
-        "step",
-        "generator",
-        "config",
-        "losses",
-    }
-    if not isinstance(state, dict) or not required <= set(state):
-        missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
-        raise CheckpointError(
-            f"checkpoint {path} is not a flow-matching checkpoint (missing {missing})"
-        )
-    if state["format"] != _FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {state['format']}, expected {_FORMAT}")
-    return state
+    required = ("model", "optimizer", "step", "generator", "config", "losses")
+    return load_state(
+        path, what="flow-matching", required=required, fmt=_FORMAT, map_location=map_location
+    )
 
 
 def _fingerprint(schedule: Schedule, data: Tensor) -> Tensor:
@@ -182,31 +159,15 @@ def _fingerprint(schedule: Schedule, data: Tensor) -> Tensor:
     return torch.cat([out.m_t, out.sigma_t, sizes, d.mean(0), d.std(0, correction=0)])
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def _single_cpu_thread(fn: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
-    """Run ``fn`` with one torch CPU thread (restored afterwards) when training on the CPU.
-
-    The networks here are small: intra-op threads cost more than they give, and on a
-    busy machine they spin-wait (20x slower steps were measured on 2 shared cores).
-    """
+    """Run ``fn`` with one torch CPU thread (restored afterwards) when training on the CPU."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> TrainResult:
         device = signature.bind(*args, **kwargs).arguments.get("device", "cpu")
-        if torch.device(device).type != "cpu":
+        with torch_threads(1, device):
             return fn(*args, **kwargs)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(previous)
 
     return wrapper
 
@@ -293,7 +254,7 @@ def train_velocity(
 
     def checkpoint() -> None:
         assert path is not None
-        _save(
+        save_atomic(
             path,
             {
                 "format": _FORMAT,

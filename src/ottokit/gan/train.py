@@ -25,8 +25,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +36,7 @@ from torch import Tensor, nn
 from ottokit import ot
 from ottokit._checks import check_option
 from ottokit._progress import progress_bar
-from ottokit.flowmatch.train import CheckpointError
+from ottokit._torchio import CheckpointError, load_state, save_atomic, torch_threads
 from ottokit.gan.losses import GANLoss, make_loss
 from ottokit.gan.nets import sample_latent
 
@@ -189,15 +188,7 @@ def load_gan_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> d
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise CheckpointError(f"no GAN checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {err}") from err
-    required = {
-        "format",
-        "kind",
+    required = (
         "generator",
         "discriminator",
         "g_optimizer",
@@ -207,13 +198,10 @@ def load_gan_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> d
         "history",
         "config",
         "fingerprint",
-    }
-    if not isinstance(state, dict) or not required <= set(state) or state["kind"] != "gan":
-        missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
-        raise CheckpointError(f"checkpoint {path} is not a GAN checkpoint (missing {missing})")
-    if state["format"] != _FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {state['format']}, expected {_FORMAT}")
-    return state
+    )
+    return load_state(
+        path, what="GAN", required=required, fmt=_FORMAT, kind="gan", map_location=map_location
+    )
 
 
 def restore_checkpoint(
@@ -274,13 +262,6 @@ def _fingerprint(
         "d_optimizer": type(d_optimizer).__qualname__,
         "target": target_desc,
     }
-
-
-def _save(path: Path, state: dict[str, Any]) -> None:
-    """Write aside, then rename: a crash mid-write never leaves a broken checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ validation
@@ -374,20 +355,6 @@ class _NonFinite(Exception):
     """A non-finite loss inside the generator's closure (stops the optimiser's step)."""
 
 
-@contextmanager
-def _torch_threads(device: torch.device) -> Iterator[None]:
-    """One intra-op thread on the CPU (small networks; see flowmatch.train), restored after."""
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _w1(x: Tensor, y: Tensor, metric: str) -> float:
     xs = x.detach().flatten(1).double().cpu().numpy()
     ys = y.detach().flatten(1).double().cpu().numpy()
@@ -468,7 +435,7 @@ def train_gan(
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("config.device is 'cuda' but CUDA is not available; use device='cpu'")
-    with _torch_threads(device):
+    with torch_threads(1, device):
         return _train(
             generator,
             discriminator,
@@ -566,7 +533,7 @@ def _train(
 
     def checkpoint() -> None:
         assert path is not None
-        _save(
+        save_atomic(
             path,
             {
                 "format": _FORMAT,
