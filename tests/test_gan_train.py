@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ottokit import ot
 from ottokit.gan.losses import GANLoss, make_loss
@@ -80,11 +81,15 @@ class _Crash(RuntimeError):
 
 
 @pytest.mark.parametrize(
-    ("loss", "n_critic", "opt"),
-    [("ns", 1, "adam"), ("wgan-gp", 2, "sgd")],
+    ("loss", "n_critic", "opt", "schedule", "ema"),
+    [
+        ("ns", 1, "adam", "constant", 0.0),
+        ("wgan-gp", 2, "sgd", "constant", 0.0),
+        ("ns", 1, "adam", "linear", 0.9),
+    ],
 )
 def test_resume_after_crash_is_bit_identical(
-    loss: str, n_critic: int, opt: str, tmp_path: Path
+    loss: str, n_critic: int, opt: str, schedule: str, ema: float, tmp_path: Path
 ) -> None:
     """2K steps straight == K steps, crash at K + 3, resume from the checkpoint at K."""
     data = torch.randn(200, 1, generator=torch.Generator().manual_seed(5)) * SIGMA + MU
@@ -105,6 +110,8 @@ def test_resume_after_crash_is_bit_identical(
         eval_samples=100,
         checkpoint_every=K,
         seed=11,
+        lr_schedule=schedule,
+        ema_decay=ema,
     )
     G1, D1, go1, do1 = build()
     straight = train_gan(G1, D1, loss, data, g_optimizer=go1, d_optimizer=do1, config=config)
@@ -146,8 +153,108 @@ def test_resume_after_crash_is_bit_identical(
         assert torch.equal(straight.history[key], resumed.history[key]), key
     # the final checkpoint holds the final state
     G4, D4, *_ = build()
-    restore_checkpoint(tmp_path, G4, D4)
+    if ema:
+        E4, _ = seed_nets(99)
+        restore_checkpoint(tmp_path, G4, D4, generator_ema=E4)
+        for a, b in ((E4, straight.generator_ema), (resumed.generator_ema, straight.generator_ema)):
+            assert all(
+                torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True)
+            )
+    else:
+        assert straight.generator_ema is None
+        with pytest.raises(CheckpointError, match="no generator average"):
+            restore_checkpoint(tmp_path, *build()[:2], generator_ema=seed_nets(99)[0])
+        restore_checkpoint(tmp_path, G4, D4)
     assert all(torch.equal(p, q) for p, q in zip(G4.parameters(), G1.parameters(), strict=True))
+
+
+def test_generator_average_is_the_ema_of_the_trajectory() -> None:
+    """generator_ema = beta-EMA of the generator's parameters after each step (first step
+    copied), and averaging leaves the training trajectory itself unchanged."""
+    data = torch.randn(100, 1, generator=torch.Generator().manual_seed(3)) * SIGMA + MU
+    beta, steps = 0.8, 7
+    finals = []
+    for ema in (0.0, beta):
+        G, D = seed_nets(8)
+        G.double(), D.double()
+        trajectory: list[list[Tensor]] = []
+
+        def record(k: int, r: dict, G: nn.Module = G, out: list = trajectory) -> None:
+            out.append([p.detach().clone() for p in G.parameters()])
+
+        result = train_gan(
+            G,
+            D,
+            "ns",
+            data.double(),
+            g_optimizer=adam(G, 1e-2),
+            d_optimizer=adam(D, 1e-2),
+            config=GANTrainConfig(steps=steps, batch_size=16, eval_every=0, ema_decay=ema),
+            callback=record,
+        )
+        finals.append([p.detach().clone() for p in G.parameters()])
+    assert all(torch.equal(p, q) for p, q in zip(*finals, strict=True))
+    expected = trajectory[0]
+    for theta in trajectory[1:]:
+        expected = [beta * e + (1 - beta) * t for e, t in zip(expected, theta, strict=True)]
+    got = list(result.generator_ema.parameters())
+    assert all(
+        torch.allclose(e, g, rtol=1e-12, atol=1e-14) for e, g in zip(expected, got, strict=True)
+    )
+    assert not torch.allclose(got[0], trajectory[-1][0])  # an average, not the last iterate
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(ValueError, match="ema_decay"):
+            GANTrainConfig(ema_decay=bad)
+
+
+def test_linear_lr_schedule_decays_to_zero_and_pins_steps(tmp_path: Path) -> None:
+    """Step k + 1 runs at lr0 (1 - k / steps) for both optimisers; resume cannot stretch it."""
+    data = torch.randn(100, 1, generator=torch.Generator().manual_seed(2)) * SIGMA + MU
+    G, D = seed_nets(6)
+    go, do = torch.optim.SGD(G.parameters(), lr=0.02), torch.optim.SGD(D.parameters(), lr=0.05)
+    steps = 10
+    seen: list[tuple[float, float]] = []
+    lr_during: list[tuple[float, float]] = []
+    g_step = go.step
+
+    def spy(closure=None):  # the rate in force while the generator steps
+        lr_during.append((go.param_groups[0]["lr"], do.param_groups[0]["lr"]))
+        return g_step(closure)
+
+    go.step = spy  # type: ignore[method-assign]
+    config = GANTrainConfig(
+        steps=steps, batch_size=8, eval_every=0, checkpoint_every=5, lr_schedule="linear"
+    )
+    train_gan(
+        G,
+        D,
+        "ns",
+        data,
+        g_optimizer=go,
+        d_optimizer=do,
+        config=config,
+        checkpoint_dir=tmp_path,
+        callback=lambda k, r: seen.append((k, go.param_groups[0]["initial_lr"])),
+    )
+    factors = [1 - k / steps for k in range(steps)]
+    assert [g for g, _ in lr_during] == pytest.approx([0.02 * f for f in factors], rel=1e-12)
+    assert [d for _, d in lr_during] == pytest.approx([0.05 * f for f in factors], rel=1e-12)
+    assert lr_during[-1][0] == pytest.approx(0.002) and all(lr > 0 for lr, _ in lr_during)
+    assert all(initial == 0.02 for _, initial in seen)
+    with pytest.raises(CheckpointError, match="linear lr_schedule"):
+        G2, D2 = seed_nets(6)
+        train_gan(
+            G2,
+            D2,
+            "ns",
+            data,
+            g_optimizer=torch.optim.SGD(G2.parameters(), lr=0.02),
+            d_optimizer=torch.optim.SGD(D2.parameters(), lr=0.05),
+            config=replace(config, steps=20),
+            checkpoint_dir=tmp_path,
+        )
+    with pytest.raises(ValueError, match="lr_schedule"):
+        GANTrainConfig(lr_schedule="cosine")  # type: ignore[arg-type]
 
 
 def test_evaluation_does_not_change_the_trajectory() -> None:

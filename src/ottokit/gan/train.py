@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ottokit import ot
 from ottokit._checks import check_option
@@ -63,6 +64,28 @@ logger = logging.getLogger(__name__)
 Target = Tensor | Callable[[int, torch.Generator], Tensor]
 
 
+def _averaged(generator: nn.Module, decay: float) -> AveragedModel:
+    """torch's exponential-moving-average wrapper of ``generator`` (parameters averaged)."""
+    avg = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+    return avg.requires_grad_(False).eval()
+
+
+@torch.no_grad()
+def _ema_update(average: AveragedModel, model: nn.Module) -> None:
+    """One EMA step of the parameters (the first call copies them); buffers are copied."""
+    average.update_parameters(model)
+    for b_avg, b in zip(average.module.buffers(), model.buffers(), strict=True):
+        b_avg.copy_(b)
+
+
+def _set_lr_factor(optimizers: tuple[torch.optim.Optimizer, ...], factor: float) -> None:
+    """Set every parameter group's ``lr`` to ``factor`` times its ``initial_lr``."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
+
+
 def _positive_int(value: Any, name: str, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -91,6 +114,19 @@ class GANTrainConfig:
         on_nonfinite: ``"stop"`` returns a result with ``status="diverged"``;
             ``"raise"`` raises FloatingPointError. Either way no checkpoint is written
             from a non-finite state.
+        lr_schedule: ``"constant"`` keeps the optimisers' learning rates;
+            ``"linear"`` scales every parameter group's initial rate by
+            ``1 - k / steps`` during step ``k + 1`` (k = 0, ..., steps - 1), the linear
+            decay to zero of Gulrajani et al.'s WGAN-GP runs. The initial rate is kept
+            as the group's ``initial_lr`` (as torch's schedulers do), so it survives a
+            checkpoint; a resumed linear-schedule run cannot change ``steps``.
+        ema_decay: ``0`` (off) or a decay ``beta`` in (0, 1): keep an exponential moving
+            average of the generator's parameters, ``theta_ema <- beta theta_ema +
+            (1 - beta) theta`` after every generator step (buffers copied), started from
+            the generator after its first step (Yazici et al. 2019, "The unusual
+            effectiveness of averaging in GAN training"; ``torch.optim.swa_utils``'s
+            ``AveragedModel``). It does not change the training trajectory; it
+            is returned as ``GANTrainResult.generator_ema`` and checkpointed.
     """
 
     steps: int = 1000
@@ -106,6 +142,8 @@ class GANTrainConfig:
     latent_dim: int | None = None
     log_every: int = 50
     on_nonfinite: Literal["stop", "raise"] = "stop"
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -125,6 +163,16 @@ class GANTrainConfig:
         check_option(self.eval_metric, ("auto", "w1", "w_1d", "none"), "eval_metric")
         check_option(self.prior, ("normal", "uniform"), "prior")
         check_option(self.on_nonfinite, ("stop", "raise"), "on_nonfinite")
+        check_option(self.lr_schedule, ("constant", "linear"), "lr_schedule")
+        if (
+            isinstance(self.ema_decay, bool)
+            or not isinstance(self.ema_decay, int | float)
+            or not 0 <= self.ema_decay < 1
+        ):
+            raise ValueError(
+                f"ema_decay must be 0 (no average) or a number in (0, 1) such as 0.995, got "
+                f"{self.ema_decay!r}"
+            )
         if not isinstance(self.device, str):
             raise ValueError(
                 f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}"
@@ -135,11 +183,15 @@ class GANTrainConfig:
             raise ValueError(f"device {self.device!r} is not a torch device: {err}") from err
 
     def differences(self, saved: dict[str, Any]) -> list[str]:
-        """Fields that differ from a saved config, other than those a resume may change."""
+        """Fields that differ from a saved config, other than those a resume may change.
+
+        A field missing from ``saved`` (a checkpoint older than the field) counts as its
+        default.
+        """
         return [
             f.name
             for f in fields(self)
-            if f.name not in _RESUMABLE and saved.get(f.name) != getattr(self, f.name)
+            if f.name not in _RESUMABLE and saved.get(f.name, f.default) != getattr(self, f.name)
         ]
 
 
@@ -156,6 +208,8 @@ class GANTrainResult:
     divergence ``step`` is the last completed step, ``diverged_at`` the step that
     produced a non-finite value, and the networks hold the state at that moment (the
     last good state is in ``checkpoint``; see :func:`restore_checkpoint`).
+    ``generator_ema`` is the parameter average of the generator (a copy of its module)
+    when ``config.ema_decay > 0``, else None.
     """
 
     generator: nn.Module
@@ -169,6 +223,7 @@ class GANTrainResult:
     checkpoint: Path | None = None
     wall_time: float = 0.0
     config: GANTrainConfig | None = field(default=None, repr=False)
+    generator_ema: nn.Module | None = field(default=None, repr=False)
 
     @property
     def final_w1(self) -> float | None:
@@ -211,18 +266,34 @@ def restore_checkpoint(
     g_optimizer: torch.optim.Optimizer | None = None,
     d_optimizer: torch.optim.Optimizer | None = None,
     map_location: Any = "cpu",
+    *,
+    generator_ema: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint's states into the networks (and optimisers); return the checkpoint.
 
-    CheckpointError if the networks' architecture differs from the checkpoint's.
+    ``generator_ema`` (a module of the generator's architecture) receives the generator
+    average of a run with ``ema_decay > 0``. CheckpointError if the networks'
+    architecture differs from the checkpoint's, or an average is asked of a checkpoint
+    without one.
     """
     state = load_gan_checkpoint(path, map_location=map_location)
-    for name, module in (("generator", generator), ("discriminator", discriminator)):
-        mine = _module_fingerprint(module)
-        if state["fingerprint"].get(name) != mine:
+    pairs: list[tuple[str, nn.Module, str]] = [
+        ("generator", generator, "generator"),
+        ("discriminator", discriminator, "discriminator"),
+    ]
+    if generator_ema is not None:
+        if "generator_ema" not in state:
             raise CheckpointError(
-                f"checkpoint {path} holds a different {name} architecture:\n"
-                f"  saved: {state['fingerprint'].get(name)}\n  given: {mine}"
+                f"checkpoint {path} holds no generator average (it was trained with "
+                "ema_decay = 0); leave generator_ema out"
+            )
+        pairs.append(("generator_ema", generator_ema, "generator"))
+    for name, module, arch in pairs:
+        mine = _module_fingerprint(module)
+        if state["fingerprint"].get(arch) != mine:
+            raise CheckpointError(
+                f"checkpoint {path} holds a different {arch} architecture:\n"
+                f"  saved: {state['fingerprint'].get(arch)}\n  given: {mine}"
             )
         module.load_state_dict(state[name])
     if g_optimizer is not None:
@@ -487,6 +558,9 @@ def _train(
         )
     target = _as_target(target, device, dtype)
     fingerprint = _fingerprint(G, D, loss, g_opt, d_opt, target)
+    G_ema: AveragedModel | None = None
+    if config.ema_decay > 0:
+        G_ema = _averaged(G, config.ema_decay)
     gp_kwargs = _accepts_generator(loss)
 
     gen = torch.Generator(device=device)
@@ -504,6 +578,8 @@ def _train(
         if resume == "require" or (resume and path.exists()):
             state = load_gan_checkpoint(path, map_location=device)
             differ = config.differences(state["config"])
+            if config.lr_schedule == "linear" and state["config"].get("steps") != config.steps:
+                differ.append("steps (the linear lr_schedule decays over the total steps)")
             if differ:
                 raise CheckpointError(
                     f"checkpoint {path} was written with a different config: {differ}"
@@ -524,6 +600,9 @@ def _train(
                 )
             G.load_state_dict(state["generator"])
             D.load_state_dict(state["discriminator"])
+            if G_ema is not None:
+                G_ema.module.load_state_dict(state["generator_ema"])
+                G_ema.n_averaged.copy_(state["generator_ema_count"])
             g_opt.load_state_dict(state["g_optimizer"])
             d_opt.load_state_dict(state["d_optimizer"])
             gen.set_state(state["rng"].cpu())
@@ -548,6 +627,14 @@ def _train(
                 "config": asdict(config),
                 "fingerprint": fingerprint,
                 "wall_time": wall,
+                **(
+                    {}
+                    if G_ema is None
+                    else {
+                        "generator_ema": G_ema.module.state_dict(),
+                        "generator_ema_count": G_ema.n_averaged.detach().cpu(),
+                    }
+                ),
             },
         )
 
@@ -627,6 +714,8 @@ def _train(
                 record_eval()
             while step < config.steps:
                 current = step + 1
+                if config.lr_schedule == "linear":
+                    _set_lr_factor((g_opt, d_opt), 1.0 - step / config.steps)
                 t0 = time.perf_counter()
                 d_values: list[float] = []
                 for _ in range(config.n_critic):
@@ -662,6 +751,8 @@ def _train(
                         "g_optimizer.step(closure) did not call the closure; the generator "
                         "step must evaluate the loss through it"
                     )
+                if G_ema is not None:
+                    _ema_update(G_ema, G)
                 dt = time.perf_counter() - t0
                 wall += dt
                 step += 1
@@ -723,4 +814,5 @@ def _train(
         checkpoint=path,
         wall_time=wall,
         config=config,
+        generator_ema=None if G_ema is None else G_ema.module,
     )
