@@ -161,6 +161,16 @@ def test_calibrated_mh_gan_recovers_target_from_miscalibrated_D():
     assert ks_p(res.samples, MU, S) > 0.01
     uncal = mh_gan(D_raw, IDENTITY, PRIOR1, start, n_proposals=40, seed=8)
     assert ks_p(uncal.samples, MU, S) < 1e-4  # without calibration the chain targets p_G w^2
+    # the wrapped calibrated D is the log density ratio, differentiable in x
+    wrapped = cal.wrap(D_raw)
+    x = torch.linspace(-1.0, 2.0, 7, dtype=torch.float64)[:, None].requires_grad_(True)
+    out = wrapped(x)
+    torch.testing.assert_close(out, cal.coef * D_raw(x) + cal.intercept)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (g_true,) = torch.autograd.grad(log_ratio(x).sum(), x)
+    torch.testing.assert_close(g, g_true, atol=0.1, rtol=0.05)
+    with pytest.raises(TypeError, match="callable"):
+        cal.wrap(3.0)
 
 
 def test_isotonic_calibration_is_monotone_and_close_to_the_true_odds():

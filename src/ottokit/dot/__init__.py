@@ -11,6 +11,7 @@ torch generator G: z -> x and discriminator D: x -> logit.
 from ottokit.dot.samplers import (
     CALIBRATIONS,
     DRS_MODES,
+    CalibratedDiscriminator,
     Calibrator,
     DDLSResult,
     DRSResult,
@@ -54,6 +55,7 @@ __all__ = [
     "DRSResult",
     "calibrate",
     "Calibrator",
+    "CalibratedDiscriminator",
     "mh_gan",
     "MHGANResult",
     "ddls",

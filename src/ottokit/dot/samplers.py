@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ottokit._checks import check_option
 from ottokit.dot.transport import (
@@ -285,6 +285,33 @@ class Calibrator:
     def __call__(self, logits: Tensor) -> Tensor:
         """Calibrated probabilities D_cal in (0, 1)."""
         return torch.sigmoid(self.logit(logits))
+
+    def wrap(self, discriminator: Any) -> CalibratedDiscriminator:
+        """The calibrated discriminator ``x -> logit(D(x))`` as a module.
+
+        It can stand wherever a logit discriminator is expected (:func:`drs`,
+        :func:`ddls`, :func:`dot_latent`...): a WGAN critic is not a density-ratio logit,
+        its logistic calibration ``a D + b`` is the closest such logit. With
+        ``method="logistic"`` it is differentiable in x; the isotonic map is piecewise
+        constant, so gradient-based methods (DDLS, DOT) need the logistic one.
+        """
+        return CalibratedDiscriminator(discriminator, self)
+
+
+class CalibratedDiscriminator(nn.Module):
+    """``x -> calibrator.logit(D(x))``; see :meth:`Calibrator.wrap`."""
+
+    def __init__(self, discriminator: Any, calibrator: Calibrator) -> None:
+        super().__init__()
+        if not callable(discriminator):
+            raise TypeError(
+                f"discriminator must be a callable x -> logits, got {type(discriminator).__name__}"
+            )
+        self.discriminator = discriminator
+        self.calibrator = calibrator
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.calibrator.logit(self.discriminator(x))
 
 
 def calibrate(
