@@ -29,12 +29,13 @@ from ottokit import ot
 from ottokit.data import toy_2d
 from ottokit.dot import Prior, ProbabilityOutputWarning, dot_target, effective_lipschitz
 from ottokit.experiments import get
+from ottokit.experiments._dot_common import summarise_seeds
 from ottokit.experiments._runner import to_jsonable
 from ottokit.experiments.dot_digits import METHODS as DIGIT_METHODS
 from ottokit.experiments.dot_digits import DotDigitsConfig
 from ottokit.experiments.dot_digits import run as run_digits
 from ottokit.experiments.dot_toy import METHODS as TOY_METHODS
-from ottokit.experiments.dot_toy import DotToyConfig, summarise_seeds
+from ottokit.experiments.dot_toy import DotToyConfig
 from ottokit.experiments.dot_toy import run as run_toy
 from ottokit.gan.nets import ConvDiscriminator8, ConvGenerator8, MLPDiscriminator, MLPGenerator
 from ottokit.gan.train import restore_checkpoint
@@ -245,13 +246,19 @@ def test_digits_fid_matches_independent_recomputation(dig) -> None:
     # latent DOT with the normal prior moves along spheres: G(z_T) has the generator's shape
     assert saved["DOT_latent"].shape == saved["generator"].shape == (DIGITS.n_eval, 1, 8, 8)
     assert np.abs(saved["DOT_target"]).max() <= 1.0
-    # the samples come from the checkpointed generator
+    # the samples come from the checkpointed generator average, not the last iterate
+    assert DIGITS.ema_decay > 0
     G, D = ConvGenerator8(DIGITS.latent_dim, DIGITS.g_width), ConvDiscriminator8(DIGITS.d_width)
-    restore_checkpoint(out / "checkpoints" / f"digits-seed{seed}", G, D)
+    E = ConvGenerator8(DIGITS.latent_dim, DIGITS.g_width)
+    restore_checkpoint(out / "checkpoints" / f"digits-seed{seed}", G, D, generator_ema=E)
     gen = torch.Generator().manual_seed(seed + 77)
     z0 = Prior("normal", (DIGITS.latent_dim,)).sample(DIGITS.n_eval, generator=gen)
     with torch.no_grad():
-        np.testing.assert_allclose(G.eval()(z0).numpy(), saved["generator"], atol=1e-6)
+        np.testing.assert_allclose(E.eval()(z0).numpy(), saved["generator"], atol=1e-6)
+        last = G.eval()(z0).numpy()
+    assert np.abs(last - saved["generator"]).max() > 1e-3
+    run0 = result.metrics["runs"][0]["train"]["last_iterate"]
+    assert run0["fid"] == pytest.approx(digits_fid(last, x_test, feats), rel=1e-6)
 
 
 def test_digits_sweep_cell_reproduces_the_main_dot_latent_row(dig) -> None:
@@ -335,6 +342,7 @@ def test_presets_and_registration() -> None:
         ({"drs_percentile": 100.0}, "drs_percentile"),
         ({"num_threads": -1}, "num_threads"),
         ({"ot_workers": 1.5}, "ot_workers"),
+        ({"lr_schedule": "cosine"}, "lr_schedule"),
     ],
 )
 def test_toy_config_errors(tmp_path: Path, changes: dict, message: str) -> None:
@@ -347,6 +355,7 @@ def test_toy_config_errors(tmp_path: Path, changes: dict, message: str) -> None:
     [
         ({"n_eval": 10}, "n_eval"),
         ({"loss": "l2"}, "unknown loss"),
+        ({"ema_decay": 1.0}, "ema_decay"),
         ({"g_width": 1}, "g_width"),
         ({"dot_lr": 0.0}, "dot_lr"),
         ({"sweep_steps": (0, 5)}, "sweep_steps"),

@@ -1,0 +1,79 @@
+"""Helpers shared by the seed-003 experiments (dot-toy, dot-digits)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+__all__ = [
+    "check_positive_ints",
+    "check_positive_numbers",
+    "npz_key",
+    "resolve_device",
+    "summarise_seeds",
+    "timed",
+]
+
+T = TypeVar("T")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``; ValueError when CUDA is asked for and not available."""
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use 'cpu'")
+    return dev
+
+
+def timed(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
+    """``fn()`` and its wall time (synchronising CUDA so the time is the work's)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - t0
+
+
+def summarise_seeds(values: Iterable[float | None]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one seed), min and max of per-seed values.
+
+    None and non-finite values are left out; all NaN when nothing is left.
+    """
+    a = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if a.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan")}
+    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return {"mean": float(a.mean()), "std": std, "min": float(a.min()), "max": float(a.max())}
+
+
+def npz_key(method: str) -> str:
+    """A method name as an .npz key: ``"DOT target"`` -> ``"DOT_target"``."""
+    return method.replace(" ", "_").replace("-", "_")
+
+
+def check_positive_ints(config: Any, names: Iterable[str]) -> None:
+    """ValueError naming the first field of ``config`` that is not an integer >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_positive_numbers(config: Any, names: Iterable[str]) -> None:
+    """ValueError naming the first field of ``config`` that is not a finite number > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
