@@ -22,6 +22,7 @@ from ottokit.gan.train import (
     CHECKPOINT_NAME,
     CheckpointError,
     GANTrainConfig,
+    fit_discriminator,
     load_gan_checkpoint,
     restore_checkpoint,
     train_gan,
@@ -651,3 +652,26 @@ def test_wgan_gp_trajectory_equals_plain_gulrajani_loop() -> None:
             torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-8)
     assert len(snapshots) == steps
     assert any((a - b).abs().max() > 1e-3 for a, b in zip(snapshots[-1], snapshots[0], strict=True))
+
+
+def test_fit_discriminator_reaches_the_optimal_logit_of_a_frozen_generator() -> None:
+    """NS loss, G = identity on N(0, 1), data N(mu, 1): the optimal logit is
+    log p_data / p_G = mu x - mu^2 / 2, which a linear D reaches."""
+    mu = 1.5
+    torch.manual_seed(0)
+    D = nn.Linear(1, 1).double()
+    G = lambda z: z  # noqa: E731
+    data = mu + torch.randn(
+        20000, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
+    opt = torch.optim.Adam(D.parameters(), lr=0.05)
+    losses = fit_discriminator(
+        D, G, "ns", data, opt, steps=600, batch_size=512, latent_dim=1, seed=3
+    )
+    assert losses.shape == (600,) and float(losses[-50:].mean()) < float(losses[:5].mean())
+    assert float(D.weight.detach()) == pytest.approx(mu, abs=0.1)
+    assert float(D.bias.detach()) == pytest.approx(-(mu**2) / 2, abs=0.1)
+    with pytest.raises(ValueError, match="latent dimension"):
+        fit_discriminator(D, G, "ns", data, opt, steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        fit_discriminator(D, G, "ns", data, opt, steps=0, latent_dim=1)

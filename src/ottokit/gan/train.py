@@ -47,6 +47,7 @@ __all__ = [
     "GANTrainConfig",
     "GANTrainResult",
     "train_gan",
+    "fit_discriminator",
     "load_gan_checkpoint",
     "restore_checkpoint",
 ]
@@ -816,3 +817,62 @@ def _train(
         config=config,
         generator_ema=None if G_ema is None else G_ema.module,
     )
+
+
+def fit_discriminator(
+    discriminator: nn.Module,
+    generator: Callable[[Tensor], Tensor],
+    loss: GANLoss | str,
+    target: Target,
+    d_optimizer: torch.optim.Optimizer,
+    *,
+    steps: int,
+    batch_size: int = 64,
+    prior: Literal["normal", "uniform"] = "normal",
+    latent_dim: int | None = None,
+    seed: int = 0,
+) -> Tensor:
+    """Train ``discriminator`` alone against a frozen ``generator``; return its losses.
+
+    Each of ``steps`` steps draws a data batch and a latent batch (from a
+    ``torch.Generator`` seeded by ``seed``) and takes one ``d_optimizer`` step on
+    ``loss.discriminator_loss(D, real, G(z))``. This makes D the critic of *that*
+    generator, e.g. of a parameter average (``GANTrainResult.generator_ema``), which the
+    discriminator of a GAN run never saw, before D is used for post-processing (DOT,
+    DRS, MH-GAN); Azadi et al. (2019) likewise train D further with G fixed before
+    rejection sampling. Returns the float64 losses, one per step, each before its step.
+    """
+    if isinstance(loss, str):
+        loss = make_loss(loss)
+    _positive_int(steps, "steps")
+    _positive_int(batch_size, "batch_size")
+    check_option(prior, ("normal", "uniform"), "prior")
+    d_trainable = _trainable(discriminator, "discriminator")
+    d_params = _optimizer_params(d_optimizer, d_trainable, "d_optimizer", "discriminator")
+    if not callable(generator):
+        raise TypeError(f"generator must be a callable z -> x, got {type(generator).__name__}")
+    latent_dim = latent_dim if latent_dim is not None else getattr(generator, "latent_dim", None)
+    if not isinstance(latent_dim, int):
+        raise ValueError("the latent dimension is unknown: pass latent_dim")
+    device, dtype = d_params[0].device, d_params[0].dtype
+    data = _as_target(target, device, dtype)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    kw = {"generator": gen} if _accepts_generator(loss) else {}
+    losses = []
+    discriminator.train()
+    for _ in range(steps):
+        real = _draw_target(data, batch_size, gen, device, dtype)
+        z = sample_latent(batch_size, latent_dim, prior, gen, device, dtype)
+        with torch.no_grad():
+            fake = generator(z)
+        d_optimizer.zero_grad(set_to_none=True)
+        value = loss.discriminator_loss(discriminator, real, fake, **kw)
+        if not bool(torch.isfinite(value)):
+            raise FloatingPointError(
+                f"discriminator loss became {float(value)} after {len(losses)} steps; lower the "
+                "learning rate"
+            )
+        value.backward(inputs=d_params)
+        d_optimizer.step()
+        losses.append(float(value.detach()))
+    return torch.tensor(losses, dtype=torch.float64)
