@@ -55,6 +55,7 @@ TOY = replace(
     mh_proposals=10,
     ddls_steps=5,
     n_calibration=200,
+    ratio_steps=20,
     seed=3,
 )
 DIGITS = replace(
@@ -198,6 +199,9 @@ def test_toy_baseline_diagnostics_in_range(toy) -> None:
     assert diag["DRS"]["n_returned"] == TOY.n_eval
     assert 0.0 <= diag["MH-GAN"]["acceptance_rate"] <= 1.0
     assert 0.0 <= diag["MH-GAN"]["never_moved_fraction"] <= 1.0
+    fit = diag["ratio_fit"]  # the baselines' classifier was trained and its loss fell
+    assert fit["steps"] == TOY.ratio_steps
+    assert 0.0 < fit["bce_last_tenth"] < fit["bce_first_tenth"] <= 2 * math.log(2) + 0.1
 
 
 def test_summarise_seeds_spread() -> None:
@@ -344,6 +348,7 @@ def test_presets_and_registration() -> None:
         ({"drs_percentile": 100.0}, "drs_percentile"),
         ({"num_threads": -1}, "num_threads"),
         ({"ot_workers": 1.5}, "ot_workers"),
+        ({"ratio_steps": -1}, "ratio_steps"),
         ({"lr_schedule": "cosine"}, "lr_schedule"),
     ],
 )
