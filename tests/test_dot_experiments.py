@@ -74,6 +74,7 @@ DIGITS = replace(
     n_calibration=100,
     features_epochs=2,
     critic_steps=10,
+    ratio_steps=10,
 )
 
 
@@ -263,6 +264,7 @@ def test_digits_fid_matches_independent_recomputation(dig) -> None:
         last = G.eval()(z0).numpy()
     assert np.abs(last - saved["generator"]).max() > 1e-3
     assert result.metrics["runs"][0]["train"]["critic_fit"]["steps"] == DIGITS.critic_steps
+    assert result.metrics["runs"][0]["diagnostics"]["ratio_fit"]["steps"] == DIGITS.ratio_steps
     run0 = result.metrics["runs"][0]["train"]["last_iterate"]
     assert run0["fid"] == pytest.approx(digits_fid(last, x_test, feats), rel=1e-6)
 
@@ -362,6 +364,7 @@ def test_toy_config_errors(tmp_path: Path, changes: dict, message: str) -> None:
     [
         ({"n_eval": 10}, "n_eval"),
         ({"loss": "l2"}, "unknown loss"),
+        ({"ratio_steps": -2}, "ratio_steps"),
         ({"critic_steps": -1}, "critic_steps"),
         ({"ema_decay": 1.0}, "ema_decay"),
         ({"g_width": 1}, "g_width"),

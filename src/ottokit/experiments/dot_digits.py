@@ -111,9 +111,13 @@ class DotDigitsConfig:
     latents, for every (lr, steps) in ``sweep_lrs`` x ``sweep_steps`` (an empty tuple skips
     the sweep), to show how its effect depends on the step size and count.
 
-    Baselines on the Platt-calibrated D (``n_calibration`` held-out real and generated
-    images): DRS (``drs_percentile``, ``drs_pilot``), MH-GAN (``mh_proposals`` per chain,
-    chains from real test images), DDLS (``ddls_steps`` steps of size ``ddls_step``).
+    Baselines: DRS (``drs_percentile``, ``drs_pilot``), MH-GAN (``mh_proposals`` per chain,
+    chains from real test images), DDLS (``ddls_steps`` steps of size ``ddls_step``). They
+    read D as the logit of a real-vs-generated classifier, which the optimum of the hinge
+    loss is not (it saturates at +-1), so, as in dot-toy, they get a classifier of the
+    discriminator's architecture trained for ``ratio_steps`` steps with the logistic loss
+    against the frozen generator (Adam(``lr``, ``betas``); ``0`` uses the GAN's D),
+    Platt-calibrated on ``n_calibration`` held-out real and generated images.
 
     Metrics: ``n_eval`` images per method; FID-like against the digits test split, IS-like,
     k-NN precision/recall, all in the features of a digits CNN trained here
@@ -129,6 +133,7 @@ class DotDigitsConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     ema_decay: float = 0.995
     critic_steps: int = 500
+    ratio_steps: int = 1000
     n_critic: int = 2
     batch_size: int = 64
     train_steps: int = 10000
@@ -213,10 +218,10 @@ class DotDigitsConfig:
         check_positive_numbers(self, ("lr", "dot_lr", "k_factor", "ddls_step"))
         if not 0 < self.drs_percentile < 100:
             raise ValueError(f"drs_percentile must lie in (0, 100), got {self.drs_percentile}")
-        if isinstance(self.critic_steps, bool) or not isinstance(self.critic_steps, int):
-            raise ValueError(f"critic_steps must be an integer >= 0, got {self.critic_steps!r}")
-        if self.critic_steps < 0:
-            raise ValueError(f"critic_steps must be an integer >= 0, got {self.critic_steps!r}")
+        for name in ("critic_steps", "ratio_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if (
             isinstance(self.ema_decay, bool)
             or not isinstance(self.ema_decay, int | float)
@@ -353,12 +358,38 @@ def run_one(
                 ),
                 "K": r.K,
             }
+    D_ratio: nn.Module = D
+    if cfg.ratio_steps > 0:
+        D_ratio = build_seeded(seed + 20_000, lambda: ConvDiscriminator8(cfg.d_width, True)).to(dev)
+        losses, fit_time = timed(
+            lambda: fit_discriminator(
+                D_ratio,
+                G,
+                "ns",
+                torch.as_tensor(x_train, device=dev),
+                torch.optim.Adam(D_ratio.parameters(), lr=cfg.lr, betas=tuple(cfg.betas)),
+                steps=cfg.ratio_steps,
+                batch_size=cfg.batch_size,
+                prior="normal",
+                latent_dim=cfg.latent_dim,
+                seed=seed + 23,
+            ),
+            dev,
+        )
+        D_ratio.eval().requires_grad_(False)
+        k = max(cfg.ratio_steps // 10, 1)
+        extra["ratio_fit"] = {
+            "steps": cfg.ratio_steps,
+            "bce_first_tenth": float(losses[:k].mean()),
+            "bce_last_tenth": float(losses[-k:].mean()),
+            "wall_time_s": fit_time,
+        }
     with torch.no_grad():
         n_cal = min(cfg.n_calibration, len(x_test))
         real_h = torch.as_tensor(x_test[:n_cal], device=dev)
         fake_h = G(prior.sample(cfg.n_calibration, generator=gen, device=dev))
-        cal = calibrate(D(real_h), D(fake_h), "logistic")
-    D_cal = cal.wrap(D)
+        cal = calibrate(D_ratio(real_h), D_ratio(fake_h), "logistic")
+    D_cal = cal.wrap(D_ratio)
     extra["calibration"] = {"coef": cal.coef, "intercept": cal.intercept}
 
     r_drs = drs(
@@ -373,7 +404,7 @@ def run_one(
     rng = np.random.default_rng(seed + 19)
     chains = torch.as_tensor(x_test[rng.integers(0, len(x_test), cfg.n_eval)], device=dev)
     r_mh, t_mh = timed(
-        lambda: mh_gan(D, G, prior, chains, cfg.mh_proposals, calibrator=cal, seed=seed + 13),
+        lambda: mh_gan(D_ratio, G, prior, chains, cfg.mh_proposals, calibrator=cal, seed=seed + 13),
         dev,
     )
     mh_x = r_mh.samples.clone()
