@@ -163,7 +163,7 @@ class DotDigitsConfig:
 
     @classmethod
     def quick(cls) -> DotDigitsConfig:
-        """Width 32 nets, 5,000 generator steps, two seeds (about ten minutes on a CPU)."""
+        """Width 32 nets, 5,000 generator steps, two seeds (about eight minutes on one CPU core)."""
         return cls(
             seeds=(0, 1),
             g_width=32,

@@ -174,12 +174,13 @@ class DotToyConfig:
 
     @classmethod
     def quick(cls) -> DotToyConfig:
-        """Original generator, a 3 x 128 critic, 3,000 steps, two seeds (about ten minutes).
+        """Original generator, a 3 x 128 critic, 3,000 steps, two seeds (about 20 minutes).
 
-        At this budget (about 25 ms per generator step on one CPU thread) the generators
-        are trained but not converged: on 25 Gaussians they cover about 16 of the 25 modes
-        with about 20% of the samples within 4 sigma of a mode, on 8 Gaussians all 8 modes
-        with about 75%. ``metrics["generator_quality"]`` states what was post-processed.
+        At this budget (about 60 ms per generator step, five critic steps with the
+        penalty, on one CPU thread) the generators are trained but not converged: on 25
+        Gaussians they cover 17 of the 25 modes with 25% of the samples within 4 sigma of a
+        mode, on 8 Gaussians all 8 modes with 80% (seeds 0 and 1).
+        ``metrics["generator_quality"]`` states what was post-processed.
         """
         return cls(
             seeds=(0, 1),
