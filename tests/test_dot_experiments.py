@@ -201,7 +201,7 @@ def test_toy_baseline_diagnostics_in_range(toy) -> None:
     assert 0.0 <= diag["MH-GAN"]["never_moved_fraction"] <= 1.0
     fit = diag["ratio_fit"]  # the baselines' classifier was trained and its loss fell
     assert fit["steps"] == TOY.ratio_steps
-    assert 0.0 < fit["bce_last_tenth"] < fit["bce_first_tenth"] <= 2 * math.log(2) + 0.1
+    assert 0.0 < fit["loss_last_tenth"] < fit["loss_first_tenth"] <= 2 * math.log(2) + 0.1
 
 
 def test_summarise_seeds_spread() -> None:

@@ -199,9 +199,8 @@ def test_generator_average_is_the_ema_of_the_trajectory() -> None:
     for theta in trajectory[1:]:
         expected = [beta * e + (1 - beta) * t for e, t in zip(expected, theta, strict=True)]
     got = list(result.generator_ema.parameters())
-    assert all(
-        torch.allclose(e, g, rtol=1e-12, atol=1e-14) for e, g in zip(expected, got, strict=True)
-    )
+    for e, g in zip(expected, got, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-14)
     assert not torch.allclose(got[0], trajectory[-1][0])  # an average, not the last iterate
     for bad in (1.0, -0.1, True):
         with pytest.raises(ValueError, match="ema_decay"):

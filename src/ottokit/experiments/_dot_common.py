@@ -9,10 +9,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
+
+from ottokit.gan.train import fit_discriminator
 
 __all__ = [
-    "check_positive_ints",
+    "check_ints",
     "check_positive_numbers",
+    "fit_frozen",
     "npz_key",
     "resolve_device",
     "summarise_seeds",
@@ -58,12 +62,12 @@ def npz_key(method: str) -> str:
     return method.replace(" ", "_").replace("-", "_")
 
 
-def check_positive_ints(config: Any, names: Iterable[str]) -> None:
-    """ValueError naming the first field of ``config`` that is not an integer >= 1."""
+def check_ints(config: Any, names: Iterable[str], minimum: int = 1) -> None:
+    """ValueError naming the first field of ``config`` that is not an integer >= minimum."""
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def check_positive_numbers(config: Any, names: Iterable[str]) -> None:
@@ -77,3 +81,49 @@ def check_positive_numbers(config: Any, names: Iterable[str]) -> None:
             or value <= 0
         ):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def fit_frozen(
+    D: nn.Module,
+    G: Callable[..., Any],
+    loss: Any,
+    data: Any,
+    lr: float,
+    betas: tuple[float, float],
+    *,
+    steps: int,
+    batch_size: int,
+    prior: str,
+    latent_dim: int,
+    seed: int,
+    device: torch.device,
+) -> dict[str, float]:
+    """Train ``D`` alone against the frozen ``G`` (Adam(lr, betas)), then freeze it.
+
+    Returns what the run records: steps, the mean loss over the first and the last tenth
+    of the steps, and the wall time.
+    """
+    D.train().requires_grad_(True)
+    losses, wall = timed(
+        lambda: fit_discriminator(
+            D,
+            G,
+            loss,
+            torch.as_tensor(data, dtype=torch.float32, device=device),
+            torch.optim.Adam(D.parameters(), lr=lr, betas=tuple(betas)),
+            steps=steps,
+            batch_size=batch_size,
+            prior=prior,  # type: ignore[arg-type]
+            latent_dim=latent_dim,
+            seed=seed,
+        ),
+        device,
+    )
+    D.eval().requires_grad_(False)
+    k = max(steps // 10, 1)
+    return {
+        "steps": steps,
+        "loss_first_tenth": float(losses[:k].mean()),
+        "loss_last_tenth": float(losses[-k:].mean()),
+        "wall_time_s": wall,
+    }

@@ -42,8 +42,9 @@ from ottokit.dot import (
     mh_gan,
 )
 from ottokit.experiments._dot_common import (
-    check_positive_ints,
+    check_ints,
     check_positive_numbers,
+    fit_frozen,
     npz_key,
     resolve_device,
     summarise_seeds,
@@ -52,7 +53,7 @@ from ottokit.experiments._dot_common import (
 from ottokit.experiments._registry import Experiment, register
 from ottokit.gan.losses import LOSSES, make_loss
 from ottokit.gan.nets import ConvDiscriminator8, ConvGenerator8, build_seeded
-from ottokit.gan.train import GANTrainConfig, fit_discriminator, train_gan
+from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.metrics import DigitsFeatures, digits_fid, digits_is, digits_precision_recall
 from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
@@ -180,7 +181,7 @@ class DotDigitsConfig:
             raise ValueError("seeds must hold at least one seed offset, e.g. (0, 1)")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; allowed: {', '.join(LOSSES)}")
-        check_positive_ints(
+        check_ints(
             self,
             (
                 "latent_dim",
@@ -220,10 +221,7 @@ class DotDigitsConfig:
         check_positive_numbers(self, ("lr", "dot_lr", "k_factor", "ddls_step"))
         if not 0 < self.drs_percentile < 100:
             raise ValueError(f"drs_percentile must lie in (0, 100), got {self.drs_percentile}")
-        for name in ("critic_steps", "ratio_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        check_ints(self, ("critic_steps", "ratio_steps"), minimum=0)
         if (
             isinstance(self.ema_decay, bool)
             or not isinstance(self.ema_decay, int | float)
@@ -288,28 +286,21 @@ def _train(
         "final_d_loss": float(res.history["d_loss"][-1]),
     }
     if cfg.critic_steps > 0:
-        t0 = time.perf_counter()
-        losses = fit_discriminator(
+        info["critic_fit"] = fit_frozen(
             D,
             G_use,
             make_loss(cfg.loss),
-            torch.as_tensor(data, device=dev),
-            torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas)),
+            data,
+            cfg.lr,
+            tuple(cfg.betas),
             steps=cfg.critic_steps,
             batch_size=cfg.batch_size,
             prior="normal",
             latent_dim=cfg.latent_dim,
             seed=seed + 31,
+            device=dev,
         )
-        k = max(len(losses) // 10, 1)
-        info["critic_fit"] = {
-            "steps": cfg.critic_steps,
-            "loss_first_tenth": float(losses[:k].mean()),
-            "loss_last_tenth": float(losses[-k:].mean()),
-            "wall_time_s": time.perf_counter() - t0,
-        }
-    D.eval()
-    D.requires_grad_(False)
+    D.eval().requires_grad_(False)
     return G_use, D, G, info
 
 
@@ -363,29 +354,20 @@ def run_one(
     D_ratio: nn.Module = D
     if cfg.ratio_steps > 0:
         D_ratio = build_seeded(seed + 20_000, lambda: ConvDiscriminator8(cfg.d_width, True)).to(dev)
-        losses, fit_time = timed(
-            lambda: fit_discriminator(
-                D_ratio,
-                G,
-                "ns",
-                torch.as_tensor(x_train, device=dev),
-                torch.optim.Adam(D_ratio.parameters(), lr=cfg.lr, betas=tuple(cfg.betas)),
-                steps=cfg.ratio_steps,
-                batch_size=cfg.batch_size,
-                prior="normal",
-                latent_dim=cfg.latent_dim,
-                seed=seed + 23,
-            ),
-            dev,
+        extra["ratio_fit"] = fit_frozen(
+            D_ratio,
+            G,
+            "ns",
+            x_train,
+            cfg.lr,
+            tuple(cfg.betas),
+            steps=cfg.ratio_steps,
+            batch_size=cfg.batch_size,
+            prior="normal",
+            latent_dim=cfg.latent_dim,
+            seed=seed + 23,
+            device=dev,
         )
-        D_ratio.eval().requires_grad_(False)
-        k = max(cfg.ratio_steps // 10, 1)
-        extra["ratio_fit"] = {
-            "steps": cfg.ratio_steps,
-            "bce_first_tenth": float(losses[:k].mean()),
-            "bce_last_tenth": float(losses[-k:].mean()),
-            "wall_time_s": fit_time,
-        }
     with torch.no_grad():
         n_cal = min(cfg.n_calibration, len(x_test))
         real_h = torch.as_tensor(x_test[:n_cal], device=dev)

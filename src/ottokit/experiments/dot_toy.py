@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ottokit._checks import check_option
 from ottokit._torchio import torch_threads
 from ottokit.data import TOY_2D_NAMES, toy_2d
 from ottokit.dot import (
@@ -50,8 +51,9 @@ from ottokit.dot import (
     mh_gan,
 )
 from ottokit.experiments._dot_common import (
-    check_positive_ints,
+    check_ints,
     check_positive_numbers,
+    fit_frozen,
     npz_key,
     resolve_device,
     summarise_seeds,
@@ -60,7 +62,7 @@ from ottokit.experiments._dot_common import (
 from ottokit.experiments._registry import Experiment, register
 from ottokit.gan.losses import make_loss
 from ottokit.gan.nets import MLPDiscriminator, MLPGenerator, build_seeded
-from ottokit.gan.train import GANTrainConfig, fit_discriminator, train_gan
+from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.metrics import toy_metrics
 from ottokit.ot import w2
 from ottokit.report.figures import new_figure, save_figure
@@ -205,7 +207,7 @@ class DotToyConfig:
                 )
         if not self.seeds:
             raise ValueError("seeds must hold at least one seed offset, e.g. (0, 1)")
-        check_positive_ints(
+        check_ints(
             self,
             (
                 "train_steps",
@@ -225,20 +227,10 @@ class DotToyConfig:
         check_positive_numbers(
             self, ("lr", "dot_lr", "clip", "k_factor", "ddls_step", "gp_weight", "ratio_lr")
         )
-        if isinstance(self.ratio_steps, bool) or not isinstance(self.ratio_steps, int):
-            raise ValueError(f"ratio_steps must be an integer >= 0, got {self.ratio_steps!r}")
-        if self.ratio_steps < 0:
-            raise ValueError(f"ratio_steps must be an integer >= 0, got {self.ratio_steps!r}")
+        check_ints(self, ("ratio_steps", "num_threads", "ot_workers"), minimum=0)
         if not 0 < self.drs_percentile < 100:
             raise ValueError(f"drs_percentile must lie in (0, 100), got {self.drs_percentile}")
-        if self.lr_schedule not in ("constant", "linear"):
-            raise ValueError(
-                f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}"
-            )
-        for name, meaning in (("num_threads", "keeps torch's setting"), ("ot_workers", "none")):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0 (0: {meaning}), got {value!r}")
+        check_option(self.lr_schedule, ("constant", "linear"), "lr_schedule")
         if self.n_eval < self.min_ot_samples:
             raise ValueError(
                 f"n_eval = {self.n_eval} is below min_ot_samples = {self.min_ot_samples}; W2 "
@@ -397,29 +389,20 @@ def run_one(
         D_ratio = build_seeded(
             seed + 20_000, lambda: MLPDiscriminator(2, cfg.d_hidden, activation="leaky_relu")
         ).to(dev)
-        losses, fit_time = timed(
-            lambda: fit_discriminator(
-                D_ratio,
-                G,
-                "ns",
-                torch.as_tensor(data.points, dtype=torch.float32, device=dev),
-                torch.optim.Adam(D_ratio.parameters(), lr=cfg.ratio_lr, betas=(0.5, 0.999)),
-                steps=cfg.ratio_steps,
-                batch_size=cfg.batch_size,
-                prior="uniform",
-                latent_dim=2,
-                seed=seed + 23,
-            ),
-            dev,
+        extra["ratio_fit"] = fit_frozen(
+            D_ratio,
+            G,
+            "ns",
+            data.points,
+            cfg.ratio_lr,
+            (0.5, 0.999),
+            steps=cfg.ratio_steps,
+            batch_size=cfg.batch_size,
+            prior="uniform",
+            latent_dim=2,
+            seed=seed + 23,
+            device=dev,
         )
-        D_ratio.eval().requires_grad_(False)
-        k = max(cfg.ratio_steps // 10, 1)
-        extra["ratio_fit"] = {
-            "steps": cfg.ratio_steps,
-            "bce_first_tenth": float(losses[:k].mean()),
-            "bce_last_tenth": float(losses[-k:].mean()),
-            "wall_time_s": fit_time,
-        }
     with torch.no_grad():
         real_h = torch.as_tensor(held_out, dtype=torch.float32, device=dev)
         fake_h = G(prior.sample(cfg.n_calibration, generator=gen, device=dev))
