@@ -9,7 +9,18 @@ from typing import Literal
 
 import pytest
 
-from ottokit._config import ConfigError, apply_overrides, config_from_toml, config_to_toml
+from ottokit._config import (
+    ConfigError,
+    ValidatedConfig,
+    apply_overrides,
+    config_from_toml,
+    config_to_toml,
+    describe_config,
+    device_param,
+    param,
+    seed_param,
+    validate_config,
+)
 
 
 @dataclass(frozen=True)
@@ -192,3 +203,70 @@ def test_toml_without_base_needs_required_fields() -> None:
     cfg = config_from_toml(Required, "n = 3")
     assert (cfg.n, cfg.h) == (3, 1.0)
     assert "seen" not in config_to_toml(cfg)  # init=False fields are not config
+
+
+@dataclass
+class Ranged(ValidatedConfig):
+    n: int = param(5, doc="nodes", ge=2)
+    r: float = param(0.1, doc="radius", gt=0, le=2)
+    eps: tuple[float, ...] = param((0.1, 0.01), doc="sizes", gt=0, min_items=2)
+    method: Literal["a", "b"] = param("a", doc="method")
+    seed: int = seed_param()
+    device: str = device_param()
+
+    def check(self) -> None:
+        if self.n > 100 and self.r > 1:
+            raise ConfigError.for_key("r", self.r, "<= 1 when n > 100", 0.1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "fragment"),
+    [
+        ({"n": 1}, "n", "n = 1: must be an integer >= 2 (e.g. n=5)"),
+        ({"r": float("nan")}, "r", "a finite number in (0, 2]"),
+        ({"r": float("inf")}, "r", "a finite number"),
+        ({"r": 0.0}, "r", "in (0, 2]"),
+        ({"r": 2.5}, "r", "in (0, 2]"),
+        ({"eps": (0.1,)}, "eps", "at least 2 items"),
+        ({"eps": (0.1, -1.0)}, "eps", "items are each a number > 0"),
+        ({"seed": -1}, "seed", ">= 0"),
+        ({"device": "banana"}, "device", "cpu, cuda or cuda:N"),
+        ({"n": 2.5}, "n", "must be int"),
+        ({"n": True}, "n", "must be int"),
+        ({"method": "c"}, "method", "one of 'a', 'b'"),
+        ({"n": 200, "r": 1.5}, "r", "<= 1 when n > 100"),
+    ],
+)
+def test_validated_config_refuses_with_key_value_range_and_example(
+    changes: dict, key: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        Ranged(**changes)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_validation_serves_overrides_and_toml_alike() -> None:
+    with pytest.raises(ConfigError, match="n = 0"):
+        apply_overrides(Ranged(), ["n=0"])
+    with pytest.raises(ConfigError, match="r = -1"):
+        config_from_toml(Ranged, "r = -1.0\n", base=Ranged())
+    ok = apply_overrides(Ranged(), ["n=200", "r=0.5", "device=cuda:1"])
+    assert (ok.n, ok.r, ok.device) == (200, 0.5, "cuda:1")
+
+
+def test_validate_config_sees_mutation_after_construction() -> None:
+    cfg = Ranged()
+    cfg.n = 0
+    with pytest.raises(ConfigError, match="n = 0"):
+        validate_config(cfg)
+
+
+def test_describe_config_lists_type_value_range_and_meaning() -> None:
+    rows = {d.name: d for d in describe_config(Ranged(n=7))}
+    assert list(rows) == ["n", "r", "eps", "method", "seed", "device"]
+    assert (rows["n"].value, rows["n"].allowed, rows["n"].doc) == (7, ">= 2", "nodes")
+    assert rows["r"].allowed == "in (0, 2]"
+    assert rows["method"].allowed == "a, b"
+    assert rows["device"].allowed == "cpu, cuda or cuda:N"

@@ -18,21 +18,44 @@ A config file is flat TOML, one key per field, with no ``[config]`` table::
 
 TOML has no null, so ``config_to_toml`` leaves out ``None`` fields and
 ``config_from_toml`` keeps the base value of any key the file does not name.
+
+A field declared with :func:`param` carries its meaning and its allowed range;
+:func:`validate_config` checks every such field (type, finiteness, range, choice,
+length) and then the config's own cross-field ``check()``, so one validation serves
+``--set``, ``--config``, presets and the Python API (configs deriving from
+:class:`ValidatedConfig` run it on construction). :func:`describe_config` lists the
+fields with their type, value, range and meaning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 import types
 import typing
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import tomli_w
 
-__all__ = ["ConfigError", "apply_overrides", "config_from_toml", "config_to_toml"]
+__all__ = [
+    "ConfigError",
+    "FieldDoc",
+    "Spec",
+    "ValidatedConfig",
+    "apply_overrides",
+    "config_from_toml",
+    "config_to_toml",
+    "describe_config",
+    "device_param",
+    "param",
+    "seed_param",
+    "validate_config",
+]
 
 C = TypeVar("C")
 
@@ -41,7 +64,250 @@ _FALSE = frozenset({"false", "0", "no"})
 
 
 class ConfigError(ValueError):
-    """A config key or value that does not fit the config dataclass."""
+    """A config key or value that does not fit the config dataclass.
+
+    ``key`` names the offending field when there is one.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+    @classmethod
+    def for_key(cls, key: str, value: Any, requirement: str, example: Any = None) -> ConfigError:
+        """``key = value: must be <requirement> (e.g. key=example)``, one line."""
+        hint = "" if example is None else f" (e.g. {key}={_as_text(example)})"
+        return cls(f"{key} = {_as_text(value)}: must be {requirement}{hint}", key=key)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a config field means and which values it allows.
+
+    Bounds apply to a number, or to every item of a tuple. ``min_items`` and
+    ``max_items`` bound a tuple's length (a tuple needs at least one item unless
+    ``min_items=0``); ``pattern`` is a regular expression a string must match in
+    full (``allowed`` says in words what it admits); ``finite`` refuses NaN and
+    infinities; ``example`` is a valid value shown in error messages (the field's
+    default when None).
+    """
+
+    doc: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    pattern: str | None = None
+    finite: bool = True
+    example: Any = None
+    allowed: str | None = None
+
+    def bounds_text(self) -> str:
+        """The numeric range as text, e.g. ``>= 1`` or ``in (0, 1]``; empty without bounds."""
+        low = ("[", self.ge) if self.ge is not None else None
+        low = ("(", self.gt) if low is None and self.gt is not None else low
+        high = ("]", self.le) if self.le is not None else None
+        high = (")", self.lt) if high is None and self.lt is not None else high
+        if low and high:
+            return f"in {low[0]}{_num(low[1])}, {_num(high[1])}{high[0]}"
+        if low:
+            return f"{'>=' if low[0] == '[' else '>'} {_num(low[1])}"
+        if high:
+            return f"{'<=' if high[0] == ']' else '<'} {_num(high[1])}"
+        return ""
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    min_items: int | None = None,
+    max_items: int | None = None,
+    pattern: str | None = None,
+    finite: bool = True,
+    example: Any = None,
+    allowed: str | None = None,
+) -> Any:
+    """A dataclass field with a :class:`Spec`: its one-line meaning and its allowed values.
+
+    Example::
+
+        @dataclass
+        class MyConfig(ValidatedConfig):
+            n_nodes: int = param(500, doc="number of random points", ge=2)
+    """
+    spec = Spec(doc, ge, gt, le, lt, min_items, max_items, pattern, finite, example, allowed)
+    return dataclasses.field(default=default, metadata={"spec": spec})
+
+
+def seed_param(default: int = 0) -> Any:
+    """The ``seed`` field every experiment has: a non-negative integer."""
+    return param(default, doc="random seed of the run (data, initialisation, sampling)", ge=0)
+
+
+def device_param(default: str = "cpu") -> Any:
+    """The ``device`` field every experiment has: ``cpu``, ``cuda`` or ``cuda:N``."""
+    return param(
+        default,
+        doc="torch device the networks and tensors live on",
+        pattern=r"cpu|cuda(:[0-9]+)?",
+        allowed="cpu, cuda or cuda:N",
+    )
+
+
+class ValidatedConfig:
+    """Mixin for config dataclasses: validate on construction (and on ``replace``).
+
+    Subclasses may define ``check(self)`` for constraints between fields; it raises
+    :class:`ConfigError` (``ConfigError.for_key``) naming the key.
+    """
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+
+    def check(self) -> None:
+        """Constraints between fields (none by default)."""
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One config field as :func:`describe_config` shows it."""
+
+    name: str
+    type: str
+    value: Any
+    allowed: str
+    doc: str
+
+
+def validate_config(cfg: Any) -> Any:
+    """Check every :func:`param` field of ``cfg``, then ``cfg.check()``; return ``cfg``.
+
+    Raises :class:`ConfigError` naming the key, the value, what is allowed and an
+    example. Fields without a :class:`Spec` are only checked for their type.
+    """
+    _require_instance(cfg)
+    hints = _field_types(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if not f.init:
+            continue
+        value, tp = getattr(cfg, f.name), hints[f.name]
+        spec = f.metadata.get("spec")
+        example = _example(f, spec)
+        try:
+            _from_value(tp, value)
+        except _Mismatch:
+            raise ConfigError.for_key(f.name, value, _describe(tp), example) from None
+        if spec is not None and value is not None:
+            problem = _spec_problem(spec, value, tp)
+            if problem is not None:
+                raise ConfigError.for_key(f.name, value, problem, example)
+    check = getattr(cfg, "check", None)
+    if callable(check):
+        check()
+    return cfg
+
+
+def describe_config(cfg: Any) -> list[FieldDoc]:
+    """Each init field of ``cfg``: name, type, current value, allowed values, meaning."""
+    _require_instance(cfg)
+    hints = _field_types(type(cfg))
+    out = []
+    for f in dataclasses.fields(cfg):
+        if not f.init:
+            continue
+        spec = f.metadata.get("spec")
+        tp = hints[f.name]
+        out.append(
+            FieldDoc(
+                name=f.name,
+                type=_describe(tp),
+                value=getattr(cfg, f.name),
+                allowed=_allowed_text(spec, tp),
+                doc=spec.doc if spec is not None else "",
+            )
+        )
+    return out
+
+
+def _spec_problem(spec: Spec, value: Any, tp: Any) -> str | None:
+    """What ``value`` violates in ``spec`` (None if nothing)."""
+    if isinstance(value, tuple):
+        low = 1 if spec.min_items is None else spec.min_items
+        if len(value) < low:
+            return f"a list of at least {low} item{'s' if low != 1 else ''}"
+        if spec.max_items is not None and len(value) > spec.max_items:
+            return f"a list of at most {spec.max_items} items"
+        for item in value:
+            problem = _scalar_problem(spec, item)
+            if problem is not None:
+                return "a list whose items are each " + problem
+        return None
+    return _scalar_problem(spec, value)
+
+
+def _scalar_problem(spec: Spec, value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        if spec.finite and not math.isfinite(value):
+            rng = spec.bounds_text()
+            return "a finite number" + (f" {rng}" if rng else "")
+        if (
+            (spec.ge is not None and not value >= spec.ge)
+            or (spec.gt is not None and not value > spec.gt)
+            or (spec.le is not None and not value <= spec.le)
+            or (spec.lt is not None and not value < spec.lt)
+        ):
+            kind = "an integer" if isinstance(value, int) else "a number"
+            return f"{kind} {spec.bounds_text()}"
+    if isinstance(value, str) and spec.pattern is not None:
+        if re.fullmatch(spec.pattern, value) is None:
+            return spec.allowed or f"a string matching {spec.pattern!r}"
+    return None
+
+
+def _allowed_text(spec: Spec | None, tp: Any) -> str:
+    parts = []
+    if typing.get_origin(tp) is Literal:
+        parts.append(", ".join(str(a) for a in typing.get_args(tp)))
+    if spec is not None:
+        if spec.bounds_text():
+            parts.append(spec.bounds_text())
+        if spec.pattern is not None:
+            parts.append(spec.allowed or spec.pattern)
+        if spec.min_items not in (None, 1) or spec.max_items is not None:
+            parts.append(f"{spec.min_items or 0}..{spec.max_items or ''} items")
+    return "; ".join(parts)
+
+
+def _example(f: dataclasses.Field[Any], spec: Spec | None) -> Any:
+    if spec is not None and spec.example is not None:
+        return spec.example
+    if f.default is not dataclasses.MISSING and f.default is not None:
+        return f.default
+    return None
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def _as_text(value: Any) -> str:
+    """A value as the command line would spell it (tuples comma-separated)."""
+    if isinstance(value, tuple | list):
+        return ",".join(_as_text(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    return str(value)
 
 
 class _Mismatch(Exception):

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from ottokit._config import ConfigError, ValidatedConfig, device_param, param, seed_param
 from ottokit.experiments._registry import Experiment, register
 from ottokit.functionals import Entropy
 from ottokit.graph import (
@@ -42,23 +43,54 @@ CLAIM = (
 
 
 @dataclass
-class GraphHeatConfig:
+class GraphHeatConfig(ValidatedConfig):
     """Settings of the seed's §3 experiment (the ``paper`` preset is the seed's exactly)."""
 
-    n_nodes: int = 500
-    radius: float = 0.1
-    floor: float = 1e-10  # initial density off the centre node
-    t_end: float = 0.1
-    n_out: int = 101  # output times on [0, t_end] (every 0.001)
-    snapshot_times: tuple[float, ...] = (0.0, 0.02, 0.06, 0.10)
-    far_radius: float = 0.2  # "far from the centre" for the spreading comparison
-    t_long: float = 3.0  # longer horizon to look at Thm 2.14 along the trajectories
-    method: Literal["auto", "lsoda", "bdf", "adams", "rk45", "radau", "scipy-bdf"] = "auto"
-    rtol: float = 1e-8
-    atol: float = 1e-14
-    linearisation_eps: tuple[float, ...] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
-    seed: int = 0
-    device: str = "cpu"
+    n_nodes: int = param(500, doc="random points in the unit square (node 0 at the centre)", ge=2)
+    radius: float = param(0.1, doc="edge between points closer than this", gt=0, le=1.5)
+    floor: float = param(
+        1e-10, doc="initial density on every node but the centre", gt=0, lt=1, example=1e-10
+    )
+    t_end: float = param(0.1, doc="end time of both flows (Fig. 1, Fig. 2)", gt=0)
+    n_out: int = param(101, doc="output times on [0, t_end]", ge=2)
+    snapshot_times: tuple[float, ...] = param(
+        (0.0, 0.02, 0.06, 0.10), doc="times of the Fig. 1 snapshots, each an output time", ge=0
+    )
+    far_radius: float = param(
+        0.2, doc='"far from the centre" distance for the spreading comparison', gt=0
+    )
+    t_long: float = param(3.0, doc="longer horizon for Thm 2.14 along the trajectories", gt=0)
+    method: Literal["auto", "lsoda", "bdf", "adams", "rk45", "radau", "scipy-bdf"] = param(
+        "auto", doc="ODE integrator (see ottokit.graph.solve)"
+    )
+    rtol: float = param(1e-8, doc="relative tolerance of the integrator", ge=1e-13, lt=1)
+    atol: float = param(1e-14, doc="absolute tolerance of the integrator", gt=0, lt=1)
+    linearisation_eps: tuple[float, ...] = param(
+        (1e-1, 3e-2, 1e-2, 3e-3, 1e-3),
+        doc="perturbation sizes of the linearisation check (27) -> (28)",
+        gt=0,
+        le=1,
+        min_items=2,
+    )
+    seed: int = seed_param()
+    device: str = device_param()
+
+    def check(self) -> None:
+        """The initial density must be a probability vector; snapshots must be output times."""
+        if (self.n_nodes - 1) * self.floor >= 1:
+            raise ConfigError.for_key(
+                "floor", self.floor, f"< 1/(n_nodes - 1) = {1 / (self.n_nodes - 1):.3g}", 1e-10
+            )
+        grid = np.linspace(0.0, self.t_end, self.n_out)
+        for t in self.snapshot_times:
+            if np.min(np.abs(grid - t)) > 1e-9 * max(self.t_end, 1.0):
+                raise ConfigError.for_key(
+                    "snapshot_times",
+                    self.snapshot_times,
+                    f"output times: multiples of t_end/(n_out - 1) = "
+                    f"{self.t_end / (self.n_out - 1):g} in [0, t_end]",
+                    "0,0.02,0.06,0.1",
+                )
 
     @classmethod
     def paper(cls) -> GraphHeatConfig:
