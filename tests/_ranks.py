@@ -1,0 +1,53 @@
+"""Run a function on several gloo ranks on the CPU (torch.multiprocessing.spawn) and collect
+what each rank returns."""
+
+from __future__ import annotations
+
+import datetime
+import pickle
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _entry(
+    rank: int, fn: Callable[..., Any], world: int, port: int, out: str, args: tuple, timeout: float
+) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=timeout),
+    )
+    try:
+        result = fn(rank, *args)
+        Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ranks(fn: Callable[..., Any], *args: Any, world: int = 2, timeout: float = 60.0) -> list:
+    """``[fn(0, *args), ..., fn(world - 1, *args)]``, each in its own gloo process.
+
+    ``fn`` must be a module-level function (it is pickled into the children); what it
+    returns must be picklable.
+    """
+    with tempfile.TemporaryDirectory() as out:
+        mp.spawn(
+            _entry, args=(fn, world, free_port(), out, args, timeout), nprocs=world, join=True
+        )
+        return [pickle.loads(Path(out, f"rank{r}.pkl").read_bytes()) for r in range(world)]
