@@ -88,16 +88,16 @@ def test_same_seed_same_result_and_seed_matters(data, straight) -> None:
 
 def test_corrupt_missing_and_mismatched_checkpoints_are_clear_errors(data, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no flow-matching checkpoint"):
-        train_velocity(CondOT(), data, TINY, checkpoint_dir=tmp_path, resume=True)
+        train_velocity(CondOT(), data, TINY, checkpoint_dir=tmp_path, resume="require")
     with pytest.raises(CheckpointError, match="checkpoint_dir"):
-        train_velocity(CondOT(), data, TINY, resume=True)
+        train_velocity(CondOT(), data, TINY, resume="require")
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         train_velocity(CondOT(), data, TINY, checkpoint_dir=tmp_path)
     torch.save({"model": {}}, tmp_path / CHECKPOINT_NAME)
-    with pytest.raises(CheckpointError, match="missing"):
+    with pytest.raises(CheckpointError, match="carries no checksum"):
         load_checkpoint(tmp_path / CHECKPOINT_NAME)
-    fresh = train_velocity(CondOT(), data, TINY, checkpoint_dir=tmp_path, resume=False)
+    fresh = train_velocity(CondOT(), data, TINY, checkpoint_dir=tmp_path, resume="never")
     assert fresh.step == 40
     with pytest.raises(CheckpointError, match="different config"):
         train_velocity(

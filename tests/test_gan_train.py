@@ -575,7 +575,7 @@ def test_trainer_errors(tmp_path: Path) -> None:
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         _fit(G, D, checkpoint_dir=tmp_path)
-    _fit(G, D, checkpoint_dir=tmp_path, resume=False)
+    _fit(G, D, checkpoint_dir=tmp_path, resume="never")
     D_wide = MLPDiscriminator(1, (16,))
     with pytest.raises(CheckpointError, match="another discriminator"):
         _fit(G, D_wide, checkpoint_dir=tmp_path, cfg={"steps": 3})

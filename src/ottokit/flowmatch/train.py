@@ -1,38 +1,55 @@
 """Learned velocity: an MLP trained by conditional flow matching, checkpointed and resumable.
 
-For any schedule, a training step draws y from the data, eps ~ N(0, I) and
-t ~ U(0, tau], forms x_t = m_t y + sigma_t eps, and regresses the network on the
-conditional velocity d_m y + d_sigma eps (Lipman et al. 2022): the minimiser of
-E|v(t, x_t) - (d_m y + d_sigma eps)|^2 is the marginal velocity nu_t.
-``coupling="ot"`` pairs each batch's y and eps by an exact OT plan first
-(minibatch OT, Tong et al. 2023).
+For any schedule, a training step (:func:`velocity_step`) draws y from the data,
+eps ~ N(0, I) and t ~ U(0, tau], forms x_t = m_t y + sigma_t eps, and regresses the
+network on the conditional velocity d_m y + d_sigma eps (Lipman et al. 2022): the
+minimiser of E|v(t, x_t) - (d_m y + d_sigma eps)|^2 is the marginal velocity nu_t.
+``coupling="ot"`` pairs each batch's y and eps by an exact OT plan first (minibatch
+OT, Tong et al. 2023).
 
-All randomness of a run (batches, noise, times) comes from one
-``torch.Generator`` seeded with ``config.seed``; the network is initialised from
-the same seed inside ``torch.random.fork_rng``, so the caller's global RNG is
-never touched. Checkpoints hold the model, the optimiser, the step, that
-generator's state, the config, the loss history and a fingerprint of the
-schedule and data; :func:`train_velocity` resumes from the last one, and on the
-CPU the result is bit-identical to an uninterrupted run with the same seed.
+All randomness of a run comes from one ``torch.Generator`` seeded with
+``config.seed``; the network is initialised from the same seed inside
+``torch.random.fork_rng``, so the caller's global RNG is never touched. State,
+checkpoints (with a fingerprint of the schedule and data), the resume rule and data
+parallelism come from :mod:`ottokit.engine`; on the CPU a resumed run is
+bit-identical to an uninterrupted one with the same seed.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from ottokit import distributed
 from ottokit._checks import check_option
 from ottokit._progress import progress_bar
-from ottokit._torchio import CheckpointError, load_state, save_atomic, torch_threads
+from ottokit._torchio import torch_threads
+from ottokit.engine import (
+    CheckpointError,
+    Resume,
+    TrainState,
+    check_resume,
+    checkpoint_path,
+    data_fingerprint,
+    differing_fields,
+    local_rows,
+    module_fingerprint,
+    resume_from,
+    save_checkpoint,
+)
+from ottokit.engine import (
+    load_checkpoint as _load_engine_checkpoint,
+)
 from ottokit.flowmatch._common import as_points, exact_plan
 from ottokit.flowmatch.schedules import Schedule
 
@@ -43,12 +60,13 @@ __all__ = [
     "TrainResult",
     "CheckpointError",
     "train_velocity",
+    "velocity_step",
     "load_checkpoint",
     "CHECKPOINT_NAME",
 ]
 
-CHECKPOINT_NAME = "last.pt"
-_FORMAT = 1
+_KIND = "velocity"
+CHECKPOINT_NAME = checkpoint_path(".", _KIND).name
 _FINGERPRINT_TIMES = 17
 
 
@@ -123,12 +141,9 @@ class TrainConfig:
         check_option(self.dtype, ("float32", "float64"), "dtype")
 
     def resumable_from(self, other: dict[str, Any]) -> list[str]:
-        """Fields (other than ``n_steps``) that differ from a saved config."""
-        return [
-            f.name
-            for f in fields(self)
-            if f.name != "n_steps" and other.get(f.name) != getattr(self, f.name)
-        ]
+        """Fields (other than ``n_steps`` and ``checkpoint_every``) that differ from a
+        saved config."""
+        return differing_fields(other, self, ("n_steps", "checkpoint_every"))
 
 
 @dataclass
@@ -143,20 +158,74 @@ class TrainResult:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train_velocity` (``torch.load(weights_only=True)``)."""
-    required = ("model", "optimizer", "step", "generator", "config", "losses")
-    return load_state(
-        path, what="flow-matching", required=required, fmt=_FORMAT, map_location=map_location
-    )
+    """Read and verify a checkpoint written by :func:`train_velocity` (a file or its directory).
+
+    Returns a flat dict: ``model`` and ``optimizer`` (state dicts), ``step``,
+    ``generator`` (the run's RNG state), ``losses`` (float64), ``config``,
+    ``fingerprint`` and ``world_size``. Raises CheckpointError if the file is missing,
+    fails its SHA-256, or is not a sound flow-matching checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no flow-matching checkpoint at {path}")
+    ck = _load_engine_checkpoint(path, _KIND, map_location=map_location)
+    st = ck["state"]
+    return {
+        "model": st["networks"]["model"],
+        "optimizer": st["optimizers"]["model"],
+        "step": st["step"],
+        "generator": st["rng"],
+        "losses": st["history"]["loss"],
+        "config": ck["config"],
+        "fingerprint": ck["fingerprint"],
+        "world_size": ck["world_size"],
+    }
 
 
-def _fingerprint(schedule: Schedule, data: Tensor) -> Tensor:
-    """(m_t, sigma_t) on a fixed grid and data statistics: what a resumed run must share."""
+def _fingerprint(schedule: Schedule, data: Tensor, model: nn.Module) -> dict[str, str]:
+    """(m_t, sigma_t) on a fixed grid, the data and the architecture: what a resumed run
+    must share."""
     t = torch.linspace(0.0, schedule.tau, _FINGERPRINT_TIMES, dtype=torch.float64)
     out = schedule(t)
-    d = data.detach().cpu().double()
-    sizes = torch.tensor([d.shape[0], d.shape[1], schedule.tau], dtype=torch.float64)
-    return torch.cat([out.m_t, out.sigma_t, sizes, d.mean(0), d.std(0, correction=0)])
+    values = torch.cat([out.m_t, out.sigma_t, torch.tensor([schedule.tau], dtype=torch.float64)])
+    rounded = ",".join(f"{v:.12e}" for v in values.tolist())
+    return {
+        "schedule": f"{type(schedule).__qualname__}:"
+        + hashlib.sha256(rounded.encode()).hexdigest(),
+        "data": data_fingerprint(data),
+        "model": module_fingerprint(model),
+    }
+
+
+def velocity_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    y: Tensor,
+    eps: Tensor,
+    t: Tensor,
+) -> float:
+    """One flow-matching step on the batch ``(y, eps, t)``; the loss before the step.
+
+    The loss is ``mean_i |v(t_i, x_t,i) - (d_m y_i + d_sigma eps_i)|^2`` with
+    ``x_t = m_t y + sigma_t eps``; under data parallelism the returned value is the
+    global batch's mean (``model`` is then a DistributedDataParallel wrapper).
+    """
+    # t is drawn inside (0, tau] by the caller, so the schedule's input checks (which
+    # cost about a tenth of a small model's step) are skipped
+    m_t, sigma_t, d_m_t, d_sigma_t = schedule._evaluate(t)
+    x_t = m_t[:, None] * y + sigma_t[:, None] * eps
+    target = d_m_t[:, None] * y + d_sigma_t[:, None] * eps
+    loss = ((model(t, x_t) - target) ** 2).sum(dim=1).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    value = loss.detach()
+    if distributed.is_distributed():
+        value = distributed.all_reduce(value, "mean")
+    return float(value)
 
 
 def _single_cpu_thread(fn: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
@@ -180,21 +249,28 @@ def train_velocity(
     checkpoint_dir: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     *,
-    resume: bool | None = None,
+    resume: Resume = "auto",
     callback: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train a :class:`VelocityMLP` on ``data`` (n, d) by flow matching on ``schedule``.
 
+    Under an initialised ``torch.distributed`` process group every rank draws the
+    global batch of ``config.batch_size`` rows (data indices, noise, times) from the
+    run's stream and takes :func:`velocity_step` on its slice under
+    DistributedDataParallel; only rank 0 writes the checkpoint. The batch size must be
+    a multiple of the world size; the result equals a single-process run with the same
+    batch size up to the order of the reductions.
+
     Args:
         config: :class:`TrainConfig` (defaults if None).
-        checkpoint_dir: where ``last.pt`` is written every ``checkpoint_every``
-            steps and at the end (atomically: written aside, then renamed).
+        checkpoint_dir: where ``velocity.pt`` is written every ``checkpoint_every``
+            steps and at the end (atomically, verified by SHA-256).
         device: ``"cpu"``, ``"cuda"``, ...
-        resume: ``None`` resumes when ``checkpoint_dir/last.pt`` exists and starts
-            fresh otherwise; ``True`` requires the checkpoint (CheckpointError if
-            missing or corrupt); ``False`` starts fresh and overwrites it.
-            A resumed run may raise ``n_steps``; every other config field, the
-            schedule and the data must match the checkpoint's.
+        resume: ``"auto"`` resumes when the checkpoint exists and starts fresh
+            otherwise; ``"require"`` insists on it (CheckpointError if missing or
+            corrupt); ``"never"`` starts fresh and replaces it. A resumed run may raise
+            ``n_steps``; every other config field, the schedule and the data must
+            match the checkpoint's.
         callback: called as ``callback(step, loss)`` after every step.
     """
     if not isinstance(schedule, Schedule):
@@ -202,111 +278,86 @@ def train_velocity(
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    check_resume(resume)
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
     dtype = getattr(torch, config.dtype)
     y_all = as_points(data, "data").to(dtype=dtype, device=device)
     n_data, dim = y_all.shape
-    fingerprint = _fingerprint(schedule, y_all)
+    rows = local_rows(config.batch_size)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = VelocityMLP(dim, config.hidden, config.depth, config.time_dim, schedule.tau)
     model = model.to(dtype=dtype, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed)
-    losses: list[float] = []
-    step = 0
+    rng = torch.Generator(device=device)
+    rng.manual_seed(config.seed)
+    state = TrainState(
+        step=0,
+        rng=rng,
+        networks={"model": model},
+        optimizers={"model": optimizer},
+        history={"loss": []},
+    )
+    fingerprint = _fingerprint(schedule, y_all, model)
     resumed_from: int | None = None
 
-    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if resume is True or (resume is None and path.exists()):
-            state = load_checkpoint(path, map_location=device)
-            differ = config.resumable_from(state["config"])
-            if differ:
-                raise CheckpointError(
-                    f"checkpoint {path} was written with a different config: {differ}"
-                )
-            saved = state.get("fingerprint")
-            if (
-                saved is None
-                or saved.shape != fingerprint.shape
-                or not torch.allclose(saved.double(), fingerprint, rtol=1e-10, atol=1e-12)
-            ):
-                raise CheckpointError(
-                    f"checkpoint {path} was written for another schedule or data set"
-                )
-            if state["step"] > config.n_steps:
-                raise CheckpointError(
-                    f"checkpoint {path} is at step {state['step']}, past n_steps={config.n_steps}"
-                )
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"].cpu())
-            losses = state["losses"].tolist()
-            step = resumed_from = int(state["step"])
-    elif resume:
-        raise CheckpointError("resume=True needs a checkpoint_dir")
-
-    def checkpoint() -> None:
+    path = checkpoint_path(checkpoint_dir, _KIND) if checkpoint_dir is not None else None
+    if resume_from(path, resume, "flow-matching"):
         assert path is not None
-        save_atomic(
-            path,
-            {
-                "format": _FORMAT,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "step": step,
-                "generator": generator.get_state(),
-                "config": asdict(config),
-                "fingerprint": fingerprint,
-                "losses": torch.tensor(losses, dtype=torch.float64),
-            },
-        )
+        ck = _load_engine_checkpoint(path, _KIND, map_location=device)
+        differ = config.resumable_from(ck["config"])
+        if differ:
+            raise CheckpointError(
+                f"checkpoint {path} was written with a different config: {differ}"
+            )
+        if ck["fingerprint"] != fingerprint:
+            bad = [k for k in fingerprint if ck["fingerprint"].get(k) != fingerprint[k]]
+            raise CheckpointError(
+                f"checkpoint {path} was written for another schedule or data set ({bad} differ)"
+            )
+        if ck["state"]["step"] > config.n_steps:
+            raise CheckpointError(
+                f"checkpoint {path} is at step {ck['state']['step']}, past "
+                f"n_steps={config.n_steps}"
+            )
+        state.load_state_dict(ck["state"])
+        resumed_from = state.step
 
+    model_train = distributed.wrap_ddp(model, device)
     model.train()
     with progress_bar(config.n_steps, "flow matching") as bar:
-        bar.update(completed=step)
-        while step < config.n_steps:
-            idx = torch.randint(n_data, (config.batch_size,), generator=generator, device=device)
+        bar.update(completed=state.step)
+        while state.step < config.n_steps:
+            n = config.batch_size
+            idx = torch.randint(n_data, (n,), generator=rng, device=device)
             y = y_all[idx]
-            eps = torch.randn(
-                config.batch_size, dim, generator=generator, device=device, dtype=dtype
-            )
-            t = schedule.tau * (
-                1.0 - torch.rand(config.batch_size, generator=generator, device=device, dtype=dtype)
-            )
+            eps = torch.randn(n, dim, generator=rng, device=device, dtype=dtype)
+            t = schedule.tau * (1.0 - torch.rand(n, generator=rng, device=device, dtype=dtype))
             if config.coupling == "ot":
                 plan = exact_plan(y.detach().cpu().numpy(), eps.detach().cpu().numpy())
                 eps = eps[torch.as_tensor(plan.argmax(axis=1), device=device)]
-            # t is drawn inside (0, tau] here, so the schedule's input checks (which cost
-            # about a tenth of a small model's step) are skipped
-            m_t, sigma_t, d_m_t, d_sigma_t = schedule._evaluate(t)
-            x_t = m_t[:, None] * y + sigma_t[:, None] * eps
-            target = d_m_t[:, None] * y + d_sigma_t[:, None] * eps
-            loss = ((model(t, x_t) - target) ** 2).sum(dim=1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            value = float(loss.detach())
+            value = velocity_step(model_train, optimizer, schedule, y[rows], eps[rows], t[rows])
+            state.step += 1
             if not math.isfinite(value):
-                raise FloatingPointError(f"flow-matching loss is {value} at step {step}; lower lr")
-            losses.append(value)
-            if path is not None and (step % config.checkpoint_every == 0 or step == config.n_steps):
-                checkpoint()
+                raise FloatingPointError(
+                    f"flow-matching loss is {value} at step {state.step}; lower lr"
+                )
+            state.history["loss"].append(value)
+            if path is not None and (
+                state.step % config.checkpoint_every == 0 or state.step == config.n_steps
+            ):
+                save_checkpoint(path, _KIND, state, asdict(config), fingerprint)
             bar.advance()
             if callback is not None:
-                callback(step, value)
+                callback(state.step, value)
     model.eval()
     return TrainResult(
         model=model,
-        losses=torch.tensor(losses, dtype=torch.float64),
-        step=step,
+        losses=torch.tensor(state.history["loss"], dtype=torch.float64),
+        step=state.step,
         resumed_from=resumed_from,
         checkpoint=path,
     )

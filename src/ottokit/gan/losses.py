@@ -68,6 +68,8 @@ __all__ = [
 ]
 
 Discriminator = Callable[[Tensor], Tensor]
+# (start, stop, n): these rows are start:stop of a global batch of n (data parallelism)
+Shard = tuple[int, int, int]
 F_DIVERGENCES: tuple[str, ...] = ("kl", "reverse_kl", "pearson", "squared_hellinger", "jsd")
 LOSSES: tuple[str, ...] = ("ns", "minimax", *F_DIVERGENCES, "wgan-gp", "hinge")
 _LOG2 = math.log(2.0)
@@ -144,8 +146,15 @@ class GANLoss(ABC):
         fake: Tensor,
         *,
         generator: torch.Generator | None = None,
+        shard: Shard | None = None,
     ) -> Tensor:
-        """Scalar loss minimised over D; ``generator`` seeds any randomness it uses."""
+        """Scalar loss minimised over D; ``generator`` seeds any randomness it uses.
+
+        ``shard = (start, stop, n)`` says that ``real`` and ``fake`` are rows
+        ``start:stop`` of a global batch of ``n`` (data-parallel training): randomness
+        is drawn for all ``n`` rows and sliced, so every rank consumes the same stream
+        as a single process would.
+        """
 
     @abstractmethod
     def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
@@ -186,6 +195,7 @@ class StandardGANLoss(GANLoss):
         fake: Tensor,
         *,
         generator: torch.Generator | None = None,
+        shard: Shard | None = None,
     ) -> Tensor:
         real, fake = _check_pair(real, fake)
         v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
@@ -322,6 +332,7 @@ class FGANLoss(GANLoss):
         fake: Tensor,
         *,
         generator: torch.Generator | None = None,
+        shard: Shard | None = None,
     ) -> Tensor:
         real, fake = _check_pair(real, fake)
         v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
@@ -348,16 +359,18 @@ def gradient_penalty(
     *,
     generator: torch.Generator | None = None,
     center: float = 1.0,
+    shard: Shard | None = None,
 ) -> Tensor:
     """``E[(||grad_x D(x_hat)|| - center)^2]`` on random interpolates (Gulrajani et al. 2017).
 
     ``x_hat = eps * real + (1 - eps) * fake`` with one ``eps ~ U[0, 1]`` per sample
-    (drawn with ``generator``); the norm is over all non-batch axes. It vanishes for a
-    critic whose gradient has norm ``center`` everywhere (e.g. ``x -> <w, x>`` with
-    ``|w| = 1``). The gradient in x is taken with ``torch.func.grad``, so D may be any
-    callable (a module, a function, a ``functional_call``), the penalty is
-    differentiable in D's parameters by ordinary autograd, and it can itself be
-    differentiated by ``torch.func`` transforms.
+    (drawn with ``generator``; with ``shard = (start, stop, n)`` drawn for all ``n``
+    rows of a global batch and sliced to ``start:stop``); the norm is over all
+    non-batch axes. It vanishes for a critic whose gradient has norm ``center``
+    everywhere (e.g. ``x -> <w, x>`` with ``|w| = 1``). The gradient in x is taken with
+    ``torch.func.grad``, so D may be any callable (a module, a function, a
+    ``functional_call``), the penalty is differentiable in D's parameters by ordinary
+    autograd, and it can itself be differentiated by ``torch.func`` transforms.
     """
     real, fake = _check_pair(real, fake)
     if real.shape[0] != fake.shape[0]:
@@ -367,8 +380,19 @@ def gradient_penalty(
         )
     if not math.isfinite(center) or center < 0:
         raise ValueError(f"center must be a finite number >= 0, got {center!r}")
-    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    start, stop, n = (0, real.shape[0], real.shape[0]) if shard is None else shard
+    if stop - start != real.shape[0] or not 0 <= start <= stop <= n:
+        raise ValueError(
+            f"shard {shard} does not describe the {real.shape[0]} rows given (start, stop, n)"
+        )
+    shape = (n,) + (1,) * (real.ndim - 1)
     eps = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+    eps = eps[start:stop]
+    # torch.func cannot run DistributedDataParallel's forward (it syncs buffers in place):
+    # differentiate the wrapped module; DDP still averages the gradients it leaves on
+    # the parameters, as the loss's other terms ran through the wrapper
+    if isinstance(D, torch.nn.parallel.DistributedDataParallel):
+        D = D.module
     x_hat = eps * real + (1.0 - eps) * fake
     # samples are independent, so grad_x of sum_j D(x_j) stacks the per-sample gradients;
     # torch.func.grad keeps the graph to D's parameters (and to real/fake) for the outer
@@ -408,9 +432,12 @@ class WGANGPLoss(GANLoss):
         fake: Tensor,
         *,
         generator: torch.Generator | None = None,
+        shard: Shard | None = None,
     ) -> Tensor:
         """The unweighted gradient penalty (see :func:`gradient_penalty`)."""
-        return gradient_penalty(D, real, fake, generator=generator, center=self.center)
+        return gradient_penalty(
+            D, real, fake, generator=generator, center=self.center, shard=shard
+        )
 
     def discriminator_loss(
         self,
@@ -419,11 +446,13 @@ class WGANGPLoss(GANLoss):
         fake: Tensor,
         *,
         generator: torch.Generator | None = None,
+        shard: Shard | None = None,
     ) -> Tensor:
         real, fake = _check_pair(real, fake)
         loss = _logits(D, fake, "fake").mean() - _logits(D, real, "real").mean()
         if self.gp_weight > 0:
-            loss = loss + self.gp_weight * self.penalty(D, real, fake, generator=generator)
+            penalty = self.penalty(D, real, fake, generator=generator, shard=shard)
+            loss = loss + self.gp_weight * penalty
         return loss
 
     def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
@@ -459,6 +488,7 @@ class HingeLoss(GANLoss):
         fake: Tensor,
         *,
         generator: torch.Generator | None = None,
+        shard: Shard | None = None,
     ) -> Tensor:
         real, fake = _check_pair(real, fake)
         v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")

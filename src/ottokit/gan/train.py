@@ -1,32 +1,32 @@
-"""A generic, checkpointed, resumable GAN trainer (seed 001 §17; seed 003's WGAN-GP models).
+"""A checkpointed, resumable, data-parallel GAN trainer (seed 001 §17; seed 003's models).
 
-:func:`train_gan` alternates ``n_critic`` discriminator steps with one generator
-step, for any generator ``G: z -> x`` and discriminator ``D: x -> logits`` (modules),
-any :class:`~ottokit.gan.losses.GANLoss` and any torch optimisers. The generator
-step is ``g_optimizer.step(closure)`` on a latent batch fixed for that step (and
-announced first through ``g_optimizer.set_latents(z)`` when the optimiser has that
-method), so a natural-gradient optimiser (seed 001 Algorithm 2) can use the
-latents for its pullback metric and re-evaluate the loss.
+:func:`train_gan` alternates ``n_critic`` critic steps with one generator step, for
+any generator ``G: z -> x``, discriminator ``D: x -> logits``,
+:class:`~ottokit.gan.losses.GANLoss` and torch optimisers. The steps are the pure
+functions :func:`critic_step` and :func:`generator_step`; the state, checkpoints,
+the resume rule and data parallelism come from :mod:`ottokit.engine`. The generator
+step is ``g_optimizer.step(closure)`` on latents fixed for that step (announced first
+through ``g_optimizer.set_latents(z)`` when the optimiser has it), so a
+natural-gradient optimiser (seed 001 Algorithm 2) can use them for its metric.
 
-All randomness of a run (data batches, latents, gradient-penalty interpolation)
-comes from one ``torch.Generator`` seeded with ``config.seed``; evaluation uses
-its own fixed latents and reference samples, so evaluating never changes the
-training trajectory. The networks are initialised by the caller: build them with
-:func:`ottokit.gan.nets.build_seeded` for a seed-determined initialisation.
-Checkpoints hold both networks, both optimiser states, the step, the generator's
-RNG state, the history, the config and an architecture fingerprint; a resumed run
-is bit-identical on the CPU to one that was never interrupted.
+All randomness of a run (data batches, latents, gradient-penalty interpolation) comes
+from one ``torch.Generator`` seeded with ``config.seed``; evaluation uses its own fixed
+latents and reference samples, so evaluating never changes the trajectory. A resumed
+run is bit-identical on the CPU to one that was never interrupted. Under an
+initialised process group both networks run under DistributedDataParallel and each
+rank trains on its slice of the global batch, drawn from the same stream.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,11 +34,25 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ottokit import ot
+from ottokit import distributed, ot
 from ottokit._checks import check_option
 from ottokit._progress import progress_bar
-from ottokit._torchio import CheckpointError, load_state, save_atomic, torch_threads
-from ottokit.gan.losses import GANLoss, make_loss
+from ottokit._torchio import torch_threads
+from ottokit.engine import (
+    CheckpointError,
+    Resume,
+    TrainState,
+    check_resume,
+    checkpoint_path,
+    data_fingerprint,
+    differing_fields,
+    load_checkpoint,
+    local_rows,
+    module_fingerprint,
+    resume_from,
+    save_checkpoint,
+)
+from ottokit.gan.losses import GANLoss, Shard, make_loss
 from ottokit.gan.nets import sample_latent
 
 __all__ = [
@@ -46,14 +60,16 @@ __all__ = [
     "CheckpointError",
     "GANTrainConfig",
     "GANTrainResult",
-    "train_gan",
+    "critic_step",
     "fit_discriminator",
+    "generator_step",
     "load_gan_checkpoint",
     "restore_checkpoint",
+    "train_gan",
 ]
 
-CHECKPOINT_NAME = "gan_last.pt"
-_FORMAT = 1
+_KIND = "gan"
+CHECKPOINT_NAME = checkpoint_path(".", _KIND).name
 _EVAL_SEED_OFFSET = 0x5EED_E7A1
 # config fields a resumed run may change: they do not alter the trajectory
 _RESUMABLE = ("steps", "checkpoint_every", "log_every", "on_nonfinite")
@@ -184,16 +200,8 @@ class GANTrainConfig:
             raise ValueError(f"device {self.device!r} is not a torch device: {err}") from err
 
     def differences(self, saved: dict[str, Any]) -> list[str]:
-        """Fields that differ from a saved config, other than those a resume may change.
-
-        A field missing from ``saved`` (a checkpoint older than the field) counts as its
-        default.
-        """
-        return [
-            f.name
-            for f in fields(self)
-            if f.name not in _RESUMABLE and saved.get(f.name, f.default) != getattr(self, f.name)
-        ]
+        """Fields that differ from a saved config, other than those a resume may change."""
+        return differing_fields(saved, self, _RESUMABLE)
 
 
 @dataclass
@@ -210,7 +218,10 @@ class GANTrainResult:
     produced a non-finite value, and the networks hold the state at that moment (the
     last good state is in ``checkpoint``; see :func:`restore_checkpoint`).
     ``generator_ema`` is the parameter average of the generator (a copy of its module)
-    when ``config.ema_decay > 0``, else None.
+    when ``config.ema_decay > 0``, else None. ``step_info`` holds, per generator step of
+    this call, the optimiser's ``last_step_info`` when it publishes one (e.g.
+    :class:`~ottokit.gan.NaturalGradient`); its numeric fields are also in ``history``
+    as ``"g_opt.<field>"``, which checkpoints carry across resumes.
     """
 
     generator: nn.Module
@@ -225,6 +236,7 @@ class GANTrainResult:
     wall_time: float = 0.0
     config: GANTrainConfig | None = field(default=None, repr=False)
     generator_ema: nn.Module | None = field(default=None, repr=False)
+    step_info: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def final_w1(self) -> float | None:
@@ -233,31 +245,38 @@ class GANTrainResult:
         return float(w[-1]) if w is not None and w.numel() else None
 
 
-# ------------------------------------------------------------------ checkpoints
-
-
 def load_gan_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train_gan` (``torch.load(weights_only=True)``).
+    """Read and verify a checkpoint written by :func:`train_gan` (a file or its directory).
 
-    Raises CheckpointError if the file is missing, unreadable, or not a GAN checkpoint.
+    Returns a flat dict: ``step``, ``generator``, ``discriminator`` (state dicts),
+    ``g_optimizer``, ``d_optimizer``, ``history`` (float64 tensors), ``wall_time``,
+    ``config``, ``fingerprint``, ``world_size`` and, for a run with ``ema_decay > 0``,
+    ``generator_ema`` and ``generator_ema_count``. Raises CheckpointError if the file is
+    missing, fails its SHA-256, or is not a sound GAN checkpoint (see
+    :func:`ottokit.engine.load_checkpoint`).
     """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
-    required = (
-        "generator",
-        "discriminator",
-        "g_optimizer",
-        "d_optimizer",
-        "step",
-        "rng",
-        "history",
-        "config",
-        "fingerprint",
-    )
-    return load_state(
-        path, what="GAN", required=required, fmt=_FORMAT, kind="gan", map_location=map_location
-    )
+    ck = load_checkpoint(path, _KIND, map_location=map_location)
+    st = ck["state"]
+    flat = {
+        "step": st["step"],
+        "generator": st["networks"]["generator"],
+        "discriminator": st["networks"]["discriminator"],
+        "g_optimizer": st["optimizers"]["generator"],
+        "d_optimizer": st["optimizers"]["discriminator"],
+        "rng": st["rng"],
+        "history": st["history"],
+        "wall_time": st["wall_time"],
+        "config": ck["config"],
+        "fingerprint": ck["fingerprint"],
+        "world_size": ck["world_size"],
+    }
+    if "generator" in st["averages"]:
+        flat["generator_ema"] = st["averages"]["generator"]["module"]
+        flat["generator_ema_count"] = st["averages"]["generator"]["count"]
+    return flat
 
 
 def restore_checkpoint(
@@ -290,7 +309,7 @@ def restore_checkpoint(
             )
         pairs.append(("generator_ema", generator_ema, "generator"))
     for name, module, arch in pairs:
-        mine = _module_fingerprint(module)
+        mine = module_fingerprint(module)
         if state["fingerprint"].get(arch) != mine:
             raise CheckpointError(
                 f"checkpoint {path} holds a different {arch} architecture:\n"
@@ -304,14 +323,6 @@ def restore_checkpoint(
     return state
 
 
-def _module_fingerprint(module: nn.Module) -> str:
-    parts = [
-        f"{k}:{tuple(v.shape)}:{str(v.dtype).removeprefix('torch.')}"
-        for k, v in module.state_dict().items()
-    ]
-    return f"{type(module).__qualname__}[{';'.join(parts)}]"
-
-
 def _fingerprint(
     generator: nn.Module,
     discriminator: nn.Module,
@@ -320,23 +331,14 @@ def _fingerprint(
     d_optimizer: torch.optim.Optimizer,
     target: Target,
 ) -> dict[str, str]:
-    if isinstance(target, Tensor):
-        t = target.detach().double().flatten(1)
-        stats = torch.cat([t.mean(0), t.std(0, correction=0)]).cpu()
-        target_desc = f"tensor{tuple(target.shape)}:{stats.sum().item():.12e}"
-    else:
-        target_desc = f"callable:{getattr(target, '__qualname__', type(target).__qualname__)}"
     return {
-        "generator": _module_fingerprint(generator),
-        "discriminator": _module_fingerprint(discriminator),
+        "generator": module_fingerprint(generator),
+        "discriminator": module_fingerprint(discriminator),
         "loss": repr(loss) if isinstance(loss, GANLoss) else type(loss).__qualname__,
         "g_optimizer": type(g_optimizer).__qualname__,
         "d_optimizer": type(d_optimizer).__qualname__,
-        "target": target_desc,
+        "target": data_fingerprint(target),
     }
-
-
-# ------------------------------------------------------------------ validation
 
 
 def _trainable(module: Any, name: str) -> list[nn.Parameter]:
@@ -407,12 +409,17 @@ def _draw_target(
     return x[:, None] if x.ndim == 1 else x
 
 
-def _accepts_generator(loss: Any) -> bool:
+def _accepts(loss: Any, keyword: str) -> bool:
+    """Whether ``loss.discriminator_loss`` takes the keyword argument ``keyword``."""
     try:
         params = inspect.signature(loss.discriminator_loss).parameters
     except (TypeError, ValueError):
         return False
-    return "generator" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _accepts_generator(loss: Any) -> bool:
+    return _accepts(loss, "generator")
 
 
 def _on_device(t: Tensor, device: torch.device) -> bool:
@@ -435,7 +442,93 @@ def _w1(x: Tensor, y: Tensor, metric: str) -> float:
     return float(ot.w1(xs, ys))
 
 
-# ------------------------------------------------------------------ trainer
+def critic_step(
+    D: nn.Module,
+    loss: GANLoss,
+    real: Tensor,
+    fake: Tensor,
+    optimizer: torch.optim.Optimizer,
+    params: list[Tensor],
+    *,
+    generator: torch.Generator | None = None,
+    shard: Shard | None = None,
+) -> float:
+    """One discriminator step on ``loss.discriminator_loss(D, real, fake)``; its value before.
+
+    ``generator`` and ``shard`` go to losses that draw random numbers (the gradient
+    penalty). The value is the global batch's mean under data parallelism, so every
+    rank sees the same number; a non-finite value raises before any update.
+    """
+    if real.shape[1:] != fake.shape[1:]:
+        raise ValueError(
+            f"the generator makes samples of shape {tuple(fake.shape[1:])} but the target's "
+            f"are {tuple(real.shape[1:])}"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    kw: dict[str, Any] = {}
+    if generator is not None:
+        kw["generator"] = generator
+    if shard is not None:
+        kw["shard"] = shard
+    value = loss.discriminator_loss(D, real, fake, **kw)
+    if not isinstance(value, Tensor) or value.ndim != 0:
+        raise ValueError("discriminator_loss must return a scalar tensor")
+    mean = float(distributed.all_reduce(value.detach(), "mean"))
+    if not math.isfinite(mean):
+        raise _NonFinite(f"discriminator loss is {mean}")
+    value.backward(inputs=params)
+    optimizer.step()
+    return mean
+
+
+def generator_step(
+    G: nn.Module,
+    D: nn.Module,
+    loss: GANLoss,
+    z: Tensor,
+    optimizer: torch.optim.Optimizer,
+    params: list[Tensor],
+) -> float:
+    """One ``optimizer.step(closure)`` on ``loss.generator_loss(D, G(z))``; its value before.
+
+    The closure zero-grads the generator's parameters, evaluates the loss at the current
+    parameters on the fixed ``z``, back-propagates into ``params`` only and returns the
+    loss (the global batch's mean under data parallelism); an optimiser may call it
+    more than once (a natural gradient's safeguard does). A non-finite loss at the
+    starting point raises; at a trial point it is returned for the optimiser to reject.
+    """
+    first: list[float] = []
+
+    def closure() -> Tensor:
+        with torch.enable_grad():
+            optimizer.zero_grad(set_to_none=True)
+            value = loss.generator_loss(D, G(z))
+            if not isinstance(value, Tensor) or value.ndim != 0:
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"generator_loss must return a scalar tensor, got {shape}")
+            reported = (
+                distributed.all_reduce(value.detach(), "mean")
+                if distributed.is_distributed()
+                else value
+            )
+            finite = bool(torch.isfinite(reported))
+            if not first and not finite:
+                raise _NonFinite(f"generator loss is {float(reported.detach())}")
+            if finite:  # a later call at a trial point may be non-finite: the optimiser rejects it
+                value.backward(inputs=params)
+        if not first:
+            first.append(float(reported.detach()))
+        return reported
+
+    if callable(getattr(optimizer, "set_latents", None)):
+        optimizer.set_latents(z)
+    optimizer.step(closure)
+    if not first:
+        raise ValueError(
+            "g_optimizer.step(closure) did not call the closure; the generator step must "
+            "evaluate the loss through it"
+        )
+    return first[0]
 
 
 def train_gan(
@@ -448,20 +541,23 @@ def train_gan(
     d_optimizer: torch.optim.Optimizer,
     config: GANTrainConfig | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
-    resume: bool | Literal["require"] = True,
+    resume: Resume = "auto",
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> GANTrainResult:
     """Train ``generator`` against ``discriminator`` on ``target``; networks are updated in place.
 
-    One step: ``n_critic`` times { draw a data batch and a latent batch, minimise
-    ``loss.discriminator_loss(D, real, G(z).detach())`` by one ``d_optimizer`` step },
-    then draw latents ``z``, call ``g_optimizer.set_latents(z)`` if it exists, and
-    ``g_optimizer.step(closure)`` where ``closure()`` zero-grads the generator's
-    parameters, evaluates ``loss.generator_loss(D, G(z))`` on that same ``z``,
-    back-propagates into the generator's parameters only, and returns the loss (it
-    may be called more than once). Each backward pass accumulates into its own
-    network's parameters only (``backward(inputs=...)``), so D's gradients never
-    reach G's step and vice versa.
+    One step: ``n_critic`` times { draw a data batch and a latent batch and take a
+    :func:`critic_step` on ``loss.discriminator_loss(D, real, G(z).detach())`` }, then
+    draw latents ``z`` and take a :func:`generator_step`. Each backward pass
+    accumulates into its own network's parameters only (``backward(inputs=...)``), so
+    D's gradients never reach G's step and vice versa.
+
+    Under an initialised ``torch.distributed`` process group (e.g. started by
+    ``torchrun``), every rank draws the global batch of ``config.batch_size`` rows from
+    the run's stream and trains on its slice (the batch size must be a multiple of the
+    world size); both networks run under DistributedDataParallel, losses and history
+    are global means, and only rank 0 writes the checkpoint. The result equals a
+    single-process run with the same batch size up to the order of the reductions.
 
     Args:
         generator: module ``z (n, latent_dim) -> x (n, ...)`` on ``config.device``.
@@ -474,13 +570,13 @@ def train_gan(
         g_optimizer, d_optimizer: any torch optimisers built on the generator's and
             the discriminator's parameters (after moving the networks to the device).
         config: :class:`GANTrainConfig` (defaults if None).
-        checkpoint_dir: where ``gan_last.pt`` is written every ``checkpoint_every``
-            steps and at the end, atomically, and only from a finite state.
-        resume: ``True`` resumes from the checkpoint in ``checkpoint_dir`` if there is
-            one; ``"require"`` insists on one (CheckpointError otherwise); ``False``
-            starts afresh and overwrites it. A resumed run may raise ``steps``; every
-            other setting that shapes the trajectory, the architectures, the loss,
-            the optimiser classes and the data must match (CheckpointError).
+        checkpoint_dir: where ``gan.pt`` is written every ``checkpoint_every`` steps and
+            at the end, atomically, verified by SHA-256, and only from a finite state.
+        resume: ``"auto"`` resumes from the checkpoint in ``checkpoint_dir`` if there is
+            one; ``"require"`` insists on one (CheckpointError otherwise); ``"never"``
+            starts afresh and replaces it. A resumed run may raise ``steps``; every
+            other setting that shapes the trajectory, the architectures, the loss, the
+            optimiser classes and the data must match (CheckpointError).
         callback: ``callback(step, record)`` after every step, with ``record`` holding
             ``g_loss``, ``d_loss``, ``wall_time`` and ``w1`` when evaluated.
 
@@ -500,171 +596,154 @@ def train_gan(
         raise TypeError(
             f"loss must be a GANLoss (or a loss name such as 'ns'), got {type(loss).__name__}"
         )
-    if resume not in (True, False, "require"):
-        raise ValueError(f"resume must be True, False or 'require', got {resume!r}")
+    check_resume(resume)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {callback!r}")
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("config.device is 'cuda' but CUDA is not available; use device='cpu'")
     with torch_threads(1, device):
-        return _train(
-            generator,
-            discriminator,
-            loss,
-            target,
-            g_optimizer,
-            d_optimizer,
-            config,
-            device,
-            checkpoint_dir,
-            resume,
-            callback,
+        return _Run(
+            generator, discriminator, loss, target, g_optimizer, d_optimizer, config, device
+        ).train(checkpoint_dir, resume, callback)
+
+
+class _Run:
+    """One call of :func:`train_gan`: validated inputs, the state and the loop."""
+
+    def __init__(
+        self,
+        G: nn.Module,
+        D: nn.Module,
+        loss: GANLoss,
+        target: Any,
+        g_opt: torch.optim.Optimizer,
+        d_opt: torch.optim.Optimizer,
+        config: GANTrainConfig,
+        device: torch.device,
+    ) -> None:
+        g_trainable = _trainable(G, "generator")
+        d_trainable = _trainable(D, "discriminator")
+        if {id(p) for p in g_trainable} & {id(p) for p in d_trainable}:
+            raise ValueError(
+                "the generator and the discriminator share parameters; give each its own"
+            )
+        self.g_params = _optimizer_params(g_opt, g_trainable, "g_optimizer", "generator")
+        self.d_params = _optimizer_params(d_opt, d_trainable, "d_optimizer", "discriminator")
+        if any(not _on_device(p, device) for p in (*self.g_params, *self.d_params)):
+            raise ValueError(
+                f"the networks' parameters must be on config.device={config.device!r}; move "
+                "them with .to(device) BEFORE building the optimisers"
+            )
+        self.dtype = self.g_params[0].dtype
+        latent_dim = (
+            config.latent_dim if config.latent_dim is not None else getattr(G, "latent_dim", None)
         )
-
-
-def _train(
-    G: nn.Module,
-    D: nn.Module,
-    loss: GANLoss,
-    target: Any,
-    g_opt: torch.optim.Optimizer,
-    d_opt: torch.optim.Optimizer,
-    config: GANTrainConfig,
-    device: torch.device,
-    checkpoint_dir: str | os.PathLike | None,
-    resume: bool | str,
-    callback: Callable[[int, dict[str, float]], None] | None,
-) -> GANTrainResult:
-    g_trainable = _trainable(G, "generator")
-    d_trainable = _trainable(D, "discriminator")
-    shared = {id(p) for p in g_trainable} & {id(p) for p in d_trainable}
-    if shared:
-        raise ValueError("the generator and the discriminator share parameters; give each its own")
-    g_params = _optimizer_params(g_opt, g_trainable, "g_optimizer", "generator")
-    d_params = _optimizer_params(d_opt, d_trainable, "d_optimizer", "discriminator")
-    if any(not _on_device(p, device) for p in (*g_params, *d_params)):
-        raise ValueError(
-            f"the networks' parameters must be on config.device={config.device!r}; move them "
-            "with .to(device) BEFORE building the optimisers"
+        if not isinstance(latent_dim, int):
+            raise ValueError(
+                "the latent dimension is unknown: set config.latent_dim or give the generator "
+                "a latent_dim attribute"
+            )
+        self.latent_dim = latent_dim
+        self.G, self.D, self.loss, self.config, self.device = G, D, loss, config, device
+        self.g_opt, self.d_opt = g_opt, d_opt
+        self.target = _as_target(target, device, self.dtype)
+        self.fingerprint = _fingerprint(G, D, loss, g_opt, d_opt, self.target)
+        self.rows = local_rows(config.batch_size)
+        self.shard: Shard | None = None
+        if distributed.world_size() > 1:
+            self.shard = (self.rows.start, self.rows.stop, config.batch_size)
+        self.gp_kwargs = _accepts_generator(loss)
+        if self.shard is not None and self.gp_kwargs and not _accepts(loss, "shard"):
+            raise ValueError(
+                f"the loss {type(loss).__name__} draws random numbers (it takes generator=) "
+                "but does not take shard=(start, stop, n); data-parallel training needs it "
+                "to draw for the global batch (see ottokit.gan.losses.GANLoss)"
+            )
+        rng = torch.Generator(device=device)
+        rng.manual_seed(config.seed)
+        self.state = TrainState(
+            step=0,
+            rng=rng,
+            networks={"generator": G, "discriminator": D},
+            optimizers={"generator": g_opt, "discriminator": d_opt},
+            averages={"generator": _averaged(G, config.ema_decay)} if config.ema_decay else {},
+            history={k: [] for k in (*_STEP_KEYS, *_EVAL_KEYS)},
         )
-    dtype = g_params[0].dtype
-    latent_dim = (
-        config.latent_dim if config.latent_dim is not None else getattr(G, "latent_dim", None)
-    )
-    if not isinstance(latent_dim, int):
-        raise ValueError(
-            "the latent dimension is unknown: set config.latent_dim or give the generator "
-            "a latent_dim attribute"
-        )
-    target = _as_target(target, device, dtype)
-    fingerprint = _fingerprint(G, D, loss, g_opt, d_opt, target)
-    G_ema: AveragedModel | None = None
-    if config.ema_decay > 0:
-        G_ema = _averaged(G, config.ema_decay)
-    gp_kwargs = _accepts_generator(loss)
+        self.eval_cache: list[Tensor] = []
+        self.step_info: list[Any] = []
 
-    gen = torch.Generator(device=device)
-    gen.manual_seed(config.seed)
-    history: dict[str, list[float]] = {k: [] for k in (*_STEP_KEYS, *_EVAL_KEYS)}
-    step = 0
-    resumed_from: int | None = None
-    wall = 0.0
+    def restore(self, path: Path) -> int:
+        """Load the checkpoint at ``path`` into the state after checking it fits this run."""
+        ck = load_checkpoint(path, _KIND, map_location=self.device)
+        differ = self.config.differences(ck["config"])
+        if self.config.lr_schedule == "linear" and ck["config"].get("steps") != self.config.steps:
+            differ.append("steps (the linear lr_schedule decays over the total steps)")
+        if differ:
+            raise CheckpointError(
+                f"checkpoint {path} was written with a different config: {differ}"
+            )
+        saved_fp = ck["fingerprint"]
+        bad = [k for k in self.fingerprint if saved_fp.get(k) != self.fingerprint[k]]
+        if bad:
+            detail = "; ".join(
+                f"{k}: saved {saved_fp.get(k)!r}, now {self.fingerprint[k]!r}" for k in bad
+            )
+            raise CheckpointError(
+                f"checkpoint {path} was written for another {'/'.join(bad)} ({detail}); "
+                "use another checkpoint_dir or resume='never'"
+            )
+        saved = ck["state"]
+        if saved["step"] > self.config.steps:
+            raise CheckpointError(
+                f"checkpoint {path} is at step {saved['step']}, past steps={self.config.steps}"
+            )
+        if set(saved["averages"]) != set(self.state.averages):
+            raise CheckpointError(
+                f"checkpoint {path} does not match ema_decay={self.config.ema_decay}"
+            )
+        self.state.load_state_dict(saved)
+        return self.state.step
 
-    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if path is None and resume == "require":
-        raise CheckpointError("resume='require' needs a checkpoint_dir")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if resume == "require" or (resume and path.exists()):
-            state = load_gan_checkpoint(path, map_location=device)
-            differ = config.differences(state["config"])
-            if config.lr_schedule == "linear" and state["config"].get("steps") != config.steps:
-                differ.append("steps (the linear lr_schedule decays over the total steps)")
-            if differ:
-                raise CheckpointError(
-                    f"checkpoint {path} was written with a different config: {differ}"
-                )
-            saved_fp = state["fingerprint"]
-            bad = [k for k in fingerprint if saved_fp.get(k) != fingerprint[k]]
-            if bad:
-                detail = "; ".join(
-                    f"{k}: saved {saved_fp.get(k)!r}, now {fingerprint[k]!r}" for k in bad
-                )
-                raise CheckpointError(
-                    f"checkpoint {path} was written for another {'/'.join(bad)} ({detail}); "
-                    "use another checkpoint_dir or resume=False"
-                )
-            if state["step"] > config.steps:
-                raise CheckpointError(
-                    f"checkpoint {path} is at step {state['step']}, past steps={config.steps}"
-                )
-            G.load_state_dict(state["generator"])
-            D.load_state_dict(state["discriminator"])
-            if G_ema is not None:
-                G_ema.module.load_state_dict(state["generator_ema"])
-                G_ema.n_averaged.copy_(state["generator_ema_count"])
-            g_opt.load_state_dict(state["g_optimizer"])
-            d_opt.load_state_dict(state["d_optimizer"])
-            gen.set_state(state["rng"].cpu())
-            history = {k: state["history"][k].tolist() for k in history}
-            step = resumed_from = int(state["step"])
-            wall = float(state.get("wall_time", 0.0))
+    def checkpoint(self, path: Path) -> None:
+        if not _all_finite(self.G, self.D):
+            raise _NonFinite("a network parameter is not finite")
+        save_checkpoint(path, _KIND, self.state, asdict(self.config), self.fingerprint)
 
-    def checkpoint() -> None:
-        assert path is not None
-        save_atomic(
-            path,
-            {
-                "format": _FORMAT,
-                "kind": "gan",
-                "generator": G.state_dict(),
-                "discriminator": D.state_dict(),
-                "g_optimizer": g_opt.state_dict(),
-                "d_optimizer": d_opt.state_dict(),
-                "step": step,
-                "rng": gen.get_state(),
-                "history": {k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                "config": asdict(config),
-                "fingerprint": fingerprint,
-                "wall_time": wall,
-                **(
-                    {}
-                    if G_ema is None
-                    else {
-                        "generator_ema": G_ema.module.state_dict(),
-                        "generator_ema_count": G_ema.n_averaged.detach().cpu(),
-                    }
-                ),
-            },
-        )
+    def draw_global(self, n: int) -> tuple[Tensor, Tensor]:
+        """A data batch and a latent batch of the global size, from the run's stream."""
+        real = _draw_target(self.target, n, self.state.rng, self.device, self.dtype)
+        z = self.latents(n, self.state.rng)
+        return real, z
 
-    # evaluation: fixed latents and reference samples from their own generator
-    eval_cache: list[Tensor] = []
-    evaluating = config.eval_every > 0 and config.eval_metric != "none"
+    def latents(self, n: int, rng: torch.Generator) -> Tensor:
+        return sample_latent(n, self.latent_dim, self.config.prior, rng, self.device, self.dtype)
 
-    def evaluate() -> float:
-        if not eval_cache:
-            eg = torch.Generator(device=device)
+    def evaluate(self) -> float:
+        """W_1 between generated and reference samples, both fixed for the whole run."""
+        config = self.config
+        if not self.eval_cache:
+            eg = torch.Generator(device=self.device)
             eg.manual_seed(config.seed + _EVAL_SEED_OFFSET)
             n = config.eval_samples
-            z_eval = sample_latent(n, latent_dim, config.prior, eg, device, dtype)
-            if isinstance(target, Tensor):
-                if target.shape[0] <= n:
-                    ref = target
+            z_eval = self.latents(n, eg)
+            if isinstance(self.target, Tensor):
+                if self.target.shape[0] <= n:
+                    ref = self.target
                 else:
-                    ref = target[torch.randperm(target.shape[0], generator=eg, device=device)[:n]]
+                    perm = torch.randperm(self.target.shape[0], generator=eg, device=self.device)
+                    ref = self.target[perm[:n]]
             else:
-                ref = _draw_target(target, n, eg, device, dtype)
-            eval_cache.extend([z_eval, ref])
-        z_eval, ref = eval_cache
-        was_training = G.training
-        G.eval()  # no power-iteration updates etc. from evaluation
+                ref = _draw_target(self.target, n, eg, self.device, self.dtype)
+            self.eval_cache.extend([z_eval, ref])
+        z_eval, ref = self.eval_cache
+        was_training = self.G.training
+        self.G.eval()  # no power-iteration updates etc. from evaluation
         try:
             with torch.no_grad():
-                x = G(z_eval)
+                x = self.G(z_eval)
         finally:
-            G.train(was_training)
+            self.G.train(was_training)
         if not bool(torch.isfinite(x).all()):
             raise _NonFinite("the generated samples are not finite")
         if config.eval_metric == "w_1d" and x[0].numel() != 1:
@@ -672,151 +751,152 @@ def _train(
                 f"eval_metric='w_1d' needs 1-D samples, the generator makes {tuple(x.shape[1:])}; "
                 "use eval_metric='auto' or 'w1'"
             )
-        return _w1(x, ref, config.eval_metric)
-
-    def record_eval() -> float:
-        w = evaluate()
+        w = _w1(x, ref, config.eval_metric)
         if not math.isfinite(w):
             raise _NonFinite(f"W_1 of the generated samples is {w}")
-        history["eval_step"].append(float(step))
-        history["eval_w1"].append(w)
-        history["eval_wall_time"].append(wall)
+        h = self.state.history
+        h["eval_step"].append(float(self.state.step))
+        h["eval_w1"].append(w)
+        h["eval_wall_time"].append(self.state.wall_time)
         return w
 
-    status: Literal["completed", "diverged"] = "completed"
-    message = ""
-    diverged_at: int | None = None
-    g_first: list[float] = []
-    current = step  # the step being computed, for the divergence report
-
-    def closure() -> Tensor:
-        first = not g_first
-        with torch.enable_grad():
-            g_opt.zero_grad(set_to_none=True)
-            value = loss.generator_loss(D, G(z))
-            if not isinstance(value, Tensor) or value.ndim != 0:
-                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-                raise ValueError(f"generator_loss must return a scalar tensor, got {shape}")
-            finite = bool(torch.isfinite(value))
-            if first and not finite:
-                raise _NonFinite(f"generator loss is {float(value.detach())}")
-            if finite:  # a later call at a trial point may be non-finite: the optimiser rejects it
-                value.backward(inputs=g_params)
-        if first:
-            g_first.append(float(value.detach()))
-        return value
-
-    G.train()
-    D.train()
-    with progress_bar(config.steps, "GAN training") as bar:
-        bar.update(completed=step)
-        try:
-            if evaluating and step == 0 and not history["eval_step"]:
-                record_eval()
-            while step < config.steps:
-                current = step + 1
-                if config.lr_schedule == "linear":
-                    _set_lr_factor((g_opt, d_opt), 1.0 - step / config.steps)
-                t0 = time.perf_counter()
-                d_values: list[float] = []
-                for _ in range(config.n_critic):
-                    real = _draw_target(target, config.batch_size, gen, device, dtype)
-                    z = sample_latent(
-                        config.batch_size, latent_dim, config.prior, gen, device, dtype
-                    )
-                    with torch.no_grad():
-                        fake = G(z)
-                    if real.shape[1:] != fake.shape[1:]:
-                        raise ValueError(
-                            f"the generator makes samples of shape {tuple(fake.shape[1:])} but "
-                            f"the target's are {tuple(real.shape[1:])}"
-                        )
-                    d_opt.zero_grad(set_to_none=True)
-                    kw = {"generator": gen} if gp_kwargs else {}
-                    d_loss = loss.discriminator_loss(D, real, fake, **kw)
-                    if not isinstance(d_loss, Tensor) or d_loss.ndim != 0:
-                        raise ValueError("discriminator_loss must return a scalar tensor")
-                    d_value = float(d_loss.detach())
-                    if not math.isfinite(d_value):
-                        raise _NonFinite(f"discriminator loss is {d_value}")
-                    d_loss.backward(inputs=d_params)
-                    d_opt.step()
-                    d_values.append(d_value)
-                z = sample_latent(config.batch_size, latent_dim, config.prior, gen, device, dtype)
-                if callable(getattr(g_opt, "set_latents", None)):
-                    g_opt.set_latents(z)
-                g_first.clear()
-                g_opt.step(closure)
-                if not g_first:
-                    raise ValueError(
-                        "g_optimizer.step(closure) did not call the closure; the generator "
-                        "step must evaluate the loss through it"
-                    )
-                if G_ema is not None:
-                    _ema_update(G_ema, G)
-                dt = time.perf_counter() - t0
-                wall += dt
-                step += 1
-                g_value, d_mean = g_first[0], sum(d_values) / len(d_values)
-                history["g_loss"].append(g_value)
-                history["d_loss"].append(d_mean)
-                history["step_time"].append(dt)
-                history["wall_time"].append(wall)
-                record = {"g_loss": g_value, "d_loss": d_mean, "wall_time": wall}
-                if evaluating and step % config.eval_every == 0:
-                    record["w1"] = record_eval()
-                if path is not None and (
-                    step % config.checkpoint_every == 0 or step == config.steps
-                ):
-                    if not _all_finite(G, D):
-                        raise _NonFinite("a network parameter is not finite")
-                    checkpoint()
-                bar.advance()
-                if step % config.log_every == 0:
-                    text = f"GAN g={g_value:.4g} d={d_mean:.4g}"
-                    bar.update(description=text)
-                    logger.info("step %d: %s", step, text)
-                if callback is not None:
-                    callback(step, record)
-            if path is None and not _all_finite(G, D):
-                raise _NonFinite("a network parameter is not finite")
-        except (_NonFinite, FloatingPointError) as err:
-            diverged_at = current
-            if step >= current > 0:  # found after the step was recorded: drop its records
-                step = current - 1
-                for k in _STEP_KEYS:
-                    del history[k][step:]
-                while history["eval_step"] and history["eval_step"][-1] > step:
-                    for k in _EVAL_KEYS:
-                        history[k].pop()
-                wall = history["wall_time"][-1] if history["wall_time"] else 0.0
-            message = (
-                f"training diverged at step {diverged_at}: {err}; "
-                + (
-                    f"the last good checkpoint is {path}"
-                    if path is not None and path.exists()
-                    else "no checkpoint was written"
+    def step(self, G_train: nn.Module, D_train: nn.Module) -> tuple[float, float]:
+        """One training step: ``n_critic`` critic steps, then one generator step."""
+        config, rows = self.config, self.rows
+        if config.lr_schedule == "linear":
+            _set_lr_factor((self.g_opt, self.d_opt), 1.0 - self.state.step / config.steps)
+        d_values = []
+        for _ in range(config.n_critic):
+            real, z = self.draw_global(config.batch_size)
+            with torch.no_grad():
+                fake = self.G(z[rows])
+            d_values.append(
+                critic_step(
+                    D_train,
+                    self.loss,
+                    real[rows],
+                    fake,
+                    self.d_opt,
+                    self.d_params,
+                    generator=self.state.rng if self.gp_kwargs else None,
+                    shard=self.shard,
                 )
-                + ". Lower the learning rates or use a gradient penalty / spectral norm."
             )
-            if config.on_nonfinite == "raise":
-                raise FloatingPointError(message) from err
-            status = "diverged"
-            logger.warning(message)
-    return GANTrainResult(
-        generator=G,
-        discriminator=D,
-        history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-        step=step,
-        status=status,
-        message=message,
-        diverged_at=diverged_at,
-        resumed_from=resumed_from,
-        checkpoint=path,
-        wall_time=wall,
-        config=config,
-        generator_ema=None if G_ema is None else G_ema.module,
-    )
+        z = self.latents(config.batch_size, self.state.rng)
+        g_value = generator_step(G_train, self.D, self.loss, z[rows], self.g_opt, self.g_params)
+        if "generator" in self.state.averages:
+            _ema_update(self.state.averages["generator"], self.G)
+        self.record_step_info()
+        return g_value, sum(d_values) / len(d_values)
+
+    def record_step_info(self) -> None:
+        info = getattr(self.g_opt, "last_step_info", None)
+        if info is None or not dataclasses.is_dataclass(info):
+            return
+        self.step_info.append(info)
+        h = self.state.history
+        for f in dataclasses.fields(info):
+            value = getattr(info, f.name)
+            if isinstance(value, bool | int | float) and value is not None:
+                h.setdefault(f"g_opt.{f.name}", [math.nan] * (self.state.step)).append(float(value))
+
+    def train(
+        self,
+        checkpoint_dir: str | os.PathLike | None,
+        resume: Resume,
+        callback: Callable[[int, dict[str, float]], None] | None,
+    ) -> GANTrainResult:
+        config, state = self.config, self.state
+        path = checkpoint_path(checkpoint_dir, _KIND) if checkpoint_dir is not None else None
+        resumed_from = self.restore(path) if resume_from(path, resume, "GAN") else None
+        G_train = distributed.wrap_ddp(self.G, self.device)
+        D_train = distributed.wrap_ddp(self.D, self.device)
+        evaluating = config.eval_every > 0 and config.eval_metric != "none"
+        status: Literal["completed", "diverged"] = "completed"
+        message = ""
+        diverged_at: int | None = None
+        current = state.step
+        self.G.train()
+        self.D.train()
+        with progress_bar(config.steps, "GAN training") as bar:
+            bar.update(completed=state.step)
+            try:
+                if evaluating and state.step == 0 and not state.history["eval_step"]:
+                    self.evaluate()
+                while state.step < config.steps:
+                    current = state.step + 1
+                    t0 = time.perf_counter()
+                    g_value, d_mean = self.step(G_train, D_train)
+                    dt = time.perf_counter() - t0
+                    state.wall_time += dt
+                    state.step += 1
+                    h = state.history
+                    h["g_loss"].append(g_value)
+                    h["d_loss"].append(d_mean)
+                    h["step_time"].append(dt)
+                    h["wall_time"].append(state.wall_time)
+                    record = {"g_loss": g_value, "d_loss": d_mean, "wall_time": state.wall_time}
+                    if evaluating and state.step % config.eval_every == 0:
+                        record["w1"] = self.evaluate()
+                    if path is not None and (
+                        state.step % config.checkpoint_every == 0 or state.step == config.steps
+                    ):
+                        self.checkpoint(path)
+                    bar.advance()
+                    if state.step % config.log_every == 0:
+                        text = f"GAN g={g_value:.4g} d={d_mean:.4g}"
+                        bar.update(description=text)
+                        logger.info("step %d: %s", state.step, text)
+                    if callback is not None:
+                        callback(state.step, record)
+                if path is None and not _all_finite(self.G, self.D):
+                    raise _NonFinite("a network parameter is not finite")
+            except (_NonFinite, FloatingPointError) as err:
+                diverged_at = current
+                if state.step >= current > 0:  # found after the step was recorded
+                    self.rollback(current - 1)
+                message = (
+                    f"training diverged at step {diverged_at}: {err}; "
+                    + (
+                        f"the last good checkpoint is {path}"
+                        if path is not None and path.exists()
+                        else "no checkpoint was written"
+                    )
+                    + ". Lower the learning rates or use a gradient penalty / spectral norm."
+                )
+                if config.on_nonfinite == "raise":
+                    raise FloatingPointError(message) from err
+                status = "diverged"
+                logger.warning(message)
+        average = state.averages.get("generator")
+        return GANTrainResult(
+            generator=self.G,
+            discriminator=self.D,
+            history={k: torch.tensor(v, dtype=torch.float64) for k, v in state.history.items()},
+            step=state.step,
+            status=status,
+            message=message,
+            diverged_at=diverged_at,
+            resumed_from=resumed_from,
+            checkpoint=path,
+            wall_time=state.wall_time,
+            config=config,
+            generator_ema=None if average is None else average.module,
+            step_info=self.step_info,
+        )
+
+    def rollback(self, step: int) -> None:
+        """Drop the records of steps after ``step`` (a divergence found after recording)."""
+        state = self.state
+        state.step = step
+        for k, values in state.history.items():
+            if k not in _EVAL_KEYS:
+                del values[step:]
+        h = state.history
+        while h["eval_step"] and h["eval_step"][-1] > step:
+            for k in _EVAL_KEYS:
+                h[k].pop()
+        state.wall_time = h["wall_time"][-1] if h["wall_time"] else 0.0
 
 
 def fit_discriminator(
@@ -835,12 +915,14 @@ def fit_discriminator(
     """Train ``discriminator`` alone against a frozen ``generator``; return its losses.
 
     Each of ``steps`` steps draws a data batch and a latent batch (from a
-    ``torch.Generator`` seeded by ``seed``) and takes one ``d_optimizer`` step on
+    ``torch.Generator`` seeded by ``seed``) and takes one :func:`critic_step` on
     ``loss.discriminator_loss(D, real, G(z))``. This makes D the critic of *that*
     generator, e.g. of a parameter average (``GANTrainResult.generator_ema``), which the
     discriminator of a GAN run never saw, before D is used for post-processing (DOT,
     DRS, MH-GAN); Azadi et al. (2019) likewise train D further with G fixed before
-    rejection sampling. Returns the float64 losses, one per step, each before its step.
+    rejection sampling. Under a process group D runs under DistributedDataParallel on
+    each rank's slice of the global batch. Returns the float64 losses, one per step,
+    each before its step.
     """
     if isinstance(loss, str):
         loss = make_loss(loss)
@@ -857,22 +939,31 @@ def fit_discriminator(
     device, dtype = d_params[0].device, d_params[0].dtype
     data = _as_target(target, device, dtype)
     gen = torch.Generator(device=device).manual_seed(seed)
-    kw = {"generator": gen} if _accepts_generator(loss) else {}
+    rows = local_rows(batch_size)
+    shard = (rows.start, rows.stop, batch_size) if distributed.world_size() > 1 else None
+    draws = _accepts_generator(loss)
+    D_train = distributed.wrap_ddp(discriminator, device)
     losses = []
     discriminator.train()
     for _ in range(steps):
         real = _draw_target(data, batch_size, gen, device, dtype)
         z = sample_latent(batch_size, latent_dim, prior, gen, device, dtype)
         with torch.no_grad():
-            fake = generator(z)
-        d_optimizer.zero_grad(set_to_none=True)
-        value = loss.discriminator_loss(discriminator, real, fake, **kw)
-        if not bool(torch.isfinite(value)):
-            raise FloatingPointError(
-                f"discriminator loss became {float(value)} after {len(losses)} steps; lower the "
-                "learning rate"
+            fake = generator(z[rows])
+        try:
+            value = critic_step(
+                D_train,
+                loss,
+                real[rows],
+                fake,
+                d_optimizer,
+                d_params,
+                generator=gen if draws else None,
+                shard=shard,
             )
-        value.backward(inputs=d_params)
-        d_optimizer.step()
-        losses.append(float(value.detach()))
+        except _NonFinite as err:
+            raise FloatingPointError(
+                f"{err} after {len(losses)} steps; lower the learning rate"
+            ) from None
+        losses.append(value)
     return torch.tensor(losses, dtype=torch.float64)
