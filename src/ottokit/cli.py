@@ -10,19 +10,25 @@ the run directory has been kept as ``...-failed``.
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from torch.distributed.elastic.multiprocessing.errors import record
 
+from ottokit import distributed
 from ottokit._config import ConfigError, apply_overrides, config_from_toml
-from ottokit.experiments._registry import Experiment, all_experiments, get
+from ottokit.experiments._registry import Experiment, all_experiments, distributed_names, get
 from ottokit.experiments._runner import (
     PRESETS,
     rebuild_report,
     reproduce,
+    resume_run,
     run_experiment,
     select_experiments,
 )
@@ -61,7 +67,9 @@ def list_experiments() -> None:
 
 @app.command("run")
 def run_command(
-    experiment: Annotated[str, typer.Argument(help="Experiment name (see `ottokit list`).")],
+    experiment: Annotated[
+        str | None, typer.Argument(help="Experiment name (see `ottokit list`).")
+    ] = None,
     preset: Annotated[str, typer.Option(help="Config preset: quick or paper.")] = "quick",
     set_: Annotated[
         list[str] | None,
@@ -74,6 +82,30 @@ def run_command(
     seed: Annotated[str | None, typer.Option(help="Random seed (overrides the config).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (overrides the config).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            help="Processes (ranks) on this node, started by torch's launcher; "
+            "for the experiments that train or post-process.",
+        ),
+    ] = 1,
+    nnodes: Annotated[
+        str, typer.Option("--nnodes", help="Nodes taking part (with --rdzv-endpoint).")
+    ] = "1",
+    node_rank: Annotated[int, typer.Option("--node-rank", help="This node's rank.")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None,
+        typer.Option("--rdzv-endpoint", help="host:port of the rendezvous, for several nodes."),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="An interrupted run directory of a training experiment: continue it from "
+            "its checkpoints in a new run directory.",
+        ),
+    ] = None,
 ) -> None:
     """Run one experiment into a new run directory.
 
@@ -81,10 +113,65 @@ def run_command(
     """
     if quiet:
         progress.set_quiet(True)
+    if resume is not None:
+        if experiment is not None or set_ or config is not None or seed or device:
+            _fail(ValueError("--resume takes the run's own experiment and config; give no others"))
+        try:
+            result = resume_run(resume, out_root=out, quiet=quiet)
+        except ValueError as exc:
+            _fail(exc)
+        typer.echo(f"run directory: {result.run_dir} (resumed from {resume})")
+        _print_checks(result)
+        return
+    if experiment is None:
+        _fail(ValueError("missing the experiment name; see `ottokit list`"))
     exp, cfg = _resolve(experiment, preset, config, set_ or [], seed, device)
-    result = run_experiment(exp, cfg, out_root=out, quiet=quiet)
-    typer.echo(f"run directory: {result.run_dir}")
-    _print_checks(result)
+    if nproc < 1:
+        _fail(ValueError(f"--nproc = {nproc}: must be an integer >= 1 (e.g. --nproc 2)"))
+    if (nproc > 1 or distributed.launched_by_torchrun()) and not exp.distributed:
+        if nproc > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            _fail(
+                ValueError(
+                    f"{exp.name} runs in one process and does not take --nproc; experiments "
+                    f"that do: {', '.join(distributed_names())}"
+                )
+            )
+    if nproc > 1 and not distributed.launched_by_torchrun():
+        child = ["run", exp.name, "--preset", preset, "--out", str(Path(out).resolve())]
+        for item in set_ or []:
+            child += ["--set", item]
+        if config is not None:
+            child += ["--config", str(Path(config).resolve())]
+        if seed is not None:
+            child += ["--seed", seed]
+        if device is not None:
+            child += ["--device", device]
+        if quiet:
+            child += ["--quiet"]
+        try:
+            distributed.launch(
+                child, nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint
+            )
+        except distributed.DistributedError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1) from None
+        except ValueError as exc:
+            _fail(exc)
+        return
+    if distributed.launched_by_torchrun() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # torch's launcher stops the other ranks with SIGTERM when one fails: end like
+        # Ctrl-C, so the run directory is kept as -failed
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        distributed.init_from_env(str(getattr(cfg, "device", "cpu")))
+    try:
+        result = run_experiment(exp, cfg, out_root=out, quiet=quiet)
+    except SystemExit as exc:  # stopped by a signal: say where the run was kept
+        for note in getattr(exc, "__notes__", []):
+            typer.echo(f"stopped: {note}", err=True)
+        raise
+    if distributed.is_main_process():
+        typer.echo(f"run directory: {result.run_dir}")
+        _print_checks(result)
 
 
 @app.command("reproduce")
@@ -121,8 +208,10 @@ def report_command(
     typer.echo(str(path))
 
 
+@record
 def main() -> None:
-    """Entry point of the ``ottokit`` script."""
+    """Entry point of the ``ottokit`` script (under torchrun, a failing rank's error is
+    recorded for the launcher's report)."""
     app()
 
 

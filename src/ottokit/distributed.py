@@ -31,6 +31,7 @@ __all__ = [
     "init_from_env",
     "is_distributed",
     "is_main_process",
+    "launch",
     "launched_by_torchrun",
     "rank",
     "shard_bounds",
@@ -207,3 +208,48 @@ def wrap_ddp(module: nn.Module, device: torch.device | str) -> nn.Module:
     device = torch.device(device)
     ids: Sequence[int] | None = [device.index or 0] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+
+def launch(
+    module_args: Sequence[str],
+    nproc: int,
+    *,
+    nnodes: str = "1",
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
+    rdzv_id: str = "ottokit",
+) -> None:
+    """Run ``python -m ottokit <module_args>`` on ``nproc`` ranks with torch's launcher.
+
+    This is ``torchrun --nproc-per-node nproc [--standalone | --nnodes ... --rdzv-endpoint
+    ...] -m ottokit ...`` (``torch.distributed.run``), in this process. A single node
+    without ``rdzv_endpoint`` uses a private local rendezvous. Raises
+    :class:`DistributedError` naming the first rank that failed and its error.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
+    argv = ["--nproc-per-node", str(nproc), "--nnodes", nnodes, "--node-rank", str(node_rank)]
+    if rdzv_endpoint:
+        argv += ["--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint, "--rdzv-id", rdzv_id]
+    elif nnodes in ("1", "1:1"):
+        argv += ["--standalone"]
+    else:
+        raise ValueError(
+            "several nodes need a rendezvous endpoint, e.g. rdzv_endpoint='host:29400'"
+        )
+    args = get_args_parser().parse_args([*argv, "--module", "ottokit", *module_args])
+    try:
+        run(args)
+    except ChildFailedError as err:
+        failed_rank, failure = err.get_first_failure()
+        detail = failure.message
+        if isinstance(detail, dict):
+            detail = detail.get("message", detail)
+        text = str(detail).strip().splitlines()
+        raise DistributedError(
+            f"rank {failed_rank} failed (exit code {failure.exitcode}): "
+            + (text[0] if text else "see its output above")
+        ) from None

@@ -48,6 +48,7 @@ __all__ = [
     "load_checkpoint",
     "local_rows",
     "module_fingerprint",
+    "read_for_resume",
     "resume_from",
     "save_checkpoint",
 ]
@@ -173,6 +174,30 @@ def resume_from(path: Path | None, resume: Resume, what: str = "") -> bool:
             f"resume='require' but there is no {what + ' ' if what else ''}checkpoint at {path}"
         )
     return path.is_file()
+
+
+def read_for_resume(
+    path: Path | None, resume: Resume, kind: str, *, what: str = ""
+) -> dict[str, Any] | None:
+    """The verified checkpoint to resume from under the resume rule, or None to start afresh.
+
+    Rank 0 decides and reads (only it needs the file) and sends the outcome to every
+    rank, so all ranks resume from the same state or fail with the same
+    CheckpointError.
+    """
+    check_resume(resume)
+    outcome: tuple[str, Any] = ("ok", None)
+    if distributed.is_main_process():
+        try:
+            if resume_from(path, resume, what):
+                assert path is not None
+                outcome = ("ok", load_checkpoint(path, kind))
+        except CheckpointError as err:
+            outcome = ("error", str(err))
+    outcome = distributed.broadcast_object(outcome)
+    if outcome[0] == "error":
+        raise CheckpointError(outcome[1])
+    return outcome[1]
 
 
 def save_checkpoint(

@@ -2,7 +2,9 @@
 
 An experiment is a typed config dataclass (with ``quick()`` and ``paper()``
 presets and the fields ``seed: int`` and ``device: str``) plus one
-``run(config, out) -> Result`` that writes into the directory ``out``.
+``run(config, out) -> Result`` that writes into the directory ``out``. An experiment
+that trains or post-processes with ottokit's data-parallel code sets
+``distributed=True``: it may run on several ranks (``ottokit run EXP --nproc N``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from ottokit.report.result import Result
 
-__all__ = ["Experiment", "register", "get", "names", "all_experiments"]
+__all__ = ["Experiment", "register", "get", "names", "all_experiments", "distributed_names"]
 
 _REGISTRY: dict[str, Experiment] = {}
 
@@ -27,6 +29,7 @@ class Experiment:
     title: str  # one line: what it reproduces
     config_cls: type
     run: Callable[[Any, Path], Result]
+    distributed: bool = False  # runs on several torch.distributed ranks
 
     def preset(self, name: str) -> Any:
         if name not in ("quick", "paper"):
@@ -54,6 +57,11 @@ def get(name: str) -> Experiment:
 def names() -> list[str]:
     _load_all()
     return sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].seed_id, n))
+
+
+def distributed_names() -> list[str]:
+    """The experiments that take several ranks (``--nproc``)."""
+    return [n for n in names() if _REGISTRY[n].distributed]
 
 
 def all_experiments() -> list[Experiment]:

@@ -4,6 +4,8 @@
 
     runs/EXPERIMENT/<UTC>-<id>/
         config.toml   the resolved config, written before the run starts
+        run.json      the experiment, the package version, the world size, and the run
+                      this one resumed, if any
         log.txt       the ``ottokit`` log (with the traceback if the run fails)
         figures/      PNG figures
         metrics.json  result.metrics
@@ -11,21 +13,31 @@
         report.md     the per-run report
 
 A run that raises keeps its directory as ``<UTC>-<id>-failed`` with ``log.txt``,
-``config.toml`` and a ``result.json`` recording the error. :func:`reproduce` runs
-every experiment into ``runs/reproduce/<UTC>-<id>/`` and writes ``report.html`` there.
+``config.toml`` and a ``result.json`` recording the error. :func:`resume_run` continues
+an interrupted training run in a new directory from the old one's checkpoints (the old
+directory is left as it is). Under ``torch.distributed`` only rank 0 owns a run
+directory; the other ranks compute into a private temporary one that is discarded.
+:func:`reproduce` runs every experiment into ``runs/reproduce/<UTC>-<id>/`` and writes
+``report.html`` there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import shutil
+import tempfile
+import tomllib
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ottokit._config import config_to_toml
-from ottokit.experiments._registry import Experiment, all_experiments, names
+from ottokit import __version__, distributed
+from ottokit._config import ConfigError, config_from_toml, config_to_toml, validate_config
+from ottokit.experiments._registry import Experiment, all_experiments, get, names
 from ottokit.report.html import build_html, write_markdown
 from ottokit.report.progress import is_quiet, progress_bar, set_quiet
 from ottokit.report.result import Check, Result
@@ -35,6 +47,7 @@ __all__ = [
     "PRESETS",
     "rebuild_report",
     "reproduce",
+    "resume_run",
     "run_experiment",
     "select_experiments",
     "to_jsonable",
@@ -46,24 +59,44 @@ log = logging.getLogger("ottokit.runner")
 
 
 def run_experiment(
-    exp: Experiment, config: Any, out_root: Path = Path("runs"), quiet: bool = False
+    exp: Experiment,
+    config: Any,
+    out_root: Path = Path("runs"),
+    quiet: bool = False,
+    *,
+    resume_dir: Path | None = None,
 ) -> Result:
     """Run ``exp`` with ``config`` in a new run directory under ``out_root/exp.name``.
 
     Returns the Result with ``run_dir`` set to the final directory. If ``exp.run``
     raises, the directory is kept as ``<name>-failed`` and the exception re-raised.
+    ``resume_dir`` is an earlier run of the same experiment and config whose
+    ``checkpoints/`` are copied in first, so its training continues where it stopped.
+    Under several ``torch.distributed`` ranks, ranks other than 0 run into a temporary
+    directory and return their (identical) Result with ``run_dir`` None.
     """
     if not isinstance(config, exp.config_cls):
         raise TypeError(
             f"config for {exp.name!r} must be a {exp.config_cls.__name__}, "
             f"got {type(config).__name__}"
         )
+    validate_config(config)
+    if distributed.world_size() > 1 and not exp.distributed:
+        raise ValueError(
+            f"{exp.name} runs in one process; experiments that take several ranks: "
+            + ", ".join(n for n in names() if get(n).distributed)
+        )
+    if not distributed.is_main_process():
+        return _run_as_worker(exp, config)
     was_quiet = is_quiet()
     set_quiet(was_quiet or quiet)
     # absolute, so the paths an experiment builds from ``out`` stay valid whatever the CWD
     run = new_run_dir(Path(out_root).resolve(), exp.name)
     try:
         atomic_write_text(run.path / "config.toml", config_to_toml(config))
+        _write_json(run.path / "run.json", _provenance(exp, resume_dir))
+        if resume_dir is not None and (Path(resume_dir) / "checkpoints").is_dir():
+            shutil.copytree(Path(resume_dir) / "checkpoints", run.path / "checkpoints")
         with run_logging(run.path / "log.txt"):
             log.info("experiment %s (seed %s) into %s", exp.name, exp.seed_id, run.final_path)
             log.info("config: %r", config)
@@ -95,6 +128,54 @@ def run_experiment(
     if final != expected:  # the name was taken meanwhile: record the new one
         _write_json(final / "result.json", result.to_json(), overwrite=True)
     return result
+
+
+def resume_run(run_dir: Path, out_root: Path = Path("runs"), quiet: bool = False) -> Result:
+    """Continue an interrupted run of a training experiment in a new run directory.
+
+    ``run_dir`` is the interrupted run: its ``-failed`` directory, or the hidden
+    ``.<name>.tmp`` directory a killed process leaves. Its experiment (``run.json``, or
+    the name of the directory above it) and ``config.toml`` are read back, its
+    ``checkpoints/`` copied into a new run directory, and the experiment run again: each
+    training resumes from its last checkpoint (bit-identically on the CPU), the rest is
+    recomputed. ``run_dir`` itself is left untouched.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise ValueError(f"{run_dir} is not a run directory (no config.toml)")
+    name = run_dir.resolve().parent.name
+    meta = run_dir / "run.json"
+    if meta.is_file():
+        try:
+            name = json.loads(meta.read_text(encoding="utf-8"))["experiment"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{meta} is not a run record: {err}") from None
+    try:
+        exp = get(name)
+    except KeyError:
+        raise ValueError(
+            f"cannot tell which experiment {run_dir} ran (found {name!r}); pass a run directory "
+            "made by `ottokit run`"
+        ) from None
+    if not exp.distributed:
+        raise ValueError(
+            f"{name} does not train, so there is nothing to resume; run it again instead"
+        )
+    if not (run_dir / "checkpoints").is_dir():
+        raise ValueError(
+            f"{run_dir} holds no checkpoints/ (the run stopped before its first checkpoint); "
+            f"run it again with: ottokit run {name} --config {run_dir / 'config.toml'}"
+        )
+    toml_path = run_dir / "config.toml"
+    try:
+        config = config_from_toml(exp.config_cls, toml_path, base=exp.preset("quick"))
+        # config.toml leaves out exactly the fields that were None
+        named = set(tomllib.loads(toml_path.read_text(encoding="utf-8")))
+        unnamed = {f.name: None for f in dataclasses.fields(config) if f.init}
+        config = dataclasses.replace(config, **{k: v for k, v in unnamed.items() if k not in named})
+    except (ConfigError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(str(err)) from None
+    return run_experiment(exp, config, out_root, quiet, resume_dir=run_dir)
 
 
 def select_experiments(only: Sequence[str] | None = None) -> list[Experiment]:
@@ -185,6 +266,29 @@ def to_jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # NumPy arrays and scalars, torch tensors
         return to_jsonable(value.tolist())
     raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
+
+
+def _run_as_worker(exp: Experiment, config: Any) -> Result:
+    """A rank other than 0: compute the same run into a temporary directory, then drop it."""
+    was_quiet = is_quiet()
+    set_quiet(True)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"ottokit-rank{distributed.rank()}-") as tmp:
+            result = exp.run(config, Path(tmp))
+    finally:
+        set_quiet(was_quiet)
+    result.run_dir = None
+    return result
+
+
+def _provenance(exp: Experiment, resume_dir: Path | None) -> dict[str, Any]:
+    return {
+        "experiment": exp.name,
+        "ottokit_version": __version__,
+        "started_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "world_size": distributed.world_size(),
+        "resumed_from": None if resume_dir is None else str(Path(resume_dir).resolve()),
+    }
 
 
 def _run_or_record(exp: Experiment, preset: str, out_dir: Path) -> Result:

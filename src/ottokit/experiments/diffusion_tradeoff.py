@@ -558,5 +558,6 @@ register(
         title="Speed-accuracy trade-off of cosine / cond-OT / OT schedules (Table I, 2-D, high-d)",
         config_cls=DiffusionTradeoffConfig,
         run=run,
+        distributed=True,
     )
 )

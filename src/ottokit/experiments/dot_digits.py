@@ -703,5 +703,6 @@ register(
         "with image-space DOT, naive D-ascent, DRS, MH-GAN and DDLS",
         config_cls=DotDigitsConfig,
         run=run,
+        distributed=True,
     )
 )

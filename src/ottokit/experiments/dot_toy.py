@@ -767,5 +767,6 @@ register(
         "MH-GAN and DDLS",
         config_cls=DotToyConfig,
         run=run,
+        distributed=True,
     )
 )

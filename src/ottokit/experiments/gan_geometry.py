@@ -1034,5 +1034,6 @@ register(
         "game Jacobian, curvature and holonomy of the discriminator potential",
         config_cls=GanGeometryConfig,
         run=run,
+        distributed=True,
     )
 )

@@ -432,5 +432,6 @@ register(
         "momentum on a 1-D Gaussian GAN; loss, final density, W1 against step and time",
         config_cls=GanOptimizersConfig,
         run=run,
+        distributed=True,
     )
 )

@@ -44,7 +44,7 @@ from ottokit.engine import (
     differing_fields,
     local_rows,
     module_fingerprint,
-    resume_from,
+    read_for_resume,
     save_checkpoint,
 )
 from ottokit.engine import (
@@ -305,9 +305,8 @@ def train_velocity(
     resumed_from: int | None = None
 
     path = checkpoint_path(checkpoint_dir, _KIND) if checkpoint_dir is not None else None
-    if resume_from(path, resume, "flow-matching"):
-        assert path is not None
-        ck = _load_engine_checkpoint(path, _KIND, map_location=device)
+    ck = read_for_resume(path, resume, _KIND, what="flow-matching")
+    if ck is not None:
         differ = config.resumable_from(ck["config"])
         if differ:
             raise CheckpointError(

@@ -49,7 +49,7 @@ from ottokit.engine import (
     load_checkpoint,
     local_rows,
     module_fingerprint,
-    resume_from,
+    read_for_resume,
     save_checkpoint,
 )
 from ottokit.gan.losses import GANLoss, Shard, make_loss
@@ -673,9 +673,9 @@ class _Run:
         self.eval_cache: list[Tensor] = []
         self.step_info: list[Any] = []
 
-    def restore(self, path: Path) -> int:
-        """Load the checkpoint at ``path`` into the state after checking it fits this run."""
-        ck = load_checkpoint(path, _KIND, map_location=self.device)
+    def restore(self, path: Path, ck: dict[str, Any]) -> int:
+        """Load the checkpoint ``ck`` read from ``path`` into the state after checking it
+        fits this run."""
         differ = self.config.differences(ck["config"])
         if self.config.lr_schedule == "linear" and ck["config"].get("steps") != self.config.steps:
             differ.append("steps (the linear lr_schedule decays over the total steps)")
@@ -808,7 +808,8 @@ class _Run:
     ) -> GANTrainResult:
         config, state = self.config, self.state
         path = checkpoint_path(checkpoint_dir, _KIND) if checkpoint_dir is not None else None
-        resumed_from = self.restore(path) if resume_from(path, resume, "GAN") else None
+        ck = read_for_resume(path, resume, _KIND, what="GAN")
+        resumed_from = None if ck is None else self.restore(path, ck)
         G_train = distributed.wrap_ddp(self.G, self.device)
         D_train = distributed.wrap_ddp(self.D, self.device)
         evaluating = config.eval_every > 0 and config.eval_metric != "none"

@@ -1,0 +1,5 @@
+"""``python -m ottokit`` (and ``torchrun -m ottokit``) run the command line."""
+
+from ottokit.cli import main
+
+main()
