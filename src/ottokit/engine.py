@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-from ottokit import __version__, distributed
+from ottokit import __version__, cache, distributed
 from ottokit._torchio import CheckpointError, load_verified, save_verified
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "RESUME_MODES",
     "Resume",
     "TrainState",
+    "TrainingCache",
     "check_resume",
     "checkpoint_path",
     "data_fingerprint",
@@ -198,6 +199,67 @@ def read_for_resume(
     if outcome[0] == "error":
         raise CheckpointError(outcome[1])
     return outcome[1]
+
+
+class TrainingCache:
+    """The cache entry of one training run (see :mod:`ottokit.cache`).
+
+    ``material`` is everything that determines the run's final state besides the
+    source code: config, fingerprint, initial state, world size, the caller's additions.
+    """
+
+    def __init__(self, kind: str, material: Mapping[str, Any], label: str) -> None:
+        self.kind, self.label = kind, label
+        self.key, self.path = cache.training_entry(kind, material, label)
+
+    @classmethod
+    def for_run(
+        cls,
+        kind: str,
+        extra: Mapping[str, Any] | None,
+        *,
+        config: Mapping[str, Any],
+        fingerprint: Mapping[str, str],
+        state: TrainState,
+        label: str,
+    ) -> TrainingCache | None:
+        """The entry for a run about to start from ``state``; None when the caller asked
+        for no caching (``extra`` None) or the cache is off."""
+        if extra is None or not cache.enabled():
+            return None
+        material = {
+            "config": dict(config),
+            "fingerprint": dict(fingerprint),
+            "initial_state": cache.digest(state.state_dict()),
+            "world_size": distributed.world_size(),
+            "caller": dict(extra),
+        }
+        return cls(kind, material, label)
+
+    def lookup(self) -> dict[str, Any] | None:
+        """The verified final checkpoint, or None (a damaged entry is deleted)."""
+        outcome = None
+        if distributed.is_main_process() and self.path.is_file():
+            try:
+                outcome = load_checkpoint(self.path, self.kind)
+            except CheckpointError as err:
+                cache.discard(self.path, str(err))
+        outcome = distributed.broadcast_object(outcome)
+        cache.log_event("training", self.label, self.key, outcome is not None)
+        return outcome
+
+    def reject(self, reason: str) -> None:
+        """Delete an entry that does not fit the run after all."""
+        if distributed.is_main_process():
+            cache.discard(self.path, reason)
+
+    def store(
+        self, state: TrainState, config: Mapping[str, Any], fingerprint: Mapping[str, str]
+    ) -> None:
+        """Keep the final state of a completed run."""
+        save_checkpoint(self.path, self.kind, state, config, fingerprint)
+        if distributed.is_main_process():
+            cache.write_label(self.path.with_suffix(".json"), self.label, "training")
 
 
 def save_checkpoint(

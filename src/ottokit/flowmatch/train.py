@@ -22,7 +22,7 @@ import hashlib
 import inspect
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +37,7 @@ from ottokit._torchio import torch_threads
 from ottokit.engine import (
     CheckpointError,
     Resume,
+    TrainingCache,
     TrainState,
     check_resume,
     checkpoint_path,
@@ -155,6 +156,7 @@ class TrainResult:
     step: int
     resumed_from: int | None  # step of the checkpoint resumed from, None for a fresh run
     checkpoint: Path | None  # the last checkpoint written or read
+    cached: bool = False  # restored from the cache of trained networks instead of trained
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -251,6 +253,7 @@ def train_velocity(
     *,
     resume: Resume = "auto",
     callback: Callable[[int, float], None] | None = None,
+    cache: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train a :class:`VelocityMLP` on ``data`` (n, d) by flow matching on ``schedule``.
 
@@ -272,6 +275,10 @@ def train_velocity(
             ``n_steps``; every other config field, the schedule and the data must
             match the checkpoint's.
         callback: called as ``callback(step, loss)`` after every step.
+        cache: use the cache of trained networks (:mod:`ottokit.cache`) with this
+            mapping added to the key (what the trainer cannot see itself; the schedule,
+            data, config and initial state are hashed anyway); ``result.cached`` says
+            whether the model was restored from it. None: no cache.
     """
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
@@ -305,25 +312,51 @@ def train_velocity(
     resumed_from: int | None = None
 
     path = checkpoint_path(checkpoint_dir, _KIND) if checkpoint_dir is not None else None
-    ck = read_for_resume(path, resume, _KIND, what="flow-matching")
-    if ck is not None:
+    stored = TrainingCache.for_run(
+        _KIND,
+        cache,
+        config={k: v for k, v in asdict(config).items() if k != "checkpoint_every"},
+        fingerprint=fingerprint,
+        state=state,
+        label=f"velocity {type(schedule).__name__} {config.n_steps} steps",
+    )
+
+    def fits(ck: dict[str, Any], source: Path) -> None:
         differ = config.resumable_from(ck["config"])
         if differ:
             raise CheckpointError(
-                f"checkpoint {path} was written with a different config: {differ}"
+                f"checkpoint {source} was written with a different config: {differ}"
             )
         if ck["fingerprint"] != fingerprint:
             bad = [k for k in fingerprint if ck["fingerprint"].get(k) != fingerprint[k]]
             raise CheckpointError(
-                f"checkpoint {path} was written for another schedule or data set ({bad} differ)"
+                f"checkpoint {source} was written for another schedule or data set "
+                f"({bad} differ)"
             )
         if ck["state"]["step"] > config.n_steps:
             raise CheckpointError(
-                f"checkpoint {path} is at step {ck['state']['step']}, past "
+                f"checkpoint {source} is at step {ck['state']['step']}, past "
                 f"n_steps={config.n_steps}"
             )
+
+    ck = read_for_resume(path, resume, _KIND, what="flow-matching")
+    cached = False
+    if ck is not None:
+        assert path is not None
+        fits(ck, path)
         state.load_state_dict(ck["state"])
         resumed_from = state.step
+    elif stored is not None:
+        hit = stored.lookup()
+        if hit is not None:
+            try:
+                fits(hit, stored.path)
+                state.load_state_dict(hit["state"])
+                cached = True
+            except CheckpointError as err:
+                stored.reject(str(err))
+        if cached and path is not None:
+            save_checkpoint(path, _KIND, state, asdict(config), fingerprint)
 
     model_train = distributed.wrap_ddp(model, device)
     model.train()
@@ -352,6 +385,8 @@ def train_velocity(
             bar.advance()
             if callback is not None:
                 callback(state.step, value)
+    if stored is not None and not cached:
+        stored.store(state, asdict(config), fingerprint)
     model.eval()
     return TrainResult(
         model=model,
@@ -359,4 +394,5 @@ def train_velocity(
         step=state.step,
         resumed_from=resumed_from,
         checkpoint=path,
+        cached=cached,
     )

@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,7 @@ from ottokit._torchio import torch_threads
 from ottokit.engine import (
     CheckpointError,
     Resume,
+    TrainingCache,
     TrainState,
     check_resume,
     checkpoint_path,
@@ -73,6 +74,8 @@ CHECKPOINT_NAME = checkpoint_path(".", _KIND).name
 _EVAL_SEED_OFFSET = 0x5EED_E7A1
 # config fields a resumed run may change: they do not alter the trajectory
 _RESUMABLE = ("steps", "checkpoint_every", "log_every", "on_nonfinite")
+# config fields that do not change a completed run's final state
+_NOT_IN_CACHE_KEY = ("checkpoint_every", "log_every", "on_nonfinite")
 _STEP_KEYS = ("g_loss", "d_loss", "step_time", "wall_time")
 _EVAL_KEYS = ("eval_step", "eval_w1", "eval_wall_time")
 
@@ -218,9 +221,11 @@ class GANTrainResult:
     produced a non-finite value, and the networks hold the state at that moment (the
     last good state is in ``checkpoint``; see :func:`restore_checkpoint`).
     ``generator_ema`` is the parameter average of the generator (a copy of its module)
-    when ``config.ema_decay > 0``, else None. ``step_info`` holds, per generator step of
-    this call, the optimiser's ``last_step_info`` when it publishes one (e.g.
-    :class:`~ottokit.gan.NaturalGradient`); its numeric fields are also in ``history``
+    when ``config.ema_decay > 0``, else None. ``cached`` says the final state was
+    restored from the cache of trained networks instead of trained. ``step_info``
+    holds, per generator step of this call, the optimiser's ``last_step_info`` when it
+    publishes one (e.g. :class:`~ottokit.gan.NaturalGradient`); its numeric fields are
+    also in ``history``
     as ``"g_opt.<field>"``, which checkpoints carry across resumes.
     """
 
@@ -237,6 +242,7 @@ class GANTrainResult:
     config: GANTrainConfig | None = field(default=None, repr=False)
     generator_ema: nn.Module | None = field(default=None, repr=False)
     step_info: list[Any] = field(default_factory=list, repr=False)
+    cached: bool = False
 
     @property
     def final_w1(self) -> float | None:
@@ -543,6 +549,7 @@ def train_gan(
     checkpoint_dir: str | os.PathLike | None = None,
     resume: Resume = "auto",
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    cache: Mapping[str, Any] | None = None,
 ) -> GANTrainResult:
     """Train ``generator`` against ``discriminator`` on ``target``; networks are updated in place.
 
@@ -579,6 +586,12 @@ def train_gan(
             optimiser classes and the data must match (CheckpointError).
         callback: ``callback(step, record)`` after every step, with ``record`` holding
             ``g_loss``, ``d_loss``, ``wall_time`` and ``w1`` when evaluated.
+        cache: use the cache of trained networks (:mod:`ottokit.cache`): a mapping of
+            whatever determines the run that the trainer cannot see itself (e.g. the
+            parameters of a sampling ``target``; a data tensor, the networks' initial
+            weights, the optimisers' settings and the config are hashed anyway). A run
+            that was trained before from the same state is restored from the cache
+            instead (``result.cached``); a completed run is stored. None: no cache.
 
     Returns:
         :class:`GANTrainResult`; ``status="diverged"`` if a loss or a parameter became
@@ -605,7 +618,7 @@ def train_gan(
     with torch_threads(1, device):
         return _Run(
             generator, discriminator, loss, target, g_optimizer, d_optimizer, config, device
-        ).train(checkpoint_dir, resume, callback)
+        ).train(checkpoint_dir, resume, callback, cache)
 
 
 class _Run:
@@ -805,11 +818,31 @@ class _Run:
         checkpoint_dir: str | os.PathLike | None,
         resume: Resume,
         callback: Callable[[int, dict[str, float]], None] | None,
+        cache: Mapping[str, Any] | None,
     ) -> GANTrainResult:
         config, state = self.config, self.state
         path = checkpoint_path(checkpoint_dir, _KIND) if checkpoint_dir is not None else None
+        stored = TrainingCache.for_run(
+            _KIND,
+            cache,
+            config={k: v for k, v in asdict(config).items() if k not in _NOT_IN_CACHE_KEY},
+            fingerprint=self.fingerprint,
+            state=state,
+            label=f"GAN {self.fingerprint['generator'][:40]} {config.steps} steps",
+        )
         ck = read_for_resume(path, resume, _KIND, what="GAN")
         resumed_from = None if ck is None else self.restore(path, ck)
+        cached = False
+        if ck is None and stored is not None:
+            hit = stored.lookup()
+            if hit is not None:
+                try:
+                    self.restore(stored.path, hit)
+                    cached = True
+                except CheckpointError as err:
+                    stored.reject(str(err))
+            if cached and path is not None:
+                save_checkpoint(path, _KIND, state, asdict(config), self.fingerprint)
         G_train = distributed.wrap_ddp(self.G, self.device)
         D_train = distributed.wrap_ddp(self.D, self.device)
         evaluating = config.eval_every > 0 and config.eval_metric != "none"
@@ -869,6 +902,8 @@ class _Run:
                     raise FloatingPointError(message) from err
                 status = "diverged"
                 logger.warning(message)
+        if stored is not None and not cached and status == "completed":
+            stored.store(state, asdict(config), self.fingerprint)
         average = state.averages.get("generator")
         return GANTrainResult(
             generator=self.G,
@@ -884,6 +919,7 @@ class _Run:
             config=config,
             generator_ema=None if average is None else average.module,
             step_info=self.step_info,
+            cached=cached,
         )
 
     def rollback(self, step: int) -> None:
