@@ -13,6 +13,7 @@ from ottokit._config import (
     ConfigError,
     ValidatedConfig,
     apply_overrides,
+    check_config_memory,
     config_from_toml,
     config_to_toml,
     describe_config,
@@ -270,3 +271,57 @@ def test_describe_config_lists_type_value_range_and_meaning() -> None:
     assert rows["r"].allowed == "in (0, 2]"
     assert rows["method"].allowed == "a, b"
     assert rows["device"].allowed == "cpu, cuda or cuda:N"
+
+
+@dataclass
+class Ordered(ValidatedConfig):
+    sizes: tuple[int, ...] = param((2, 4), doc="sizes", ge=1, increasing=True)
+    names: tuple[Literal["a", "b", "c"], ...] = param(("a",), doc="names", distinct=True)
+    empty_ok: tuple[float, ...] = param((), doc="may be empty", gt=0, min_items=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "fragment"),
+    [
+        ({"sizes": (4, 2)}, "sizes", "sizes = 4,2: must be a strictly increasing list"),
+        ({"sizes": (2, 2)}, "sizes", "must be a strictly increasing list"),
+        ({"sizes": (0, 2)}, "sizes", "items are each an integer >= 1"),
+        ({"names": ("a", "a")}, "names", "names = a,a: must be a list without repeated items"),
+        ({"names": ("d",)}, "names", "must be comma-separated values from 'a', 'b', 'c'"),
+        ({"empty_ok": (-1.0,)}, "empty_ok", "items are each a number > 0"),
+    ],
+)
+def test_order_repeats_and_choices_of_lists(changes: dict, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Ordered(**changes)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+    assert Ordered(sizes=(1, 5, 9), names=("c", "a"), empty_ok=()).names == ("c", "a")
+
+
+def test_item_problems_are_named_before_the_length() -> None:
+    with pytest.raises(ConfigError, match=r"eps = -1\.0: must be a list whose items are each"):
+        Ranged(eps=(-1.0,))
+
+
+def test_describe_config_lists_choices_and_the_command_line_spelling() -> None:
+    rows = {d.name: d for d in describe_config(Ordered(names=("b", "c")))}
+    assert rows["names"].choices == ("a", "b", "c")
+    assert rows["names"].allowed == "a, b, c; no repeats"
+    assert rows["names"].value_text == "b,c"
+    assert rows["sizes"].allowed == ">= 1; increasing" and rows["sizes"].choices is None
+    assert rows["empty_ok"].value_text == ""
+
+
+def test_memory_estimates_become_config_errors_naming_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    check_config_memory("n", 10, 2**29, what="x", knob="lower n")
+    with pytest.raises(ConfigError) as info:
+        check_config_memory("n", 10, 2**31, what="the array", knob="lower n")
+    assert info.value.key == "n"
+    assert str(info.value) == (
+        "n = 10: the array needs about 2.0 GiB but 1.0 GiB is available; lower n "
+        "(or set OTTOKIT_MEMORY_LIMIT=off to try anyway)"
+    )

@@ -21,10 +21,11 @@ TOML has no null, so ``config_to_toml`` leaves out ``None`` fields and
 
 A field declared with :func:`param` carries its meaning and its allowed range;
 :func:`validate_config` checks every such field (type, finiteness, range, choice,
-length) and then the config's own cross-field ``check()``, so one validation serves
-``--set``, ``--config``, presets and the Python API (configs deriving from
-:class:`ValidatedConfig` run it on construction). :func:`describe_config` lists the
-fields with their type, value, range and meaning.
+length, order) and then the config's own cross-field ``check()``, so one validation
+serves ``--set``, ``--config``, presets and the Python API (configs deriving from
+:class:`ValidatedConfig` run it on construction); :func:`check_config_memory` turns a
+memory estimate into the same kind of error. :func:`describe_config` lists the fields
+with their type, value, range and meaning.
 """
 
 from __future__ import annotations
@@ -42,12 +43,15 @@ from typing import Any, Literal, TypeVar
 
 import tomli_w
 
+from ottokit._memory import MemoryEstimateError, check_memory
+
 __all__ = [
     "ConfigError",
     "FieldDoc",
     "Spec",
     "ValidatedConfig",
     "apply_overrides",
+    "check_config_memory",
     "config_from_toml",
     "config_to_toml",
     "describe_config",
@@ -86,8 +90,9 @@ class Spec:
 
     Bounds apply to a number, or to every item of a tuple. ``min_items`` and
     ``max_items`` bound a tuple's length (a tuple needs at least one item unless
-    ``min_items=0``); ``pattern`` is a regular expression a string must match in
-    full (``allowed`` says in words what it admits); ``finite`` refuses NaN and
+    ``min_items=0``); ``distinct`` refuses repeated items and ``increasing`` asks for
+    strictly increasing ones; ``pattern`` is a regular expression a string must match
+    in full (``allowed`` says in words what it admits); ``finite`` refuses NaN and
     infinities; ``example`` is a valid value shown in error messages (the field's
     default when None).
     """
@@ -103,6 +108,8 @@ class Spec:
     finite: bool = True
     example: Any = None
     allowed: str | None = None
+    distinct: bool = False
+    increasing: bool = False
 
     def bounds_text(self) -> str:
         """The numeric range as text, e.g. ``>= 1`` or ``in (0, 1]``; empty without bounds."""
@@ -133,6 +140,8 @@ def param(
     finite: bool = True,
     example: Any = None,
     allowed: str | None = None,
+    distinct: bool = False,
+    increasing: bool = False,
 ) -> Any:
     """A dataclass field with a :class:`Spec`: its one-line meaning and its allowed values.
 
@@ -142,7 +151,21 @@ def param(
         class MyConfig(ValidatedConfig):
             n_nodes: int = param(500, doc="number of random points", ge=2)
     """
-    spec = Spec(doc, ge, gt, le, lt, min_items, max_items, pattern, finite, example, allowed)
+    spec = Spec(
+        doc,
+        ge=ge,
+        gt=gt,
+        le=le,
+        lt=lt,
+        min_items=min_items,
+        max_items=max_items,
+        pattern=pattern,
+        finite=finite,
+        example=example,
+        allowed=allowed,
+        distinct=distinct,
+        increasing=increasing,
+    )
     return dataclasses.field(default=default, metadata={"spec": spec})
 
 
@@ -177,13 +200,33 @@ class ValidatedConfig:
 
 @dataclass(frozen=True)
 class FieldDoc:
-    """One config field as :func:`describe_config` shows it."""
+    """One config field as :func:`describe_config` shows it (``choices``: the values a
+    ``Literal`` field, or each item of a tuple of them, may take)."""
 
     name: str
     type: str
     value: Any
     allowed: str
     doc: str
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def value_text(self) -> str:
+        """The value as ``--set`` spells it (tuples comma-separated, ``none``)."""
+        return _as_text(self.value)
+
+
+def check_config_memory(key: str, value: Any, nbytes: float, *, what: str, knob: str) -> None:
+    """Refuse ``key = value`` when ``nbytes`` exceeds the available memory.
+
+    For a config's ``check()``: the :class:`~ottokit._memory.MemoryEstimateError` of
+    :func:`~ottokit._memory.check_memory` becomes a one-line :class:`ConfigError` naming
+    the key, with the estimate, the available memory, ``knob`` and the override.
+    """
+    try:
+        check_memory(nbytes, what=what, knob=knob)
+    except MemoryEstimateError as exc:
+        raise ConfigError(f"{key} = {_as_text(value)}: {exc}", key=key) from None
 
 
 def validate_config(cfg: Any) -> Any:
@@ -231,6 +274,7 @@ def describe_config(cfg: Any) -> list[FieldDoc]:
                 value=getattr(cfg, f.name),
                 allowed=_allowed_text(spec, tp),
                 doc=spec.doc if spec is not None else "",
+                choices=_choices(tp),
             )
         )
     return out
@@ -239,15 +283,19 @@ def describe_config(cfg: Any) -> list[FieldDoc]:
 def _spec_problem(spec: Spec, value: Any, tp: Any) -> str | None:
     """What ``value`` violates in ``spec`` (None if nothing)."""
     if isinstance(value, tuple):
+        for item in value:
+            problem = _scalar_problem(spec, item)
+            if problem is not None:
+                return "a list whose items are each " + problem
         low = 1 if spec.min_items is None else spec.min_items
         if len(value) < low:
             return f"a list of at least {low} item{'s' if low != 1 else ''}"
         if spec.max_items is not None and len(value) > spec.max_items:
             return f"a list of at most {spec.max_items} items"
-        for item in value:
-            problem = _scalar_problem(spec, item)
-            if problem is not None:
-                return "a list whose items are each " + problem
+        if spec.increasing and any(not b > a for a, b in zip(value, value[1:], strict=False)):
+            return "a strictly increasing list"
+        if spec.distinct and len(set(value)) < len(value):
+            return "a list without repeated items"
         return None
     return _scalar_problem(spec, value)
 
@@ -275,8 +323,9 @@ def _scalar_problem(spec: Spec, value: Any) -> str | None:
 
 def _allowed_text(spec: Spec | None, tp: Any) -> str:
     parts = []
-    if typing.get_origin(tp) is Literal:
-        parts.append(", ".join(str(a) for a in typing.get_args(tp)))
+    choices = _choices(tp)
+    if choices is not None:
+        parts.append(", ".join(str(a) for a in choices))
     if spec is not None:
         if spec.bounds_text():
             parts.append(spec.bounds_text())
@@ -284,7 +333,22 @@ def _allowed_text(spec: Spec | None, tp: Any) -> str:
             parts.append(spec.allowed or spec.pattern)
         if spec.min_items not in (None, 1) or spec.max_items is not None:
             parts.append(f"{spec.min_items or 0}..{spec.max_items or ''} items")
+        if spec.increasing:
+            parts.append("increasing")
+        elif spec.distinct:
+            parts.append("no repeats")
     return "; ".join(parts)
+
+
+def _choices(tp: Any) -> tuple[Any, ...] | None:
+    """The choices of a ``Literal`` or of the items of a ``tuple[Literal[...], ...]``."""
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if typing.get_origin(args[0]) is Literal:
+            return typing.get_args(args[0])
+    return None
 
 
 def _example(f: dataclasses.Field[Any], spec: Spec | None) -> Any:
@@ -430,6 +494,9 @@ def _describe(tp: Any) -> str:
         return " or ".join("none" if a is type(None) else _describe(a) for a in args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
+            if typing.get_origin(args[0]) is Literal:
+                choices = ", ".join(repr(a) for a in typing.get_args(args[0]))
+                return f"comma-separated values from {choices}"
             return f"comma-separated {_describe(args[0])}s"
         return f"{len(args)} comma-separated values ({', '.join(_describe(a) for a in args)})"
     if tp is bool:
