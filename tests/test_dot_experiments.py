@@ -341,8 +341,8 @@ def test_presets_and_registration() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"datasets": ("moons",)}, "unknown data set"),
-        ({"datasets": ()}, "at least one"),
+        ({"datasets": ("moons",)}, "datasets = moons: must be comma-separated values from"),
+        ({"datasets": ()}, "datasets = : must be a list of at least 1 item"),
         ({"seeds": ()}, "seeds"),
         ({"n_eval": 1000}, "min_ot_samples"),
         ({"dot_steps": 0}, "dot_steps"),
@@ -363,7 +363,7 @@ def test_toy_config_errors(tmp_path: Path, changes: dict, message: str) -> None:
     ("changes", "message"),
     [
         ({"n_eval": 10}, "n_eval"),
-        ({"loss": "l2"}, "unknown loss"),
+        ({"loss": "l2"}, "loss = l2: must be one of 'ns'"),
         ({"ratio_steps": -2}, "ratio_steps"),
         ({"critic_steps": -1}, "critic_steps"),
         ({"ema_decay": 1.0}, "ema_decay"),

@@ -154,7 +154,7 @@ def test_gan_geometry_tiny(tmp_path):
 
 
 def test_gan_geometry_config_validation():
-    with pytest.raises(ValueError, match="unknown divergences"):
+    with pytest.raises(ValueError, match="divergences = tv: must be comma-separated values from"):
         GanGeometryConfig(divergences=("tv",))
-    with pytest.raises(ValueError, match="at least two"):
+    with pytest.raises(ValueError, match="edi_sizes = 50: must be a list of at least 2 items"):
         GanGeometryConfig(edi_sizes=(50,))

@@ -80,5 +80,5 @@ def test_registered_with_presets_that_round_trip():
 
 
 def test_rejects_a_bad_configuration(tmp_path):
-    with pytest.raises(ValueError, match="tau and temperature must be positive"):
+    with pytest.raises(ValueError, match=r"temperature = 0\.0: must be a number > 0"):
         run(dataclasses.replace(ThermoLimitsConfig.quick(), temperature=0.0), tmp_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -14,8 +13,6 @@ from torch import nn
 from ottokit.gan.train import fit_discriminator
 
 __all__ = [
-    "check_ints",
-    "check_positive_numbers",
     "fit_frozen",
     "npz_key",
     "resolve_device",
@@ -60,27 +57,6 @@ def summarise_seeds(values: Iterable[float | None]) -> dict[str, float]:
 def npz_key(method: str) -> str:
     """A method name as an .npz key: ``"DOT target"`` -> ``"DOT_target"``."""
     return method.replace(" ", "_").replace("-", "_")
-
-
-def check_ints(config: Any, names: Iterable[str], minimum: int = 1) -> None:
-    """ValueError naming the first field of ``config`` that is not an integer >= minimum."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_positive_numbers(config: Any, names: Iterable[str]) -> None:
-    """ValueError naming the first field of ``config`` that is not a finite number > 0."""
-    for name in names:
-        value = getattr(config, name)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
 def fit_frozen(

@@ -20,16 +20,24 @@ Platt-calibrated discriminator).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ottokit._config import (
+    ConfigError,
+    ValidatedConfig,
+    check_config_memory,
+    device_param,
+    param,
+    seed_param,
+    validate_config,
+)
 from ottokit.data import digits
 from ottokit.dot import (
     Prior,
@@ -42,8 +50,6 @@ from ottokit.dot import (
     mh_gan,
 )
 from ottokit.experiments._dot_common import (
-    check_ints,
-    check_positive_numbers,
     fit_frozen,
     npz_key,
     resolve_device,
@@ -51,7 +57,7 @@ from ottokit.experiments._dot_common import (
     timed,
 )
 from ottokit.experiments._registry import Experiment, register
-from ottokit.gan.losses import LOSSES, make_loss
+from ottokit.gan.losses import make_loss
 from ottokit.gan.nets import ConvDiscriminator8, ConvGenerator8, build_seeded
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.metrics import DigitsFeatures, digits_fid, digits_is, digits_precision_recall
@@ -77,6 +83,12 @@ METHODS: tuple[str, ...] = (
     "MH-GAN",
     "DDLS",
 )
+# the names of ottokit.gan.losses.LOSSES, and the sizes of ottokit.data.digits' train and
+# test splits (a test keeps them equal)
+LossName = Literal[
+    "ns", "minimax", "kl", "reverse_kl", "pearson", "squared_hellinger", "jsd", "wgan-gp", "hinge"
+]
+DIGITS_TRAIN, DIGITS_TEST = 1347, 450
 # seed 003 §3.2 table: IS / FID, generator alone -> after DOT (latent space)
 SEED_TABLE: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "CIFAR-10": ((7.85, 21.53), (8.50, 19.71)),
@@ -86,7 +98,7 @@ SEED_TABLE: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 
 
 @dataclass
-class DotDigitsConfig:
+class DotDigitsConfig(ValidatedConfig):
     """Settings of dot-digits.
 
     GAN: ``ConvGenerator8(latent_dim, g_width)`` with a N(0, I) latent against
@@ -127,35 +139,90 @@ class DotDigitsConfig:
     (``features_epochs``) and cached in the run directory.
     """
 
-    seeds: tuple[int, ...] = (0, 1, 2)
-    latent_dim: int = 32
-    g_width: int = 64
-    d_width: int = 64
-    loss: str = "hinge"
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    ema_decay: float = 0.995
-    critic_steps: int = 500
-    ratio_steps: int = 0
-    n_critic: int = 2
-    batch_size: int = 64
-    train_steps: int = 10000
-    dot_steps: int = 50
-    dot_lr: float = 0.01
-    sweep_steps: tuple[int, ...] = (5, 10, 20, 50)
-    sweep_lrs: tuple[float, ...] = (1e-3, 1e-2)
-    k_pairs: int = 100
-    k_factor: float = 1.0
-    drs_percentile: float = 95.0
-    drs_pilot: int = 10_000
-    mh_proposals: int = 640
-    ddls_steps: int = 100
-    ddls_step: float = 1e-2
-    n_calibration: int = 400
-    n_eval: int = 2000
-    features_epochs: int = 30
-    seed: int = 0
-    device: str = "cpu"
+    seeds: tuple[int, ...] = param(
+        (0, 1, 2), doc="seed offsets s: one GAN per seed + s", ge=0, distinct=True
+    )
+    latent_dim: int = param(32, doc="latent dimension of the generator", ge=1)
+    g_width: int = param(64, doc="channel width of the convolutional generator", ge=2)
+    d_width: int = param(64, doc="channel width of the convolutional discriminator", ge=1)
+    loss: LossName = param("hinge", doc="GAN loss (ottokit.gan.make_loss)")
+    lr: float = param(5e-4, doc="Adam step size of G and D", gt=0)
+    betas: tuple[float, float] = param((0.5, 0.999), doc="Adam betas of G and D", ge=0, lt=1)
+    ema_decay: float = param(
+        0.995, doc="decay of the generator average post-processed (0: the last iterate)", ge=0, lt=1
+    )
+    critic_steps: int = param(
+        500, doc="steps of D alone against the post-processed generator", ge=0
+    )
+    ratio_steps: int = param(
+        0, doc="steps of a separate classifier for DRS/MH-GAN/DDLS (0: the discriminator)", ge=0
+    )
+    n_critic: int = param(2, doc="discriminator steps per generator step", ge=1)
+    batch_size: int = param(
+        64, doc=f"samples per batch (<= the {DIGITS_TRAIN} training digits)", ge=1
+    )
+    train_steps: int = param(10000, doc="generator steps", ge=1)
+    dot_steps: int = param(50, doc="SGD updates of each DOT transport", ge=1)
+    dot_lr: float = param(0.01, doc="SGD step size of DOT", gt=0)
+    sweep_steps: tuple[int, ...] = param(
+        (5, 10, 20, 50),
+        doc="update counts of the latent-DOT sweep (empty: no sweep)",
+        ge=1,
+        min_items=0,
+        distinct=True,
+    )
+    sweep_lrs: tuple[float, ...] = param(
+        (1e-3, 1e-2),
+        doc="step sizes of the latent-DOT sweep (empty: no sweep)",
+        gt=0,
+        min_items=0,
+        distinct=True,
+    )
+    k_pairs: int = param(100, doc="random latent pairs behind k_eff and K_eff", ge=1)
+    k_factor: float = param(1.0, doc="K = k_factor x k_eff (1: the original rule)", gt=0)
+    drs_percentile: float = param(95.0, doc="percentile shift of DRS's acceptance", gt=0, lt=100)
+    drs_pilot: int = param(10_000, doc="pilot samples of DRS", ge=1)
+    mh_proposals: int = param(640, doc="proposals per MH-GAN chain", ge=1)
+    ddls_steps: int = param(100, doc="Langevin steps of DDLS", ge=1)
+    ddls_step: float = param(1e-2, doc="Langevin step size of DDLS", gt=0)
+    n_calibration: int = param(
+        400,
+        doc=f"held-out real and generated images of the calibration (<= the {DIGITS_TEST} "
+        "test digits)",
+        ge=2,
+    )
+    n_eval: int = param(
+        2000, doc="images per method (the FID-like score fits a 64-d covariance)", ge=65
+    )
+    features_epochs: int = param(30, doc="training epochs of the digits feature CNN", ge=1)
+    seed: int = seed_param()
+    device: str = device_param()
+
+    def check(self) -> None:
+        """Batches and calibration sets the digits split can fill, and images in memory."""
+        if self.batch_size > DIGITS_TRAIN:
+            raise ConfigError.for_key(
+                "batch_size",
+                self.batch_size,
+                f"<= {DIGITS_TRAIN}, the number of training digits",
+                64,
+            )
+        if self.n_calibration > DIGITS_TEST:
+            raise ConfigError.for_key(
+                "n_calibration",
+                self.n_calibration,
+                f"<= {DIGITS_TEST}, the number of held-out test digits",
+                400,
+            )
+        # every method's images (and the sweep's) in float32 with their features
+        n_sets = len(METHODS) + len(self.sweep_steps) * len(self.sweep_lrs)
+        check_config_memory(
+            "n_eval",
+            self.n_eval,
+            4.0 * 2 * 64 * self.n_eval * n_sets,
+            what=f"{n_sets} sets of {self.n_eval} generated images",
+            knob="lower n_eval",
+        )
 
     @classmethod
     def paper(cls) -> DotDigitsConfig:
@@ -174,63 +241,6 @@ class DotDigitsConfig:
             mh_proposals=100,
             ddls_steps=50,
         )
-
-    def validate(self) -> None:
-        """ValueError naming the field when a setting is out of range."""
-        if not self.seeds:
-            raise ValueError("seeds must hold at least one seed offset, e.g. (0, 1)")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; allowed: {', '.join(LOSSES)}")
-        check_ints(
-            self,
-            (
-                "latent_dim",
-                "g_width",
-                "d_width",
-                "n_critic",
-                "batch_size",
-                "train_steps",
-                "dot_steps",
-                "k_pairs",
-                "drs_pilot",
-                "mh_proposals",
-                "ddls_steps",
-                "n_calibration",
-                "features_epochs",
-            ),
-        )
-        if self.g_width < 2:
-            raise ValueError(f"g_width must be >= 2, got {self.g_width}")
-        if self.n_eval < 65:
-            raise ValueError(
-                f"n_eval must be >= 65 (the FID-like score fits a 64-d covariance), got "
-                f"{self.n_eval}; use >= 1,000 for stable numbers"
-            )
-        for value in self.sweep_steps:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"sweep_steps must hold positive integers (e.g. (5, 10, 20, 50)), got "
-                    f"{self.sweep_steps!r}"
-                )
-        for value in self.sweep_lrs:
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(
-                    f"sweep_lrs must hold positive numbers (e.g. (1e-3, 1e-2)), got "
-                    f"{self.sweep_lrs!r}"
-                )
-        check_positive_numbers(self, ("lr", "dot_lr", "k_factor", "ddls_step"))
-        if not 0 < self.drs_percentile < 100:
-            raise ValueError(f"drs_percentile must lie in (0, 100), got {self.drs_percentile}")
-        check_ints(self, ("critic_steps", "ratio_steps"), minimum=0)
-        if (
-            isinstance(self.ema_decay, bool)
-            or not isinstance(self.ema_decay, int | float)
-            or not 0 <= self.ema_decay < 1
-        ):
-            raise ValueError(
-                f"ema_decay must be 0 (post-process the last iterate) or lie in (0, 1), got "
-                f"{self.ema_decay!r}"
-            )
 
 
 def _score(x: Tensor, reference: np.ndarray, feats: DigitsFeatures) -> dict[str, float]:
@@ -448,7 +458,7 @@ def run(config: DotDigitsConfig, out: Path) -> Result:
     """Train, transport, score and check the seed's image claims; see the module docstring."""
     if not isinstance(config, DotDigitsConfig):
         raise TypeError(f"config must be a DotDigitsConfig, got {type(config).__name__}")
-    config.validate()
+    validate_config(config)
     out = Path(out)
     dev = resolve_device(config.device)
     started = time.perf_counter()

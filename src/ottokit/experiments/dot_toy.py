@@ -31,13 +31,21 @@ import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ottokit._checks import check_option
+from ottokit._config import (
+    ConfigError,
+    ValidatedConfig,
+    check_config_memory,
+    device_param,
+    param,
+    seed_param,
+    validate_config,
+)
 from ottokit._torchio import torch_threads
 from ottokit.data import TOY_2D_NAMES, toy_2d
 from ottokit.dot import (
@@ -51,8 +59,6 @@ from ottokit.dot import (
     mh_gan,
 )
 from ottokit.experiments._dot_common import (
-    check_ints,
-    check_positive_numbers,
     fit_frozen,
     npz_key,
     resolve_device,
@@ -89,10 +95,12 @@ METHODS: tuple[str, ...] = (
     "DDLS",
 )
 _ARROW_METHODS = ("naive", "DOT target", "DOT latent")
+# the names of ottokit.data.TOY_2D_NAMES (a test keeps the two equal)
+ToyName = Literal["25gaussians", "swissroll", "8gaussians"]
 
 
 @dataclass
-class DotToyConfig:
+class DotToyConfig(ValidatedConfig):
     """Settings of dot-toy (defaults: the original 2-D setting, REFERENCE.md "Seed 003").
 
     Networks and training: G is a 2-d uniform latent -> ``g_hidden`` leaky-ReLU MLP -> 2,
@@ -136,38 +144,84 @@ class DotToyConfig:
     The seeds used are ``seed + s`` for ``s`` in ``seeds``.
     """
 
-    datasets: tuple[str, ...] = TOY_2D_NAMES
-    seeds: tuple[int, ...] = (0, 1, 2)
-    g_hidden: tuple[int, ...] = (256, 256, 256)
-    d_hidden: tuple[int, ...] = (512, 512, 512)
-    train_steps: int = 10000
-    n_critic: int = 5
-    batch_size: int = 256
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.5, 0.9)
-    gp_weight: float = 0.1
-    lr_schedule: str = "linear"
-    n_train: int = 100_000
-    dot_steps: int = 100
-    dot_lr: float = 0.01
-    clip: float = 2.0
-    k_pairs: int = 100
-    k_factor: float = 1.0
-    drs_percentile: float = 95.0
-    drs_pilot: int = 10_000
-    mh_proposals: int = 640
-    ddls_steps: int = 100
-    ddls_step: float = 1e-3
-    n_calibration: int = 2000
-    ratio_steps: int = 0
-    ratio_lr: float = 1e-3
-    n_eval: int = 5000
-    min_ot_samples: int = 5000
-    n_arrows: int = 300
-    num_threads: int = 0
-    ot_workers: int = 0
-    seed: int = 0
-    device: str = "cpu"
+    datasets: tuple[ToyName, ...] = param(
+        TOY_2D_NAMES,
+        doc="2-D data sets, each trained and post-processed",
+        distinct=True,
+        example="25gaussians,swissroll",
+    )
+    seeds: tuple[int, ...] = param(
+        (0, 1, 2), doc="seed offsets s: one GAN per data set and seed + s", ge=0, distinct=True
+    )
+    g_hidden: tuple[int, ...] = param(
+        (256, 256, 256), doc="hidden widths of the generator (leaky ReLU)", ge=1
+    )
+    d_hidden: tuple[int, ...] = param(
+        (512, 512, 512), doc="hidden widths of the critic (leaky ReLU)", ge=1
+    )
+    train_steps: int = param(10000, doc="WGAN-GP generator steps", ge=1)
+    n_critic: int = param(5, doc="critic steps per generator step", ge=1)
+    batch_size: int = param(256, doc="samples per batch (<= n_train)", ge=1)
+    lr: float = param(1e-3, doc="Adam step size of G and D", gt=0)
+    betas: tuple[float, float] = param((0.5, 0.9), doc="Adam betas of G and D", ge=0, lt=1)
+    gp_weight: float = param(0.1, doc="gradient-penalty weight lambda", gt=0)
+    lr_schedule: Literal["constant", "linear"] = param(
+        "linear", doc="learning rates kept, or decayed linearly to zero"
+    )
+    n_train: int = param(100_000, doc="training points per data set", ge=1)
+    dot_steps: int = param(100, doc="Adam steps of each DOT transport", ge=1)
+    dot_lr: float = param(0.01, doc="Adam step size of DOT", gt=0)
+    clip: float = param(2.0, doc="target-space DOT keeps x in [-clip, clip]^2", gt=0)
+    k_pairs: int = param(100, doc="random pairs of generated samples behind K_eff", ge=1)
+    k_factor: float = param(1.0, doc="K = k_factor x K_eff (1: the original rule)", gt=0)
+    drs_percentile: float = param(95.0, doc="percentile shift of DRS's acceptance", gt=0, lt=100)
+    drs_pilot: int = param(10_000, doc="pilot samples of DRS", ge=1)
+    mh_proposals: int = param(640, doc="proposals per MH-GAN chain", ge=1)
+    ddls_steps: int = param(100, doc="Langevin steps of DDLS", ge=1)
+    ddls_step: float = param(1e-3, doc="Langevin step size of DDLS", gt=0)
+    n_calibration: int = param(
+        2000, doc="held-out real and generated samples of the Platt calibration", ge=2
+    )
+    ratio_steps: int = param(
+        0, doc="steps of a separate classifier for DRS/MH-GAN/DDLS (0: the critic)", ge=0
+    )
+    ratio_lr: float = param(1e-3, doc="Adam step size of that classifier", gt=0)
+    n_eval: int = param(5000, doc="samples per method, scored against as many target points", ge=1)
+    min_ot_samples: int = param(
+        5000, doc="smallest cloud W2 is computed on (lower only in tests)", ge=1
+    )
+    n_arrows: int = param(300, doc="transport arrows drawn per panel", ge=0)
+    num_threads: int = param(0, doc="torch CPU threads during the run (0: keep torch's)", ge=0)
+    ot_workers: int = param(
+        0, doc="processes computing the exact W2 values while the next GAN trains", ge=0
+    )
+    seed: int = seed_param()
+    device: str = device_param()
+
+    def check(self) -> None:
+        """Batches from the training points, unbiased W2 clouds, and W2 plans in memory."""
+        if self.batch_size > self.n_train:
+            raise ConfigError.for_key(
+                "batch_size",
+                self.batch_size,
+                f"<= n_train = {self.n_train} (batches are drawn from the training points)",
+                min(256, self.n_train),
+            )
+        if self.n_eval < self.min_ot_samples:
+            raise ConfigError.for_key(
+                "n_eval",
+                self.n_eval,
+                f">= min_ot_samples = {self.min_ot_samples} (W2 is biased upwards on small clouds)",
+                max(5000, self.min_ot_samples),
+            )
+        # exact W2: a dense cost matrix and plan of n_eval^2 float64 per concurrent solve
+        check_config_memory(
+            "n_eval",
+            self.n_eval,
+            16.0 * self.n_eval**2 * max(1, self.ot_workers),
+            what=f"exact W2 between clouds of {self.n_eval} points",
+            knob="lower n_eval or ot_workers",
+        )
 
     @classmethod
     def paper(cls) -> DotToyConfig:
@@ -195,47 +249,6 @@ class DotToyConfig:
             num_threads=1,
             ot_workers=1,
         )
-
-    def validate(self) -> None:
-        """ValueError naming the field when a setting is out of range."""
-        if not self.datasets:
-            raise ValueError("datasets must name at least one of " + ", ".join(TOY_2D_NAMES))
-        for name in self.datasets:
-            if name not in TOY_2D_NAMES:
-                raise ValueError(
-                    f"unknown data set {name!r} in datasets; allowed: {', '.join(TOY_2D_NAMES)}"
-                )
-        if not self.seeds:
-            raise ValueError("seeds must hold at least one seed offset, e.g. (0, 1)")
-        check_ints(
-            self,
-            (
-                "train_steps",
-                "n_critic",
-                "batch_size",
-                "n_train",
-                "dot_steps",
-                "k_pairs",
-                "drs_pilot",
-                "mh_proposals",
-                "ddls_steps",
-                "n_calibration",
-                "n_eval",
-                "min_ot_samples",
-            ),
-        )
-        check_positive_numbers(
-            self, ("lr", "dot_lr", "clip", "k_factor", "ddls_step", "gp_weight", "ratio_lr")
-        )
-        check_ints(self, ("ratio_steps", "num_threads", "ot_workers"), minimum=0)
-        if not 0 < self.drs_percentile < 100:
-            raise ValueError(f"drs_percentile must lie in (0, 100), got {self.drs_percentile}")
-        check_option(self.lr_schedule, ("constant", "linear"), "lr_schedule")
-        if self.n_eval < self.min_ot_samples:
-            raise ValueError(
-                f"n_eval = {self.n_eval} is below min_ot_samples = {self.min_ot_samples}; W2 "
-                "is biased upwards on small clouds: raise n_eval (>= 5,000)"
-            )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -511,7 +524,7 @@ def run(config: DotToyConfig, out: Path) -> Result:
     """Train, transport, score and check the seed's 2-D claims; see the module docstring."""
     if not isinstance(config, DotToyConfig):
         raise TypeError(f"config must be a DotToyConfig, got {type(config).__name__}")
-    config.validate()
+    validate_config(config)
     out = Path(out)
     dev = resolve_device(config.device)
     with torch_threads(config.num_threads):

@@ -22,17 +22,31 @@ averaging the directions from that of a larger step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from scipy.stats import gaussian_kde, norm
 
+from ottokit._config import (
+    ConfigError,
+    ValidatedConfig,
+    check_config_memory,
+    device_param,
+    param,
+    seed_param,
+)
 from ottokit.experiments._registry import Experiment, register
 from ottokit.gan.natural_gradient import NaturalGradient
-from ottokit.gan.nets import MLPDiscriminator, MLPGenerator, build_seeded, sample_latent
+from ottokit.gan.nets import (
+    Activation,
+    MLPDiscriminator,
+    MLPGenerator,
+    build_seeded,
+    sample_latent,
+)
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.ot import w_1d
 from ottokit.report.figures import new_figure, save_figure
@@ -48,7 +62,10 @@ CLAIM = (
     "damped geodesic equation, Prop. 16.1) is more stable than the plain natural gradient "
     "with the pullback metric (Algorithm 2) (§17, Figures 1-2)."
 )
-OPTIMIZERS = ("sgd", "adam", "natural", "natural-momentum", "natural-momentum-matched")
+OptimizerName = Literal["sgd", "adam", "natural", "natural-momentum", "natural-momentum-matched"]
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+# the solvers of ottokit.gan.natural_gradient.SOLVERS (a test keeps the two equal)
+NaturalSolver = Literal["auto", "cholesky", "cg", "woodbury"]
 LABELS = {
     "sgd": "SGD",
     "adam": "Adam",
@@ -66,34 +83,78 @@ COLORS = {
 
 
 @dataclass
-class GanOptimizersConfig:
+class GanOptimizersConfig(ValidatedConfig):
     """Settings of the §17 comparison (architecture as in the seed; the rest is ours)."""
 
-    target_mean: float = 2.0
-    target_std: float = 0.5
-    latent_dim: int = 16
-    hidden: int = 32
-    activation: str = "tanh"
-    steps: int = 1500
-    batch_size: int = 256
-    n_seeds: int = 5
-    lr_sgd: float = 0.05
-    lr_adam: float = 2e-3
-    lr_natural: float = 0.02
-    damping: float = 1e-3
-    momentum: float = 0.85
-    natural_solver: str = "auto"
-    lr_d: float = 5e-3
-    d_betas: tuple[float, float] = (0.5, 0.999)
-    eval_every: int = 50
-    eval_samples: int = 4000
-    final_samples: int = 20_000
-    stable_fraction: float = 0.2  # "last 20% of the steps"
-    lr_scales: tuple[float, ...] = (1.0,)  # every optimiser's step multiplied by each of these
-    checkpoint_every: int = 500
-    seed: int = 0
-    device: str = "cpu"
-    optimizers: tuple[str, ...] = field(default=OPTIMIZERS)
+    target_mean: float = param(2.0, doc="mean of the 1-D Gaussian target")
+    target_std: float = param(0.5, doc="standard deviation of the 1-D Gaussian target", gt=0)
+    latent_dim: int = param(16, doc="latent dimension of the generator (seed: 16)", ge=1)
+    hidden: int = param(32, doc="hidden units of G and D (seed: 32)", ge=1)
+    activation: Activation = param("tanh", doc="activation of both networks")
+    steps: int = param(1500, doc="generator steps per run", ge=10)
+    batch_size: int = param(256, doc="samples per batch (data and latents)", ge=1)
+    n_seeds: int = param(5, doc="seeds per optimiser (all optimisers share the seeds)", ge=1)
+    lr_sgd: float = param(0.05, doc="step size of SGD", gt=0)
+    lr_adam: float = param(2e-3, doc="step size of Adam", gt=0)
+    lr_natural: float = param(0.02, doc="step size of the natural gradients", gt=0)
+    damping: float = param(1e-3, doc="damping added to the pullback metric", ge=0)
+    momentum: float = param(0.85, doc="heavy-ball momentum mu of the natural gradient", ge=0, lt=1)
+    natural_solver: NaturalSolver = param(
+        "auto", doc="linear solver of the natural gradient (woodbury needs damping > 0)"
+    )
+    lr_d: float = param(5e-3, doc="step size of the discriminator's Adam", gt=0)
+    d_betas: tuple[float, float] = param(
+        (0.5, 0.999), doc="Adam betas of the discriminator", ge=0, lt=1
+    )
+    eval_every: int = param(50, doc="measure W1 to the target every this many steps", ge=1)
+    eval_samples: int = param(4000, doc="generated samples per W1 evaluation", ge=2)
+    final_samples: int = param(
+        20_000, doc="samples of the final density and its W1 (seed Fig. 2)", ge=2
+    )
+    stable_fraction: float = param(
+        0.2, doc='"last 20% of the steps": the tail where stability is measured', gt=0, le=1
+    )
+    lr_scales: tuple[float, ...] = param(
+        (1.0,),
+        doc="every optimiser's step multiplied by each of these (must contain 1)",
+        gt=0,
+        distinct=True,
+        example="0.5,1,2",
+    )
+    checkpoint_every: int = param(500, doc="checkpoint every this many steps", ge=1)
+    seed: int = seed_param()
+    device: str = device_param()
+    optimizers: tuple[OptimizerName, ...] = param(
+        OPTIMIZERS, doc="generator optimisers compared", distinct=True, example="sgd,adam"
+    )
+
+    def check(self) -> None:
+        """Constraints between fields, and the memory of the largest sample."""
+        if 1.0 not in self.lr_scales:
+            raise ConfigError.for_key(
+                "lr_scales", self.lr_scales, "a list of positive numbers containing 1", "0.5,1,2"
+            )
+        if self.natural_solver == "woodbury" and self.damping == 0:
+            raise ConfigError.for_key(
+                "damping", self.damping, "> 0 with natural_solver = woodbury", 1e-3
+            )
+        if self.eval_every > self.steps:
+            raise ConfigError.for_key(
+                "eval_every",
+                self.eval_every,
+                f"<= steps = {self.steps} (W1 is measured at step 0 and every eval_every steps)",
+                max(1, self.steps // 20),
+            )
+        key = max(("batch_size", "eval_samples", "final_samples"), key=lambda k: getattr(self, k))
+        size = getattr(self, key)
+        # latents, hidden activations and outputs in float64, a few copies (sort, KDE)
+        check_config_memory(
+            key,
+            size,
+            8.0 * 4 * size * (self.latent_dim + self.hidden + 2),
+            what=f"{size} samples through a {self.latent_dim} -> {self.hidden} -> 1 generator",
+            knob=f"lower {key}",
+        )
 
     @classmethod
     def quick(cls) -> GanOptimizersConfig:
@@ -108,19 +169,6 @@ class GanOptimizersConfig:
             checkpoint_every=1000,
             lr_scales=(0.5, 1.0, 2.0),
         )
-
-    def __post_init__(self) -> None:
-        unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
-        if unknown or not self.optimizers:
-            raise ValueError(
-                f"optimizers must be a non-empty subset of {', '.join(OPTIMIZERS)}; got {unknown}"
-            )
-        if not 0 < self.stable_fraction <= 1:
-            raise ValueError(f"stable_fraction must be in (0, 1], got {self.stable_fraction}")
-        if 1.0 not in self.lr_scales or any(not sc > 0 for sc in self.lr_scales):
-            raise ValueError(f"lr_scales must be positive and contain 1.0, got {self.lr_scales}")
-        if self.n_seeds < 1 or self.steps < 10:
-            raise ValueError("n_seeds must be >= 1 and steps >= 10")
 
 
 def _make_optimizer(

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ottokit._config import ConfigError, ValidatedConfig, device_param, param, seed_param
+from ottokit.experiments._graph_sizes import check_random_graph
 from ottokit.experiments._registry import Experiment, register
 from ottokit.functionals import Entropy
 from ottokit.graph import (
@@ -76,7 +77,9 @@ class GraphHeatConfig(ValidatedConfig):
     device: str = device_param()
 
     def check(self) -> None:
-        """The initial density must be a probability vector; snapshots must be output times."""
+        """The graph must have edges and fit in memory, the initial density must be a
+        probability vector, and the snapshots must be output times."""
+        check_random_graph(self.n_nodes, self.radius)
         if (self.n_nodes - 1) * self.floor >= 1:
             raise ConfigError.for_key(
                 "floor", self.floor, f"< 1/(n_nodes - 1) = {1 / (self.n_nodes - 1):.3g}", 1e-10

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ottokit._config import ValidatedConfig, device_param, param, seed_param
+from ottokit.experiments._graph_sizes import check_random_graph
 from ottokit.experiments._registry import Experiment, register
 from ottokit.functionals import Entropy
 from ottokit.graph import (
@@ -43,16 +45,35 @@ FLOWS = ("wasserstein", "linear")
 
 
 @dataclass
-class GraphInverseConfig:
-    n_nodes: int = 60
-    radius: float = 0.25
-    times: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
-    noise_levels: tuple[float, ...] = (1e-3, 1e-2, 3e-2, 1e-1)
-    draws: int = 2  # noise realisations per (T, eta); medians reported
-    floor: float = 0.02  # density floor of the initial two-bump profile (times mean)
-    tau: float = 1.1  # discrepancy principle: ||S(x) - y|| <= tau * delta
-    seed: int = 0
-    device: str = "cpu"
+class GraphInverseConfig(ValidatedConfig):
+    """Settings of the backward heat problem (seed 000 §4 gives none; these are ours)."""
+
+    n_nodes: int = param(
+        60, doc="random points in the unit square (the forward maps are dense n x n)", ge=2, le=2000
+    )
+    radius: float = param(0.25, doc="edge between points closer than this", gt=0, le=1.5)
+    times: tuple[float, ...] = param(
+        (0.05, 0.1, 0.2, 0.4), doc="observation times T of rho(T)", gt=0, increasing=True
+    )
+    noise_levels: tuple[float, ...] = param(
+        (1e-3, 1e-2, 3e-2, 1e-1),
+        doc="relative noise sizes eta of the observations (error against eta needs two)",
+        gt=0,
+        le=1,
+        min_items=2,
+        increasing=True,
+    )
+    draws: int = param(2, doc="noise realisations per (T, eta); medians are reported", ge=1)
+    floor: float = param(
+        0.02, doc="density floor of the initial two-bump profile (times its mean)", gt=0
+    )
+    tau: float = param(1.1, doc="discrepancy principle: stop at ||S(x) - y|| <= tau * noise", gt=1)
+    seed: int = seed_param()
+    device: str = device_param()
+
+    def check(self) -> None:
+        """The graph must have edges and fit in memory."""
+        check_random_graph(self.n_nodes, self.radius)
 
     @classmethod
     def paper(cls) -> GraphInverseConfig:

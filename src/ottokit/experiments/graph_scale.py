@@ -21,6 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from ottokit._config import (
+    ConfigError,
+    ValidatedConfig,
+    check_config_memory,
+    device_param,
+    param,
+    seed_param,
+)
+from ottokit.experiments._graph_sizes import heat_flow_bytes
 from ottokit.experiments._registry import Experiment, register
 from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
@@ -40,16 +49,53 @@ MEMORY_TARGET_GB = 4.0
 
 
 @dataclass
-class GraphScaleConfig:
-    n_nodes: int = 1_000_000
-    mean_degree: float = 15.0
-    t_end: float = 0.1
-    grid_size: int = 512
-    potential_strength: float = 10.0  # V = strength * |x - (0.5, 0.5)|^2
-    grid_t_end: float = 0.1
-    rtol: float = 1e-6
-    seed: int = 0
-    device: str = "cpu"
+class GraphScaleConfig(ValidatedConfig):
+    """Settings of the two large cases (beyond the seed: its graph has 500 nodes)."""
+
+    n_nodes: int = param(
+        1_000_000,
+        doc="nodes of the random geometric graph (all but one start at density 1e-10)",
+        ge=2,
+        le=10**9,
+    )
+    mean_degree: float = param(
+        15.0, doc="target mean degree (sets the radius of the random graph)", ge=1
+    )
+    t_end: float = param(0.1, doc="end time of the heat flow on the random graph", gt=0)
+    grid_size: int = param(512, doc="side N of the N x N Fokker-Planck grid", ge=2)
+    potential_strength: float = param(
+        10.0, doc="trap strength s of the potential V = s |x - (0.5, 0.5)|^2", ge=0, le=1000
+    )
+    grid_t_end: float = param(0.1, doc="end time of the Fokker-Planck flow on the grid", gt=0)
+    rtol: float = param(1e-6, doc="relative tolerance of both solves", ge=1e-13, lt=1)
+    seed: int = seed_param()
+    device: str = device_param()
+
+    def check(self) -> None:
+        """The random graph must be able to reach its degree; both cases must fit in memory."""
+        if self.mean_degree > self.n_nodes - 1:
+            raise ConfigError.for_key(
+                "mean_degree",
+                self.mean_degree,
+                f"<= n_nodes - 1 = {self.n_nodes - 1} (a node has at most that many neighbours)",
+                min(15, self.n_nodes - 1),
+            )
+        n, m = self.n_nodes, self.n_nodes * self.mean_degree / 2.0
+        check_config_memory(
+            "n_nodes",
+            self.n_nodes,
+            heat_flow_bytes(n, m),
+            what=f"the heat flow on a random graph of {n} nodes and about {m:.3g} edges",
+            knob="lower n_nodes or mean_degree",
+        )
+        N = self.grid_size
+        check_config_memory(
+            "grid_size",
+            N,
+            heat_flow_bytes(N * N, 2 * N * (N - 1)),
+            what=f"the Fokker-Planck flow on a {N} x {N} grid",
+            knob="lower grid_size",
+        )
 
     @classmethod
     def paper(cls) -> GraphScaleConfig:

@@ -31,6 +31,14 @@ import numpy as np
 from matplotlib.patches import Ellipse
 from scipy.integrate import simpson
 
+from ottokit._config import (
+    ConfigError,
+    ValidatedConfig,
+    check_config_memory,
+    device_param,
+    param,
+    seed_param,
+)
 from ottokit.experiments._registry import Experiment, register
 from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
@@ -85,6 +93,7 @@ TUR = "TUR v2^2/T >= (d<r>)^2/(T<|grad r|^2>)"
 V1 = "v2 >= v1"
 V1_BRACKET = "v1 upper estimate >= v1 lower estimate"
 PARTICLE_CASES = ("geodesic", "rotational")
+_BYTES_PER_OUTPUT_TIME = 8 * 1024
 
 LABELS = {
     "geodesic": "W2 geodesic",
@@ -97,22 +106,78 @@ LABELS = {
 
 
 @dataclass
-class ThermoLimitsConfig:
+class ThermoLimitsConfig(ValidatedConfig):
     """Settings of the thermo-limits experiment (2-D protocols, 1-D schedules, particles)."""
 
-    tau: float = 1.0
-    temperature: float = 1.0
-    n_times: int = 401  # output times of the closed forms on [0, tau]
-    k0: float = 1.0  # initial stiffness (ramp, quench, moving trap; k of the rotational force)
-    k1: float = 4.0  # final stiffness
-    omega: float = 2.0  # rotation rate of the non-potential force
-    data_std: float = 0.5  # 1-D "data" N(0, data_std^2) of the diffusion-schedule paths
-    tau_scan: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-    particle_counts: tuple[int, ...] = (100, 1_000, 10_000)
-    particle_steps: int = 1_000
-    particle_outputs: int = 41
-    seed: int = 0
-    device: str = "cpu"
+    tau: float = param(1.0, doc="duration of every protocol", gt=0)
+    temperature: float = param(1.0, doc="bath temperature T (k_B = 1)", gt=0)
+    n_times: int = param(401, doc="output times of the closed forms on [0, tau]", ge=3)
+    k0: float = param(
+        1.0,
+        doc="initial stiffness (ramp, quench, moving trap; k of the rotational force)",
+        gt=0,
+    )
+    k1: float = param(4.0, doc="final stiffness of the ramp and the quench (differs from k0)", gt=0)
+    omega: float = param(2.0, doc="rotation rate of the non-potential force", gt=0)
+    data_std: float = param(
+        0.5, doc='std of the 1-D "data" N(0, data_std^2) the schedules start from (not 1)', gt=0
+    )
+    tau_scan: tuple[float, ...] = param(
+        (0.25, 0.5, 1.0, 2.0, 4.0, 8.0), doc="durations of the tau sweep", gt=0, increasing=True
+    )
+    particle_counts: tuple[int, ...] = param(
+        (100, 1_000, 10_000),
+        doc="ensemble sizes N of the particle estimator (2-D estimates need N >= 6)",
+        ge=6,
+        distinct=True,
+    )
+    particle_steps: int = param(1_000, doc="Euler-Maruyama steps over [0, tau]", ge=2)
+    particle_outputs: int = param(
+        41, doc="times at which the particle estimates are made (<= particle_steps + 1)", ge=3
+    )
+    seed: int = seed_param()
+    device: str = device_param()
+
+    def check(self) -> None:
+        """Protocols that move, outputs on the step grid, and sizes that fit in memory."""
+        if self.k1 == self.k0:
+            raise ConfigError.for_key(
+                "k1",
+                self.k1,
+                f"different from k0 = {self.k0:g} (the ramp and the quench would not move, "
+                "and their bound W2^2 / (tau T) would be 0)",
+                4 * self.k0,
+            )
+        if self.data_std == 1:
+            raise ConfigError.for_key(
+                "data_std",
+                self.data_std,
+                "different from 1 (the OT path to the noise N(0, 1) would not move)",
+                0.5,
+            )
+        if self.particle_outputs > self.particle_steps + 1:
+            raise ConfigError.for_key(
+                "particle_outputs",
+                self.particle_outputs,
+                f"<= particle_steps + 1 = {self.particle_steps + 1} (outputs lie on the steps)",
+                min(41, self.particle_steps + 1),
+            )
+        # each output time holds a few dozen numbers for each of the nine closed-form cases
+        check_config_memory(
+            "n_times",
+            self.n_times,
+            _BYTES_PER_OUTPUT_TIME * self.n_times,
+            what=f"the closed forms at {self.n_times} output times",
+            knob="lower n_times",
+        )
+        # positions, forces and noise of the largest ensemble; the protocol at every step
+        check_config_memory(
+            "particle_counts",
+            self.particle_counts,
+            8.0 * (16 * max(self.particle_counts) + 8 * (self.particle_steps + 1)),
+            what=f"{max(self.particle_counts)} particles over {self.particle_steps} steps",
+            knob="lower particle_counts or particle_steps",
+        )
 
     @classmethod
     def quick(cls) -> ThermoLimitsConfig:
@@ -494,10 +559,6 @@ def run(config: ThermoLimitsConfig, out: Path) -> Result:
     """Closed forms, bounds and particle estimates for the OU examples; check the seed's limits."""
     out = Path(out)
     started = time.perf_counter()
-    if config.tau <= 0 or config.temperature <= 0:
-        raise ValueError(
-            f"tau and temperature must be positive, got {config.tau}, {config.temperature}"
-        )
     obs_2d = {
         "|x|^2/2": Quadratic(np.eye(2), np.zeros(2)),
         "x_1": Quadratic(np.zeros((2, 2)), np.array([1.0, 0.0])),
