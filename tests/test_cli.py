@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,3 +205,71 @@ def test_progress_bar_is_off_without_a_terminal(monkeypatch: pytest.MonkeyPatch)
         bar.advance(2)
         assert not bar.shown and bar.completed == 2
     assert sys.stderr.getvalue() == ""
+
+
+def test_show_prints_every_key_with_value_type_range_and_meaning() -> None:
+    from ottokit._config import describe_config
+    from ottokit.experiments._registry import get
+
+    result = runner.invoke(cli.app, ["show", "graph-heat", "--preset", "paper"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("graph-heat (paper preset, GraphHeatConfig)")
+    docs = describe_config(get("graph-heat").preset("paper"))
+    for fd in docs:
+        k = lines.index(f"{fd.name} = {fd.value_text}")
+        assert lines[k + 1] == f"    {fd.doc}"
+        assert fd.allowed in lines[k + 2]
+    assert "n_nodes = 500" in lines and "    int; >= 2" in lines
+    assert "    one of: auto, lsoda, bdf, adams, rk45, radau, scipy-bdf" in lines
+    assert "t_long = 3.0" in lines  # paper, not quick (1.0)
+
+
+def test_show_applies_overrides_and_refuses_bad_ones(tmp_path: Path) -> None:
+    result = runner.invoke(cli.app, ["show", "gan-geometry", "--set", "divergences=kl,jsd"])
+    assert result.exit_code == 0, result.output
+    assert "divergences = kl,jsd" in result.stdout.splitlines()
+    assert "    each of: kl, reverse_kl, jsd, chi2, hellinger; no repeats" in result.stdout
+    result = runner.invoke(cli.app, ["show", "gan-geometry", "--set", "edi_sizes=8"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: edi_sizes = 8: must be a list of at least 2 items")
+    result = runner.invoke(cli.app, ["show", "tiny"])
+    assert result.exit_code == 0 and "n = 3" in result.stdout.splitlines()
+
+
+def test_run_help_points_to_show() -> None:
+    result = runner.invoke(cli.app, ["run", "--help"])
+    assert result.exit_code == 0
+    assert "ottokit show" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("kind", ["file", "below-a-file", "proc", "read-only"])
+def test_an_unusable_out_is_one_line_before_the_run(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    out = {
+        "file": a_file,
+        "below-a-file": a_file / "runs",
+        "proc": Path("/proc/runs"),
+        "read-only": tmp_path / "ro" / "runs",
+    }[kind]
+    if kind == "read-only":
+        (tmp_path / "ro").mkdir(mode=0o555)
+        if os.geteuid() == 0:  # root may write anywhere: let the check see what a user would
+            access = os.access
+
+            def no_write(p: Path, mode: int) -> bool:
+                return False if Path(p) == out.parent else access(p, mode)
+
+            monkeypatch.setattr(os, "access", no_write)
+    for command in (["run", "tiny"], ["reproduce", "--only", "tiny"]):
+        result = runner.invoke(cli.app, [*command, "--out", str(out), "--quiet"])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and str(out.parent) in line
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["a-file", *(["ro"] if kind == "read-only" else [])]
+    )

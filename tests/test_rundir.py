@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import base64
+import errno
 import json
 import logging
 import math
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from ottokit.experiments import _registry
+from ottokit import cli
+from ottokit.experiments import _registry, _runner
 from ottokit.experiments._registry import Experiment
 from ottokit.experiments._runner import (
+    RunOutputError,
     rebuild_report,
     reproduce,
     run_experiment,
@@ -23,8 +34,10 @@ from ottokit.experiments._runner import (
 )
 from ottokit.report import rundir
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.result import Check, Comparison, Result
+from ottokit.report.html import render_html
+from ottokit.report.result import Check, Comparison, Result, ResultFileError
 from ottokit.report.rundir import (
+    RunInterrupted,
     atomic_write_bytes,
     atomic_write_text,
     new_run_dir,
@@ -334,3 +347,295 @@ def test_run_experiment_with_a_relative_out_root(
     assert result.run_dir.is_absolute() and result.run_dir.is_dir()
     assert result.figures == {"a parabola": "figures/parabola.png"}
     assert (result.run_dir / "figures" / "parabola.png").is_file()
+
+
+@dataclass(frozen=True)
+class SignalConfig(FakeConfig):
+    signum: int = signal.SIGTERM
+
+
+def signal_run(cfg: SignalConfig, out: Path) -> Result:
+    os.kill(os.getpid(), cfg.signum)
+    time.sleep(5)  # the handler interrupts this
+    raise AssertionError("the signal was not delivered")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_keeps_the_run_as_failed_with_the_reason(
+    tmp_path: Path, fake_experiments: list[Experiment], signum: int
+) -> None:
+    exp = Experiment("fake-signal", "000", "000_fake.txt", "killed", SignalConfig, signal_run)
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with pytest.raises(RunInterrupted) as info:
+        run_experiment(exp, SignalConfig(signum=signum), out_root=tmp_path)
+    name = signal.Signals(signum).name
+    (failed,) = list((tmp_path / "fake-signal").iterdir())  # no hidden .tmp left behind
+    assert failed.name.endswith("-failed") and info.value.run_dir == failed
+    assert (info.value.signum, str(info.value)) == (signum, f"interrupted by {name}")
+    assert f"experiment fake-signal interrupted by {name}" in (failed / "log.txt").read_text()
+    (check,) = Result.load(failed).checks
+    assert check == Check("experiment ran", False, f"RunInterrupted: interrupted by {name}")
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == previous
+
+
+def test_ctrl_c_at_the_command_line_says_where_the_run_was_kept(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    exp = Experiment("fake-signal", "000", "000_fake.txt", "killed", SignalConfig, signal_run)
+    _registry.register(exp)
+    args = ["run", "fake-signal", "--set", f"signum={int(signal.SIGINT)}", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli.app, [*args, "--quiet"])
+    assert result.exit_code == 128 + signal.SIGINT
+    (failed,) = list((tmp_path / "fake-signal").iterdir())
+    assert failed.name.endswith("-failed")
+    assert result.stderr.strip() == f"error: interrupted by SIGINT; run directory kept at {failed}"
+
+
+SLEEPY_SCRIPT = """
+import sys, time
+from dataclasses import dataclass
+from pathlib import Path
+from ottokit.experiments import _registry
+from ottokit.experiments._registry import Experiment
+
+BASE = Path(sys.argv[1])
+
+@dataclass(frozen=True)
+class SleepyConfig:
+    seed: int = 0
+    device: str = "cpu"
+
+    @classmethod
+    def quick(cls):
+        return cls()
+
+    @classmethod
+    def paper(cls):
+        return cls()
+
+def run(cfg, out):
+    (BASE / "started").write_text(str(out))
+    time.sleep(120)
+    raise AssertionError("not interrupted")
+
+_registry.register(Experiment("sleepy", "000", "000_x.txt", "sleeps", SleepyConfig, run))
+from ottokit.cli import main
+sys.argv = ["ottokit", "run", "sleepy", "--out", str(BASE / "runs"), "--quiet"]
+main()
+"""
+
+
+def test_sigterm_to_the_command_line_keeps_the_run_and_says_where(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLEEPY_SCRIPT, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        started = tmp_path / "started"
+        deadline = time.monotonic() + 120
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), proc.communicate(timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    (failed,) = list((tmp_path / "runs" / "sleepy").iterdir())
+    assert failed.name.endswith("-failed")
+    assert stderr.strip() == f"error: interrupted by SIGTERM; run directory kept at {failed}"
+    (check,) = Result.load(failed).checks
+    assert check.detail == "RunInterrupted: interrupted by SIGTERM"
+    assert "interrupted by SIGTERM" in (failed / "log.txt").read_text()
+
+
+_write_json = _runner._write_json
+
+
+def _no_space(path: Path, *args: object, **kwargs: object) -> None:
+    """``_write_json``, with a full disk when the finished run's metrics are written."""
+    if path.name == "metrics.json":
+        raise OSError(errno.ENOSPC, "No space left on device", "metrics.json")
+    _write_json(path, *args, **kwargs)
+
+
+def test_results_are_kept_visible_when_writing_them_fails(
+    tmp_path: Path, fake_experiments: list[Experiment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_runner, "_write_json", _no_space)
+    with pytest.raises(RunOutputError) as info:
+        run_experiment(fake_experiments[0], FakeConfig(), out_root=tmp_path)
+    (failed,) = list((tmp_path / "fake-ok").iterdir())
+    assert failed.name.endswith("-failed") and info.value.run_dir == failed
+    assert info.value.started
+    assert str(info.value) == (
+        "could not write the results of the finished run: No space left on device "
+        "(metrics.json)"
+    )
+    assert (failed / "figures" / "parabola.png").is_file()
+    assert "No space left on device" in (failed / "log.txt").read_text()
+
+
+def test_the_error_says_where_results_are_when_no_rename_works(
+    tmp_path: Path, fake_experiments: list[Experiment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: rundir.RunDir) -> Path:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self.parent))
+
+    monkeypatch.setattr(rundir.RunDir, "finalize", refuse)
+    monkeypatch.setattr(rundir.RunDir, "mark_failed", refuse)
+    with pytest.raises(RunOutputError) as info:
+        run_experiment(fake_experiments[0], FakeConfig(), out_root=tmp_path)
+    (kept,) = list((tmp_path / "fake-ok").iterdir())
+    assert kept.name.startswith(".") and kept.name.endswith(".tmp")
+    assert info.value.run_dir == kept and (kept / "result.json").is_file()
+    assert str(info.value).startswith("could not close the finished run: Permission denied")
+
+
+def test_cli_reports_an_output_failure_in_one_line(
+    tmp_path: Path, fake_experiments: list[Experiment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_runner, "_write_json", _no_space)
+    result = CliRunner().invoke(cli.app, ["run", "fake-ok", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1
+    (failed,) = list((tmp_path / "fake-ok").iterdir())
+    assert result.stderr.strip() == (
+        "error: could not write the results of the finished run: No space left on device "
+        f"(metrics.json); run directory kept at {failed}"
+    )
+
+
+def _run_with_figure(tmp_path: Path, exp: Experiment) -> Path:
+    return run_experiment(exp, FakeConfig(), out_root=tmp_path / "runs").run_dir
+
+
+def _point_figure_at(run_dir: Path, rel: str) -> None:
+    path = run_dir / "result.json"
+    data = json.loads(path.read_text())
+    data["figures"]["a parabola"] = rel
+    path.write_text(json.dumps(data))
+
+
+SECRET = "do-not-leak-3141592653"
+
+
+@pytest.mark.parametrize(
+    ("how", "fragment"),
+    [
+        ("traversal", "leads outside the run directory"),
+        ("deep-traversal", "leads outside the run directory"),
+        ("absolute", "is absolute"),
+        ("symlink", "leads outside the run directory"),
+        ("symlinked-dir", "leads outside the run directory"),
+    ],
+)
+def test_report_embeds_nothing_outside_the_run_directory(
+    tmp_path: Path, fake_experiments: list[Experiment], how: str, fragment: str
+) -> None:
+    run_dir = _run_with_figure(tmp_path, fake_experiments[0])
+    secret = tmp_path / "secret.png"
+    secret.write_text(SECRET)
+    depth = len(run_dir.relative_to(tmp_path).parts)
+    if how == "traversal":
+        _point_figure_at(run_dir, "../../../secret.png")
+    elif how == "deep-traversal":
+        _point_figure_at(run_dir, "figures/" + "../" * (depth + 12) + str(secret).lstrip("/"))
+    elif how == "absolute":
+        _point_figure_at(run_dir, str(secret))
+    elif how == "symlink":
+        (run_dir / "figures" / "parabola.png").unlink()
+        (run_dir / "figures" / "parabola.png").symlink_to(secret)
+    else:
+        shutil.rmtree(run_dir / "figures")
+        (run_dir / "figures").symlink_to(tmp_path)
+        _point_figure_at(run_dir, "figures/secret.png")
+    (run_dir / "report.html").unlink(missing_ok=True)
+    for target in (run_dir, run_dir.parent, run_dir.parent.parent):
+        result = CliRunner().invoke(cli.app, ["report", str(target)])
+        assert result.exit_code == 2, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: {run_dir / 'result.json'}: figure 'a parabola': ")
+        assert fragment in line
+        assert not (target / "report.html").exists()
+    # a Result in memory (as reproduce renders them) shows the figure as refused
+    record = Result.from_json(json.loads((run_dir / "result.json").read_text()))
+    record.run_dir = run_dir
+    text = render_html([record], "report")
+    assert "figure refused" in text
+    assert base64.b64encode(SECRET.encode()).decode() not in text and SECRET not in text
+
+
+def test_report_follows_dot_dot_and_links_that_stay_inside(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    run_dir = _run_with_figure(tmp_path, fake_experiments[0])
+    (run_dir / "figures" / "again.png").symlink_to(run_dir / "figures" / "parabola.png")
+    _point_figure_at(run_dir, "figures/../figures/again.png")
+    result = CliRunner().invoke(cli.app, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    png = (run_dir / "figures" / "parabola.png").read_bytes()
+    assert base64.b64encode(png).decode() in text
+
+
+def test_report_refuses_a_result_file_linked_from_outside(
+    tmp_path: Path, fake_experiments: list[Experiment]
+) -> None:
+    run_dir = _run_with_figure(tmp_path / "elsewhere", fake_experiments[0])
+    top = tmp_path / "shared"
+    (top / "fake-ok").mkdir(parents=True)
+    (top / "fake-ok" / "linked").symlink_to(run_dir)
+    result = CliRunner().invoke(cli.app, ["report", str(top)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {top / 'fake-ok' / 'linked' / 'result.json'}: leads")
+    assert not (top / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ('{"hello": 1}', "not a result: missing key(s) experiment, seed_file, claim, run_dir"),
+        ("[1, 2, 3]", "not a result: expected a JSON object with the keys"),
+        ('"text"', "not a result: expected a JSON object"),
+        ("null", "not a result: expected a JSON object"),
+        ('{"experiment": "x", "seed_file": "s", "claim": "c", "run_dir', "may be truncated"),
+        ("", "not valid JSON"),
+        ("\udcff", "not UTF-8 text"),
+        ("CHECKS", "checks[0] must be an object with the keys name, holds, detail"),
+        ("METRICS", "metrics must be an object"),
+        ("FIGURES", "figures must be an object mapping captions to file paths"),
+        ("EXPERIMENT", "experiment must be a string, got a number"),
+        ("COMPARISONS", "comparisons[0] must be an object with the keys quantity, ours"),
+    ],
+)
+def test_a_malformed_result_file_is_one_line_naming_it(
+    tmp_path: Path, fake_experiments: list[Experiment], content: str, fragment: str
+) -> None:
+    run_dir = _run_with_figure(tmp_path, fake_experiments[0])
+    path = run_dir / "result.json"
+    good = json.loads(path.read_text())
+    broken = {
+        "CHECKS": {**good, "checks": [{"name": "x", "holds": "yes"}]},
+        "METRICS": {**good, "metrics": [1, 2]},
+        "FIGURES": {**good, "figures": {"a": 3}},
+        "EXPERIMENT": {**good, "experiment": 7},
+        "COMPARISONS": {**good, "comparisons": [{"quantity": "q", "ours": [1], "x": 0}]},
+    }
+    if content in broken:
+        path.write_text(json.dumps(broken[content]))
+    elif content == "\udcff":
+        path.write_bytes(b"\xff\xfe{")
+    else:
+        path.write_text(content)
+    result = CliRunner().invoke(cli.app, ["report", str(run_dir)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: ")
+    assert fragment in line
+    assert "Traceback" not in result.output
+    with pytest.raises(ResultFileError, match=re.escape(str(path))):
+        Result.load(run_dir)

@@ -1,20 +1,25 @@
-"""The ``ottokit`` command line: ``list``, ``run``, ``reproduce`` and ``report``.
+"""The ``ottokit`` command line: ``list``, ``show``, ``run``, ``reproduce`` and ``report``.
 
 The CLI only parses and validates; the work is done by
 :func:`ottokit.experiments._runner.run_experiment` and friends, which are callable
 from Python too. A bad argument (unknown experiment, key, preset or device, a value
-of the wrong type, a missing config file) prints one ``error:`` line to stderr and
-exits with status 2. Errors raised inside an experiment propagate unchanged, after
-the run directory has been kept as ``...-failed``.
+of the wrong type or out of its range, a missing config file, an unusable ``--out``,
+a malformed or escaping ``result.json``) prints one ``error:`` line to stderr and
+exits with status 2, before any run directory is created. Ctrl-C or SIGTERM keeps
+the run as ``...-failed``, says where, and exits with 128 + the signal number.
+Errors raised inside an experiment propagate unchanged, after the run directory has
+been kept as ``...-failed``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,10 +27,17 @@ from rich.table import Table
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from ottokit import distributed
-from ottokit._config import ConfigError, apply_overrides, config_from_toml
+from ottokit._config import (
+    ConfigError,
+    apply_overrides,
+    config_from_toml,
+    describe_config,
+    validate_config,
+)
 from ottokit.experiments._registry import Experiment, all_experiments, distributed_names, get
 from ottokit.experiments._runner import (
     PRESETS,
+    RunOutputError,
     rebuild_report,
     reproduce,
     resume_run,
@@ -34,10 +46,14 @@ from ottokit.experiments._runner import (
 )
 from ottokit.report import progress
 from ottokit.report.result import Result
+from ottokit.report.rundir import RunInterrupted
 
 __all__ = ["app", "main"]
 
-DEVICES = ("cpu", "cuda")
+DEVICE_PATTERN = r"cpu|cuda(:[0-9]+)?"
+DEVICES_TEXT = "cpu, cuda or cuda:N"
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="ottokit",
@@ -65,6 +81,24 @@ def list_experiments() -> None:
     Console().print(table)
 
 
+@app.command("show")
+def show_command(
+    experiment: Annotated[str, typer.Argument(help="Experiment name (see `ottokit list`).")],
+    preset: Annotated[str, typer.Option(help="Config preset: quick or paper.")] = "quick",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one config field, key=value (repeatable)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Flat TOML file of config values.")
+    ] = None,
+) -> None:
+    """Print the resolved config of EXPERIMENT: each key, its value, type, allowed values and
+    meaning (the keys `ottokit run --set` takes)."""
+    exp, cfg = _resolve(experiment, preset, config, set_ or [], None, None)
+    typer.echo(_config_text(exp, preset, cfg))
+
+
 @app.command("run")
 def run_command(
     experiment: Annotated[
@@ -80,7 +114,9 @@ def run_command(
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Root directory for runs.")] = Path("runs"),
     seed: Annotated[str | None, typer.Option(help="Random seed (overrides the config).")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu or cuda (overrides the config).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (overrides the config).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
     nproc: Annotated[
         int,
@@ -109,15 +145,18 @@ def run_command(
 ) -> None:
     """Run one experiment into a new run directory.
 
-    The config is resolved in order: preset, --config file, --set, then --seed/--device.
+    The config is resolved in order: preset, --config file, --set, then --seed/--device,
+    and validated before anything is written. `ottokit show EXPERIMENT` lists the keys
+    with their values, allowed ranges and meaning.
     """
     if quiet:
         progress.set_quiet(True)
     if resume is not None:
         if experiment is not None or set_ or config is not None or seed or device:
             _fail(ValueError("--resume takes the run's own experiment and config; give no others"))
+        _check_out(out)
         try:
-            result = resume_run(resume, out_root=out, quiet=quiet)
+            result = _guarded(lambda: resume_run(resume, out_root=out, quiet=quiet))
         except ValueError as exc:
             _fail(exc)
         typer.echo(f"run directory: {result.run_dir} (resumed from {resume})")
@@ -126,6 +165,7 @@ def run_command(
     if experiment is None:
         _fail(ValueError("missing the experiment name; see `ottokit list`"))
     exp, cfg = _resolve(experiment, preset, config, set_ or [], seed, device)
+    _check_out(out)
     if nproc < 1:
         _fail(ValueError(f"--nproc = {nproc}: must be an integer >= 1 (e.g. --nproc 2)"))
     if (nproc > 1 or distributed.launched_by_torchrun()) and not exp.distributed:
@@ -164,7 +204,7 @@ def run_command(
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         distributed.init_from_env(str(getattr(cfg, "device", "cpu")))
     try:
-        result = run_experiment(exp, cfg, out_root=out, quiet=quiet)
+        result = _guarded(lambda: run_experiment(exp, cfg, out_root=out, quiet=quiet))
     except SystemExit as exc:  # stopped by a signal: say where the run was kept
         for note in getattr(exc, "__notes__", []):
             typer.echo(f"stopped: {note}", err=True)
@@ -193,16 +233,23 @@ def reproduce_command(
             raise ValueError("no experiments selected")
     except ValueError as exc:
         _fail(exc)
-    typer.echo(str(reproduce(preset, selected, out_root=out, quiet=quiet)))
+    _check_out(out)
+    typer.echo(str(_guarded(lambda: reproduce(preset, selected, out_root=out, quiet=quiet))))
 
 
 @app.command("report")
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory or a reproduce directory.")],
 ) -> None:
-    """Rebuild report.html from the result.json file(s) in RUN_DIR."""
+    """Rebuild report.html from the result.json file(s) in RUN_DIR.
+
+    Only files inside RUN_DIR are embedded; a figure path that leads outside it, or a
+    malformed result.json, is refused.
+    """
     try:
         path = rebuild_report(run_dir)
+    except OSError as exc:
+        _fail(f"cannot write the report in {run_dir}: {exc.strerror or exc}")
     except ValueError as exc:
         _fail(exc)
     typer.echo(str(path))
@@ -236,12 +283,14 @@ def _resolve(
                 seed_value = int(seed)
             except ValueError:
                 raise ValueError(f"--seed: expected int, got {seed!r}") from None
+            if seed_value < 0:
+                raise ConfigError.for_key("--seed", seed_value, "an integer >= 0", 0)
             cfg = apply_overrides(cfg, [f"seed={seed_value}"])
         if device is not None:
-            if device not in DEVICES:
-                raise ValueError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)}")
+            if re.fullmatch(DEVICE_PATTERN, device) is None:
+                raise ValueError(f"unknown device {device!r}; allowed: {DEVICES_TEXT}")
             cfg = apply_overrides(cfg, [f"device={device}"])
-        _check_device(str(getattr(cfg, "device", "cpu")))
+        _check_common(validate_config(cfg))
     except (ConfigError, KeyError, ValueError) as exc:
         _fail(exc)
     return exp, cfg
@@ -252,9 +301,60 @@ def _check_preset(preset: str) -> None:
         raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
 
 
-def _check_device(device: str) -> None:
+def _check_common(cfg: Any) -> None:
+    """The ``seed`` and ``device`` every experiment has, also in configs without ranges."""
+    seed = getattr(cfg, "seed", 0)
+    if seed < 0:
+        raise ConfigError.for_key("seed", seed, "an integer >= 0", 0)
+    device = str(getattr(cfg, "device", "cpu"))
+    if re.fullmatch(DEVICE_PATTERN, device) is None:
+        raise ConfigError.for_key("device", device, DEVICES_TEXT, "cpu")
     if device.startswith("cuda") and not _cuda_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use cpu")
+
+
+def _check_out(out: Path) -> None:
+    """One ``error:`` line unless runs can be written under ``out`` (nothing is created)."""
+    path = Path(out).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == path else f" ({existing} is not a directory)"
+        _fail(f"--out {out}: not a directory{where}; choose a directory for the runs")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        _fail(f"--out {out}: {existing} is not writable; choose a writable directory")
+
+
+def _guarded(work: Callable[[], T]) -> T:
+    """``work()``, turning an interruption or an unwritable run directory into one line."""
+    try:
+        return work()
+    except RunInterrupted as exc:
+        where = f"; run directory kept at {exc.run_dir}" if exc.run_dir is not None else ""
+        typer.echo(f"error: {exc}{where}", err=True)
+        raise typer.Exit(code=128 + exc.signum) from None
+    except RunOutputError as exc:
+        where = f"; run directory kept at {exc.run_dir}" if exc.run_dir is not None else ""
+        typer.echo(f"error: {' '.join(str(exc).split())}{where}", err=True)
+        raise typer.Exit(code=1 if exc.started else 2) from None
+
+
+def _config_text(exp: Experiment, preset: str, cfg: Any) -> str:
+    """The resolved config, two or three lines per key: value, meaning, type and range."""
+    lines = [
+        f"{exp.name} ({preset} preset, {type(cfg).__name__}); "
+        f"change a key with --set KEY=VALUE or --config FILE.toml",
+        "",
+    ]
+    for fd in describe_config(cfg):
+        lines.append(f"{fd.name} = {fd.value_text}")
+        if fd.doc:
+            lines.append(f"    {fd.doc}")
+        if fd.choices is not None:
+            kind = "each of" if fd.type.startswith("comma-separated") else "one of"
+            lines.append(f"    {kind}: {fd.allowed}")
+        else:
+            lines.append("    " + "; ".join(x for x in (fd.type, fd.allowed) if x))
+    return "\n".join(lines)
 
 
 def _cuda_available() -> bool:
@@ -277,7 +377,7 @@ def _print_checks(result: Result) -> None:
     console.print(f"{n_hold} of {len(result.checks)} checks hold", highlight=False)
 
 
-def _fail(exc: BaseException) -> NoReturn:
+def _fail(exc: BaseException | str) -> NoReturn:
     """Print one ``error:`` line to stderr and exit with status 2."""
     message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     typer.echo(f"error: {' '.join(str(message).split())}", err=True)

@@ -12,8 +12,9 @@
         result.json   the whole Result (the HTML report is rebuilt from it)
         report.md     the per-run report
 
-A run that raises keeps its directory as ``<UTC>-<id>-failed`` with ``log.txt``,
-``config.toml`` and a ``result.json`` recording the error. :func:`resume_run` continues
+A run that raises, or is stopped by SIGINT or SIGTERM, keeps its directory as
+``<UTC>-<id>-failed`` with ``log.txt``, ``config.toml`` and a ``result.json``
+recording the error. :func:`resume_run` continues
 an interrupted training run in a new directory from the old one's checkpoints (the old
 directory is left as it is). Under ``torch.distributed`` only rank 0 owns a run
 directory; the other ranks compute into a private temporary one that is discarded.
@@ -40,11 +41,20 @@ from ottokit._config import ConfigError, config_from_toml, config_to_toml, valid
 from ottokit.experiments._registry import Experiment, all_experiments, get, names
 from ottokit.report.html import build_html, write_markdown
 from ottokit.report.progress import is_quiet, progress_bar, set_quiet
-from ottokit.report.result import Check, Result
-from ottokit.report.rundir import atomic_write_text, new_run_dir, new_unique_dir, run_logging
+from ottokit.report.result import Check, Result, ResultFileError
+from ottokit.report.rundir import (
+    RunDir,
+    RunInterrupted,
+    atomic_write_text,
+    interrupt_on_signals,
+    new_run_dir,
+    new_unique_dir,
+    run_logging,
+)
 
 __all__ = [
     "PRESETS",
+    "RunOutputError",
     "rebuild_report",
     "reproduce",
     "resume_run",
@@ -58,6 +68,19 @@ PRESETS = ("quick", "paper")
 log = logging.getLogger("ottokit.runner")
 
 
+class RunOutputError(OSError):
+    """The run directory could not be created or written.
+
+    ``started`` says whether the experiment had run; ``run_dir`` is where what was
+    written is kept (None when nothing was).
+    """
+
+    def __init__(self, message: str, *, started: bool, run_dir: Path | None = None) -> None:
+        super().__init__(message)
+        self.started = started
+        self.run_dir = run_dir
+
+
 def run_experiment(
     exp: Experiment,
     config: Any,
@@ -68,10 +91,15 @@ def run_experiment(
 ) -> Result:
     """Run ``exp`` with ``config`` in a new run directory under ``out_root/exp.name``.
 
-    Returns the Result with ``run_dir`` set to the final directory. If ``exp.run``
-    raises, the directory is kept as ``<name>-failed`` and the exception re-raised.
-    ``resume_dir`` is an earlier run of the same experiment and config whose
-    ``checkpoints/`` are copied in first, so its training continues where it stopped.
+    ``config`` is validated first (:func:`~ottokit._config.validate_config`), before any
+    directory is created. Returns the Result with ``run_dir`` set to the final directory.
+    If ``exp.run`` raises, or SIGINT or SIGTERM stops the run
+    (:class:`~ottokit.report.rundir.RunInterrupted`), the directory is kept as
+    ``<name>-failed`` with the reason in ``result.json`` and ``log.txt``, and the
+    exception re-raised. :class:`RunOutputError` reports a run directory that could not
+    be created or written, with where its files are. ``resume_dir`` is an earlier run of
+    the same experiment and config whose ``checkpoints/`` are copied in first, so its
+    training continues where it stopped.
     Under several ``torch.distributed`` ranks, ranks other than 0 run into a temporary
     directory and return their (identical) Result with ``run_dir`` None.
     """
@@ -88,15 +116,36 @@ def run_experiment(
         )
     if not distributed.is_main_process():
         return _run_as_worker(exp, config)
+    # absolute, so the paths an experiment builds from ``out`` stay valid whatever the CWD
+    root = Path(out_root).resolve()
     was_quiet = is_quiet()
     set_quiet(was_quiet or quiet)
-    # absolute, so the paths an experiment builds from ``out`` stay valid whatever the CWD
-    run = new_run_dir(Path(out_root).resolve(), exp.name)
     try:
-        atomic_write_text(run.path / "config.toml", config_to_toml(config))
-        _write_json(run.path / "run.json", _provenance(exp, resume_dir))
-        if resume_dir is not None and (Path(resume_dir) / "checkpoints").is_dir():
-            shutil.copytree(Path(resume_dir) / "checkpoints", run.path / "checkpoints")
+        with interrupt_on_signals():
+            return _run_in_dir(exp, config, root, resume_dir)
+    finally:
+        set_quiet(was_quiet)
+
+
+def _run_in_dir(exp: Experiment, config: Any, root: Path, resume_dir: Path | None) -> Result:
+    try:
+        run = new_run_dir(root, exp.name)
+    except OSError as err:
+        raise RunOutputError(
+            f"cannot create a run directory in {root / exp.name}: {_reason(err)}; "
+            "choose a writable directory with --out",
+            started=False,
+        ) from err
+    try:
+        try:
+            atomic_write_text(run.path / "config.toml", config_to_toml(config))
+            _write_json(run.path / "run.json", _provenance(exp, resume_dir))
+            if resume_dir is not None and (Path(resume_dir) / "checkpoints").is_dir():
+                shutil.copytree(Path(resume_dir) / "checkpoints", run.path / "checkpoints")
+        except OSError as err:
+            raise RunOutputError(
+                f"could not prepare the run directory: {_reason(err)}", started=False
+            ) from err
         with run_logging(run.path / "log.txt"):
             log.info("experiment %s (seed %s) into %s", exp.name, exp.seed_id, run.final_path)
             log.info("config: %r", config)
@@ -110,24 +159,48 @@ def run_experiment(
                 result.run_dir = run.final_path
                 _write_outputs(result, run.path)
             except BaseException as exc:
-                log.exception("experiment %s failed", exp.name)
+                if isinstance(exc, RunInterrupted):
+                    log.error("experiment %s %s", exp.name, exc)
+                else:
+                    log.exception("experiment %s failed", exp.name)
                 _write_failure(exp, exc, run.path, run.final_path.name + "-failed")
                 raise
             n_hold = sum(c.holds for c in result.checks)
             log.info("finished: %d of %d checks hold", n_hold, len(result.checks))
     except BaseException as exc:
-        failed = run.mark_failed()
-        exc.add_note(f"run directory kept at {failed}")
+        kept = _keep_failed(run)
+        if isinstance(exc, RunInterrupted | RunOutputError):
+            exc.run_dir = kept
+        exc.add_note(f"run directory kept at {kept}")
         raise
-    finally:
-        set_quiet(was_quiet)
 
     expected = run.final_path
-    final = run.finalize()
-    result.run_dir = final
-    if final != expected:  # the name was taken meanwhile: record the new one
-        _write_json(final / "result.json", result.to_json(), overwrite=True)
+    try:
+        final = run.finalize()
+        result.run_dir = final
+        if final != expected:  # the name was taken meanwhile: record the new one
+            _write_json(final / "result.json", result.to_json(), overwrite=True)
+    except OSError as err:
+        kept = _keep_failed(run) if run.state == "running" else run.path
+        raise RunOutputError(
+            f"could not close the finished run: {_reason(err)}", started=True, run_dir=kept
+        ) from err
     return result
+
+
+def _keep_failed(run: RunDir) -> Path:
+    """Rename a run that did not finish to ``<name>-failed``; where it is if that fails."""
+    try:
+        return run.mark_failed()
+    except OSError:
+        return run.path
+
+
+def _reason(err: OSError) -> str:
+    """An OSError in a few words: its message and the file it names."""
+    if err.strerror:
+        return f"{err.strerror} ({err.filename})" if err.filename else err.strerror
+    return str(err)
 
 
 def resume_run(run_dir: Path, out_root: Path = Path("runs"), quiet: bool = False) -> Result:
@@ -209,7 +282,14 @@ def reproduce(
     selected = select_experiments(only)
     if not selected:
         raise ValueError("no experiments registered; nothing to reproduce")
-    out_dir = new_unique_dir(Path(out_root) / "reproduce")
+    try:
+        out_dir = new_unique_dir(Path(out_root) / "reproduce")
+    except OSError as err:
+        raise RunOutputError(
+            f"cannot create a reproduce directory in {Path(out_root) / 'reproduce'}: "
+            f"{_reason(err)}; choose a writable directory with --out",
+            started=False,
+        ) from err
     results = []
     was_quiet = is_quiet()
     set_quiet(was_quiet or quiet)
@@ -228,13 +308,16 @@ def rebuild_report(run_dir: Path) -> Path:
     """Rebuild ``report.html`` in ``run_dir`` from its ``result.json`` file(s); return its path.
 
     A run directory gives a one-run report; a directory holding run directories (a
-    reproduce directory, or ``runs/EXPERIMENT``) gives the combined report.
+    reproduce directory, or ``runs/EXPERIMENT``) gives the combined report. Only files
+    inside ``run_dir`` are read: a ``result.json`` or a figure that lies outside it
+    (an absolute path, ``..``, a symbolic link) raises
+    :class:`~ottokit.report.result.ResultFileError`, as does a malformed ``result.json``.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"not a directory: {run_dir}")
     if (run_dir / "result.json").is_file():
-        result = Result.load(run_dir)
+        result = _load_inside(run_dir, run_dir)
         return build_html([result], f"ottokit: {result.experiment}", run_dir / "report.html")
     found = [
         p.parent
@@ -247,8 +330,19 @@ def rebuild_report(run_dir: Path) -> Path:
             f"no result.json in {run_dir} or the run directories inside it; "
             "pass a run directory or a reproduce directory"
         )
-    results = [Result.load(d) for d in found]
+    results = [_load_inside(d, run_dir) for d in found]
     return build_html(results, f"ottokit report: {run_dir.name}", run_dir / "report.html")
+
+
+def _load_inside(path: Path, root: Path) -> Result:
+    """``Result.load(path)``, refusing a ``result.json`` that resolves outside ``root``."""
+    file = path / "result.json"
+    if not file.resolve().is_relative_to(root.resolve()):
+        raise ResultFileError(
+            f"{file}: leads outside {root} (to {file.resolve()}); a report reads only files "
+            "inside the directory it is built in"
+        )
+    return Result.load(path)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -314,9 +408,14 @@ def _failure_result(exp: Experiment, exc: BaseException, run_dir: Path) -> Resul
 
 
 def _write_outputs(result: Result, path: Path) -> None:
-    _write_json(path / "metrics.json", result.metrics)
-    _write_json(path / "result.json", result.to_json())
-    atomic_write_text(path / "report.md", write_markdown(result))
+    try:
+        _write_json(path / "metrics.json", result.metrics)
+        _write_json(path / "result.json", result.to_json())
+        atomic_write_text(path / "report.md", write_markdown(result))
+    except OSError as err:
+        raise RunOutputError(
+            f"could not write the results of the finished run: {_reason(err)}", started=True
+        ) from err
 
 
 def _write_failure(exp: Experiment, exc: BaseException, path: Path, failed_name: str) -> None:

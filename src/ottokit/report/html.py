@@ -1,9 +1,10 @@
 """Reports: ``report.md`` for one run, and one self-contained ``report.html`` for many.
 
 The HTML file needs nothing beside itself: CSS is inline and figures are embedded
-as base64 ``data:`` URIs. Experiments are grouped by seed document, and each shows
-the seed's claim, its checks (✓ holds / ✗ does not), our numbers beside the
-seed's, the figures, the summary, and the run directory.
+as base64 ``data:`` URIs; only files inside a run's directory are embedded
+(:func:`~ottokit.report.result.figure_file`). Experiments are grouped by seed
+document, and each shows the seed's claim, its checks (✓ holds / ✗ does not), our
+numbers beside the seed's, the figures, the summary, and the run directory.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from ottokit.report.result import Result
+from ottokit.report.result import Result, figure_file
 from ottokit.report.rundir import atomic_write_text
 
 __all__ = ["build_html", "render_html", "write_markdown"]
@@ -204,7 +205,10 @@ def _experiment_html(r: Result, base_dir: Path | None) -> str:
 
 
 def _figure_html(run_dir: Path, caption: str, rel: str) -> str:
-    file = Path(run_dir) / rel
+    try:
+        file = figure_file(run_dir, rel)
+    except ValueError as err:
+        return f'<p class="missing">figure refused: {_esc(str(err))} ({_esc(caption)})</p>'
     if not file.is_file():
         return f'<p class="missing">figure missing: {_esc(str(file))} ({_esc(caption)})</p>'
     mime = mimetypes.guess_type(file.name)[0] or "application/octet-stream"

@@ -1,17 +1,46 @@
 """What an experiment returns: numbers, figures, and the seed's claims checked.
 
 A :class:`Result` is written to ``result.json`` in its run directory, so the HTML
-report can be rebuilt from disk alone (``ottokit report RUN_DIR``).
+report can be rebuilt from disk alone (``ottokit report RUN_DIR``). :meth:`Result.load`
+checks what it reads: a file that is not a result raises :class:`ResultFileError`
+naming it, and so does a figure outside the run directory (:func:`figure_file`), so a
+shared report can never embed other local files.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
-__all__ = ["Check", "Comparison", "Result"]
+__all__ = ["Check", "Comparison", "Result", "ResultFileError", "figure_file"]
+
+_REQUIRED = ("experiment", "seed_file", "claim", "run_dir")
+
+
+class ResultFileError(ValueError):
+    """A ``result.json`` that is not a readable result, or names a file it may not."""
+
+
+def figure_file(run_dir: Path, rel: str) -> Path:
+    """The file a figure path names, resolved; ValueError unless it lies inside ``run_dir``.
+
+    ``rel`` must be relative; after following ``..`` and symbolic links it must still
+    be inside ``run_dir`` (whose own path is resolved too).
+    """
+    if not isinstance(rel, str) or not rel:
+        raise ValueError(f"a figure path must be a non-empty string, got {rel!r}")
+    if PurePath(rel).is_absolute() or Path(rel).is_absolute():
+        raise ValueError(f"figure path {rel!r} is absolute; it must be relative to the run")
+    root = Path(run_dir).resolve()
+    full = (root / rel).resolve()
+    if not full.is_relative_to(root):
+        raise ValueError(
+            f"figure path {rel!r} leads outside the run directory (to {full}); a report "
+            "embeds only files inside it"
+        )
+    return full
 
 
 @dataclass
@@ -62,6 +91,10 @@ class Result:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Result:
+        """The Result a ``to_json`` dict describes; ValueError saying what does not fit."""
+        problem = _json_problem(d)
+        if problem is not None:
+            raise ValueError(problem)
         return cls(
             experiment=d["experiment"],
             seed_file=d["seed_file"],
@@ -76,7 +109,79 @@ class Result:
 
     @classmethod
     def load(cls, run_dir: Path) -> Result:
-        with open(Path(run_dir) / "result.json", encoding="utf-8") as fh:
-            r = cls.from_json(json.load(fh))
-        r.run_dir = Path(run_dir)
+        """Read ``run_dir/result.json``; :class:`ResultFileError` (one line, naming the file)
+        if it cannot be read, is not JSON, is not a result, or names a figure outside
+        ``run_dir``."""
+        path = Path(run_dir) / "result.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ResultFileError(f"{path}: cannot read it: {err.strerror or err}") from None
+        except UnicodeDecodeError:
+            raise ResultFileError(f"{path}: not UTF-8 text") from None
+        except json.JSONDecodeError as err:
+            raise ResultFileError(
+                f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                "the file may be truncated"
+            ) from None
+        try:
+            r = cls.from_json(data)
+            r.run_dir = Path(run_dir)
+            for caption, rel in r.figures.items():
+                try:
+                    figure_file(r.run_dir, rel)
+                except ValueError as err:
+                    raise ValueError(f"figure {caption!r}: {err}") from None
+        except ValueError as err:
+            raise ResultFileError(f"{path}: {err}") from None
         return r
+
+
+def _json_problem(d: Any) -> str | None:
+    """What keeps ``d`` from being a Result's JSON (None when it fits)."""
+    if not isinstance(d, dict):
+        keys = ", ".join(_REQUIRED)
+        return f"not a result: expected a JSON object with the keys {keys}, got {_kind(d)}"
+    missing = [k for k in _REQUIRED if k not in d]
+    if missing:
+        return f"not a result: missing key(s) {', '.join(missing)}"
+    for key in (*_REQUIRED, "summary"):
+        if key in d and not isinstance(d[key], str):
+            return f"{key} must be a string, got {_kind(d[key])}"
+    if not isinstance(d.get("metrics", {}), dict):
+        return "metrics must be an object"
+    figures = d.get("figures", {})
+    if not isinstance(figures, dict) or not all(isinstance(v, str) for v in figures.values()):
+        return "figures must be an object mapping captions to file paths"
+    number_or_text = (int, float, str)
+    rows = {
+        "checks": {"name": (str,), "holds": (bool,), "detail": (str,)},
+        "comparisons": {
+            "quantity": (str,),
+            "ours": number_or_text,
+            "seed": (*number_or_text, type(None)),
+            "note": (str,),
+        },
+    }
+    for key, types in rows.items():
+        items = d.get(key, [])
+        if not isinstance(items, list):
+            return f"{key} must be a list"
+        required = list(types)[:2]
+        for i, item in enumerate(items):
+            if (
+                not isinstance(item, dict)
+                or not set(required) <= set(item)
+                or not set(item) <= set(types)
+                or not all(isinstance(v, types[k]) for k, v in item.items())
+            ):
+                return f"{key}[{i}] must be an object with the keys {', '.join(types)}"
+    return None
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, as JSON names it."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")

@@ -4,6 +4,8 @@ A run lives in ``root/EXPERIMENT/<UTC YYYYmmdd-HHMMSS>-<6 hex>/``. While it runs
 its files go into the hidden sibling ``.<name>.tmp``; :meth:`RunDir.finalize`
 renames that to the final name, and :meth:`RunDir.mark_failed` to ``<name>-failed``.
 If a directory of that name already exists, a fresh id is drawn instead.
+:func:`interrupt_on_signals` turns SIGINT and SIGTERM into :class:`RunInterrupted`
+meanwhile, so a killed run is closed like any failed one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import errno
 import logging
 import os
 import secrets
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +27,10 @@ from typing import Literal
 
 __all__ = [
     "RunDir",
+    "RunInterrupted",
     "atomic_write_bytes",
     "atomic_write_text",
+    "interrupt_on_signals",
     "new_run_dir",
     "new_unique_dir",
     "run_logging",
@@ -176,6 +182,52 @@ def run_logging(path: Path) -> Iterator[logging.Logger]:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
         handler.close()
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by a signal (SIGINT or SIGTERM).
+
+    ``signal_name`` names the signal; ``run_dir`` is where the stopped run was kept,
+    once the runner knows.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        self.signal_name = signal.Signals(signum).name
+        self.run_dir: Path | None = None
+        super().__init__(f"interrupted by {self.signal_name}")
+
+
+@contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """Raise :class:`RunInterrupted` on the first SIGINT or SIGTERM meanwhile.
+
+    Later signals are ignored until the block ends, so the cleanup that the first one
+    starts is not cut short. Only handlers still at Python's defaults are replaced
+    (SIGINT's ``default_int_handler``, SIGTERM's ``SIG_DFL``), and only in the main
+    thread; the previous handlers are restored afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+
+    def handler(signum: int, _frame: object) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise RunInterrupted(signum)
+
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {}
+    for signum, default in defaults.items():
+        if signal.getsignal(signum) is default:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _link_without_overwrite(src: Path, dst: Path) -> None:
