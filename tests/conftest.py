@@ -7,6 +7,8 @@ densities are, and NumPy builds the arrays, which keeps each example cheap.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -14,6 +16,11 @@ import pytest
 from hypothesis import strategies as st
 
 from ottokit.graph import DisconnectedGraphWarning, Graph, from_edges, random_geometric
+
+# Tests never read or fill the user's cache: it is off unless a test turns it on, and it
+# lives in a private directory (subprocesses inherit both).
+os.environ["OTTOKIT_CACHE"] = "off"
+os.environ["OTTOKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="ottokit-test-cache-")
 
 
 def random_connected_graph(

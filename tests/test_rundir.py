@@ -25,10 +25,10 @@ from typer.testing import CliRunner
 from ottokit import cli
 from ottokit.experiments import _registry, _runner
 from ottokit.experiments._registry import Experiment
+from ottokit.experiments._reproduce import reproduce
 from ottokit.experiments._runner import (
     RunOutputError,
     rebuild_report,
-    reproduce,
     run_experiment,
     select_experiments,
 )
@@ -270,9 +270,9 @@ def test_failed_run_is_kept_with_its_traceback(
     assert "Traceback" in log and "RuntimeError: boom: the flow diverged" in log
     assert (failed / "config.toml").is_file()
     record = Result.load(failed)
-    assert record.checks == [
-        Check("experiment ran", False, "RuntimeError: boom: the flow diverged")
-    ]
+    # an error is recorded as an error, never as a seed claim that does not hold
+    assert record.checks == [] and not record.all_hold
+    assert record.error == "RuntimeError: boom: the flow diverged"
 
 
 def test_run_experiment_checks_the_config_type(
@@ -290,7 +290,7 @@ def test_reproduce_continues_past_a_failure(
     assert html_path.name == "report.html" and html_path.parent.parent == tmp_path / "reproduce"
     html = html_path.read_text(encoding="utf-8")
     assert "fake-ok" in html and "fake-bad" in html
-    assert "experiment ran" in html and "boom: the flow diverged" in html
+    assert "This run did not finish" in html and "boom: the flow diverged" in html
     ok_runs = list((html_path.parent / "fake-ok").iterdir())
     bad_runs = list((html_path.parent / "fake-bad").iterdir())
     assert len(ok_runs) == 1 and not ok_runs[0].name.endswith("-failed")
@@ -373,8 +373,8 @@ def test_a_signal_keeps_the_run_as_failed_with_the_reason(
     assert failed.name.endswith("-failed") and info.value.run_dir == failed
     assert (info.value.signum, str(info.value)) == (signum, f"interrupted by {name}")
     assert f"experiment fake-signal interrupted by {name}" in (failed / "log.txt").read_text()
-    (check,) = Result.load(failed).checks
-    assert check == Check("experiment ran", False, f"RunInterrupted: interrupted by {name}")
+    record = Result.load(failed)
+    assert record.checks == [] and record.error == f"RunInterrupted: interrupted by {name}"
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == previous
 
 
@@ -448,8 +448,8 @@ def test_sigterm_to_the_command_line_keeps_the_run_and_says_where(tmp_path: Path
     (failed,) = list((tmp_path / "runs" / "sleepy").iterdir())
     assert failed.name.endswith("-failed")
     assert stderr.strip() == f"error: interrupted by SIGTERM; run directory kept at {failed}"
-    (check,) = Result.load(failed).checks
-    assert check.detail == "RunInterrupted: interrupted by SIGTERM"
+    record = Result.load(failed)
+    assert record.checks == [] and record.error == "RunInterrupted: interrupted by SIGTERM"
     assert "interrupted by SIGTERM" in (failed / "log.txt").read_text()
 
 

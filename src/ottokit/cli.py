@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -26,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from ottokit import distributed
+from ottokit import cache, distributed
 from ottokit._config import (
     ConfigError,
     apply_overrides,
@@ -35,11 +36,11 @@ from ottokit._config import (
     validate_config,
 )
 from ottokit.experiments._registry import Experiment, all_experiments, distributed_names, get
+from ottokit.experiments._reproduce import available_cores, reproduce
 from ottokit.experiments._runner import (
     PRESETS,
     RunOutputError,
     rebuild_report,
-    reproduce,
     resume_run,
     run_experiment,
     select_experiments,
@@ -134,6 +135,10 @@ def run_command(
         str | None,
         typer.Option("--rdzv-endpoint", help="host:port of the rendezvous, for several nodes."),
     ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Recompute everything; neither read nor fill the cache."),
+    ] = False,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -147,10 +152,14 @@ def run_command(
 
     The config is resolved in order: preset, --config file, --set, then --seed/--device,
     and validated before anything is written. `ottokit show EXPERIMENT` lists the keys
-    with their values, allowed ranges and meaning.
+    with their values, allowed ranges and meaning. A run whose experiment, config and
+    source are unchanged since an earlier one is copied from the cache (--no-cache
+    recomputes it).
     """
     if quiet:
         progress.set_quiet(True)
+    if no_cache:
+        os.environ["OTTOKIT_CACHE"] = "off"
     if resume is not None:
         if experiment is not None or set_ or config is not None or seed or device:
             _fail(ValueError("--resume takes the run's own experiment and config; give no others"))
@@ -222,10 +231,31 @@ def reproduce_command(
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Root directory for runs.")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            help="Experiments run at once, each with an equal share of the cores "
+            "(default: the number of cores).",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Recompute everything; neither read nor fill the cache."),
+    ] = False,
 ) -> None:
-    """Run every (or each --only) experiment and write one self-contained report.html."""
+    """Run every (or each --only) experiment and write one self-contained report.html.
+
+    Independent experiments run concurrently, longest first; finished runs and trained
+    networks whose inputs and source are unchanged come from the cache
+    (`ottokit cache list`), and the report says which.
+    """
     if quiet:
         progress.set_quiet(True)
+    if jobs is not None and jobs < 1:
+        _fail(f"--jobs = {jobs}: must be an integer >= 1 (e.g. --jobs {available_cores()})")
+    if no_cache:
+        os.environ["OTTOKIT_CACHE"] = "off"
     selected = [n.strip() for n in only.split(",") if n.strip()] if only is not None else None
     try:
         _check_preset(preset)
@@ -234,7 +264,50 @@ def reproduce_command(
     except ValueError as exc:
         _fail(exc)
     _check_out(out)
-    typer.echo(str(_guarded(lambda: reproduce(preset, selected, out_root=out, quiet=quiet))))
+    typer.echo(
+        str(_guarded(lambda: reproduce(preset, selected, out_root=out, quiet=quiet, jobs=jobs)))
+    )
+
+
+cache_app = typer.Typer(
+    help="The cache of finished runs and trained networks (in $OTTOKIT_CACHE_DIR, else "
+    "~/.cache/ottokit).",
+    no_args_is_help=True,
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("list")
+def cache_list() -> None:
+    """List the cached entries: kind, what they hold, size and age."""
+    found = cache.entries()
+    if not found:
+        typer.echo(f"the cache at {cache.cache_dir()} is empty")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("kind", "entry", "size", "age", "key"):
+        table.add_column(column)
+    now = time.time()
+    for e in found:
+        table.add_row(
+            e.kind, e.label, f"{e.size_bytes / 2**20:.1f} MiB", _age(now - e.created), e.key[:12]
+        )
+    Console().print(table)
+    total = sum(e.size_bytes for e in found)
+    typer.echo(f"{len(found)} entries, {total / 2**20:.1f} MiB in {cache.cache_dir()}")
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete every cached entry."""
+    typer.echo(f"deleted {cache.clear()} entries from {cache.cache_dir()}")
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 @app.command("report")

@@ -14,12 +14,11 @@
 
 A run that raises, or is stopped by SIGINT or SIGTERM, keeps its directory as
 ``<UTC>-<id>-failed`` with ``log.txt``, ``config.toml`` and a ``result.json``
-recording the error. :func:`resume_run` continues
-an interrupted training run in a new directory from the old one's checkpoints (the old
-directory is left as it is). Under ``torch.distributed`` only rank 0 owns a run
-directory; the other ranks compute into a private temporary one that is discarded.
-:func:`reproduce` runs every experiment into ``runs/reproduce/<UTC>-<id>/`` and writes
-``report.html`` there.
+recording the error. :func:`resume_run` continues an interrupted training run in a new
+directory from the old one's checkpoints (the old directory is left as it is). A
+finished run whose experiment, config and source are unchanged is copied from the
+cache (:mod:`ottokit.cache`) instead of recomputed. Under ``torch.distributed`` only
+rank 0 owns a run directory; the other ranks compute into a private temporary one.
 """
 
 from __future__ import annotations
@@ -30,25 +29,25 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ottokit import __version__, distributed
+from ottokit import __version__, cache, distributed
 from ottokit._config import ConfigError, config_from_toml, config_to_toml, validate_config
 from ottokit.experiments._registry import Experiment, all_experiments, get, names
 from ottokit.report.html import build_html, write_markdown
-from ottokit.report.progress import is_quiet, progress_bar, set_quiet
-from ottokit.report.result import Check, Result, ResultFileError
+from ottokit.report.progress import is_quiet, set_quiet
+from ottokit.report.result import Result, ResultFileError
 from ottokit.report.rundir import (
     RunDir,
     RunInterrupted,
     atomic_write_text,
     interrupt_on_signals,
     new_run_dir,
-    new_unique_dir,
     run_logging,
 )
 
@@ -56,7 +55,8 @@ __all__ = [
     "PRESETS",
     "RunOutputError",
     "rebuild_report",
-    "reproduce",
+    "failure_result",
+    "reason",
     "resume_run",
     "run_experiment",
     "select_experiments",
@@ -132,7 +132,7 @@ def _run_in_dir(exp: Experiment, config: Any, root: Path, resume_dir: Path | Non
         run = new_run_dir(root, exp.name)
     except OSError as err:
         raise RunOutputError(
-            f"cannot create a run directory in {root / exp.name}: {_reason(err)}; "
+            f"cannot create a run directory in {root / exp.name}: {reason(err)}; "
             "choose a writable directory with --out",
             started=False,
         ) from err
@@ -144,20 +144,38 @@ def _run_in_dir(exp: Experiment, config: Any, root: Path, resume_dir: Path | Non
                 shutil.copytree(Path(resume_dir) / "checkpoints", run.path / "checkpoints")
         except OSError as err:
             raise RunOutputError(
-                f"could not prepare the run directory: {_reason(err)}", started=False
+                f"could not prepare the run directory: {reason(err)}", started=False
             ) from err
         with run_logging(run.path / "log.txt"):
             log.info("experiment %s (seed %s) into %s", exp.name, exp.seed_id, run.final_path)
             log.info("config: %r", config)
             try:
-                result = exp.run(config, run.path)
-                if not isinstance(result, Result):
-                    raise TypeError(
-                        f"{exp.name}.run returned {type(result).__name__}, expected a Result"
-                    )
-                result.figures = _relative_figures(result.figures, run.path)
+                started = time.perf_counter()
+                cache.reset_events()
+                key, entry = cache.run_entry(
+                    exp.name,
+                    {"config": config_to_toml(config), "world_size": distributed.world_size()},
+                )
+                result = _from_cache(exp, key, entry, run.path) if resume_dir is None else None
+                from_cache = result is not None
+                if result is None:
+                    result = exp.run(config, run.path)
+                    if not isinstance(result, Result):
+                        raise TypeError(
+                            f"{exp.name}.run returned {type(result).__name__}, expected a Result"
+                        )
+                    result.wall_time = time.perf_counter() - started
+                    result.figures = _relative_figures(result.figures, run.path)
+                    trained = [e for e in cache.events() if e.kind == "training"]
+                    result.cache = {
+                        "run": "miss" if cache.enabled() and resume_dir is None else "off",
+                        "trained_from_cache": [e.label for e in trained if e.hit],
+                        "trained": [e.label for e in trained if not e.hit],
+                    }
                 result.run_dir = run.final_path
                 _write_outputs(result, run.path)
+                if not from_cache and cache.enabled() and resume_dir is None:
+                    cache.store_run(entry, run.path, f"{exp.name} {_short_config(config)}")
             except BaseException as exc:
                 if isinstance(exc, RunInterrupted):
                     log.error("experiment %s %s", exp.name, exc)
@@ -183,9 +201,37 @@ def _run_in_dir(exp: Experiment, config: Any, root: Path, resume_dir: Path | Non
     except OSError as err:
         kept = _keep_failed(run) if run.state == "running" else run.path
         raise RunOutputError(
-            f"could not close the finished run: {_reason(err)}", started=True, run_dir=kept
+            f"could not close the finished run: {reason(err)}", started=True, run_dir=kept
         ) from err
     return result
+
+
+def _from_cache(exp: Experiment, key: str, entry: Path, path: Path) -> Result | None:
+    """The cached result of this run copied into ``path``, or None (a miss, or the cache
+    is off)."""
+    if not cache.enabled():
+        return None
+    files = cache.verified_run_files(entry) if entry.is_dir() else None
+    cache.log_event("run", exp.name, key, files is not None)
+    if files is None:
+        return None
+    result = Result.load(files)
+    for item in files.iterdir():  # the figures and other files; the records are rewritten
+        if item.name in ("config.toml", "run.json", "metrics.json", "result.json", "report.md"):
+            continue
+        target = path / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, target)
+    result.cache = {**result.cache, "run": "hit", "cached_run": str(entry)}
+    log.info("the finished run was found in the cache (%s); nothing was recomputed", entry)
+    return result
+
+
+def _short_config(config: Any) -> str:
+    text = " ".join(config_to_toml(config).split())
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _keep_failed(run: RunDir) -> Path:
@@ -196,7 +242,7 @@ def _keep_failed(run: RunDir) -> Path:
         return run.path
 
 
-def _reason(err: OSError) -> str:
+def reason(err: OSError) -> str:
     """An OSError in a few words: its message and the file it names."""
     if err.strerror:
         return f"{err.strerror} ({err.filename})" if err.filename else err.strerror
@@ -264,44 +310,6 @@ def select_experiments(only: Sequence[str] | None = None) -> list[Experiment]:
         )
     wanted = set(only)
     return [e for e in all_experiments() if e.name in wanted]
-
-
-def reproduce(
-    preset: str = "quick",
-    only: Sequence[str] | None = None,
-    out_root: Path = Path("runs"),
-    quiet: bool = False,
-) -> Path:
-    """Run the selected experiments with ``preset`` and return the path of ``report.html``.
-
-    Each experiment gets its own run directory inside ``out_root/reproduce/<UTC>-<id>/``;
-    a failing experiment is recorded as failed and the others still run.
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    selected = select_experiments(only)
-    if not selected:
-        raise ValueError("no experiments registered; nothing to reproduce")
-    try:
-        out_dir = new_unique_dir(Path(out_root) / "reproduce")
-    except OSError as err:
-        raise RunOutputError(
-            f"cannot create a reproduce directory in {Path(out_root) / 'reproduce'}: "
-            f"{_reason(err)}; choose a writable directory with --out",
-            started=False,
-        ) from err
-    results = []
-    was_quiet = is_quiet()
-    set_quiet(was_quiet or quiet)
-    try:
-        with progress_bar(len(selected), f"reproduce ({preset})") as bar:
-            for exp in selected:
-                bar.update(description=f"reproduce ({preset}): {exp.name}")
-                results.append(_run_or_record(exp, preset, out_dir))
-                bar.advance()
-    finally:
-        set_quiet(was_quiet)
-    return build_html(results, f"ottokit reproduce ({preset} preset)", out_dir / "report.html")
 
 
 def rebuild_report(run_dir: Path) -> Path:
@@ -385,25 +393,14 @@ def _provenance(exp: Experiment, resume_dir: Path | None) -> dict[str, Any]:
     }
 
 
-def _run_or_record(exp: Experiment, preset: str, out_dir: Path) -> Result:
-    """Run one experiment for :func:`reproduce`; a failure becomes a failed Result."""
-    try:
-        return run_experiment(exp, exp.preset(preset), out_root=out_dir)
-    except Exception as exc:
-        log.error("experiment %s failed: %s: %s", exp.name, type(exc).__name__, exc)
-        failed = sorted((out_dir / exp.name).glob("*-failed"))
-        if failed:
-            return Result.load(failed[-1])
-        return _failure_result(exp, exc, out_dir / exp.name)
-
-
-def _failure_result(exp: Experiment, exc: BaseException, run_dir: Path) -> Result:
+def failure_result(exp: Experiment, exc: BaseException, run_dir: Path) -> Result:
+    """The Result of a run that raised: the error instead of checks."""
     return Result(
         experiment=exp.name,
         seed_file=exp.seed_file,
         claim=exp.title,
         run_dir=run_dir,
-        checks=[Check("experiment ran", False, f"{type(exc).__name__}: {exc}")],
+        error=f"{type(exc).__name__}: {exc}",
     )
 
 
@@ -414,13 +411,13 @@ def _write_outputs(result: Result, path: Path) -> None:
         atomic_write_text(path / "report.md", write_markdown(result))
     except OSError as err:
         raise RunOutputError(
-            f"could not write the results of the finished run: {_reason(err)}", started=True
+            f"could not write the results of the finished run: {reason(err)}", started=True
         ) from err
 
 
 def _write_failure(exp: Experiment, exc: BaseException, path: Path, failed_name: str) -> None:
     """Record the error as ``result.json`` so the report shows the failed experiment."""
-    result = _failure_result(exp, exc, path.parent / failed_name)
+    result = failure_result(exp, exc, path.parent / failed_name)
     try:
         _write_json(path / "result.json", result.to_json(), overwrite=True)
     except Exception:  # the original error matters more than this record

@@ -48,6 +48,8 @@ figure { display: inline-block; margin: 0.5rem 1rem 1rem 0; vertical-align: top;
 figure img { max-width: 100%; border: 1px solid #e3e6ec; }
 figcaption { font-size: 0.88rem; color: #3b4456; }
 .missing { color: #c5221f; font-style: italic; }
+.error { background: #fdecea; border-left: 4px solid #c5221f; padding: 0.5rem 0.8rem; }
+.guide { background: #f7f8fb; padding: 0.5rem 0.8rem; }
 pre { background: #f7f8fb; padding: 0.6rem; overflow-x: auto; }
 code { font-size: 0.9em; }
 """
@@ -69,13 +71,18 @@ def write_markdown(result: Result) -> str:
         f"## Checks ({n_hold} of {len(result.checks)} hold)",
         "",
     ]
-    if result.checks:
-        lines += ["| | check | detail |", "|---|---|---|"]
-        lines += [
-            f"| {HOLDS if c.holds else FAILS} | {_md_cell(c.name)} | {_md_cell(c.detail)} |"
-            for c in result.checks
-        ]
-    else:
+    if result.error:
+        lines += [f"**This run did not finish** (an error, not a finding): {result.error}", ""]
+    groups = (("Seed claims", result.claims), ("Software checks", result.software_checks))
+    for title, checks in groups:
+        if checks:
+            lines += [f"### {title}", "", "| | check | detail |", "|---|---|---|"]
+            lines += [
+                f"| {HOLDS if c.holds else FAILS} | {_md_cell(c.name)} | {_md_cell(c.detail)} |"
+                for c in checks
+            ]
+            lines.append("")
+    if not result.checks and not result.error:
         lines.append("No checks.")
     if result.comparisons:
         lines += ["", "## Our numbers beside the seed's", ""]
@@ -132,25 +139,74 @@ def build_html(results: Iterable[Result], title: str, path: Path) -> Path:
     return atomic_write_text(path, text, overwrite=True)
 
 
+READING_GUIDE = (
+    "Each experiment checks two kinds of statements. A seed claim is what the seed "
+    "document states: ✓ means our measurement confirms it, ✗ means it does not — a "
+    "finding, reported with both numbers and the reason, not a defect of ottokit. A "
+    "software check is a property of our own computation (conservation, convergence, "
+    "agreement with an independent reference) and must always hold: a ✗ there, or a run "
+    "that ended in an error, is a problem to fix."
+)
+
+
+def _status(r: Result) -> str:
+    if r.error:
+        return '<span class="fail">error</span>'
+    if not all(c.holds for c in r.software_checks):
+        return '<span class="fail">software check failing</span>'
+    return '<span class="ok">ok</span>'
+
+
+def _cache_note(r: Result) -> str:
+    if r.cache.get("run") == "hit":
+        return "run from cache"
+    reused = len(r.cache.get("trained_from_cache", []))
+    trained = len(r.cache.get("trained", []))
+    if reused:
+        return f"{reused} of {reused + trained} trainings from cache"
+    return "computed"
+
+
 def _overview(results: list[Result]) -> str:
     rows = []
     for r in results:
-        n_hold = sum(c.holds for c in r.checks)
-        status = _mark(r.all_hold)
+        claims, software = r.claims, r.software_checks
+        confirmed = sum(c.holds for c in claims)
+        sw_hold = sum(c.holds for c in software)
         rows.append(
             "<tr>"
             f'<td><a href="#{_anchor("exp", r.experiment)}">{_esc(r.experiment)}</a></td>'
             f"<td><code>{_esc(r.seed_file)}</code></td>"
-            f'<td class="num">{n_hold}</td>'
-            f'<td class="num">{len(r.checks) - n_hold}</td>'
-            f"<td>{status}</td>"
+            f'<td class="num">{"—" if r.error else confirmed}</td>'
+            f'<td class="num">{"—" if r.error else len(claims) - confirmed}</td>'
+            f'<td class="num">{"—" if r.error else f"{sw_hold} of {len(software)}"}</td>'
+            f"<td>{_status(r)}</td>"
+            f'<td class="num">{_esc(_duration(r.wall_time))}</td>'
+            f"<td>{_esc(_cache_note(r))}</td>"
             "</tr>"
         )
     return (
+        f'<p class="guide">{_esc(READING_GUIDE)}</p>\n'
         "<h2>Overview</h2>\n<table>\n"
-        "<tr><th>experiment</th><th>seed</th><th>checks holding</th>"
-        "<th>checks failing</th><th>all hold</th></tr>\n" + "\n".join(rows) + "\n</table>"
+        "<tr><th>experiment</th><th>seed</th><th>seed claims confirmed</th>"
+        "<th>seed claims not confirmed (findings)</th><th>software checks holding</th>"
+        "<th>status</th><th>time</th><th>source</th></tr>\n" + "\n".join(rows) + "\n</table>"
     )
+
+
+def _duration(seconds: float) -> str:
+    if seconds <= 0:
+        return "—"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"
+
+
+def _checks_table(checks: list, first: str) -> str:
+    rows = "\n".join(
+        f"<tr><td>{_mark(c.holds)}</td><td>{_esc(c.name)}</td><td>{_esc(c.detail)}</td></tr>"
+        for c in checks
+    )
+    return f"<table>\n<tr><th></th><th>{first}</th><th>detail</th></tr>\n" + rows + "\n</table>"
 
 
 def _experiment_html(r: Result, base_dir: Path | None) -> str:
@@ -158,18 +214,23 @@ def _experiment_html(r: Result, base_dir: Path | None) -> str:
         f'<article class="experiment" id="{_anchor("exp", r.experiment)}">',
         f"<h3>{_esc(r.experiment)}</h3>",
         f'<p class="claim"><strong>The seed\'s claim.</strong> {_esc(r.claim)}</p>',
-        "<h4>Checks</h4>",
     ]
-    if r.checks:
-        rows = "\n".join(
-            f"<tr><td>{_mark(c.holds)}</td><td>{_esc(c.name)}</td><td>{_esc(c.detail)}</td></tr>"
-            for c in r.checks
-        )
+    if r.error:
         parts.append(
-            "<table>\n<tr><th></th><th>check</th><th>detail</th></tr>\n" + rows + "\n</table>"
+            f'<p class="error"><strong>This run did not finish</strong> (an error, not a '
+            f"finding): {_esc(r.error)}</p>"
         )
-    else:
+    if r.claims:
+        parts += ["<h4>Seed claims</h4>", _checks_table(r.claims, "claim")]
+    if r.software_checks:
+        parts += ["<h4>Software checks</h4>", _checks_table(r.software_checks, "check")]
+    if not r.checks and not r.error:
         parts.append("<p>No checks.</p>")
+    if r.cache.get("run") == "hit":
+        parts.append(
+            '<p class="meta">Copied from the cache: an earlier run with the same config and '
+            "the same ottokit source.</p>"
+        )
     if r.comparisons:
         rows = "\n".join(
             f'<tr><td>{_esc(c.quantity)}</td><td class="num">{_esc(_fmt(c.ours))}</td>'

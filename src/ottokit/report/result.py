@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["Check", "Comparison", "Result", "ResultFileError", "figure_file"]
+__all__ = ["Check", "CheckKind", "Comparison", "Result", "ResultFileError", "figure_file"]
+
+CheckKind = Literal["claim", "software"]
+CHECK_KINDS: tuple[str, ...] = get_args(CheckKind)
 
 _REQUIRED = ("experiment", "seed_file", "claim", "run_dir")
 
@@ -45,11 +48,23 @@ def figure_file(run_dir: Path, rel: str) -> Path:
 
 @dataclass
 class Check:
-    """One of the seed's inequalities or claims, marked as holding or not."""
+    """A statement checked by a run, marked as holding or not.
+
+    ``kind="claim"``: one of the seed's statements (an inequality, a figure's trend, a
+    number); when it does not hold, our measurement does not confirm the seed — a
+    finding, reported with both sides. ``kind="software"``: a property of ottokit's own
+    computation (conservation, convergence, agreement with an independent reference)
+    that must always hold; when it does not, something is wrong in the code or the run.
+    """
 
     name: str
     holds: bool
     detail: str = ""
+    kind: CheckKind = "claim"
+
+    def __post_init__(self) -> None:
+        if self.kind not in CHECK_KINDS:
+            raise ValueError(f"Check kind must be one of {CHECK_KINDS}, got {self.kind!r}")
 
 
 @dataclass
@@ -67,7 +82,11 @@ class Result:
     """Outcome of ``run(config, out)``.
 
     ``figures`` maps a short caption to a PNG path relative to ``run_dir``;
-    ``metrics`` is JSON-serialisable and also written to ``metrics.json``.
+    ``metrics`` is JSON-serialisable and also written to ``metrics.json``. ``error``
+    is set (and the checks empty) when the run raised instead of finishing;
+    ``wall_time`` is the run's duration in seconds; ``cache`` says what came from the
+    cache (``{"run": "hit" | "miss" | "off", "trained_from_cache": [...],
+    "trained": [...]}``).
     """
 
     experiment: str
@@ -79,10 +98,23 @@ class Result:
     checks: list[Check] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
     summary: str = ""
+    error: str = ""
+    wall_time: float = 0.0
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def all_hold(self) -> bool:
-        return all(c.holds for c in self.checks)
+        return not self.error and all(c.holds for c in self.checks)
+
+    @property
+    def claims(self) -> list[Check]:
+        """The seed's claims checked by the run."""
+        return [c for c in self.checks if c.kind == "claim"]
+
+    @property
+    def software_checks(self) -> list[Check]:
+        """The checks of ottokit's own computation (each must hold)."""
+        return [c for c in self.checks if c.kind == "software"]
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,6 +137,9 @@ class Result:
             checks=[Check(**c) for c in d.get("checks", [])],
             comparisons=[Comparison(**c) for c in d.get("comparisons", [])],
             summary=d.get("summary", ""),
+            error=d.get("error", ""),
+            wall_time=float(d.get("wall_time", 0.0)),
+            cache=d.get("cache", {}),
         )
 
     @classmethod
@@ -145,17 +180,22 @@ def _json_problem(d: Any) -> str | None:
     missing = [k for k in _REQUIRED if k not in d]
     if missing:
         return f"not a result: missing key(s) {', '.join(missing)}"
-    for key in (*_REQUIRED, "summary"):
+    for key in (*_REQUIRED, "summary", "error"):
         if key in d and not isinstance(d[key], str):
             return f"{key} must be a string, got {_kind(d[key])}"
     if not isinstance(d.get("metrics", {}), dict):
         return "metrics must be an object"
+    if not isinstance(d.get("cache", {}), dict):
+        return "cache must be an object"
+    wall = d.get("wall_time", 0.0)
+    if isinstance(wall, bool) or not isinstance(wall, int | float):
+        return f"wall_time must be a number, got {_kind(wall)}"
     figures = d.get("figures", {})
     if not isinstance(figures, dict) or not all(isinstance(v, str) for v in figures.values()):
         return "figures must be an object mapping captions to file paths"
     number_or_text = (int, float, str)
     rows = {
-        "checks": {"name": (str,), "holds": (bool,), "detail": (str,)},
+        "checks": {"name": (str,), "holds": (bool,), "detail": (str,), "kind": (str,)},
         "comparisons": {
             "quantity": (str,),
             "ours": number_or_text,
@@ -176,6 +216,8 @@ def _json_problem(d: Any) -> str | None:
                 or not all(isinstance(v, types[k]) for k, v in item.items())
             ):
                 return f"{key}[{i}] must be an object with the keys {', '.join(types)}"
+            if key == "checks" and item.get("kind", "claim") not in CHECK_KINDS:
+                return f"checks[{i}].kind must be one of {', '.join(CHECK_KINDS)}"
     return None
 
 
