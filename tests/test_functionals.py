@@ -22,7 +22,7 @@ from ottokit.functionals import (
 )
 
 N = 9
-F_NAMES = ["kl", "reverse_kl", "jsd", "chi2", "hellinger"]
+F_NAMES = ["kl", "reverse_kl", "jsd", "chi2", "reverse_chi2", "hellinger"]
 
 
 def _q() -> np.ndarray:

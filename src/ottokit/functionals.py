@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.special import xlogy
 
 from ottokit._checks import as_vector
+from ottokit.fgenerators import F_DIVERGENCES, F_GENERATORS, FDivergenceName, FGenerator
 
 __all__ = [
     "Functional",
@@ -30,9 +29,7 @@ __all__ = [
     "PorousMedium",
     "PotentialEnergy",
     "FDivergence",
-    "FGenerator",
     "SumFunctional",
-    "F_GENERATORS",
 ]
 
 Array = np.ndarray
@@ -182,73 +179,27 @@ class PotentialEnergy(Functional):
         return f"PotentialEnergy(n={self.size})"
 
 
-@dataclass(frozen=True)
-class FGenerator:
-    """A convex generator ``f`` with ``f(1) = 0`` and its first two derivatives."""
-
-    name: str
-    f: Callable[[Array], Array]
-    df: Callable[[Array], Array]
-    d2f: Callable[[Array], Array]
-    needs_positive: bool = True
-
-
-def _jsd_f(r: Array) -> Array:
-    return 0.5 * (r * np.log(r) - (1.0 + r) * np.log((1.0 + r) / 2.0))
-
-
-F_GENERATORS: dict[str, FGenerator] = {
-    # KL(P||Q): f(r) = r log r
-    "kl": FGenerator("kl", lambda r: r * np.log(r), lambda r: np.log(r) + 1.0, lambda r: 1.0 / r),
-    # KL(Q||P): f(r) = -log r
-    "reverse_kl": FGenerator(
-        "reverse_kl", lambda r: -np.log(r), lambda r: -1.0 / r, lambda r: 1.0 / r**2
-    ),
-    # Jensen-Shannon: (KL(P||M) + KL(Q||M)) / 2, M = (P + Q) / 2
-    "jsd": FGenerator(
-        "jsd",
-        _jsd_f,
-        lambda r: 0.5 * np.log(2.0 * r / (1.0 + r)),
-        lambda r: 0.5 / (r * (1.0 + r)),
-    ),
-    # Pearson chi^2: f(r) = (r - 1)^2
-    "chi2": FGenerator(
-        "chi2",
-        lambda r: (r - 1.0) ** 2,
-        lambda r: 2.0 * (r - 1.0),
-        lambda r: np.full_like(r, 2.0),
-        needs_positive=False,
-    ),
-    # squared Hellinger: f(r) = (sqrt r - 1)^2
-    "hellinger": FGenerator(
-        "hellinger",
-        lambda r: (np.sqrt(r) - 1.0) ** 2,
-        lambda r: 1.0 - 1.0 / np.sqrt(r),
-        lambda r: 0.5 * r**-1.5,
-    ),
-}
-
-
 class FDivergence(Functional):
     """``D_f(rho || q) = sum_i q_i f(rho_i / q_i)`` (seed 001 §4, eq. 4.1).
 
-    ``f`` is one of ``"kl" | "reverse_kl" | "jsd" | "chi2" | "hellinger"``, an
-    :class:`FGenerator`, or a callable ``f`` given with ``df`` and ``d2f``.
-    The first variation is the adversarial potential ``f'(rho/q)``.
+    ``f`` is a name in :data:`~ottokit.fgenerators.F_GENERATORS` (``"kl"`` is
+    KL(rho || q), see that table for the direction), an
+    :class:`~ottokit.fgenerators.FGenerator`, or a callable ``f`` given with ``df`` and
+    ``d2f``. The first variation is the adversarial potential ``f'(rho/q)``.
     """
 
     def __init__(
         self,
-        f: Literal["kl", "reverse_kl", "jsd", "chi2", "hellinger"] | FGenerator | Callable,
+        f: FDivergenceName | FGenerator | Callable,
         q: Array,
         *,
         df: Callable[[Array], Array] | None = None,
         d2f: Callable[[Array], Array] | None = None,
     ):
         if isinstance(f, str):
-            if f not in F_GENERATORS:
+            if f not in F_DIVERGENCES:
                 raise ValueError(
-                    f"unknown f-divergence {f!r}; allowed: {', '.join(F_GENERATORS)} "
+                    f"unknown f-divergence {f!r}; allowed: {', '.join(F_DIVERGENCES)} "
                     "or a callable with df= and d2f="
                 )
             gen = F_GENERATORS[f]

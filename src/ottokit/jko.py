@@ -49,7 +49,8 @@ import numpy as np
 from scipy.linalg import LinAlgError, solveh_banded
 
 from ottokit._checks import MASS_RTOL, as_density, as_vector, check_option
-from ottokit.functionals import F_GENERATORS, Entropy, FDivergence, FGenerator
+from ottokit.fgenerators import F_DIVERGENCES, F_GENERATORS, FGenerator
+from ottokit.functionals import Entropy, FDivergence
 from ottokit.graph._edi import grid_geometry
 from ottokit.graph._graph import Graph
 
@@ -783,8 +784,8 @@ def jsd_geodesic_convexity(
         raise ValueError(f"n_modes must be an integer >= 1, got {n_modes!r}")
     if not (np.isfinite(fd_step) and 0 < fd_step < 0.1):
         raise ValueError(f"fd_step must be in (0, 0.1), got {fd_step}")
-    if f not in F_GENERATORS:
-        raise ValueError(f"unknown f-divergence {f!r}; allowed: {', '.join(F_GENERATORS)}")
+    if f not in F_DIVERGENCES:
+        raise ValueError(f"unknown f-divergence {f!r}; allowed: {', '.join(F_DIVERGENCES)}")
     check_option(interpolation, ("linear", "loglinear"), "interpolation")
     M = 2 * n if n_levels is None else int(n_levels)
     if M < 2:

@@ -38,7 +38,7 @@ from ottokit.gan.game import (
     hessian_plane,
 )
 from ottokit.gan.losses import (
-    F_DIVERGENCES,
+    FGAN_LOSSES,
     LOSSES,
     FGANLoss,
     GANLoss,
@@ -93,7 +93,7 @@ __all__ = [
     "gradient_penalty",
     "make_loss",
     "LOSSES",
-    "F_DIVERGENCES",
+    "FGAN_LOSSES",
     # training
     "GANTrainConfig",
     "GANTrainResult",

@@ -3,61 +3,43 @@
 Notation (seed 001 §4): ``q`` is the DATA density and ``rho`` the MODEL density
 (``rho = (G_theta)_# p_z``); ``v = D(x)`` is the discriminator's raw output, one
 real number per sample ("logit"). Every loss exposes
+``discriminator_loss(D, real, fake)`` (minimised over D), ``generator_loss(D, fake)``
+(minimised over G) and ``optimal_logit(log_ratio)``, the pointwise optimal ``v*(x)`` as a
+function of ``log_ratio = log q(x)/rho(x)`` (WGAN-GP has none: its optimum is a
+Kantorovich potential). ``D`` may be ANY callable ``x -> logits`` of shape ``(n,)`` or
+``(n, 1)``; only the gradient penalty differentiates in ``x``, with ``torch.func.grad``.
 
-* ``discriminator_loss(D, real, fake) -> scalar`` (minimised over D),
-* ``generator_loss(D, fake) -> scalar`` (minimised over G),
-* ``optimal_logit(log_ratio)``: the pointwise optimal ``v*(x)`` as a function of
-  ``log_ratio = log q(x)/rho(x)`` (the meaning of the discriminator's output at the
-  optimum; WGAN-GP has none, its optimum is a Kantorovich potential).
-
-``D`` may be ANY callable ``x -> logits`` of shape ``(n,)`` or ``(n, 1)``: a module,
-a plain function, or a functional version built with ``torch.func.functional_call``.
-Only the gradient penalty differentiates with respect to ``x``, with
-``torch.func.grad``, which works for any callable and inside ``torch.func`` transforms.
-
-f-GAN convention (Nowozin, Cseke & Tomioka 2016). For convex ``f`` with ``f(1) = 0``,
-the f-GAN paper writes ``D_f(P || Q) = int q_Q f(p_P / q_Q) dx`` with ``P = DATA``,
-``Q = MODEL``, i.e. here
-
-    D_f(data || model) = int rho(x) f(q(x) / rho(x)) dx,
-
-and the variational lower bound (their eq. 6)
-
-    D_f(data || model) >= sup_T  E_{x~q}[T(x)] - E_{x~rho}[f*(T(x))],
-
-with equality at ``T*(x) = f'(q(x)/rho(x))``; the critic is parametrised as
-``T = g_f(v)`` with the output activation ``g_f`` of their Table 2, so
-``discriminator_loss = -(E_q[g_f(v)] - E_rho[f*(g_f(v))])`` and
-``-discriminator_loss`` at the optimal ``v*`` equals ``D_f(data || model)``.
-Seed 001 Def. 4.1 uses the opposite roles: ``F_f(P || Q) = int q f(rho/q)`` with P
-the MODEL and Q the DATA; the two agree after ``f(u) -> u f(1/u)``. For example
-``"kl"`` estimates KL(data || model) and ``"reverse_kl"`` estimates
-KL(model || data), the seed's ``F_f`` with ``f(u) = u log u``.
-
-Generator losses of the f-GAN family: ``generator_form="minimax"`` (default) is
-``-E_rho[f*(g_f(v))]``, the generator's part of the bound; at the optimal critic its
-first variation in rho is ``-f*(f'(q/rho)) = f(q/rho) - (q/rho) f'(q/rho)``, the
-first variation of ``D_f(data || rho)`` (seed 001 Lemma 4.2 with the roles swapped),
-so it drives the W_2 gradient flow of the divergence. ``"alternative"`` is
-``-E_rho[g_f(v)]`` (their §3.2 trick, the analogue of the non-saturating GAN loss).
+f-GANs (Nowozin, Cseke & Tomioka 2016) are named after the divergence they estimate in
+the one direction of :mod:`ottokit.fgenerators`: ``"fgan-kl"`` estimates
+KL(model || data), the seed's ``F_f(rho || q) = int q f(rho/q)``. Writing it as
+``D_f(rho || q) = int rho f◇(q/rho)`` with the dual ``f◇(u) = u f(1/u)``, the critic
+solves Nowozin's eq. 6 for f◇:
+``D_f(rho || q) >= sup_T E_q[T] - E_rho[f◇*(T)]``, tight at ``T*(x) = f◇'(q(x)/rho(x))``,
+with ``T = g_f◇(v)``. The minimax generator loss ``-E_rho[f◇*(T)]`` has, at that
+optimum, the first variation ``f'(rho/q)`` in rho: the seed's adversarial potential, the
+first variation of :class:`~ottokit.functionals.FDivergence` (seed 001 Lemma 4.2), so it
+drives the W_2 gradient flow of the divergence. ``"alternative"`` is ``-E_rho[g_f◇(v)]``
+(Nowozin's §3.2 trick, the analogue of the non-saturating GAN loss).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ottokit._checks import check_option
+from ottokit.fgenerators import F_DIVERGENCES, FGenerator, dual_generator, get_generator
 
 __all__ = [
     "LOSSES",
-    "F_DIVERGENCES",
+    "FGAN_LOSSES",
     "GANLoss",
     "StandardGANLoss",
     "FGANLoss",
@@ -70,12 +52,29 @@ __all__ = [
 Discriminator = Callable[[Tensor], Tensor]
 # (start, stop, n): these rows are start:stop of a global batch of n (data parallelism)
 Shard = tuple[int, int, int]
-F_DIVERGENCES: tuple[str, ...] = ("kl", "reverse_kl", "pearson", "squared_hellinger", "jsd")
-LOSSES: tuple[str, ...] = ("ns", "minimax", *F_DIVERGENCES, "wgan-gp", "hinge")
-_LOG2 = math.log(2.0)
-
-
-# ------------------------------------------------------------------ validation
+LossName = Literal[
+    "ns",
+    "minimax",
+    "fgan-kl",
+    "fgan-reverse_kl",
+    "fgan-jsd",
+    "fgan-chi2",
+    "fgan-reverse_chi2",
+    "fgan-hellinger",
+    "wgan-gp",
+    "hinge",
+]
+LOSSES: tuple[str, ...] = get_args(LossName)
+FGAN_LOSSES: tuple[str, ...] = tuple(f"fgan-{name}" for name in F_DIVERGENCES)
+# The f-GAN losses' names before they followed the one direction of ottokit.fgenerators:
+# each estimated D(data || model). The old spellings keep working, with a warning, where
+# a loss of the new names computes exactly the same thing.
+_RENAMED_FGAN_LOSSES = {
+    "kl": "fgan-reverse_kl",
+    "reverse_kl": "fgan-kl",
+    "pearson": "fgan-reverse_chi2",
+    "squared_hellinger": "fgan-hellinger",
+}
 
 
 def _check_batch(x: Any, name: str) -> Tensor:
@@ -122,9 +121,6 @@ def _as_tensor(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         return x if x.is_floating_point() else x.to(torch.get_default_dtype())
     return torch.as_tensor(x, dtype=torch.float64)
-
-
-# ------------------------------------------------------------------ interface
 
 
 class GANLoss(ABC):
@@ -212,118 +208,71 @@ class StandardGANLoss(GANLoss):
         return _as_tensor(log_ratio).clone()
 
 
-# f-GAN table (Nowozin et al. 2016, Tables 1 and 2); u = q/rho, r = log u, v the logit.
-# f(u), g_f(v), f*(t), f*(g_f(v)) (written in a stable form), v*(r) = g_f^{-1}(f'(e^r)).
-_FTABLE: dict[str, dict[str, Callable[[Tensor], Tensor]]] = {
-    "kl": {
-        "f": lambda u: torch.xlogy(u, u),
-        "g": lambda v: v,
-        "conj": lambda t: torch.exp(t - 1.0),
-        "conj_g": lambda v: torch.exp(v - 1.0),
-        "opt": lambda r: r + 1.0,
-    },
-    "reverse_kl": {
-        "f": lambda u: -torch.log(u),
-        "g": lambda v: -torch.exp(-v),
-        "conj": lambda t: -1.0 - torch.log(-t),
-        "conj_g": lambda v: v - 1.0,
-        "opt": lambda r: r.clone(),
-    },
-    "pearson": {
-        "f": lambda u: (u - 1.0) ** 2,
-        "g": lambda v: v,
-        "conj": lambda t: 0.25 * t**2 + t,
-        "conj_g": lambda v: 0.25 * v**2 + v,
-        "opt": lambda r: 2.0 * torch.expm1(r),
-    },
-    "squared_hellinger": {
-        "f": lambda u: (torch.sqrt(u) - 1.0) ** 2,
-        "g": lambda v: -torch.expm1(-v),
-        "conj": lambda t: t / (1.0 - t),
-        "conj_g": lambda v: torch.expm1(v),
-        "opt": lambda r: 0.5 * r,
-    },
-    "jsd": {
-        "f": lambda u: -(u + 1.0) * torch.log((1.0 + u) / 2.0) + torch.xlogy(u, u),
-        "g": lambda v: _LOG2 - F.softplus(-v),
-        "conj": lambda t: -torch.log(2.0 - torch.exp(t)),
-        "conj_g": lambda v: F.softplus(v) - _LOG2,
-        "opt": lambda r: r.clone(),
-    },
-}
-
-_FDOC = {
-    "kl": "KL(data || model); g_f(v) = v, f*(t) = exp(t - 1), v* = 1 + log q/rho",
-    "reverse_kl": ("KL(model || data); g_f(v) = -exp(-v), f*(t) = -1 - log(-t), v* = log q/rho"),
-    "pearson": (
-        "Pearson chi^2(data || model) = int (q - rho)^2/rho; g_f(v) = v, f*(t) = t^2/4 + t, "
-        "v* = 2 (q/rho - 1)"
-    ),
-    "squared_hellinger": (
-        "squared Hellinger int (sqrt q - sqrt rho)^2; g_f(v) = 1 - exp(-v), f*(t) = t/(1 - t), "
-        "v* = (1/2) log q/rho"
-    ),
-    "jsd": (
-        "2 JSD(data, model) (f-GAN's f(u) = -(u+1) log((1+u)/2) + u log u); "
-        "g_f(v) = log 2 - log(1 + exp(-v)), f*(t) = -log(2 - exp(t)), v* = log q/rho"
-    ),
-}
-
-
 class FGANLoss(GANLoss):
-    """An f-GAN objective (Nowozin et al. 2016) for one of :data:`F_DIVERGENCES`.
+    """The f-GAN objective (Nowozin et al. 2016) estimating ``D_f(model || data)``.
 
-    ``discriminator_loss = -(E_q[g_f(v)] - E_rho[f*(g_f(v))])``: minus the variational
-    lower bound on ``D_f(data || model) = int rho f(q/rho)``, tight at
-    ``g_f(v*) = f'(q/rho)`` (see the module docstring for the convention). The
-    composite ``f*(g_f(v))`` is evaluated in closed form (e.g. ``exp(v) - 1`` for the
-    squared Hellinger distance), finite for every real v.
-
-    Divergences (f, output activation g_f, conjugate f*, optimal logit):
-
-    * ``"kl"``: f(u) = u log u; KL(data || model); g_f(v) = v; f*(t) = exp(t - 1);
-      v* = 1 + log(q/rho).
-    * ``"reverse_kl"``: f(u) = -log u; KL(model || data); g_f(v) = -exp(-v);
-      f*(t) = -1 - log(-t); v* = log(q/rho).
-    * ``"pearson"``: f(u) = (u - 1)^2; chi^2 = int (q - rho)^2/rho; g_f(v) = v;
-      f*(t) = t^2/4 + t; v* = 2(q/rho - 1).
-    * ``"squared_hellinger"``: f(u) = (sqrt u - 1)^2; int (sqrt q - sqrt rho)^2;
-      g_f(v) = 1 - exp(-v); f*(t) = t/(1 - t); v* = log(q/rho)/2.
-    * ``"jsd"``: f(u) = -(u + 1) log((1 + u)/2) + u log u; 2 JSD(q, rho);
-      g_f(v) = log 2 - log(1 + exp(-v)); f*(t) = -log(2 - exp(t)); v* = log(q/rho).
+    ``generator`` is an entry of :data:`~ottokit.fgenerators.F_GENERATORS` (or a custom
+    :class:`~ottokit.fgenerators.FGenerator` naming its dual), read in the table's one
+    direction: ``FGANLoss(F_GENERATORS["kl"])`` estimates KL(model || data). The critic
+    works with the dual ``f◇`` (``critic``), on the ratio ``q/rho``:
+    ``discriminator_loss = -(E_q[g(v)] - E_rho[f◇*(g(v))])`` with ``g = g_f◇``, minus a
+    lower bound on ``D_f(rho || q)`` tight at ``g(v*) = f◇'(q/rho)``; ``f◇*(g(v))`` is
+    evaluated in a closed form finite for every real v (see the module docstring).
 
     Args:
-        divergence: one of :data:`F_DIVERGENCES`.
-        generator_form: ``"minimax"`` (``-E_rho[f*(g_f(v))]``) or ``"alternative"``
-            (``-E_rho[g_f(v)]``).
+        generator: the f-divergence, an :class:`~ottokit.fgenerators.FGenerator`. Names
+            go through :func:`make_loss` (``"fgan-kl"``, ...).
+        generator_form: ``"minimax"`` (``-E_rho[f◇*(g(v))]``) or ``"alternative"``
+            (``-E_rho[g(v)]``).
     """
 
     def __init__(
-        self, divergence: str, generator_form: Literal["minimax", "alternative"] = "minimax"
+        self, generator: FGenerator, generator_form: Literal["minimax", "alternative"] = "minimax"
     ) -> None:
-        check_option(divergence, F_DIVERGENCES, "f-divergence")
+        if isinstance(generator, str):
+            renamed = _RENAMED_FGAN_LOSSES.get(generator)
+            hint = (
+                f"; FGANLoss({generator!r}) used to estimate the divergence now called "
+                f"{renamed.removeprefix('fgan-')!r}"
+                if renamed
+                else ""
+            )
+            raise TypeError(
+                "FGANLoss takes an FGenerator of ottokit.fgenerators.F_GENERATORS, in the "
+                "table's direction D_f(model || data), e.g. FGANLoss(F_GENERATORS['kl']) for "
+                f"KL(model || data), or a name through make_loss('fgan-kl'){hint}"
+            )
+        if not isinstance(generator, FGenerator):
+            raise TypeError(f"generator must be an FGenerator, got {type(generator).__name__}")
         check_option(generator_form, ("minimax", "alternative"), "generator_form")
-        self.name = divergence
-        self.divergence = divergence
+        critic = dual_generator(generator)
+        missing = [
+            k
+            for k in ("activation", "conjugate", "conjugate_activation", "optimal_logit")
+            if getattr(critic, k) is None
+        ]
+        if missing:
+            raise ValueError(f"the critic generator {critic!r} lacks the f-GAN fields {missing}")
+        self.divergence = generator
+        self.critic = critic
         self.generator_form = generator_form
-        self._table = _FTABLE[divergence]
-        self.logit_meaning = _FDOC[divergence]
-
-    def f(self, u: Tensor | float) -> Tensor:
-        """The convex generator ``f(u)``, u > 0, with f(1) = 0."""
-        return self._table["f"](_as_tensor(u))
+        self.name = f"fgan-{generator.name}"
+        self.logit_meaning = (
+            f"{generator.description}; at the optimum g(v*) = f◇'(q/rho) with f◇ the "
+            f"{critic.name!r} generator"
+        )
 
     def activation(self, v: Tensor | float) -> Tensor:
-        """The output activation ``T = g_f(v)``, mapping R into the domain of f*."""
-        return self._table["g"](_as_tensor(v))
+        """The critic's output activation ``T = g_f◇(v)``, mapping R into ``dom f◇*``."""
+        return self.critic.activation(_as_tensor(v))
 
     def conjugate(self, t: Tensor | float) -> Tensor:
-        """The convex conjugate ``f*(t) = sup_u (u t - f(u))`` on its domain."""
-        return self._table["conj"](_as_tensor(t))
+        """The convex conjugate ``f◇*(t) = sup_u (u t - f◇(u))`` on its domain."""
+        return self.critic.conjugate(_as_tensor(t))
 
     def conjugate_activation(self, v: Tensor | float) -> Tensor:
-        """``f*(g_f(v))`` in a closed form that is finite for all real v."""
-        return self._table["conj_g"](_as_tensor(v))
+        """``f◇*(g_f◇(v))`` in a closed form that is finite for all real v."""
+        return self.critic.conjugate_activation(_as_tensor(v))
 
     def discriminator_loss(
         self,
@@ -336,20 +285,20 @@ class FGANLoss(GANLoss):
     ) -> Tensor:
         real, fake = _check_pair(real, fake)
         v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
-        bound = self._table["g"](v_real).mean() - self._table["conj_g"](v_fake).mean()
-        return -bound
+        t_real = self.critic.activation(v_real).mean()
+        return -(t_real - self.critic.conjugate_activation(v_fake).mean())
 
     def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
         v = _logits(D, _check_batch(fake, "fake"), "fake")
         if self.generator_form == "minimax":
-            return -self._table["conj_g"](v).mean()
-        return -self._table["g"](v).mean()
+            return -self.critic.conjugate_activation(v).mean()
+        return -self.critic.activation(v).mean()
 
     def optimal_logit(self, log_ratio: Tensor | float) -> Tensor:
-        return self._table["opt"](_as_tensor(log_ratio))
+        return self.critic.optimal_logit(_as_tensor(log_ratio))
 
     def __repr__(self) -> str:
-        return f"FGANLoss({self.divergence!r}, generator_form={self.generator_form!r})"
+        return f"FGANLoss({self.name!r}, generator_form={self.generator_form!r})"
 
 
 def gradient_penalty(
@@ -504,16 +453,38 @@ class HingeLoss(GANLoss):
 def make_loss(name: str, **kwargs: Any) -> GANLoss:
     """A loss by name: one of :data:`LOSSES` (``"wgan_gp"`` is accepted for ``"wgan-gp"``).
 
+    ``"fgan-<f>"`` is the f-GAN of the divergence ``<f>`` of
+    :data:`~ottokit.fgenerators.F_GENERATORS` in its one direction, D_f(model || data).
+    The old f-GAN spellings ``"kl"``, ``"reverse_kl"``, ``"pearson"`` and
+    ``"squared_hellinger"`` estimated D(data || model): they still give the same loss, under
+    its new name, with a DeprecationWarning; ``"jsd"`` (which estimated 2 JSD) is an error.
+
     Keyword arguments go to the loss: ``generator_form`` for the f-GAN family,
     ``gp_weight`` and ``center`` for WGAN-GP; ``"ns"``, ``"minimax"`` and ``"hinge"``
     take none.
     """
     if not isinstance(name, str):
         raise TypeError(f"loss name must be a string, one of {LOSSES}, got {name!r}")
+    if name in _RENAMED_FGAN_LOSSES:
+        new = _RENAMED_FGAN_LOSSES[name]
+        warnings.warn(
+            f"the GAN loss {name!r} is now called {new!r}: it estimates "
+            f"{get_generator(new.removeprefix('fgan-')).description.split(';')[0]}; the f-GAN "
+            f"names follow ottokit.fgenerators, where {name!r} means the other direction",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        name = new
+    if name == "jsd":
+        raise ValueError(
+            "the GAN loss 'jsd' estimated 2 JSD(data, model); ask for 'fgan-jsd', which "
+            "estimates JSD(model, data) itself: the same optimal logit, half the loss and its "
+            "gradients"
+        )
     key = "wgan-gp" if name == "wgan_gp" else name
     check_option(key, LOSSES, "GAN loss")
     accepted: tuple[str, ...]
-    if key in F_DIVERGENCES:
+    if key in FGAN_LOSSES:
         accepted = ("generator_form",)
     elif key == "wgan-gp":
         accepted = ("gp_weight", "center")
@@ -526,8 +497,8 @@ def make_loss(name: str, **kwargs: Any) -> GANLoss:
         )
     if key in ("ns", "minimax"):
         return StandardGANLoss(non_saturating=key == "ns")
-    if key in F_DIVERGENCES:
-        return FGANLoss(key, **kwargs)
+    if key in FGAN_LOSSES:
+        return FGANLoss(get_generator(key.removeprefix("fgan-")), **kwargs)
     if key == "wgan-gp":
         return WGANGPLoss(**kwargs)
     return HingeLoss()
