@@ -56,7 +56,6 @@ from torch import Tensor, nn
 from ottokit import ot as ottokit_ot
 from ottokit.data import gaussians_grid
 from ottokit.dot import (
-    Prior,
     calibrate,
     ddls,
     dot_latent,
@@ -65,6 +64,7 @@ from ottokit.dot import (
     effective_lipschitz,
     mh_gan,
 )
+from ottokit.priors import Prior
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "dot.json"

@@ -24,13 +24,12 @@ import torch
 
 from ottokit import ot as ottokit_ot
 from ottokit.dot import (
-    Prior,
     ProbabilityOutputWarning,
-    as_prior,
     dot_latent,
     dot_target,
     effective_lipschitz,
 )
+from ottokit.priors import Prior, as_prior
 
 MODES = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
 SHIFT = torch.tensor([0.4, 0.3], dtype=torch.float64)

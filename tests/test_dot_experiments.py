@@ -27,7 +27,7 @@ import torch
 
 from ottokit import ot
 from ottokit.data import toy_2d
-from ottokit.dot import Prior, ProbabilityOutputWarning, dot_target, effective_lipschitz
+from ottokit.dot import ProbabilityOutputWarning, dot_target, effective_lipschitz
 from ottokit.experiments import get
 from ottokit.experiments._dot_common import summarise_seeds
 from ottokit.experiments._runner import to_jsonable
@@ -40,6 +40,7 @@ from ottokit.experiments.dot_toy import run as run_toy
 from ottokit.gan.nets import ConvDiscriminator8, ConvGenerator8, MLPDiscriminator, MLPGenerator
 from ottokit.gan.train import restore_checkpoint
 from ottokit.metrics import DigitsFeatures, digits_fid
+from ottokit.priors import Prior
 
 TOY = replace(
     DotToyConfig.quick(),

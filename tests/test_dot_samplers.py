@@ -19,13 +19,13 @@ import torch
 from scipy import stats
 
 from ottokit.dot import (
-    Prior,
     calibrate,
     ddls,
     drs,
     drs_acceptance,
     mh_gan,
 )
+from ottokit.priors import Prior
 
 MU, S = 0.5, 0.8
 X_STAR = MU / (1 - S**2)

@@ -5,7 +5,8 @@ minimising ||x - y + 0.001|| - D(x)/K_eff (seed 003 §3.2), with K_eff from
 :func:`effective_lipschitz`. The baselines of seed 003 §3.2-3.3 are :func:`drs`
 (discriminator rejection sampling), :func:`mh_gan` (Metropolis-Hastings GAN, with
 :func:`calibrate`) and :func:`ddls` (latent Langevin sampling). Every function takes any
-torch generator G: z -> x and discriminator D: x -> logit.
+torch generator G: z -> x and discriminator D: x -> logit; latent priors are
+:class:`ottokit.priors.Prior`.
 """
 
 from ottokit.dot.samplers import (
@@ -25,12 +26,9 @@ from ottokit.dot.samplers import (
 from ottokit.dot.transport import (
     MODES,
     OPTIMIZERS,
-    PRIORS,
     SPACES,
     DOTResult,
-    Prior,
     ProbabilityOutputWarning,
-    as_prior,
     dot_latent,
     dot_target,
     effective_lipschitz,
@@ -38,14 +36,11 @@ from ottokit.dot.transport import (
 
 __all__ = [
     # transport
-    "Prior",
-    "as_prior",
     "effective_lipschitz",
     "dot_target",
     "dot_latent",
     "DOTResult",
     "ProbabilityOutputWarning",
-    "PRIORS",
     "OPTIMIZERS",
     "MODES",
     "SPACES",

@@ -35,7 +35,6 @@ from torch import Tensor, nn
 from ottokit._checks import check_option
 from ottokit.dot.transport import (
     Net,
-    Prior,
     _apply_D,
     _apply_G,
     _as_batch,
@@ -45,8 +44,8 @@ from ottokit.dot.transport import (
     _grad,
     _latent_setup,
     _warn_if_probability,
-    as_prior,
 )
+from ottokit.priors import Prior, as_prior
 
 __all__ = [
     "Calibrator",

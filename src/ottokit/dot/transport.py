@@ -36,24 +36,20 @@ import torch
 from torch import Tensor
 
 from ottokit._checks import check_option
+from ottokit.priors import Prior, as_prior
 
 __all__ = [
     "DOTResult",
-    "Prior",
     "ProbabilityOutputWarning",
-    "as_prior",
     "dot_latent",
     "dot_target",
     "effective_lipschitz",
-    "PRIORS",
     "OPTIMIZERS",
     "MODES",
     "SPACES",
 ]
 
 Net = Callable[[Tensor], Tensor]
-PriorName = Literal["normal", "uniform"]
-PRIORS: tuple[str, ...] = ("normal", "uniform")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 MODES: tuple[str, ...] = ("dot", "naive")
 SPACES: tuple[str, ...] = ("target", "latent")
@@ -73,101 +69,6 @@ class ProbabilityOutputWarning(UserWarning):
     equal; and D stays in [0, 1] on probe points far from the data
     (+-``PROBABILITY_PROBE_SCALE`` times the batch), where a logit grows without bound.
     """
-
-
-# --------------------------------------------------------------------------- priors
-
-
-@dataclass(frozen=True)
-class Prior:
-    """Latent prior p_Z: standard normal N(0, I) or uniform on [-1, 1]^d (seed 003 §1.3).
-
-    Attributes:
-        kind: ``"normal"`` or ``"uniform"``.
-        shape: the shape of one latent (``(d,)`` for a vector latent).
-    """
-
-    kind: str
-    shape: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        check_option(self.kind, PRIORS, "prior")
-        if len(self.shape) == 0 or any(int(s) <= 0 for s in self.shape):
-            raise ValueError(
-                f"prior shape must be a non-empty tuple of positive sizes, got {self.shape}"
-            )
-
-    @property
-    def dim(self) -> int:
-        """Number of latent coordinates."""
-        return math.prod(self.shape)
-
-    def sample(
-        self,
-        n: int,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Tensor:
-        """``n`` independent latents, shape ``(n, *shape)``."""
-        size = (n, *self.shape)
-        if self.kind == "normal":
-            return torch.randn(size, generator=generator, device=device, dtype=dtype)
-        u = torch.rand(size, generator=generator, device=device, dtype=dtype)
-        return 2.0 * u - 1.0
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        """log p_Z(z) per sample, shape (n,); -inf outside the uniform prior's support."""
-        flat = z.reshape(z.shape[0], -1)
-        d = flat.shape[1]
-        if self.kind == "normal":
-            return -0.5 * (flat * flat).sum(1) - 0.5 * d * math.log(2 * math.pi)
-        inside = (flat.abs() <= 1.0).all(1)
-        out = torch.full_like(flat[:, 0], -d * math.log(2.0))
-        return torch.where(inside, out, torch.full_like(out, -math.inf))
-
-    def check_support(self, z: Tensor, name: str) -> None:
-        """ValueError when a latent is non-finite or outside [-1, 1]^d (uniform prior)."""
-        if not bool(torch.isfinite(z).all()):
-            raise ValueError(f"{name} must be finite; it contains NaN or inf")
-        if self.kind == "uniform":
-            flat = z.reshape(z.shape[0], -1)
-            bad = (flat.abs() > 1.0).any(1)
-            if bool(bad.any()):
-                i = int(torch.nonzero(bad)[0, 0])
-                m = float(flat[i].abs().max())
-                raise ValueError(
-                    f"{name}[{i}] lies outside the uniform prior's support [-1, 1]^d "
-                    f"(max |coordinate| = {m:.4g}); clamp the latents to [-1, 1] or use "
-                    "prior='normal'"
-                )
-
-
-def as_prior(prior: Prior | str, shape: int | tuple[int, ...] | None = None) -> Prior:
-    """A :class:`Prior` from itself or from a name (``"normal"``/``"uniform"``) and a shape."""
-    if isinstance(prior, Prior):
-        if shape is not None and tuple(_shape_tuple(shape)) != prior.shape:
-            raise ValueError(
-                f"prior has latent shape {prior.shape} but latents of shape "
-                f"{_shape_tuple(shape)} were given"
-            )
-        return prior
-    if not isinstance(prior, str):
-        raise TypeError(f"prior must be a Prior or one of {PRIORS}, got {type(prior).__name__}")
-    check_option(prior, PRIORS, "prior")
-    if shape is None:
-        raise ValueError(
-            f"prior={prior!r} needs the latent shape; pass latent_dim=... (or a Prior instance, "
-            "e.g. Prior('normal', (d,)))"
-        )
-    return Prior(prior, _shape_tuple(shape))
-
-
-def _shape_tuple(shape: int | tuple[int, ...]) -> tuple[int, ...]:
-    if isinstance(shape, int):
-        return (shape,)
-    return tuple(int(s) for s in shape)
 
 
 # --------------------------------------------------------------------------- validation

@@ -40,7 +40,6 @@ from ottokit._config import (
 )
 from ottokit.data import digits
 from ottokit.dot import (
-    Prior,
     calibrate,
     ddls,
     dot_latent,
@@ -61,6 +60,7 @@ from ottokit.gan.losses import make_loss
 from ottokit.gan.nets import ConvDiscriminator8, ConvGenerator8, build_seeded
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.metrics import DigitsFeatures, digits_fid, digits_is, digits_precision_recall
+from ottokit.priors import Prior
 from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result

@@ -49,7 +49,6 @@ from ottokit._config import (
 from ottokit._torchio import torch_threads
 from ottokit.data import TOY_2D_NAMES, toy_2d
 from ottokit.dot import (
-    Prior,
     calibrate,
     ddls,
     dot_latent,
@@ -71,6 +70,7 @@ from ottokit.gan.nets import MLPDiscriminator, MLPGenerator, build_seeded
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.metrics import toy_metrics
 from ottokit.ot import w2
+from ottokit.priors import Prior
 from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result

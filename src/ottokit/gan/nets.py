@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from ottokit._checks import check_option
+from ottokit.priors import Prior, PriorName
 
 __all__ = [
     "ACTIVATIONS",
@@ -46,7 +47,6 @@ __all__ = [
 
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "leaky_relu", "elu", "softplus")
 Activation = Literal["tanh", "relu", "leaky_relu", "elu", "softplus"]
-Prior = Literal["normal", "uniform"]
 _LEAKY_SLOPE = 0.2
 
 T = TypeVar("T")
@@ -282,28 +282,20 @@ class ConvDiscriminator8(nn.Module):
 def sample_latent(
     n: int,
     dim: int,
-    prior: Prior = "normal",
+    prior: PriorName = "normal",
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """``n`` latents of dimension ``dim`` from the prior p_z, shape ``(n, dim)``.
+    """``n >= 1`` latents of dimension ``dim`` from the prior p_z, shape ``(n, dim)``.
 
-    ``prior="normal"``: N(0, I); ``"uniform"``: uniform on the cube [-1, 1]^dim. The
-    draw uses ``generator`` (and lives on its device unless ``device`` is given);
-    ``dtype`` defaults to torch's default dtype.
+    ``Prior(prior, (dim,)).sample(...)`` (:class:`ottokit.priors.Prior`): ``"normal"`` is
+    N(0, I), ``"uniform"`` the cube [-1, 1]^dim. The draw uses ``generator`` (and lives on
+    its device unless ``device`` is given); ``dtype`` defaults to torch's default dtype.
     """
     _positive_int(n, "n")
     _positive_int(dim, "dim")
-    check_option(prior, ("normal", "uniform"), "prior")
-    if device is None:
-        device = generator.device if generator is not None else torch.device("cpu")
-    dtype = torch.get_default_dtype() if dtype is None else dtype
-    if not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
-    if prior == "normal":
-        return torch.randn(n, dim, generator=generator, device=device, dtype=dtype)
-    return 2.0 * torch.rand(n, dim, generator=generator, device=device, dtype=dtype) - 1.0
+    return Prior(prior, (dim,)).sample(n, generator=generator, device=device, dtype=dtype)
 
 
 def build_seeded(seed: int, factory: Callable[[], T]) -> T:
