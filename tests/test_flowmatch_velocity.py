@@ -21,6 +21,7 @@ from ottokit.flowmatch import (
     ImprovedDDPMCosine,
     KernelVelocity,
     MonotoneVelocity1D,
+    SampleTrajectory,
     VPLinear,
     integrate,
     ot_couple,
@@ -267,6 +268,7 @@ def test_gaussian_mixture_flow_from_data_ends_at_noise_and_round_trips() -> None
     g = torch.Generator().manual_seed(4)
     y = mix.sample(1000, g)
     fwd = sample_forward(vel, y, 1.0, n_steps=100, save_at=[0, 1 / 3, 2 / 3, 1])
+    assert isinstance(fwd, SampleTrajectory) and fwd.n_evals == 4 * 100
     assert fwd.x.shape == (4, 1000, 2)
     assert torch.allclose(fwd.t, torch.tensor([0.0, 0.33, 0.67, 1.0], dtype=F64))
     mean_err, cov_err, w1, w1_ref = _gaussianity(fwd.final, seed=2)

@@ -23,7 +23,13 @@ from ottokit.flowmatch.distributions import (
 )
 from ottokit.flowmatch.kernel import COUPLINGS, KernelVelocity, ot_path_velocity
 from ottokit.flowmatch.otpath import MonotoneVelocity1D, OTCoupling, ot_couple
-from ottokit.flowmatch.sample import METHODS, Trajectory, integrate, sample_backward, sample_forward
+from ottokit.flowmatch.sample import (
+    METHODS,
+    SampleTrajectory,
+    integrate,
+    sample_backward,
+    sample_forward,
+)
 from ottokit.flowmatch.schedules import (
     CondOT,
     Cosine,
@@ -98,7 +104,7 @@ __all__ = [
     "train_velocity",
     "load_checkpoint",
     # sampling
-    "Trajectory",
+    "SampleTrajectory",
     "integrate",
     "sample_forward",
     "sample_backward",

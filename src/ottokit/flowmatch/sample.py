@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -21,15 +21,15 @@ from torchdiffeq import odeint
 from ottokit._checks import check_option
 from ottokit.flowmatch._common import as_points, check_positive_int, check_tau
 
-__all__ = ["Trajectory", "integrate", "sample_forward", "sample_backward", "METHODS"]
+__all__ = ["SampleTrajectory", "integrate", "sample_forward", "sample_backward", "METHODS"]
 
 Method = Literal["rk4", "dopri5", "euler", "midpoint"]
-METHODS: tuple[str, ...] = ("rk4", "dopri5", "euler", "midpoint")
+METHODS: tuple[str, ...] = get_args(Method)
 _FIXED = ("rk4", "euler", "midpoint")
 
 
 @dataclass(frozen=True)
-class Trajectory:
+class SampleTrajectory:
     """Samples saved along an integration.
 
     Attributes:
@@ -70,7 +70,7 @@ def integrate(
     save_at: Sequence[float] | None = None,
     rtol: float = 1e-7,
     atol: float = 1e-9,
-) -> Trajectory:
+) -> SampleTrajectory:
     """Solve dx/dt = velocity(t, x) from ``t0`` to ``t1`` (either direction) for samples ``x0``.
 
     Args:
@@ -129,7 +129,7 @@ def integrate(
         raise FloatingPointError(
             "the integration produced NaN or inf; reduce the step or check the velocity"
         )
-    return Trajectory(t=t_save, x=xs, n_evals=func.n, method=method)
+    return SampleTrajectory(t=t_save, x=xs, n_evals=func.n, method=method)
 
 
 def sample_forward(
@@ -139,7 +139,7 @@ def sample_forward(
     *,
     t_start: float = 0.0,
     **kwargs: Any,
-) -> Trajectory:
+) -> SampleTrajectory:
     """Push data-side samples from ``t_start`` (default 0) to the noise end t = tau."""
     tau = check_tau(tau)
     return integrate(velocity, x0, t_start, tau, **kwargs)
@@ -152,7 +152,7 @@ def sample_backward(
     *,
     t_end: float = 0.0,
     **kwargs: Any,
-) -> Trajectory:
+) -> SampleTrajectory:
     """Pull noise samples from t = tau back to ``t_end`` (default 0, the data end)."""
     tau = check_tau(tau)
     return integrate(velocity, x_tau, tau, t_end, **kwargs)
