@@ -14,6 +14,7 @@ from ottokit.flowmatch import (
     Custom,
     ImprovedDDPMCosine,
     Schedule,
+    ScheduleOutput,
     VPLinear,
     conditional_kinetic_energy,
 )
@@ -121,6 +122,22 @@ def test_numpy_in_numpy_out_and_tensor_dtype_kept() -> None:
     t32 = torch.tensor([0.0, 0.5], dtype=torch.float32)
     out32 = Cosine()(t32)
     assert out32.m_t.dtype == torch.float32 and out32.d_sigma_t.dtype == torch.float32
+
+
+@pytest.mark.parametrize("schedule", all_schedules(), ids=repr)
+def test_every_schedule_returns_its_output_dataclass(schedule: Schedule) -> None:
+    """Tensors in: the same ScheduleOutput the trainer reads; NumPy in: the same numbers."""
+    t = torch.linspace(0.1, 0.9, 5, dtype=torch.float64) * schedule.tau
+    out = schedule(t)
+    assert isinstance(out, ScheduleOutput)
+    fields = ("m_t", "sigma_t", "d_m_t", "d_sigma_t")
+    assert all(isinstance(getattr(out, k), torch.Tensor) for k in fields)
+    unchecked = schedule._evaluate(t)
+    assert isinstance(unchecked, ScheduleOutput)
+    as_numpy = schedule(t.numpy())
+    for k in fields:
+        assert torch.equal(getattr(out, k), getattr(unchecked, k))
+        np.testing.assert_array_equal(getattr(as_numpy, k), getattr(out, k).numpy())
 
 
 def test_time_grid_overshoot_by_rounding_is_accepted() -> None:

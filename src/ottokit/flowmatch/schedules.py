@@ -62,16 +62,20 @@ class Schedule(ABC):
         self._check_end_conditions()
 
     @abstractmethod
-    def _evaluate(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(m_t, sigma_t, d_m_t, d_sigma_t)`` for times ``t`` already inside [0, tau]."""
+    def _evaluate(self, t: Tensor) -> ScheduleOutput:
+        """The schedule at times ``t`` already inside [0, tau], as tensors."""
 
     def __call__(self, t: Any) -> ScheduleOutput:
         """Evaluate the schedule at ``t`` (float, array or tensor inside [0, tau])."""
-        tt = self._times(t)
-        m, sigma, d_m, d_sigma = self._evaluate(tt)
-        if not isinstance(t, Tensor):
-            m, sigma, d_m, d_sigma = (v.detach().cpu().numpy() for v in (m, sigma, d_m, d_sigma))
-        return ScheduleOutput(m_t=m, sigma_t=sigma, d_m_t=d_m, d_sigma_t=d_sigma)
+        out = self._evaluate(self._times(t))
+        if isinstance(t, Tensor):
+            return out
+        return ScheduleOutput(
+            m_t=out.m_t.detach().cpu().numpy(),
+            sigma_t=out.sigma_t.detach().cpu().numpy(),
+            d_m_t=out.d_m_t.detach().cpu().numpy(),
+            d_sigma_t=out.d_sigma_t.detach().cpu().numpy(),
+        )
 
     def _times(self, t: Any) -> Tensor:
         tt = as_float_tensor(t, "t")
@@ -87,7 +91,8 @@ class Schedule(ABC):
 
     def _check_end_conditions(self) -> None:
         ends = torch.tensor([0.0, self.tau], dtype=torch.float64)
-        m, sigma, _, _ = self._evaluate(ends)
+        out = self._evaluate(ends)
+        m, sigma = out.m_t, out.sigma_t
         m0, s0, m1, s1 = float(m[0]), float(sigma[0]), float(m[1]), float(sigma[1])
         errors = []
         if not (abs(m0 - 1.0) <= self.end_atol and abs(s0) <= self.end_atol):
@@ -107,20 +112,20 @@ class Schedule(ABC):
 class CondOT(Schedule):
     """Conditional optimal transport (Lipman et al. 2022): m_t = 1 - t/tau, sigma_t = t/tau."""
 
-    def _evaluate(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _evaluate(self, t: Tensor) -> ScheduleOutput:
         s = t / self.tau
         rate = torch.full_like(t, 1.0 / self.tau)
-        return 1.0 - s, s, -rate, rate
+        return ScheduleOutput(m_t=1.0 - s, sigma_t=s, d_m_t=-rate, d_sigma_t=rate)
 
 
 class Cosine(Schedule):
     """The seed's cosine schedule: m_t = cos(pi t / 2 tau), sigma_t = sin(pi t / 2 tau)."""
 
-    def _evaluate(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _evaluate(self, t: Tensor) -> ScheduleOutput:
         rate = math.pi / (2.0 * self.tau)
         theta = rate * t
         cos, sin = torch.cos(theta), torch.sin(theta)
-        return cos, sin, -rate * sin, rate * cos
+        return ScheduleOutput(m_t=cos, sigma_t=sin, d_m_t=-rate * sin, d_sigma_t=rate * cos)
 
 
 class ImprovedDDPMCosine(Schedule):
@@ -143,7 +148,7 @@ class ImprovedDDPMCosine(Schedule):
         self.offset = float(offset)
         super().__init__(tau)
 
-    def _evaluate(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _evaluate(self, t: Tensor) -> ScheduleOutput:
         rate = math.pi / (2.0 * (1.0 + self.offset) * self.tau)
         theta0 = math.pi / 2.0 * self.offset / (1.0 + self.offset)
         theta = theta0 + rate * t
@@ -154,7 +159,7 @@ class ImprovedDDPMCosine(Schedule):
         sigma = torch.sqrt(one_minus) / cos0
         d_m = -rate * torch.sin(theta) / cos0
         d_sigma = -m * d_m / sigma
-        return m, sigma, d_m, d_sigma
+        return ScheduleOutput(m_t=m, sigma_t=sigma, d_m_t=d_m, d_sigma_t=d_sigma)
 
     def __repr__(self) -> str:
         return f"ImprovedDDPMCosine(tau={self.tau!r}, offset={self.offset!r})"
@@ -193,7 +198,7 @@ class VPLinear(Schedule):
         )
         super().__init__(tau)
 
-    def _evaluate(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _evaluate(self, t: Tensor) -> ScheduleOutput:
         s = t / self.tau
         slope = self.beta_max - self.beta_min
         big_b = self.beta_min * s + 0.5 * slope * s * s
@@ -202,7 +207,7 @@ class VPLinear(Schedule):
         sigma = torch.sqrt(-torch.expm1(-big_b))
         d_m = -0.5 * beta * m
         d_sigma = 0.5 * beta * m * m / sigma
-        return m, sigma, d_m, d_sigma
+        return ScheduleOutput(m_t=m, sigma_t=sigma, d_m_t=d_m, d_sigma_t=d_sigma)
 
     def __repr__(self) -> str:
         return (
@@ -233,7 +238,7 @@ class Custom(Schedule):
         self._m, self._sigma, self.end_atol = m, sigma, float(end_atol)
         super().__init__(tau)
 
-    def _evaluate(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _evaluate(self, t: Tensor) -> ScheduleOutput:
         with torch.enable_grad():
             tt = t.detach().clone().requires_grad_(True)
             outputs = []
@@ -257,7 +262,7 @@ class Custom(Schedule):
                 grad = torch.zeros_like(tt) if grad is None else grad
                 outputs.append((value.detach().to(t.dtype), grad.detach().to(t.dtype)))
         (m, d_m), (sigma, d_sigma) = outputs
-        return m, sigma, d_m, d_sigma
+        return ScheduleOutput(m_t=m, sigma_t=sigma, d_m_t=d_m, d_sigma_t=d_sigma)
 
     def __repr__(self) -> str:
         return f"Custom(m={self._m!r}, sigma={self._sigma!r}, tau={self.tau!r})"

@@ -217,9 +217,9 @@ def velocity_step(
     """
     # t is drawn inside (0, tau] by the caller, so the schedule's input checks (which
     # cost about a tenth of a small model's step) are skipped
-    m_t, sigma_t, d_m_t, d_sigma_t = schedule._evaluate(t)
-    x_t = m_t[:, None] * y + sigma_t[:, None] * eps
-    target = d_m_t[:, None] * y + d_sigma_t[:, None] * eps
+    out = schedule._evaluate(t)
+    x_t = out.m_t[:, None] * y + out.sigma_t[:, None] * eps
+    target = out.d_m_t[:, None] * y + out.d_sigma_t[:, None] * eps
     loss = ((model(t, x_t) - target) ** 2).sum(dim=1).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
