@@ -37,38 +37,24 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
-import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _harness as h
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ottokit import ot as ottokit_ot
 from ottokit.data import gaussians_grid
-from ottokit.dot import (
-    calibrate,
-    ddls,
-    dot_latent,
-    dot_target,
-    drs,
-    effective_lipschitz,
-    mh_gan,
-)
+from ottokit.dot import calibrate, ddls, dot_latent, dot_target, drs, effective_lipschitz, mh_gan
 from ottokit.priors import Prior
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_OUT = ROOT / "results" / "dot.json"
-QUICK_OUT = ROOT / "results" / "dot_quick.json"
+DEFAULT_OUT = h.RESULTS / "dot.json"
+QUICK_OUT = h.RESULTS / "dot_quick.json"
 METHODS = ("dot_target", "dot_latent", "drs", "mh_gan", "ddls")
 
 HIDDEN = 128
@@ -100,9 +86,6 @@ DEFINITIONS = {
     "w1": "exact W1 (ottokit.ot.w1) between the method's N samples and N fresh data points; "
     "'generator' is G(z) itself.",
 }
-
-
-# --------------------------------------------------------------------------- models
 
 
 def mlp(d_in: int, d_out: int) -> nn.Sequential:
@@ -145,50 +128,18 @@ def train_gan(steps: int, seed: int = 0) -> tuple[nn.Module, nn.Module, float]:
     return G, D, time.perf_counter() - t0
 
 
-# --------------------------------------------------------------------------- timing
-
-
 def bare_loop(f: Callable[[Tensor], Tensor], x: Tensor, steps: int) -> None:
     for _ in range(steps):
         v = x.detach().requires_grad_(True)
         torch.autograd.grad(f(v).sum(), v)
 
 
-def load_avg() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def version_of(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def w1(x: Tensor, y: np.ndarray) -> float:
     return float(ottokit_ot.w1(x.detach().double().numpy(), y))
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(1)
+def run(args: argparse.Namespace, n: int, repeats: int) -> dict[str, Any]:
     quick = args.quick
-    n = args.n or (500 if quick else 2000)
-    repeats = args.repeats or (3 if quick else 7)
-    load_start = load_avg()
-    t_start = time.perf_counter()
 
     G, D, train_s = train_gan(TRAIN_STEPS_QUICK if quick else TRAIN_STEPS)
     prior = Prior("uniform", (LATENT,))
@@ -219,25 +170,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mh_gan": lambda: mh_gan(D, G, prior, held_real, MH_K, calibrator=cal, seed=5),
         "ddls": lambda: ddls(D, G, z, DDLS_EPS, DDLS_STEPS, prior, seed=6),
     }
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    last: dict[str, Any] = {}
-    for name, call in calls.items():  # warm-up
-        last[name] = call()
-    for _ in range(repeats):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            last[name] = call()
-            times[name].append(time.perf_counter() - t0)
-
+    timers, last = h.interleave(calls, repeats, warmup=1, alternate=False, memory=False)
+    times = {k: t.times for k, t in timers.items()}
     med = {k: float(statistics.median(v)) for k, v in times.items()}
     results: dict[str, Any] = {}
     for name in METHODS:
         res = last[name]
         out = res.samples
         entry: dict[str, Any] = {
-            "time_s": med[name],
-            "time_min_s": min(times[name]),
-            "times_s": times[name],
+            **timers[name].summary(),
             "n_returned": int(out.shape[0]),
             "samples_per_s": int(out.shape[0]) / med[name],
             "w1_to_data": w1(out, data_eval),
@@ -273,37 +214,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "times_s": {"bare_target": times["bare_target"], "bare_latent": times["bare_latent"]},
     }
     return {
+        "settings": {
+            "G": f"MLP {LATENT}->{HIDDEN}x{DEPTH}->2, leaky ReLU, uniform latent",
+            "D": f"MLP 2->{HIDDEN}x{DEPTH}->1 (logit)",
+            "train_steps": TRAIN_STEPS_QUICK if quick else TRAIN_STEPS,
+            "dot": {"steps": DOT_STEPS, "lr": DOT_LR, "optimizer": "adam (0, 0.9)", "clip": CLIP},
+            "drs": {"n_pilot": DRS_PILOT, "percentile": 95.0},
+            "mh_gan": {"K": MH_K, "calibration": "logistic"},
+            "ddls": {"steps": DDLS_STEPS, "step_size": DDLS_EPS, "mala": False},
+            "dtype": "float32",
+        },
         "meta": {
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "quick": quick,
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "pot": version_of("pot"),
-            "scikit-learn": version_of("scikit-learn"),
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_avg_start": load_start,
-            "load_avg_end": load_avg(),
-            "git_commit": git_commit(),
-            "wall_s": time.perf_counter() - t_start,
-            "settings": {
-                "n": n,
-                "repeats": repeats,
-                "G": f"MLP {LATENT}->{HIDDEN}x{DEPTH}->2, leaky ReLU, uniform latent",
-                "D": f"MLP 2->{HIDDEN}x{DEPTH}->1 (logit)",
-                "train_steps": TRAIN_STEPS_QUICK if quick else TRAIN_STEPS,
-                "dot": {
-                    "steps": DOT_STEPS,
-                    "lr": DOT_LR,
-                    "optimizer": "adam (0, 0.9)",
-                    "clip": CLIP,
-                },
-                "drs": {"n_pilot": DRS_PILOT, "percentile": 95.0},
-                "mh_gan": {"K": MH_K, "calibration": "logistic"},
-                "ddls": {"steps": DDLS_STEPS, "step_size": DDLS_EPS, "mala": False},
-                "dtype": "float32",
-            },
             "one_off_s": {"train": train_s, "k_eff_both": keff_s, "calibration": calib_s},
             "K_eff": K,
             "k_eff_latent": k_lat,
@@ -350,19 +271,30 @@ def print_table(report: dict[str, Any]) -> None:
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: N=500, 3 repeats")
     parser.add_argument("--n", type=int, default=None, help="samples per method")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    report = run(args)
-    out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print_table(report)
-    print(f"\nwrote {out}")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    n = args.n or (500 if args.quick else 2000)
+    repeats = args.repeats or (3 if args.quick else 7)
+    bench = h.Benchmark(
+        "dot",
+        argv,
+        out=args.out or (QUICK_OUT if args.quick else DEFAULT_OUT),
+        packages=("scikit-learn",),
+        settings={"quick": args.quick, "n": n, "repeats": repeats},
+    )
+    report = run(args, n, repeats)
+    bench.record["meta"]["settings"].update(report.pop("settings"))
+    bench.record["meta"].update(report.pop("meta"))
+    bench.record.update(report)
+    path = bench.save()
+    print_table(bench.record)
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

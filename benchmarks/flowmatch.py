@@ -14,11 +14,9 @@ Three comparisons, all in one process run of this script:
 3. Exact W1: ``ottokit.ot.w1`` (POT network simplex with a large iteration limit and a
    convergence check) beside POT's ``ot.emd2`` at its default iteration limit.
 
-Timings are medians over repeats, interleaved so that a burst of load from other
-processes hits both sides alike; ratios are baseline time / ottokit time. Peak memory
-is the process's ``VmHWM``, reset before each measurement through
-``/proc/self/clear_refs``. Results go to a JSON file
-(``benchmarks/results/flowmatch.json`` by default) and tables on the terminal.
+Timings are medians over repeats, the two sides interleaved (``_harness.interleave``);
+ratios are baseline time / ottokit time; peak memory is each call's own (``_harness.Timer``).
+See benchmarks/README.md.
 
 Usage::
 
@@ -30,22 +28,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
-import importlib.metadata
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _harness as h
 import numpy as np
 import ot as pot
 import torch
@@ -63,10 +53,8 @@ from ottokit.flowmatch import (
 )
 from ottokit.report.progress import is_quiet, set_quiet
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_OUT = ROOT / "results" / "flowmatch.json"
+DEFAULT_OUT = h.RESULTS / "flowmatch.json"
 SECTIONS = ("velocity", "training", "w1")
-MB = 1e6
 
 # --- 1. exact velocity
 VELOCITY_T = 0.5  # timed evaluation time (CondOT: m = sigma = 0.5)
@@ -138,139 +126,6 @@ DEFINITIONS = {
 }
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _status_kb(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return float(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def rss_mb() -> float | None:
-    kb = _status_kb("VmRSS")
-    return None if kb is None else kb * 1024 / MB
-
-
-def hwm_mb() -> float | None:
-    kb = _status_kb("VmHWM")
-    return None if kb is None else kb * 1024 / MB
-
-
-def _trim_heap() -> None:
-    """Hand freed heap memory back to the system (glibc), so that it is not counted as base."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def reset_peak() -> bool:
-    """Reset this process's peak resident size to its current size (Linux only)."""
-    gc.collect()
-    _trim_heap()
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def load_avg() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def version_of(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def median(xs: list[float]) -> float:
-    return float(statistics.median(xs))
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
-
-
-@dataclass
-class Timing:
-    """Repeated timings of one callable, with its peak memory."""
-
-    times_s: list[float]
-    peak_rss_mb: float | None
-    base_rss_mb: float | None
-    peak_reset: bool
-    load_avg_1min: list[float | None]
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "time_s": median(self.times_s),
-            "time_min_s": min(self.times_s),
-            "times_s": self.times_s,
-            "peak_rss_mb": self.peak_rss_mb,
-            "base_rss_mb": self.base_rss_mb,
-            "peak_extra_mb": (
-                None
-                if self.peak_rss_mb is None or self.base_rss_mb is None
-                else self.peak_rss_mb - self.base_rss_mb
-            ),
-            "peak_is_own": self.peak_reset,
-            "load_avg_1min": self.load_avg_1min,
-        }
-
-
-class Timer:
-    """Accumulates timed calls of one side of a comparison."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.peak: float | None = None
-        self.base: float | None = None
-        self.reset_ok = True
-        self.loads: list[float | None] = []
-
-    def run(self, fn: Callable[[], Any]) -> Any:
-        reset_ok = reset_peak()
-        base = rss_mb()
-        self.loads.append(load_avg())
-        t0 = time.perf_counter()
-        out = fn()
-        elapsed = time.perf_counter() - t0
-        peak = hwm_mb()
-        self.times.append(elapsed)
-        self.reset_ok = self.reset_ok and reset_ok
-        if peak is not None:
-            self.peak = peak if self.peak is None else max(self.peak, peak)
-        if base is not None:
-            self.base = base if self.base is None else max(self.base, base)
-        return out
-
-    def result(self) -> Timing:
-        return Timing(self.times, self.peak, self.base, self.reset_ok, self.loads)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- 1. velocity
-
-
 def dense_velocity(schedule: Schedule, data: Tensor, t: Tensor, x: Tensor) -> Tensor:
     """nu_t(x) with the posterior mean from one dense (queries, data) softmax."""
     out = schedule(t)
@@ -305,20 +160,12 @@ def velocity_case(
     if dense_fits:
         dense_velocity(schedule, data, t, x[:16])
 
-    ott, den = Timer(), Timer()
-    v_ott: Tensor | None = None
-    v_den: Tensor | None = None
-    for rep in range(repeats):
-        sides = [("ottokit", ott), ("dense", den)]
-        if rep % 2:
-            sides.reverse()
-        for name, timer in sides:
-            if name == "ottokit":
-                v_ott = timer.run(lambda: ev(t, x))
-            elif dense_fits:
-                v_den = timer.run(lambda: dense_velocity(schedule, data, t, x))
-    assert v_ott is not None
-    ott_res = ott.result().summary()
+    calls = {"ottokit": lambda: ev(t, x)}
+    if dense_fits:
+        calls["dense"] = lambda: dense_velocity(schedule, data, t, x)
+    timers, last = h.interleave(calls, repeats, warmup=0)
+    v_ott = last["ottokit"]
+    ott_res = timers["ottokit"].summary()
     entry: dict[str, Any] = {
         "n_data": n_data,
         "n_query": n_query,
@@ -330,12 +177,11 @@ def velocity_case(
         "ottokit": ott_res,
     }
     if dense_fits:
-        assert v_den is not None
-        den_res = den.result().summary()
+        den_res = timers["dense"].summary()
         entry["dense"] = den_res
-        entry["speedup"] = ratio(den_res["time_s"], ott_res["time_s"])
-        entry["speedup_min"] = ratio(den_res["time_min_s"], ott_res["time_min_s"])
-        entry["peak_extra_ratio"] = ratio(den_res["peak_extra_mb"], ott_res["peak_extra_mb"])
+        entry["speedup"] = h.ratio(den_res["time_s"], ott_res["time_s"])
+        entry["speedup_min"] = h.ratio(den_res["time_min_s"], ott_res["time_min_s"])
+        entry["peak_extra_ratio"] = h.ratio(den_res["peak_extra_mb"], ott_res["peak_extra_mb"])
         agreement: dict[str, Any] = {}
         ev64 = ExactVelocity(schedule, data64)
         for tv in AGREEMENT_TIMES:
@@ -402,10 +248,10 @@ def run_velocity(args: argparse.Namespace) -> dict[str, Any]:
                     repeats = 1 if args.quick else args.repeats
                 else:
                     repeats = max(args.repeats, SMALL_CASE_REPEATS)
-                log(f"velocity {name}, {threads} torch thread(s): {repeats} repeat(s)")
+                h.log(f"velocity {name}, {threads} torch thread(s): {repeats} repeat(s)")
                 cases[name] = velocity_case(n_data, n_query, repeats, limit)
                 o, d = cases[name]["ottokit"], cases[name]["dense"]
-                log(
+                h.log(
                     f"  ottokit {o['time_s']:.3f} s, dense "
                     + (f"{d['time_s']:.3f} s" if d["status"] == "ok" else d["status"])
                 )
@@ -431,9 +277,6 @@ def run_velocity(args: argparse.Namespace) -> dict[str, Any]:
         },
         "by_threads": by_threads,
     }
-
-
-# --------------------------------------------------------------------------- 2. training
 
 
 def train_ottokit(data: np.ndarray, n_steps: int, seed: int) -> tuple[float, list[float]]:
@@ -527,7 +370,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     except ImportError as err:
         cfm_error = f"torchcfm cannot be imported: {err}"
     try:
-        log(f"training: warm-up ({WARMUP_STEPS} steps each)")
+        h.log(f"training: warm-up ({WARMUP_STEPS} steps each)")
         train_ottokit(data_np, WARMUP_STEPS, seed=0)
         if cfm_error is None:
             train_torchcfm(data_t, WARMUP_STEPS, seed=0)
@@ -544,7 +387,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 runs[side].append(n_steps / elapsed)
                 last_losses[side] = losses
-                log(f"  {side} repeat {rep}: {n_steps / elapsed:.0f} steps/s")
+                h.log(f"  {side} repeat {rep}: {n_steps / elapsed:.0f} steps/s")
     finally:
         torch.set_num_threads(threads_before)
         set_quiet(quiet_before)
@@ -553,7 +396,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         rates = runs[side]
         return {
             "status": "ok",
-            "steps_per_s": median(rates),
+            "steps_per_s": statistics.median(rates),
             "steps_per_s_max": max(rates),
             "steps_per_s_runs": rates,
             "loss_tail": float(np.mean(last_losses[side][-LOSS_TAIL:])),
@@ -562,20 +405,17 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     result["ottokit"] = side_result("ottokit")
     if cfm_error is None:
         result["torchcfm"] = side_result("torchcfm")
-        result["torchcfm"]["version"] = version_of("torchcfm")
-        result["throughput_ratio"] = ratio(
+        result["torchcfm"]["version"] = h.version_of("torchcfm")
+        result["throughput_ratio"] = h.ratio(
             result["ottokit"]["steps_per_s"], result["torchcfm"]["steps_per_s"]
         )
-        result["throughput_ratio_best"] = ratio(
+        result["throughput_ratio_best"] = h.ratio(
             result["ottokit"]["steps_per_s_max"], result["torchcfm"]["steps_per_s_max"]
         )
     else:
         result["torchcfm"] = {"status": "unavailable", "reason": cfm_error}
         result["throughput_ratio"] = None
     return result
-
-
-# --------------------------------------------------------------------------- 3. exact W1
 
 
 def pot_default_w1(x: np.ndarray, y: np.ndarray) -> tuple[float, list[str]]:
@@ -590,31 +430,23 @@ def pot_default_w1(x: np.ndarray, y: np.ndarray) -> tuple[float, list[str]]:
 def w1_case(n: int, repeats: int) -> dict[str, Any]:
     x = gaussians_ring(n, seed=0)
     y = np.random.default_rng(1).standard_normal((n, 2))
-    ott, ref = Timer(), Timer()
-    ott_out: ottokit_ot.OTResult | None = None
-    pot_out: tuple[float, list[str]] | None = None
-    for rep in range(repeats):
-        sides = ["ottokit", "pot"] if rep % 2 == 0 else ["pot", "ottokit"]
-        for side in sides:
-            if side == "ottokit":
-                ott_out = ott.run(lambda: ottokit_ot.emd(x, y, p=1))
-            else:
-                pot_out = ref.run(lambda: pot_default_w1(x, y))
-    assert ott_out is not None and pot_out is not None
-    pot_cost, pot_warnings = pot_out
+    calls = {"ottokit": lambda: ottokit_ot.emd(x, y, p=1), "pot": lambda: pot_default_w1(x, y)}
+    timers, last = h.interleave(calls, repeats, warmup=0)
+    ott_out = last["ottokit"]
+    pot_cost, pot_warnings = last["pot"]
     w1 = float(ott_out.distance)
     entry: dict[str, Any] = {
         "n": n,
         "data": "x = gaussians_ring(n, seed=0), y = N(0, I) (numpy seed 1)",
         "repeats": repeats,
         "ottokit": {
-            **ott.result().summary(),
+            **timers["ottokit"].summary(),
             "w1": w1,
             "converged": bool(ott_out.converged),
             "num_iter_max": int(ott_out.num_iter_max),
         },
         "pot_default": {
-            **ref.result().summary(),
+            **timers["pot"].summary(),
             "num_iter_max": POT_DEFAULT_ITER,
             "cost": pot_cost,
             "warned": bool(pot_warnings),
@@ -622,7 +454,7 @@ def w1_case(n: int, repeats: int) -> dict[str, Any]:
             "rel_diff": (pot_cost - w1) / w1,
         },
     }
-    entry["speedup"] = ratio(entry["pot_default"]["time_s"], entry["ottokit"]["time_s"])
+    entry["speedup"] = h.ratio(entry["pot_default"]["time_s"], entry["ottokit"]["time_s"])
     # ottokit given POT's default limit: it must refuse, not return a wrong cost
     try:
         ottokit_ot.emd(x, y, p=1, num_iter_max=POT_DEFAULT_ITER)
@@ -636,17 +468,14 @@ def run_w1(args: argparse.Namespace) -> dict[str, Any]:
     sizes = W1_SIZES_QUICK if args.quick else W1_SIZES
     cases: dict[str, Any] = {}
     for n in sizes:
-        log(f"w1 n={n}: {args.repeats} repeat(s)")
+        h.log(f"w1 n={n}: {args.repeats} repeat(s)")
         cases[str(n)] = w1_case(n, args.repeats)
         c = cases[str(n)]
-        log(
+        h.log(
             f"  ottokit {c['ottokit']['time_s']:.2f} s, POT default "
             f"{c['pot_default']['time_s']:.2f} s, rel diff {c['pot_default']['rel_diff']:.2e}"
         )
     return {"settings": {"dim": 2, "pot_threads": "POT default (1)"}, "cases": cases}
-
-
-# --------------------------------------------------------------------------- targets
 
 
 def targets(results: dict[str, Any]) -> dict[str, Any]:
@@ -706,114 +535,75 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# --------------------------------------------------------------------------- output
-
-
-def fmt(v: float | None, spec: str = ".3g", suffix: str = "") -> str:
-    return "-" if v is None else f"{v:{spec}}{suffix}"
-
-
 def print_tables(results: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=150)
+    fmt = h.fmt
     vel = results["sections"].get("velocity")
     if vel is not None:
-        t = Table(title="ExactVelocity vs dense cdist + softmax (float32, d = 2, median s)")
-        for col in (
-            "data x queries",
-            "threads",
-            "ottokit s",
-            "dense s",
-            "speedup",
-            "max rel err",
-            "err vs f64 (ott / dense)",
-            "extra MB (ott / dense)",
-        ):
-            t.add_column(col, justify="right")
+        rows = []
         for threads, run in vel["by_threads"].items():
             for name, c in run["cases"].items():
                 o, d = c["ottokit"], c["dense"]
                 if d["status"] == "ok":
                     ag = c["agreement"][f"t={VELOCITY_T:g}"]
-                    err = fmt(ag["max_rel_error"], ".1e")
                     ev = ag["error_vs_float64"]
+                    err = fmt(ag["max_rel_error"], ".1e")
                     f64 = f"{ev['ottokit']:.1e} / {ev['dense']:.1e}"
-                    dense_s = fmt(d["time_s"], ".3f")
-                    peak = f"{fmt(o['peak_extra_mb'], '.0f')} / {fmt(d['peak_extra_mb'], '.0f')}"
+                    dense_s, dense_mb = fmt(d["time_s"], ".3f"), fmt(d["peak_extra_mb"], ".0f")
                 else:
                     err = "-"
                     f64 = f"{c['spot_check']['error_vs_float64']['ottokit']:.1e} / - (spot)"
-                    dense_s = f"{d['status']} (skipped)"
-                    peak = f"{fmt(o['peak_extra_mb'], '.0f')} / -"
-                t.add_row(
-                    name,
-                    threads,
-                    fmt(o["time_s"], ".3f"),
-                    dense_s,
-                    fmt(c["speedup"], ".2f", "x"),
-                    err,
-                    f64,
-                    peak,
-                )
-        console.print(t)
+                    dense_s, dense_mb = f"{d['status']} (skipped)", "-"
+                peak = f"{fmt(o['peak_extra_mb'], '.0f')} / {dense_mb}"
+                rows.append(
+                    (name, threads, fmt(o["time_s"], ".3f"), dense_s,
+                     fmt(c["speedup"], ".2f", "x"), err, f64, peak)
+                )  # fmt: skip
+        h.print_table(
+            "ExactVelocity vs dense cdist + softmax (float32, d = 2, median s)",
+            ("data x queries", "threads", "ottokit s", "dense s", "speedup", "max rel err",
+             "err vs f64 (ott / dense)", "extra MB (ott / dense)"),
+            rows,
+            left=0,
+        )  # fmt: skip
     tr = results["sections"].get("training")
     if tr is not None:
-        t = Table(
-            title=f"Flow-matching training, {tr['settings']['n_steps']} steps, "
-            "batch 256, 3x64 MLP, 1 torch thread"
-        )
-        for col in ("side", "steps/s (median)", "steps/s (best)", "loss (last 100)"):
-            t.add_column(col, justify="right")
+        rows = []
         for side in ("ottokit", "torchcfm"):
             s = tr[side]
             if s["status"] == "ok":
-                t.add_row(
-                    side,
-                    f"{s['steps_per_s']:.0f}",
-                    f"{s['steps_per_s_max']:.0f}",
-                    f"{s['loss_tail']:.3f}",
-                )
+                rows.append(
+                    (side, f"{s['steps_per_s']:.0f}", f"{s['steps_per_s_max']:.0f}",
+                     f"{s['loss_tail']:.3f}")
+                )  # fmt: skip
             else:
-                t.add_row(side, s["status"], "-", "-")
-        t.add_row("ratio ottokit/torchcfm", fmt(tr.get("throughput_ratio"), ".2f", "x"), "", "")
-        console.print(t)
+                rows.append((side, s["status"], "-", "-"))
+        rows.append(("ratio ottokit/torchcfm", fmt(tr.get("throughput_ratio"), ".2f", "x"), "", ""))
+        h.print_table(
+            f"Flow-matching training, {tr['settings']['n_steps']} steps, "
+            "batch 256, 3x64 MLP, 1 torch thread",
+            ("side", "steps/s (median)", "steps/s (best)", "loss (last 100)"),
+            rows,
+            left=0,
+        )
     w1 = results["sections"].get("w1")
     if w1 is not None:
-        t = Table(title="Exact W1 in 2-D: ottokit.ot.w1 vs POT emd2 at its default limit")
-        for col in (
-            "n",
-            "ottokit s",
-            "converged",
-            "POT default s",
-            "POT warned",
-            "POT rel diff",
-            "ottokit @ 1e5 iters",
-            "extra MB (ott / POT)",
-        ):
-            t.add_column(col, justify="right")
+        rows = []
         for name, c in w1["cases"].items():
             o, p = c["ottokit"], c["pot_default"]
-            t.add_row(
-                name,
-                f"{o['time_s']:.2f}",
-                str(o["converged"]),
-                f"{p['time_s']:.2f}",
-                str(p["warned"]),
-                f"{p['rel_diff']:+.1e}",
-                "raises" if c["ottokit_at_pot_default_limit"]["raised"] else "returns",
-                f"{fmt(o['peak_extra_mb'], '.0f')} / {fmt(p['peak_extra_mb'], '.0f')}",
-            )
-        console.print(t)
-    t = Table(title="Targets")
-    t.add_column("target")
-    t.add_column("met")
-    t.add_column("numbers")
-    for name, v in results["targets"].items():
-        numbers = {k: val for k, val in v.items() if k != "met" and val is not None}
-        t.add_row(name, str(v["met"]), json.dumps(numbers, default=str)[:90])
-    console.print(t)
+            rows.append(
+                (name, f"{o['time_s']:.2f}", o["converged"], f"{p['time_s']:.2f}", p["warned"],
+                 f"{p['rel_diff']:+.1e}",
+                 "raises" if c["ottokit_at_pot_default_limit"]["raised"] else "returns",
+                 f"{fmt(o['peak_extra_mb'], '.0f')} / {fmt(p['peak_extra_mb'], '.0f')}")
+            )  # fmt: skip
+        h.print_table(
+            "Exact W1 in 2-D: ottokit.ot.w1 vs POT emd2 at its default limit",
+            ("n", "ottokit s", "converged", "POT default s", "POT warned", "POT rel diff",
+             "ottokit @ 1e5 iters", "extra MB (ott / POT)"),
+            rows,
+            left=0,
+        )  # fmt: skip
+    h.print_targets(results["targets"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -849,39 +639,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.perf_counter()
-    meta: dict[str, Any] = {
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "argv": sys.argv[1:] if argv is None else argv,
-        "quick": args.quick,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads_default": torch.get_num_threads(),
-        "versions": {
-            name: version_of(name)
-            for name in ("ottokit", "torch", "numpy", "POT", "torchcfm", "rich")
-        },
-        "load_avg_start": list(os.getloadavg()),
-    }
-    runners: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-        "velocity": run_velocity,
-        "training": run_training,
-        "w1": run_w1,
-    }
+    bench = h.Benchmark(
+        "flowmatch",
+        argv,
+        out=args.out,
+        packages=("torchcfm", "rich"),
+        settings={"quick": args.quick, "torch_threads_default": torch.get_num_threads()},
+    )
+    runners = {"velocity": run_velocity, "training": run_training, "w1": run_w1}
     sections = {name: runners[name](args) for name in SECTIONS if name in args.sections}
-    meta["load_avg_end"] = list(os.getloadavg())
-    meta["wall_s"] = time.perf_counter() - started
-    results: dict[str, Any] = {
-        "meta": meta,
-        "definitions": DEFINITIONS,
-        "sections": sections,
-    }
-    results["targets"] = targets(sections)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-    print_tables(results)
-    log(f"wrote {args.out} ({meta['wall_s']:.0f} s)")
+    bench.record.update(definitions=DEFINITIONS, sections=sections, targets=targets(sections))
+    path = bench.save()
+    print_tables(bench.record)
+    h.log(f"wrote {path} ({bench.record['meta']['wall_s']:.0f} s)")
     return 0
 
 

@@ -1,23 +1,16 @@
-"""Side-by-side benchmark of three solvers for Wasserstein gradient flows on graphs.
-
-Solvers, all on the same problems and in one run of this script:
+"""Wasserstein gradient flows on graphs: three solvers side by side (see benchmarks/README.md).
 
 * ``seed``: the seed's method, ``scipy.integrate.odeint`` (LSODA) on a plain NumPy
   edge-list right-hand side, no Jacobian, output at 10 equal steps.
 * ``solve_ivp_bdf``: ``scipy.integrate.solve_ivp(method="BDF", jac_sparsity=...)`` on
-  the same NumPy right-hand side (finite-difference Jacobian with column grouping,
-  sparse LU).
+  the same right-hand side (finite-difference Jacobian with column grouping, sparse LU).
 * ``ottokit``: ``ottokit.graph.solve(flow, rho0, ..., method="auto")``.
 
-Every solve runs in its own spawned child process, with a wall-clock limit (the child
-is killed past it) and an address-space limit (``RLIMIT_AS``), so that a baseline that
-cannot run is recorded as ``timeout``/``oom``/``crashed`` instead of a time, and so that
-each run's peak resident memory (``ru_maxrss`` of the child) is its own.
-
-Accuracy is compared on the end state against a tight-tolerance reference. The right-
-hand side alone is compared against a memory-bandwidth floor measured in the same
-process. Results go to a JSON file (``benchmarks/results/graph_flows.json`` by default)
-and a table on the terminal.
+Every solve runs in fresh spawned processes (``_harness.IsolatedRuns``) under a wall-clock
+and an address-space limit, so that a baseline that cannot run is recorded as
+``timeout``/``oom``/``crashed`` and each run's peak memory is its own. End states are
+compared with a tight-tolerance reference; one right-hand side with a memory-bandwidth
+floor measured in the same process.
 
 Usage::
 
@@ -29,27 +22,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import multiprocessing as mp
 import os
-import platform
-import resource
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
+import _harness as h
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_OUT = ROOT / "results" / "graph_flows.json"
+DEFAULT_OUT = h.RESULTS / "graph_flows.json"
 
 RTOL = 1e-6
 ATOL = 1e-12
@@ -64,8 +51,6 @@ BANDWIDTH_ELEMENTS = 20_000_000
 RHS_CALLS = 20
 MIN_TIMED_S = 0.5  # short solves are repeated inside a child until this much time is spent
 MAX_INNER = 10
-SETUP_LIMIT_S = 900.0  # loading a problem (and warming up) must finish within this
-MB = 1e6
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 FLOOR_DEFINITION = (
@@ -109,9 +94,6 @@ MEMORY_DEFINITION = (
     "problem (base_rss_mb: the same high-water mark just before the timed solve). Maximum "
     "over the processes of a measurement."
 )
-
-
-# --------------------------------------------------------------------------- cases
 
 
 @dataclass(frozen=True)
@@ -213,9 +195,6 @@ def tiny_problem(kind: str) -> Problem:
     g = Graph(n=int(a["n"]), edges=a["edges"], weights=a["weights"], positions=a["positions"])
     pot = a["potential"] if a["potential"].size else None
     return Problem(g, a["rho0"], pot, spec.t_end, np.linspace(0.0, spec.t_end, 11))
-
-
-# --------------------------------------------------------------------------- solvers
 
 
 def seed_rhs(
@@ -343,13 +322,6 @@ SOLVE_FUNCTIONS: dict[str, Callable[[Problem, float, float], SolveOutput]] = {
 }
 
 
-# --------------------------------------------------------------------------- child tasks
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
-
-
 def task_build(conn: Connection, case: str, path: str) -> dict[str, Any]:
     conn.send(("ready", None))
     start = time.perf_counter()
@@ -376,17 +348,11 @@ def task_solve(
     with np.errstate(divide="ignore", invalid="ignore"):
         if inner:  # warm-up on a tiny problem of the same kind
             fn(tiny_problem("rgg" if p.potential is None else "fp"), rtol, atol)
-        base = _maxrss_mb()
+        base = h.max_rss_mb()
         conn.send(("ready", None))
-        times: list[float] = []
-        cpu_times: list[float] = []
-        while True:
-            start, cpu_start = time.perf_counter(), time.process_time()
-            out = fn(p, rtol, atol)
-            times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)
-            if not inner or sum(times) >= MIN_TIMED_S or len(times) >= MAX_INNER:
-                break
+        times, cpu_times, out = h.time_repeated(
+            lambda: fn(p, rtol, atol), min_s=MIN_TIMED_S, max_calls=MAX_INNER if inner else 1
+        )
     return {
         "times": times,
         "cpu_times": cpu_times,
@@ -397,17 +363,6 @@ def task_solve(
         "info": out.info,
         "base_rss_mb": base,
     }
-
-
-def _median_time(fn: Callable[[], Any], calls: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def task_rhs(conn: Connection, path: str) -> dict[str, Any]:
@@ -427,13 +382,10 @@ def task_rhs(conn: Connection, path: str) -> dict[str, Any]:
     seed = seed_rhs(g.tail, g.head, g.weights, n)
     adj = g.adjacency
     agreement = float(np.max(np.abs(flow.rhs(rho) - seed(rho))) / np.max(np.abs(seed(rho))))
-    rhs_s = _median_time(lambda: flow.rhs(rho), RHS_CALLS, 3)
-    seed_s = _median_time(lambda: seed(rho), RHS_CALLS, 3)
+    rhs_s = h.median_time(lambda: flow.rhs(rho), RHS_CALLS, 3)
+    seed_s = h.median_time(lambda: seed(rho), RHS_CALLS, 3)
 
-    a = np.zeros(BANDWIDTH_ELEMENTS)
-    b = np.ones(BANDWIDTH_ELEMENTS)
-    copy_s = _median_time(lambda: np.copyto(a, b), 5, 1)
-    bandwidth = 2 * 8 * BANDWIDTH_ELEMENTS / copy_s
+    bandwidth, copy_s = h.copy_bandwidth(BANDWIDTH_ELEMENTS)
 
     csr_bytes = adj.indptr.nbytes + adj.indices.nbytes + adj.data.nbytes
     floor_bytes = csr_bytes + 3 * 8 * n
@@ -463,91 +415,6 @@ def task_rhs(conn: Connection, path: str) -> dict[str, Any]:
     }
 
 
-TASKS: dict[str, Callable[..., dict[str, Any]]] = {
-    "build": task_build,
-    "solve": task_solve,
-    "rhs": task_rhs,
-}
-
-
-def _child_main(conn: Connection, task: str, kwargs: dict[str, Any], mem_limit: int) -> None:
-    if mem_limit > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
-    try:
-        payload = TASKS[task](conn, **kwargs)
-        payload["peak_rss_mb"] = _maxrss_mb()
-        conn.send(("done", payload))
-    except MemoryError as exc:
-        conn.send(("failed", {"status": "oom", "reason": f"MemoryError {exc}".strip()}))
-    except Exception as exc:  # reported, not raised: the parent records the failure
-        conn.send(("failed", {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}))
-    finally:
-        conn.close()
-
-
-# --------------------------------------------------------------------------- parent side
-
-
-@dataclass
-class ChildResult:
-    status: str  # ok | timeout | oom | crashed | error
-    reason: str | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
-    peak_rss_mb: float | None = None
-
-
-def _vm_hwm_mb(pid: int | None) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / MB
-    except OSError:
-        pass
-    return None
-
-
-def run_in_child(task: str, kwargs: dict[str, Any], limit_s: float, mem_limit: int) -> ChildResult:
-    """Run one task in a spawned process; kill it ``limit_s`` after it reports ready."""
-    ctx = mp.get_context("spawn")
-    recv_end, send_end = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(send_end, task, kwargs, mem_limit), daemon=True)
-    proc.start()
-    send_end.close()
-    result: ChildResult | None = None
-    try:
-        for phase, wait in (("set-up", SETUP_LIMIT_S), ("run", limit_s)):
-            if not recv_end.poll(wait):
-                hwm = _vm_hwm_mb(proc.pid)
-                proc.kill()
-                result = ChildResult("timeout", f"{phase} exceeded {wait:.0f} s; killed", {}, hwm)
-                break
-            kind, body = recv_end.recv()
-            if kind == "done":
-                result = ChildResult("ok", None, body, body.get("peak_rss_mb"))
-                break
-            if kind == "failed":
-                result = ChildResult(body["status"], body["reason"])
-                break
-    except EOFError:
-        pass
-    finally:
-        recv_end.close()
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    if result is None:  # the child died without a word
-        code = proc.exitcode
-        if code == -9:
-            result = ChildResult("oom", "killed by SIGKILL (out of memory)")
-        elif code is not None and code < 0:
-            result = ChildResult("crashed", f"killed by signal {-code}")
-        else:
-            result = ChildResult("crashed", f"exited with code {code} without a result")
-    return result
-
-
 @dataclass
 class Measurement:
     """One solver on one case at one tolerance: times, accuracy, memory, work."""
@@ -556,25 +423,25 @@ class Measurement:
     solver: str
     rtol: float
     atol: float
-    status: str = "ok"  # ok | timeout | oom | crashed | error | skipped
-    reason: str | None = None
-    time_s: float | None = None  # median of times_s
-    time_min_s: float | None = None  # fastest run: the one least disturbed by other load
-    times_s: list[float] = field(default_factory=list)
-    cpu_s: float | None = None  # median CPU time of the process (all its threads)
-    cpu_times_s: list[float] = field(default_factory=list)
-    processes: int = 0
+    limit_s: float
+    status: str  # ok | timeout | oom | crashed | error
+    reason: str | None
+    time_s: float | None  # median of times_s
+    time_min_s: float | None  # fastest run: the one least disturbed by other load
+    times_s: list[float]
+    cpu_s: float | None  # median CPU time of the process (all its threads)
+    cpu_times_s: list[float]
+    processes: int
+    peak_rss_mb: float | None
+    base_rss_mb: float | None
+    load_avg_1min: float | None
     error: float | None = None
     error_vs_reference_check: float | None = None
-    peak_rss_mb: float | None = None
-    base_rss_mb: float | None = None
     n_rhs: int | None = None
     n_jac: int | None = None
     method: str | None = None
     min_density: float | None = None
     mass_drift: float | None = None
-    limit_s: float | None = None
-    load_avg_1min: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -597,86 +464,44 @@ class Settings:
 
 @dataclass
 class Job:
-    """A measurement in progress: one solver at one tolerance on the current case."""
+    """A measurement in progress: one solver at one tolerance, in fresh processes."""
 
-    m: Measurement
-    inner: bool = True  # warm up and repeat short solves inside a process
-    y_end: np.ndarray | None = None
-    active: bool = True
-    loads: list[float] = field(default_factory=list)
-
-
-def new_job(spec: CaseSpec, solver: str, rtol: float, atol: float, limit_s: float) -> Job:
-    inner = solver in SOLVERS
-    return Job(Measurement(spec.name, solver, rtol, atol, limit_s=limit_s), inner=inner)
+    case: str
+    solver: str
+    rtol: float
+    atol: float
+    runs: h.IsolatedRuns
 
 
-def run_once(path: str, job: Job, s: Settings, cutoff_s: float) -> None:
-    """One fresh process for ``job``; deactivates it on failure or after a long run."""
-    m = job.m
-    job.loads.append(os.getloadavg()[0])
-    kwargs = dict(path=path, solver=m.solver, rtol=m.rtol, atol=m.atol, inner=job.inner)
-    r = run_in_child("solve", kwargs, m.limit_s or s.limit_s, s.mem_limit)
-    m.processes += 1
-    if r.peak_rss_mb is not None:
-        m.peak_rss_mb = max(m.peak_rss_mb or 0.0, r.peak_rss_mb)
-    if r.status != "ok":
-        if not m.times_s:
-            m.status, m.reason = r.status, r.reason
-        else:
-            m.info.setdefault("failed_repeats", []).append(f"{r.status}: {r.reason}")
-        job.active = False
-        return
-    pl = r.payload
-    m.times_s.extend(pl["times"])
-    m.cpu_times_s.extend(pl["cpu_times"])
-    m.base_rss_mb = max(m.base_rss_mb or 0.0, pl["base_rss_mb"])
-    m.n_rhs, m.n_jac, m.method = pl["n_rhs"], pl["n_jac"], pl["method"]
-    m.info.update(pl["info"])
-    job.y_end = pl["y_end"]
-    if statistics.median(pl["times"]) > cutoff_s:
-        job.active = False  # a long run is not repeated: its noise is small next to its time
+def new_job(
+    path: str, case: str, solver: str, rtol: float, atol: float, limit_s: float, s: Settings
+) -> Job:
+    # the compared solvers warm up and repeat short solves inside a process
+    kwargs = dict(path=path, solver=solver, rtol=rtol, atol=atol, inner=solver in SOLVERS)
+    name = f"[{case}] {solver} rtol={rtol:g}"
+    runs = h.IsolatedRuns(task_solve, kwargs, limit_s, s.mem_limit, name)
+    return Job(case, solver, rtol, atol, runs)
+
+
+def y_end(job: Job) -> np.ndarray | None:
+    return None if job.runs.payload is None else job.runs.payload["y_end"]
 
 
 def finish(job: Job, ref: np.ndarray | None, ref2: np.ndarray | None = None) -> Measurement:
     """Medians, end-state error against ``ref`` (and ``ref2``, the second reference)."""
-    m = job.m
-    m.load_avg_1min = statistics.mean(job.loads) if job.loads else None
-    if m.times_s:
-        m.status, m.reason = "ok", None
-        m.time_s = statistics.median(m.times_s)
-        m.time_min_s = min(m.times_s)
-        m.cpu_s = statistics.median(m.cpu_times_s)
-    if job.y_end is not None:
-        m.min_density = float(job.y_end.min())
-        m.mass_drift = float(abs(job.y_end.sum() - 1.0))
-        m.error = rel_error(job.y_end, ref)
-        if ref2 is not None:
-            m.error_vs_reference_check = rel_error(job.y_end, ref2)
-    return m
-
-
-def run_round_robin(path: str, jobs: list[Job], s: Settings, log: Callable[[str], None]) -> None:
-    """Repeat every job ``s.repeats`` times, interleaved, so that a burst of load from
-    other processes hits all solvers alike instead of one of them."""
-    for k in range(s.repeats):
-        for job in jobs:
-            if not job.active:
-                continue
-            m = job.m
-            log(f"[{m.case}] {m.solver} rtol={m.rtol:g} run {k + 1} (limit {m.limit_s:.0f} s)")
-            run_once(path, job, s, s.repeat_cutoff_s)
-            log(f"[{m.case}]   -> {_fmt_last(m)}")
-
-
-def _fmt_last(m: Measurement) -> str:
-    if not m.times_s:
-        return f"{m.status}: {m.reason}"
-    return (
-        f"{m.times_s[-1]:.3f} s wall, {m.cpu_times_s[-1]:.3f} s cpu "
-        f"({len(m.times_s)} timed so far), peak {m.peak_rss_mb or 0:.0f} MB, "
-        f"rhs {m.n_rhs}, {m.method}"
-    )
+    r, pl, y = job.runs, job.runs.payload or {}, y_end(job)
+    info = dict(pl.get("info", {}))
+    if r.failed_repeats:
+        info["failed_repeats"] = r.failed_repeats
+    return Measurement(
+        job.case, job.solver, job.rtol, job.atol, r.limit_s, **r.summary(),
+        error=rel_error(y, ref),
+        error_vs_reference_check=None if ref2 is None else rel_error(y, ref2),
+        n_rhs=pl.get("n_rhs"), n_jac=pl.get("n_jac"), method=pl.get("method"),
+        min_density=None if y is None else float(y.min()),
+        mass_drift=None if y is None else float(abs(y.sum() - 1.0)),
+        info=info,
+    )  # fmt: skip
 
 
 def rel_error(y: np.ndarray | None, ref: np.ndarray | None) -> float | None:
@@ -739,15 +564,13 @@ def work_precision(sweep: dict[str, list[Measurement]]) -> dict[str, Any]:
 
 
 def _ratio(num: Measurement, den: Measurement, key: str = "time_s") -> float | None:
-    if not (num.ok and den.ok):
-        return None
-    return getattr(num, key) / getattr(den, key)
+    return h.ratio(getattr(num, key), getattr(den, key)) if num.ok and den.ok else None
 
 
 def run_case(spec: CaseSpec, s: Settings, workdir: str, log: Callable[[str], None]) -> dict:
     path = os.path.join(workdir, f"{spec.name}.npz")
     log(f"[{spec.name}] building the graph")
-    b = run_in_child("build", {"case": spec.name, "path": path}, SETUP_LIMIT_S, s.mem_limit)
+    b = h.run_in_child(task_build, {"case": spec.name, "path": path}, h.SETUP_LIMIT_S, s.mem_limit)
     if b.status != "ok":
         return {"status": b.status, "reason": f"building the case failed: {b.reason}"}
     out: dict[str, Any] = {
@@ -759,10 +582,9 @@ def run_case(spec: CaseSpec, s: Settings, workdir: str, log: Callable[[str], Non
         "build": {"time_s": b.payload["build_s"], "peak_rss_mb": b.peak_rss_mb},
     }
     log(f"[{spec.name}] n={out['n']} m={out['m']}; reference (bdf, rtol={spec.ref_rtol:g})")
-    ref_job = new_job(spec, "reference", spec.ref_rtol, REF_ATOL, s.ref_limit_s)
-    run_once(path, ref_job, s, 0.0)
-    log(f"[{spec.name}]   -> {_fmt_last(ref_job.m)}")
-    ref = ref_job.y_end
+    ref_job = new_job(path, spec.name, "reference", spec.ref_rtol, REF_ATOL, s.ref_limit_s, s)
+    h.round_robin([ref_job.runs], 1)
+    ref = y_end(ref_job)
     ref2: np.ndarray | None = None
     ref_entry: dict[str, Any] = asdict(finish(ref_job, None))
     if spec.ref_rtol != 1e-10:
@@ -773,11 +595,10 @@ def run_case(spec: CaseSpec, s: Settings, workdir: str, log: Callable[[str], Non
     if spec.reference_check and s.reference_check:
         rtol = CHECK_RTOL[spec.reference_check]
         log(f"[{spec.name}] second reference: {spec.reference_check}, rtol={rtol:g}")
-        chk_job = new_job(spec, spec.reference_check, rtol, REF_ATOL, s.ref_limit_s)
-        run_once(path, chk_job, s, 0.0)
-        log(f"[{spec.name}]   -> {_fmt_last(chk_job.m)}")
+        chk_job = new_job(path, spec.name, spec.reference_check, rtol, REF_ATOL, s.ref_limit_s, s)
+        h.round_robin([chk_job.runs], 1)
         chk = finish(chk_job, ref)
-        ref2 = chk_job.y_end
+        ref2 = y_end(chk_job)
         out["reference_check"] = {
             "solver": spec.reference_check,
             "method": chk.method,
@@ -788,8 +609,8 @@ def run_case(spec: CaseSpec, s: Settings, workdir: str, log: Callable[[str], Non
             "time_s": chk.time_s,
             "difference_to_reference": chk.error,
         }
-        if ref is None and chk_job.y_end is not None:
-            ref = chk_job.y_end
+        if ref is None and ref2 is not None:
+            ref = ref2
             ref_entry["note"] = (
                 f"the bdf reference failed ({ref_entry['reason']}); errors are measured "
                 f"against the second reference ({spec.reference_check}, rtol={rtol:g})"
@@ -800,17 +621,19 @@ def run_case(spec: CaseSpec, s: Settings, workdir: str, log: Callable[[str], Non
         else s.limit_s
         for solver in SOLVERS
     }
-    main_jobs = {solver: new_job(spec, solver, RTOL, ATOL, limit[solver]) for solver in SOLVERS}
+    main_jobs = {k: new_job(path, spec.name, k, RTOL, ATOL, limit[k], s) for k in SOLVERS}
     sweep_jobs: dict[str, list[Job]] = {"solve_ivp_bdf": [], "ottokit": []}
     if spec.kind == "fp" and s.sweep:
         for solver, jobs in sweep_jobs.items():
             for rtol in s.sweep_rtols:
                 same = rtol == RTOL
                 jobs.append(
-                    main_jobs[solver] if same else new_job(spec, solver, rtol, ATOL, limit[solver])
+                    main_jobs[solver]
+                    if same
+                    else new_job(path, spec.name, solver, rtol, ATOL, limit[solver], s)
                 )
-    extra = [j for jobs in sweep_jobs.values() for j in jobs if j.m.rtol != RTOL]
-    run_round_robin(path, [*main_jobs.values(), *extra], s, log)
+    extra = [j for jobs in sweep_jobs.values() for j in jobs if j.rtol != RTOL]
+    h.round_robin([j.runs for j in [*main_jobs.values(), *extra]], s.repeats, s.repeat_cutoff_s)
     runs = {solver: finish(job, ref, ref2) for solver, job in main_jobs.items()}
     seed, n = runs["seed"], out["n"]
     if seed.status in ("crashed", "oom") and n * n >= 2**31:
@@ -819,35 +642,25 @@ def run_case(spec: CaseSpec, s: Settings, workdir: str, log: Callable[[str], Non
             f"({8 * n * n / 1e9:.0f} GB), and n^2 >= 2^31 overflows its 32-bit work-array "
             "length (cf. scipy/scipy#9094)"
         )
-    for job in extra:
-        finish(job, ref, ref2)
+    swept = {id(j): finish(j, ref, ref2) for jobs in sweep_jobs.values() for j in jobs}
     for solver, m in runs.items():
         log(f"[{spec.name}] {solver}: {_fmt_measurement(m)}")
     if spec.kind == "fp" and s.sweep:
         out["work_precision"] = work_precision(
-            {solver: [j.m for j in jobs] for solver, jobs in sweep_jobs.items()}
+            {solver: [swept[id(j)] for j in jobs] for solver, jobs in sweep_jobs.items()}
         )
     out["solvers"] = {k: asdict(v) for k, v in runs.items()}
-    ott = runs["ottokit"]
     out["ratios"] = {
-        "seed_time_over_ottokit_time": _ratio(runs["seed"], ott),
-        "solve_ivp_bdf_time_over_ottokit_time": _ratio(runs["solve_ivp_bdf"], ott),
-        "seed_min_time_over_ottokit_min_time": _ratio(runs["seed"], ott, "time_min_s"),
-        "solve_ivp_bdf_min_time_over_ottokit_min_time": _ratio(
-            runs["solve_ivp_bdf"], ott, "time_min_s"
-        ),
-        "seed_cpu_over_ottokit_cpu": _ratio(runs["seed"], ott, "cpu_s"),
-        "solve_ivp_bdf_cpu_over_ottokit_cpu": _ratio(runs["solve_ivp_bdf"], ott, "cpu_s"),
-        "seed_peak_rss_over_ottokit": _mem_ratio(runs["seed"], ott),
-        "solve_ivp_bdf_peak_rss_over_ottokit": _mem_ratio(runs["solve_ivp_bdf"], ott),
+        f"{baseline}_{key}": _ratio(runs[baseline], runs["ottokit"], attr)
+        for key, attr in (
+            ("time_over_ottokit_time", "time_s"),
+            ("min_time_over_ottokit_min_time", "time_min_s"),
+            ("cpu_over_ottokit_cpu", "cpu_s"),
+            ("peak_rss_over_ottokit", "peak_rss_mb"),
+        )
+        for baseline in BASELINES
     }
     return out
-
-
-def _mem_ratio(num: Measurement, den: Measurement) -> float | None:
-    if num.status != "ok" or den.status != "ok" or not num.peak_rss_mb or not den.peak_rss_mb:
-        return None
-    return num.peak_rss_mb / den.peak_rss_mb
 
 
 def _fmt_measurement(m: Measurement) -> str:
@@ -858,9 +671,6 @@ def _fmt_measurement(m: Measurement) -> str:
         f"{m.time_s:.3f} s (cpu {m.cpu_s:.3f} s, {len(m.times_s)} timed), err {err}, "
         f"peak {m.peak_rss_mb or 0:.0f} MB, rhs {m.n_rhs}, {m.method}"
     )
-
-
-# --------------------------------------------------------------------------- targets
 
 
 def evaluate_targets(cases: dict[str, Any], rhs: dict[str, Any]) -> dict[str, Any]:
@@ -921,92 +731,40 @@ def evaluate_targets(cases: dict[str, Any], rhs: dict[str, Any]) -> dict[str, An
     return targets
 
 
-# --------------------------------------------------------------------------- output
-
-
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
 def print_tables(results: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=160)
-    t = Table(
-        title=f"Graph flows, rtol={RTOL:g}, atol={ATOL:g}: median times; "
-        "wall ratio = baseline wall time / ottokit wall time"
-    )
-    for col in (
-        "case",
-        "n",
-        "solver",
-        "status",
-        "wall [s]",
-        "cpu [s]",
-        "runs",
-        "error",
-        "wall ratio",
-        "peak MB",
-        "rhs",
-        "method",
-    ):
-        t.add_column(
-            col, justify="left" if col in ("case", "solver", "status", "method") else "right"
-        )
+    rows: list[Any] = []
     for name, c in results["cases"].items():
         if "solvers" not in c:
-            t.add_row(name, "-", "-", c.get("status", "?"), *["-"] * 8)
+            rows += [(name, "-", "-", c.get("status", "?"), *["-"] * 8), None]
             continue
         ref = c["reference"]
-        t.add_row(
-            name,
-            str(c["n"]),
-            f"reference (bdf {ref['rtol']:g})",
-            ref["status"],
-            _fmt(ref["time_s"], ".2f"),
-            _fmt(ref["cpu_s"], ".2f"),
-            "1",
-            "-",
-            "-",
-            _fmt(ref["peak_rss_mb"], ".0f"),
-            _fmt(ref["n_rhs"], "d"),
-            ref["method"] or "",
-        )
+        rows.append(
+            (name, c["n"], f"reference (bdf {ref['rtol']:g})", ref["status"],
+             h.fmt(ref["time_s"], ".2f"), h.fmt(ref["cpu_s"], ".2f"), "1", "-", "-",
+             h.fmt(ref["peak_rss_mb"], ".0f"), h.fmt(ref["n_rhs"], "d"), ref["method"] or "")
+        )  # fmt: skip
         for solver, m in c["solvers"].items():
-            key = f"{solver}_time_over_ottokit_time"
-            ratio = c["ratios"].get(key) if solver != "ottokit" else None
+            ratio = c["ratios"].get(f"{solver}_time_over_ottokit_time")
             status = m["status"] if m["status"] == "ok" else f"{m['status']}: {m['reason']}"
-            t.add_row(
-                "",
-                "",
-                solver,
-                status[:60],
-                _fmt(m["time_s"], ".3f"),
-                _fmt(m["cpu_s"], ".3f"),
-                str(len(m["times_s"])),
-                _fmt(m["error"], ".1e"),
-                _fmt(ratio, ".1f"),
-                _fmt(m["peak_rss_mb"], ".0f"),
-                _fmt(m["n_rhs"], "d"),
-                m["method"] or "",
-            )
-        t.add_section()
-    console.print(t)
-
-    wp = Table(title="Work-precision (grid cases): ottokit vs solve_ivp BDF at matched error")
-    for col in (
-        "case",
-        "rtol",
-        "ottokit err",
-        "ottokit s",
-        "ivp err",
-        "ivp s",
-        "ivp s @ ottokit err",
-        "speedup",
-        "extrap.",
-    ):
-        wp.add_column(col, justify="right")
+            rows.append(
+                ("", "", solver, status[:60], h.fmt(m["time_s"], ".3f"), h.fmt(m["cpu_s"], ".3f"),
+                 len(m["times_s"]), h.fmt(m["error"], ".1e"), h.fmt(ratio, ".1f"),
+                 h.fmt(m["peak_rss_mb"], ".0f"), h.fmt(m["n_rhs"], "d"), m["method"] or "")
+            )  # fmt: skip
+        rows.append(None)
+    h.print_table(
+        f"Graph flows, rtol={RTOL:g}, atol={ATOL:g}: median times; "
+        "wall ratio = baseline wall time / ottokit wall time",
+        ("case", "n", "solver", "status", "wall [s]", "cpu [s]", "runs", "error",
+         "wall ratio", "peak MB", "rhs", "method"),
+        rows,
+        left=4,
+    )  # fmt: skip
+    rows = []
     for name, c in results["cases"].items():
         w = c.get("work_precision")
         if not w:
@@ -1016,113 +774,38 @@ def print_tables(results: dict[str, Any]) -> None:
         matched = {x["rtol"]: x for x in w["matched"]}
         for rtol in sorted(ott, reverse=True):
             o, i, mm = ott.get(rtol, {}), ivp.get(rtol, {}), matched.get(rtol, {})
-            wp.add_row(
-                name,
-                f"{rtol:g}",
-                _fmt(o.get("error"), ".1e"),
-                _fmt(o.get("time_s"), ".3f"),
-                _fmt(i.get("error"), ".1e"),
-                _fmt(i.get("time_s"), ".3f"),
-                _fmt(mm.get("solve_ivp_bdf_time_at_error_s"), ".3f"),
-                _fmt(mm.get("speedup"), ".1f"),
-                str(mm.get("extrapolated", "-")),
-            )
-        wp.add_section()
-    if wp.row_count:
-        console.print(wp)
-
-    ft = Table(title="One right-hand side vs memory-bandwidth floor")
-    for col in (
-        "case",
-        "n",
-        "nnz",
-        "B [GB/s]",
-        "floor [ms]",
-        "flow.rhs [ms]",
-        "rhs/floor",
-        "seed rhs [ms]",
-        "seed/floor",
-        "path",
-    ):
-        ft.add_column(col, justify="right")
+            rows.append(
+                (name, f"{rtol:g}", h.fmt(o.get("error"), ".1e"), h.fmt(o.get("time_s"), ".3f"),
+                 h.fmt(i.get("error"), ".1e"), h.fmt(i.get("time_s"), ".3f"),
+                 h.fmt(mm.get("solve_ivp_bdf_time_at_error_s"), ".3f"),
+                 h.fmt(mm.get("speedup"), ".1f"), mm.get("extrapolated", "-"))
+            )  # fmt: skip
+        rows.append(None)
+    if rows:
+        h.print_table(
+            "Work-precision (grid cases): ottokit vs solve_ivp BDF at matched error",
+            ("case", "rtol", "ottokit err", "ottokit s", "ivp err", "ivp s",
+             "ivp s @ ottokit err", "speedup", "extrap."),
+            rows,
+        )  # fmt: skip
+    rows = []
     for name, r in results["rhs"].items():
         if "rhs_s" not in r:
-            ft.add_row(name, "-", "-", "-", "-", "-", r.get("status", "?"), "-", "-", "-")
+            rows.append((name, "-", "-", "-", "-", "-", r.get("status", "?"), "-", "-", "-"))
             continue
-        ft.add_row(
-            name,
-            str(r["n"]),
-            str(r["adjacency_nnz"]),
-            f"{r['bandwidth_GBps']:.1f}",
-            f"{1e3 * r['floor_s']:.2f}",
-            f"{1e3 * r['rhs_s']:.2f}",
-            f"{r['rhs_over_floor']:.2f}",
-            f"{1e3 * r['seed_rhs_s']:.2f}",
-            f"{r['seed_rhs_over_floor']:.1f}",
-            r["rhs_path"],
-        )
-    if ft.row_count:
-        console.print(ft)
-
-    tt = Table(title="Targets")
-    tt.add_column("target")
-    tt.add_column("met")
-    tt.add_column("numbers")
-    for name, v in results["targets"].items():
-        nums = ", ".join(
-            f"{k}={format(x, '.3g') if isinstance(x, float) else x}"
-            for k, x in v.items()
-            if k != "met"
-        )
-        tt.add_row(name, "yes" if v["met"] else "NO", nums)
-    console.print(tt)
-
-
-def _environment() -> dict[str, Any]:
-    import scipy
-    import torch
-
-    try:
-        from importlib.metadata import version
-
-        ottokit_version = version("ottokit")
-    except Exception:
-        ottokit_version = "unknown"
-    mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "torch": torch.__version__,
-        "ottokit": ottokit_version,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "memory_total_gb": mem_total / 1e9,
-        "load_avg_at_start": os.getloadavg(),
-        "blas_thread_env": {k: os.environ.get(k) for k in BLAS_THREAD_VARS},
-        "git": _git_state(),
-    }
-
-
-def _git_state() -> dict[str, Any]:
-    """Commit and uncommitted changes under src/: what code was measured."""
-    import subprocess
-
-    def git(*cmd: str) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *cmd], cwd=ROOT.parent, capture_output=True, text=True, timeout=30
-            )
-        except (OSError, subprocess.SubprocessError):
-            return ""
-        return done.stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "src_changes": git("status", "--porcelain", "--", "src").splitlines(),
-    }
+        rows.append(
+            (name, r["n"], r["adjacency_nnz"], f"{r['bandwidth_GBps']:.1f}",
+             f"{1e3 * r['floor_s']:.2f}", f"{1e3 * r['rhs_s']:.2f}", f"{r['rhs_over_floor']:.2f}",
+             f"{1e3 * r['seed_rhs_s']:.2f}", f"{r['seed_rhs_over_floor']:.1f}", r["rhs_path"])
+        )  # fmt: skip
+    if rows:
+        h.print_table(
+            "One right-hand side vs memory-bandwidth floor",
+            ("case", "n", "nnz", "B [GB/s]", "floor [ms]", "flow.rhs [ms]", "rhs/floor",
+             "seed rhs [ms]", "seed/floor", "path"),
+            rows,
+        )  # fmt: skip
+    h.print_targets(results["targets"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1190,15 +873,12 @@ def main(argv: list[str] | None = None) -> int:
         sweep_rtols=QUICK_SWEEP_RTOLS if args.quick else SWEEP_RTOLS,
         reference_check=not args.quick,
     )
-    start = time.perf_counter()
-
-    def log(msg: str) -> None:
-        print(f"{time.perf_counter() - start:8.1f}s  {msg}", flush=True)
-
-    results: dict[str, Any] = {
-        "meta": {
-            **_environment(),
-            "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+    bench = h.Benchmark(
+        "graph_flows",
+        argv,
+        out=args.out,
+        packages=("pyamg", "scikit-sundae"),
+        settings={
             "quick": args.quick,
             "rtol": RTOL,
             "atol": ATOL,
@@ -1213,62 +893,44 @@ def main(argv: list[str] | None = None) -> int:
             },
             "mem_limit_gb": mem_limit / 1e9,
         },
-        "definitions": {
-            "solvers": {
-                "seed": "scipy.integrate.odeint (LSODA) on the NumPy edge-list rhs, no "
-                f"Jacobian, outputs at 11 equally spaced times, mxstep={ODEINT_MXSTEP}",
-                "solve_ivp_bdf": "scipy.integrate.solve_ivp(method='BDF', jac_sparsity=W+I) "
-                "on the same NumPy rhs",
-                "ottokit": "ottokit.graph.solve(WassersteinFlow(g, F), method='auto')",
-            },
-            "time": TIME_DEFINITION,
-            "error": ERROR_DEFINITION,
-            "peak_memory": MEMORY_DEFINITION,
-            "floor_definition": FLOOR_DEFINITION,
-            "matched_error": MATCHED_DEFINITION,
-            "status": "ok | timeout (killed past limit_s) | oom (MemoryError under the "
-            "address-space limit, or SIGKILL) | crashed (killed by a signal, e.g. SIGSEGV) | "
-            "error (the solver reported failure; see reason)",
+    )
+    results = bench.record
+    results["definitions"] = {
+        "solvers": {
+            "seed": "scipy.integrate.odeint (LSODA) on the NumPy edge-list rhs, no "
+            f"Jacobian, outputs at 11 equally spaced times, mxstep={ODEINT_MXSTEP}",
+            "solve_ivp_bdf": "scipy.integrate.solve_ivp(method='BDF', jac_sparsity=W+I) "
+            "on the same NumPy rhs",
+            "ottokit": "ottokit.graph.solve(WassersteinFlow(g, F), method='auto')",
         },
-        "cases": {},
-        "rhs": {},
-        "targets": {},
+        "time": TIME_DEFINITION,
+        "error": ERROR_DEFINITION,
+        "peak_memory": MEMORY_DEFINITION,
+        "floor_definition": FLOOR_DEFINITION,
+        "matched_error": MATCHED_DEFINITION,
+        "status": "ok | timeout (killed past limit_s) | oom (MemoryError under the "
+        "address-space limit, or SIGKILL) | crashed (killed by a signal, e.g. SIGSEGV) | "
+        "error (the solver reported failure; see reason)",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-
-    def save() -> None:
-        args.out.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
-
+    results.update(cases={}, rhs={}, targets={})
     with tempfile.TemporaryDirectory(prefix="ottokit-bench-") as workdir:
         for name in args.case_names:
-            results["cases"][name] = run_case(CASES[name], s, workdir, log)
+            results["cases"][name] = run_case(CASES[name], s, workdir, h.log)
             path = os.path.join(workdir, f"{name}.npz")  # written by run_case
             if name in RHS_CASES and os.path.exists(path):
-                log(f"[{name}] one right-hand side vs the bandwidth floor")
-                r = run_in_child("rhs", {"path": path}, s.ref_limit_s, mem_limit)
+                h.log(f"[{name}] one right-hand side vs the bandwidth floor")
+                r = h.run_in_child(task_rhs, {"path": path}, s.ref_limit_s, mem_limit)
                 results["rhs"][name] = (
                     r.payload if r.status == "ok" else {"status": r.status, "reason": r.reason}
                 )
             if os.path.exists(path):
                 os.remove(path)
-            save()
+            bench.save()
     results["targets"] = evaluate_targets(results["cases"], results["rhs"])
-    results["meta"]["load_avg_at_end"] = os.getloadavg()
-    results["meta"]["total_wall_s"] = time.perf_counter() - start
-    save()
+    bench.save()
     print_tables(results)
-    print(f"wrote {args.out}")
+    print(f"wrote {bench.path}")
     return 0
-
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 if __name__ == "__main__":

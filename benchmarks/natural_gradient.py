@@ -44,18 +44,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import platform
-import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _harness as h
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -64,8 +58,7 @@ from torch.func import functional_call, jacrev, vmap
 from ottokit import ot as ottokit_ot
 from ottokit.gan.natural_gradient import NaturalGradient, PullbackMetric
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_OUT = ROOT / "results" / "natural_gradient.json"
+DEFAULT_OUT = h.RESULTS / "natural_gradient.json"
 N_LATENT = 256
 LR_NG = 0.05
 DAMPING = 1e-3
@@ -253,16 +246,8 @@ def time_case(case: str, methods: list[str], repeats: int, block: int) -> dict[s
                 g_step(opt, gen, disc, pool[k])
             if rep > 0:
                 times[m].append((time.perf_counter() - t0) / block)
-    return {
-        m: {
-            "status": "ok",
-            "time_s": statistics.median(ts),
-            "time_min_s": min(ts),
-            "times_s": ts,
-            "load_avg_1min": os.getloadavg()[0],
-        }
-        for m, ts in times.items()
-    }
+    load = h.load_avg()
+    return {m: {"status": "ok", **h.summarize(t), "load_avg_1min": load} for m, t in times.items()}
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -373,19 +358,6 @@ def train_1d(method: str, steps: int, seed: int = 0) -> dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     global DAMPING, LR_NG  # the module-level settings every helper reads (--damping, --lr)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -404,39 +376,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for c in cases:
         if c not in CASES:
             ap.error(f"unknown case {c!r}; choose from {', '.join(CASES)}")
-    t_start = time.perf_counter()
-    result: dict[str, Any] = {
-        "meta": {
-            "date": datetime.now(UTC).isoformat(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_avg_start": os.getloadavg()[0],
-            "git_commit": git_commit(),
+    bench = h.Benchmark(
+        "natural_gradient",
+        argv,
+        out=args.out,
+        settings={
             "quick": quick,
-            "settings": {
-                "N": N_LATENT,
-                "lr_ng": LR_NG,
-                "damping": DAMPING,
-                "lr_adam": LR_ADAM,
-                "repeats": repeats,
-                "configs": CONFIGS,
-                "target": f"N({TARGET_MEAN}, {TARGET_STD}^2)",
-            },
+            "N": N_LATENT,
+            "lr_ng": LR_NG,
+            "damping": DAMPING,
+            "lr_adam": LR_ADAM,
+            "repeats": repeats,
+            "configs": CONFIGS,
+            "target": f"N({TARGET_MEAN}, {TARGET_STD}^2)",
         },
-        "definitions": DEFINITIONS,
-        "cases": {},
-        "targets": {},
-    }
+    )
+    result = bench.record
+    result.update(definitions=DEFINITIONS, cases={}, targets={})
     for case in cases:
         gen, _, _ = make_case(case)
         n_params = sum(p.numel() for p in gen.parameters())
         nb = naive_bytes(case)
         methods = ["adam"] + (["naive"] if nb < NAIVE_LIMIT_BYTES else []) + list(CONFIGS[case])
         block = 10 if quick else 20
-        log(f"{case}: {n_params} parameters, timing {methods}")
+        h.log(f"{case}: {n_params} parameters, timing {methods}")
         timing = time_case(case, methods, repeats, block)
         if "naive" not in methods:
             timing["naive"] = {
@@ -446,7 +409,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         points = (4 if quick else 12) if case == "mlp1e5" else (6 if quick else 20)
         ng_methods = [m for m in methods if m != "adam"]
-        log(f"{case}: accuracy along the exact path, {points} points")
+        h.log(f"{case}: accuracy along the exact path, {points} points")
         acc = accuracy_case(case, ng_methods, points)
         adam_t = timing["adam"]["time_s"]
         naive_t = timing["naive"].get("time_s")
@@ -460,7 +423,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {"n_params": n_params, "methods": timing}
         if case == "seed":
             steps = 100 if quick else 400
-            log(f"seed: training {steps} steps with each G optimiser")
+            h.log(f"seed: training {steps} steps with each G optimiser")
             entry["training"] = {m: train_1d(m, steps) for m in ["adam", *ng_methods]}
         result["cases"][case] = entry
         tg = TARGETS[case]
@@ -477,12 +440,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 else t["speedup_vs_naive"] >= tg["vs_naive"],
                 "direction_cos": t["direction_cos"],
             }
-    result["meta"]["load_avg_end"] = os.getloadavg()[0]
-    result["meta"]["wall_s"] = time.perf_counter() - t_start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    path = bench.save()
     print_table(result)
-    log(f"wrote {args.out}")
+    h.log(f"wrote {path}")
     return result
 
 
