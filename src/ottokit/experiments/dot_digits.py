@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ from ottokit.experiments._dot_common import (
     timed,
 )
 from ottokit.experiments._registry import Experiment, register
-from ottokit.gan.losses import make_loss
+from ottokit.gan.losses import LossName, make_loss
 from ottokit.gan.nets import ConvDiscriminator8, ConvGenerator8, build_seeded
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.metrics import DigitsFeatures, digits_fid, digits_is, digits_precision_recall
@@ -83,11 +83,7 @@ METHODS: tuple[str, ...] = (
     "MH-GAN",
     "DDLS",
 )
-# the names of ottokit.gan.losses.LOSSES, and the sizes of ottokit.data.digits' train and
-# test splits (a test keeps them equal)
-LossName = Literal[
-    "ns", "minimax", "kl", "reverse_kl", "pearson", "squared_hellinger", "jsd", "wgan-gp", "hinge"
-]
+# the sizes of ottokit.data.digits' train and test splits (a test keeps them equal)
 DIGITS_TRAIN, DIGITS_TEST = 1347, 450
 # seed 003 §3.2 table: IS / FID, generator alone -> after DOT (latent space)
 SEED_TABLE: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {

@@ -39,6 +39,7 @@ from ottokit.fgenerators import F_DIVERGENCES, FGenerator, dual_generator, get_g
 
 __all__ = [
     "LOSSES",
+    "LossName",
     "FGAN_LOSSES",
     "GANLoss",
     "StandardGANLoss",
