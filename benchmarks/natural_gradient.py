@@ -8,14 +8,14 @@ optimiser step) for
 * ``naive``: the dense textbook step: J = vmap(jacrev(G)) (N d_out x n), g_hat = J^T J / N,
   ``torch.linalg.solve(g_hat + lambda I, grad)`` each step (skipped where g_hat would not fit
   in memory);
-* ``ottokit.gan.natural_gradient.NaturalGradient`` on its structured per-sample path
+* ``ottokit.gan.NaturalGradient`` on its structured per-sample path
   (``ng_struct_*``: Gram matrix / products from layer inputs and backward signals, no J
   formed) with the Woodbury solve (fresh full-batch metric = the exact step), with the
   speed options (metric reuse ``metric_every`` = K, latent subsample ``metric_samples``),
   with ``project=True`` (damped projection of the gradient onto the metric's row space,
-  removing the 1/lambda amplification of the out-of-range part), with CG (10 iterations of
-  the structured matvec), and on the generic ``torch.func`` path (``ng_func_*``) for
-  comparison,
+  removing the 1/lambda amplification of the out-of-range part), with
+  ``ConjugateGradient(maxiter=10)`` (10 iterations of the structured matvec), and on the
+  generic ``torch.func`` path (``ng_func_*``) for comparison,
 
 on two cases: ``seed`` (seed 001 §17: G 16 -> 32 -> 1 tanh, D 1 -> 32 -> 1, N = 256) and
 ``mlp1e5`` (G 64 -> 256 -> 256 -> 2 tanh, 82,946 parameters, D 2 -> 32 -> 1, N = 256).
@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
 from ottokit import ot as ottokit_ot
-from ottokit.gan.natural_gradient import NaturalGradient, PullbackMetric
+from ottokit.gan import CGConvergenceWarning, ConjugateGradient, NaturalGradient, PullbackMetric
 
 DEFAULT_OUT = h.RESULTS / "natural_gradient.json"
 N_LATENT = 256
@@ -70,6 +71,9 @@ CASES: dict[str, dict[str, Any]] = {
     "seed": {"latent": 16, "hidden": (32,), "out": 1},
     "mlp1e5": {"latent": 64, "hidden": (256, 256), "out": 2},
 }
+
+# truncated CG on purpose: 10 iterations whatever the residual (CGConvergenceWarning silenced)
+CG10 = ConjugateGradient(maxiter=10)
 
 # ottokit configurations per case: name -> NaturalGradient keyword arguments
 CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
@@ -88,7 +92,7 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
             "metric_every": 5,
             "project": True,
         },  # fmt: skip
-        "ng_struct_cg10": {"solver": "cg", "cg_iters": 10},
+        "ng_struct_cg10": {"solver": CG10},
         "ng_func_woodbury": {"solver": "woodbury", "structured": False},
     },
     "mlp1e5": {
@@ -106,10 +110,16 @@ CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
             "metric_every": 5,
             "project": True,
         },  # fmt: skip
-        "ng_struct_cg10": {"solver": "cg", "cg_iters": 10},
-        "ng_func_cg10": {"solver": "cg", "cg_iters": 10, "structured": False},
+        "ng_struct_cg10": {"solver": CG10},
+        "ng_func_cg10": {"solver": CG10, "structured": False},
     },
 }
+
+
+def described(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """NaturalGradient keyword arguments for the JSON record (a solver object by its repr)."""
+    return {k: v if isinstance(v, str | int | float | bool) else repr(v) for k, v in kwargs.items()}
+
 
 TARGETS = {
     "seed": {"vs_adam": 2.0, "vs_naive": 10.0},
@@ -370,6 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     DAMPING, LR_NG = args.damping, args.lr
     torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", category=CGConvergenceWarning)
     quick = args.quick
     repeats = args.repeats or (3 if quick else 7)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -387,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "damping": DAMPING,
             "lr_adam": LR_ADAM,
             "repeats": repeats,
-            "configs": CONFIGS,
+            "configs": {c: {m: described(k) for m, k in ms.items()} for c, ms in CONFIGS.items()},
             "target": f"N({TARGET_MEAN}, {TARGET_STD}^2)",
         },
     )
@@ -419,7 +430,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             t["speedup_vs_naive"] = None if naive_t is None else naive_t / t["time_s"]
             t.update(acc[m])
             if m != "naive":
-                t["config"] = CONFIGS[case][m]
+                t["config"] = described(CONFIGS[case][m])
         entry: dict[str, Any] = {"n_params": n_params, "methods": timing}
         if case == "seed":
             steps = 100 if quick else 400

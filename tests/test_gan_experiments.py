@@ -9,9 +9,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from _gan_cases import DT, affine_closed_form, mlp
+from torch import nn
 
 from ottokit.experiments import _registry
-from ottokit.experiments.gan_geometry import GanGeometryConfig
+from ottokit.experiments.gan_geometry import GanGeometryConfig, metric_concentration
 from ottokit.experiments.gan_geometry import run as run_geometry
 from ottokit.experiments.gan_optimizers import OPTIMIZERS, GanOptimizersConfig, _make_optimizer
 from ottokit.experiments.gan_optimizers import run as run_optimizers
@@ -158,3 +160,26 @@ def test_gan_geometry_config_validation():
         GanGeometryConfig(divergences=("tv",))
     with pytest.raises(ValueError, match="edi_sizes = 50: must be a list of at least 2 items"):
         GanGeometryConfig(edi_sizes=(50,))
+
+
+def test_concentration_slope_is_minus_one_half() -> None:
+    gen = nn.Linear(2, 1).to(DT)
+    mu = torch.tensor([1.0, -0.5], dtype=DT)
+    g = affine_closed_form(gen.weight, torch.eye(2, dtype=DT) + torch.outer(mu, mu), mu)
+    res = metric_concentration(
+        gen,
+        lambda n: torch.randn(n, 2, dtype=DT) + mu,
+        sizes=[16, 64, 256, 1024, 4096],
+        repeats=15,
+        seed=3,
+        damping=1e-2,
+        reference_metric=g,
+    )
+    assert -0.65 <= res.metric_slope <= -0.35
+    assert -0.65 <= res.vector_slope <= -0.35
+    # a small MLP with a sampled reference
+    res2 = metric_concentration(
+        mlp(2, 3, 1), lambda n: torch.randn(n, 2, dtype=DT), sizes=[16, 64, 256, 1024],
+        repeats=10, reference_samples=40_000, seed=4, damping=1e-2,
+    )  # fmt: skip
+    assert -0.65 <= res2.metric_slope <= -0.35

@@ -1,202 +1,44 @@
-"""Pullback metric and natural gradient (seed 001 Def. 8.1, §9.1, Prop. 8.3, 11.3, 16.1, Alg. 2)."""
+"""The natural-gradient optimiser (seed 001 Alg. 2, Prop. 8.3, 11.3, 16.1) against dense
+references."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
+from _gan_cases import (
+    DT,
+    flat_params,
+    latents,
+    mlp,
+    net,
+    reference_jacobian,
+    reference_step,
+    rel,
+    run_steps,
+    sq_loss,
+)
 from torch import nn
 
-from ottokit.gan.natural_gradient import (
-    NaturalGradient,
-    NonFiniteError,
-    ParamLayout,
-    PullbackMetric,
+from ottokit.gan.jacobian import structured_support
+from ottokit.gan.natural_gradient import Armijo, NaturalGradient, NonFiniteError, StepInfo
+from ottokit.gan.pullback import PullbackMetric
+from ottokit.gan.solvers import (
+    CGConvergenceWarning,
+    ConjugateGradient,
+    LinearSolver,
     SingularMetricError,
-    metric_concentration,
-    structured_support,
+    SolverName,
 )
 
-DT = torch.float64
 
-
-def mlp(k: int = 3, h: int = 5, d: int = 2, seed: int = 0) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Sequential(nn.Linear(k, h), nn.Tanh(), nn.Linear(h, d)).to(DT)
-
-
-def latents(n: int, k: int = 3, seed: int = 1) -> torch.Tensor:
-    return torch.randn(n, k, dtype=DT, generator=torch.Generator().manual_seed(seed))
-
-
-class Reshaped(nn.Module):
-    """Output of shape (N, 2, 2): checks that outputs of any shape are flattened."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = mlp(3, 4, 4, seed=3)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).reshape(-1, 2, 2)
-
-
-def flat_params(m: nn.Module) -> torch.Tensor:
-    return torch.nn.utils.parameters_to_vector(m.parameters()).detach().clone()
-
-
-def sq_loss(gen: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """A smooth loss of the generated points: mean |G(z) - c|^2 + mean sin(G(z))."""
-    x = gen(z).reshape(z.shape[0], -1)
-    return ((x - 0.7) ** 2).sum(1).mean() + torch.sin(3 * x).mean()
-
-
-def reference_jacobian(gen: nn.Module, z: torch.Tensor) -> np.ndarray:
-    """(N d_out, n) Jacobian through torch.autograd.functional.jacobian (another code path)."""
-    theta0 = flat_params(gen)
-    probe = copy.deepcopy(gen)
-
-    def f(theta: torch.Tensor) -> torch.Tensor:
-        out, i = [], 0
-        params = {}
-        for name, p in probe.named_parameters():
-            params[name] = theta[i : i + p.numel()].view_as(p)
-            i += p.numel()
-        out = torch.func.functional_call(probe, params, (z,))
-        return out.reshape(-1)
-
-    return torch.autograd.functional.jacobian(f, theta0).numpy()
-
-
-def reference_step(gen: nn.Module, z: torch.Tensor, lr: float, lam: float) -> np.ndarray:
-    """-lr (g_hat + lam I)^{-1} grad J by a dense SciPy solve."""
-    jac = reference_jacobian(gen, z)
-    g_hat = jac.T @ jac / z.shape[0]
-    probe = copy.deepcopy(gen)
-    probe.zero_grad()
-    sq_loss(probe, z).backward()
-    grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
-    return -lr * scipy.linalg.solve(g_hat + lam * np.eye(len(grad)), grad, assume_a="pos")
-
-
-def run_steps(opt: NaturalGradient, gen: nn.Module, z: torch.Tensor, steps: int) -> None:
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = sq_loss(gen, z)
-        loss.backward()
-        return loss
-
-    for _ in range(steps):
-        opt.set_latents(z)
-        opt.step(closure)
-
-
-# --------------------------------------------------------------------------- metric
-
-
-def test_layout_matches_parameters_to_vector_and_inverts() -> None:
-    gen = mlp()
-    gen[0].bias.requires_grad_(False)
-    lay = ParamLayout(gen)
-    trainable = [p for p in gen.parameters() if p.requires_grad]
-    vec = lay.flatten(dict(gen.named_parameters()))
-    assert torch.equal(vec, torch.nn.utils.parameters_to_vector(trainable))
-    back = lay.unflatten(vec)
-    assert list(back) == ["0.weight", "2.weight", "2.bias"]
-    for name, p in gen.named_parameters():
-        if p.requires_grad:
-            assert torch.equal(back[name], p)
-
-
-def affine_closed_form(
-    weight: torch.Tensor, second: torch.Tensor, mean: torch.Tensor
-) -> torch.Tensor:
-    """E[J^T J] for x = A z + b, theta = (vec_rowmajor(A), b):
-    J_A = I_d (x) z^T, J_b = I_d, so g = [[I (x) E zz^T, I (x) E z], [I (x) E z^T, I]]."""
-    d = weight.shape[0]
-    eye = torch.eye(d, dtype=DT)
-    top = torch.cat([torch.kron(eye, second), torch.kron(eye, mean[:, None])], 1)
-    bottom = torch.cat([torch.kron(eye, mean[None, :]), eye], 1)
-    return torch.cat([top, bottom], 0)
-
-
-def test_affine_generator_metric_is_kronecker_of_sample_moments() -> None:
-    gen = nn.Linear(3, 2).to(DT)
-    z = latents(50) + torch.tensor([0.5, -1.0, 2.0], dtype=DT)
-    g_hat = PullbackMetric(gen, z).dense()
-    expected = affine_closed_form(gen.weight, z.T @ z / 50, z.mean(0))
-    torch.testing.assert_close(g_hat, expected, rtol=1e-13, atol=1e-13)
-
-
-def test_affine_metric_converges_to_population_closed_form() -> None:
-    gen = nn.Linear(3, 2).to(DT)
-    mu = torch.tensor([0.5, -1.0, 2.0], dtype=DT)
-    g = affine_closed_form(gen.weight, torch.eye(3, dtype=DT) + torch.outer(mu, mu), mu)
-    errs = []
-    for n in (100, 10_000):
-        g_hat = PullbackMetric(gen, latents(n, seed=7) + mu).dense()
-        errs.append(
-            float(torch.linalg.matrix_norm(g_hat - g, ord=2) / torch.linalg.matrix_norm(g, ord=2))
-        )
-    assert errs[1] < 0.05 and errs[1] < errs[0] / 4  # about sqrt(100) = 10 times smaller
-
-
-@pytest.mark.parametrize("make", [lambda: mlp(), Reshaped])
-def test_dense_matvec_jacobian_agree(make) -> None:
-    gen = make()
-    z = latents(9)
-    m = PullbackMetric(gen, z)
-    jac = m.jacobian()
-    assert jac.shape == (9 * m.d_out, m.n_params)
-    np.testing.assert_allclose(jac.numpy(), reference_jacobian(gen, z), rtol=1e-12, atol=1e-13)
-    dense = m.dense()
-    torch.testing.assert_close(dense, jac.T @ jac / 9, rtol=1e-13, atol=1e-14)
-    torch.testing.assert_close(m.gram(), jac @ jac.T, rtol=1e-13, atol=1e-14)
-    v = torch.randn(m.n_params, dtype=DT, generator=torch.Generator().manual_seed(2))
-    torch.testing.assert_close(m.matvec(v), dense @ v, rtol=1e-12, atol=1e-13)
-
-
-def test_jvp_vjp_against_finite_differences_and_adjointness() -> None:
-    gen = Reshaped()
-    z = latents(6)
-    m = PullbackMetric(gen, z)
-    gen_ = torch.Generator().manual_seed(5)
-    v = torch.randn(m.n_params, dtype=DT, generator=gen_)
-    u = torch.randn(6 * m.d_out, dtype=DT, generator=gen_)
-    h = 1e-6
-
-    def out_at(theta: torch.Tensor) -> torch.Tensor:
-        return PullbackMetric(gen, z, params=theta).outputs()
-
-    fd = (out_at(m.theta + h * v) - out_at(m.theta - h * v)) / (2 * h)
-    torch.testing.assert_close(m.jvp(v), fd, rtol=1e-7, atol=1e-8)
-    # <u, J v> = <J^T u, v>, and J^T u by finite differences of theta -> <u, G_theta>
-    assert abs(float(u @ m.jvp(v) - m.vjp(u) @ v)) < 1e-12
-    jtu = m.vjp(u)
-    for i in (0, 7, m.n_params - 1):
-        e = torch.zeros(m.n_params, dtype=DT)
-        e[i] = h
-        fd_i = float(u @ (out_at(m.theta + e) - out_at(m.theta - e))) / (2 * h)
-        assert abs(fd_i - float(jtu[i])) < 1e-7
-
-
-def test_metric_is_a_snapshot_and_float64() -> None:
-    gen = mlp()
-    z = latents(5).float()  # cast to the module's float64
-    m = PullbackMetric(gen, z)
-    assert m.dense().dtype == DT
-    before = m.dense().clone()
-    with torch.no_grad():
-        for p in gen.parameters():
-            p.add_(1.0)
-    torch.testing.assert_close(m.dense(), before, rtol=0, atol=0)
-
-
-# --------------------------------------------------------------------------- optimiser
+def exact(solver: SolverName, maxiter: int, tol: float) -> SolverName | LinearSolver:
+    """The named solver, with CG run to ``tol`` (at most ``maxiter`` iterations)."""
+    return ConjugateGradient(maxiter=maxiter, tol=tol) if solver == "cg" else solver
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "cg", "woodbury", "auto"])
@@ -206,15 +48,15 @@ def test_step_matches_dense_scipy_solve(solver: str) -> None:
     expected = reference_step(gen, z, lr=0.3, lam=1e-2)
     theta0 = flat_params(gen)
     opt = NaturalGradient(
-        gen.parameters(), gen, lr=0.3, damping=1e-2, solver=solver, cg_iters=200, cg_tol=1e-14
+        gen.parameters(), gen, lr=0.3, damping=1e-2, solver=exact(solver, 200, 1e-14)
     )
     run_steps(opt, gen, z, 1)
     np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
     # auto on the structured path: Woodbury, since N d_out = 16 rows < 32 parameters
-    assert opt.last_info["solver"] == (solver if solver != "auto" else "woodbury")
-    assert opt.last_info["jacobian_path"] == "structured"
+    assert opt.last_step_info.solver == (solver if solver != "auto" else "woodbury")
+    assert opt.last_step_info.jacobian_path == "structured"
     if solver == "cg":
-        assert opt.last_info["cg_residual"] < 1e-12
+        assert opt.last_step_info.solve.residual < 1e-12
 
 
 def test_woodbury_equals_cholesky_and_subsampling_uses_given_latents() -> None:
@@ -231,7 +73,7 @@ def test_woodbury_equals_cholesky_and_subsampling_uses_given_latents() -> None:
         used = opt.state["natural_gradient"]["metric_latents"]
         assert used.shape == (6, 3)
         assert all(any(torch.equal(r, s) for s in z) for r in used)  # a subsample of z
-        assert opt.last_info["metric_samples"] == 6
+        assert opt.last_step_info.metric_samples == 6
     torch.testing.assert_close(moves["woodbury"], moves["cholesky"], rtol=1e-10, atol=1e-13)
 
 
@@ -260,10 +102,10 @@ def test_metric_reuse_uses_the_old_metric_between_refreshes() -> None:
     metric_point = copy.deepcopy(gen)
     opt = NaturalGradient(gen.parameters(), gen, lr=0.2, damping=1e-2, metric_every=2)
     run_steps(opt, gen, z, 1)
-    refreshed = [opt.last_info["metric_refreshed"]]
+    refreshed = [opt.last_step_info.metric_refreshed]
     theta1 = flat_params(gen)
     run_steps(opt, gen, z, 1)
-    refreshed.append(opt.last_info["metric_refreshed"])
+    refreshed.append(opt.last_step_info.metric_refreshed)
     # step 1 solves with g_hat(theta_0) but the gradient at theta_1
     jac = reference_jacobian(metric_point, z)
     probe = copy.deepcopy(gen)
@@ -273,7 +115,7 @@ def test_metric_reuse_uses_the_old_metric_between_refreshes() -> None:
     step = -0.2 * np.linalg.solve(jac.T @ jac / 10 + 1e-2 * np.eye(len(grad)), grad)
     np.testing.assert_allclose((flat_params(gen) - theta1).numpy(), step, rtol=1e-8, atol=1e-12)
     run_steps(opt, gen, z, 1)
-    refreshed.append(opt.last_info["metric_refreshed"])
+    refreshed.append(opt.last_step_info.metric_refreshed)
     assert refreshed == [True, False, True]
 
 
@@ -386,21 +228,21 @@ def test_safeguard_shrinks_then_rejects_absurd_steps() -> None:
     gen = mlp()
     j0 = float(sq_loss(gen, z))
     opt = NaturalGradient(
-        gen.parameters(), gen, lr=1e4, damping=1e-2, safeguard=True, max_shrinks=40
+        gen.parameters(), gen, lr=1e4, damping=1e-2, safeguard=Armijo(max_shrinks=40)
     )
     run_steps(opt, gen, z, 1)
-    info = opt.last_info
-    assert info["accepted"] and info["shrinks"] > 5 and info["lr_used"] < 1e4 / 2**5
-    assert float(sq_loss(gen, z)) <= j0 - 1e-4 * info["lr_used"] * info["grad_dot_direction"]
-    assert opt.state["natural_gradient"]["shrinks"] == info["shrinks"]
+    info = opt.last_step_info
+    assert info.accepted and info.safeguard.shrinks > 5 and info.lr_used < 1e4 / 2**5
+    assert float(sq_loss(gen, z)) <= j0 - 1e-4 * info.lr_used * info.grad_dot_direction
+    assert opt.state["natural_gradient"]["shrinks"] == info.safeguard.shrinks
 
     gen2 = mlp()
     theta0 = flat_params(gen2)
     opt2 = NaturalGradient(
-        gen2.parameters(), gen2, lr=1e6, damping=1e-2, safeguard=True, max_shrinks=2
+        gen2.parameters(), gen2, lr=1e6, damping=1e-2, safeguard=Armijo(max_shrinks=2)
     )
     run_steps(opt2, gen2, z, 1)
-    assert not opt2.last_info["accepted"] and opt2.last_info["rejected"]
+    assert not opt2.last_step_info.accepted and opt2.last_step_info.safeguard.rejected
     assert opt2.state["natural_gradient"]["rejections"] == 1
     assert torch.equal(flat_params(gen2), theta0)
 
@@ -411,44 +253,20 @@ def test_latent_sampler_and_cg_warm_start() -> None:
     for warm in (False, True):
         gen = mlp()
         opt = NaturalGradient(
-            gen.parameters(), gen, lr=1e-4, solver="cg", cg_iters=3, cg_warm_start=warm,
+            gen.parameters(), gen, lr=1e-4, solver=ConjugateGradient(maxiter=3, warm_start=warm),
             latent_sampler=lambda n: z[:n], metric_samples=20, metric_every=100,
         )  # fmt: skip
         for _ in range(10):
             opt.zero_grad()
             sq_loss(gen, z).backward()
-            opt.step()
-        assert opt.last_info["metric_samples"] == 20 and opt.last_info["solver"] == "cg"
-        residuals[warm] = opt.last_info["cg_residual"]
+            with pytest.warns(CGConvergenceWarning, match="maxiter=3"):  # 3 < 32 parameters
+                opt.step()
+            assert not opt.last_step_info.solve.converged
+        assert opt.last_step_info.metric_samples == 20 and opt.last_step_info.solver == "cg"
+        residuals[warm] = opt.last_step_info.solve.residual
     # with a slowly moving gradient (small lr, fixed metric) the previous direction is a good
     # start: 10 warm-started runs of 3 iterations act like one longer CG run
     assert residuals[True] < 0.5 * residuals[False]
-
-
-def test_concentration_slope_is_minus_one_half() -> None:
-    gen = nn.Linear(2, 1).to(DT)
-    mu = torch.tensor([1.0, -0.5], dtype=DT)
-    g = affine_closed_form(gen.weight, torch.eye(2, dtype=DT) + torch.outer(mu, mu), mu)
-    res = metric_concentration(
-        gen,
-        lambda n: torch.randn(n, 2, dtype=DT) + mu,
-        sizes=[16, 64, 256, 1024, 4096],
-        repeats=15,
-        seed=3,
-        damping=1e-2,
-        reference_metric=g,
-    )
-    assert -0.65 <= res.metric_slope <= -0.35
-    assert -0.65 <= res.vector_slope <= -0.35
-    # a small MLP with a sampled reference
-    res2 = metric_concentration(
-        mlp(2, 3, 1), lambda n: torch.randn(n, 2, dtype=DT), sizes=[16, 64, 256, 1024],
-        repeats=10, reference_samples=40_000, seed=4, damping=1e-2,
-    )  # fmt: skip
-    assert -0.65 <= res2.metric_slope <= -0.35
-
-
-# --------------------------------------------------------------------------- errors
 
 
 @pytest.mark.parametrize(
@@ -461,7 +279,6 @@ def test_concentration_slope_is_minus_one_half() -> None:
         ({"solver": "lbfgs"}, "unknown solver"),
         ({"solver": "woodbury", "damping": 0.0}, "woodbury solver needs damping > 0"),
         ({"metric_every": 0}, "metric_every must be"),
-        ({"cg_iters": 0}, "cg_iters must be"),
     ],
 )
 def test_invalid_hyperparameters(kwargs: dict, match: str) -> None:
@@ -520,73 +337,10 @@ def test_step_errors() -> None:
         fresh.step()
     with pytest.raises(ValueError, match="needs a closure"):
         NaturalGradient(gen.parameters(), gen, safeguard=True).step()
-    with pytest.raises(ValueError, match="v must be a tensor"):
-        PullbackMetric(gen, z).matvec(torch.zeros(3, dtype=DT))
-    with pytest.raises(ValueError, match="structured must be"):
-        PullbackMetric(gen, z, structured="yes")
     with pytest.raises(ValueError, match="structured must be"):
         NaturalGradient(gen.parameters(), gen, structured=1.0)
     with pytest.raises(TypeError, match="project must be"):
         NaturalGradient(gen.parameters(), gen, project="range")
-    with pytest.raises(ValueError, match="structured=True but.*Reshaped"):
-        PullbackMetric(Reshaped(), z, structured=True)
-
-
-# --------------------------------------------------------------------------- structured path
-
-
-def net(act: type[nn.Module], d: int, bias: bool, seed: int = 0) -> nn.Sequential:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Sequential(
-            nn.Linear(3, 5, bias=bias), act(), nn.Linear(5, 4, bias=bias), act(),
-            nn.Linear(4, d, bias=bias),
-        ).to(DT)  # fmt: skip
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
-
-
-@pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU, nn.LeakyReLU])
-@pytest.mark.parametrize("d", [1, 2])
-@pytest.mark.parametrize("bias", [True, False])
-def test_structured_products_equal_torch_func(act: type[nn.Module], d: int, bias: bool) -> None:
-    gen = net(act, d, bias)
-    z = latents(11)
-    fast = PullbackMetric(gen, z, structured=True)
-    ref = PullbackMetric(gen, z, structured=False)
-    assert (fast.path, ref.path) == ("structured", "torch.func") and fast.d_out == d
-    g = torch.Generator().manual_seed(3)
-    v = torch.randn(ref.n_params, dtype=DT, generator=g)
-    u = torch.randn(11 * d, dtype=DT, generator=g)
-    assert rel(fast.gram(), ref.gram()) < 1e-12
-    assert rel(fast.jvp(v), ref.jvp(v)) < 1e-12
-    assert rel(fast.vjp(u), ref.vjp(u)) < 1e-12
-    assert rel(fast.matvec(v), ref.matvec(v)) < 1e-12
-    assert rel(fast.jacobian(), ref.jacobian()) < 1e-12
-    assert rel(fast.outputs(), ref.outputs()) < 1e-14
-
-
-def test_structured_at_other_params_and_with_frozen_parameters() -> None:
-    gen = net(nn.Tanh, 2, True)
-    gen[2].bias.requires_grad_(False)
-    gen[0].weight.requires_grad_(False)
-    z = latents(6)
-    theta = (
-        ParamLayout(gen).flatten({k: p for k, p in gen.named_parameters() if p.requires_grad}) + 0.3
-    )  # a different point: the structured build goes through functional_call
-    fast = PullbackMetric(gen, z, params=theta, structured=True)
-    ref = PullbackMetric(gen, z, params=theta, structured=False)
-    assert fast.path == "structured"
-    assert rel(fast.gram(), ref.gram()) < 1e-12
-    assert rel(fast.jacobian(), ref.jacobian()) < 1e-12
-    assert rel(fast.dense(), reference_jacobian_at(gen, z, theta)) < 1e-12
-
-
-def reference_jacobian_at(gen: nn.Module, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """J^T J / N at theta by vmap(jacrev) (the torch.func metric)."""
-    return PullbackMetric(gen, z, params=theta, structured=False).dense()
 
 
 class Square(nn.Module):
@@ -618,17 +372,8 @@ def test_unsupported_modules_fall_back_and_match(which: str) -> None:
     opt = NaturalGradient(gen.parameters(), gen, lr=0.3, damping=1e-2, solver="woodbury")
     run_steps(opt, gen, z, 1)
     np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
-    assert opt.last_info["jacobian_path"] == "torch.func"
-    assert opt.last_info["fallback_reason"] == metric.fallback_reason
-
-
-def test_shared_layer_is_detected_at_build_time() -> None:
-    shared = nn.Linear(4, 4).to(DT)
-    gen = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), shared, nn.Tanh(), shared).to(DT)
-    assert structured_support(gen) is None  # statically fine, but the layer runs twice
-    with pytest.raises(ValueError, match="ran 2 times"):
-        PullbackMetric(gen, latents(5), structured=True)
-    assert gen[2].weight is gen[4].weight and isinstance(gen[2].weight, nn.Parameter)
+    assert opt.last_step_info.jacobian_path == "torch.func"
+    assert opt.last_step_info.fallback_reason == metric.fallback_reason
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "cg", "woodbury"])
@@ -639,27 +384,12 @@ def test_structured_step_matches_dense_reference(solver: str, d: int) -> None:
     expected = reference_step(gen, z, lr=0.3, lam=1e-2)
     theta0 = flat_params(gen)
     opt = NaturalGradient(
-        gen.parameters(), gen, lr=0.3, damping=1e-2, solver=solver, cg_iters=300,
-        cg_tol=1e-14, structured=True,
+        gen.parameters(), gen, lr=0.3, damping=1e-2, solver=exact(solver, 300, 1e-14),
+        structured=True,
     )  # fmt: skip
     run_steps(opt, gen, z, 1)
     np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
-    assert opt.last_info["jacobian_path"] == "structured"
-
-
-def test_gradient_on_metric_latents_lies_in_row_space_of_j() -> None:
-    """grad (1/N) sum l(G(z_i)) = J^T r / N: zero component outside range(J^T) on the metric's
-    own latents, a large one for another batch (what subsampling/reuse amplify by 1/lambda)."""
-    gen = net(nn.Tanh, 1, True)  # 51 parameters > N d_out = 12 rows
-    z, other = latents(12), latents(12, seed=8)
-    jac = PullbackMetric(gen, z).jacobian().numpy()
-    proj = jac.T @ np.linalg.pinv(jac @ jac.T) @ jac  # orthogonal projector onto range(J^T)
-    for batch, inside in ((z, True), (other, False)):
-        probe = copy.deepcopy(gen)
-        sq_loss(probe, batch).backward()
-        grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
-        out = np.linalg.norm(grad - proj @ grad) / np.linalg.norm(grad)
-        assert (out < 1e-9) if inside else (out > 0.01)
+    assert opt.last_step_info.jacobian_path == "structured"
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "cg", "woodbury"])
@@ -671,7 +401,7 @@ def test_projected_step_is_damped_projection(solver: str, structured: bool) -> N
     z = latents(20)
     lam, lr = 1e-2, 0.3
     opt = NaturalGradient(
-        gen.parameters(), gen, lr=lr, damping=lam, solver=solver, cg_iters=400, cg_tol=1e-15,
+        gen.parameters(), gen, lr=lr, damping=lam, solver=exact(solver, 400, 1e-15),
         metric_samples=5, project=True, structured=structured, seed=2,
     )  # fmt: skip
     theta0 = flat_params(gen)
@@ -685,7 +415,7 @@ def test_projected_step_is_damped_projection(solver: str, structured: bool) -> N
     a = g_hat + lam * np.eye(len(grad))
     expected = -lr * np.linalg.solve(a, g_hat @ np.linalg.solve(a, grad))
     np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-7, atol=1e-11)
-    assert opt.last_info["projected"] and opt.last_info["jacobian_path"] == (
+    assert opt.last_step_info.projected and opt.last_step_info.jacobian_path == (
         "structured" if structured else "torch.func"
     )
     # unprojected, the null-space part of grad (10 rows < 51 parameters) is amplified by 1/lam
@@ -719,11 +449,11 @@ def test_safeguard_leaves_grad_at_the_accepted_point() -> None:
     for lr, accepted in ((1e4, True), (1e6, False)):
         gen = mlp()
         opt = NaturalGradient(
-            gen.parameters(), gen, lr=lr, damping=1e-2, safeguard=True, max_shrinks=40 if
-            accepted else 2,
+            gen.parameters(), gen, lr=lr, damping=1e-2, safeguard=Armijo(max_shrinks=40 if
+            accepted else 2),
         )  # fmt: skip
         run_steps(opt, gen, z, 1)
-        assert opt.last_info["accepted"] == accepted
+        assert opt.last_step_info.accepted == accepted
         probe = copy.deepcopy(gen)
         probe.zero_grad()
         sq_loss(probe, z).backward()
@@ -737,7 +467,53 @@ def test_auto_rule_on_the_structured_path() -> None:
     for gen, expected in ((mlp(3, 5, 2), "cholesky"), (mlp(3, 30, 2), "woodbury")):
         opt = NaturalGradient(gen.parameters(), gen, lr=1e-3, damping=1e-3)
         run_steps(opt, gen, z, 1)
-        assert opt.last_info["solver"] == expected
+        assert opt.last_step_info.solver == expected
     gen = mlp(3, 30, 2)  # no damping: dense Cholesky, which finds the null space
     with pytest.raises(SingularMetricError, match="singular"):
         run_steps(NaturalGradient(gen.parameters(), gen, lr=1e-3, damping=0.0), gen, z, 1)
+
+
+def test_step_info_records_the_step_taken() -> None:
+    """StepInfo's numbers are those of the step actually taken, and it is frozen."""
+    gen, z, lr = mlp(), latents(8), 0.3  # 32 parameters, N d_out = 16 rows
+    probe = copy.deepcopy(gen)
+    sq_loss(probe, z).backward()
+    grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()])
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(
+        gen.parameters(), gen, lr=lr, damping=1e-2, solver=ConjugateGradient(200, 1e-14)
+    )
+    run_steps(opt, gen, z, 1)
+    info = opt.last_step_info
+    assert isinstance(info, StepInfo)
+    v = (theta0 - flat_params(gen)) / lr
+    assert (info.step, info.solver, info.jacobian_path) == (0, "cg", "structured")
+    assert info.metric_refreshed and info.accepted and info.safeguard is None
+    assert info.lr_used == lr and info.metric_samples == 8 and info.pivot_range is None
+    assert info.solve.converged and info.solve.residual < 1e-12
+    assert 1 <= info.solve.iterations <= 200
+    assert abs(info.direction_norm - float(v.norm())) <= 1e-10 * info.direction_norm
+    assert abs(info.grad_norm - float(grad.norm())) <= 1e-12 * info.grad_norm
+    assert abs(info.grad_dot_direction - float(grad @ v)) <= 1e-10 * abs(info.grad_dot_direction)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.step = 1  # type: ignore[misc]
+    assert dataclasses.asdict(info)["solve"]["iterations"] == info.solve.iterations
+
+
+def test_step_info_of_direct_solvers_and_the_safeguard() -> None:
+    """Woodbury's squared pivots are those of N lambda I + J J^T, hence >= N lambda; a
+    safeguarded step records its trial losses, the last one being the accepted point's."""
+    gen, z, lam = mlp(), latents(8), 1e-2
+    opt = NaturalGradient(
+        gen.parameters(), gen, lr=1e4, damping=lam, solver="woodbury",
+        safeguard=Armijo(max_shrinks=40),
+    )  # fmt: skip
+    run_steps(opt, gen, z, 1)
+    info = opt.last_step_info
+    assert info.solve.iterations == 0 and info.solve.residual is None and info.solve.converged
+    lo, hi = info.pivot_range
+    assert 8 * lam * (1 - 1e-12) <= lo <= hi
+    sg = info.safeguard
+    assert not sg.rejected and len(sg.trial_losses) == sg.shrinks + sg.restarts + 1
+    assert abs(sg.trial_losses[-1] - float(sq_loss(gen, z))) <= 1e-12
+    assert info.lr_used == 1e4 / 2**sg.shrinks

@@ -24,6 +24,7 @@ Six studies, each a claim of the seed measured on problems where the answer is k
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -57,8 +58,9 @@ from ottokit.gan.connection import (
     square_grid,
 )
 from ottokit.gan.game import GameJacobian, antisymmetric_norm, eigenvalues, hessian
-from ottokit.gan.natural_gradient import metric_concentration
+from ottokit.gan.jacobian import ParamLayout
 from ottokit.gan.nets import MLPDiscriminator, MLPGenerator, build_seeded, sample_latent
+from ottokit.gan.pullback import PullbackMetric
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.graph import (
     WassersteinFlow,
@@ -420,6 +422,109 @@ def _convexity_study(config: GanGeometryConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- §9.1: concentration
+
+
+@dataclass
+class ConcentrationResult:
+    """Monte-Carlo error of g_hat_N and of the natural-gradient vector against N.
+
+    ``metric_error[i]``: median over repeats of ||g_hat_N - g||_op at ``sizes[i]``;
+    ``vector_error[i]``: median of ||v_hat_N - v|| with v = (g + lambda I)^{-1} b and
+    v_hat_N = (g_hat_N + lambda I)^{-1} b for the fixed vector ``b`` (seed 001 Cor. 9.3 with
+    an exact gradient). ``*_slope``: least-squares slopes of log error against log N
+    (about -1/2 by Lemma 9.2 / Cor. 9.3).
+    """
+
+    sizes: list[int]
+    metric_error: list[float]
+    vector_error: list[float]
+    metric_slope: float
+    vector_slope: float
+    reference: torch.Tensor
+    gradient: torch.Tensor
+    damping: float
+
+
+def metric_concentration(
+    generator: nn.Module,
+    latent_sampler: Callable[[int], torch.Tensor],
+    sizes: Sequence[int],
+    repeats: int = 20,
+    reference_samples: int = 100_000,
+    seed: int = 0,
+    *,
+    damping: float = 1e-3,
+    reference_metric: torch.Tensor | None = None,
+    gradient: torch.Tensor | None = None,
+    chunk: int = 4096,
+) -> ConcentrationResult:
+    """Concentration of the Monte-Carlo pullback metric (seed 001 Lemma 9.2, Cor. 9.3).
+
+    For each N in ``sizes``, ``repeats`` independent metrics g_hat_N from ``latent_sampler(N)``
+    are compared with the reference g: ``reference_metric`` if given (a closed form), else
+    g_hat from ``reference_samples`` latents (accumulated in chunks of ``chunk``). Lemma 9.2
+    gives ||g_hat_N - g||_op = O(N^{-1/2}) with high probability; Cor. 9.3 transfers it to
+    ||v_hat_N - v|| <= (C/lambda) ||g_hat_N - g||_op. ``gradient`` is the fixed vector b (a
+    seeded standard normal vector of unit norm by default). All sampling happens under
+    ``torch.random.fork_rng`` with ``torch.manual_seed(seed)``, so the caller's global RNG
+    is untouched and the result is reproducible when the sampler uses torch's global RNG.
+    """
+    layout = ParamLayout(generator)
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or any(s < 1 for s in sizes):
+        raise ValueError(f"sizes must hold at least two integers >= 1, got {sizes}")
+    for name, value in (("repeats", repeats), ("reference_samples", reference_samples),
+                        ("chunk", chunk)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if not isinstance(damping, (int, float)) or damping < 0:
+        raise ValueError(f"damping must be >= 0, got {damping!r}")
+    n = layout.n_params
+    eye = torch.eye(n, dtype=layout.dtype, device=layout.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if reference_metric is None:
+            ref = torch.zeros(n, n, dtype=layout.dtype, device=layout.device)
+            left = reference_samples
+            while left > 0:
+                m = min(chunk, left)
+                jac = PullbackMetric(generator, latent_sampler(m)).jacobian()
+                ref += jac.T @ jac
+                left -= m
+            ref /= reference_samples
+        else:
+            ref = reference_metric.to(dtype=layout.dtype, device=layout.device)
+            if ref.shape != (n, n):
+                raise ValueError(f"reference_metric must be ({n}, {n}), got {tuple(ref.shape)}")
+        if gradient is None:
+            b = torch.randn(n, dtype=layout.dtype, device=layout.device)
+            b /= b.norm()
+        else:
+            b = gradient.to(dtype=layout.dtype, device=layout.device).reshape(-1)
+            if b.shape[0] != n:
+                raise ValueError(f"gradient must have {n} entries, got {b.shape[0]}")
+        v_ref = torch.linalg.solve(ref + damping * eye, b)
+        m_err, v_err = [], []
+        for size in sizes:
+            es, vs = [], []
+            for _ in range(repeats):
+                g_hat = PullbackMetric(generator, latent_sampler(size)).dense()
+                es.append(float(torch.linalg.matrix_norm(g_hat - ref, ord=2)))
+                v_hat = torch.linalg.solve(g_hat + damping * eye, b)
+                vs.append(float((v_hat - v_ref).norm()))
+            m_err.append(float(np.median(es)))
+            v_err.append(float(np.median(vs)))
+    logn = np.log(np.asarray(sizes, dtype=float))
+    return ConcentrationResult(
+        sizes=sizes,
+        metric_error=m_err,
+        vector_error=v_err,
+        metric_slope=float(np.polyfit(logn, np.log(m_err), 1)[0]),
+        vector_slope=float(np.polyfit(logn, np.log(v_err), 1)[0]),
+        reference=ref,
+        gradient=b,
+        damping=float(damping),
+    )
 
 
 def _concentration_study(config: GanGeometryConfig) -> dict[str, Any]:

@@ -3,8 +3,11 @@ the natural-gradient optimiser, the game Jacobian, and the connection, curvature
 of the discriminator potential.
 
 Submodules: :mod:`~ottokit.gan.nets`, :mod:`~ottokit.gan.losses`, :mod:`~ottokit.gan.train`,
-:mod:`~ottokit.gan.natural_gradient`, :mod:`~ottokit.gan.game`, :mod:`~ottokit.gan.connection`
-(its function ``connection`` is reached as ``ottokit.gan.connection.connection``).
+:mod:`~ottokit.gan.jacobian` (parameter layout, structured per-sample Jacobian),
+:mod:`~ottokit.gan.pullback` (the metric), :mod:`~ottokit.gan.solvers` (its linear solvers),
+:mod:`~ottokit.gan.natural_gradient` (the optimiser), :mod:`~ottokit.gan.game`,
+:mod:`~ottokit.gan.connection` (its function ``connection`` is reached as
+``ottokit.gan.connection.connection``).
 """
 
 from ottokit.gan.connection import (
@@ -37,6 +40,7 @@ from ottokit.gan.game import (
     hessian,
     hessian_plane,
 )
+from ottokit.gan.jacobian import ParamLayout, structured_support
 from ottokit.gan.losses import (
     FGAN_LOSSES,
     LOSSES,
@@ -49,14 +53,11 @@ from ottokit.gan.losses import (
     make_loss,
 )
 from ottokit.gan.natural_gradient import (
-    ConcentrationResult,
+    Armijo,
     NaturalGradient,
     NonFiniteError,
-    ParamLayout,
-    PullbackMetric,
-    SingularMetricError,
-    metric_concentration,
-    structured_support,
+    SafeguardOutcome,
+    StepInfo,
 )
 from ottokit.gan.nets import (
     ConvDiscriminator8,
@@ -65,6 +66,18 @@ from ottokit.gan.nets import (
     MLPGenerator,
     build_seeded,
     sample_latent,
+)
+from ottokit.gan.pullback import PullbackMetric
+from ottokit.gan.solvers import (
+    SOLVERS,
+    AutoSolver,
+    CGConvergenceWarning,
+    Cholesky,
+    ConjugateGradient,
+    LinearSolver,
+    SingularMetricError,
+    SolveStats,
+    Woodbury,
 )
 from ottokit.gan.train import (
     CheckpointError,
@@ -102,15 +115,24 @@ __all__ = [
     "load_gan_checkpoint",
     "restore_checkpoint",
     "CheckpointError",
-    # pullback metric and natural gradient
+    # pullback metric, its solvers and the natural gradient
     "ParamLayout",
-    "PullbackMetric",
-    "NaturalGradient",
-    "NonFiniteError",
-    "SingularMetricError",
-    "ConcentrationResult",
-    "metric_concentration",
     "structured_support",
+    "PullbackMetric",
+    "LinearSolver",
+    "Cholesky",
+    "ConjugateGradient",
+    "Woodbury",
+    "AutoSolver",
+    "SOLVERS",
+    "SolveStats",
+    "SingularMetricError",
+    "CGConvergenceWarning",
+    "NaturalGradient",
+    "Armijo",
+    "StepInfo",
+    "SafeguardOutcome",
+    "NonFiniteError",
     # game Jacobian
     "GameJacobian",
     "GameBlocks",

@@ -1,0 +1,121 @@
+"""The pullback metric g_hat_N = J^T J / N (seed 001 Def. 8.1, §9.1): closed forms, finite
+differences and an independent Jacobian."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from _gan_cases import (
+    DT,
+    Reshaped,
+    affine_closed_form,
+    latents,
+    mlp,
+    net,
+    reference_jacobian,
+    sq_loss,
+)
+from torch import nn
+
+from ottokit.gan.pullback import PullbackMetric
+
+
+def test_affine_generator_metric_is_kronecker_of_sample_moments() -> None:
+    gen = nn.Linear(3, 2).to(DT)
+    z = latents(50) + torch.tensor([0.5, -1.0, 2.0], dtype=DT)
+    g_hat = PullbackMetric(gen, z).dense()
+    expected = affine_closed_form(gen.weight, z.T @ z / 50, z.mean(0))
+    torch.testing.assert_close(g_hat, expected, rtol=1e-13, atol=1e-13)
+
+
+def test_affine_metric_converges_to_population_closed_form() -> None:
+    gen = nn.Linear(3, 2).to(DT)
+    mu = torch.tensor([0.5, -1.0, 2.0], dtype=DT)
+    g = affine_closed_form(gen.weight, torch.eye(3, dtype=DT) + torch.outer(mu, mu), mu)
+    errs = []
+    for n in (100, 10_000):
+        g_hat = PullbackMetric(gen, latents(n, seed=7) + mu).dense()
+        errs.append(
+            float(torch.linalg.matrix_norm(g_hat - g, ord=2) / torch.linalg.matrix_norm(g, ord=2))
+        )
+    assert errs[1] < 0.05 and errs[1] < errs[0] / 4  # about sqrt(100) = 10 times smaller
+
+
+@pytest.mark.parametrize("make", [lambda: mlp(), Reshaped])
+def test_dense_matvec_jacobian_agree(make) -> None:
+    gen = make()
+    z = latents(9)
+    m = PullbackMetric(gen, z)
+    jac = m.jacobian()
+    assert jac.shape == (9 * m.d_out, m.n_params)
+    np.testing.assert_allclose(jac.numpy(), reference_jacobian(gen, z), rtol=1e-12, atol=1e-13)
+    dense = m.dense()
+    torch.testing.assert_close(dense, jac.T @ jac / 9, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(m.gram(), jac @ jac.T, rtol=1e-13, atol=1e-14)
+    v = torch.randn(m.n_params, dtype=DT, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(m.matvec(v), dense @ v, rtol=1e-12, atol=1e-13)
+
+
+def test_jvp_vjp_against_finite_differences_and_adjointness() -> None:
+    gen = Reshaped()
+    z = latents(6)
+    m = PullbackMetric(gen, z)
+    gen_ = torch.Generator().manual_seed(5)
+    v = torch.randn(m.n_params, dtype=DT, generator=gen_)
+    u = torch.randn(6 * m.d_out, dtype=DT, generator=gen_)
+    h = 1e-6
+
+    def out_at(theta: torch.Tensor) -> torch.Tensor:
+        return PullbackMetric(gen, z, params=theta).outputs()
+
+    fd = (out_at(m.theta + h * v) - out_at(m.theta - h * v)) / (2 * h)
+    torch.testing.assert_close(m.jvp(v), fd, rtol=1e-7, atol=1e-8)
+    # <u, J v> = <J^T u, v>, and J^T u by finite differences of theta -> <u, G_theta>
+    assert abs(float(u @ m.jvp(v) - m.vjp(u) @ v)) < 1e-12
+    jtu = m.vjp(u)
+    for i in (0, 7, m.n_params - 1):
+        e = torch.zeros(m.n_params, dtype=DT)
+        e[i] = h
+        fd_i = float(u @ (out_at(m.theta + e) - out_at(m.theta - e))) / (2 * h)
+        assert abs(fd_i - float(jtu[i])) < 1e-7
+
+
+def test_metric_is_a_snapshot_and_float64() -> None:
+    gen = mlp()
+    z = latents(5).float()  # cast to the module's float64
+    m = PullbackMetric(gen, z)
+    assert m.dense().dtype == DT
+    before = m.dense().clone()
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(1.0)
+    torch.testing.assert_close(m.dense(), before, rtol=0, atol=0)
+
+
+def test_gradient_on_metric_latents_lies_in_row_space_of_j() -> None:
+    """grad (1/N) sum l(G(z_i)) = J^T r / N: zero component outside range(J^T) on the metric's
+    own latents, a large one for another batch (what subsampling/reuse amplify by 1/lambda)."""
+    gen = net(nn.Tanh, 1, True)  # 51 parameters > N d_out = 12 rows
+    z, other = latents(12), latents(12, seed=8)
+    jac = PullbackMetric(gen, z).jacobian().numpy()
+    proj = jac.T @ np.linalg.pinv(jac @ jac.T) @ jac  # orthogonal projector onto range(J^T)
+    for batch, inside in ((z, True), (other, False)):
+        probe = copy.deepcopy(gen)
+        sq_loss(probe, batch).backward()
+        grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
+        out = np.linalg.norm(grad - proj @ grad) / np.linalg.norm(grad)
+        assert (out < 1e-9) if inside else (out > 0.01)
+
+
+def test_metric_errors() -> None:
+    gen = mlp()
+    z = latents(5)
+    with pytest.raises(ValueError, match="v must be a tensor"):
+        PullbackMetric(gen, z).matvec(torch.zeros(3, dtype=DT))
+    with pytest.raises(ValueError, match="structured must be"):
+        PullbackMetric(gen, z, structured="yes")
+    with pytest.raises(ValueError, match="structured=True but.*Reshaped"):
+        PullbackMetric(Reshaped(), z, structured=True)
