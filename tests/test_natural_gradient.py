@@ -517,3 +517,97 @@ def test_step_info_of_direct_solvers_and_the_safeguard() -> None:
     assert not sg.rejected and len(sg.trial_losses) == sg.shrinks + sg.restarts + 1
     assert abs(sg.trial_losses[-1] - float(sq_loss(gen, z))) <= 1e-12
     assert info.lr_used == 1e4 / 2**sg.shrinks
+
+
+DDP_LATENTS = 12  # the union; each of the 2 ranks holds 6
+DDP_CASES: list[tuple[str, float, dict]] = [
+    ("cg", 0.3, {"solver": ConjugateGradient(maxiter=200, tol=1e-13), "momentum": 0.5}),
+    ("cg-func-project", 0.3, {"solver": ConjugateGradient(maxiter=400, tol=1e-13),
+                              "structured": False, "project": True}),
+    ("cholesky-reuse", 0.3, {"solver": "cholesky", "metric_every": 2}),
+    ("cholesky-func", 0.3, {"solver": "cholesky", "structured": False}),
+    ("woodbury-subsample", 0.3, {"solver": "woodbury", "metric_samples": 8, "project": True}),
+    ("woodbury-func", 0.3, {"solver": "woodbury", "structured": False, "momentum": 0.5}),
+    ("woodbury-safeguard", 1e3, {"solver": "woodbury", "safeguard": Armijo(max_shrinks=40)}),
+    ("woodbury-sampler", 0.3, {"solver": "woodbury", "metric_samples": 10,
+                               "latent_sampler": lambda n: latents(n, seed=5)}),
+]  # fmt: skip
+
+
+def ng_run(gen: nn.Module, model: nn.Module, z: torch.Tensor, lr: float, kwargs: dict) -> dict:
+    """Three steps of NaturalGradient on G with the loss through ``model`` (G or DDP(G)); the
+    metric's latents are the loss batch ``z`` unless a ``latent_sampler`` draws them."""
+    calls = [0]
+    opt = NaturalGradient(gen.parameters(), gen, lr=lr, damping=1e-2, seed=3, **kwargs)
+    theta0, losses = flat_params(gen), []
+
+    def closure() -> torch.Tensor:
+        calls[0] += 1
+        opt.zero_grad()
+        loss = sq_loss(model, z)
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        if "latent_sampler" not in kwargs:
+            opt.set_latents(z)
+        losses.append(float(opt.step(closure)))
+    info = opt.last_step_info
+    shrinks = None if info.safeguard is None else info.safeguard.shrinks
+    move = flat_params(gen) - theta0
+    return {"move": move, "calls": calls[0], "losses": losses, "solver": info.solver,
+            "shrinks": shrinks}  # fmt: skip
+
+
+def _ddp_rank(rank: int) -> dict:
+    import os
+
+    from ottokit import distributed as D
+
+    z = D.shard_rows(latents(DDP_LATENTS), exact=True)
+    out: dict = {}
+    for name, lr, kwargs in DDP_CASES:
+        gen = mlp()
+        out[name] = ng_run(gen, D.wrap_ddp(gen, "cpu"), z, lr, kwargs)
+    gen = mlp()
+    try:
+        ng_run(gen, gen, z, 0.3, {"solver": "cg"})  # no DDP: each rank has its own gradient
+    except RuntimeError as err:
+        out["no-ddp"] = str(err)
+    os.environ["OTTOKIT_MEMORY_LIMIT"] = "1K"
+    try:
+        gen = mlp()
+        out["cg-1K"] = ng_run(gen, D.wrap_ddp(gen, "cpu"), z, 0.3, DDP_CASES[0][2])
+        gen = mlp()
+        ng_run(gen, D.wrap_ddp(gen, "cpu"), z, 0.3, {"solver": "woodbury"})
+    except ValueError as err:
+        out["refused"] = str(err)
+    finally:
+        del os.environ["OTTOKIT_MEMORY_LIMIT"]
+    return out
+
+
+def test_distributed_step_equals_the_step_on_the_union_of_latents() -> None:
+    """2 gloo ranks, 6 latents each, G under DDP for the loss: three steps equal those of one
+    process on all 12 latents, for every solver and path, with the safeguard calling the
+    closure as often; Woodbury refuses (naming cg) when its gathered factors do not fit."""
+    from _ranks import run_ranks
+
+    ranks = run_ranks(_ddp_rank)
+    z = latents(DDP_LATENTS)
+    for name, lr, kwargs in DDP_CASES:
+        gen = mlp()
+        ref = ng_run(gen, gen, z, lr, kwargs)
+        for r in ranks:
+            got = r[name]
+            assert rel(got["move"], ref["move"]) < 1e-10, name
+            np.testing.assert_allclose(got["losses"], ref["losses"], rtol=1e-12)
+            assert (got["calls"], got["solver"], got["shrinks"]) == (
+                ref["calls"], ref["solver"], ref["shrinks"],
+            ), name  # fmt: skip
+        assert torch.equal(ranks[0][name]["move"], ranks[1][name]["move"])
+    assert ranks[0]["woodbury-safeguard"]["shrinks"] > 0  # the safeguard was exercised
+    for r in ranks:
+        assert "differ between ranks" in r["no-ddp"] and "DistributedDataParallel" in r["no-ddp"]
+        assert "solver='cg'" in r["refused"] and "gathered on every rank" in r["refused"]
+        assert rel(r["cg-1K"]["move"], ranks[0]["cg"]["move"]) == 0.0

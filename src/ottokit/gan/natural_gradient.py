@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ottokit import distributed as D
 from ottokit.gan.jacobian import ParamLayout
 from ottokit.gan.pullback import PullbackMetric
 from ottokit.gan.solvers import (
@@ -198,6 +199,24 @@ class NaturalGradient(torch.optim.Optimizer):
     rejection the gradient at the (unchanged) parameters. The returned loss is the one at
     the starting point.
 
+    Under torch.distributed (a process group initialised, e.g. by ``torchrun``), the latents
+    given to :meth:`set_latents` are this rank's share of the metric's latents and the step
+    equals the one-process step on the union of the shares (rank order). The contract: every
+    rank passes a share of the same size, computes the loss through the generator wrapped
+    in ``DistributedDataParallel`` (``ottokit.distributed.wrap_ddp``), whose backward leaves
+    the mean of the ranks' gradients in ``.grad``, i.e. the gradient of the loss on the
+    union, and gives this optimiser the unwrapped module, whose Jacobians the metric takes.
+    The metric is sharded (:class:`PullbackMetric` with ``sharded=True``): with
+    ``solver="cg"`` each product (1/N) J^T J v is an all-reduce of the ranks' products;
+    ``"cholesky"`` all-reduces the ranks' J_r^T J_r; ``"woodbury"`` gathers the per-sample
+    factors of J on every rank, or refuses with an error naming ``solver="cg"`` where they
+    would not fit. The loss the closure returns is averaged over the ranks, and every value
+    a decision rests on (losses in the safeguard, finiteness, CG's residuals) is the same
+    on every rank, so all ranks take the same branches and call the closure equally often;
+    gradients that differ between ranks (no DDP) raise. ``metric_samples`` draws the same
+    subsample of the union as one process would; ``metric_latents`` in the state is the
+    union, so rank 0's checkpoint resumes every rank.
+
     After each step ``last_step_info`` is a :class:`StepInfo` and ``last_direction`` is v.
 
     Args:
@@ -350,16 +369,31 @@ class NaturalGradient(torch.optim.Optimizer):
         self._latents = latents.detach()
 
     def _draw_latents(self) -> Tensor:
+        """The metric's latents (this rank's share of them under torch.distributed)."""
         st = self._st
         if self._latents is not None:
             z = self._latents
             m = self.metric_samples
-            if m is not None and m < z.shape[0]:
+            counts = [int(z.shape[0])]
+            if D.is_distributed() and m is not None:
+                counts = D.all_gather_cat(torch.tensor(counts)).tolist()
+            if m is not None and m < sum(counts):
+                # the same global subsample as one process drawing from the union
                 gen = torch.Generator()
                 gen.set_state(st["rng_state"])
-                idx = torch.randperm(z.shape[0], generator=gen)[:m]
+                idx = torch.randperm(sum(counts), generator=gen)[:m]
                 st["rng_state"] = gen.get_state()
-                z = z[idx.to(z.device)]
+                ends = np.cumsum(counts)
+                shares = [
+                    idx[(idx >= e - c) & (idx < e)] - (e - c)
+                    for e, c in zip(ends.tolist(), counts, strict=True)
+                ]
+                if any(len(share) == 0 for share in shares):
+                    raise ValueError(
+                        f"metric_samples={m} leaves a rank without metric latents; use a larger "
+                        "metric_samples or fewer processes"
+                    )
+                z = z[shares[D.rank()].to(z.device)]
             return z
         if self.latent_sampler is not None:
             n = self.metric_samples or DEFAULT_SAMPLER_N
@@ -369,6 +403,8 @@ class NaturalGradient(torch.optim.Optimizer):
                     f"latent_sampler({n}) must return a tensor of shape ({n}, ...), got "
                     f"{getattr(z, 'shape', type(z))}"
                 )
+            if D.is_distributed():  # rank 0's draw, split over the ranks
+                z = D.shard_rows(D.broadcast(z.detach()))
             return z.detach()
         raise RuntimeError(
             "NaturalGradient needs latents for its metric: call opt.set_latents(z) before "
@@ -378,7 +414,12 @@ class NaturalGradient(torch.optim.Optimizer):
     def _metric(self, z: Tensor, theta: Tensor | None) -> PullbackMetric:
         """The metric on ``z`` at ``theta`` (None: the generator's present parameters)."""
         return PullbackMetric(
-            self.generator, z, params=theta, chunk_size=self.chunk_size, structured=self.structured
+            self.generator,
+            z,
+            params=theta,
+            chunk_size=self.chunk_size,
+            structured=self.structured,
+            sharded=D.is_distributed(),
         )
 
     def _refresh(self, lam: float) -> bool:
@@ -392,11 +433,14 @@ class NaturalGradient(torch.optim.Optimizer):
             metric = self._metric(self._draw_latents(), None)
             self._factor = self.solver.factor(metric, lam)
             st["metric_params"] = theta
-            st["metric_latents"] = metric.latents
+            # sharded: the union of the ranks' latents, so that any rank's state resumes all
+            st["metric_latents"] = (
+                D.all_gather_cat(metric.latents) if metric.sharded else metric.latents
+            )
             st["metric_step"] = k
             return True
         if self._factor is None or self._factor.damping != lam:
-            metric = self._metric(st["metric_latents"], st["metric_params"])
+            metric = self._metric(D.shard_rows(st["metric_latents"]), st["metric_params"])
             self._factor = self.solver.factor(metric, lam)
         return False
 
@@ -409,7 +453,21 @@ class NaturalGradient(torch.optim.Optimizer):
                     "before opt.step(), or pass a closure that does"
                 )
         g = torch.cat([p.grad.reshape(-1) for p in params]).to(self.layout.dtype)
-        if not torch.isfinite(g).all():
+        finite = bool(torch.isfinite(g).all())
+        if D.is_distributed():
+            # one all-reduce: whether any rank's gradient is not finite, and whether they differ
+            s = torch.stack([g.sum(), g.square().sum()]) if finite else g.new_zeros(2)
+            top = D.all_reduce(torch.cat([g.new_tensor([float(not finite)]), s, -s]), "max")
+            finite = not top[0] > 0
+            spread = (top[1:3] + top[3:]).abs()  # max - min over the ranks of (sum g, |g|^2)
+            scale = torch.stack([(g.numel() * top[2]).sqrt(), top[2]])
+            if finite and bool((spread > 1e-9 * scale).any()):
+                raise RuntimeError(
+                    "the generator gradients differ between ranks; compute the loss through "
+                    "the generator wrapped in DistributedDataParallel (ottokit.distributed."
+                    "wrap_ddp), which averages them, and pass the unwrapped module here"
+                )
+        if not finite:
             raise NonFiniteError(
                 "the generator gradient is not finite (NaN or inf); the step was not taken"
             )
@@ -430,7 +488,10 @@ class NaturalGradient(torch.optim.Optimizer):
         f = self._factor
         assert f is not None
         v, stats = self.solver.solve(f, g, project=self.project, x0=st["prev_direction"])
-        if not torch.isfinite(v).all():
+        finite = torch.isfinite(v).all().reshape(1).to(v.dtype)
+        if D.is_distributed():
+            finite = D.all_reduce(finite, "min")
+        if not finite:
             raise NonFiniteError("the natural-gradient direction is not finite")
         gv = float(g.dot(v))
         params = group["params"]
@@ -490,9 +551,12 @@ class NaturalGradient(torch.optim.Optimizer):
                 f"the closure must return a scalar loss tensor, got shape {tuple(loss.shape)}; "
                 "reduce it, e.g. loss.mean()"
             )
+        loss = loss.detach()
+        if D.is_distributed():  # the ranks' mean: every rank takes the same branches
+            loss = D.all_reduce(loss, "mean")
         if not trial and not torch.isfinite(loss).all():
             raise NonFiniteError(f"the loss is not finite ({float(loss)}); the step was not taken")
-        return loss.detach()
+        return loss
 
     def _safeguard(
         self,

@@ -26,7 +26,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
+from ottokit import distributed as D
+from ottokit._memory import MemoryEstimateError, check_memory
 from ottokit.gan.jacobian import (
+    LayerFactors,
     ParamLayout,
     StructuredJacobian,
     UnsupportedGenerator,
@@ -56,6 +59,15 @@ class PullbackMetric:
             :func:`structured_support` accepts the generator and falls back to ``torch.func``
             otherwise; ``True`` requires it (ValueError with the reason if unsupported);
             ``False`` always uses ``torch.func``.
+        sharded: under torch.distributed, ``latents`` are this rank's share of the metric's
+            latents, and every result is that of the union of all ranks' latents (rank
+            order), the same on every rank: :meth:`matvec` and :meth:`dense` all-reduce the
+            per-rank products, :meth:`jvp` all-gathers and :meth:`vjp` all-reduces, and
+            :meth:`gram` / :meth:`jacobian` gather the per-sample factors (the structured
+            path's layer inputs and backward signals, or the rows of J), raising
+            :class:`~ottokit._memory.MemoryEstimateError` that names ``solver='cg'`` on every
+            rank where they would not fit. ``n_samples`` is then the union's N and
+            ``n_local`` this rank's. Without a process group it changes nothing.
 
     Two paths compute the same quantities (``.path`` says which ran, ``.fallback_reason``
     why the structured one did not):
@@ -87,6 +99,7 @@ class PullbackMetric:
         params: Tensor | None = None,
         chunk_size: int | None = None,
         structured: bool | Literal["auto"] = "auto",
+        sharded: bool = False,
     ) -> None:
         if not (isinstance(structured, bool) or structured == "auto"):
             raise ValueError(f"structured must be 'auto', True or False, got {structured!r}")
@@ -118,7 +131,13 @@ class PullbackMetric:
         }
         self._fixed.update(dict(generator.named_buffers()))
         self.chunk_size = chunk_size
-        self.n_samples = int(self.latents.shape[0])
+        self.sharded = bool(sharded) and D.is_distributed()
+        self.n_local = int(self.latents.shape[0])
+        self.n_samples = self.n_local
+        self._offset = 0
+        if self.sharded:  # rows of rank r are rows offset_r ... offset_r + N_r - 1 of the union
+            counts = D.all_gather_cat(torch.tensor([self.n_local])).tolist()
+            self.n_samples, self._offset = int(sum(counts)), int(sum(counts[: D.rank()]))
         self.path = "torch.func"
         self.fallback_reason: str | None = None
         self._struct: StructuredJacobian | None = None
@@ -131,6 +150,9 @@ class PullbackMetric:
                     )
                 except UnsupportedGenerator as exc:
                     reason = str(exc)
+            if self.sharded and _any_rank(reason is not None):  # every rank takes one path
+                reason = reason or "the structured Jacobian does not apply on another rank"
+                self._struct = None
             if reason is not None and structured is True:
                 raise ValueError(
                     f"structured=True but the structured Jacobian does not apply: {reason}; "
@@ -143,9 +165,9 @@ class PullbackMetric:
         else:
             with torch.no_grad():
                 out = self._f_batch(self.params)
-            if out.numel() % self.n_samples:
+            if out.numel() % self.n_local:
                 raise ValueError("the generator must return one output per latent (shape (N, ...))")
-            self.d_out = out.numel() // self.n_samples
+            self.d_out = out.numel() // self.n_local
         self.n_params = self.layout.n_params
         self._vjp_fn: Callable[[Tensor], tuple[dict[str, Tensor]]] | None = None
 
@@ -159,52 +181,90 @@ class PullbackMetric:
     def _f_single(self, p: Mapping[str, Tensor], z: Tensor) -> Tensor:
         return self._call(p, z.unsqueeze(0)).reshape(-1)
 
+    def _gather_rows(self, local: Tensor) -> Tensor:
+        """This rank's ``(N_r d_out, ...)`` rows -> the union's ``(N d_out, ...)``."""
+        if not self.sharded:
+            return local
+        rows = local.reshape(self.n_local, self.d_out, *local.shape[1:])
+        return D.all_gather_cat(rows).reshape(self.n_samples * self.d_out, *local.shape[1:])
+
+    def _sum_ranks(self, local: Tensor) -> Tensor:
+        return D.all_reduce(local, "sum") if self.sharded else local
+
     def outputs(self) -> Tensor:
         """G_theta(z_i) flattened, shape ``(N d_out,)`` (row order of :meth:`jacobian`)."""
         if self._struct is not None:
-            return self._struct.outputs
+            return self._gather_rows(self._struct.outputs)
         with torch.no_grad():
-            return self._f_batch(self.params)
+            return self._gather_rows(self._f_batch(self.params))
 
-    def jacobian(self) -> Tensor:
-        """Stacked per-sample Jacobians, ``(N d_out, n_params)`` (``vmap(jacrev)``)."""
+    def _local_jacobian(self) -> Tensor:
         if self._struct is not None:
             return self._struct.jacobian()
         jac = vmap(jacrev(self._f_single), in_dims=(None, 0), chunk_size=self.chunk_size)(
             self.params, self.latents
         )
-        n, d = self.n_samples, self.d_out
+        n, d = self.n_local, self.d_out
         return torch.cat([jac[k].reshape(n, d, -1) for k in self.layout.names], dim=2).reshape(
             n * d, self.n_params
         )
 
+    def jacobian(self) -> Tensor:
+        """Stacked per-sample Jacobians, ``(N d_out, n_params)`` (``vmap(jacrev)``)."""
+        if self.sharded:
+            self._check_gather(2 * self.n_samples * self.d_out * self.n_params, "the Jacobian J")
+        return self._gather_rows(self._local_jacobian())
+
     def dense(self) -> Tensor:
         """g_hat_N = J^T J / N as an ``(n_params, n_params)`` matrix."""
-        j = self.jacobian()
-        return (j.T @ j) / self.n_samples
+        j = self._local_jacobian()
+        return self._sum_ranks(j.T @ j) / self.n_samples
 
     def gram(self) -> Tensor:
         """J J^T, ``(N d_out, N d_out)`` (the matrix of the Woodbury form)."""
-        if self._struct is not None:
+        rows = self.n_samples * self.d_out
+        if self._struct is None:
+            if self.sharded:
+                self._check_gather(rows * (rows + 2 * self.n_params), "J and J J^T")
+            j = self._gather_rows(self._local_jacobian())
+            return j @ j.T
+        if not self.sharded:
             return self._struct.gram()
-        j = self.jacobian()
-        return j @ j.T
+        layers = self._struct.layers
+        widths = sum(lay.a.shape[1] + self.d_out * lay.delta.shape[2] for lay in layers)
+        self._check_gather(2 * self.n_samples * widths + rows * rows, "the Gram matrix J J^T")
+        union = [
+            LayerFactors(D.all_gather_cat(lay.a), D.all_gather_cat(lay.delta), lay.weight, lay.bias)
+            for lay in layers
+        ]
+        return StructuredJacobian(union, self.layout, self.outputs()).gram()
 
-    def jvp(self, v: Tensor) -> Tensor:
-        """J v, shape ``(N d_out,)``: the first-order change of the outputs along ``v``."""
+    def _check_gather(self, entries: int, what: str) -> None:
+        """Refuse on every rank when what a rank would gather does not fit on one of them."""
+        err: MemoryEstimateError | None = None
+        try:
+            check_memory(
+                entries * self.theta.element_size(),
+                what=f"{what} of {self.n_samples} latents gathered on every rank",
+                knob="use solver='cg' (matrix-free: an all-reduce of per-rank products, "
+                "nothing gathered)",
+            )
+        except MemoryEstimateError as exc:
+            err = exc
+        if _any_rank(err is not None):
+            raise err or MemoryEstimateError(
+                f"{what} of {self.n_samples} latents does not fit on another rank; use "
+                "solver='cg' (matrix-free: an all-reduce of per-rank products, nothing gathered)"
+            )
+
+    def _jvp_local(self, v: Tensor) -> Tensor:
         if self._struct is not None:
-            return self._struct.jvp(self._vec(v))
+            return self._struct.jvp(v)
         with torch.enable_grad():  # a function transform: independent of the caller's mode
-            _, out = jvp(self._f_batch, (self.params,), (self.layout.unflatten(self._vec(v)),))
+            _, out = jvp(self._f_batch, (self.params,), (self.layout.unflatten(v),))
         return out
 
-    def vjp(self, u: Tensor) -> Tensor:
-        """J^T u for ``u`` of shape ``(N d_out,)`` (or the output's shape), ``(n_params,)``."""
-        u = u.to(dtype=self.layout.dtype, device=self.layout.device).reshape(-1)
-        if u.shape[0] != self.n_samples * self.d_out:
-            raise ValueError(
-                f"u must have N*d_out={self.n_samples * self.d_out} entries, got {u.shape[0]}"
-            )
+    def _vjp_local(self, u: Tensor) -> Tensor:
         if self._struct is not None:
             return self._struct.vjp(u)
         with torch.enable_grad():
@@ -213,9 +273,25 @@ class PullbackMetric:
             (g,) = self._vjp_fn(u)
         return self.layout.flatten(g)
 
+    def jvp(self, v: Tensor) -> Tensor:
+        """J v, shape ``(N d_out,)``: the first-order change of the outputs along ``v``."""
+        return self._gather_rows(self._jvp_local(self._vec(v)))
+
+    def vjp(self, u: Tensor) -> Tensor:
+        """J^T u for ``u`` of shape ``(N d_out,)`` (or the output's shape), ``(n_params,)``."""
+        u = u.to(dtype=self.layout.dtype, device=self.layout.device).reshape(-1)
+        if u.shape[0] != self.n_samples * self.d_out:
+            raise ValueError(
+                f"u must have N*d_out={self.n_samples * self.d_out} entries, got {u.shape[0]}"
+            )
+        if self.sharded:
+            u = u[self._offset * self.d_out : (self._offset + self.n_local) * self.d_out]
+        return self._sum_ranks(self._vjp_local(u))
+
     def matvec(self, v: Tensor) -> Tensor:
-        """g_hat_N v = J^T (J v) / N, matrix-free (one JVP and one VJP)."""
-        return self.vjp(self.jvp(v)) / self.n_samples
+        """g_hat_N v = J^T (J v) / N, matrix-free (one JVP and one VJP; sharded: one
+        all-reduce of the per-rank products J_r^T J_r v)."""
+        return self._sum_ranks(self._vjp_local(self._jvp_local(self._vec(v)))) / self.n_samples
 
     def _vec(self, v: Tensor) -> Tensor:
         if not isinstance(v, Tensor) or v.shape != (self.n_params,):
@@ -224,3 +300,8 @@ class PullbackMetric:
                 f"{getattr(v, 'shape', type(v))}"
             )
         return v.to(dtype=self.layout.dtype, device=self.layout.device)
+
+
+def _any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on some rank (one all-reduce; ``flag`` in one process)."""
+    return bool(D.all_reduce(torch.tensor([float(flag)]), "max").item())
