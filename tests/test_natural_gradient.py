@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import math
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def test_step_matches_dense_scipy_solve(solver: str) -> None:
     assert opt.last_step_info.solver == (solver if solver != "auto" else "woodbury")
     assert opt.last_step_info.jacobian_path == "structured"
     if solver == "cg":
-        assert opt.last_step_info.solve.residual < 1e-12
+        assert opt.last_step_info.solve_residual < 1e-12
 
 
 def test_woodbury_equals_cholesky_and_subsampling_uses_given_latents() -> None:
@@ -232,9 +233,9 @@ def test_safeguard_shrinks_then_rejects_absurd_steps() -> None:
     )
     run_steps(opt, gen, z, 1)
     info = opt.last_step_info
-    assert info.accepted and info.safeguard.shrinks > 5 and info.lr_used < 1e4 / 2**5
+    assert info.accepted and info.shrinks > 5 and info.lr_used < 1e4 / 2**5
     assert float(sq_loss(gen, z)) <= j0 - 1e-4 * info.lr_used * info.grad_dot_direction
-    assert opt.state["natural_gradient"]["shrinks"] == info.safeguard.shrinks
+    assert opt.state["natural_gradient"]["shrinks"] == info.shrinks
 
     gen2 = mlp()
     theta0 = flat_params(gen2)
@@ -242,7 +243,7 @@ def test_safeguard_shrinks_then_rejects_absurd_steps() -> None:
         gen2.parameters(), gen2, lr=1e6, damping=1e-2, safeguard=Armijo(max_shrinks=2)
     )
     run_steps(opt2, gen2, z, 1)
-    assert not opt2.last_step_info.accepted and opt2.last_step_info.safeguard.rejected
+    assert not opt2.last_step_info.accepted and opt2.last_step_info.rejected
     assert opt2.state["natural_gradient"]["rejections"] == 1
     assert torch.equal(flat_params(gen2), theta0)
 
@@ -261,9 +262,9 @@ def test_latent_sampler_and_cg_warm_start() -> None:
             sq_loss(gen, z).backward()
             with pytest.warns(CGConvergenceWarning, match="maxiter=3"):  # 3 < 32 parameters
                 opt.step()
-            assert not opt.last_step_info.solve.converged
+            assert not opt.last_step_info.solve_converged
         assert opt.last_step_info.metric_samples == 20 and opt.last_step_info.solver == "cg"
-        residuals[warm] = opt.last_step_info.solve.residual
+        residuals[warm] = opt.last_step_info.solve_residual
     # with a slowly moving gradient (small lr, fixed metric) the previous direction is a good
     # start: 10 warm-started runs of 3 iterations act like one longer CG run
     assert residuals[True] < 0.5 * residuals[False]
@@ -488,35 +489,39 @@ def test_step_info_records_the_step_taken() -> None:
     assert isinstance(info, StepInfo)
     v = (theta0 - flat_params(gen)) / lr
     assert (info.step, info.solver, info.jacobian_path) == (0, "cg", "structured")
-    assert info.metric_refreshed and info.accepted and info.safeguard is None
+    assert info.metric_refreshed and info.accepted and not info.rejected
     assert info.lr_used == lr and info.metric_samples == 8 and info.pivot_range is None
-    assert info.solve.converged and info.solve.residual < 1e-12
-    assert 1 <= info.solve.iterations <= 200
+    assert info.solve_converged and info.solve_residual < 1e-12
+    assert 1 <= info.solve_iterations <= 200
+    assert (info.shrinks, info.trial_losses, math.isnan(info.lipschitz_estimate)) == (0, (), True)
     assert abs(info.direction_norm - float(v.norm())) <= 1e-10 * info.direction_norm
     assert abs(info.grad_norm - float(grad.norm())) <= 1e-12 * info.grad_norm
     assert abs(info.grad_dot_direction - float(grad @ v)) <= 1e-10 * abs(info.grad_dot_direction)
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.step = 1  # type: ignore[misc]
-    assert dataclasses.asdict(info)["solve"]["iterations"] == info.solve.iterations
+    assert dataclasses.asdict(info)["solve_iterations"] == info.solve_iterations
 
 
 def test_step_info_of_direct_solvers_and_the_safeguard() -> None:
     """Woodbury's squared pivots are those of N lambda I + J J^T, hence >= N lambda; a
     safeguarded step records its trial losses, the last one being the accepted point's."""
     gen, z, lam = mlp(), latents(8), 1e-2
+    j0 = float(sq_loss(gen, z).detach())
     opt = NaturalGradient(
         gen.parameters(), gen, lr=1e4, damping=lam, solver="woodbury",
         safeguard=Armijo(max_shrinks=40),
     )  # fmt: skip
     run_steps(opt, gen, z, 1)
     info = opt.last_step_info
-    assert info.solve.iterations == 0 and info.solve.residual is None and info.solve.converged
+    assert info.solve_iterations == 0 and math.isnan(info.solve_residual) and info.solve_converged
     lo, hi = info.pivot_range
     assert 8 * lam * (1 - 1e-12) <= lo <= hi
-    sg = info.safeguard
-    assert not sg.rejected and len(sg.trial_losses) == sg.shrinks + sg.restarts + 1
-    assert abs(sg.trial_losses[-1] - float(sq_loss(gen, z))) <= 1e-12
-    assert info.lr_used == 1e4 / 2**sg.shrinks
+    assert not info.rejected and len(info.trial_losses) == info.shrinks + info.restarts + 1
+    assert abs(info.trial_losses[-1] - float(sq_loss(gen, z))) <= 1e-12
+    assert info.lr_used == 1e4 / 2**info.shrinks
+    eta, vv = info.lr_used, info.direction_norm**2  # Prop. 8.3's L on the accepted trial
+    expected = 2 * (info.trial_losses[-1] - j0 + eta * info.grad_dot_direction) / (eta**2 * vv)
+    assert abs(info.lipschitz_estimate - expected) <= 1e-6 * abs(expected)
 
 
 DDP_LATENTS = 12  # the union; each of the 2 ranks holds 6
@@ -553,10 +558,25 @@ def ng_run(gen: nn.Module, model: nn.Module, z: torch.Tensor, lr: float, kwargs:
             opt.set_latents(z)
         losses.append(float(opt.step(closure)))
     info = opt.last_step_info
-    shrinks = None if info.safeguard is None else info.safeguard.shrinks
     move = flat_params(gen) - theta0
     return {"move": move, "calls": calls[0], "losses": losses, "solver": info.solver,
-            "shrinks": shrinks}  # fmt: skip
+            "shrinks": info.shrinks}  # fmt: skip
+
+
+def gan_run() -> dict:
+    """Three train_gan steps with NaturalGradient (CG) on G, float64, under DDP when a process
+    group is initialised (the trainer then splits each batch over the ranks)."""
+    from ottokit.gan import GANTrainConfig, MLPDiscriminator, MLPGenerator, build_seeded, train_gan
+
+    G = build_seeded(0, lambda: MLPGenerator(3, (8,), 2)).double()
+    D = build_seeded(1, lambda: MLPDiscriminator(2, (8,))).double()
+    data = torch.randn(64, 2, generator=torch.Generator().manual_seed(3), dtype=DT)
+    opt = NaturalGradient(G.parameters(), G, lr=0.1, solver=ConjugateGradient(200, 1e-12))
+    res = train_gan(
+        G, D, "ns", data, g_optimizer=opt, d_optimizer=torch.optim.Adam(D.parameters(), 1e-3),
+        config=GANTrainConfig(steps=3, batch_size=16, eval_every=3, eval_metric="none", seed=2),
+    )  # fmt: skip
+    return {"theta": flat_params(G), "lr_used": res.history["g_opt.lr_used"].tolist()}
 
 
 def _ddp_rank(rank: int) -> dict:
@@ -565,7 +585,7 @@ def _ddp_rank(rank: int) -> dict:
     from ottokit import distributed as D
 
     z = D.shard_rows(latents(DDP_LATENTS), exact=True)
-    out: dict = {}
+    out: dict = {"train_gan": gan_run()}
     for name, lr, kwargs in DDP_CASES:
         gen = mlp()
         out[name] = ng_run(gen, D.wrap_ddp(gen, "cpu"), z, lr, kwargs)
@@ -590,7 +610,8 @@ def _ddp_rank(rank: int) -> dict:
 def test_distributed_step_equals_the_step_on_the_union_of_latents() -> None:
     """2 gloo ranks, 6 latents each, G under DDP for the loss: three steps equal those of one
     process on all 12 latents, for every solver and path, with the safeguard calling the
-    closure as often; Woodbury refuses (naming cg) when its gathered factors do not fit."""
+    closure as often; Woodbury refuses (naming cg) when its gathered factors do not fit; and
+    train_gan with NaturalGradient under DDP equals the one-process run."""
     from _ranks import run_ranks
 
     ranks = run_ranks(_ddp_rank)
@@ -607,7 +628,29 @@ def test_distributed_step_equals_the_step_on_the_union_of_latents() -> None:
             ), name  # fmt: skip
         assert torch.equal(ranks[0][name]["move"], ranks[1][name]["move"])
     assert ranks[0]["woodbury-safeguard"]["shrinks"] > 0  # the safeguard was exercised
+    single = gan_run()
+    for r in ranks:
+        assert rel(r["train_gan"]["theta"], single["theta"]) < 1e-10
+        assert r["train_gan"]["lr_used"] == single["lr_used"] == [0.1] * 3
     for r in ranks:
         assert "differ between ranks" in r["no-ddp"] and "DistributedDataParallel" in r["no-ddp"]
         assert "solver='cg'" in r["refused"] and "gathered on every rank" in r["refused"]
         assert rel(r["cg-1K"]["move"], ranks[0]["cg"]["move"]) == 0.0
+
+
+def test_the_trainer_records_step_info_as_series() -> None:
+    """train_gan keeps each generator step's StepInfo, its numbers as history series."""
+    from ottokit.gan import GANTrainConfig, MLPDiscriminator, MLPGenerator, train_gan
+
+    G, D = MLPGenerator(2, (8,), 1), MLPDiscriminator(1, (8,))
+    opt = NaturalGradient(G.parameters(), G, lr=0.05, solver=ConjugateGradient(100, 1e-6))
+    res = train_gan(
+        G, D, "ns", lambda n, gen: torch.randn(n, 1, generator=gen),
+        g_optimizer=opt, d_optimizer=torch.optim.Adam(D.parameters(), 1e-3),
+        config=GANTrainConfig(steps=3, batch_size=16, eval_every=3, eval_metric="none"),
+    )  # fmt: skip
+    assert [info.step for info in res.step_info] == [0, 1, 2]
+    its = res.history["g_opt.solve_iterations"]
+    assert [float(x) for x in its] == [float(info.solve_iterations) for info in res.step_info]
+    assert all(x >= 1 for x in its) and bool(torch.all(res.history["g_opt.solve_residual"] < 1e-6))
+    assert res.history["g_opt.lr_used"].tolist() == [0.05] * 3

@@ -56,7 +56,6 @@ from ottokit.gan.natural_gradient import (
     Armijo,
     NaturalGradient,
     NonFiniteError,
-    SafeguardOutcome,
     StepInfo,
 )
 from ottokit.gan.nets import (
@@ -131,7 +130,6 @@ __all__ = [
     "NaturalGradient",
     "Armijo",
     "StepInfo",
-    "SafeguardOutcome",
     "NonFiniteError",
     # game Jacobian
     "GameJacobian",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -38,13 +38,12 @@ from ottokit.gan.solvers import (
     Factor,
     LinearSolver,
     SolverName,
-    SolveStats,
     Woodbury,
     WoodburyFactor,
     as_solver,
 )
 
-__all__ = ["Armijo", "NaturalGradient", "NonFiniteError", "SafeguardOutcome", "StepInfo"]
+__all__ = ["Armijo", "NaturalGradient", "NonFiniteError", "StepInfo"]
 
 DEFAULT_SAMPLER_N = 256
 _STATE_KEY = "natural_gradient"
@@ -86,35 +85,30 @@ class Armijo:
         _check_int(self.max_shrinks, "max_shrinks", 0)
 
 
-@dataclass(frozen=True)
-class SafeguardOutcome:
-    """What the safeguard did in one step.
+class _Trials(NamedTuple):
+    """The safeguard's trials in one step (none without the safeguard)."""
 
-    Attributes:
-        rejected: every trial failed; the parameters were left unchanged.
-        shrinks: halvings of eta; restarts: trials after which momentum was dropped.
-        trial_losses: J at each trial point, in order.
-        lipschitz_estimate: the smallest L consistent with Prop. 8.3's bound on the last
-            momentum-free trial, 2 (J(trial) - J + eta <grad J, v>) / (eta^2 |v|^2); None if
-            there was none.
-    """
-
-    rejected: bool
-    shrinks: int
-    restarts: int
-    trial_losses: tuple[float, ...]
-    lipschitz_estimate: float | None
+    shrinks: int = 0
+    restarts: int = 0
+    rejected: bool = False
+    losses: tuple[float, ...] = ()
+    lipschitz_estimate: float = math.nan
 
 
 @dataclass(frozen=True)
 class StepInfo:
     """Diagnostics of one :meth:`NaturalGradient.step` (``optimizer.last_step_info``).
 
+    Every numeric field is a number at every step (NaN where it does not apply), so a
+    trainer can record them as series.
+
     Attributes:
         step: the step's index (0 for the first).
         solver: the solver that ran (``"cholesky"``, ``"cg"`` or ``"woodbury"``; the chosen
-            one under ``"auto"``); ``solve`` its :class:`~ottokit.gan.solvers.SolveStats`
-            (CG iterations, residual, convergence).
+            one under ``"auto"``).
+        solve_iterations, solve_residual, solve_converged: CG's iterations, relative
+            residual and whether it met its tolerance (0, NaN and True for the direct
+            solvers); see :class:`~ottokit.gan.solvers.SolveStats`.
         jacobian_path: ``"structured"`` or ``"torch.func"``; ``fallback_reason`` why the
             structured path did not apply (None if it did or was not asked for).
         metric_refreshed: the metric was recomputed at this step (else reused).
@@ -123,12 +117,20 @@ class StepInfo:
             ``eig_range``: g_hat's eigenvalue range (``Cholesky(eig_diagnostics=True)``).
         lr_used: the step size taken (0 if the safeguard rejected the step); ``accepted``.
         grad_norm, direction_norm, grad_dot_direction: |grad J|, |v| and <grad J, v>.
-        safeguard: the :class:`SafeguardOutcome`, None without the safeguard.
+        shrinks, restarts, rejected: the safeguard's halvings of eta, its trials after
+            which momentum was dropped, and whether every trial failed (the parameters
+            then stay unchanged); 0, 0, False without the safeguard.
+        trial_losses: J at each trial point of the safeguard, in order.
+        lipschitz_estimate: the smallest L consistent with Prop. 8.3's bound on the last
+            momentum-free trial, 2 (J(trial) - J + eta <grad J, v>) / (eta^2 |v|^2); NaN if
+            there was none.
     """
 
     step: int
     solver: str
-    solve: SolveStats
+    solve_iterations: int
+    solve_residual: float
+    solve_converged: bool
     jacobian_path: str
     fallback_reason: str | None
     metric_refreshed: bool
@@ -141,7 +143,11 @@ class StepInfo:
     grad_norm: float
     direction_norm: float
     grad_dot_direction: float
-    safeguard: SafeguardOutcome | None
+    shrinks: int = 0
+    restarts: int = 0
+    rejected: bool = False
+    trial_losses: tuple[float, ...] = ()
+    lipschitz_estimate: float = math.nan
 
 
 class NaturalGradient(torch.optim.Optimizer):
@@ -497,11 +503,11 @@ class NaturalGradient(torch.optim.Optimizer):
         params = group["params"]
         buf = st["momentum_buffer"] if beta > 0 else None
         d = -lr * v if buf is None else beta * buf - lr * v
-        eta, outcome = lr, None
+        eta, trials = lr, _Trials()
         if self.safeguard is not None:
             assert closure is not None and loss is not None
-            d, eta, outcome = self._safeguard(closure, float(loss), g, v, gv, buf, beta, lr)
-        accepted = outcome is None or not outcome.rejected
+            d, eta, trials = self._safeguard(closure, float(loss), g, v, gv, buf, beta, lr)
+        accepted = not trials.rejected
         theta_now = torch.cat([p.detach().reshape(-1) for p in params])
         if accepted:
             self._write(params, theta_now + d)
@@ -516,7 +522,9 @@ class NaturalGradient(torch.optim.Optimizer):
         self.last_step_info = StepInfo(
             step=st["step"],
             solver=stats.solver,
-            solve=stats,
+            solve_iterations=stats.iterations,
+            solve_residual=math.nan if stats.residual is None else stats.residual,
+            solve_converged=stats.converged,
             jacobian_path=f.metric.path,
             fallback_reason=f.metric.fallback_reason,
             metric_refreshed=refreshed,
@@ -529,7 +537,11 @@ class NaturalGradient(torch.optim.Optimizer):
             grad_norm=float(g.norm()),
             direction_norm=float(v.norm()),
             grad_dot_direction=gv,
-            safeguard=outcome,
+            shrinks=trials.shrinks,
+            restarts=trials.restarts,
+            rejected=trials.rejected,
+            trial_losses=trials.losses,
+            lipschitz_estimate=trials.lipschitz_estimate,
         )
         st["step"] += 1
         self.last_direction = v
@@ -568,9 +580,9 @@ class NaturalGradient(torch.optim.Optimizer):
         buf: Tensor | None,
         beta: float,
         lr: float,
-    ) -> tuple[Tensor, float, SafeguardOutcome]:
+    ) -> tuple[Tensor, float, _Trials]:
         """Armijo backtracking from the current parameters; returns the displacement, the
-        step size and the outcome (the parameters are left at their starting point)."""
+        step size and the trials (the parameters are left at their starting point)."""
         assert self.safeguard is not None
         rule, st = self.safeguard, self._st
         params = self.param_groups[0]["params"]
@@ -580,7 +592,7 @@ class NaturalGradient(torch.optim.Optimizer):
         eta, use_mom = lr, buf is not None
         shrinks = restarts = 0
         trials: list[float] = []
-        lipschitz = None
+        lipschitz = math.nan
         rejected = False
         while True:
             d = beta * buf - eta * v if (use_mom and buf is not None) else -eta * v
@@ -605,4 +617,4 @@ class NaturalGradient(torch.optim.Optimizer):
         st["shrinks"] += shrinks
         st["restarts"] += restarts
         st["rejections"] += int(rejected)
-        return d, eta, SafeguardOutcome(rejected, shrinks, restarts, tuple(trials), lipschitz)
+        return d, eta, _Trials(shrinks, restarts, rejected, tuple(trials), lipschitz)
