@@ -288,6 +288,19 @@ def test_invalid_hyperparameters(kwargs: dict, match: str) -> None:
         NaturalGradient(gen.parameters(), gen, **kwargs)
 
 
+def test_safeguard_and_solver_arguments() -> None:
+    gen = mlp()
+    with pytest.raises(ValueError, match=r"armijo c must lie in \(0, 1\)"):
+        Armijo(c=0.0)
+    with pytest.raises(ValueError, match="max_shrinks must be an integer >= 0"):
+        Armijo(max_shrinks=-1)
+    with pytest.raises(TypeError, match="safeguard must be True, False or an Armijo"):
+        NaturalGradient(gen.parameters(), gen, safeguard="yes")
+    with pytest.raises(TypeError, match="solver must be one of"):
+        NaturalGradient(gen.parameters(), gen, solver=ConjugateGradient)
+    assert NaturalGradient(gen.parameters(), gen, safeguard=True).safeguard == Armijo()
+
+
 def test_params_must_be_the_generators() -> None:
     gen = mlp()
     other = mlp()
