@@ -47,6 +47,7 @@ from ottokit.gan.nets import (
     build_seeded,
     sample_latent,
 )
+from ottokit.gan.solvers import SolverName
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.ot import w_1d
 from ottokit.report.figures import new_figure, save_figure
@@ -64,8 +65,6 @@ CLAIM = (
 )
 OptimizerName = Literal["sgd", "adam", "natural", "natural-momentum", "natural-momentum-matched"]
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
-# the solvers of ottokit.gan.natural_gradient.SOLVERS (a test keeps the two equal)
-NaturalSolver = Literal["auto", "cholesky", "cg", "woodbury"]
 LABELS = {
     "sgd": "SGD",
     "adam": "Adam",
@@ -99,7 +98,7 @@ class GanOptimizersConfig(ValidatedConfig):
     lr_natural: float = param(0.02, doc="step size of the natural gradients", gt=0)
     damping: float = param(1e-3, doc="damping added to the pullback metric", ge=0)
     momentum: float = param(0.85, doc="heavy-ball momentum mu of the natural gradient", ge=0, lt=1)
-    natural_solver: NaturalSolver = param(
+    natural_solver: SolverName = param(
         "auto", doc="linear solver of the natural gradient (woodbury needs damping > 0)"
     )
     lr_d: float = param(5e-3, doc="step size of the discriminator's Adam", gt=0)
