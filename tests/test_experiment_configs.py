@@ -24,7 +24,7 @@ from ottokit.experiments._graph_sizes import distance_cdf, expected_degree
 from ottokit.experiments._registry import all_experiments, get
 from ottokit.experiments._runner import run_experiment
 from ottokit.gan.losses import LOSSES
-from ottokit.gan.natural_gradient import SOLVERS
+from ottokit.gan.solvers import SOLVERS
 
 runner = CliRunner()
 
@@ -337,6 +337,7 @@ def test_expected_degree_matches_a_built_graph() -> None:
 def test_config_choices_match_the_library() -> None:
     assert typing.get_args(dot_toy.ToyName) == TOY_2D_NAMES
     assert typing.get_args(dot_digits.LossName) == LOSSES
-    assert typing.get_args(gan_optimizers.NaturalSolver) == SOLVERS
+    hints = typing.get_type_hints(gan_optimizers.GanOptimizersConfig)
+    assert typing.get_args(hints["natural_solver"]) == SOLVERS
     assert len(digits("train")[0]) == dot_digits.DIGITS_TRAIN
     assert len(digits("test")[0]) == dot_digits.DIGITS_TEST
