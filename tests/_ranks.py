@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import pickle
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,19 +15,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _entry(
-    rank: int, fn: Callable[..., Any], world: int, port: int, out: str, args: tuple, timeout: float
+    rank: int, fn: Callable[..., Any], world: int, out: str, args: tuple, timeout: float
 ) -> None:
     torch.set_num_threads(1)
+    # a rendezvous file, not a TCP port picked in advance: another test's processes can
+    # never take it between the pick and the bind
     dist.init_process_group(
         "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
+        init_method=f"file://{Path(out, 'rendezvous')}",
         rank=rank,
         world_size=world,
         timeout=datetime.timedelta(seconds=timeout),
@@ -47,7 +42,5 @@ def run_ranks(fn: Callable[..., Any], *args: Any, world: int = 2, timeout: float
     returns must be picklable.
     """
     with tempfile.TemporaryDirectory() as out:
-        mp.spawn(
-            _entry, args=(fn, world, free_port(), out, args, timeout), nprocs=world, join=True
-        )
+        mp.spawn(_entry, args=(fn, world, out, args, timeout), nprocs=world, join=True)
         return [pickle.loads(Path(out, f"rank{r}.pkl").read_bytes()) for r in range(world)]
