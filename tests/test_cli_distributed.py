@@ -17,7 +17,7 @@ from ottokit.engine import load_checkpoint
 
 TESTS = Path(__file__).parent
 TINY_GAN = [
-    "--set", "optimizers=sgd,adam", "--set", "steps=12", "--set", "n_seeds=1",
+    "--set", "optimizers=sgd,adam,natural-momentum", "--set", "steps=12", "--set", "n_seeds=1",
     "--set", "eval_every=4", "--set", "eval_samples=200", "--set", "final_samples=1000",
     "--set", "batch_size=64",
 ]

@@ -674,3 +674,33 @@ def test_fit_discriminator_reaches_the_optimal_logit_of_a_frozen_generator() -> 
         fit_discriminator(D, G, "ns", data, opt, steps=1)
     with pytest.raises(ValueError, match="steps"):
         fit_discriminator(D, G, "ns", data, opt, steps=0, latent_dim=1)
+
+
+def test_natural_gradient_step_info_is_recorded_and_survives_a_resume(tmp_path: Path) -> None:
+    """Each generator step's StepInfo is in result.step_info; its numbers are history
+    columns g_opt.<field>, which a resumed run continues bit-identically."""
+    from ottokit.gan import ConjugateGradient, NaturalGradient
+
+    data = torch.randn(64, 1, generator=torch.Generator().manual_seed(5)) * SIGMA + MU
+
+    def run(steps: int, ckpt: Path | None) -> object:
+        G, D = seed_nets(4)
+        cg = ConjugateGradient(maxiter=200, tol=1e-10)
+        opt = NaturalGradient(G.parameters(), G, lr=0.02, damping=1e-3, solver=cg)
+        return train_gan(
+            G, D, "ns", data, g_optimizer=opt, d_optimizer=adam(D, 1e-3),
+            config=GANTrainConfig(steps=steps, batch_size=16, eval_every=0, checkpoint_every=3),
+            checkpoint_dir=ckpt,
+        )
+
+    straight = run(6, None)
+    assert len(straight.step_info) == 6 and straight.step_info[0].solver == "cg"
+    iters = straight.history["g_opt.solve_iterations"]
+    assert iters.shape == (6,) and torch.all(iters >= 1)
+    assert torch.equal(iters, torch.tensor([float(i.solve_iterations) for i in straight.step_info],
+                                           dtype=torch.float64))
+    run(3, tmp_path)
+    resumed = run(6, tmp_path)
+    assert resumed.resumed_from == 3 and len(resumed.step_info) == 3  # this call's steps
+    for key in ("g_opt.solve_iterations", "g_opt.solve_residual", "g_opt.grad_norm"):
+        assert torch.equal(resumed.history[key], straight.history[key]), key

@@ -107,7 +107,11 @@ class TrainState:
             a.module.load_state_dict(state["averages"][k]["module"])
             a.n_averaged.copy_(state["averages"][k]["count"])
         self.rng.set_state(state["rng"].cpu())
-        self.history = {k: state["history"][k].tolist() for k in self.history}
+        saved = {k: v.tolist() for k, v in state["history"].items()}
+        missing = [k for k in self.history if k not in saved]
+        if missing:
+            raise CheckpointError(f"the checkpoint's history lacks {missing}")
+        self.history = saved
         self.step = int(state["step"])
         self.wall_time = float(state["wall_time"])
 
