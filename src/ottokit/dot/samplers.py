@@ -154,7 +154,8 @@ def drs(
        each is accepted with :func:`drs_acceptance`; stop at ``n_samples`` acceptances.
 
     Args:
-        D, G: discriminator (logits) and generator.
+        D: discriminator (logits).
+        G: generator.
         prior: a :class:`Prior` or a name with ``latent_dim``.
         n_samples: accepted samples wanted.
         mode: ``"shifted"`` (Azadi's F and gamma) or ``"exact"`` (p = exp(D - D_M)).
@@ -407,7 +408,8 @@ def mh_gan(
     independence Metropolis-Hastings kernel with proposal p_G and target p_X.
 
     Args:
-        D, G: discriminator (logits) and generator.
+        D: discriminator (logits).
+        G: generator.
         prior: latent prior (a :class:`Prior` or a name with ``latent_dim``).
         x_real: (n_chains, *x_shape) real samples, G's output shape.
         n_proposals: K proposals per chain.
@@ -521,7 +523,8 @@ def ddls(
     the faces and MALA rejects proposals outside.
 
     Args:
-        D, G: discriminator (logits) and generator.
+        D: discriminator (logits).
+        G: generator.
         z0: (n, *z_shape) starting latents in the prior's support.
         step_size: eps > 0.
         n_steps: Langevin steps (>= 0).

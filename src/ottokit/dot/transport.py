@@ -307,7 +307,8 @@ def effective_lipschitz(
     dual (seed 003 §2.3).
 
     Args:
-        D, G: discriminator (logits) and generator, any torch callables.
+        D: discriminator (logits), any torch callable.
+        G: generator, any torch callable.
         prior: a :class:`Prior`, or ``"normal"``/``"uniform"`` with ``latent_dim``.
         n_pairs: number of independent pairs (z1, z2) drawn from the prior.
         space: ``"target"`` or ``"latent"``.
@@ -316,8 +317,9 @@ def effective_lipschitz(
         z: optional ``(2 n_pairs, *latent_shape)`` latents to use instead of sampling; pairs
             are rows i and n_pairs + i.
         seed: int or torch.Generator for the prior draws.
-        dtype, device: of the sampled latents (default: G's or D's parameters, else torch's
-            default dtype on CPU).
+        dtype: of the sampled latents (default: G's or D's parameters, else torch's
+            default dtype).
+        device: of the sampled latents (default: G's or D's parameters, else the CPU).
 
     Returns:
         The estimate as a Python float (0 when D is constant on the pairs).
@@ -577,10 +579,16 @@ def dot_latent(
     is used.
 
     Args:
-        D, G: discriminator (logits) and generator.
+        D: discriminator (logits).
+        G: generator.
         z0: (n, *z_shape) latents inside the prior's support.
         K: k_eff > 0 (``effective_lipschitz(..., space="latent")``).
-        steps, lr, optimizer, mode, betas, offset: as in :func:`dot_target`.
+        steps: as in :func:`dot_target`.
+        lr: as in :func:`dot_target`.
+        optimizer: as in :func:`dot_target`.
+        mode: as in :func:`dot_target`.
+        betas: as in :func:`dot_target`.
+        offset: as in :func:`dot_target`.
         prior: ``"normal"``, ``"uniform"`` or a :class:`Prior`.
 
     Returns:

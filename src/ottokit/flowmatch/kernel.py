@@ -43,13 +43,15 @@ class KernelVelocity:
 
     Args:
         schedule: the path's schedule.
-        data, noise: (n, d) samples, paired row by row.
+        data: (n, d) data samples.
+        noise: (n, d) noise samples, paired with ``data`` row by row.
         bandwidth: kernel width h; ``None`` uses Scott's rule at each time,
             h_t = s_t n^{-1/(d+4)} with s_t^2 the mean per-coordinate variance of
             the x_t^i.
         coupling: ``"independent"`` keeps the rows' pairing; ``"ot"`` first
             re-pairs the noise by an exact OT plan (:func:`ot_couple`).
-        query_chunk, data_chunk: block sizes of the streaming softmax.
+        query_chunk: block size of the queries in the streaming softmax.
+        data_chunk: block size of the pairs in the streaming softmax.
     """
 
     def __init__(

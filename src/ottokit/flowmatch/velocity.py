@@ -89,7 +89,8 @@ class ExactVelocity:
         schedule: the path's :class:`~ottokit.flowmatch.schedules.Schedule`.
         data: (N, d) data points y_k.
         weights: (N,) probability weights w_k (default uniform).
-        query_chunk, data_chunk: block sizes of the streaming log-sum-exp; memory
+        query_chunk: block size of the queries in the streaming log-sum-exp.
+        data_chunk: block size of the data points in the streaming log-sum-exp; memory
             is O(query_chunk * data_chunk) for any number of queries and data points.
 
     The posterior over data points given x_t = x has weights proportional to

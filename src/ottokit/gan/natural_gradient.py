@@ -229,7 +229,9 @@ class NaturalGradient(torch.optim.Optimizer):
         params: the generator's trainable parameters (exactly those of ``generator`` with
             ``requires_grad``, in any order; one parameter group).
         generator: the module whose pullback metric is used.
-        lr, damping, momentum: eta > 0, lambda >= 0, beta in [0, 1).
+        lr: eta > 0.
+        damping: lambda >= 0.
+        momentum: beta in [0, 1).
         solver: a name in :data:`~ottokit.gan.solvers.SOLVERS` or a ``LinearSolver``.
         metric_samples: latents used for the metric (subsample size); None = all given.
         metric_every: K >= 1, steps between metric refreshes.

@@ -574,8 +574,9 @@ def train_gan(
         target: data ``(n, ...)`` (a 1-D tensor means ``(n, 1)``), sampled with
             replacement by the run's generator; or a callable
             ``(n, torch.Generator) -> (n, ...)`` drawing fresh samples.
-        g_optimizer, d_optimizer: any torch optimisers built on the generator's and
-            the discriminator's parameters (after moving the networks to the device).
+        g_optimizer: any torch optimiser built on the generator's parameters (after
+            moving the networks to the device).
+        d_optimizer: any torch optimiser built on the discriminator's parameters.
         config: :class:`GANTrainConfig` (defaults if None).
         checkpoint_dir: where ``gan.pt`` is written every ``checkpoint_every`` steps and
             at the end, atomically, verified by SHA-256, and only from a finite state.

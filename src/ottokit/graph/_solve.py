@@ -302,7 +302,8 @@ def solve(
         t_span: ``(t0, t1)`` with ``t1 > t0``.
         t_eval: output times inside ``t_span`` (default: 11 equally spaced).
         method: see the module docstring; ``"auto"`` chooses by size and stiffness.
-        rtol, atol: tolerances of the integrator.
+        rtol: relative tolerance of the integrator.
+        atol: absolute tolerance of the integrator.
 
     Returns:
         A complete :class:`Trajectory`.
