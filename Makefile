@@ -1,12 +1,14 @@
 # Two entry points for a fresh machine:
 #   make reproduce   set up .venv if needed, then run `ottokit reproduce --preset quick`
 #   make test        set up .venv (with dev tools) if needed, then run the fast test suite
+#   make docs        build the documentation site into site/ (mkdocs, strict)
+#   make docs-figures RUN=<dir>  copy the figures the docs show from a run or reproduce directory
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= quick
 
-.PHONY: setup reproduce test lint bench clean
+.PHONY: setup reproduce test lint bench docs docs-figures clean
 
 $(VENV)/.ottokit-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +29,15 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
+
+docs-figures: setup
+	@test -n "$(RUN)" || { echo "usage: make docs-figures RUN=<a reproduce or run directory>"; exit 2; }
+	$(PY) docs/figures.py "$(RUN)"
+
 bench: setup
 	$(PY) benchmarks/graph_flows.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
