@@ -206,5 +206,38 @@ def test_toml_examples_parse() -> None:
 def test_opt_outs_give_a_reason() -> None:
     for path in FILES:
         for k, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-            if "not-run" in line:
+            if line.lstrip().startswith("<!--") and "not-run" in line:
                 assert NOT_RUN.match(line), f"{_id(path)}:{k + 1}: write <!-- not-run: reason -->"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rnu", "graph-heat"],
+        ["run", "no-such-experiment"],
+        ["run", "graph-heat", "--no-such-option"],
+        ["run", "graph-heat", "--nproc", "two"],
+        ["run", "graph-heat", "--set", "no_such_key=1"],
+        ["run", "graph-heat", "--set", "n_nodes=many"],
+        ["reproduce", "--only", "graph-heat,no-such-experiment"],
+    ],
+)
+def test_a_broken_command_line_fails(args: list[str]) -> None:
+    with pytest.raises(AssertionError):
+        check_ottokit_command(args, "example")
+
+
+def test_blocks_markers_and_continuations_are_read(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "text\n\n<!-- not-run: needs a GPU -->\n\n```bash\nottokit run dot-toy \\\n"
+        "    --device cuda  # one rank\nmake test\n```\n\n```python\nx = 1\n```\n",
+        encoding="utf-8",
+    )
+    first, second = code_blocks(page)
+    assert (first.lang, first.line, first.not_run) == ("bash", 6, "needs a GPU")
+    assert (second.lang, second.code, second.not_run) == ("python", "x = 1", None)
+    assert command_lines(first) == [
+        (0, ["ottokit", "run", "dot-toy", "--device", "cuda"]),
+        (2, ["make", "test"]),
+    ]
