@@ -32,6 +32,7 @@ PACKAGES = (
     "data",
     "engine",
     "distributed",
+    "cache",
 )
 NOT_REFERENCED = {"cli", "experiments", "report"}  # the command line and what it drives
 

@@ -3,12 +3,12 @@
 - ``python`` blocks: each file's blocks are executed in order in one namespace, in a
   temporary working directory (the README's later examples use the earlier imports).
 - ``bash`` blocks: every ``ottokit ...`` command line (also after ``python -m`` or
-  ``torchrun ... -m``) is parsed by the CLI's own parser without running it; an
-  experiment name and its ``--set key=value`` overrides are resolved against the
-  experiment's config. The cheap commands (``ottokit list``, ``show``, ``--help``) run for
-  real. ``make``, ``pip``, ``torchrun`` and ``srun`` lines are documented, not executed;
-  a ``python`` script they name must exist. Any other command is an error, so a new kind of
-  line gets a rule here rather than slipping through.
+  ``torchrun ... -m``) is parsed by the CLI's own parser without running it; for ``run``
+  and ``show`` the experiment's config is resolved with the line's preset, ``--set``,
+  ``--seed`` and ``--device`` and validated. The cheap commands (``ottokit list``,
+  ``show``, ``--help``) run for real. ``make``, ``pip``, ``torchrun`` and ``srun`` lines
+  are documented, not executed; a ``python`` script they name must exist. Any other
+  command is an error, so a new kind of line gets a rule here rather than slipping through.
 - ``toml`` blocks must parse.
 
 A block opts out of execution only by a comment on the line before its opening fence,
@@ -32,7 +32,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from ottokit import cli
-from ottokit._config import apply_overrides
+from ottokit._config import apply_overrides, validate_config
 from ottokit.experiments import get, names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,12 +167,14 @@ def check_ottokit_command(args: list[str], where: str) -> None:
                 return
             raise AssertionError(f"{where}: `ottokit {shlex.join(args)}`: {exc}") from exc
     params = sub.params
-    if name == "run" and params.get("experiment") is not None:
+    if name in ("run", "show") and params.get("experiment") is not None:
         experiment = params["experiment"]
         assert experiment in names(), f"{where}: unknown experiment {experiment!r}"
-        base = get(experiment).preset(params.get("preset") or "quick")
+        overrides = list(params.get("set_") or [])
+        overrides += [f"{k}={params[k]}" for k in ("seed", "device") if params.get(k) is not None]
         try:
-            apply_overrides(base, params.get("set_") or [])
+            base = get(experiment).preset(params.get("preset") or "quick")
+            validate_config(apply_overrides(base, overrides))
         except ValueError as exc:
             raise AssertionError(f"{where}: {exc}") from exc
     if name == "reproduce" and params.get("only"):
@@ -219,6 +221,8 @@ def test_opt_outs_give_a_reason() -> None:
         ["run", "graph-heat", "--nproc", "two"],
         ["run", "graph-heat", "--set", "no_such_key=1"],
         ["run", "graph-heat", "--set", "n_nodes=many"],
+        ["run", "graph-heat", "--set", "n_nodes=-5"],
+        ["show", "graph-heat", "--preset", "fast"],
         ["reproduce", "--only", "graph-heat,no-such-experiment"],
     ],
 )
