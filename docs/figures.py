@@ -109,7 +109,7 @@ def copy_figures(run_root: Path, docs: Path) -> int:
             for name in sorted(names):
                 source = run / "figures" / name
                 if source.is_file():
-                    (target / name).write_bytes(shrink(source.read_bytes()))
+                    (target / name).write_bytes(shrink(source.read_bytes(), MAX_BYTES))
                 else:
                     print(f"{experiment}: {name} not in {run}; kept")
             (target / "source.md").write_text(provenance(experiment, run), encoding="utf-8")
