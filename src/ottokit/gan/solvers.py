@@ -349,7 +349,9 @@ class AutoSolver(LinearSolver):
     and ``m d_out * n <= woodbury_max_entries`` (the Jacobian's entries); else CG.
 
     Args:
-        cholesky, woodbury, cg: the solvers it chooses from (their settings are kept).
+        cholesky: the direct solver it chooses (its settings are kept).
+        woodbury: the Woodbury solver it chooses (its settings are kept).
+        cg: the conjugate-gradient solver it chooses (its settings are kept).
     """
 
     name: ClassVar[str] = "auto"
