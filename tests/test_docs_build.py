@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
     "graph",
     "functionals",
+    "fgenerators",
     "ot",
     "jko",
     "thermo",
@@ -30,6 +31,7 @@ PACKAGES = (
     "dot",
     "metrics",
     "data",
+    "priors",
     "engine",
     "distributed",
     "cache",
