@@ -3,8 +3,8 @@
 Each case is a function run on every rank of a job that torch's launcher starts
 (``python -m torch.distributed.run --standalone --nproc-per-node P``, gloo on the CPU),
 once with P = 1 and once with P = N processes of one torch thread each, alternating
-within every repeat so that load from other processes hits both alike; a third job
-(one process, N threads) shows what N cores give without torch.distributed. Cases:
+within every repeat so that load from other processes hits both alike (``--with-threads``
+adds a job of one process with N threads: N cores without torch.distributed). Cases:
 
 * ``exact_velocity``: ``ExactVelocity(CondOT(1.0), shard_rows(data), sharded=True)(0.5, x)``
   with 10^6 data points and 10^4 queries in d = 2 (float32); one step = one call.
@@ -48,8 +48,14 @@ DEFINITIONS = {
     "efficiency": "speedup / N (goal >= 0.8)",
     "cpu_over_wall": "a rank's CPU seconds / wall seconds over its steps: below 1 the rank "
     "waited (for a core taken by another process, or for a peer in a collective)",
+    "cpu_step_s": "CPU seconds of one step summed over the ranks, median over steps",
+    "work_efficiency": "cpu_step_s with 1 process / cpu_step_s with N processes: the share "
+    "of the N processes' CPU time that is the 1-process work (1 = no work added by "
+    "sharding); the wall-clock efficiency cannot exceed it, and equals it only when every "
+    "rank has a core to itself",
     "peak_rss_mb": "VmHWM of each rank after its steps, the high-water mark reset (after "
-    "malloc_trim) once its inputs were built; base_rss_mb: VmRSS at that reset. MB = 1e6 B",
+    "malloc_trim) once its inputs were built; base_rss_mb: VmRSS at that reset (interpreter, "
+    "torch, this rank's inputs); peak_extra_mb = peak - base. MB = 1e6 B",
     "max_rel_error": "max |r_N - r_1| / max |r_1| between rank 0's results with N and 1 "
     "processes",
     "load_avg": "1-minute load average before and after each job (os.getloadavg)",
@@ -76,7 +82,8 @@ def exact_velocity(args: argparse.Namespace) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
     data = torch.randn(args.n_data, 2, generator=g, dtype=dtype)
     x = torch.randn(args.n_queries, 2, generator=g, dtype=dtype)
-    v = ExactVelocity(CondOT(1.0), dist.shard_rows(data).clone(), sharded=True)
+    chunks = {k: getattr(args, k) for k in ("query_chunk", "data_chunk") if getattr(args, k)}
+    v = ExactVelocity(CondOT(1.0), dist.shard_rows(data).clone(), sharded=True, **chunks)
     del data
     base = reset_peak()
     walls, cpus, out = [], [], None
@@ -118,6 +125,7 @@ def launch(case: str, procs: int, threads: int, args: argparse.Namespace) -> dic
             "--threads", str(threads), "--n-data", str(args.n_data),
             "--n-queries", str(args.n_queries), "--steps", str(args.steps),
             "--dtype", args.dtype,
+            "--query-chunk", str(args.query_chunk), "--data-chunk", str(args.data_chunk),
         ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         load0, t0 = os.getloadavg()[0], time.perf_counter()
@@ -128,8 +136,9 @@ def launch(case: str, procs: int, threads: int, args: argparse.Namespace) -> dic
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    steps = [max(rk["step_s"][i] for rk in run["ranks"]) for run in runs
-             for i in range(len(run["ranks"][0]["step_s"]))]
+    n_steps = range(len(runs[0]["ranks"][0]["step_s"]))
+    steps = [max(rk["step_s"][i] for rk in run["ranks"]) for run in runs for i in n_steps]
+    cpu = [sum(rk["cpu_s"][i] for rk in run["ranks"]) for run in runs for i in n_steps]
     ranks = []
     for r in range(len(runs[0]["ranks"])):
         mine = [run["ranks"][r] for run in runs]
@@ -138,10 +147,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "rank": r,
             "peak_rss_mb": max(m["peak_rss_mb"] for m in mine),
             "base_rss_mb": max(m["base_rss_mb"] for m in mine),
+            "peak_extra_mb": max(m["peak_rss_mb"] - m["base_rss_mb"] for m in mine),
             "cpu_over_wall": sum(sum(m["cpu_s"]) for m in mine) / wall,
         })
     return {
         "step_s": statistics.median(steps), "step_min_s": min(steps), "steps_s": steps,
+        "cpu_step_s": statistics.median(cpu),
         "job_wall_s": [run["job_wall_s"] for run in runs],
         "load_avg": [run["load_avg"] for run in runs], "ranks": ranks,
     }
@@ -156,7 +167,9 @@ def git_state() -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     n = args.nproc
-    configs = {"1proc": (1, 1), f"{n}proc": (n, 1), f"1proc_{n}threads": (1, n)}
+    configs = {"1proc": (1, 1), f"{n}proc": (n, 1)}
+    if args.with_threads:
+        configs[f"1proc_{n}threads"] = (1, n)
     meta = {
         "torch": torch.__version__, "python": platform.python_version(),
         "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(), "git": git_state(),
@@ -186,9 +199,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         cases[case] = {
             "configs": summary, "speedup": one / many, "efficiency": one / many / n,
             "paired_speedup": statistics.median(paired),
-            "speedup_threads": one / summary[f"1proc_{n}threads"]["step_s"],
+            "work_efficiency": summary["1proc"]["cpu_step_s"] / summary[f"{n}proc"]["cpu_step_s"],
             "goal_met": one / many / n >= 0.8,
         }
+        if args.with_threads:
+            cases[case]["speedup_threads"] = one / summary[f"1proc_{n}threads"]["step_s"]
     meta["load_avg_end"] = os.getloadavg()
     return {"meta": meta, "definitions": DEFINITIONS, "cases": cases}
 
@@ -202,7 +217,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-data", type=int, default=1_000_000)
     p.add_argument("--n-queries", type=int, default=10_000)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--query-chunk", type=int, default=0, help="ExactVelocity's (0: default)")
+    p.add_argument("--data-chunk", type=int, default=0, help="ExactVelocity's (0: default)")
     p.add_argument("--quick", action="store_true", help="10^5 data x 10^3 queries, 1 repeat")
+    p.add_argument("--with-threads", action="store_true", help="also 1 process x N threads")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distributed.json"))
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=list(CASES), help=argparse.SUPPRESS)
@@ -223,4 +241,4 @@ if __name__ == "__main__":
         Path(ns.out).write_text(json.dumps(report, indent=2))
         for name, c in report["cases"].items():
             print(f"{name}: speedup {c['speedup']:.2f}x, efficiency {c['efficiency']:.0%}, "
-                  f"{ns.nproc} threads in 1 process {c['speedup_threads']:.2f}x -> {ns.out}")
+                  f"work efficiency {c['work_efficiency']:.0%} -> {ns.out}")
