@@ -89,11 +89,6 @@ def _velocity_ranks(r: int) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def velocity_ranks() -> list[dict]:
-    return run_ranks(_velocity_ranks)
-
-
 def _max_abs(t: torch.Tensor) -> float:
     return float(t.abs().max()) if t.numel() else 0.0
 
@@ -209,9 +204,24 @@ def _dot_ranks(r: int) -> dict:
     return out
 
 
+def _both(r: int) -> tuple[dict, dict]:
+    return _velocity_ranks(r), _dot_ranks(r)
+
+
 @pytest.fixture(scope="module")
-def dot_ranks() -> list[dict]:
-    return run_ranks(_dot_ranks)
+def ranks() -> list[tuple[dict, dict]]:
+    """Both parts on one pair of gloo processes (spawning a pair costs seconds)."""
+    return run_ranks(_both)
+
+
+@pytest.fixture(scope="module")
+def velocity_ranks(ranks) -> list[dict]:
+    return [v for v, _ in ranks]
+
+
+@pytest.fixture(scope="module")
+def dot_ranks(ranks) -> list[dict]:
+    return [d for _, d in ranks]
 
 
 @pytest.fixture(scope="module")
