@@ -21,16 +21,9 @@ from _ranks import run_ranks
 from scipy import stats
 
 from ottokit.distributed import rank
-from ottokit.dot import (
-    Prior,
-    ddls,
-    dot_latent,
-    dot_target,
-    drs,
-    effective_lipschitz,
-    mh_gan,
-)
+from ottokit.dot import ddls, dot_latent, dot_target, drs, effective_lipschitz, mh_gan
 from ottokit.flowmatch import CondOT, ExactVelocity
+from ottokit.priors import Prior
 
 F64 = torch.float64
 RTOL = 1e-12
