@@ -19,6 +19,7 @@ def test_single_process_defaults() -> None:
     assert torch.equal(D.all_reduce(x, "mean"), x)
     assert torch.equal(D.all_gather_cat(x), x)
     assert D.wrap_ddp(torch.nn.Linear(2, 2), "cpu").__class__ is torch.nn.Linear
+    D.check_same({"x": x})  # one process: nothing to compare
     with pytest.raises(ValueError, match="op"):
         D.all_reduce(x, "prod")
 
@@ -27,6 +28,7 @@ def _collectives(rank: int) -> dict:
     n = 7
     start, stop = D.shard_bounds(n)
     x = torch.arange(n, dtype=torch.float64)[start:stop] * (rank + 1)
+    x_all = torch.linspace(-1.0, 2.0, n, dtype=torch.float64)
     return {
         "bounds": (start, stop),
         "sum": D.all_reduce(torch.tensor([float(rank + 1)]), "sum"),
@@ -36,6 +38,11 @@ def _collectives(rank: int) -> dict:
         "bcast": D.broadcast(torch.tensor([float(rank + 10)]), src=1),
         "obj": D.broadcast_object({"r": rank}, src=0),
         "exact": _raises(lambda: D.shard_bounds(7, exact=True)),
+        "same": _raises(lambda: D.check_same({"x": x_all, "t": 0.5, "g": None})),
+        # equal sums, swapped order; one ulp apart; float vs its float32 rounding
+        "perm": _raises(lambda: D.check_same({"x": x_all.flip(0) if rank else x_all})),
+        "ulp": _raises(lambda: D.check_same({"t": 0.1 if rank else 0.1 + 2**-56, "x": x_all})),
+        "shape": _raises(lambda: D.check_same({"x": x_all.reshape(-1, 1) if rank else x_all})),
     }
 
 
@@ -57,6 +64,10 @@ def test_collectives_on_two_gloo_ranks() -> None:
         assert torch.equal(r["gather"], expected)
         assert float(r["bcast"]) == 11.0 and r["obj"] == {"r": 0}
         assert "multiple of 2" in r["exact"]
+        assert r["same"] == ""
+        assert "x must be the same on every rank" in r["perm"]
+        assert "t must be the same on every rank" in r["ulp"]
+        assert "x must be the same on every rank" in r["shape"]
 
 
 def _hang(rank: int) -> str:

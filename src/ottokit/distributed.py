@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "barrier",
     "broadcast",
     "broadcast_object",
+    "check_same",
     "init_from_env",
     "is_distributed",
     "is_main_process",
@@ -188,6 +190,58 @@ def all_gather_cat(t: Tensor) -> Tensor:
     with _collective("all_gather(rows)"):
         dist.all_gather(parts, padded)
     return torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)]).to(t.device)
+
+
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _fingerprint(value: Any) -> Tensor:
+    """Four int64 numbers that change with ``value``'s shape, dtype, bits and their order."""
+    if isinstance(value, Tensor):
+        t = value.detach()
+    elif value is None:
+        t = torch.empty(0, dtype=torch.uint8)
+    else:  # Python numbers: float64/int64/bool, so no two distinct floats share a checksum
+        t = torch.tensor(value, dtype=torch.float64 if isinstance(value, float) else None)
+    flat = t.reshape(-1).contiguous()
+    if flat.is_complex():
+        flat = torch.view_as_real(flat).reshape(-1)
+    if flat.dtype != torch.bool:
+        flat = flat.view(_INT_OF_SIZE[flat.element_size()])
+    bits = flat.to(torch.int64)
+    bits = bits ^ (bits >> 29)  # fold the high bits (sign, exponent) into the low ones
+    # integer sums wrap modulo 2**64 in any order, so equal tensors give equal checksums;
+    # odd position weights make the checksum see a permutation
+    pos = torch.arange(1, 2 * bits.numel() + 1, 2, dtype=torch.int64, device=bits.device)
+    shape = sum((i + 1) * 1_000_003 * s for i, s in enumerate(t.shape))
+    return torch.tensor(
+        [t.ndim + 31 * shape, zlib.crc32(str(t.dtype).encode()), int(bits.sum()),
+         int((bits * pos).sum())],
+        dtype=torch.int64,
+    )
+
+
+def check_same(values: Mapping[str, Any]) -> None:
+    """ValueError on every rank when any of ``values`` differs between the ranks.
+
+    ``values`` maps argument names to tensors or numbers that every rank must pass alike
+    (e.g. the queries of a sharded evaluation). Each is compared through a checksum of
+    its shape, dtype and bits, so equal values always pass and a difference is missed
+    only by a checksum collision. Nothing happens in one process.
+    """
+    if not is_distributed() or not values:
+        return
+    mine = torch.stack([_fingerprint(v) for v in values.values()])
+    # one collective: max of (f, ~f) gives max f and ~min f together
+    both = all_reduce(torch.cat([mine, ~mine]), "max")
+    differs = (both[: len(mine)] != ~both[len(mine) :]).any(dim=1)
+    if bool(differs.any()):
+        names = [name for name, bad in zip(values, differs.tolist(), strict=True) if bad]
+        raise ValueError(
+            f"{', '.join(names)} must be the same on every rank but differ(s) between the "
+            f"{world_size()} ranks (seen on rank {rank()}); pass identical values, e.g. "
+            "drawn from a generator seeded alike on every rank"
+        )
 
 
 def barrier(name: str = "barrier") -> None:

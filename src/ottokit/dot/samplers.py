@@ -16,7 +16,9 @@
   Metropolis-adjusted (MALA), which leaves that law exactly invariant.
 
 All take torch callables G: z -> x and D: x -> logit and follow the device and dtype of the
-inputs (or of G's parameters when latents are drawn here).
+inputs (or of G's parameters when latents are drawn here). With ``distributed=True`` under
+an initialised process group, each splits its samples across the ranks and returns the
+single-process result on every rank.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ottokit._checks import check_option
+from ottokit.dot._sharding import Sharding
 from ottokit.dot.transport import (
     Net,
     _apply_D,
@@ -86,7 +89,10 @@ class DRSResult:
         gamma: the shift (None in exact mode).
         n_bound_updates: times D_M was raised because a larger logit was seen.
         mode: ``"shifted"`` or ``"exact"``.
-        wall_time: seconds.
+        wall_time: seconds (the slowest rank's with ``distributed=True``).
+
+    With ``distributed=True`` every rank holds the whole result, the samples in the
+    single-process order; the counts are those of all ranks together.
     """
 
     samples: Tensor
@@ -144,6 +150,7 @@ def drs(
     seed: int | torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    distributed: bool = False,
 ) -> DRSResult:
     """Discriminator rejection sampling (seed 003 §3.2; Azadi et al. 2018).
 
@@ -168,11 +175,17 @@ def drs(
         max_proposals: stop after this many proposals (default 1000 n_samples) with a
             warning and fewer samples.
         seed: int or torch.Generator.
+        distributed: under an initialised process group, split each batch of proposals
+            across the ranks (G and D on this rank's rows; the logits are gathered, so
+            D_M, gamma and every accept/reject decision are the single-process ones).
+            The proposals and uniforms are drawn for the whole batch from a generator in
+            the same state on every rank (``seed``, or one seed from rank 0).
 
     Returns:
         :class:`DRSResult`.
     """
     t0 = time.perf_counter()
+    sharding = Sharding(distributed)
     n_samples = _check_pos_int(n_samples, "n_samples")
     check_option(mode, DRS_MODES, "mode")
     pct = float(percentile)
@@ -189,12 +202,14 @@ def drs(
         if not math.isfinite(log_bound):
             raise ValueError(f"log_bound must be finite, got {log_bound}")
     p, dtype, device = _latent_setup(G, D, prior, latent_dim, dtype, device)
-    gen = _generator(seed, device)
+    gen = sharding.shared(_generator(seed, device), device)
 
-    def propose(n: int) -> tuple[Tensor, Tensor, Tensor]:
+    def propose(n: int) -> tuple[Tensor, Tensor, Tensor, slice]:
+        """All n latents, this rank's samples (rows ``mine``) and all n logits."""
         z = p.sample(n, generator=gen, device=device, dtype=dtype)
-        x = _apply_G(G, z)
-        return z, x, _apply_D(D, x, "G's output")
+        mine = sharding.rows(n)
+        x = _apply_G(G, z[mine])
+        return z, x, sharding.gather(_apply_D(D, x, "G's output")), mine
 
     with torch.no_grad():
         gamma: float | None = None
@@ -202,7 +217,7 @@ def drs(
         if mode == "shifted" or log_bound is None:
             parts, x_first = [], None
             for i in range(0, n_pilot, batch_size):
-                _, x_i, d_i = propose(min(batch_size, n_pilot - i))
+                _, x_i, d_i, _ = propose(min(batch_size, n_pilot - i))
                 parts.append(d_i)
                 x_first = x_i if x_first is None else x_first
             pl = torch.cat(parts)
@@ -217,7 +232,7 @@ def drs(
         n_acc = n_prop = n_upd = 0
         while n_acc < n_samples and n_prop < max_proposals:
             b = min(batch_size, max_proposals - n_prop)
-            z, x, d = propose(b)
+            z, x, d, mine = propose(b)
             n_prop += b
             top = float(d.max())
             if top > log_M:
@@ -228,7 +243,7 @@ def drs(
             k = int(keep.sum())
             if k:
                 zs.append(z[keep])
-                xs.append(x[keep])
+                xs.append(sharding.gather(x[keep[mine]]))
                 n_acc += k
     if n_acc < n_samples:
         warnings.warn(
@@ -251,7 +266,7 @@ def drs(
         gamma=gamma,
         n_bound_updates=n_upd,
         mode=mode,
-        wall_time=time.perf_counter() - t0,
+        wall_time=sharding.slowest(time.perf_counter() - t0),
     )
 
 
@@ -373,7 +388,9 @@ class MHGANResult:
         acceptance_rate: accepted moves / proposals.
         n_proposals: proposals in total (n_chains x K).
         proposals_per_sample: K, the cost in G and D evaluations per returned sample.
-        wall_time: seconds.
+        wall_time: seconds (the slowest rank's with ``distributed=True``).
+
+    With ``distributed=True`` every rank holds all chains in the single-process order.
     """
 
     samples: Tensor
@@ -395,6 +412,7 @@ def mh_gan(
     calibrator: Callable[[Tensor], Tensor] | Calibrator | None = None,
     latent_dim: int | tuple[int, ...] | None = None,
     seed: int | torch.Generator | None = None,
+    distributed: bool = False,
 ) -> MHGANResult:
     """MH-GAN independence sampler (seed 003 §3.3; Turner et al. 2018).
 
@@ -417,8 +435,13 @@ def mh_gan(
             used), any callable mapping raw logits to calibrated log-odds, or None to use the
             raw logits as log-odds (D = sigmoid(logit), uncalibrated).
         seed: int or torch.Generator.
+        distributed: under an initialised process group, split the chains across the
+            ranks; each step's proposals and uniforms are drawn for all chains from a
+            generator in the same state on every rank (``seed``, or one seed from rank 0)
+            and each rank keeps its chains' rows. ``x_real`` is checked alike everywhere.
     """
     t0 = time.perf_counter()
+    sharding = Sharding(distributed)
     K = _check_pos_int(n_proposals, "n_proposals")
     x_state = _as_batch(x_real, "x_real")
     if calibrator is None:
@@ -430,7 +453,11 @@ def mh_gan(
     else:
         raise TypeError("calibrator must be a Calibrator, a callable logits -> log-odds, or None")
     p, dtype, device = _latent_setup(G, D, prior, latent_dim, x_state.dtype, x_state.device)
-    gen = _generator(seed, device)
+    gen = sharding.shared(_generator(seed, device), device)
+    sharding.check({"x_real": x_state, "n_proposals": K})
+    n_all = x_state.shape[0]
+    mine = sharding.rows(n_all)
+    x_state = x_state[mine]
     n = x_state.shape[0]
     with torch.no_grad():
         d0 = _apply_D(D, x_state, "x_real")
@@ -440,7 +467,7 @@ def mh_gan(
         from_real = torch.ones(n, dtype=torch.bool, device=device)
         n_acc = 0
         for k in range(K):
-            z = p.sample(n, generator=gen, device=device, dtype=dtype)
+            z = p.sample(n_all, generator=gen, device=device, dtype=dtype)[mine]
             x = _apply_G(G, z)
             if k == 0 and x.shape[1:] != x_state.shape[1:]:
                 raise ValueError(
@@ -448,8 +475,8 @@ def mh_gan(
                     f"{tuple(x.shape[1:])}; the chains' states must be G's output shape"
                 )
             s_new = score(_apply_D(D, x, "G's output"))
-            log_u = torch.log(torch.rand(n, generator=gen, device=device, dtype=s.dtype))
-            acc = log_u < (s_new - s)
+            u = torch.rand(n_all, generator=gen, device=device, dtype=s.dtype)[mine]
+            acc = torch.log(u) < (s_new - s)
             n_acc += int(acc.sum())
             mask = acc.reshape(n, *([1] * (x.ndim - 1)))
             x_state = torch.where(mask, x, x_state)
@@ -457,13 +484,13 @@ def mh_gan(
             s = torch.where(acc, s_new, s)
             from_real &= ~acc
     return MHGANResult(
-        samples=x_state,
-        latents=z_state,
-        from_real=from_real,
-        acceptance_rate=n_acc / (n * K),
-        n_proposals=n * K,
+        samples=sharding.gather(x_state),
+        latents=sharding.gather(z_state),
+        from_real=sharding.gather(from_real),
+        acceptance_rate=sharding.count(n_acc) / (n_all * K),
+        n_proposals=n_all * K,
         proposals_per_sample=float(K),
-        wall_time=time.perf_counter() - t0,
+        wall_time=sharding.slowest(time.perf_counter() - t0),
     )
 
 
@@ -482,7 +509,10 @@ class DDLSResult:
         n_grad_evals: gradient evaluations of E per sample (each a forward and backward pass
             of D o G).
         step_size: the Langevin step eps.
-        wall_time: seconds.
+        wall_time: seconds (the slowest rank's with ``distributed=True``).
+
+    With ``distributed=True`` every rank holds the whole result, the latents in the
+    single-process order and the energy averaged over all of them.
     """
 
     samples: Tensor
@@ -510,6 +540,7 @@ def ddls(
     *,
     mala: bool = False,
     seed: int | torch.Generator | None = None,
+    distributed: bool = False,
 ) -> DDLSResult:
     """Discriminator driven latent sampling (seed 003 §3.3; Che et al. 2020).
 
@@ -531,14 +562,23 @@ def ddls(
         prior: ``"normal"``, ``"uniform"`` or a :class:`Prior`.
         mala: Metropolis-adjust each step.
         seed: int or torch.Generator.
+        distributed: under an initialised process group, split the chains across the
+            ranks; the noise and uniforms are drawn for all chains from a generator in the
+            same state on every rank (``seed``, or one seed from rank 0) and each rank
+            keeps its rows. ``z0`` is checked alike everywhere.
     """
     t0 = time.perf_counter()
+    sharding = Sharding(distributed)
     z = _as_batch(z0, "z0")
     eps = _check_pos_float(step_size, "step_size")
     n_steps = _check_pos_int(n_steps, "n_steps", minimum=0)
     p = as_prior(prior, tuple(z.shape[1:]))
     p.check_support(z, "z0")
-    gen = _generator(seed, z.device)
+    gen = sharding.shared(_generator(seed, z.device), z.device)
+    sharding.check({"z0": z, "step_size": eps, "n_steps": n_steps})
+    n_all = z.shape[0]
+    mine = sharding.rows(n_all)
+    z = z[mine]
     n = z.shape[0]
 
     def energy_grad(v: Tensor) -> tuple[Tensor, Tensor]:
@@ -556,12 +596,14 @@ def ddls(
         x_start = _apply_G(G, z, "z0")
         _warn_if_probability(_apply_D(D, x_start, "G(z0)"), D, x_start)
     e, g = energy_grad(z)
-    history = [e.mean()]
+    history = [e.sum()]
     n_acc = 0
     sq = math.sqrt(eps)
     view = (n, *([1] * (z.ndim - 1)))
     for _ in range(n_steps):
-        noise = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
+        noise = torch.randn(
+            (n_all, *z.shape[1:]), generator=gen, device=z.device, dtype=z.dtype
+        )[mine]
         prop = z - 0.5 * eps * g + sq * noise
         if not mala:
             z = _reflect_unit(prop) if p.kind == "uniform" else prop
@@ -575,21 +617,21 @@ def ddls(
             fwd = ((prop - z + 0.5 * eps * g).reshape(n, -1) ** 2).sum(1)
             bwd = ((z - prop + 0.5 * eps * g_p).reshape(n, -1) ** 2).sum(1)
             log_alpha = -(e_p - e) - (bwd - fwd) / (2 * eps)
-            log_u = torch.log(torch.rand(n, generator=gen, device=z.device, dtype=z.dtype))
-            acc = (log_u < log_alpha) & inside
+            u = torch.rand(n_all, generator=gen, device=z.device, dtype=z.dtype)[mine]
+            acc = (torch.log(u) < log_alpha) & inside
             n_acc += int(acc.sum())
             z = torch.where(acc.reshape(view), prop, z)
             g = torch.where(acc.reshape(view), g_p, g)
             e = torch.where(acc, e_p, e)
-        history.append(e.mean())
+        history.append(e.sum())
     with torch.no_grad():
         samples = _apply_G(G, z)
     return DDLSResult(
-        samples=samples,
-        latents=z.detach(),
-        energy=torch.stack(history),
-        acceptance_rate=n_acc / (n * n_steps) if n_steps else 1.0,
+        samples=sharding.gather(samples),
+        latents=sharding.gather(z.detach()),
+        energy=sharding.sum(torch.stack(history)) / n_all,
+        acceptance_rate=sharding.count(n_acc) / (n_all * n_steps) if n_steps else 1.0,
         n_grad_evals=n_steps + 1,
         step_size=eps,
-        wall_time=time.perf_counter() - t0,
+        wall_time=sharding.slowest(time.perf_counter() - t0),
     )

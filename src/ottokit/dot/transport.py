@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ottokit._checks import check_option
+from ottokit.dot._sharding import Sharding
 from ottokit.priors import Prior, as_prior
 
 __all__ = [
@@ -296,6 +297,7 @@ def effective_lipschitz(
     seed: int | torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
+    distributed: bool = False,
 ) -> float:
     """The original code's effective Lipschitz constant of D on generated samples.
 
@@ -320,10 +322,14 @@ def effective_lipschitz(
         dtype: of the sampled latents (default: G's or D's parameters, else torch's
             default dtype).
         device: of the sampled latents (default: G's or D's parameters, else the CPU).
+        distributed: under an initialised process group, every rank computes the estimate
+            and returns rank 0's, so all ranks share one K_eff (e.g. to pass to
+            ``dot_target(..., distributed=True)``).
 
     Returns:
         The estimate as a Python float (0 when D is constant on the pairs).
     """
+    sharding = Sharding(distributed)
     n_pairs = _check_pos_int(n_pairs, "n_pairs")
     check_option(space, SPACES, "space")
     if z is not None:
@@ -351,7 +357,7 @@ def effective_lipschitz(
             raise ValueError(
                 "every pair coincides (zero distance); G may be constant — K_eff is undefined"
             )
-        return float((num[ok] / den[ok]).max())
+        return sharding.from_rank0(float((num[ok] / den[ok]).max()))
 
 
 # --------------------------------------------------------------------------- DOT
@@ -367,12 +373,15 @@ class DOTResult:
         objective: (steps + 1,) mean over the batch of the per-sample objective, before each
             update and after the last one.
         K: the Lipschitz normaliser used (K_eff or k_eff).
-        wall_time: seconds spent in the call.
+        wall_time: seconds spent in the call (the slowest rank's with ``distributed=True``).
         steps: number of updates.
         n_grad_evals: gradient evaluations in total (steps x batch size; each is one forward
             and backward pass of D, or of D o G).
         mode: ``"dot"`` or ``"naive"``.
         space: ``"target"`` or ``"latent"``.
+
+    With ``distributed=True`` every rank holds the whole result: samples and latents
+    gathered in the single-process order, the objective averaged over all samples.
     """
 
     samples: Tensor
@@ -434,7 +443,7 @@ def _run(
     after_grad: Callable[[Tensor, Tensor], Tensor] | None,
     after_step: Callable[[Tensor], None] | None,
 ) -> Tensor:
-    """The batched loop; returns the (steps + 1,) mean objective history."""
+    """The batched loop; returns the (steps + 1,) history of the objective summed over ``x``."""
     history = []
     for _ in range(steps):
         per_sample, grad = value_and_grad(x.detach())
@@ -445,9 +454,9 @@ def _run(
         if after_step is not None:
             with torch.no_grad():
                 after_step(x)
-        history.append(per_sample.mean())
+        history.append(per_sample.sum())
     with torch.no_grad():
-        history.append(value(x.detach()).mean())
+        history.append(value(x.detach()).sum())
     return torch.stack(history)
 
 
@@ -494,6 +503,7 @@ def dot_target(
     mode: Literal["dot", "naive"] = "dot",
     betas: tuple[float, float] = (0.0, 0.9),
     offset: float = OFFSET,
+    distributed: bool = False,
 ) -> DOTResult:
     """DOT in target space: minimise ||x - y0 + offset||_2 - D(x)/K from x = y0 (seed 003 §3.2).
 
@@ -513,17 +523,24 @@ def dot_target(
         clip: None, c (clip to [-c, c]) or (lo, hi), applied after each step.
         mode: ``"dot"`` or ``"naive"``.
         offset: the constant added inside the norm (0.001 in the original).
+        distributed: under an initialised process group, split the samples across the
+            ranks and gather the results. Every rank passes the same arguments (y0 and K
+            are checked) and returns the whole result, equal to a single-process run's.
 
     Returns:
         :class:`DOTResult` with ``latents=None``.
     """
     t0 = time.perf_counter()
+    sharding = Sharding(distributed)
     y = _as_batch(y0, "y0")
     K = _check_K(K)
     steps = _check_pos_int(steps, "steps", minimum=0)
     lr = _check_pos_float(lr, "lr")
     check_option(mode, MODES, "mode")
     lim = _check_clip(clip)
+    sharding.check({"y0": y, "K": K, "steps": steps, "lr": lr})
+    n = y.shape[0]
+    y = y[sharding.rows(n)]
     with torch.no_grad():
         _warn_if_probability(_apply_D(D, y, "y0"), D, y)
     x = y.clone().requires_grad_(True)
@@ -533,13 +550,13 @@ def dot_target(
     after_step = (lambda v: v.clamp_(lim[0], lim[1])) if lim is not None else None
     hist = _run(vg, value, x, steps, opt, None, after_step)
     return DOTResult(
-        samples=x.detach(),
+        samples=sharding.gather(x.detach()),
         latents=None,
-        objective=hist,
+        objective=sharding.sum(hist) / n,
         K=K,
-        wall_time=time.perf_counter() - t0,
+        wall_time=sharding.slowest(time.perf_counter() - t0),
         steps=steps,
-        n_grad_evals=steps * y.shape[0],
+        n_grad_evals=steps * n,
         mode=mode,
         space="target",
     )
@@ -567,6 +584,7 @@ def dot_latent(
     mode: Literal["dot", "naive"] = "dot",
     betas: tuple[float, float] = (0.0, 0.9),
     offset: float = OFFSET,
+    distributed: bool = False,
 ) -> DOTResult:
     """DOT in latent space: minimise ||z - z0 + offset||_2 - D(G(z))/K from z = z0.
 
@@ -589,12 +607,14 @@ def dot_latent(
         mode: as in :func:`dot_target`.
         betas: as in :func:`dot_target`.
         offset: as in :func:`dot_target`.
+        distributed: as in :func:`dot_target` (z0 and K are checked alike on every rank).
         prior: ``"normal"``, ``"uniform"`` or a :class:`Prior`.
 
     Returns:
         :class:`DOTResult` with ``samples = G(z_T)`` and ``latents = z_T``.
     """
     t0 = time.perf_counter()
+    sharding = Sharding(distributed)
     z_start = _as_batch(z0, "z0")
     K = _check_K(K)
     steps = _check_pos_int(steps, "steps", minimum=0)
@@ -602,6 +622,9 @@ def dot_latent(
     check_option(mode, MODES, "mode")
     p = as_prior(prior, tuple(z_start.shape[1:]))
     p.check_support(z_start, "z0")
+    sharding.check({"z0": z_start, "K": K, "steps": steps, "lr": lr})
+    n = z_start.shape[0]
+    z_start = z_start[sharding.rows(n)]
     with torch.no_grad():
         x_start = _apply_G(G, z_start, "z0")
         _warn_if_probability(_apply_D(D, x_start, "G(z0)"), D, x_start)
@@ -617,13 +640,13 @@ def dot_latent(
     with torch.no_grad():
         samples = _apply_G(G, z.detach())
     return DOTResult(
-        samples=samples,
-        latents=z.detach(),
-        objective=hist,
+        samples=sharding.gather(samples),
+        latents=sharding.gather(z.detach()),
+        objective=sharding.sum(hist) / n,
         K=K,
-        wall_time=time.perf_counter() - t0,
+        wall_time=sharding.slowest(time.perf_counter() - t0),
         steps=steps,
-        n_grad_evals=steps * z_start.shape[0],
+        n_grad_evals=steps * n,
         mode=mode,
         space="latent",
     )

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from ottokit import ot as ottokit_ot
-from ottokit._checks import as_density
+from ottokit._checks import as_density, as_vector
+from ottokit.distributed import all_reduce
 
 __all__: list[str] = []
 
@@ -44,10 +45,13 @@ def check_finite(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite; {name}[{index}] = {x[k].item()}")
 
 
-def as_points(x: Any, name: str, *, dim: int | None = None, dtype=None, device=None) -> Tensor:
-    """``x`` as an (n, d) finite float tensor with n >= 1 (and d == ``dim`` when given)."""
+def as_points(
+    x: Any, name: str, *, dim: int | None = None, dtype=None, device=None, allow_empty=False
+) -> Tensor:
+    """``x`` as an (n, d) finite float tensor with n >= 1 (n >= 0 with ``allow_empty``) and
+    d >= 1 (d == ``dim`` when given)."""
     t = as_float_tensor(x, name, dtype=dtype, device=device)
-    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+    if t.ndim != 2 or (t.shape[0] == 0 and not allow_empty) or t.shape[1] == 0:
         hint = "; reshape 1-D samples to (n, 1)" if t.ndim == 1 else ""
         raise ValueError(
             f"{name} must have shape (n, d) with n, d >= 1, got {tuple(t.shape)}{hint}"
@@ -60,14 +64,27 @@ def as_points(x: Any, name: str, *, dim: int | None = None, dtype=None, device=N
     return t
 
 
-def as_weights(w: Any, n: int, name: str = "weights") -> Tensor:
-    """Probability weights of length ``n`` as float64: non-negative, finite, summing to 1."""
+def as_weights(w: Any, n: int, name: str = "weights", *, sharded: bool = False) -> Tensor:
+    """Probability weights of length ``n`` as float64: non-negative, finite, summing to 1.
+
+    ``sharded=True``: ``w`` is this rank's share of the weights; the shares of all ranks
+    together must sum to 1 (a share alone may sum to anything, zero included).
+    """
     a = w.detach().cpu().double().numpy() if isinstance(w, Tensor) else w
-    a = as_density(a, n, name=name, positive=False, check_mass=False)
-    total = float(a.sum())
+    if not sharded:
+        a = as_density(a, n, name=name, positive=False, check_mass=False)
+        total = float(a.sum())
+    else:
+        a = as_vector(a, n, name)
+        if np.any(a < 0):
+            k = int(np.argmin(a))
+            raise ValueError(f"{name} must be non-negative; {name}[{k}] = {a[k]:.3g}")
+        total = float(all_reduce(torch.tensor(a.sum(), dtype=torch.float64), "sum"))
     if abs(total - 1.0) > WEIGHT_ATOL:
+        where = " (all ranks' shares together)" if sharded else ""
         raise ValueError(
-            f"{name} must sum to 1 (within {WEIGHT_ATOL:g}), got {total:.12g}; normalise them"
+            f"{name} must sum to 1{where} (within {WEIGHT_ATOL:g}), got {total:.12g}; "
+            "normalise them"
         )
     return torch.as_tensor(a / total)
 

@@ -18,6 +18,8 @@ is a gradient field: its kinetic energy E|nu_t|^2 is the squared W2 speed v2(t)^
 streaming log-sum-exp; :class:`GaussianMixtureVelocity` in closed form for a
 Gaussian mixture. Both are callables ``v(t, x)`` (one time per call) as
 ``torchdiffeq.odeint`` expects, and both can sample their marginal P_t.
+``ExactVelocity(..., sharded=True)`` takes one share of the data set per
+torch.distributed rank and combines the shares with collectives.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ottokit.distributed import (
+    all_gather_cat,
+    all_reduce,
+    broadcast,
+    check_same,
+    rank,
+    world_size,
+)
 from ottokit.flowmatch._common import (
     as_points,
     as_weights,
@@ -87,8 +97,18 @@ class ExactVelocity:
 
     Args:
         schedule: the path's :class:`~ottokit.flowmatch.schedules.Schedule`.
-        data: (N, d) data points y_k.
-        weights: (N,) probability weights w_k (default uniform).
+        data: (N, d) data points y_k; with ``sharded=True``, this rank's share of them.
+        weights: (N,) probability weights w_k (default uniform); with ``sharded=True``,
+            the weights of this rank's share, all ranks' shares summing to 1.
+        sharded: the data set is split across the ranks of the initialised process group
+            (``torch.distributed``), each rank holding one share (any sizes, empty
+            included; e.g. ``ottokit.distributed.shard_rows(data)``). Every evaluation is
+            then a collective: all ranks call it with the same ``t`` and queries (checked;
+            a ValueError otherwise) and all get the velocity of the whole data set. Each
+            rank's log-sum-exp and posterior mean are combined by a max-stabilised
+            all-reduce, so the data set need not fit one device. Sharded evaluations do
+            not propagate gradients to the queries (refused when asked). Without a
+            process group, the same as ``sharded=False``.
         query_chunk: block size of the queries in the streaming log-sum-exp.
         data_chunk: block size of the data points in the streaming log-sum-exp; memory
             is O(query_chunk * data_chunk) for any number of queries and data points.
@@ -112,19 +132,31 @@ class ExactVelocity:
         data: Any,
         weights: Any = None,
         *,
+        sharded: bool = False,
         query_chunk: int = 1024,
         data_chunk: int = 4096,
     ) -> None:
         self.schedule = _require_schedule(schedule)
-        self.data = as_points(data, "data")
+        if not isinstance(sharded, bool):
+            raise TypeError(f"sharded must be True or False, got {type(sharded).__name__}")
+        self.sharded = sharded
+        self.data = as_points(data, "data", allow_empty=sharded)
         n = self.data.shape[0]
+        if sharded:
+            check_same({"the data's dimension d": self.data.shape[1]})
+            n_total = int(all_reduce(torch.tensor(n, dtype=torch.int64), "sum"))
+            if n_total == 0:
+                raise ValueError("data is empty on every rank; give the ranks the data set")
         if weights is None:
-            w = torch.full((n,), 1.0 / n, dtype=torch.float64)
+            w = torch.full((n,), 1.0 / (n_total if sharded else n), dtype=torch.float64)
         else:
-            w = as_weights(weights, n)
+            w = as_weights(weights, n, sharded=sharded)
         keep = w > 0  # zero-weight points never contribute; dropping them keeps every logit finite
         self.data = self.data[keep.to(self.data.device)]
-        self.weights = (w[keep] / w[keep].sum()).to(self.data.device)
+        total = w[keep].sum()
+        self.weights = (w[keep] / (all_reduce(total, "sum") if sharded else total)).to(
+            self.data.device
+        )
         self.query_chunk = check_positive_int(query_chunk, "query_chunk")
         self.data_chunk = check_positive_int(data_chunk, "data_chunk")
         self._cache: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
@@ -149,6 +181,13 @@ class ExactVelocity:
     def _posterior(self, t: Any, x: Any) -> tuple[Tensor, Tensor, Tensor, Any]:
         xx = as_points(x, "x", dim=self.dim)
         tt = scalar_time(t, dtype=xx.dtype, device=xx.device)
+        if self.sharded:
+            if torch.is_grad_enabled() and xx.requires_grad:
+                raise ValueError(
+                    "a sharded ExactVelocity does not propagate gradients (its all-reduce "
+                    "detaches them); pass x.detach() or evaluate under torch.no_grad()"
+                )
+            check_same({"t": tt, "x": xx})
         out = self.schedule(tt)
         y, log_w = self._data_like(xx)
         m, sigma = out.m_t, out.sigma_t
@@ -161,6 +200,8 @@ class ExactVelocity:
             ybar, lse = gaussian_softmax_mean(
                 xx, y, y, log_w, m * inv_var, 0.5 * m * m * inv_var, **chunks
             )
+        if self.sharded:
+            ybar, lse = _combine_shards(ybar, lse, hard=float(sigma) == 0.0)
         return xx, ybar, lse, out
 
     def posterior_mean(self, t: Any, x: Any) -> Any:
@@ -190,12 +231,60 @@ class ExactVelocity:
         return like_input(value, x)
 
     def sample_marginal(self, t: float, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws of P_t: x = m_t y + sigma_t eps with y resampled by weight."""
+        """``n`` draws of P_t: x = m_t y + sigma_t eps with y resampled by weight.
+
+        Sharded: a collective; every rank returns the same draws. Rank 0's ``generator``
+        picks each draw's shard and its noise, the owning rank's picks the data point.
+        """
         out = self.schedule(torch.tensor(float(t), dtype=torch.float64))
-        idx = torch.multinomial(self.weights.cpu(), int(n), replacement=True, generator=generator)
-        eps = torch.randn(int(n), self.dim, generator=generator, dtype=torch.float64)
-        y = self.data.cpu().double()[idx]
+        if self.sharded:
+            y, eps = self._sharded_draws(int(n), generator)
+        else:
+            idx = torch.multinomial(
+                self.weights.cpu(), int(n), replacement=True, generator=generator
+            )
+            eps = torch.randn(int(n), self.dim, generator=generator, dtype=torch.float64)
+            y = self.data.cpu().double()[idx]
         return (out.m_t * y + out.sigma_t * eps).to(dtype=self.data.dtype, device=self.data.device)
+
+    def _sharded_draws(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """(y, eps) for ``n`` draws from the sharded data set, the same on every rank."""
+        w = self.weights.cpu()
+        mass = all_gather_cat(w.sum().reshape(1))  # each shard's share of the probability
+        owner = torch.multinomial(mass, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        owner, eps = broadcast(owner), broadcast(eps)
+        mine = int((owner == rank()).sum())
+        idx = (
+            torch.multinomial(w, mine, replacement=True, generator=generator)
+            if mine
+            else torch.zeros(0, dtype=torch.int64)
+        )
+        y = torch.empty(n, self.dim, dtype=torch.float64)
+        # the gather lists the draws by owning rank; a stable sort of owner does the same
+        mine_y = self.data[idx.to(self.data.device)].cpu().double()
+        y[torch.argsort(owner, stable=True)] = all_gather_cat(mine_y)
+        return y, eps
+
+
+def _combine_shards(ybar: Tensor, lse: Tensor, *, hard: bool) -> tuple[Tensor, Tensor]:
+    """The whole data set's posterior mean and log-sum-exp from every rank's share of them.
+
+    With L_r = logsumexp over rank r's share and M = max_r L_r, the total is
+    M + log sum_r exp(L_r - M) and the mean is sum_r exp(L_r - M) ybar_r / sum_r exp(L_r - M);
+    a share with negligible weight (or none) gets exp(L_r - M) = 0. ``hard``: the arg-max
+    point of the best share (the lowest rank among exact ties).
+    """
+    m = all_reduce(lse, "max")
+    if hard:
+        mine = torch.where(lse == m, float(rank()), float(world_size()))
+        winner = all_reduce(mine, "min") == rank()
+        return all_reduce(torch.where(winner[:, None], ybar, 0.0), "sum"), m
+    scale = torch.exp(lse - m)
+    # an empty share's mean is 0/0: where() drops it along with every zero scale
+    part = torch.where(scale[:, None] > 0, ybar * scale[:, None], 0.0)
+    total = all_reduce(torch.cat([part, scale[:, None]], dim=1), "sum")
+    return total[:, :-1] / total[:, -1:], m + torch.log(total[:, -1])
 
 
 class GaussianMixtureVelocity:

@@ -1,0 +1,271 @@
+"""Sharded evaluation on 2 gloo ranks equals a single-process run on the union.
+
+* ExactVelocity(sharded=True): each rank holds a share of the data set (uneven shares, an
+  empty share); the max-stabilised all-reduce of the shares' log-sum-exp and posterior
+  means must give the unsharded velocity, posterior mean and log-density to 1e-12
+  (relative, float64), also at queries where one share has negligible weight (its
+  exp(L_r - M) underflows to 0) and at t = 0 (arg-max) and t = tau (m = 0).
+* DOT (target, latent, naive), DRS, MH-GAN and DDLS with distributed=True: the samples are
+  split across the ranks, every random tensor is drawn for the whole batch and sliced, so
+  each rank must return the single-process result (per-sample arithmetic on fewer rows
+  may differ in the last bits, hence 1e-12 rather than equality).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from _ranks import run_ranks
+from scipy import stats
+
+from ottokit.distributed import rank
+from ottokit.dot import ddls, dot_latent, dot_target, drs, effective_lipschitz, mh_gan
+from ottokit.flowmatch import CondOT, ExactVelocity
+from ottokit.priors import Prior
+
+F64 = torch.float64
+RTOL = 1e-12
+TIMES = (0.0, 0.02, 0.5, 0.95, 1.0)
+SPLIT = 29  # rank 0 holds data[:29] (one cluster), rank 1 data[29:] (a far cluster)
+
+
+def _velocity_problem() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two clusters 40 apart, unequal weights; queries near each cluster and between them."""
+    g = torch.Generator().manual_seed(11)
+    near = torch.randn(SPLIT, 2, generator=g, dtype=F64) * torch.tensor([1.0, 0.5], dtype=F64)
+    far = 0.3 * torch.randn(8, 2, generator=g, dtype=F64) + 40.0
+    w = torch.rand(SPLIT + 8, generator=g, dtype=F64) + 0.05
+    x = torch.cat([
+        1.5 * torch.randn(12, 2, generator=g, dtype=F64),
+        far[:3] + 0.1 * torch.randn(3, 2, generator=g, dtype=F64),
+        torch.tensor([[20.0, 20.0], [1.0, 39.0]], dtype=F64),
+    ])
+    return torch.cat([near, far]), w / w.sum(), x
+
+
+def _evaluate(v: ExactVelocity, x: torch.Tensor) -> dict:
+    out = {}
+    for t in TIMES:
+        out[f"v{t}"] = v(t, x)
+        out[f"ybar{t}"] = v.posterior_mean(t, x)
+        if t > 0:
+            out[f"logp{t}"] = v.log_density(t, x)
+    return out
+
+
+def _message(fn) -> str:
+    try:
+        fn()
+    except ValueError as err:
+        return str(err)
+    return ""
+
+
+def _velocity_ranks(r: int) -> dict:
+    data, w, x = _velocity_problem()
+    mine = slice(0, SPLIT) if r == 0 else slice(SPLIT, None)
+    v = ExactVelocity(CondOT(1.0), data[mine], w[mine], sharded=True, data_chunk=7)
+    # uniform weights, rank 1's share empty
+    u = ExactVelocity(CondOT(1.0), data if r == 0 else data[:0], sharded=True)
+    per_share = w[mine] / w[mine].sum()
+    return {
+        "weighted": _evaluate(v, x),
+        "uniform": _evaluate(u, x),
+        "draws": v.sample_marginal(0.0, 20_000, torch.Generator().manual_seed(5 + r)),
+        "per_share_weights": _message(
+            lambda: ExactVelocity(CondOT(1.0), data[mine], per_share, sharded=True)
+        ),
+        "other_queries": _message(lambda: v(0.5, x + r)),
+        "grad": _message(lambda: v(0.5, x.clone().requires_grad_(True))),
+    }
+
+
+def _max_abs(t: torch.Tensor) -> float:
+    return float(t.abs().max()) if t.numel() else 0.0
+
+
+def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("case", ["weighted", "uniform"])
+def test_sharded_exact_velocity_equals_the_unsharded_one(velocity_ranks, case) -> None:
+    data, w, x = _velocity_problem()
+    ref = _evaluate(ExactVelocity(CondOT(1.0), data, w if case == "weighted" else None), x)
+    for got in (r[case] for r in velocity_ranks):
+        for key, value in ref.items():
+            if key.endswith("0.0"):  # arg-max at t = 0: the very same data point
+                assert torch.equal(got[key], value), key
+            else:
+                assert _max_rel(got[key], value) <= RTOL, key
+
+
+def test_a_share_with_negligible_weight_drops_out_exactly(velocity_ranks) -> None:
+    # at t = 0.02 each query near one cluster sees the other one at exp(-O(1e6)) = 0:
+    # the sharded result must be that cluster's posterior alone
+    data, w, x = _velocity_problem()
+    near = ExactVelocity(CondOT(1.0), data[:SPLIT], w[:SPLIT] / w[:SPLIT].sum())
+    far = ExactVelocity(CondOT(1.0), data[SPLIT:], w[SPLIT:] / w[SPLIT:].sum())
+    got = velocity_ranks[0]["weighted"]["ybar0.02"]
+    assert _max_rel(got[:12], near.posterior_mean(0.02, x[:12])) <= RTOL
+    assert _max_rel(got[12:15], far.posterior_mean(0.02, x[12:15])) <= RTOL
+
+
+def test_sharded_draws_agree_across_ranks_and_follow_the_weights(velocity_ranks) -> None:
+    data, w, _ = _velocity_problem()
+    d0, d1 = (r["draws"] for r in velocity_ranks)
+    assert torch.equal(d0, d1)
+    # at t = 0 (m = 1, sigma = 0) every draw is a data point, chosen with its weight
+    hit = (d0[:, None, :] == data[None, :, :]).all(dim=2)
+    assert torch.equal(hit.sum(dim=1), torch.ones(len(d0), dtype=torch.int64))
+    counts = hit.sum(dim=0).numpy()
+    assert stats.chisquare(counts, len(d0) * w.numpy()).pvalue > 1e-3
+
+
+def test_sharded_misuse_is_refused_on_every_rank(velocity_ranks) -> None:
+    for r in velocity_ranks:
+        assert "all ranks' shares together" in r["per_share_weights"]
+        assert "x must be the same on every rank" in r["other_queries"]
+        assert "does not propagate gradients" in r["grad"]
+
+
+def test_sharded_without_a_process_group_is_the_plain_velocity() -> None:
+    data, w, x = _velocity_problem()
+    ref = _evaluate(ExactVelocity(CondOT(1.0), data, w), x)
+    got = _evaluate(ExactVelocity(CondOT(1.0), data, w, sharded=True), x)
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
+N = 11  # odd: shares of 6 and 5 rows
+PRIOR = Prior("normal", (3,))
+UNIFORM = Prior("uniform", (3,))
+
+
+def _nets() -> tuple[torch.nn.Module, torch.nn.Module]:
+    g = torch.Generator().manual_seed(2)
+    nets = []
+    for d_in, d_out in ((3, 2), (2, 1)):
+        net = torch.nn.Sequential(
+            torch.nn.Linear(d_in, 16), torch.nn.Tanh(), torch.nn.Linear(16, d_out)
+        ).to(F64)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(0.7 * torch.randn(p.shape, generator=g, dtype=F64))
+        nets.append(net)
+    return nets[0], nets[1]
+
+
+def _dot_runs(distributed: bool) -> dict:
+    G, D = _nets()
+    g = torch.Generator().manual_seed(3)
+    z0 = torch.randn(N, 3, generator=g, dtype=F64)
+    zu = 2 * torch.rand(N, 3, generator=g, dtype=F64) - 1
+    with torch.no_grad():
+        y0 = G(z0) + 0.1 * torch.randn(N, 2, generator=g, dtype=F64)
+    x_real = torch.randn(N, 2, generator=g, dtype=F64)
+    kw = {"distributed": distributed}
+    K = effective_lipschitz(D, G, PRIOR, 20, "target", seed=7, **kw)
+    k = effective_lipschitz(D, G, PRIOR, 20, "latent", seed=7, **kw)
+    return {
+        "K": K,
+        "k": k,
+        "dot_target": dot_target(D, y0, K, 6, 0.05, clip=2.0, **kw),
+        "naive_target": dot_target(D, y0, K, 6, 0.05, mode="naive", **kw),
+        "dot_latent": dot_latent(D, G, z0, k, 6, 0.05, PRIOR, **kw),
+        "dot_latent_uniform": dot_latent(D, G, zu, k, 6, 0.05, UNIFORM, optimizer="sgd", **kw),
+        "naive_latent": dot_latent(D, G, z0, k, 6, 0.05, PRIOR, mode="naive", **kw),
+        "drs": drs(D, G, PRIOR, 12, n_pilot=40, batch_size=16, seed=3, **kw),
+        "drs_exact": drs(D, G, PRIOR, 5, mode="exact", n_pilot=20, batch_size=7, seed=4, **kw),
+        "mh_gan": mh_gan(D, G, PRIOR, x_real, 8, seed=4, **kw),
+        "ddls_mala": ddls(D, G, z0, 0.05, 6, PRIOR, mala=True, seed=5, **kw),
+        "ddls_uniform": ddls(D, G, zu, 0.05, 6, UNIFORM, seed=6, **kw),
+    }
+
+
+def _dot_ranks(r: int) -> dict:
+    out = _dot_runs(True)
+    G, D = _nets()
+    z0 = torch.randn(N, 3, dtype=F64)  # torch's global stream: differs between the ranks
+    out["unseeded_K"] = effective_lipschitz(D, G, PRIOR, 20, distributed=True)
+    out["unseeded_ddls"] = ddls(D, G, torch.zeros(N, 3, dtype=F64), 0.1, 3, distributed=True)
+    out["other_z0"] = _message(lambda: ddls(D, G, z0, 0.1, 3, seed=1, distributed=True))
+    out["other_K"] = _message(
+        lambda: dot_target(D, torch.zeros(N, 2, dtype=F64), 1.0 + rank(), 2, distributed=True)
+    )
+    return out
+
+
+def _both(r: int) -> tuple[dict, dict]:
+    return _velocity_ranks(r), _dot_ranks(r)
+
+
+@pytest.fixture(scope="module")
+def ranks() -> list[tuple[dict, dict]]:
+    """Both parts on one pair of gloo processes (spawning a pair costs seconds)."""
+    return run_ranks(_both)
+
+
+@pytest.fixture(scope="module")
+def velocity_ranks(ranks) -> list[dict]:
+    return [v for v, _ in ranks]
+
+
+@pytest.fixture(scope="module")
+def dot_ranks(ranks) -> list[dict]:
+    return [d for _, d in ranks]
+
+
+@pytest.fixture(scope="module")
+def dot_single() -> dict:
+    return _dot_runs(False)
+
+
+METHODS = [
+    "dot_target", "naive_target", "dot_latent", "dot_latent_uniform", "naive_latent",
+    "drs", "drs_exact", "mh_gan", "ddls_mala", "ddls_uniform",
+]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_distributed_post_processing_equals_a_single_process_run(
+    dot_ranks, dot_single, method
+) -> None:
+    ref = dot_single[method]
+    for r in dot_ranks:
+        got = r[method]
+        for f in dataclasses.fields(ref):
+            a, b = getattr(got, f.name), getattr(ref, f.name)
+            if f.name == "wall_time":
+                assert a > 0
+            elif isinstance(b, torch.Tensor) and b.is_floating_point():
+                assert a.shape == b.shape, f.name
+                fin = torch.isfinite(b)  # MH-GAN latents are NaN where a chain never moved
+                assert torch.equal(fin, torch.isfinite(a)), f.name
+                assert _max_abs((a - b)[fin]) <= RTOL * _max_abs(b[fin]), f.name
+            elif isinstance(b, torch.Tensor):
+                assert torch.equal(a, b), f.name
+            elif isinstance(b, float):
+                assert a == pytest.approx(b, rel=RTOL, abs=0.0), f.name
+            else:
+                assert a == b, f.name
+    # a sampler that moved nothing would pass the comparison trivially
+    assert ref.samples.shape[0] > 0 and not torch.equal(ref.samples, ref.samples[:1])
+
+
+def test_distributed_keff_is_rank_0s_estimate(dot_ranks, dot_single) -> None:
+    for r in dot_ranks:
+        assert r["K"] == pytest.approx(dot_single["K"], rel=RTOL, abs=0.0)
+        assert r["k"] == pytest.approx(dot_single["k"], rel=RTOL, abs=0.0)
+    r0, r1 = dot_ranks
+    assert r0["unseeded_K"] == r1["unseeded_K"] > 0
+    # without a seed the ranks still share one stream: one chain set, not two
+    assert torch.equal(r0["unseeded_ddls"].latents, r1["unseeded_ddls"].latents)
+    assert not torch.equal(r0["unseeded_ddls"].latents, torch.zeros(N, 3, dtype=F64))
+
+
+def test_distributed_arguments_that_differ_between_ranks_are_refused(dot_ranks) -> None:
+    for r in dot_ranks:
+        assert "z0 must be the same on every rank" in r["other_z0"]
+        assert "K must be the same on every rank" in r["other_K"]
