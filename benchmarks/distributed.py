@@ -8,6 +8,9 @@ adds a job of one process with N threads: N cores without torch.distributed). Ca
 
 * ``exact_velocity``: ``ExactVelocity(CondOT(1.0), shard_rows(data), sharded=True)(0.5, x)``
   with 10^6 data points and 10^4 queries in d = 2 (float32); one step = one call.
+* ``train_velocity``: ``train_velocity`` of a 4 x 512 velocity MLP (float32) on 10^5 points
+  in d = 2 with a global batch of 4096, under DistributedDataParallel when P > 1; one
+  step = one optimiser step (the first, which builds DDP's buckets, is not timed).
 
 A case returns its step times, CPU times, base memory and a result tensor (rank 0's,
 compared across process counts). JSON: ``benchmarks/results/distributed.json``.
@@ -37,7 +40,7 @@ import torch
 sys.path.insert(0, str(h.ROOT.parent / "src"))
 
 from ottokit import distributed as dist  # noqa: E402
-from ottokit.flowmatch import CondOT, ExactVelocity  # noqa: E402
+from ottokit.flowmatch import CondOT, ExactVelocity, TrainConfig, train_velocity  # noqa: E402
 
 GOAL_EFFICIENCY = 0.8
 DEFINITIONS = {
@@ -83,8 +86,31 @@ def exact_velocity(args: argparse.Namespace) -> dict[str, Any]:
     return {"step_s": walls, "cpu_s": cpus, "base_rss_mb": base, "result": out}
 
 
+def train_velocity_case(args: argparse.Namespace) -> dict[str, Any]:
+    """Data-parallel flow-matching training: every rank draws the global batch, trains on
+    its slice; the result is rank 0's final parameters."""
+    data = torch.randn(100_000, 2, generator=torch.Generator().manual_seed(0))
+    config = TrainConfig(
+        n_steps=args.train_steps + 1, batch_size=args.batch_size, hidden=512, depth=4,
+        checkpoint_every=10**6, seed=0,
+    )
+    marks: list[tuple[float, float]] = []
+
+    def tick(step: int, loss: float) -> None:
+        marks.append((time.perf_counter(), time.process_time()))
+
+    h.reset_peak()
+    base = h.rss_mb()
+    res = train_velocity(CondOT(), data, config, callback=tick)
+    walls = [b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False)]
+    cpus = [b[1] - a[1] for a, b in zip(marks, marks[1:], strict=False)]
+    params = torch.cat([p.detach().flatten() for p in res.model.parameters()])
+    return {"step_s": walls, "cpu_s": cpus, "base_rss_mb": base, "result": params}
+
+
 CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "exact_velocity": exact_velocity,
+    "train_velocity": train_velocity_case,
 }
 
 
@@ -112,6 +138,7 @@ def launch(case: str, procs: int, threads: int, args: argparse.Namespace) -> dic
             "--n-queries", str(args.n_queries), "--steps", str(args.steps),
             "--dtype", args.dtype,
             "--query-chunk", str(args.query_chunk), "--data-chunk", str(args.data_chunk),
+            "--train-steps", str(args.train_steps), "--batch-size", str(args.batch_size),
         ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         load0, t0 = h.load_avg(), time.perf_counter()
@@ -187,6 +214,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--query-chunk", type=int, default=0, help="ExactVelocity's (0: default)")
     p.add_argument("--data-chunk", type=int, default=0, help="ExactVelocity's (0: default)")
+    p.add_argument("--train-steps", type=int, default=20, help="train_velocity's timed steps")
+    p.add_argument("--batch-size", type=int, default=4096, help="train_velocity's global batch")
     p.add_argument("--with-threads", action="store_true", help="also 1 process x N threads")
     p.add_argument("--quick", action="store_true", help="10^5 data x 10^3 queries, 1 repeat")
     p.add_argument("--out", type=Path, default=None)
@@ -195,7 +224,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
-        args.n_data, args.n_queries, args.repeats = 100_000, 1_000, 1
+        args.n_data, args.n_queries, args.repeats, args.train_steps = 100_000, 1_000, 1, 4
     return args
 
 
