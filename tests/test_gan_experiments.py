@@ -13,7 +13,8 @@ from _gan_cases import DT, affine_closed_form, mlp
 from torch import nn
 
 from ottokit.experiments import _registry
-from ottokit.experiments.gan_geometry import GanGeometryConfig, metric_concentration
+from ottokit.experiments.gan_geometry import GanGeometryConfig
+from ottokit.experiments.gan_geometry.concentration import metric_concentration
 from ottokit.experiments.gan_geometry import run as run_geometry
 from ottokit.experiments.gan_optimizers import OPTIMIZERS, GanOptimizersConfig, _make_optimizer
 from ottokit.experiments.gan_optimizers import run as run_optimizers
@@ -146,7 +147,7 @@ def test_gan_geometry_tiny(tmp_path):
         assert max(v["algorithm1_max_abs"]) <= 1e-10 * v["grad_scale"]
         assert 1.5 < v["autograd_order"] < 2.5
     # EDI residual decreases with the grid for every f
-    for v in m["edi"]["f"].values():
+    for v in m["edi"]["divergences"].values():
         assert v["max_rel_error"][1] < v["max_rel_error"][0]
     # the game Jacobian's spectrum is that of a real matrix: conjugate pairs
     snap = m["game"]["snapshots"][-1]

@@ -1,0 +1,45 @@
+"""Experiments made of studies: each study is a frozen dataclass of named results.
+
+A study module provides ``study(config) -> XStudy`` (the computation), ``checks(s)`` (the
+seed's claims read from the fields), and ``figure(s, path)``. The experiment's ``run`` loops
+over its studies and writes :func:`study_metrics` of each to ``metrics.json``. Fields that
+only a figure needs (solver objects, raw arrays already summarised elsewhere) are declared
+with ``field(metadata=FIGURE_ONLY)`` and left out of the metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ottokit.experiments._runner import to_jsonable
+
+__all__ = ["FIGURE_ONLY", "fmt_list", "study_metrics"]
+
+FIGURE_ONLY = {"metric": False}
+
+
+def study_metrics(study: Any) -> dict[str, Any]:
+    """The fields of a study dataclass as JSON values (``asdict``), without figure-only ones."""
+    if not dataclasses.is_dataclass(study) or isinstance(study, type):
+        raise TypeError(f"study must be a dataclass instance, got {type(study).__name__}")
+    return {
+        f.name: to_jsonable(_plain(getattr(study, f.name)))
+        for f in dataclasses.fields(study)
+        if f.metadata.get("metric", True)
+    }
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return study_metrics(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def fmt_list(values: Any, spec: str) -> str:
+    """``[v0, v1, ...]`` with each value formatted by ``spec``."""
+    return "[" + ", ".join(format(float(v), spec) for v in values) + "]"
