@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
+from ottokit.experiments._runner import to_jsonable
 from ottokit.experiments._studies import FIGURE_ONLY, fmt_list, study_metrics
 
 
@@ -28,11 +30,13 @@ class _Study:
 
 def test_study_metrics_are_the_fields_without_figure_only_ones() -> None:
     row = _Row(3, np.array([0.5, 0.25]), raw=object())
-    s = _Study(float("nan"), [row], {7: row}, raw=object())
-    m = study_metrics(s)
+    m = study_metrics(_Study(float("nan"), [row], {7: row}, raw=object()))
     expected_row = {"budget": 3, "error": [0.5, 0.25]}
-    assert m == {"order": "nan", "rows": [expected_row], "by_name": {"7": expected_row}}
-    assert json.loads(json.dumps(m, allow_nan=False)) == m
+    assert math.isnan(m.pop("order"))
+    assert m == {"rows": [expected_row], "by_name": {7: expected_row}}
+    assert type(m["rows"][0]["error"]) is list
+    written = json.loads(json.dumps(to_jsonable(study_metrics(_Study(np.nan, [row], {}, None)))))
+    assert written == {"order": "nan", "rows": [expected_row], "by_name": {}}
 
 
 def test_study_metrics_refuses_what_is_not_a_dataclass_instance() -> None:

@@ -21,7 +21,7 @@ Platt-calibrated discriminator).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,23 +39,19 @@ from ottokit._config import (
     validate_config,
 )
 from ottokit.data import digits
-from ottokit.dot import (
-    calibrate,
-    ddls,
-    dot_latent,
-    dot_target,
-    drs,
-    effective_lipschitz,
-    mh_gan,
-)
+from ottokit.dot import dot_latent
 from ottokit.experiments._dot_common import (
+    Lipschitz,
+    Streams,
+    compare_methods,
     fit_frozen,
+    fit_ratio_classifier,
     npz_key,
     resolve_device,
     summarise_seeds,
-    timed,
 )
 from ottokit.experiments._registry import Experiment, register
+from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
 from ottokit.gan.losses import LossName, make_loss
 from ottokit.gan.nets import ConvDiscriminator8, ConvGenerator8, build_seeded
 from ottokit.gan.train import GANTrainConfig, train_gan
@@ -65,7 +61,7 @@ from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
-__all__ = ["DotDigitsConfig", "METHODS", "SEED_TABLE", "run"]
+__all__ = ["DigitsRun", "DotDigitsConfig", "DotDigitsStudy", "METHODS", "SEED_TABLE", "run"]
 
 SEED_FILE = "003_2d1dd43e5c2336b5.txt"
 CLAIM = (
@@ -102,9 +98,8 @@ class DotDigitsConfig(ValidatedConfig):
     ``betas``), ``n_critic`` D steps per G step, ``batch_size``, ``train_steps``. The
     generator that is post-processed is the exponential moving average of the generator's
     parameters with decay ``ema_decay`` (``0`` post-processes the last iterate). On this
-    small data set the last iterate oscillates (FID-like 30-130 from one 500-step check to
-    the next in trials), while the average settles (about 13 after 5,000 steps); the
-    last iterate's scores are reported beside it. The discriminator of the run was
+    small data set the last iterate oscillates from one check to the next, while the average
+    settles; the last iterate's scores are reported beside it. The discriminator of the run was
     trained against the iterates, never against their average, so before any
     post-processing it is trained for ``critic_steps`` more steps alone against the
     frozen generator that is post-processed (:func:`ottokit.gan.fit_discriminator`, the
@@ -126,13 +121,13 @@ class DotDigitsConfig(ValidatedConfig):
     Platt-calibrated on ``n_calibration`` held-out real and generated images.
     ``ratio_steps > 0`` gives them instead a fresh classifier of the same architecture
     trained that many steps with the logistic loss against the frozen generator (as in
-    dot-toy); on the 1,347 training digits it overfits (calibration slope about 5 against
-    about 2) and made them worse in a quick run (FID-like DRS 91 against 44, MH-GAN 153
-    against 60, DDLS 21.7 against 14.7).
+    dot-toy); on the 1,347 training digits it overfits and made them worse in quick runs.
 
     Metrics: ``n_eval`` images per method; FID-like against the digits test split, IS-like,
     k-NN precision/recall, all in the features of a digits CNN trained here
-    (``features_epochs``) and cached in the run directory.
+    (``features_epochs``) and cached in the run directory. One GAN is trained per run seed
+    ``seed + s`` for ``s`` in ``seeds``; every random draw of a run comes from the named
+    streams of that seed (:class:`ottokit.experiments._dot_common.Streams`).
     """
 
     seeds: tuple[int, ...] = param(
@@ -227,7 +222,7 @@ class DotDigitsConfig(ValidatedConfig):
 
     @classmethod
     def quick(cls) -> DotDigitsConfig:
-        """Width 32 nets, 5,000 generator steps, two seeds (about eight minutes on one CPU core)."""
+        """Width 32 nets, 5,000 generator steps, two seeds."""
         return cls(
             seeds=(0, 1),
             g_width=32,
@@ -240,6 +235,7 @@ class DotDigitsConfig(ValidatedConfig):
 
 
 def _score(x: Tensor, reference: np.ndarray, feats: DigitsFeatures) -> dict[str, float]:
+    """FID-like and IS-like scores and k-NN precision/recall in the digits CNN's features."""
     imgs = x.detach().cpu().float().numpy()
     pr = digits_precision_recall(imgs, reference, feats)
     return {
@@ -251,11 +247,17 @@ def _score(x: Tensor, reference: np.ndarray, feats: DigitsFeatures) -> dict[str,
 
 
 def _train(
-    cfg: DotDigitsConfig, seed: int, data: np.ndarray, out: Path, dev: torch.device
+    cfg: DotDigitsConfig,
+    seed: int,
+    streams: Streams,
+    data: np.ndarray,
+    out: Path,
+    dev: torch.device,
 ) -> tuple[nn.Module, nn.Module, nn.Module, dict[str, Any]]:
     """Train one GAN; return (the generator to post-process, D, the last iterate, info)."""
-    G = build_seeded(seed, lambda: ConvGenerator8(cfg.latent_dim, cfg.g_width)).to(dev)
-    D = build_seeded(seed + 10_000, lambda: ConvDiscriminator8(cfg.d_width, True)).to(dev)
+    G = build_seeded(streams.generator_init, lambda: ConvGenerator8(cfg.latent_dim, cfg.g_width))
+    G = G.to(dev)
+    D = build_seeded(streams.critic_init, lambda: ConvDiscriminator8(cfg.d_width, True)).to(dev)
     g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     tc = GANTrainConfig(
@@ -265,7 +267,7 @@ def _train(
         eval_every=0,
         eval_metric="none",
         checkpoint_every=max(cfg.train_steps // 5, 1),
-        seed=seed,
+        seed=streams.training,
         device=str(dev),
         prior="normal",
         log_every=max(cfg.train_steps // 20, 1),
@@ -303,11 +305,72 @@ def _train(
             batch_size=cfg.batch_size,
             prior="normal",
             latent_dim=cfg.latent_dim,
-            seed=seed + 31,
+            seed=streams.critic_fit,
             device=dev,
         )
     D.eval().requires_grad_(False)
     return G_use, D, G, info
+
+
+@dataclass(frozen=True)
+class DigitsRun:
+    """One GAN trained on the digits, and every method's scores on it.
+
+    Attributes:
+        seed: the run seed (its random streams are ``Streams.from_seed(seed)``).
+        scores: per method, FID-like, IS-like, precision, recall and samples per second.
+        K: the Lipschitz constants of DOT.
+        diagnostics: per method, what it did (see :meth:`MethodRuns.diagnostics`), and the
+            baselines' classifier fit when ``ratio_steps > 0``.
+        sweep: per (lr, steps) cell of the latent-DOT sweep, its scores, the mean rise of D
+            and the mean image and latent displacements.
+        train: training wall time, final loss, the critic's further fit and the last
+            iterate's scores.
+        images: the first 64 images of every method (figure only).
+    """
+
+    seed: int
+    scores: dict[str, dict[str, float]]
+    K: Lipschitz
+    diagnostics: dict[str, dict[str, Any]]
+    sweep: list[dict[str, float]]
+    train: dict[str, Any]
+    images: dict[str, np.ndarray] = field(metadata=FIGURE_ONLY)
+
+
+def _sweep(
+    cfg: DotDigitsConfig,
+    D: nn.Module,
+    G: nn.Module,
+    prior: Prior,
+    z0: Tensor,
+    y0: Tensor,
+    k_used: float,
+    x_test: np.ndarray,
+    feats: DigitsFeatures,
+) -> list[dict[str, float]]:
+    """Latent DOT from the same z0 for every (lr, steps) of ``sweep_lrs`` x ``sweep_steps``."""
+    cells = []
+    with torch.no_grad():
+        d0 = D(y0).double()
+    for lr in cfg.sweep_lrs:
+        for n_steps in cfg.sweep_steps:
+            r = dot_latent(D, G, z0, k_used, n_steps, lr, prior, optimizer="sgd")
+            with torch.no_grad():
+                rise = float((D(r.samples).double() - d0).mean())
+            image_move = torch.linalg.vector_norm((r.samples - y0).flatten(1).double(), dim=1)
+            latent_move = torch.linalg.vector_norm((r.latents - z0).flatten(1).double(), dim=1)
+            cells.append(
+                {
+                    "lr": float(lr),
+                    "steps": int(n_steps),
+                    **_score(r.samples, x_test, feats),
+                    "mean_D_rise": rise,
+                    "mean_image_displacement": float(image_move.mean()),
+                    "mean_latent_displacement": float(latent_move.mean()),
+                }
+            )
+    return cells
 
 
 def run_one(
@@ -318,52 +381,19 @@ def run_one(
     feats: DigitsFeatures,
     x_train: np.ndarray,
     x_test: np.ndarray,
-) -> dict[str, Any]:
-    """Train one GAN on the digits and score every post-processing method on it."""
-    G, D, G_last, info = _train(cfg, seed, x_train, out, dev)
+) -> tuple[DigitsRun, dict[str, np.ndarray]]:
+    """Train one GAN on the digits and score every post-processing method on it.
+
+    Returns the run and every method's images (for the run's .npz file).
+    """
+    streams = Streams.from_seed(seed)
+    G, D, G_last, info = _train(cfg, seed, streams, x_train, out, dev)
     prior = Prior("normal", (cfg.latent_dim,))
-    gen = torch.Generator(device=dev).manual_seed(seed + 77)
-    z0 = prior.sample(cfg.n_eval, generator=gen, device=dev, dtype=torch.float32)
-    if G_last is not G:
-        with torch.no_grad():
-            info["last_iterate"] = _score(G_last(z0), x_test, feats)
-    samples: dict[str, Tensor] = {}
-    times: dict[str, float] = {}
-    extra: dict[str, Any] = {}
-    with torch.no_grad():
-        y0, times["generator"] = timed(lambda: G(z0), dev)
-    samples["generator"] = y0
-    k_lat = effective_lipschitz(D, G, prior, cfg.k_pairs, "latent", seed=seed + 5)
-    k_tgt = effective_lipschitz(D, G, prior, cfg.k_pairs, "target", seed=seed + 5)
-    K_l, K_t = cfg.k_factor * k_lat, cfg.k_factor * k_tgt
-    runs = {
-        "naive latent": dot_latent(
-            D, G, z0, K_l, cfg.dot_steps, cfg.dot_lr, prior, optimizer="sgd", mode="naive"
-        ),
-        "DOT latent": dot_latent(D, G, z0, K_l, cfg.dot_steps, cfg.dot_lr, prior, optimizer="sgd"),
-        "DOT target": dot_target(D, y0, K_t, cfg.dot_steps, cfg.dot_lr, "sgd", clip=1.0),
-    }
-    for label, r in runs.items():
-        samples[label] = r.samples
-        times[label] = r.wall_time + times["generator"]
-        with torch.no_grad():
-            extra[label] = {
-                "mean_D_before": float(D(y0).double().mean()),
-                "mean_D_after": float(D(r.samples).double().mean()),
-                "objective_start": float(r.objective[0]),
-                "objective_end": float(r.objective[-1]),
-                "mean_image_displacement": float(
-                    torch.linalg.vector_norm((r.samples - y0).flatten(1).double(), dim=1).mean()
-                ),
-                "K": r.K,
-            }
-    D_ratio: nn.Module = D
+    ratio, extra = None, {}
     if cfg.ratio_steps > 0:
-        D_ratio = build_seeded(seed + 20_000, lambda: ConvDiscriminator8(cfg.d_width, True)).to(dev)
-        extra["ratio_fit"] = fit_frozen(
-            D_ratio,
+        ratio, extra["ratio_fit"] = fit_ratio_classifier(
+            lambda: ConvDiscriminator8(cfg.d_width, True),
             G,
-            "ns",
             x_train,
             cfg.lr,
             tuple(cfg.betas),
@@ -371,83 +401,239 @@ def run_one(
             batch_size=cfg.batch_size,
             prior="normal",
             latent_dim=cfg.latent_dim,
-            seed=seed + 23,
+            streams=streams,
             device=dev,
         )
-    with torch.no_grad():
-        n_cal = min(cfg.n_calibration, len(x_test))
-        real_h = torch.as_tensor(x_test[:n_cal], device=dev)
-        fake_h = G(prior.sample(cfg.n_calibration, generator=gen, device=dev))
-        cal = calibrate(D_ratio(real_h), D_ratio(fake_h), "logistic")
-    D_cal = cal.wrap(D_ratio)
-    extra["calibration"] = {"coef": cal.coef, "intercept": cal.intercept}
-
-    r_drs = drs(
-        D_cal, G, prior, cfg.n_eval, percentile=cfg.drs_percentile, n_pilot=cfg.drs_pilot,
-        seed=seed + 11,
-    )  # fmt: skip
-    samples["DRS"], times["DRS"] = r_drs.samples, r_drs.wall_time
-    extra["DRS"] = {
-        "acceptance_rate": r_drs.acceptance_rate,
-        "n_returned": int(r_drs.samples.shape[0]),
-    }
-    rng = np.random.default_rng(seed + 19)
-    chains = torch.as_tensor(x_test[rng.integers(0, len(x_test), cfg.n_eval)], device=dev)
-    r_mh, t_mh = timed(
-        lambda: mh_gan(D_ratio, G, prior, chains, cfg.mh_proposals, calibrator=cal, seed=seed + 13),
-        dev,
+    chains = x_test[np.random.default_rng(streams.mh_chains).integers(0, len(x_test), cfg.n_eval)]
+    runs = compare_methods(
+        G,
+        D,
+        prior,
+        cfg,
+        streams,
+        real_calibration=torch.as_tensor(x_test[: cfg.n_calibration], device=dev),
+        real_chains=torch.as_tensor(chains, device=dev),
+        optimizer="sgd",
+        clip=1.0,
+        naive="latent",
+        ratio=ratio,
+        device=dev,
     )
-    mh_x = r_mh.samples.clone()
-    stuck = r_mh.from_real
-    if bool(stuck.any()):  # never-moved chains restart from a generated image
+    z0, y0 = runs.latents, runs.samples["generator"]
+    if G_last is not G:
         with torch.no_grad():
-            mh_x[stuck] = G(prior.sample(int(stuck.sum()), generator=gen, device=dev))
-    samples["MH-GAN"], times["MH-GAN"] = mh_x, t_mh
-    extra["MH-GAN"] = {
-        "acceptance_rate": r_mh.acceptance_rate,
-        "never_moved_fraction": float(stuck.double().mean()),
-    }
-    r_dd = ddls(D_cal, G, z0, cfg.ddls_step, cfg.ddls_steps, prior, seed=seed + 17)
-    samples["DDLS"], times["DDLS"] = r_dd.samples, r_dd.wall_time + times["generator"]
-
-    sweep = []
-    with torch.no_grad():
-        d0 = D(y0).double()
-    for lr in cfg.sweep_lrs:
-        for n_steps in cfg.sweep_steps:
-            r = dot_latent(D, G, z0, K_l, n_steps, lr, prior, optimizer="sgd")
-            with torch.no_grad():
-                rise = float((D(r.samples).double() - d0).mean())
-            sweep.append(
-                {
-                    "lr": float(lr),
-                    "steps": int(n_steps),
-                    **_score(r.samples, x_test, feats),
-                    "mean_D_rise": rise,
-                    "mean_image_displacement": float(
-                        torch.linalg.vector_norm((r.samples - y0).flatten(1).double(), dim=1).mean()
-                    ),
-                    "mean_latent_displacement": float(
-                        torch.linalg.vector_norm((r.latents - z0).flatten(1).double(), dim=1).mean()
-                    ),
-                }
-            )
-
-    metrics: dict[str, dict[str, float]] = {}
+            info["last_iterate"] = _score(G_last(z0), x_test, feats)
+    images = {k: v.detach().cpu().float().numpy() for k, v in runs.samples.items()}
+    scores = {}
     for label in METHODS:
-        rec = _score(samples[label], x_test, feats)
-        rec["samples_per_s"] = samples[label].shape[0] / max(times[label], 1e-9)
-        metrics[label] = rec
-    return {
-        "seed": seed,
-        "metrics": metrics,
-        "K": {"k_eff_latent": k_lat, "K_eff_target": k_tgt, "k_used": K_l, "K_used": K_t},
-        "diagnostics": extra,
-        "sweep": sweep,
-        "train": info,
-        "images": {k: v[:64].detach().cpu().float().numpy() for k, v in samples.items()},
-        "all_images": {k: v.detach().cpu().float().numpy() for k, v in samples.items()},
+        scores[label] = _score(runs.samples[label], x_test, feats)
+        scores[label]["samples_per_s"] = runs.samples_per_s(label)
+    record = DigitsRun(
+        seed=seed,
+        scores=scores,
+        K=runs.K,
+        diagnostics={**runs.diagnostics(), **extra},
+        sweep=_sweep(cfg, D, G, prior, z0, y0, runs.K.k_used, x_test, feats),
+        train=info,
+        images={k: v[:64] for k, v in images.items()},
+    )
+    return record, images
+
+
+@dataclass(frozen=True)
+class DotDigitsStudy:
+    """Every seed's run, summarised over seeds, beside the real data's own scores.
+
+    Attributes:
+        table: per method and score, mean/std/min/max over seeds.
+        table_rows: the same as one row per method.
+        runs: one per seed.
+        sweep: per (lr, steps) cell of the latent-DOT sweep, its values over seeds.
+        real_floor: FID-like of the test split against the training split, IS-like of the
+            test split.
+        last_iterate: the last iterate's scores over seeds (None without an average).
+        features_accuracy: test accuracy of the digits CNN whose features score.
+        seeds: the run seeds.
+        k_factor: K = k_factor x k_eff (K_eff).
+        real_images: 64 test digits (figure only).
+    """
+
+    table: dict[str, dict[str, dict[str, float]]]
+    table_rows: list[dict[str, Any]]
+    runs: list[DigitsRun]
+    sweep: list[dict[str, Any]]
+    real_floor: dict[str, float]
+    last_iterate: dict[str, dict[str, float]] | None
+    features_accuracy: float
+    seeds: list[int]
+    k_factor: float
+    real_images: np.ndarray = field(metadata=FIGURE_ONLY)
+
+    def per_seed(self, method: str, key: str) -> list[float]:
+        """One score of one method, per seed."""
+        return [r.scores[method][key] for r in self.runs]
+
+
+def _aggregate_sweep(runs: list[DigitsRun]) -> list[dict[str, Any]]:
+    """Mean/std over seeds of every (lr, steps) cell of the latent-DOT sweep."""
+    rows = []
+    for i, cell in enumerate(runs[0].sweep):
+        row: dict[str, Any] = {"lr": cell["lr"], "steps": cell["steps"]}
+        for key in cell:
+            if key not in ("lr", "steps"):
+                row[key] = summarise_seeds([r.sweep[i][key] for r in runs])
+        rows.append(row)
+    return rows
+
+
+def study(config: DotDigitsConfig, out: Path, dev: torch.device) -> DotDigitsStudy:
+    """One run per seed (images saved under ``out/samples``), summarised over seeds."""
+    feats = DigitsFeatures(
+        cache_dir=out / "features", device=dev, seed=0, epochs=config.features_epochs
+    )
+    x_train, _ = digits("train")
+    x_test, _ = digits("test")
+    seeds = [config.seed + s for s in config.seeds]
+    runs = []
+    with progress_bar(len(seeds), "dot-digits") as bar:
+        for s in seeds:
+            bar.update(description=f"dot-digits: seed {s}")
+            rec, images = run_one(config, s, out, dev, feats, x_train, x_test)
+            (out / "samples").mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(
+                out / "samples" / f"digits-seed{s}.npz",
+                **{npz_key(k): v for k, v in images.items()},
+            )
+            runs.append(rec)
+            bar.advance()
+    table = {
+        m: {k: summarise_seeds([r.scores[m][k] for r in runs]) for k in runs[0].scores[m]}
+        for m in METHODS
     }
+    last = [r.train["last_iterate"] for r in runs if "last_iterate" in r.train]
+    return DotDigitsStudy(
+        table=table,
+        table_rows=[{"method": m, **table[m]} for m in METHODS],
+        runs=runs,
+        sweep=_aggregate_sweep(runs),
+        real_floor={
+            "fid_test_vs_train": digits_fid(x_test, x_train, feats),
+            "is_test": digits_is(x_test, feats)[0],
+        },
+        last_iterate={k: summarise_seeds([x[k] for x in last]) for k in last[0]} if last else None,
+        features_accuracy=feats.accuracy,
+        seeds=seeds,
+        k_factor=config.k_factor,
+        real_images=x_test[:64],
+    )
+
+
+def _seq(v: list[float]) -> str:
+    return "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
+
+
+def checks(s: DotDigitsStudy) -> list[Check]:
+    """Seed 003's image claims: latent DOT improves the generator and beats the naive ascent;
+    image-space DOT fails."""
+    g_fid, g_is = s.per_seed("generator", "fid"), s.per_seed("generator", "is")
+    l_fid, l_is = s.per_seed("DOT latent", "fid"), s.per_seed("DOT latent", "is")
+    n_fid, n_is = s.per_seed("naive latent", "fid"), s.per_seed("naive latent", "is")
+    t_fid = s.per_seed("DOT target", "fid")
+    latent_improves = np.mean(l_fid) < np.mean(g_fid) and np.mean(l_is) > np.mean(g_is)
+    gap = (np.mean(n_fid) - np.mean(l_fid)) / np.mean(n_fid)
+    target_fails = np.mean(t_fid) >= np.mean(g_fid) and np.mean(l_fid) < np.mean(t_fid)
+    return [
+        Check(
+            "Seed 003 table: latent DOT improves the generator's scores (FID-like down and "
+            "IS-like up, mean over seeds)",
+            bool(latent_improves),
+            f"FID-like generator {_seq(g_fid)} -> DOT latent {_seq(l_fid)}; IS-like generator "
+            f"{_seq(g_is)} -> DOT latent {_seq(l_is)}",
+        ),
+        Check(
+            "Seed 003 comment 2: for images DOT (latent) is better than the naive D-ascent "
+            "(lower FID-like, mean over seeds), if only slightly",
+            bool(np.mean(l_fid) < np.mean(n_fid)),
+            f"FID-like DOT latent {_seq(l_fid)} vs naive latent {_seq(n_fid)} (relative gap "
+            f"{100 * gap:.1f}% of naive); IS-like {_seq(l_is)} vs {_seq(n_is)}",
+        ),
+        Check(
+            "Seed 003 §3.2: DOT in image space fails (FID-like not better than the generator) "
+            "while latent DOT does better than image-space DOT",
+            bool(target_fails),
+            f"FID-like generator {_seq(g_fid)}, DOT target (image space) {_seq(t_fid)}, DOT "
+            f"latent {_seq(l_fid)}",
+        ),
+    ]
+
+
+def comparisons(s: DotDigitsStudy) -> list[Comparison]:
+    """The seed's IS/FID table beside ours, and each sweep cell beside the original rule."""
+    table, floor = s.table, s.real_floor
+    rows = [
+        Comparison(
+            f"{name}: IS / FID, generator -> DOT",
+            "(seed's data set, not run here)",
+            f"{a[0]:.2f}/{a[1]:.2f} -> {b[0]:.2f}/{b[1]:.2f}",
+            "Inception IS / FID, seed 003 §3.2",
+        )
+        for name, (a, b) in SEED_TABLE.items()
+    ]
+    g, d = table["generator"], table["DOT latent"]
+    rows.append(
+        Comparison(
+            "digits 8x8 (ours): IS-like / FID-like, generator -> DOT latent (mean ± std over "
+            f"{len(s.seeds)} seeds)",
+            f"{g['is']['mean']:.2f}±{g['is']['std']:.2f} / "
+            f"{g['fid']['mean']:.2f}±{g['fid']['std']:.2f} -> "
+            f"{d['is']['mean']:.2f}±{d['is']['std']:.2f} / "
+            f"{d['fid']['mean']:.2f}±{d['fid']['std']:.2f}",
+            None,
+            f"digits-CNN features, not Inception; real test vs train: IS-like "
+            f"{floor['is_test']:.2f}, FID-like {floor['fid_test_vs_train']:.2f}",
+        )
+    )
+    rows += [
+        Comparison(
+            f"sweep: latent DOT, SGD lr {row['lr']:g}, {row['steps']} steps: IS-like / "
+            "FID-like (generator -> DOT latent, mean over seeds)",
+            f"{g['is']['mean']:.2f} / {g['fid']['mean']:.2f}"
+            f" -> {row['is']['mean']:.2f} / {row['fid']['mean']:.2f}",
+            "SGD lr 0.01, 10-100 updates (original rule)",
+            f"mean D rise {row['mean_D_rise']['mean']:.3f}, image moved "
+            f"{row['mean_image_displacement']['mean']:.3f}, latent moved "
+            f"{row['mean_latent_displacement']['mean']:.3f} (L2, mean)",
+        )
+        for row in s.sweep
+    ]
+    return rows
+
+
+def summary(s: DotDigitsStudy, config: DotDigitsConfig, n_hold: int, n_checks: int) -> str:
+    """The settings, every method's scores, the real data's, and the sweep's best cell."""
+    last = s.last_iterate
+    last_sentence = (
+        ""
+        if last is None
+        else f"The generator is the parameter average (EMA decay {config.ema_decay}); the "
+        f"last iterate scores {last['is']['mean']:.2f} / "
+        f"{last['fid']['mean']:.2f} ± {last['fid']['std']:.2f}. "
+    )
+    floor = s.real_floor
+    return (
+        f"Conv GAN (latent {config.latent_dim}, widths {config.g_width}/{config.d_width}, "
+        f"{config.loss} loss, SN discriminator, Adam lr {config.lr}, {config.train_steps} "
+        f"steps), seeds {s.seeds}. "
+        + last_sentence
+        + "IS-like / FID-like (mean over seeds): "
+        + "; ".join(
+            f"{m} {s.table[m]['is']['mean']:.2f} / {s.table[m]['fid']['mean']:.2f}"
+            for m in METHODS
+        )
+        + f". Real test vs train: {floor['is_test']:.2f} / {floor['fid_test_vs_train']:.2f}. "
+        + _sweep_sentence(s.sweep, s.table["generator"]["fid"]["mean"])
+        + f"{n_hold} of {n_checks} checks hold."
+    )
 
 
 def run(config: DotDigitsConfig, out: Path) -> Result:
@@ -458,173 +644,31 @@ def run(config: DotDigitsConfig, out: Path) -> Result:
     out = Path(out)
     dev = resolve_device(config.device)
     started = time.perf_counter()
-    feats = DigitsFeatures(
-        cache_dir=out / "features", device=dev, seed=0, epochs=config.features_epochs
-    )
-    x_train, _ = digits("train")
-    x_test, _ = digits("test")
-    floor_fid = digits_fid(x_test, x_train, feats)
-    floor_is = digits_is(x_test, feats)[0]
-    seeds = [config.seed + s for s in config.seeds]
-    runs = []
-    with progress_bar(len(seeds), "dot-digits") as bar:
-        for s in seeds:
-            bar.update(description=f"dot-digits: seed {s}")
-            rec = run_one(config, s, out, dev, feats, x_train, x_test)
-            (out / "samples").mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(
-                out / "samples" / f"digits-seed{s}.npz",
-                **{npz_key(k): v for k, v in rec.pop("all_images").items()},
-            )
-            runs.append(rec)
-            bar.advance()
-    table = {
-        m: {k: summarise_seeds([r["metrics"][m][k] for r in runs]) for k in runs[0]["metrics"][m]}
-        for m in METHODS
-    }
-
-    def per_seed(method: str, key: str) -> list[float]:
-        return [r["metrics"][method][key] for r in runs]
-
-    def seq(v: list[float]) -> str:
-        return "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
-
-    g_fid, g_is = per_seed("generator", "fid"), per_seed("generator", "is")
-    l_fid, l_is = per_seed("DOT latent", "fid"), per_seed("DOT latent", "is")
-    n_fid, n_is = per_seed("naive latent", "fid"), per_seed("naive latent", "is")
-    t_fid = per_seed("DOT target", "fid")
-    latent_improves = np.mean(l_fid) < np.mean(g_fid) and np.mean(l_is) > np.mean(g_is)
-    beats_naive = np.mean(l_fid) < np.mean(n_fid)
-    gap = (np.mean(n_fid) - np.mean(l_fid)) / np.mean(n_fid)
-    target_fails = np.mean(t_fid) >= np.mean(g_fid) and np.mean(l_fid) < np.mean(t_fid)
-    checks = [
-        Check(
-            "Seed 003 table: latent DOT improves the generator's scores (FID-like down and "
-            "IS-like up, mean over seeds)",
-            bool(latent_improves),
-            f"FID-like generator {seq(g_fid)} -> DOT latent {seq(l_fid)}; IS-like generator "
-            f"{seq(g_is)} -> DOT latent {seq(l_is)}",
-        ),
-        Check(
-            "Seed 003 comment 2: for images DOT (latent) is better than the naive D-ascent "
-            "(lower FID-like, mean over seeds), if only slightly",
-            bool(beats_naive),
-            f"FID-like DOT latent {seq(l_fid)} vs naive latent {seq(n_fid)} (relative gap "
-            f"{100 * gap:.1f}% of naive); IS-like {seq(l_is)} vs {seq(n_is)}",
-        ),
-        Check(
-            "Seed 003 §3.2: DOT in image space fails (FID-like not better than the generator) "
-            "while latent DOT does better than image-space DOT",
-            bool(target_fails),
-            f"FID-like generator {seq(g_fid)}, DOT target (image space) {seq(t_fid)}, DOT "
-            f"latent {seq(l_fid)}",
-        ),
-    ]
-    comparisons = [
-        Comparison(
-            f"{name}: IS / FID, generator -> DOT",
-            "(seed's data set, not run here)",
-            f"{a[0]:.2f}/{a[1]:.2f} -> {b[0]:.2f}/{b[1]:.2f}",
-            "Inception IS / FID, seed 003 §3.2",
-        )
-        for name, (a, b) in SEED_TABLE.items()
-    ]
-    comparisons.append(
-        Comparison(
-            "digits 8x8 (ours): IS-like / FID-like, generator -> DOT latent (mean ± std over "
-            f"{len(seeds)} seeds)",
-            f"{table['generator']['is']['mean']:.2f}±{table['generator']['is']['std']:.2f} / "
-            f"{table['generator']['fid']['mean']:.2f}±{table['generator']['fid']['std']:.2f} -> "
-            f"{table['DOT latent']['is']['mean']:.2f}±{table['DOT latent']['is']['std']:.2f} / "
-            f"{table['DOT latent']['fid']['mean']:.2f}±{table['DOT latent']['fid']['std']:.2f}",
-            None,
-            f"digits-CNN features, not Inception; real test vs train: IS-like {floor_is:.2f}, "
-            f"FID-like {floor_fid:.2f}",
-        )
-    )
-    sweep_rows = _aggregate_sweep(runs)
-    for row in sweep_rows:
-        comparisons.append(
-            Comparison(
-                f"sweep: latent DOT, SGD lr {row['lr']:g}, {row['steps']} steps: IS-like / "
-                "FID-like (generator -> DOT latent, mean over seeds)",
-                f"{table['generator']['is']['mean']:.2f} / {table['generator']['fid']['mean']:.2f}"
-                f" -> {row['is']['mean']:.2f} / {row['fid']['mean']:.2f}",
-                "SGD lr 0.01, 10-100 updates (original rule)",
-                f"mean D rise {row['mean_D_rise']['mean']:.3f}, image moved "
-                f"{row['mean_image_displacement']['mean']:.3f}, latent moved "
-                f"{row['mean_latent_displacement']['mean']:.3f} (L2, mean)",
-            )
-        )
+    s = study(config, out, dev)
     figs = out / "figures"
     figures = {
-        f"Digits (seed {runs[0]['seed']}): real, generator, and the same latents after each "
-        "method": str(_fig_grids(runs[0], x_test, figs / "grids.png")),
+        f"Digits (seed {s.runs[0].seed}): real, generator, and the same latents after each "
+        "method": str(_fig_grids(s.runs[0], s.real_images, figs / "grids.png")),
         "FID-like and IS-like per method (mean ± std over seeds)": str(
-            _fig_bars(table, figs / "scores.png")
+            _fig_bars(s.table, figs / "scores.png")
         ),
     }
-    if sweep_rows:
+    if s.sweep:
         figures["Latent DOT sweep: FID-like against the number of SGD steps per learning rate"] = (
-            str(_fig_sweep(sweep_rows, table["generator"]["fid"]["mean"], figs / "sweep.png"))
+            str(_fig_sweep(s.sweep, s.table["generator"]["fid"]["mean"], figs / "sweep.png"))
         )
-    last = [r["train"]["last_iterate"] for r in runs if "last_iterate" in r["train"]]
-    last_iterate = {k: summarise_seeds([x[k] for x in last]) for k in last[0]} if last else None
-    metrics = {
-        "table": table,
-        "table_rows": [{"method": m, **table[m]} for m in METHODS],
-        "runs": [{k: v for k, v in r.items() if k != "images"} for r in runs],
-        "sweep": sweep_rows,
-        "real_floor": {"fid_test_vs_train": floor_fid, "is_test": floor_is},
-        "last_iterate": last_iterate,
-        "features_accuracy": feats.accuracy,
-        "seeds": seeds,
-        "k_factor": config.k_factor,
-        "wall_time_s": time.perf_counter() - started,
-    }
-    last_sentence = (
-        ""
-        if last_iterate is None
-        else f"The generator is the parameter average (EMA decay {config.ema_decay}); the "
-        f"last iterate scores {last_iterate['is']['mean']:.2f} / "
-        f"{last_iterate['fid']['mean']:.2f} ± {last_iterate['fid']['std']:.2f}. "
-    )
-    summary = (
-        f"Conv GAN (latent {config.latent_dim}, widths {config.g_width}/{config.d_width}, "
-        f"{config.loss} loss, SN discriminator, Adam lr {config.lr}, {config.train_steps} "
-        f"steps), seeds {seeds}. "
-        + last_sentence
-        + "IS-like / FID-like (mean over seeds): "
-        + "; ".join(
-            f"{m} {table[m]['is']['mean']:.2f} / {table[m]['fid']['mean']:.2f}" for m in METHODS
-        )
-        + f". Real test vs train: {floor_is:.2f} / {floor_fid:.2f}. "
-        + _sweep_sentence(sweep_rows, table["generator"]["fid"]["mean"])
-        + f"{sum(c.holds for c in checks)} of {len(checks)} checks hold."
-    )
+    found = checks(s)
     return Result(
         experiment="dot-digits",
         seed_file=SEED_FILE,
         claim=CLAIM,
         run_dir=out,
-        metrics=metrics,
+        metrics={**study_metrics(s), "wall_time_s": time.perf_counter() - started},
         figures=figures,
-        checks=checks,
-        comparisons=comparisons,
-        summary=summary,
+        checks=found,
+        comparisons=comparisons(s),
+        summary=summary(s, config, sum(c.holds for c in found), len(found)),
     )
-
-
-def _aggregate_sweep(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean/std over seeds of every (lr, steps) cell of the latent-DOT sweep."""
-    rows = []
-    for i, cell in enumerate(runs[0]["sweep"]):
-        row: dict[str, Any] = {"lr": cell["lr"], "steps": cell["steps"]}
-        for key in cell:
-            if key not in ("lr", "steps"):
-                row[key] = summarise_seeds([r["sweep"][i][key] for r in runs])
-        rows.append(row)
-    return rows
 
 
 def _sweep_sentence(rows: list[dict[str, Any]], g_fid: float) -> str:
@@ -669,12 +713,13 @@ def _grid(images: np.ndarray, n: int = 8) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def _fig_grids(rec: dict[str, Any], x_test: np.ndarray, path: Path) -> Path:
-    panels = [("real (test)", x_test[:64])] + [(m, rec["images"][m]) for m in METHODS]
+def _fig_grids(rec: DigitsRun, real: np.ndarray, path: Path) -> Path:
+    """64 real test digits and, from the same latents, 64 images of each method."""
+    panels = [("real (test)", real)] + [(m, rec.images[m]) for m in METHODS]
     fig, axes = new_figure(2, 4, figsize=(13.0, 7.0), squeeze=False)
     for ax, (label, imgs) in zip(axes.ravel(), panels, strict=True):
         ax.imshow(_grid(np.asarray(imgs)), cmap="gray_r", vmin=-1, vmax=1)
-        m = rec["metrics"].get(label)
+        m = rec.scores.get(label)
         ax.set_title(
             label if m is None else f"{label}: IS {m['is']:.2f}, FID {m['fid']:.1f}", fontsize=8
         )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,23 +48,17 @@ from ottokit._config import (
 )
 from ottokit._torchio import torch_threads
 from ottokit.data import TOY_2D_NAMES, toy_2d
-from ottokit.dot import (
-    calibrate,
-    ddls,
-    dot_latent,
-    dot_target,
-    drs,
-    effective_lipschitz,
-    mh_gan,
-)
 from ottokit.experiments._dot_common import (
-    fit_frozen,
+    Lipschitz,
+    Streams,
+    compare_methods,
+    fit_ratio_classifier,
     npz_key,
     resolve_device,
     summarise_seeds,
-    timed,
 )
 from ottokit.experiments._registry import Experiment, register
+from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
 from ottokit.gan.losses import make_loss
 from ottokit.gan.nets import MLPDiscriminator, MLPGenerator, build_seeded
 from ottokit.gan.train import GANTrainConfig, train_gan
@@ -75,7 +69,7 @@ from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
-__all__ = ["DotToyConfig", "METHODS", "run"]
+__all__ = ["DotToyConfig", "DotToyStudy", "METHODS", "ToyRun", "run"]
 
 SEED_FILE = "003_2d1dd43e5c2336b5.txt"
 CLAIM = (
@@ -97,6 +91,7 @@ METHODS: tuple[str, ...] = (
 _ARROW_METHODS = ("naive", "DOT target", "DOT latent")
 # the names of ottokit.data.TOY_2D_NAMES (a test keeps the two equal)
 ToyName = Literal["25gaussians", "swissroll", "8gaussians"]
+REFERENCE_K_EFF = {"25gaussians": 1.98, "swissroll": 1.05}  # the original notebooks'
 
 
 @dataclass
@@ -109,7 +104,7 @@ class DotToyConfig(ValidatedConfig):
     decayed linearly to zero when ``lr_schedule = "linear"``). The penalty weight 0.1 is
     the one of Gulrajani et al.'s own 2-D script (``gan_toy.py``: "smaller lambda seems to
     help for toy tasks"); with the image-setting weight 10 the critic stays too smooth to
-    separate modes 0.7 apart with std 0.018, and 3,000-step runs covered at most 3 of the 25.
+    separate modes 0.7 apart with std 0.018, and short runs cover few of the 25.
 
     DOT: Adam(``dot_lr``, betas (0, 0.9)) for ``dot_steps`` steps, x clipped to
     [-``clip``, ``clip``] in target space, the uniform latent clipped to [-1, 1]. K is
@@ -128,20 +123,19 @@ class DotToyConfig(ValidatedConfig):
     critic is not; ``ratio_steps > 0`` gives them instead a classifier of the critic's
     architecture trained for that many steps with the logistic loss against the frozen
     generator (Adam(``ratio_lr``, (0.5, 0.999)); :func:`ottokit.gan.fit_discriminator`),
-    then calibrated. In quick runs neither drove DRS or MH-GAN to a W2 below the
-    generator's: both sharpen the modes (high-quality share up) but re-weight them by the
-    errors of the ratio estimate, which W2 charges as mass moved between modes (W2 of DRS,
-    critic / classifier: 25 Gaussians 0.40 / 0.69, swiss roll 0.39 / 0.43, 8 Gaussians
-    1.74 / 0.56, generator 0.22 / 0.10 / 0.16). DOT always uses the critic, as in the seed.
+    then calibrated. Either way DRS and MH-GAN sharpen the modes (high-quality share up) but
+    re-weight them by the errors of the ratio estimate, which W2 charges as mass moved
+    between modes. DOT always uses the critic, as in the seed.
 
     Evaluation: ``n_eval`` samples per method against ``n_eval`` fresh target points;
     ``min_ot_samples`` is the smallest cloud W2 is computed on (5,000, lower only in tests);
     ``n_arrows`` transport arrows are drawn per panel. ``num_threads > 0`` runs torch with
     that many CPU threads during the experiment (1 suits these small 2-D nets; 0 keeps
     torch's setting); the previous setting is restored afterwards. ``ot_workers > 0``
-    computes the exact W2 values (network simplex, about 3 s each at 5,000 points) in that
-    many separate processes while the next GAN trains; 0 computes them in this process.
-    The seeds used are ``seed + s`` for ``s`` in ``seeds``.
+    computes the exact W2 values (network simplex) in that many separate processes while the
+    next GAN trains; 0 computes them in this process. One GAN is trained per data set and
+    run seed ``seed + s`` for ``s`` in ``seeds``; every random draw of a run comes from the
+    named streams of that seed (:class:`ottokit.experiments._dot_common.Streams`).
     """
 
     datasets: tuple[ToyName, ...] = param(
@@ -230,13 +224,10 @@ class DotToyConfig(ValidatedConfig):
 
     @classmethod
     def quick(cls) -> DotToyConfig:
-        """Original generator, a 3 x 128 critic, 3,000 steps, two seeds (about 20 minutes).
+        """Original generator, a 3 x 128 critic, 3,000 steps, two seeds.
 
-        At this budget (about 60 ms per generator step, five critic steps with the
-        penalty, on one CPU thread) the generators are trained but not converged: on 25
-        Gaussians they cover 17 of the 25 modes with 25% of the samples within 4 sigma of a
-        mode, on 8 Gaussians all 8 modes with 80% (seeds 0 and 1).
-        ``metrics["generator_quality"]`` states what was post-processed.
+        At this budget the generators are trained but not converged (on 25 Gaussians they
+        miss modes); ``metrics["generator_quality"]`` states what was post-processed.
         """
         return cls(
             seeds=(0, 1),
@@ -249,9 +240,6 @@ class DotToyConfig(ValidatedConfig):
             num_threads=1,
             ot_workers=1,
         )
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _score(
@@ -278,24 +266,21 @@ def _score(
     }
 
 
-def _resolve(rec: dict[str, Any]) -> None:
-    """Replace the W2 Futures of one run record by their values."""
-    for row in rec["metrics"].values():
-        if isinstance(row["w2"], Future):
-            row["w2"] = float(row["w2"].result())
-
-
-# --------------------------------------------------------------------------- one run
-
-
 def _train(
-    cfg: DotToyConfig, name: str, seed: int, data: np.ndarray, out: Path, dev: torch.device
+    cfg: DotToyConfig,
+    name: str,
+    seed: int,
+    streams: Streams,
+    data: np.ndarray,
+    out: Path,
+    dev: torch.device,
 ) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
-    G = build_seeded(seed, lambda: MLPGenerator(2, cfg.g_hidden, 2, activation="leaky_relu")).to(
-        dev
-    )
+    """Train one WGAN-GP on ``data``; return the frozen G and D and what training reports."""
+    G = build_seeded(
+        streams.generator_init, lambda: MLPGenerator(2, cfg.g_hidden, 2, activation="leaky_relu")
+    ).to(dev)
     D = build_seeded(
-        seed + 10_000, lambda: MLPDiscriminator(2, cfg.d_hidden, activation="leaky_relu")
+        streams.critic_init, lambda: MLPDiscriminator(2, cfg.d_hidden, activation="leaky_relu")
     ).to(dev)
     g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
@@ -306,7 +291,7 @@ def _train(
         eval_every=0,
         eval_metric="none",
         checkpoint_every=max(cfg.train_steps // 5, 1),
-        seed=seed,
+        seed=streams.training,
         device=str(dev),
         prior="uniform",
         log_every=max(cfg.train_steps // 20, 1),
@@ -324,16 +309,62 @@ def _train(
     )
     if res.status != "completed":
         raise RuntimeError(f"WGAN-GP training on {name} (seed {seed}) diverged: {res.message}")
-    G.eval()
-    D.eval()
-    for p in (*G.parameters(), *D.parameters()):
-        p.requires_grad_(False)
+    for net in (G, D):
+        net.eval().requires_grad_(False)
     info = {
         "train_wall_time_s": res.wall_time,
         "final_d_loss": float(res.history["d_loss"][-1]),
         "final_g_loss": float(res.history["g_loss"][-1]),
     }
     return G, D, info
+
+
+@dataclass(frozen=True)
+class ToyRun:
+    """One WGAN-GP trained on one data set and seed, and every method's scores on it.
+
+    Attributes:
+        dataset: the data set's name.
+        seed: the run seed (its random streams are ``Streams.from_seed(seed)``).
+        scores: per method, W2 to the target, and on mode data sets the high-quality share
+            (%), modes covered and the KL of the mode histogram to uniform; samples per
+            second.
+        K: the Lipschitz constants of DOT.
+        diagnostics: per method, what it did (see :meth:`MethodRuns.diagnostics`), and the
+            baselines' classifier fit when ``ratio_steps > 0``.
+        train: training wall time and final losses.
+        target: the evaluation target sample (figure only).
+        samples: every method's samples (figure only).
+        starts: the start G(z0) of each transported method (figure only).
+    """
+
+    dataset: str
+    seed: int
+    scores: dict[str, dict[str, Any]]
+    K: Lipschitz
+    diagnostics: dict[str, dict[str, Any]]
+    train: dict[str, Any]
+    target: np.ndarray = field(metadata=FIGURE_ONLY)
+    samples: dict[str, np.ndarray] = field(metadata=FIGURE_ONLY)
+    starts: dict[str, np.ndarray] = field(metadata=FIGURE_ONLY)
+
+    def resolve(self) -> None:
+        """Replace the W2 Futures of the scores by their values."""
+        for row in self.scores.values():
+            if isinstance(row["w2"], Future):
+                row["w2"] = float(row["w2"].result())
+
+    def save(self, path: Path) -> None:
+        """The evaluation target and every method's samples (and DOT starts) as .npz."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"target": self.target}
+        data.update({npz_key(k): v for k, v in self.samples.items()})
+        data.update({"start_" + npz_key(k): v for k, v in self.starts.items()})
+        np.savez_compressed(path, **data)
+
+
+def _points(x: np.ndarray, dev: torch.device) -> Tensor:
+    return torch.as_tensor(x, dtype=torch.float32, device=dev)
 
 
 def run_one(
@@ -343,69 +374,23 @@ def run_one(
     out: Path,
     dev: torch.device,
     pool: Executor | None = None,
-) -> dict[str, Any]:
+) -> ToyRun:
     """Train one WGAN-GP on ``name`` and post-process its samples by every method.
 
     With an executor ``pool`` the exact W2 values are submitted to it and left as Futures
-    (resolve them with ``_resolve``), so the next run can train meanwhile.
-
-    Returns a record with ``metrics[method]`` (w2, high_quality %, modes, kl,
-    samples_per_s), ``K`` (K_eff, k_eff and the K used), DOT diagnostics, the data arrays
-    for the figures, and the training information.
+    (resolve them with :meth:`ToyRun.resolve`), so the next run can train meanwhile.
     """
-    data = toy_2d(name, cfg.n_train, seed=seed)
-    modes, sigma = data.modes, data.sigma
-    target = toy_2d(name, cfg.n_eval, seed=seed + 1_000_003).points
-    held_out = toy_2d(name, cfg.n_calibration, seed=seed + 2_000_003).points
-    G, D, info = _train(cfg, name, seed, data.points, out, dev)
-    prior = Prior("uniform", (2,))
-    gen = torch.Generator(device=dev).manual_seed(seed + 77)
-    z0 = prior.sample(cfg.n_eval, generator=gen, device=dev, dtype=torch.float32)
-    samples: dict[str, Tensor] = {}
-    starts: dict[str, Tensor] = {}
-    times: dict[str, float] = {}
-    extra: dict[str, Any] = {}
-
-    with torch.no_grad():
-        y0, times["generator"] = timed(lambda: G(z0), dev)
-    samples["generator"] = y0
-
-    k_target = effective_lipschitz(D, G, prior, cfg.k_pairs, "target", seed=seed + 5)
-    k_latent = effective_lipschitz(D, G, prior, cfg.k_pairs, "latent", seed=seed + 5)
-    K_t, K_l = cfg.k_factor * k_target, cfg.k_factor * k_latent
-
-    res_naive = dot_target(
-        D, y0, K_t, cfg.dot_steps, cfg.dot_lr, "adam", cfg.clip, mode="naive", betas=(0.0, 0.9)
-    )
-    res_t = dot_target(D, y0, K_t, cfg.dot_steps, cfg.dot_lr, "adam", cfg.clip, betas=(0.0, 0.9))
-    res_l = dot_latent(D, G, z0, K_l, cfg.dot_steps, cfg.dot_lr, prior, betas=(0.0, 0.9))
-    for label, r in (("naive", res_naive), ("DOT target", res_t), ("DOT latent", res_l)):
-        samples[label] = r.samples
-        starts[label] = y0
-        times[label] = r.wall_time + times["generator"]
-        with torch.no_grad():
-            d_before = D(y0).double()
-            d_after = D(r.samples).double()
-        move = torch.linalg.vector_norm((r.samples - y0).double(), dim=1)
-        extra[label] = {
-            "objective_start": float(r.objective[0]),
-            "objective_end": float(r.objective[-1]),
-            "mean_D_before": float(d_before.mean()),
-            "mean_D_after": float(d_after.mean()),
-            "mean_displacement": float(move.mean()),
-            "K": r.K,
-        }
-
-    # the baselines' discriminator: a classifier of the frozen G (or the critic), calibrated
-    D_ratio: nn.Module = D
+    streams = Streams.from_seed(seed)
+    data = toy_2d(name, cfg.n_train, seed=streams.data)
+    target = toy_2d(name, cfg.n_eval, seed=streams.evaluation).points
+    held_out = toy_2d(name, cfg.n_calibration, seed=streams.calibration_real).points
+    chains = toy_2d(name, cfg.n_eval, seed=streams.mh_chains).points
+    G, D, info = _train(cfg, name, seed, streams, data.points, out, dev)
+    ratio, extra = None, {}
     if cfg.ratio_steps > 0:
-        D_ratio = build_seeded(
-            seed + 20_000, lambda: MLPDiscriminator(2, cfg.d_hidden, activation="leaky_relu")
-        ).to(dev)
-        extra["ratio_fit"] = fit_frozen(
-            D_ratio,
+        ratio, extra["ratio_fit"] = fit_ratio_classifier(
+            lambda: MLPDiscriminator(2, cfg.d_hidden, activation="leaky_relu"),
             G,
-            "ns",
             data.points,
             cfg.ratio_lr,
             (0.5, 0.999),
@@ -413,127 +398,79 @@ def run_one(
             batch_size=cfg.batch_size,
             prior="uniform",
             latent_dim=2,
-            seed=seed + 23,
+            streams=streams,
             device=dev,
         )
-    with torch.no_grad():
-        real_h = torch.as_tensor(held_out, dtype=torch.float32, device=dev)
-        fake_h = G(prior.sample(cfg.n_calibration, generator=gen, device=dev))
-        cal = calibrate(D_ratio(real_h), D_ratio(fake_h), "logistic")
-    D_cal = cal.wrap(D_ratio)
-    extra["calibration"] = {"coef": cal.coef, "intercept": cal.intercept}
-
-    r_drs, _ = timed(
-        lambda: drs(
-            D_cal,
-            G,
-            prior,
-            cfg.n_eval,
-            percentile=cfg.drs_percentile,
-            n_pilot=cfg.drs_pilot,
-            seed=seed + 11,
-        ),
-        dev,
+    runs = compare_methods(
+        G,
+        D,
+        Prior("uniform", (2,)),
+        cfg,
+        streams,
+        real_calibration=_points(held_out, dev),
+        real_chains=_points(chains, dev),
+        optimizer="adam",
+        clip=cfg.clip,
+        naive="target",
+        ratio=ratio,
+        device=dev,
     )
-    samples["DRS"] = r_drs.samples
-    times["DRS"] = r_drs.wall_time
-    extra["DRS"] = {
-        "acceptance_rate": r_drs.acceptance_rate,
-        "proposals_per_sample": r_drs.proposals_per_sample,
-        "n_returned": int(r_drs.samples.shape[0]),
-    }
-
-    chains = torch.as_tensor(
-        toy_2d(name, cfg.n_eval, seed=seed + 3_000_003).points, dtype=torch.float32, device=dev
-    )
-    r_mh, t_mh = timed(
-        lambda: mh_gan(D_ratio, G, prior, chains, cfg.mh_proposals, calibrator=cal, seed=seed + 13),
-        dev,
-    )
-    mh_x = r_mh.samples.clone()
-    stuck = r_mh.from_real
-    if bool(stuck.any()):  # never-moved chains restart from a generated sample (Turner et al.)
-        with torch.no_grad():
-            mh_x[stuck] = G(prior.sample(int(stuck.sum()), generator=gen, device=dev))
-    samples["MH-GAN"] = mh_x
-    times["MH-GAN"] = t_mh
-    extra["MH-GAN"] = {
-        "acceptance_rate": r_mh.acceptance_rate,
-        "never_moved_fraction": float(stuck.double().mean()),
-    }
-
-    r_dd = ddls(D_cal, G, z0, cfg.ddls_step, cfg.ddls_steps, prior, seed=seed + 17)
-    samples["DDLS"] = r_dd.samples
-    times["DDLS"] = r_dd.wall_time + times["generator"]
-    extra["DDLS"] = {"energy_start": float(r_dd.energy[0]), "energy_end": float(r_dd.energy[-1])}
-
-    metrics: dict[str, dict[str, Any]] = {}
+    scores = {}
     for label in METHODS:
-        x = samples[label]
-        rec = _score(x, target, modes, sigma, cfg.min_ot_samples, pool)
-        rec["samples_per_s"] = x.shape[0] / max(times[label], 1e-9)
-        metrics[label] = rec
-    return {
-        "dataset": name,
-        "seed": seed,
-        "metrics": metrics,
-        "K": {"K_eff": k_target, "k_eff": k_latent, "K_used": K_t, "k_used": K_l},
-        "diagnostics": extra,
-        "train": info,
-        "arrays": {
-            "target": target,
-            "samples": {k: v.detach().cpu().double().numpy() for k, v in samples.items()},
-            "starts": {k: v.detach().cpu().double().numpy() for k, v in starts.items()},
-        },
-    }
+        rec = _score(runs.samples[label], target, data.modes, data.sigma, cfg.min_ot_samples, pool)
+        rec["samples_per_s"] = runs.samples_per_s(label)
+        scores[label] = rec
+
+    def numpy(x: Tensor) -> np.ndarray:
+        return x.detach().cpu().double().numpy()
+
+    return ToyRun(
+        dataset=name,
+        seed=seed,
+        scores=scores,
+        K=runs.K,
+        diagnostics={**runs.diagnostics(), **extra},
+        train=info,
+        target=target,
+        samples={k: numpy(v) for k, v in runs.samples.items()},
+        starts={k: numpy(v) for k, v in runs.starts.items()},
+    )
 
 
-# --------------------------------------------------------------------------- the experiment
+@dataclass(frozen=True)
+class DotToyStudy:
+    """Every data set and seed: the runs, and their scores summarised over seeds.
+
+    Attributes:
+        generator_quality: per data set, the generator's scores and training time (what
+            was post-processed).
+        table: per data set, method and score, mean/std/min/max over seeds.
+        table_rows: the same as one row per (data set, method).
+        runs: one per data set and seed.
+        seeds: the run seeds.
+        k_factor: K = k_factor x K_eff.
+    """
+
+    generator_quality: dict[str, dict[str, Any]]
+    table: dict[str, dict[str, dict[str, Any]]]
+    table_rows: list[dict[str, Any]]
+    runs: list[ToyRun]
+    seeds: list[int]
+    k_factor: float
+
+    @property
+    def datasets(self) -> list[str]:
+        """The data sets, in the config's order."""
+        return list(self.table)
+
+    def per_seed(self, name: str, method: str, key: str) -> list[float]:
+        """One score of one method on one data set, per seed."""
+        return [r.scores[method][key] for r in self.runs if r.dataset == name]
 
 
-def _save_arrays(rec: dict[str, Any], path: Path) -> None:
-    """The run's evaluation target and every method's samples (and DOT starts) as .npz."""
-    arr = rec["arrays"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"target": arr["target"]}
-    data.update({npz_key(k): v for k, v in arr["samples"].items()})
-    data.update({"start_" + npz_key(k): v for k, v in arr["starts"].items()})
-    np.savez_compressed(path, **data)
-
-
-def _aggregate(runs: list[dict[str, Any]], datasets: tuple[str, ...]) -> dict[str, Any]:
-    table: dict[str, dict[str, dict[str, Any]]] = {}
-    for name in datasets:
-        rs = [r for r in runs if r["dataset"] == name]
-        table[name] = {}
-        for method in METHODS:
-            keys = rs[0]["metrics"][method].keys()
-            table[name][method] = {
-                k: summarise_seeds([r["metrics"][method][k] for r in rs]) for k in keys
-            }
-    return table
-
-
-def _fmt(s: dict[str, float], digits: int = 3) -> str:
-    if not np.isfinite(s["mean"]):
-        return "n/a"
-    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
-
-
-def run(config: DotToyConfig, out: Path) -> Result:
-    """Train, transport, score and check the seed's 2-D claims; see the module docstring."""
-    if not isinstance(config, DotToyConfig):
-        raise TypeError(f"config must be a DotToyConfig, got {type(config).__name__}")
-    validate_config(config)
-    out = Path(out)
-    dev = resolve_device(config.device)
-    with torch_threads(config.num_threads):
-        return _run(config, out, dev)
-
-
-def _run(config: DotToyConfig, out: Path, dev: torch.device) -> Result:
-    started = time.perf_counter()
-    runs: list[dict[str, Any]] = []
+def study(config: DotToyConfig, out: Path, dev: torch.device) -> DotToyStudy:
+    """One run per data set and seed (samples saved under ``out/samples``), summarised."""
+    runs: list[ToyRun] = []
     seeds = [config.seed + s for s in config.seeds]
     pool = (
         ProcessPoolExecutor(config.ot_workers, mp_context=multiprocessing.get_context("spawn"))
@@ -546,146 +483,128 @@ def _run(config: DotToyConfig, out: Path, dev: torch.device) -> Result:
                 for s in seeds:
                     bar.update(description=f"dot-toy: {name}, seed {s}")
                     rec = run_one(config, name, s, out, dev, pool)
-                    _save_arrays(rec, out / "samples" / f"{name}-seed{s}.npz")
+                    rec.save(out / "samples" / f"{name}-seed{s}.npz")
                     runs.append(rec)
                     bar.advance()
         for rec in runs:
-            _resolve(rec)
+            rec.resolve()
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    table = _aggregate(runs, config.datasets)
-
-    def per_seed(name: str, method: str, key: str) -> list[float]:
-        return [r["metrics"][method][key] for r in runs if r["dataset"] == name]
-
-    # Check 1 (comment 1): DOT beats the naive D-ascent clearly in 2-D: lower W2 in every seed
-    beats_naive = {}
+    table: dict[str, dict[str, dict[str, Any]]] = {}
     for name in config.datasets:
-        dot_w, nai_w = per_seed(name, "DOT target", "w2"), per_seed(name, "naive", "w2")
-        beats_naive[name] = (all(a < b for a, b in zip(dot_w, nai_w, strict=True)), dot_w, nai_w)
-    # Check 2 (Summary): DOT improves on the generator alone, in every case tried
-    improves = {}
+        rs = [r for r in runs if r.dataset == name]
+        table[name] = {
+            m: {k: summarise_seeds([r.scores[m][k] for r in rs]) for k in rs[0].scores[m]}
+            for m in METHODS
+        }
+    quality_keys = ("w2", "high_quality", "modes", "kl")
+    generator_quality = {}
+    for name in config.datasets:
+        gen = table[name]["generator"]
+        generator_quality[name] = {k: gen[k] for k in quality_keys if k in gen}
+        generator_quality[name]["train_wall_time_s"] = summarise_seeds(
+            [r.train["train_wall_time_s"] for r in runs if r.dataset == name]
+        )
+    return DotToyStudy(
+        generator_quality=generator_quality,
+        table=table,
+        table_rows=[
+            {"dataset": name, "method": method, **table[name][method]}
+            for name in config.datasets
+            for method in METHODS
+        ],
+        runs=runs,
+        seeds=seeds,
+        k_factor=config.k_factor,
+    )
+
+
+def _seq(v: list[float]) -> str:
+    return "[" + ", ".join(f"{x:.4f}" for x in v) + "]"
+
+
+def checks(s: DotToyStudy) -> list[Check]:
+    """Seed 003's 2-D claims: DOT beats the naive ascent and the generator in every seed,
+    raises the high-quality share, lowers its objective and raises D."""
+    out = []
+    for name in s.datasets:
+        d, n = s.per_seed(name, "DOT target", "w2"), s.per_seed(name, "naive", "w2")
+        out.append(
+            Check(
+                f"Seed 003 comment 1: in 2-D, DOT (target space) beats the naive D-ascent "
+                f"clearly (lower W2 than naive in every seed) on {name}",
+                all(a < b for a, b in zip(d, n, strict=True)),
+                f"W2 DOT target {_seq(d)} vs naive {_seq(n)} per seed",
+            )
+        )
     for method in ("DOT target", "DOT latent"):
-        for name in config.datasets:
-            gw, dw = per_seed(name, "generator", "w2"), per_seed(name, method, "w2")
-            improves[(method, name)] = (all(a < b for a, b in zip(dw, gw, strict=True)), dw, gw)
-    # Check 3: the transport objective decreased and D rose along DOT target (every run)
-    obj_ok = [
-        (
-            r["dataset"],
-            r["seed"],
-            r["diagnostics"]["DOT target"]["objective_end"]
-            <= r["diagnostics"]["DOT target"]["objective_start"],
-            r["diagnostics"]["DOT target"]["mean_D_after"]
-            >= r["diagnostics"]["DOT target"]["mean_D_before"],
-        )
-        for r in runs
+        for name in s.datasets:
+            d, g = s.per_seed(name, method, "w2"), s.per_seed(name, "generator", "w2")
+            out.append(
+                Check(
+                    f"Seed 003 Summary: {method} improves on the generator alone (lower W2 in "
+                    f"every seed) on {name}",
+                    all(a < b for a, b in zip(d, g, strict=True)),
+                    f"W2 {method} {_seq(d)} vs generator {_seq(g)} per seed",
+                )
+            )
+    for name in s.datasets:
+        if "high_quality" in s.table[name]["generator"]:
+            g = s.per_seed(name, "generator", "high_quality")
+            d = s.per_seed(name, "DOT target", "high_quality")
+            out.append(
+                Check(
+                    f"DOT target raises the share of high-quality samples (within 4 sigma of a "
+                    f"mode) on {name} (mean over seeds)",
+                    bool(np.mean(d) > np.mean(g)),
+                    f"high quality % DOT target {_seq(d)} vs generator {_seq(g)} per seed",
+                )
+            )
+    moves = [(r, r.diagnostics["DOT target"]) for r in s.runs]
+    ok = [
+        (r, t["objective_end"] <= t["objective_start"], t["mean_D_after"] >= t["mean_D_before"])
+        for r, t in moves
     ]
-    # Check 4: high-quality fraction of DOT target above the generator's on mode data sets
-    hq = {}
-    for name in config.datasets:
-        if "high_quality" in table[name]["generator"]:
-            g = per_seed(name, "generator", "high_quality")
-            d = per_seed(name, "DOT target", "high_quality")
-            hq[name] = (bool(np.mean(d) > np.mean(g)), d, g)
-
-    def seq(v: list[float]) -> str:
-        return "[" + ", ".join(f"{x:.4f}" for x in v) + "]"
-
-    checks = [
-        Check(
-            f"Seed 003 comment 1: in 2-D, DOT (target space) beats the naive D-ascent clearly "
-            f"(lower W2 than naive in every seed) on {name}",
-            ok,
-            f"W2 DOT target {seq(d)} vs naive {seq(n)} per seed",
-        )
-        for name, (ok, d, n) in beats_naive.items()
-    ]
-    checks += [
-        Check(
-            f"Seed 003 Summary: {method} improves on the generator alone (lower W2 in every "
-            f"seed) on {name}",
-            ok,
-            f"W2 {method} {seq(d)} vs generator {seq(g)} per seed",
-        )
-        for (method, name), (ok, d, g) in improves.items()
-    ]
-    checks += [
-        Check(
-            f"DOT target raises the share of high-quality samples (within 4 sigma of a mode) on "
-            f"{name} (mean over seeds)",
-            ok,
-            f"high quality % DOT target {seq(d)} vs generator {seq(g)} per seed",
-        )
-        for name, (ok, d, g) in hq.items()
-    ]
-    checks.append(
+    out.append(
         Check(
             "DOT target lowers its objective ||x - y + 0.001|| - D(x)/K and raises the mean of "
             "D in every run",
-            all(a and b for _, _, a, b in obj_ok),
+            all(a and b for _, a, b in ok),
             "; ".join(
-                f"{n}/seed {s}: objective {'down' if a else 'UP'}, D {'up' if b else 'DOWN'}"
-                for n, s, a, b in obj_ok
+                f"{r.dataset}/seed {r.seed}: objective {'down' if a else 'UP'}, "
+                f"D {'up' if b else 'DOWN'}"
+                for r, a, b in ok
             ),
         )
     )
+    return out
 
-    comparisons = []
-    ref_k = {"25gaussians": 1.98, "swissroll": 1.05}
-    for name in config.datasets:
-        ks = [r["K"]["K_eff"] for r in runs if r["dataset"] == name]
-        comparisons.append(
-            Comparison(
-                f"K_eff on {name} (mean over seeds; K used = {config.k_factor} x K_eff)",
-                f"{np.mean(ks):.3f}",
-                ref_k.get(name),
-                "the original notebooks' values; K_eff depends on the trained critic",
-            )
+
+def comparisons(s: DotToyStudy) -> list[Comparison]:
+    """K_eff beside the original notebooks' values."""
+    return [
+        Comparison(
+            f"K_eff on {name} (mean over seeds; K used = {s.k_factor} x K_eff)",
+            f"{np.mean([r.K.K_eff for r in s.runs if r.dataset == name]):.3f}",
+            REFERENCE_K_EFF.get(name),
+            "the original notebooks' values; K_eff depends on the trained critic",
         )
+        for name in s.datasets
+    ]
 
-    figs = out / "figures"
-    figures: dict[str, str] = {}
-    for name in config.datasets:
-        first = next(r for r in runs if r["dataset"] == name)
-        figures[
-            f"{name} (seed {first['seed']}): target, generator, and each method's samples; "
-            "arrows from G(z) to the moved sample for naive / DOT target / DOT latent"
-        ] = str(_fig_samples(first, figs / f"samples_{name}.png", config.n_arrows))
-    figures["W2 to the target per method and data set (mean ± std over seeds)"] = str(
-        _fig_bars(table, config.datasets, figs / "w2_bars.png")
-    )
 
-    table_rows = []
-    for name in config.datasets:
-        for method in METHODS:
-            row = {"dataset": name, "method": method}
-            row.update({k: v for k, v in table[name][method].items()})
-            table_rows.append(row)
-    quality_keys = ("w2", "high_quality", "modes", "kl")
-    generator_quality = {
-        name: {
-            k: table[name]["generator"][k] for k in quality_keys if k in table[name]["generator"]
-        }
-        for name in config.datasets
-    }
-    for name in config.datasets:
-        generator_quality[name]["train_wall_time_s"] = summarise_seeds(
-            [r["train"]["train_wall_time_s"] for r in runs if r["dataset"] == name]
-        )
-    metrics = {
-        "generator_quality": generator_quality,
-        "table": table,
-        "table_rows": table_rows,
-        "runs": [{k: v for k, v in r.items() if k != "arrays"} for r in runs],
-        "seeds": seeds,
-        "k_factor": config.k_factor,
-        "wall_time_s": time.perf_counter() - started,
-    }
+def _fmt(s: dict[str, float], digits: int = 3) -> str:
+    if not np.isfinite(s["mean"]):
+        return "n/a"
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def summary(s: DotToyStudy, config: DotToyConfig, n_hold: int, n_checks: int) -> str:
+    """The settings, the generators' quality, and every method's W2 per data set."""
 
     def quality(name: str) -> str:
-        q = generator_quality[name]
+        q = s.generator_quality[name]
         text = f"W2 {_fmt(q['w2'])}"
         if "high_quality" in q:
             text += f", high quality {_fmt(q['high_quality'], 1)}%, modes {_fmt(q['modes'], 1)}"
@@ -693,48 +612,68 @@ def _run(config: DotToyConfig, out: Path, dev: torch.device) -> Result:
 
     lines = [
         "Generators after training (what is post-processed): "
-        + "; ".join(quality(name) for name in config.datasets)
+        + "; ".join(quality(name) for name in s.datasets)
         + "."
     ]
     lines += [
-        f"{name}: W2 " + ", ".join(f"{m} {_fmt(table[name][m]['w2'])}" for m in METHODS) + "."
-        for name in config.datasets
+        f"{name}: W2 " + ", ".join(f"{m} {_fmt(s.table[name][m]['w2'])}" for m in METHODS) + "."
+        for name in s.datasets
     ]
-    n_hold = sum(c.holds for c in checks)
-    summary = (
+    return (
         f"WGAN-GP (penalty {config.gp_weight}, Adam lr {config.lr}, {config.lr_schedule} "
         f"schedule) with G {config.g_hidden} / D {config.d_hidden}, {config.train_steps} "
-        f"generator steps, seeds {seeds}; DOT with Adam(lr {config.dot_lr}, betas (0, 0.9)), "
+        f"generator steps, seeds {s.seeds}; DOT with Adam(lr {config.dot_lr}, betas (0, 0.9)), "
         f"{config.dot_steps} steps, K = {config.k_factor} x K_eff over {config.k_pairs} pairs. "
         + " ".join(lines)
-        + f" {n_hold} of {len(checks)} checks hold."
+        + f" {n_hold} of {n_checks} checks hold."
     )
+
+
+def run(config: DotToyConfig, out: Path) -> Result:
+    """Train, transport, score and check the seed's 2-D claims; see the module docstring."""
+    if not isinstance(config, DotToyConfig):
+        raise TypeError(f"config must be a DotToyConfig, got {type(config).__name__}")
+    validate_config(config)
+    out = Path(out)
+    dev = resolve_device(config.device)
+    started = time.perf_counter()
+    with torch_threads(config.num_threads):
+        s = study(config, out, dev)
+    figs = out / "figures"
+    figures: dict[str, str] = {}
+    for name in s.datasets:
+        first = next(r for r in s.runs if r.dataset == name)
+        figures[
+            f"{name} (seed {first.seed}): target, generator, and each method's samples; "
+            "arrows from G(z) to the moved sample for naive / DOT target / DOT latent"
+        ] = str(_fig_samples(first, figs / f"samples_{name}.png", config.n_arrows))
+    figures["W2 to the target per method and data set (mean ± std over seeds)"] = str(
+        _fig_bars(s.table, s.datasets, figs / "w2_bars.png")
+    )
+    found = checks(s)
     return Result(
         experiment="dot-toy",
         seed_file=SEED_FILE,
         claim=CLAIM,
         run_dir=out,
-        metrics=metrics,
+        metrics={**study_metrics(s), "wall_time_s": time.perf_counter() - started},
         figures=figures,
-        checks=checks,
-        comparisons=comparisons,
-        summary=summary,
+        checks=found,
+        comparisons=comparisons(s),
+        summary=summary(s, config, sum(c.holds for c in found), len(found)),
     )
 
 
-# --------------------------------------------------------------------------- figures
-
-
-def _fig_samples(rec: dict[str, Any], path: Path, n_arrows: int = 300) -> Path:
-    arr = rec["arrays"]
+def _fig_samples(rec: ToyRun, path: Path, n_arrows: int = 300) -> Path:
+    """The target and each method's samples, with transport arrows for the DOT methods."""
     panels = ["target", *METHODS]
     fig, axes = new_figure(2, 4, figsize=(14.0, 7.2), squeeze=False)
     rng = np.random.default_rng(0)
     for ax, label in zip(axes.ravel(), panels, strict=True):
-        pts = arr["target"] if label == "target" else arr["samples"][label]
-        ax.scatter(arr["target"][:, 0], arr["target"][:, 1], s=1, color="0.8", zorder=0)
+        pts = rec.target if label == "target" else rec.samples[label]
+        ax.scatter(rec.target[:, 0], rec.target[:, 1], s=1, color="0.8", zorder=0)
         if label in _ARROW_METHODS:
-            y = arr["starts"][label]
+            y = rec.starts[label]
             idx = rng.choice(len(y), size=min(len(y), n_arrows), replace=False)
             ax.scatter(y[idx, 0], y[idx, 1], s=3, color="C3", label="G(z)", zorder=1)
             d = pts[idx] - y[idx]
@@ -746,7 +685,7 @@ def _fig_samples(rec: dict[str, Any], path: Path, n_arrows: int = 300) -> Path:
             ax.legend(fontsize=6, loc="lower right")
         elif label != "target":
             ax.scatter(pts[:, 0], pts[:, 1], s=1, color="C0", zorder=1)
-        m = rec["metrics"].get(label)
+        m = rec.scores.get(label)
         title = label if m is None else f"{label}: W2 {m['w2']:.3f}"
         if m is not None and "high_quality" in m:
             title += f", HQ {m['high_quality']:.0f}%"
@@ -759,7 +698,8 @@ def _fig_samples(rec: dict[str, Any], path: Path, n_arrows: int = 300) -> Path:
     return save_figure(fig, path)
 
 
-def _fig_bars(table: dict[str, Any], datasets: tuple[str, ...], path: Path) -> Path:
+def _fig_bars(table: dict[str, Any], datasets: list[str], path: Path) -> Path:
+    """W2 per method, mean and std over seeds, one panel per data set."""
     fig, axes = new_figure(1, len(datasets), figsize=(4.6 * len(datasets), 3.6), squeeze=False)
     for ax, name in zip(axes[0], datasets, strict=True):
         mean = [table[name][m]["w2"]["mean"] for m in METHODS]
