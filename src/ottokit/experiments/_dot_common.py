@@ -18,8 +18,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ottokit.dot import calibrate, ddls, dot_latent, dot_target, drs, effective_lipschitz
-from ottokit.dot import mh_gan as run_mh_gan
+from ottokit.dot import (
+    Calibrator,
+    DOTResult,
+    calibrate,
+    ddls,
+    dot_latent,
+    dot_target,
+    drs,
+    effective_lipschitz,
+    mh_gan,
+)
 from ottokit.experiments._studies import FIGURE_ONLY
 from ottokit.gan.nets import build_seeded
 from ottokit.gan.train import fit_discriminator
@@ -157,6 +166,22 @@ class Transport:
     mean_displacement: float
     K: float
 
+    @classmethod
+    def of(cls, r: DOTResult, D: nn.Module, y0: Tensor) -> Transport:
+        """The record of the transport ``r`` of the samples ``y0``, D read before and after."""
+        with torch.no_grad():
+            d_before = float(D(y0).double().mean())
+            d_after = float(D(r.samples).double().mean())
+        move = torch.linalg.vector_norm((r.samples - y0).flatten(1).double(), dim=1)
+        return cls(
+            objective_start=float(r.objective[0]),
+            objective_end=float(r.objective[-1]),
+            mean_D_before=d_before,
+            mean_D_after=d_after,
+            mean_displacement=float(move.mean()),
+            K=r.K,
+        )
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -253,7 +278,6 @@ def compare_methods(
         y0, t_gen = timed(lambda: G(z0), device)
     samples: dict[str, Tensor] = {"generator": y0}
     seconds: dict[str, float] = {"generator": t_gen}
-
     k_target = effective_lipschitz(D, G, prior, cfg.k_pairs, "target", seed=streams.lipschitz)
     k_latent = effective_lipschitz(D, G, prior, cfg.k_pairs, "latent", seed=streams.lipschitz)
     K = Lipschitz(k_target, k_latent, cfg.k_factor * k_target, cfg.k_factor * k_latent)
@@ -274,32 +298,47 @@ def compare_methods(
         "DOT latent": latent("dot"),
     }
     transports: dict[str, Transport] = {}
-    with torch.no_grad():
-        d_before = float(D(y0).double().mean())
     for label, call in calls.items():
         r, wall = timed(call, device)
         samples[label], seconds[label] = r.samples, wall + t_gen
-        with torch.no_grad():
-            d_after = float(D(r.samples).double().mean())
-        move = torch.linalg.vector_norm((r.samples - y0).flatten(1).double(), dim=1)
-        transports[label] = Transport(
-            objective_start=float(r.objective[0]),
-            objective_end=float(r.objective[-1]),
-            mean_D_before=d_before,
-            mean_D_after=d_after,
-            mean_displacement=float(move.mean()),
-            K=r.K,
-        )
-
+        transports[label] = Transport.of(r, D, y0)
     D_ratio = D if ratio is None else ratio
     fake_z = prior.sample(
         cfg.n_calibration, generator=streams.generator("calibration_fake", device), device=device
     )
     with torch.no_grad():
         cal = calibrate(D_ratio(real_calibration), D_ratio(G(fake_z)), "logistic")
-    D_cal = cal.wrap(D_ratio)
+    base = _baselines(G, D_ratio, cal, prior, cfg, streams, z0, real_chains, device)
+    samples.update({label: x for label, (x, _, _) in base.items()})
+    seconds.update({label: wall for label, (_, wall, _) in base.items()})
+    seconds["DDLS"] += t_gen
+    return MethodRuns(
+        seconds=seconds,
+        K=K,
+        transports=transports,
+        calibration=Calibration(cal.coef, cal.intercept),
+        drs=base["DRS"][2],
+        mh_gan=base["MH-GAN"][2],
+        ddls=base["DDLS"][2],
+        latents=z0,
+        samples=samples,
+    )
 
-    r_drs, seconds["DRS"] = timed(
+
+def _baselines(
+    G: nn.Module,
+    D: nn.Module,
+    cal: Calibrator,
+    prior: Prior,
+    cfg: ComparisonConfig,
+    streams: Streams,
+    z0: Tensor,
+    real_chains: Tensor,
+    device: torch.device,
+) -> dict[str, tuple[Tensor, float, dict[str, float]]]:
+    """DRS, MH-GAN and DDLS on the calibrated ``D``: samples, wall time, diagnostics."""
+    D_cal = cal.wrap(D)
+    r_drs, t_drs = timed(
         lambda: drs(
             D_cal,
             G,
@@ -311,11 +350,9 @@ def compare_methods(
         ),
         device,
     )
-    samples["DRS"] = r_drs.samples
-
-    r_mh, seconds["MH-GAN"] = timed(
-        lambda: run_mh_gan(
-            D_ratio, G, prior, real_chains, cfg.mh_proposals, calibrator=cal, seed=streams.mh_gan
+    r_mh, t_mh = timed(
+        lambda: mh_gan(
+            D, G, prior, real_chains, cfg.mh_proposals, calibrator=cal, seed=streams.mh_gan
         ),
         device,
     )
@@ -324,30 +361,33 @@ def compare_methods(
         restart = streams.generator("mh_restarts", device)
         with torch.no_grad():
             mh_x[stuck] = G(prior.sample(int(stuck.sum()), generator=restart, device=device))
-    samples["MH-GAN"] = mh_x
-
-    r_dd, wall = timed(
+    r_dd, t_dd = timed(
         lambda: ddls(D_cal, G, z0, cfg.ddls_step, cfg.ddls_steps, prior, seed=streams.ddls), device
     )
-    samples["DDLS"], seconds["DDLS"] = r_dd.samples, wall + t_gen
-    return MethodRuns(
-        seconds=seconds,
-        K=K,
-        transports=transports,
-        calibration=Calibration(cal.coef, cal.intercept),
-        drs={
-            "acceptance_rate": r_drs.acceptance_rate,
-            "proposals_per_sample": r_drs.proposals_per_sample,
-            "n_returned": int(r_drs.samples.shape[0]),
-        },
-        mh_gan={
-            "acceptance_rate": r_mh.acceptance_rate,
-            "never_moved_fraction": float(stuck.double().mean()),
-        },
-        ddls={"energy_start": float(r_dd.energy[0]), "energy_end": float(r_dd.energy[-1])},
-        latents=z0,
-        samples=samples,
-    )
+    return {
+        "DRS": (
+            r_drs.samples,
+            t_drs,
+            {
+                "acceptance_rate": r_drs.acceptance_rate,
+                "proposals_per_sample": r_drs.proposals_per_sample,
+                "n_returned": int(r_drs.samples.shape[0]),
+            },
+        ),
+        "MH-GAN": (
+            mh_x,
+            t_mh,
+            {
+                "acceptance_rate": r_mh.acceptance_rate,
+                "never_moved_fraction": float(stuck.double().mean()),
+            },
+        ),
+        "DDLS": (
+            r_dd.samples,
+            t_dd,
+            {"energy_start": float(r_dd.energy[0]), "energy_end": float(r_dd.energy[-1])},
+        ),
+    }
 
 
 def fit_ratio_classifier(
