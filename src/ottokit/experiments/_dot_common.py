@@ -258,12 +258,25 @@ def compare_methods(
 ) -> MethodRuns:
     """Post-process the frozen ``G`` by every method of seed 003 §3.2-3.3.
 
-    From ``cfg.n_eval`` latents z0: the generator alone; the naive ascent of D in ``naive``
-    space; DOT in target space (samples clipped to [-``clip``, ``clip``]) and in latent space,
-    each ``cfg.dot_steps`` steps of ``optimizer`` with K = ``cfg.k_factor`` x K_eff (k_eff);
-    and the baselines DRS, MH-GAN (chains from ``real_chains``) and DDLS on ``ratio`` (the
-    discriminator ``D`` when None) after Platt calibration on ``real_calibration`` against
-    ``cfg.n_calibration`` generated samples.
+    From ``cfg.n_eval`` latents z0: the generator alone; the naive ascent of D; DOT in target
+    and in latent space, each ``cfg.dot_steps`` steps with K = ``cfg.k_factor`` x K_eff
+    (k_eff); and the baselines DRS, MH-GAN and DDLS after Platt calibration.
+
+    Args:
+        G: the frozen generator.
+        D: the frozen discriminator (critic) that DOT and the naive ascent read.
+        prior: the generator's latent prior.
+        cfg: the experiment's config (the fields of :class:`ComparisonConfig`).
+        streams: the run's random streams.
+        real_calibration: held-out real samples of the calibration (against
+            ``cfg.n_calibration`` generated ones).
+        real_chains: the real samples MH-GAN's chains start from, one per chain.
+        optimizer: DOT's optimiser, ``"adam"`` (betas (0, 0.9)) or ``"sgd"``.
+        clip: target-space samples are clipped to [-clip, clip].
+        naive: the space of the naive ascent, ``"target"`` or ``"latent"``.
+        ratio: the baselines' discriminator (``D`` when None), e.g. from
+            :func:`fit_ratio_classifier`.
+        device: where z0 and the generated samples live.
 
     Returns:
         The samples, times and diagnostics, with the method names ``"generator"``,
@@ -404,8 +417,24 @@ def fit_ratio_classifier(
     streams: Streams,
     device: torch.device,
 ) -> tuple[nn.Module, dict[str, float]]:
-    """A real-vs-generated classifier for the baselines: ``make_net()`` trained ``steps``
-    steps with the logistic loss against the frozen ``G`` (see :func:`fit_frozen`)."""
+    """A real-vs-generated classifier for the baselines, trained against the frozen ``G``.
+
+    Args:
+        make_net: builds the classifier (initialised from the ``ratio_init`` stream).
+        G: the frozen generator.
+        data: the real training samples.
+        lr: Adam's step size.
+        betas: Adam's betas.
+        steps: training steps with the logistic loss (see :func:`fit_frozen`).
+        batch_size: samples per step.
+        prior: the generator's latent prior, ``"normal"`` or ``"uniform"``.
+        latent_dim: its dimension.
+        streams: the run's random streams (``ratio_fit`` draws the batches).
+        device: where the classifier trains.
+
+    Returns:
+        The frozen classifier and its fit record (as :func:`fit_frozen`).
+    """
     net = build_seeded(streams.ratio_init, make_net).to(device)
     fit = fit_frozen(
         net,
@@ -477,8 +506,23 @@ def fit_frozen(
 ) -> dict[str, float]:
     """Train ``D`` alone against the frozen ``G`` (Adam(lr, betas)), then freeze it.
 
-    Returns what the run records: steps, the mean loss over the first and the last tenth
-    of the steps, and the wall time.
+    Args:
+        D: the discriminator to train.
+        G: the frozen generator.
+        loss: a GAN loss (name or object, see :func:`ottokit.gan.make_loss`).
+        data: the real training samples.
+        lr: Adam's step size.
+        betas: Adam's betas.
+        steps: training steps.
+        batch_size: samples per step.
+        prior: the generator's latent prior, ``"normal"`` or ``"uniform"``.
+        latent_dim: its dimension.
+        seed: seeds the batches and latents.
+        device: where D trains.
+
+    Returns:
+        What the run records: steps, the mean loss over the first and the last tenth of the
+        steps, and the wall time.
     """
     D.train().requires_grad_(True)
     losses, wall = timed(

@@ -126,9 +126,15 @@ def linearisation_errors(
 ) -> tuple[np.ndarray, float, float]:
     """``||rhs_27 - rhs_28|| / ||rhs_28||`` at ``u (1 + eps delta)`` for each eps.
 
-    Returns the relative errors, the fitted order of ``||rhs_27 - rhs_28||`` in
-    eps and ``||J_27(u) + L||_max``, the distance of the Jacobian at the
-    uniform state from the linear operator.
+    Args:
+        g: the graph.
+        eps: the perturbation sizes.
+        seed: seeds the random direction delta (mean 0, max |delta| = 1).
+
+    Returns:
+        The relative errors, the fitted order of ``||rhs_27 - rhs_28||`` in eps, and
+        ``||J_27(u) + L||_max``, the distance of the Jacobian at the uniform state u from
+        the linear operator.
     """
     rng = np.random.default_rng(seed)
     delta = rng.uniform(-1.0, 1.0, g.n)

@@ -63,8 +63,17 @@ def learned_potential(
 ) -> LearnedPotential:
     """A discriminator potential fine-tuned ``budget`` steps per point of a path.
 
-    ``kind`` is ``"quadratic"`` (:class:`QuadraticLogit`, SGD) or ``"mlp"`` (a 32 x 32 MLP,
-    Adam); both train on ``config.curvature_samples`` real and latent samples.
+    Args:
+        model: the affine Gaussian generator.
+        target: the target's (mean, covariance).
+        dim: the data dimension.
+        budget: fine-tuning steps per point.
+        config: its seed, sample count and initial fine-tuning are used.
+        kind: ``"quadratic"`` (:class:`QuadraticLogit`, SGD) or ``"mlp"`` (a 32 x 32 MLP,
+            Adam); both train on ``config.curvature_samples`` real and latent samples.
+
+    Returns:
+        The learned potential.
     """
     gen = torch.Generator().manual_seed(config.seed + 7)
     mean, cov = target

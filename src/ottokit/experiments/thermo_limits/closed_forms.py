@@ -96,7 +96,7 @@ class Case:
     turs: dict[str, TURBound]
 
 
-def analyse(protocol: Protocol, n_times: int, observables: dict[str, Quadratic]) -> Case:
+def _analyse(protocol: Protocol, n_times: int, observables: dict[str, Quadratic]) -> Case:
     """Moments, thermodynamics, speed limit, W1 speed and TUR bounds of ``protocol``."""
     sol = solve_moments(protocol, t_eval=n_times)
     return Case(
@@ -350,11 +350,11 @@ def _inequalities(everything: dict[str, Case]) -> list[Inequality]:
 def study(config: ThermoLimitsConfig) -> ClosedFormStudy:
     """Closed forms of every protocol and schedule path, and every inequality along them."""
     cases = {
-        key: analyse(p, config.n_times, OBSERVABLES_2D)
+        key: _analyse(p, config.n_times, OBSERVABLES_2D)
         for key, p in protocols_2d(config, config.tau).items()
     }
     sched = {
-        key: analyse(p, config.n_times, OBSERVABLES_1D)
+        key: _analyse(p, config.n_times, OBSERVABLES_1D)
         for key, p in schedule_protocols(config).items()
     }
     everything = {**cases, **sched}
