@@ -100,9 +100,18 @@ def test_compare_methods_records_the_same_keys_for_either_naive_space(naive: str
     assert runs.K.K_used == pytest.approx(CFG.k_factor * K_eff, rel=1e-12)
     assert runs.transports["DOT target"].K == pytest.approx(runs.K.K_used, rel=1e-12)
     assert runs.transports["DOT latent"].K == pytest.approx(runs.K.k_used, rel=1e-12)
-    # target-space DOT lowers its objective and stays inside the clip box
-    t = runs.transports["DOT target"]
-    assert t.objective_end <= t.objective_start + 1e-12
+    # the transport records, recomputed: objective ||x - y0 + o|| - D(x)/K at both ends
+    t, x = runs.transports["DOT target"], runs.samples["DOT target"].double()
+    with torch.no_grad():
+        d0, d1 = D(y0).double(), D(runs.samples["DOT target"]).double()
+    cost = torch.linalg.vector_norm(x - y0.double() + 1e-3, dim=1)
+    start = math.sqrt(2) * 1e-3 - d0.mean().item() / t.K
+    assert t.objective_start == pytest.approx(start, abs=1e-6)
+    assert t.objective_end == pytest.approx((cost - d1 / t.K).mean().item(), abs=1e-5)
+    assert t.mean_D_after == pytest.approx(d1.mean().item(), rel=1e-12)
+    assert t.mean_displacement == pytest.approx(
+        torch.linalg.vector_norm(x - y0.double(), dim=1).mean().item(), rel=1e-9
+    )
     assert float(runs.samples["DOT target"].abs().max()) <= 2.0
     assert 0.0 < diag["DRS"]["acceptance_rate"] <= 1.0
     assert diag["DRS"]["n_returned"] == CFG.n_eval

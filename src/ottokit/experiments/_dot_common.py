@@ -3,8 +3,8 @@
 :func:`compare_methods` post-processes one trained GAN by every method of seed 003 §3.2-3.3
 from the same latents, times each the same way and returns a :class:`MethodRuns`. Its
 randomness comes from :class:`Streams`: one independent seed per purpose, spawned from the
-run's seed by ``np.random.SeedSequence``. An experiment keeps only its data, networks and
-scoring.
+run's seed by ``np.random.SeedSequence``; the GAN's own from :class:`GANSeeds`. An
+experiment keeps only its data, networks and scoring.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ __all__ = [
     "NAIVE",
     "Calibration",
     "ComparisonConfig",
+    "GANSeeds",
     "Lipschitz",
     "MethodRuns",
     "Streams",
@@ -58,20 +59,41 @@ NAIVE: dict[str, str] = {"target": "naive", "latent": "naive latent"}
 
 
 @dataclass(frozen=True)
-class Streams:
-    """Independent seeds of one run's random streams, one per purpose.
+class GANSeeds:
+    """Seeds of the GAN a run trains: the run seed and fixed offsets of it.
 
-    Spawned from ``np.random.SeedSequence(seed)`` in field order (:meth:`from_seed`), so a
-    purpose added at the end leaves the others' seeds unchanged.
+    Kept apart from :class:`Streams` so that the trained networks do not depend on how the
+    comparison draws: a change to the comparison's streams leaves the GANs, their
+    checkpoints and cached networks, and so the verdicts measured on them, as they are.
 
     Attributes:
-        data: the training set.
+        generator: the generator's initial parameters, the training batches and latents, and
+            the training set.
+        critic: the discriminator's initial parameters.
+        critic_fit: further discriminator steps against the frozen generator.
+    """
+
+    generator: int
+    critic: int
+    critic_fit: int
+
+    @classmethod
+    def from_seed(cls, seed: int) -> GANSeeds:
+        """The GAN seeds of the run seeded ``seed``."""
+        return cls(generator=seed, critic=seed + 10_000, critic_fit=seed + 31)
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Independent seeds of the comparison's random streams, one per purpose.
+
+    Spawned from ``np.random.SeedSequence(seed)`` in field order (:meth:`from_seed`), so a
+    purpose added at the end leaves the others' seeds unchanged. The GAN itself is seeded by
+    :class:`GANSeeds`.
+
+    Attributes:
         evaluation: the target sample every method is scored against.
         calibration_real: held-out real samples of the calibration.
-        generator_init: the generator's initial parameters.
-        critic_init: the discriminator's initial parameters.
-        training: the GAN's training batches and latents.
-        critic_fit: further discriminator steps against the frozen generator.
         latents: the latents z0 every method starts from.
         lipschitz: the latent pairs behind K_eff and k_eff.
         ratio_init: the initial parameters of a separate classifier for the baselines.
@@ -84,13 +106,8 @@ class Streams:
         ddls: the Langevin noise of DDLS.
     """
 
-    data: int
     evaluation: int
     calibration_real: int
-    generator_init: int
-    critic_init: int
-    training: int
-    critic_fit: int
     latents: int
     lipschitz: int
     ratio_init: int

@@ -33,6 +33,7 @@ from ottokit._config import validate_config
 from ottokit.data import digits
 from ottokit.dot import dot_latent
 from ottokit.experiments._dot_common import (
+    GANSeeds,
     Lipschitz,
     Streams,
     compare_methods,
@@ -102,15 +103,14 @@ def _score(x: Tensor, reference: np.ndarray, feats: DigitsFeatures) -> dict[str,
 def _train(
     cfg: DotDigitsConfig,
     seed: int,
-    streams: Streams,
     data: np.ndarray,
     out: Path,
     dev: torch.device,
 ) -> tuple[nn.Module, nn.Module, nn.Module, dict[str, Any]]:
     """Train one GAN; return (the generator to post-process, D, the last iterate, info)."""
-    G = build_seeded(streams.generator_init, lambda: ConvGenerator8(cfg.latent_dim, cfg.g_width))
-    G = G.to(dev)
-    D = build_seeded(streams.critic_init, lambda: ConvDiscriminator8(cfg.d_width, True)).to(dev)
+    seeds = GANSeeds.from_seed(seed)
+    G = build_seeded(seeds.generator, lambda: ConvGenerator8(cfg.latent_dim, cfg.g_width)).to(dev)
+    D = build_seeded(seeds.critic, lambda: ConvDiscriminator8(cfg.d_width, True)).to(dev)
     g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     tc = GANTrainConfig(
@@ -120,7 +120,7 @@ def _train(
         eval_every=0,
         eval_metric="none",
         checkpoint_every=max(cfg.train_steps // 5, 1),
-        seed=streams.training,
+        seed=seeds.generator,
         device=str(dev),
         prior="normal",
         log_every=max(cfg.train_steps // 20, 1),
@@ -158,7 +158,7 @@ def _train(
             batch_size=cfg.batch_size,
             prior="normal",
             latent_dim=cfg.latent_dim,
-            seed=streams.critic_fit,
+            seed=seeds.critic_fit,
             device=dev,
         )
     D.eval().requires_grad_(False)
@@ -240,7 +240,7 @@ def run_one(
     Returns the run and every method's images (for the run's .npz file).
     """
     streams = Streams.from_seed(seed)
-    G, D, G_last, info = _train(cfg, seed, streams, x_train, out, dev)
+    G, D, G_last, info = _train(cfg, seed, x_train, out, dev)
     prior = Prior("normal", (cfg.latent_dim,))
     ratio, extra = None, {}
     if cfg.ratio_steps > 0:

@@ -66,8 +66,9 @@ class DotDigitsConfig(ValidatedConfig):
     Metrics: ``n_eval`` images per method; FID-like against the digits test split, IS-like,
     k-NN precision/recall, all in the features of a digits CNN trained here
     (``features_epochs``) and cached in the run directory. One GAN is trained per run seed
-    ``seed + s`` for ``s`` in ``seeds``; every random draw of a run comes from the named
-    streams of that seed (:class:`ottokit.experiments._dot_common.Streams`).
+    ``seed + s`` for ``s`` in ``seeds``, seeded by
+    :class:`~ottokit.experiments._dot_common.GANSeeds` and every draw of the comparison comes
+    from the named streams of :class:`~ottokit.experiments._dot_common.Streams`.
     """
 
     seeds: tuple[int, ...] = param(

@@ -41,6 +41,7 @@ from ottokit._config import validate_config
 from ottokit._torchio import torch_threads
 from ottokit.data import toy_2d
 from ottokit.experiments._dot_common import (
+    GANSeeds,
     Lipschitz,
     Streams,
     compare_methods,
@@ -113,17 +114,17 @@ def _train(
     cfg: DotToyConfig,
     name: str,
     seed: int,
-    streams: Streams,
     data: np.ndarray,
     out: Path,
     dev: torch.device,
 ) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """Train one WGAN-GP on ``data``; return the frozen G and D and what training reports."""
+    seeds = GANSeeds.from_seed(seed)
     G = build_seeded(
-        streams.generator_init, lambda: MLPGenerator(2, cfg.g_hidden, 2, activation="leaky_relu")
+        seeds.generator, lambda: MLPGenerator(2, cfg.g_hidden, 2, activation="leaky_relu")
     ).to(dev)
     D = build_seeded(
-        streams.critic_init, lambda: MLPDiscriminator(2, cfg.d_hidden, activation="leaky_relu")
+        seeds.critic, lambda: MLPDiscriminator(2, cfg.d_hidden, activation="leaky_relu")
     ).to(dev)
     g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
@@ -134,7 +135,7 @@ def _train(
         eval_every=0,
         eval_metric="none",
         checkpoint_every=max(cfg.train_steps // 5, 1),
-        seed=streams.training,
+        seed=seeds.generator,
         device=str(dev),
         prior="uniform",
         log_every=max(cfg.train_steps // 20, 1),
@@ -224,11 +225,11 @@ def run_one(
     (resolve them with :meth:`ToyRun.resolve`), so the next run can train meanwhile.
     """
     streams = Streams.from_seed(seed)
-    data = toy_2d(name, cfg.n_train, seed=streams.data)
+    data = toy_2d(name, cfg.n_train, seed=GANSeeds.from_seed(seed).generator)
     target = toy_2d(name, cfg.n_eval, seed=streams.evaluation).points
     held_out = toy_2d(name, cfg.n_calibration, seed=streams.calibration_real).points
     chains = toy_2d(name, cfg.n_eval, seed=streams.mh_chains).points
-    G, D, info = _train(cfg, name, seed, streams, data.points, out, dev)
+    G, D, info = _train(cfg, name, seed, data.points, out, dev)
     ratio, extra = None, {}
     if cfg.ratio_steps > 0:
         ratio, extra["ratio_fit"] = fit_ratio_classifier(

@@ -61,8 +61,9 @@ class DotToyConfig(ValidatedConfig):
     torch's setting); the previous setting is restored afterwards. ``ot_workers > 0``
     computes the exact W2 values (network simplex) in that many separate processes while the
     next GAN trains; 0 computes them in this process. One GAN is trained per data set and
-    run seed ``seed + s`` for ``s`` in ``seeds``; every random draw of a run comes from the
-    named streams of that seed (:class:`ottokit.experiments._dot_common.Streams`).
+    run seed ``seed + s`` for ``s`` in ``seeds``, seeded by
+    :class:`~ottokit.experiments._dot_common.GANSeeds` and every draw of the comparison comes
+    from the named streams of :class:`~ottokit.experiments._dot_common.Streams`.
     """
 
     datasets: tuple[ToyName, ...] = param(
