@@ -17,6 +17,7 @@ Known answers used here:
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -320,3 +321,29 @@ def test_other_bad_inputs():
     with pytest.raises(ValueError, match="zero distance"):
         effective_lipschitz(D, lambda z: 0 * z, "normal", latent_dim=2)
     assert np.isfinite(effective_lipschitz(D, lambda z: z, "uniform", latent_dim=2, seed=0))
+
+
+def test_probability_warning_for_a_sigmoid_D_on_a_small_batch() -> None:
+    lin = torch.nn.Linear(2, 1).double()
+    torch.nn.init.constant_(lin.weight, 2.0)
+    D = torch.nn.Sequential(lin, torch.nn.Sigmoid())
+    y = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.warns(ProbabilityOutputWarning, match="logit"):
+        dot_target(D, y, 1.0, steps=1)
+    # below the minimum batch (8 values) the range says too little: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        dot_target(D, y[:7], 1.0, steps=1)
+
+
+def test_logit_D_with_values_in_unit_interval_does_not_warn() -> None:
+    # a logit whose values on this batch happen to lie in [0.4, 0.6] (as hinge logits of real
+    # data cluster below 1): unbounded far from the data, so not a probability
+    D = lambda x: 0.5 + 0.05 * x.sum(1)  # noqa: E731
+    y = torch.rand(32, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = 2 * y - 1
+    assert bool(((D(y) >= 0) & (D(y) <= 1)).all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        dot_target(D, y, 1.0, steps=1)
+        effective_lipschitz(D, lambda z: z, "uniform", 8, latent_dim=2, dtype=torch.float64)

@@ -1,6 +1,6 @@
-"""Experiments, one module per seed experiment.
+"""Experiments, one module (or package, one module per study) per seed experiment.
 
-Importing this package imports every public module in it, and each module
+Importing this package imports every public module and package in it, and each
 registers its :class:`Experiment`; a new experiment is one new module here.
 """
 

@@ -22,7 +22,7 @@ averaging the directions from that of a larger step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -39,6 +39,7 @@ from ottokit._config import (
     seed_param,
 )
 from ottokit.experiments._registry import Experiment, register
+from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
 from ottokit.gan.natural_gradient import NaturalGradient
 from ottokit.gan.nets import (
     Activation,
@@ -54,7 +55,7 @@ from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
-__all__ = ["GanOptimizersConfig", "run", "OPTIMIZERS"]
+__all__ = ["GanOptimizersConfig", "OPTIMIZERS", "OptimizersStudy", "checks", "run", "study"]
 
 SEED_FILE = "001_96bdb96a0e2ca5da.txt"
 CLAIM = (
@@ -277,9 +278,33 @@ def _summarise(runs: list[dict[str, Any]], config: GanOptimizersConfig) -> dict[
     }
 
 
-def run(config: GanOptimizersConfig, out: Path) -> Result:
-    out = Path(out)
-    figdir = out / "figures"
+@dataclass(frozen=True)
+class OptimizersStudy:
+    """Every optimiser over the seeds (and step-size scales): loss stability and W1.
+
+    Attributes:
+        config: steps, seeds, target and step sizes, as run.
+        optimizers: per optimiser at the configured step sizes, over seeds: runs completed
+            and diverged, final W1 (all, median, IQR), generator-loss variance and W1 spread
+            over the last ``stable_fraction`` of training, median time per step.
+        lr_sensitivity: the same per step-size scale other than 1.
+        runs: per optimiser, each seed's histories and final samples (figures only).
+    """
+
+    config: dict[str, Any]
+    optimizers: dict[str, dict[str, Any]]
+    lr_sensitivity: dict[str, dict[str, dict[str, Any]]]
+    runs: dict[str, list[dict[str, Any]]] = field(metadata=FIGURE_ONLY)
+
+    @property
+    def n_seeds(self) -> int:
+        """Seeds per optimiser."""
+        return int(self.config["n_seeds"])
+
+
+def study(config: GanOptimizersConfig, out: Path) -> OptimizersStudy:
+    """Train every optimiser on every seed (and step-size scale); checkpoints go under
+    ``out``."""
     seeds = [config.seed + k for k in range(config.n_seeds)]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in config.optimizers}
     scaled: dict[float, dict[str, list[dict[str, Any]]]] = {
@@ -295,36 +320,43 @@ def run(config: GanOptimizersConfig, out: Path) -> Result:
                 r.pop("final_samples")
                 scaled[sc][name].append(r)
             bar.advance()
-    summary = {name: _summarise(rs, config) for name, rs in runs.items()}
-    sensitivity = {
-        f"{sc:g}": {name: _summarise(rs, config) for name, rs in by.items()}
-        for sc, by in scaled.items()
-    }
+    return OptimizersStudy(
+        config={
+            "steps": config.steps,
+            "n_seeds": config.n_seeds,
+            "target": [config.target_mean, config.target_std],
+            "lr": {
+                "sgd": config.lr_sgd,
+                "adam": config.lr_adam,
+                "natural": config.lr_natural,
+                "damping": config.damping,
+                "momentum": config.momentum,
+            },
+        },
+        optimizers={name: _summarise(rs, config) for name, rs in runs.items()},
+        lr_sensitivity={
+            f"{sc:g}": {name: _summarise(rs, config) for name, rs in by.items()}
+            for sc, by in scaled.items()
+        },
+        runs=runs,
+    )
 
-    figures = {
-        "Generator loss against the step (median over seeds, band: 25-75%) — seed Fig. 1": str(
-            _figure_loss(runs, config, figdir / "generator_loss.png").relative_to(out)
-        ),
-        "Final generated density against the target (one line per seed) — seed Fig. 2": str(
-            _figure_density(runs, config, figdir / "final_density.png").relative_to(out)
-        ),
-        "W1 to the target against the step and against wall time": str(
-            _figure_w1(runs, figdir / "w1.png").relative_to(out)
-        ),
-    }
 
-    checks: list[Check] = []
+def checks(s: OptimizersStudy) -> list[Check]:
+    """The seed's two stability claims (and the matched-step control), read two ways."""
+    summary = s.optimizers
+    found: list[Check] = []
 
     def compare(a: str, b: str, key: str, what: str) -> None:
         if a not in summary or b not in summary:
             return
         va, vb = summary[a][key], summary[b][key]
         holds = bool(np.isfinite(va) and np.isfinite(vb) and va < vb)
-        checks.append(
+        found.append(
             Check(
                 f"{LABELS[a]} more stable than {LABELS[b]} ({what})",
                 holds,
-                f"median over {config.n_seeds} seeds: {va:.3g} ({LABELS[a]}) vs {vb:.3g} "
+                f"median over {s.n_seeds} seeds: {va:.3g} ({LABELS[a]}) vs {vb:.3g} "
                 f"({LABELS[b]}); diverged runs: {summary[a]['diverged']} vs "
                 f"{summary[b]['diverged']}",
             )
@@ -337,75 +369,86 @@ def run(config: GanOptimizersConfig, out: Path) -> Result:
     compare("natural-momentum", "natural", "w1_std_last_median", "spread of W1, last 20%")
     compare("natural-momentum-matched", "natural", "loss_var_last_median", loss_var)
     compare("natural-momentum-matched", "natural", "w1_std_last_median", "spread of W1, last 20%")
+    return found
 
-    comparisons = [
+
+def comparisons(s: OptimizersStudy) -> list[Comparison]:
+    """Final W1, loss variance and step time per optimiser (and step-size scale)."""
+    rows = [
         Comparison(
             f"{LABELS[n]}: final W1 (median [IQR]) / loss var (last 20%) / ms per step",
-            f"{s['final_w1_median']:.3g} [{s['final_w1_iqr'][0]:.3g}, {s['final_w1_iqr'][1]:.3g}]"
-            f" / {s['loss_var_last_median']:.3g} / {s['step_ms_median']:.3g}",
+            f"{v['final_w1_median']:.3g} [{v['final_w1_iqr'][0]:.3g}, {v['final_w1_iqr'][1]:.3g}]"
+            f" / {v['loss_var_last_median']:.3g} / {v['step_ms_median']:.3g}",
             "figure only",
-            f"{s['completed']} of {config.n_seeds} runs completed",
+            f"{v['completed']} of {s.n_seeds} runs completed",
         )
-        for n, s in summary.items()
+        for n, v in s.optimizers.items()
     ]
-    for sc, summ in sensitivity.items():
-        comparisons += [
+    for sc, summ in s.lr_sensitivity.items():
+        rows += [
             Comparison(
                 f"{LABELS[n]}, learning rate x {sc}: final W1 / loss var (last 20%)",
                 f"{v['final_w1_median']:.3g} / {v['loss_var_last_median']:.3g}",
                 "figure only",
-                f"{v['completed']} of {config.n_seeds} runs completed",
+                f"{v['completed']} of {s.n_seeds} runs completed",
             )
             for n, v in summ.items()
         ]
-    order = sorted(summary, key=lambda n: summary[n]["final_w1_median"])
+    return rows
+
+
+def summary(s: OptimizersStudy) -> str:
+    """Final W1, loss variance and step time per optimiser, and the verdicts per scale."""
+    summ = s.optimizers
+    mean, std = s.config["target"]
+    order = sorted(summ, key=lambda n: summ[n]["final_w1_median"])
     text = (
-        f"{config.n_seeds} seeds x {len(config.optimizers)} optimisers, {config.steps} steps, "
-        f"target N({config.target_mean}, {config.target_std}^2). Final W1 (median): "
-        + ", ".join(f"{LABELS[n]} {summary[n]['final_w1_median']:.3g}" for n in order)
+        f"{s.n_seeds} seeds x {len(summ)} optimisers, {s.config['steps']} steps, "
+        f"target N({mean}, {std}^2). Final W1 (median): "
+        + ", ".join(f"{LABELS[n]} {summ[n]['final_w1_median']:.3g}" for n in order)
         + ". Generator-loss variance over the last 20% (median): "
-        + ", ".join(f"{LABELS[n]} {summary[n]['loss_var_last_median']:.3g}" for n in summary)
+        + ", ".join(f"{LABELS[n]} {summ[n]['loss_var_last_median']:.3g}" for n in summ)
         + ". Time per GAN step (median): "
-        + ", ".join(f"{LABELS[n]} {summary[n]['step_ms_median']:.2f} ms" for n in summary)
+        + ", ".join(f"{LABELS[n]} {summ[n]['step_ms_median']:.2f} ms" for n in summ)
         + "."
     )
-    for sc, summ in sensitivity.items():
+    for sc, by in s.lr_sensitivity.items():
         verdicts = []
         for a, b in (("adam", "sgd"), ("natural-momentum", "natural")):
-            if a in summ and b in summ:
-                va, vb = summ[a]["loss_var_last_median"], summ[b]["loss_var_last_median"]
+            if a in by and b in by:
+                va, vb = by[a]["loss_var_last_median"], by[b]["loss_var_last_median"]
                 verdicts.append(f"{LABELS[a]} {'<' if va < vb else '>='} {LABELS[b]}")
         text += f" With every step x {sc}: loss variance " + ", ".join(verdicts) + "."
-    metrics = {
-        "config": {
-            "steps": config.steps,
-            "n_seeds": config.n_seeds,
-            "target": [config.target_mean, config.target_std],
-            "lr": {
-                "sgd": config.lr_sgd,
-                "adam": config.lr_adam,
-                "natural": config.lr_natural,
-                "damping": config.damping,
-                "momentum": config.momentum,
-            },
-        },
-        "optimizers": summary,
-        "lr_sensitivity": sensitivity,
+    return text
+
+
+def run(config: GanOptimizersConfig, out: Path) -> Result:
+    """Train every optimiser and check the seed's stability claims."""
+    out = Path(out)
+    figdir = out / "figures"
+    s = study(config, out)
+    figures = {
+        "Generator loss against the step (median over seeds, band: 25-75%) — seed Fig. 1": (
+            _figure_loss(s.runs, figdir / "generator_loss.png")
+        ),
+        "Final generated density against the target (one line per seed) — seed Fig. 2": (
+            _figure_density(s.runs, config, figdir / "final_density.png")
+        ),
+        "W1 to the target against the step and against wall time": _figure_w1(
+            s.runs, figdir / "w1.png"
+        ),
     }
     return Result(
         experiment="gan-optimizers",
         seed_file=SEED_FILE,
         claim=CLAIM,
         run_dir=out,
-        metrics=metrics,
-        figures=figures,
-        checks=checks,
-        comparisons=comparisons,
-        summary=text,
+        metrics=study_metrics(s),
+        figures={caption: str(path.relative_to(out)) for caption, path in figures.items()},
+        checks=checks(s),
+        comparisons=comparisons(s),
+        summary=summary(s),
     )
-
-
-# ---------------------------------------------------------------- figures
 
 
 def _band(ax: Any, x: np.ndarray, curves: list[np.ndarray], color: str, label: str) -> None:
@@ -416,7 +459,7 @@ def _band(ax: Any, x: np.ndarray, curves: list[np.ndarray], color: str, label: s
     ax.fill_between(x[:n], lo, hi, color=color, alpha=0.2, lw=0)
 
 
-def _figure_loss(runs: dict[str, list[dict[str, Any]]], config: GanOptimizersConfig, path: Path):
+def _figure_loss(runs: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     fig, ax = new_figure(1, 1, figsize=(7.5, 4.2))
     for name, rs in runs.items():
         ok = [r["g_loss"] for r in rs if len(r["g_loss"])]
@@ -429,7 +472,9 @@ def _figure_loss(runs: dict[str, list[dict[str, Any]]], config: GanOptimizersCon
     return save_figure(fig, path)
 
 
-def _figure_density(runs: dict[str, list[dict[str, Any]]], config: GanOptimizersConfig, path: Path):
+def _figure_density(
+    runs: dict[str, list[dict[str, Any]]], config: GanOptimizersConfig, path: Path
+) -> Path:
     fig, axes = new_figure(1, len(runs), figsize=(3.6 * len(runs), 3.4), squeeze=False)
     m, s = config.target_mean, config.target_std
     grid = np.linspace(m - 4 * s, m + 4 * s, 400)
@@ -445,7 +490,7 @@ def _figure_density(runs: dict[str, list[dict[str, Any]]], config: GanOptimizers
     return save_figure(fig, path)
 
 
-def _figure_w1(runs: dict[str, list[dict[str, Any]]], path: Path):
+def _figure_w1(runs: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     fig, (a1, a2) = new_figure(1, 2, figsize=(11, 4))
     for name, rs in runs.items():
         ok = [r for r in rs if len(r["eval_w1"])]

@@ -11,7 +11,7 @@ values of the linearised forward maps measure that directly.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from ottokit._config import ValidatedConfig, device_param, param, seed_param
 from ottokit.experiments._graph_sizes import check_random_graph
 from ottokit.experiments._registry import Experiment, register
+from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
 from ottokit.functionals import Entropy
 from ottokit.graph import (
     Graph,
@@ -32,7 +33,7 @@ from ottokit.report.figures import draw_graph_density, new_figure, save_figure
 from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
-__all__ = ["GraphInverseConfig", "run", "two_bump_density"]
+__all__ = ["GraphInverseConfig", "InverseStudy", "checks", "run", "study", "two_bump_density"]
 
 SEED_FILE = "000_7ec3962b43dcb9c8.txt"
 CLAIM = (
@@ -93,9 +94,56 @@ def two_bump_density(g: Graph, floor: float) -> np.ndarray:
     return rho / rho.sum()
 
 
-def run(config: GraphInverseConfig, out: Path) -> Result:
-    out = Path(out)
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class InverseStudy:
+    """Reconstructions of rho(0) from noisy rho(T) of both flows, and their conditioning.
+
+    Attributes:
+        graph: nodes n, edges m, mean degree and connected components.
+        times: the observation times T.
+        noise_levels: the relative noise sizes eta.
+        median_relative_error: per flow, ||x - rho0|| / ||rho0 - uniform||, median over
+            draws, shape (T, eta).
+        chosen_alpha_median: per flow, the regularisation alpha the discrepancy principle
+            chose, median over draws.
+        discrepancy_met: how many reconstructions met the discrepancy principle.
+        smallest_singular_value: per flow and T, the smallest singular value of the
+            linearised forward map d rho(T) / d rho(0).
+        singular_values_above_1e_3: per flow and T, how many exceed 1e-3.
+        fraction_settings_wasserstein_worse: share of (T, eta) where the Wasserstein error
+            is at least the linear one.
+        n_met: reconstructions that met the discrepancy principle.
+        total: reconstructions made.
+        g: the graph (figures only).
+        rho0: the true initial density (figures only).
+        singular_values: per flow and T, every singular value (figures only).
+        example: reconstructions and observations at the last T and middle eta (figures only).
+    """
+
+    graph: dict[str, float]
+    times: list[float]
+    noise_levels: list[float]
+    median_relative_error: dict[str, list[list[float]]]
+    chosen_alpha_median: dict[str, list[list[float]]]
+    discrepancy_met: str
+    smallest_singular_value: dict[str, list[float]]
+    singular_values_above_1e_3: dict[str, list[int]]
+    fraction_settings_wasserstein_worse: float
+    n_met: int
+    total: int
+    g: Graph = field(metadata=FIGURE_ONLY)
+    rho0: np.ndarray = field(metadata=FIGURE_ONLY)
+    singular_values: dict[str, list[list[float]]] = field(metadata=FIGURE_ONLY)
+    example: dict[str, np.ndarray] = field(metadata=FIGURE_ONLY)
+
+    @property
+    def median(self) -> dict[str, np.ndarray]:
+        """``median_relative_error`` as arrays of shape (T, eta)."""
+        return {f: np.asarray(v) for f, v in self.median_relative_error.items()}
+
+
+def study(config: GraphInverseConfig) -> InverseStudy:
+    """Reconstruct rho(0) from every (T, eta, draw) for both flows."""
     g = random_geometric(config.n_nodes, config.radius, seed=config.seed)
     rho0 = two_bump_density(g, config.floor)
     uniform = np.full(g.n, 1.0 / g.n)
@@ -140,60 +188,55 @@ def run(config: GraphInverseConfig, out: Path) -> Result:
                         bar.advance()
 
     med = {f: np.median(error[f], axis=2) for f in FLOWS}
-    # conditioning: how many singular values of the linearised forward map exceed 1e-3
-    kept = {f: [int(np.sum(np.asarray(sv) > 1e-3)) for sv in singular[f]] for f in FLOWS}
-    sv_min = {f: [float(np.min(sv)) for sv in singular[f]] for f in FLOWS}
-    w_worse_sv = all(
-        sv_min["wasserstein"][k] <= sv_min["linear"][k] for k in range(len(config.times))
-    )
-    w_worse_frac = float(np.mean(med["wasserstein"] >= med["linear"]))
-    convergent = all(med[f][k, 0] < med[f][k, -1] for f in FLOWS for k in range(len(config.times)))
     n_met = int(sum(met[f].sum() for f in FLOWS))
+    return InverseStudy(
+        graph={"n": g.n, "m": g.m, "mean_degree": g.mean_degree(), "components": g.n_components},
+        times=list(config.times),
+        noise_levels=list(config.noise_levels),
+        median_relative_error={f: med[f].tolist() for f in FLOWS},
+        chosen_alpha_median={f: np.median(alpha[f], axis=2).tolist() for f in FLOWS},
+        discrepancy_met=f"{n_met} of {total}",
+        smallest_singular_value={f: [float(np.min(sv)) for sv in singular[f]] for f in FLOWS},
+        # conditioning: how many singular values of the linearised forward map exceed 1e-3
+        singular_values_above_1e_3={
+            f: [int(np.sum(np.asarray(sv) > 1e-3)) for sv in singular[f]] for f in FLOWS
+        },
+        fraction_settings_wasserstein_worse=float(np.mean(med["wasserstein"] >= med["linear"])),
+        n_met=n_met,
+        total=total,
+        g=g,
+        rho0=rho0,
+        singular_values=singular,
+        example=example,
+    )
 
-    figs = out / "figures"
-    figures = {
-        "Reconstruction error ||x - rho0|| / ||rho0 - uniform|| against noise level eta "
-        "(median over draws), per observation time T": str(
-            _figure_error_vs_noise(config, med, figs / "error_vs_noise.png")
-        ),
-        "Reconstruction error against T at each noise level": str(
-            _figure_error_vs_time(config, med, figs / "error_vs_time.png")
-        ),
-        "Singular values of the linearised forward map d rho(T)/d rho(0) at the true rho0": str(
-            _figure_singular(config, singular, figs / "singular_values.png")
-        ),
-        f"Truth, observation and reconstructions at T = {config.times[-1]:g}, "
-        f"eta = {config.noise_levels[len(config.noise_levels) // 2]:g}": str(
-            _figure_example(g, rho0, example, figs / "example.png")
-        ),
-    }
-    metrics = {
-        "graph": {"n": g.n, "m": g.m, "mean_degree": g.mean_degree(), "components": g.n_components},
-        "times": list(config.times),
-        "noise_levels": list(config.noise_levels),
-        "median_relative_error": {f: med[f].tolist() for f in FLOWS},
-        "chosen_alpha_median": {f: np.median(alpha[f], axis=2).tolist() for f in FLOWS},
-        "discrepancy_met": f"{n_met} of {total}",
-        "smallest_singular_value": sv_min,
-        "singular_values_above_1e-3": kept,
-        "fraction_settings_wasserstein_worse": w_worse_frac,
-        "wall_time_s": time.perf_counter() - started,
-    }
-    checks = [
+
+def _wasserstein_worse_conditioned(s: InverseStudy) -> bool:
+    sv_min = s.smallest_singular_value
+    return all(sv_min["wasserstein"][k] <= sv_min["linear"][k] for k in range(len(s.times)))
+
+
+def checks(s: InverseStudy) -> list[Check]:
+    """The Wasserstein forward map is worse-conditioned and its inverse less accurate; the
+    regularised inverse converges as the noise falls."""
+    sv_min, med = s.smallest_singular_value, s.median
+    frac = s.fraction_settings_wasserstein_worse
+    convergent = all(med[f][k, 0] < med[f][k, -1] for f in FLOWS for k in range(len(s.times)))
+    return [
         Check(
             "The Wasserstein forward map is worse-conditioned: its smallest singular value is "
             "below the linear flow's at every T",
-            w_worse_sv,
+            _wasserstein_worse_conditioned(s),
             "; ".join(
                 f"T={T:g}: {sv_min['wasserstein'][k]:.2e} vs {sv_min['linear'][k]:.2e}"
-                for k, T in enumerate(config.times)
+                for k, T in enumerate(s.times)
             ),
         ),
         Check(
             "Reconstruction from the Wasserstein flow is less accurate than from the linear "
             "flow in at least half of the (T, eta) settings",
-            w_worse_frac >= 0.5,
-            f"Wasserstein error >= linear error in {100 * w_worse_frac:.0f}% of settings",
+            frac >= 0.5,
+            f"Wasserstein error >= linear error in {100 * frac:.0f}% of settings",
         ),
         Check(
             "The regularised inverse converges: the error falls as the noise falls, for both "
@@ -202,62 +245,103 @@ def run(config: GraphInverseConfig, out: Path) -> Result:
             "median error at the smallest vs largest eta, per T and flow",
         ),
     ]
-    k_last, e_mid = len(config.times) - 1, len(config.noise_levels) // 2
-    comparisons = [
+
+
+def comparisons(s: InverseStudy) -> list[Comparison]:
+    """The errors and the kept singular values at the last T, beside the seed's expectation."""
+    med, kept = s.median, s.singular_values_above_1e_3
+    k_last, e_mid = len(s.times) - 1, len(s.noise_levels) // 2
+    return [
         Comparison(
-            f"median error at T = {config.times[k_last]:g}, eta = "
-            f"{config.noise_levels[e_mid]:g}: Wasserstein / linear",
+            f"median error at T = {s.times[k_last]:g}, eta = "
+            f"{s.noise_levels[e_mid]:g}: Wasserstein / linear",
             f"{med['wasserstein'][k_last, e_mid]:.3f} / {med['linear'][k_last, e_mid]:.3f}",
             "Wasserstein worse (qualitative, §4)",
         ),
         Comparison(
-            f"singular values > 1e-3 of d rho(T)/d rho(0) at T = {config.times[k_last]:g}: "
+            f"singular values > 1e-3 of d rho(T)/d rho(0) at T = {s.times[k_last]:g}: "
             "Wasserstein / linear",
-            f"{kept['wasserstein'][k_last]} / {kept['linear'][k_last]} of {g.n}",
+            f"{kept['wasserstein'][k_last]} / {kept['linear'][k_last]} of {s.graph['n']}",
             "fewer for Wasserstein (faster smoothing)",
         ),
     ]
-    verdict = "agrees with" if (w_worse_sv and w_worse_frac >= 0.5) else "does not support"
-    summary = (
-        f"On a random geometric graph of {g.n} nodes, with the same regularised inversion for "
-        f"both flows, the evidence {verdict} the seed's argument. The smallest singular value "
-        f"of the linearised Wasserstein forward map is "
+
+
+def summary(s: InverseStudy) -> str:
+    """Whether the evidence agrees with the seed's argument, and the numbers behind it."""
+    sv_min, frac = s.smallest_singular_value, s.fraction_settings_wasserstein_worse
+    agrees = _wasserstein_worse_conditioned(s) and frac >= 0.5
+    verdict = "agrees with" if agrees else "does not support"
+    return (
+        f"On a random geometric graph of {s.graph['n']} nodes, with the same regularised "
+        f"inversion for both flows, the evidence {verdict} the seed's argument. The smallest "
+        f"singular value of the linearised Wasserstein forward map is "
         + ", ".join(
             f"{sv_min['wasserstein'][k]:.1e} (linear {sv_min['linear'][k]:.1e}) at T = {T:g}"
-            for k, T in enumerate(config.times)
+            for k, T in enumerate(s.times)
         )
         + f"; the Wasserstein reconstruction error is at least the linear one in "
-        f"{100 * w_worse_frac:.0f}% of the (T, eta) settings. Both inverses degrade as T grows "
+        f"{100 * frac:.0f}% of the (T, eta) settings. Both inverses degrade as T grows "
         "and improve as the noise shrinks, as a convergent regularisation should. The "
-        f"discrepancy principle was met in {n_met} of {total} reconstructions; the others (the "
-        "smallest noise levels) stopped at the smallest alpha on the grid, 1e-12."
+        f"discrepancy principle was met in {s.n_met} of {s.total} reconstructions; the others "
+        "(the smallest noise levels) stopped at the smallest alpha on the grid, 1e-12."
     )
+
+
+def figures(s: InverseStudy, directory: Path) -> dict[str, Path]:
+    """Error against eta and against T, the singular values, and one example; caption ->
+    file."""
+    med = s.median
+    return {
+        "Reconstruction error ||x - rho0|| / ||rho0 - uniform|| against noise level eta "
+        "(median over draws), per observation time T": _figure_error_vs_noise(
+            s, med, directory / "error_vs_noise.png"
+        ),
+        "Reconstruction error against T at each noise level": _figure_error_vs_time(
+            s, med, directory / "error_vs_time.png"
+        ),
+        "Singular values of the linearised forward map d rho(T)/d rho(0) at the true rho0": (
+            _figure_singular(s, s.singular_values, directory / "singular_values.png")
+        ),
+        f"Truth, observation and reconstructions at T = {s.times[-1]:g}, "
+        f"eta = {s.noise_levels[len(s.noise_levels) // 2]:g}": _figure_example(
+            s.g, s.rho0, s.example, directory / "example.png"
+        ),
+    }
+
+
+def run(config: GraphInverseConfig, out: Path) -> Result:
+    """Reconstruct, compare both flows' inverses, and check the seed's argument."""
+    out = Path(out)
+    started = time.perf_counter()
+    s = study(config)
+    drawn = figures(s, out / "figures")
     return Result(
         experiment="graph-inverse",
         seed_file=SEED_FILE,
         claim=CLAIM,
         run_dir=out,
-        metrics=metrics,
-        figures=figures,
-        checks=checks,
-        comparisons=comparisons,
-        summary=summary,
+        metrics={**study_metrics(s), "wall_time_s": time.perf_counter() - started},
+        figures={caption: str(path) for caption, path in drawn.items()},
+        checks=checks(s),
+        comparisons=comparisons(s),
+        summary=summary(s),
     )
 
 
-def _figure_error_vs_noise(config: GraphInverseConfig, med: dict, path: Path) -> Path:
+def _figure_error_vs_noise(s: InverseStudy, med: dict, path: Path) -> Path:
     fig, ax = new_figure(figsize=(5.5, 4.0))
-    for k, T in enumerate(config.times):
+    for k, T in enumerate(s.times):
         color = f"C{k}"
         ax.loglog(
-            config.noise_levels,
+            s.noise_levels,
             med["wasserstein"][k],
             "o-",
             color=color,
             label=f"Wasserstein, T={T:g}",
         )
         ax.loglog(
-            config.noise_levels, med["linear"][k], "s--", color=color, label=f"linear, T={T:g}"
+            s.noise_levels, med["linear"][k], "s--", color=color, label=f"linear, T={T:g}"
         )
     ax.set_xlabel("noise level eta")
     ax.set_ylabel("relative reconstruction error")
@@ -265,19 +349,19 @@ def _figure_error_vs_noise(config: GraphInverseConfig, med: dict, path: Path) ->
     return save_figure(fig, path)
 
 
-def _figure_error_vs_time(config: GraphInverseConfig, med: dict, path: Path) -> Path:
+def _figure_error_vs_time(s: InverseStudy, med: dict, path: Path) -> Path:
     fig, ax = new_figure(figsize=(5.5, 4.0))
-    for e, eta in enumerate(config.noise_levels):
+    for e, eta in enumerate(s.noise_levels):
         color = f"C{e}"
         ax.semilogy(
-            config.times,
+            s.times,
             med["wasserstein"][:, e],
             "o-",
             color=color,
             label=f"Wasserstein, eta={eta:g}",
         )
         ax.semilogy(
-            config.times, med["linear"][:, e], "s--", color=color, label=f"linear, eta={eta:g}"
+            s.times, med["linear"][:, e], "s--", color=color, label=f"linear, eta={eta:g}"
         )
     ax.set_xlabel("observation time T")
     ax.set_ylabel("relative reconstruction error")
@@ -285,9 +369,9 @@ def _figure_error_vs_time(config: GraphInverseConfig, med: dict, path: Path) -> 
     return save_figure(fig, path)
 
 
-def _figure_singular(config: GraphInverseConfig, singular: dict, path: Path) -> Path:
+def _figure_singular(s: InverseStudy, singular: dict, path: Path) -> Path:
     fig, ax = new_figure(figsize=(5.5, 4.0))
-    for k, T in enumerate(config.times):
+    for k, T in enumerate(s.times):
         ax.semilogy(singular["wasserstein"][k], "-", color=f"C{k}", label=f"Wasserstein, T={T:g}")
         ax.semilogy(singular["linear"][k], "--", color=f"C{k}", label=f"linear, T={T:g}")
     ax.set_xlabel("index")

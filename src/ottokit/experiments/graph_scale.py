@@ -15,7 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,12 @@ from ottokit._config import (
 )
 from ottokit.experiments._graph_sizes import heat_flow_bytes
 from ottokit.experiments._registry import Experiment, register
+from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
 from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
-__all__ = ["GraphScaleConfig", "run", "rgg_case", "grid_case"]
+__all__ = ["GraphScaleConfig", "ScaleStudy", "checks", "grid_case", "rgg_case", "run", "study"]
 
 SEED_FILE = "000_7ec3962b43dcb9c8.txt"
 CLAIM = (
@@ -213,8 +214,32 @@ def _in_child(fn: Any, *args: Any) -> dict[str, Any]:
         return pool.apply(fn, args)
 
 
-def run(config: GraphScaleConfig, out: Path) -> Result:
-    out = Path(out)
+@dataclass(frozen=True)
+class ScaleStudy:
+    """The two large cases, each run in its own child process.
+
+    Attributes:
+        rgg: the heat flow on the random geometric graph: size, build and solve times, peak
+            memory, solver statistics, entropy and dissipation against time, and the radial
+            density profile at the end.
+        fokker_planck: the Fokker-Planck flow on the grid: size, stiffness bound x T, solve
+            time, peak memory, solver statistics, free energy and KL to the Gibbs state.
+        t_end: end time of the heat flow.
+        grid_size: side N of the grid.
+        grid_t_end: end time of the Fokker-Planck flow.
+        images: rho(0), rho(T) and the Gibbs state on the grid (figures only).
+    """
+
+    rgg: dict[str, Any]
+    fokker_planck: dict[str, Any]
+    t_end: float
+    grid_size: int
+    grid_t_end: float
+    images: dict[str, list] = field(metadata=FIGURE_ONLY)
+
+
+def study(config: GraphScaleConfig) -> ScaleStudy:
+    """Both cases, each in a fresh process so its wall time and peak memory are its own."""
     with progress_bar(2, "graph-scale: 2 cases") as bar:
         rgg = _in_child(
             rgg_case, config.n_nodes, config.mean_degree, config.t_end, config.rtol, config.seed
@@ -225,26 +250,19 @@ def run(config: GraphScaleConfig, out: Path) -> Result:
         )
         bar.advance()
     images = fp.pop("images")
-    figs = out / "figures"
-    figures = {
-        f"Random geometric graph, n = {rgg['n']:,}: entropy and -dH/dt against time": str(
-            _figure_rgg(rgg, figs / "rgg_entropy.png")
-        ),
-        f"Random geometric graph: mean density against distance from the centre at t = "
-        f"{config.t_end:g}": str(_figure_profile(rgg, figs / "rgg_profile.png")),
-        f"Fokker-Planck on a {config.grid_size}^2 grid: rho(0), rho({config.grid_t_end:g}) and "
-        "the Gibbs state exp(-V)/Z": str(_figure_grid(images, config, figs / "fp_grid.png")),
-        "Fokker-Planck: free energy and KL(rho(t) || rho*) against time": str(
-            _figure_fp(fp, figs / "fp_energy.png")
-        ),
-    }
+    return ScaleStudy(rgg, fp, config.t_end, config.grid_size, config.grid_t_end, images)
+
+
+def checks(s: ScaleStudy) -> list[Check]:
+    """The time and memory targets, mass and positivity, energy decrease, and relaxation."""
+    rgg, fp = s.rgg, s.fokker_planck
     rgg_ok_time = rgg["total_s"] <= TIME_TARGET_S
     rgg_ok_mem = rgg["peak_gb"] <= MEMORY_TARGET_GB
     decreasing = bool(
         np.all(np.diff(rgg["entropy"]) <= 1e-12) and np.all(np.diff(fp["free_energy"]) <= 1e-12)
     )
     kl = np.asarray(fp["kl_to_gibbs"])
-    checks = [
+    return [
         Check(
             f"Heat flow on {rgg['n']:,} nodes completes within {TIME_TARGET_S:.0f} s and "
             f"{MEMORY_TARGET_GB:g} GB",
@@ -274,7 +292,12 @@ def run(config: GraphScaleConfig, out: Path) -> Result:
             f"KL: {kl[0]:.3f} -> {kl[-1]:.3e}",
         ),
     ]
-    comparisons = [
+
+
+def comparisons(s: ScaleStudy) -> list[Comparison]:
+    """Time and memory beside the targets (the seed's graph has 500 nodes)."""
+    rgg, fp = s.rgg, s.fokker_planck
+    return [
         Comparison(
             f"random geometric graph ({rgg['n']:,} nodes, mean degree {rgg['mean_degree']:.1f}, "
             f"{rgg['components']} component(s))",
@@ -282,39 +305,69 @@ def run(config: GraphScaleConfig, out: Path) -> Result:
             f"target <= {TIME_TARGET_S:.0f} s, <= {MEMORY_TARGET_GB:g} GB (seed: 500 nodes)",
         ),
         Comparison(
-            f"Fokker-Planck grid {config.grid_size}^2 (stiffness |J| T = "
+            f"Fokker-Planck grid {s.grid_size}^2 (stiffness |J| T = "
             f"{fp['stiffness_bound_x_T']:.2e})",
             f"{fp['solve_s']:.1f} s, {fp['peak_gb']:.2f} GB, method {fp['method']}, "
             f"{fp['n_rhs']} rhs, {fp['n_jac']} Jacobians",
             None,
         ),
     ]
+
+
+def summary(s: ScaleStudy) -> str:
+    """Sizes, times, memory and the relaxation of both cases."""
+    rgg, fp = s.rgg, s.fokker_planck
+    kl = fp["kl_to_gibbs"]
     disconnected = (
         f"it has {rgg['components']} connected components (each keeps its own mass); "
         if rgg["components"] > 1
         else "it is connected; "
     )
-    summary = (
+    return (
         f"The random geometric graph has {rgg['n']:,} nodes and {rgg['m']:,} edges (radius "
         f"{rgg['radius']:.5f}, mean degree {rgg['mean_degree']:.2f}); {disconnected}"
-        f"the Wasserstein heat flow to t = {config.t_end:g} took {rgg['solve_s']:.1f} s "
+        f"the Wasserstein heat flow to t = {s.t_end:g} took {rgg['solve_s']:.1f} s "
         f"({rgg['method']}, {rgg['n_rhs']} right-hand sides) after {rgg['build_s']:.1f} s to "
-        f"build the graph, peak memory {rgg['peak_gb']:.2f} GB. The {config.grid_size}^2 "
+        f"build the graph, peak memory {rgg['peak_gb']:.2f} GB. The {s.grid_size}^2 "
         f"Fokker-Planck grid (stiffness bound x T = {fp['stiffness_bound_x_T']:.1e}) took "
         f"{fp['solve_s']:.1f} s with {fp['method']}, peak {fp['peak_gb']:.2f} GB; "
         f"KL to the Gibbs state fell from {kl[0]:.3f} to {kl[-1]:.2e}."
     )
-    metrics = {"rgg": rgg, "fokker_planck": fp}
+
+
+def figures(s: ScaleStudy, directory: Path) -> dict[str, Path]:
+    """Entropy and the radial profile on the graph; the grid's densities and energies."""
+    return {
+        f"Random geometric graph, n = {s.rgg['n']:,}: entropy and -dH/dt against time": (
+            _figure_rgg(s.rgg, directory / "rgg_entropy.png")
+        ),
+        f"Random geometric graph: mean density against distance from the centre at t = "
+        f"{s.t_end:g}": _figure_profile(s.rgg, directory / "rgg_profile.png"),
+        f"Fokker-Planck on a {s.grid_size}^2 grid: rho(0), rho({s.grid_t_end:g}) and "
+        "the Gibbs state exp(-V)/Z": _figure_grid(
+            s.images, s.grid_t_end, directory / "fp_grid.png"
+        ),
+        "Fokker-Planck: free energy and KL(rho(t) || rho*) against time": _figure_fp(
+            s.fokker_planck, directory / "fp_energy.png"
+        ),
+    }
+
+
+def run(config: GraphScaleConfig, out: Path) -> Result:
+    """Run both cases and check that the flows stay structure-preserving at scale."""
+    out = Path(out)
+    s = study(config)
+    drawn = figures(s, out / "figures")
     return Result(
         experiment="graph-scale",
         seed_file=SEED_FILE,
         claim=CLAIM,
         run_dir=out,
-        metrics=metrics,
-        figures=figures,
-        checks=checks,
-        comparisons=comparisons,
-        summary=summary,
+        metrics=study_metrics(s),
+        figures={caption: str(path) for caption, path in drawn.items()},
+        checks=checks(s),
+        comparisons=comparisons(s),
+        summary=summary(s),
     )
 
 
@@ -340,13 +393,13 @@ def _figure_profile(rgg: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _figure_grid(images: dict, config: GraphScaleConfig, path: Path) -> Path:
+def _figure_grid(images: dict, t_end: float, path: Path) -> Path:
     fig, axes = new_figure(1, 3, figsize=(11.0, 3.6))
     vmax = max(float(np.max(images[k])) for k in ("rho0", "rhoT", "gibbs"))
     for ax, key, title in zip(
         axes,
         ("rho0", "rhoT", "gibbs"),
-        ("rho(0)", f"rho({config.grid_t_end:g})", "Gibbs exp(-V)/Z"),
+        ("rho(0)", f"rho({t_end:g})", "Gibbs exp(-V)/Z"),
         strict=True,
     ):
         im = ax.imshow(
