@@ -16,6 +16,7 @@ from scipy.integrate import trapezoid
 from scipy.linalg import expm
 from scipy.special import kl_div
 
+from ottokit._memory import MemoryEstimateError
 from ottokit.functionals import Entropy, FDivergence, PorousMedium, PotentialEnergy
 from ottokit.graph import (
     MASS_TOL,
@@ -415,3 +416,10 @@ def test_a_leaking_rhs_is_refused_on_short_and_long_horizons(rgg500, rate, t1):
     diag = info.value.diagnostics
     assert diag["mass_drift"] == pytest.approx(-np.expm1(-rate * t1), rel=0.05)
     assert diag["mass_drift"] > 50 * diag["mass_tol"]
+
+
+def test_lsoda_dense_jacobian_on_a_large_graph_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    g = grid((300, 300))
+    with pytest.raises(MemoryEstimateError, match="dense Jacobian on 90000 nodes.*method=.bdf"):
+        solve(LinearHeatFlow(g), np.full(g.n, 1.0 / g.n), (0.0, 1.0), method="lsoda")

@@ -313,7 +313,7 @@ def as_covariance(
         a = a.reshape(1, 1)
     if a.ndim != 2 or a.shape[0] != a.shape[1] or (dim is not None and a.shape[0] != dim):
         want = f"({dim}, {dim})" if dim is not None else "square (d, d)"
-        raise ValueError(f"{name} must be a {want} covariance matrix, got shape {a.shape}")
+        raise ValueError(f"{name} must be a {want} matrix (a covariance), got shape {a.shape}")
     scale = max(float(np.abs(a).max()), np.finfo(float).tiny)
     if np.abs(a - a.T).max() > sym_rtol * scale:
         raise ValueError(f"{name} must be symmetric; symmetrise it with ({name} + {name}.T) / 2")

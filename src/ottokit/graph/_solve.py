@@ -51,6 +51,7 @@ from ottokit._checks import (
     check_real,
     options,
 )
+from ottokit._memory import check_memory
 from ottokit.graph._flows import Flow
 
 __all__ = ["solve", "Trajectory", "SolverError", "METHODS", "MASS_TOL"]
@@ -399,6 +400,11 @@ def _integrate(
     if resolved != "rk45" or method == "rk45":
         c = _Counter(flow)
         if resolved == "lsoda":
+            check_memory(
+                3 * 8 * g.n**2,
+                what=f"lsoda's dense Jacobian on {g.n} nodes",
+                knob="use method='bdf' or 'auto', whose Jacobians are sparse",
+            )
             y = _run_lsoda(c, rho0, grid_t, rtol, atol, max_steps)
         elif resolved in ("bdf", "adams"):
             y = _run_cvode(c, flow, resolved, rho0, grid_t, rtol, atol, max_steps)
