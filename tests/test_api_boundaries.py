@@ -404,7 +404,9 @@ BAD_SHAPE = {
     "w2 dimension mismatch": Case(lambda: ot.w2(X1, Y), "x"),
     "w2 a length": Case(lambda: ot.w2(X, Y, a=[0.5, 0.5]), "a"),
     "w_1d not on the line": Case(lambda: ot.w_1d(X, Y), "x"),
-    "w2_gaussian C1 shape": Case(lambda: ot.w2_gaussian([0.0, 0.0], np.eye(3), [0, 0], np.eye(2)), "C1"),
+    "w2_gaussian C1 shape": Case(
+        lambda: ot.w2_gaussian([0.0, 0.0], np.eye(3), [0.0, 0.0], np.eye(2)), "C1"
+    ),
     "stationary_covariance A not square": Case(
         lambda: thermo.stationary_covariance(np.ones((2, 3)), 1.0), "A"
     ),
