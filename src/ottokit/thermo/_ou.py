@@ -41,6 +41,8 @@ from scipy.integrate import cumulative_simpson, simpson, solve_ivp
 from scipy.linalg import solve_continuous_lyapunov
 from scipy.special import erf
 
+from ottokit._checks import as_array, check_instance, check_int, check_real
+from ottokit._memory import check_memory
 from ottokit.ot import w2_gaussian
 from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity
 from ottokit.thermo._protocols import Protocol
@@ -226,11 +228,12 @@ class TURBound:
 
 def stationary_covariance(A: Any, T: float) -> np.ndarray:
     """C_inf solving A C + C A^T + 2 T I = 0 (A Hurwitz): the stationary covariance."""
-    a = np.atleast_2d(np.asarray(A, dtype=np.float64))
+    a = np.atleast_2d(as_array(A, "A"))
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"A must be a square (d, d) matrix, got shape {a.shape}")
+    T = check_real(T, "T", gt=0)
     if np.max(np.linalg.eigvals(a).real) >= 0:
         raise ValueError("A must be stable (all eigenvalues with negative real part)")
-    if not T > 0:
-        raise ValueError(f"T must be positive, got {T}")
     c = solve_continuous_lyapunov(a, -2.0 * T * np.eye(a.shape[0]))
     return 0.5 * (c + c.T)
 
@@ -264,8 +267,8 @@ def solve_moments(
     Uses ``scipy.integrate.solve_ivp`` (DOP853); the derivatives ``d_mean``,
     ``d_cov`` are the right-hand side at the solved states.
     """
-    if not isinstance(protocol, Protocol):
-        raise TypeError(f"protocol must be a Protocol, got {type(protocol).__name__}")
+    check_instance(protocol, Protocol, "protocol")
+    rtol, atol = check_real(rtol, "rtol", gt=0), check_real(atol, "atol", gt=0)
     d = protocol.dim
     m0 = protocol.m0 if m0 is None else m0
     C0 = protocol.C0 if C0 is None else C0
@@ -339,9 +342,27 @@ def w2_endpoints(path: GaussianPath) -> float:
 
 
 def gaussian_entropy(cov: np.ndarray) -> np.ndarray:
-    """Differential entropy -int P log P = log det(2 pi e C) / 2 of N(m, C); cov (..., d, d)."""
-    d = cov.shape[-1]
-    return 0.5 * (d * np.log(2.0 * np.pi * np.e) + np.linalg.slogdet(cov)[1])
+    """Differential entropy -int P log P = log det(2 pi e C) / 2 of N(m, C); cov (..., d, d).
+
+    Raises ValueError unless every covariance is symmetric positive definite (a log
+    determinant of any other matrix is not an entropy).
+    """
+    c = as_array(cov, "cov")
+    if c.ndim < 2 or c.shape[-1] != c.shape[-2]:
+        raise ValueError(f"cov must be a (..., d, d) stack of square matrices, got {c.shape}")
+    d = c.shape[-1]
+    scale = np.maximum(np.abs(c).max(axis=(-2, -1)), np.finfo(float).tiny)
+    if np.any(np.abs(c - np.swapaxes(c, -1, -2)).max(axis=(-2, -1)) > 1e-10 * scale):
+        raise ValueError("cov must be symmetric; symmetrise it with (cov + cov.T) / 2")
+    smallest = np.linalg.eigvalsh(c)[..., 0]
+    if np.any(smallest <= 0):
+        k = tuple(int(i) for i in np.unravel_index(int(np.argmin(smallest)), smallest.shape))
+        where = f"cov[{', '.join(map(str, k))}]" if k else "cov"
+        raise ValueError(
+            f"cov must be positive definite; {where} has smallest eigenvalue "
+            f"{float(smallest[k]):.3g}"
+        )
+    return 0.5 * (d * np.log(2.0 * np.pi * np.e) + np.linalg.slogdet(c)[1])
 
 
 def _mean_abs_affine(a: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -390,7 +411,16 @@ def w1_speed(
     d <= 3 use tensor Gauss-Hermite quadrature with ``n_nodes`` per axis.
     The lower bound is tight for translations and isotropic dilations.
     """
+    n_directions = check_int(n_directions, "n_directions", ge=1, example=180)
+    n_nodes = check_int(n_nodes, "n_nodes", ge=1, example=48)
+    seed = check_int(seed, "seed", ge=0)
     n, d = path.mean.shape
+    if 2 <= d <= 3:
+        check_memory(
+            8 * n_nodes**d * (3 * d + 4),
+            what=f"w1_speed's Gauss-Hermite grid of {n_nodes}^{d} nodes",
+            knob="lower n_nodes",
+        )
     if d == 1:
         sigma = np.sqrt(path.cov[:, 0, 0])
         exact = _mean_abs_affine(path.d_mean[:, 0], path.d_cov[:, 0, 0] / (2.0 * sigma))
@@ -520,7 +550,14 @@ def tur(
             "ni,ni->n", g_mean, g_mean
         )
     elif callable(observable):
-        z = np.random.default_rng(seed).standard_normal((int(n_samples), sol.dim))
+        n_samples = check_int(n_samples, "n_samples", ge=1, example=20_000)
+        seed = check_int(seed, "seed", ge=0)
+        check_memory(
+            8 * n_samples * sol.dim * 5,
+            what=f"tur with {n_samples} samples in dimension {sol.dim}",
+            knob="lower n_samples",
+        )
+        z = np.random.default_rng(seed).standard_normal((n_samples, sol.dim))
         k = mean_local_velocity(sol)
         chol = np.linalg.cholesky(sol.cov)
         d_r, g2 = np.empty(len(sol.t)), np.empty(len(sol.t))
@@ -532,7 +569,10 @@ def tur(
             d_r[i] = np.mean(np.einsum("kj,kj->k", grad, y @ k[i].T + sol.d_mean[i]))
             g2[i] = np.mean(np.einsum("kj,kj->k", grad, grad))
     else:
-        raise TypeError("observable must be a Quadratic or a gradient function of x")
+        raise TypeError(
+            f"observable must be a Quadratic or a gradient function of x, got "
+            f"{type(observable).__name__}"
+        )
     # a constant r (grad r = 0) has zero speed and a zero bound
     safe = np.where(g2 > 0, g2, 1.0)
     speed = np.where(g2 > 0, np.abs(d_r) / np.sqrt(safe), 0.0)
