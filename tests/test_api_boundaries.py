@@ -68,7 +68,7 @@ def _jko_grid() -> np.ndarray:
 
 
 def _q() -> np.ndarray:
-    q = np.exp(-((_jko_grid()[:-1] + 0.05 - 0.5) ** 2) / 0.1)
+    q = np.exp(-((_jko_grid() - 0.5) ** 2) / 0.1)
     return q / q.sum()
 
 
@@ -137,7 +137,7 @@ WRONG_TYPE = {
     "simulate_particles protocol": Case(lambda: thermo.simulate_particles(None, 10), "protocol"),
     "tur observable": Case(lambda: thermo.tur(_sol(), 3), "observable"),
     # data
-    "toy_2d name int": Case(lambda: data.toy_2d(3, 10), "name"),
+    "toy_2d name int": Case(lambda: data.toy_2d(3, 10), "2-D data set"),
     "two_peaks std str": Case(lambda: data.two_peaks(10, std="big"), "std"),
     # functionals
     "PorousMedium m str": Case(lambda: functionals.PorousMedium("2"), "m"),
@@ -200,7 +200,7 @@ NON_INTEGER = {
     "gaussians_grid side=2.5": Case(lambda: data.gaussians_grid(10, side=2.5), "side"),
     "swiss_roll seed=0.5": Case(lambda: data.swiss_roll(10, seed=0.5), "seed"),
     "jko_1d steps=1.5": Case(
-        lambda: jko.jko_1d(functionals.Entropy(), np.full(10, 0.1), _jko_grid(), 0.1, 1.5),
+        lambda: jko.jko_1d(functionals.Entropy(), _q(), _jko_grid(), 0.1, 1.5),
         "steps",
     ),
     "toy_metrics min_count=1.5": Case(
@@ -276,10 +276,10 @@ NON_POSITIVE = {
     "digits seed=-1": Case(lambda: data.digits(seed=-1), "seed"),
     "PorousMedium m=0": Case(lambda: functionals.PorousMedium(0.0), "m"),
     "jko_1d tau=-1": Case(
-        lambda: jko.jko_1d(functionals.Entropy(), np.full(10, 0.1), _jko_grid(), -1.0, 1), "tau"
+        lambda: jko.jko_1d(functionals.Entropy(), _q(), _jko_grid(), -1.0, 1), "tau"
     ),
     "jko_1d steps=0": Case(
-        lambda: jko.jko_1d(functionals.Entropy(), np.full(10, 0.1), _jko_grid(), 0.1, 0), "steps"
+        lambda: jko.jko_1d(functionals.Entropy(), _q(), _jko_grid(), 0.1, 0), "steps"
     ),
     "jsd_geodesic_convexity n_pairs=0": Case(
         lambda: jko.jsd_geodesic_convexity(_q(), _jko_grid(), 0.1, n_pairs=0), "n_pairs"

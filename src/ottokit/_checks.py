@@ -123,8 +123,10 @@ def check_instance(value: Any, cls: type | tuple[type, ...], name: str, hint: st
     if not isinstance(value, cls):
         classes = cls if isinstance(cls, tuple) else (cls,)
         wanted = " or ".join(_qualname(c) for c in classes)
+        article = "an" if wanted[0] in "aeiou" else "a"
         raise TypeError(
-            f"{name} must be a {wanted}, got {type(value).__name__}" + (f"; {hint}" if hint else "")
+            f"{name} must be {article} {wanted}, got {type(value).__name__}"
+            + (f"; {hint}" if hint else "")
         )
     return value
 
