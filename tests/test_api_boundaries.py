@@ -291,7 +291,7 @@ NON_POSITIVE = {
     "precision_recall_knn k=0": Case(lambda: metrics.precision_recall_knn(X, X, k=0), "k"),
     "DigitsFeatures seed=-1": Case(lambda: metrics.DigitsFeatures(seed=-1), "seed"),
     "dot_target K=0": Case(lambda: dot.dot_target(_D, Z0, 0.0), "K"),
-    "dot_target steps=0": Case(lambda: dot.dot_target(_D, Z0, 1.0, steps=0), "steps"),
+    "dot_target steps=-1": Case(lambda: dot.dot_target(_D, Z0, 1.0, steps=-1), "steps"),
     "dot_target lr=-1": Case(lambda: dot.dot_target(_D, Z0, 1.0, lr=-1.0), "lr"),
     "effective_lipschitz n_pairs=0": Case(
         lambda: dot.effective_lipschitz(_D, _G, n_pairs=0, latent_dim=2), "n_pairs"
@@ -301,7 +301,7 @@ NON_POSITIVE = {
         lambda: dot.mh_gan(_D, _G, "normal", Z0, 0, latent_dim=2), "n_proposals"
     ),
     "ddls step_size=-1": Case(lambda: dot.ddls(_D, _G, Z0, -1.0, 1), "step_size"),
-    "ddls n_steps=0": Case(lambda: dot.ddls(_D, _G, Z0, 0.1, 0), "n_steps"),
+    "ddls n_steps=-1": Case(lambda: dot.ddls(_D, _G, Z0, 0.1, -1), "n_steps"),
     "CondOT tau=0": Case(lambda: flowmatch.CondOT(tau=0.0), "tau"),
     "ImprovedDDPMCosine offset=-1": Case(
         lambda: flowmatch.ImprovedDDPMCosine(offset=-1.0), "offset"

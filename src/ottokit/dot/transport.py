@@ -35,7 +35,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ottokit._checks import check_option
+from ottokit._checks import check_int, check_option, check_real, options
 from ottokit.priors import Prior, as_prior
 
 __all__ = [
@@ -47,12 +47,18 @@ __all__ = [
     "OPTIMIZERS",
     "MODES",
     "SPACES",
+    "Mode",
+    "OptimizerName",
+    "Space",
 ]
 
 Net = Callable[[Tensor], Tensor]
-OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
-MODES: tuple[str, ...] = ("dot", "naive")
-SPACES: tuple[str, ...] = ("target", "latent")
+OptimizerName = Literal["adam", "sgd"]
+Mode = Literal["dot", "naive"]
+Space = Literal["target", "latent"]
+OPTIMIZERS: tuple[str, ...] = options(OptimizerName)
+MODES: tuple[str, ...] = options(Mode)
+SPACES: tuple[str, ...] = options(Space)
 OFFSET = 1e-3  # the original code's ||x - y + 0.001||
 
 
@@ -100,34 +106,8 @@ def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
 
 
 def _check_K(K: Any, name: str = "K") -> float:
-    try:
-        k = float(K)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a positive number, got {type(K).__name__}") from err
-    if not math.isfinite(k) or k <= 0:
-        raise ValueError(
-            f"{name} must be finite and > 0, got {k}; estimate it with "
-            "effective_lipschitz(D, G, prior) (the original code's K_eff)"
-        )
-    return k
-
-
-def _check_pos_int(n: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
-    if n < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {n}")
-    return n
-
-
-def _check_pos_float(x: Any, name: str) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a positive number, got {type(x).__name__}") from err
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {v}")
-    return v
+    hint = "estimate it with effective_lipschitz(D, G, prior) (the original code's K_eff)"
+    return check_real(K, name, gt=0, hint=hint)
 
 
 def _expected_input(net: Any) -> str:
@@ -262,8 +242,7 @@ def _probe_bounded(D: Net, x: Tensor) -> bool:
 def _generator(seed: int | torch.Generator | None, device: torch.device) -> torch.Generator | None:
     if seed is None or isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed)}")
+    seed = check_int(seed, "seed", ge=0, hint="or pass a torch.Generator, or None")
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
@@ -289,7 +268,7 @@ def effective_lipschitz(
     G: Net,
     prior: Prior | str = "normal",
     n_pairs: int = 100,
-    space: Literal["target", "latent"] = "target",
+    space: Space = "target",
     *,
     latent_dim: int | tuple[int, ...] | None = None,
     z: Tensor | None = None,
@@ -324,8 +303,8 @@ def effective_lipschitz(
     Returns:
         The estimate as a Python float (0 when D is constant on the pairs).
     """
-    n_pairs = _check_pos_int(n_pairs, "n_pairs")
-    check_option(space, SPACES, "space")
+    n_pairs = check_int(n_pairs, "n_pairs", ge=1, example=100)
+    check_option(space, Space, "space")
     if z is not None:
         z = _as_batch(z, "z")
         if z.shape[0] != 2 * n_pairs:
@@ -397,7 +376,7 @@ def _make_optimizer(
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError("optimizer factory must return a torch.optim.Optimizer")
         return opt
-    check_option(optimizer, OPTIMIZERS, "optimizer")
+    check_option(optimizer, OptimizerName, "optimizer")
     if optimizer == "adam":
         b = (float(betas[0]), float(betas[1]))
         try:  # the fused kernel: one call per step instead of a chain of small ops
@@ -488,10 +467,10 @@ def dot_target(
     K: float,
     steps: int = 100,
     lr: float = 0.01,
-    optimizer: str | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
+    optimizer: OptimizerName | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
     clip: float | tuple[float, float] | None = None,
     *,
-    mode: Literal["dot", "naive"] = "dot",
+    mode: Mode = "dot",
     betas: tuple[float, float] = (0.0, 0.9),
     offset: float = OFFSET,
 ) -> DOTResult:
@@ -520,9 +499,9 @@ def dot_target(
     t0 = time.perf_counter()
     y = _as_batch(y0, "y0")
     K = _check_K(K)
-    steps = _check_pos_int(steps, "steps", minimum=0)
-    lr = _check_pos_float(lr, "lr")
-    check_option(mode, MODES, "mode")
+    steps = check_int(steps, "steps", ge=0, example=100)
+    lr = check_real(lr, "lr", gt=0, example=0.01)
+    check_option(mode, Mode, "mode")
     lim = _check_clip(clip)
     with torch.no_grad():
         _warn_if_probability(_apply_D(D, y, "y0"), D, y)
@@ -563,8 +542,8 @@ def dot_latent(
     lr: float = 0.01,
     prior: Prior | str = "normal",
     *,
-    optimizer: str | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
-    mode: Literal["dot", "naive"] = "dot",
+    optimizer: OptimizerName | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
+    mode: Mode = "dot",
     betas: tuple[float, float] = (0.0, 0.9),
     offset: float = OFFSET,
 ) -> DOTResult:
@@ -597,9 +576,9 @@ def dot_latent(
     t0 = time.perf_counter()
     z_start = _as_batch(z0, "z0")
     K = _check_K(K)
-    steps = _check_pos_int(steps, "steps", minimum=0)
-    lr = _check_pos_float(lr, "lr")
-    check_option(mode, MODES, "mode")
+    steps = check_int(steps, "steps", ge=0, example=100)
+    lr = check_real(lr, "lr", gt=0, example=0.01)
+    check_option(mode, Mode, "mode")
     p = as_prior(prior, tuple(z_start.shape[1:]))
     p.check_support(z_start, "z0")
     with torch.no_grad():
