@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ottokit._checks import check_instance, check_int
 from ottokit.flowmatch._common import (
     as_points,
     as_weights,
-    check_positive_int,
     gaussian_softmax_mean,
     like_input,
     scalar_time,
@@ -62,12 +62,6 @@ class MarginalPath(Protocol):
     def sample_marginal(
         self, t: float, n: int, generator: torch.Generator | None = None
     ) -> Tensor: ...
-
-
-def _require_schedule(schedule: Any) -> Schedule:
-    if not isinstance(schedule, Schedule):
-        raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    return schedule
 
 
 def _finite_rates(out: Any, t: float, need_d_sigma: bool = True) -> None:
@@ -115,7 +109,7 @@ class ExactVelocity:
         query_chunk: int = 1024,
         data_chunk: int = 4096,
     ) -> None:
-        self.schedule = _require_schedule(schedule)
+        self.schedule = check_instance(schedule, Schedule, "schedule")
         self.data = as_points(data, "data")
         n = self.data.shape[0]
         if weights is None:
@@ -125,8 +119,8 @@ class ExactVelocity:
         keep = w > 0  # zero-weight points never contribute; dropping them keeps every logit finite
         self.data = self.data[keep.to(self.data.device)]
         self.weights = (w[keep] / w[keep].sum()).to(self.data.device)
-        self.query_chunk = check_positive_int(query_chunk, "query_chunk")
-        self.data_chunk = check_positive_int(data_chunk, "data_chunk")
+        self.query_chunk = check_int(query_chunk, "query_chunk", ge=1, example=1024)
+        self.data_chunk = check_int(data_chunk, "data_chunk", ge=1, example=4096)
         self._cache: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
 
     @property
@@ -221,7 +215,7 @@ class GaussianMixtureVelocity:
     """
 
     def __init__(self, schedule: Schedule, means: Any, covs: Any, weights: Any = None) -> None:
-        self.schedule = _require_schedule(schedule)
+        self.schedule = check_instance(schedule, Schedule, "schedule")
         self.mixture = GaussianMixture(means, covs, weights)
         # Sigma_k = U_k diag(lam_k) U_k^T, so C_k = U_k diag(m^2 lam_k + sigma^2) U_k^T:
         # one eigendecomposition here, no factorisation per time step
