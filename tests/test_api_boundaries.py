@@ -374,7 +374,7 @@ NOT_FINITE = {
     "curvature delta=nan": Case(
         lambda: gan.curvature(
             gan.GaussianAffineModel(1, gan.gaussian_logpdf([0.0], [[1.0]])),
-            torch.tensor([0.0, 1.0]),
+            torch.tensor([1.0, 0.0]),
             torch.tensor([1.0, 0.0]),
             torch.tensor([0.0, 1.0]),
             NAN,
