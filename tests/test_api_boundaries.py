@@ -72,6 +72,10 @@ def _q() -> np.ndarray:
     return q / q.sum()
 
 
+def _affine() -> gan.GaussianAffineModel:
+    return gan.GaussianAffineModel(1, gan.gaussian_logpdf([0.0], [[1.0]]))
+
+
 def _D(x: torch.Tensor) -> torch.Tensor:
     return -(x**2).sum(dim=1)
 
@@ -170,6 +174,27 @@ WRONG_TYPE = {
     "make_loss name int": Case(lambda: gan.make_loss(3), "name"),
     "decompose H str": Case(lambda: gan.decompose("abc"), "H"),
     "line_grid n str": Case(lambda: gan.line_grid(0.0, 1.0, "5"), "n"),
+    "weighted_laplacian rho str": Case(lambda: graph.weighted_laplacian(_graph(), "abc"), "rho"),
+    "reconstruct_initial alphas str": Case(
+        lambda: graph.reconstruct_initial(_flow(), _rho(), 1.0, 0.1, alphas="abc"), "alphas"
+    ),
+    "observed_order h str": Case(lambda: graph.observed_order("ab", [1.0, 2.0]), "h"),
+    "edi_check times str": Case(lambda: graph.edi_check(_wflow(), _rho(), "abc"), "times"),
+    "BuresGeodesic m0 str": Case(lambda: thermo.BuresGeodesic("a", 1.0, 0.0, 1.0), "m0"),
+    "otto_velocity path": Case(lambda: thermo.otto_velocity("abc"), "path"),
+    "w2_speed path": Case(lambda: thermo.w2_speed(None), "path"),
+    "thermodynamics sol": Case(lambda: thermo.thermodynamics("s"), "sol"),
+    "speed_limit sol": Case(lambda: thermo.speed_limit(3), "sol"),
+    "Quadratic Q str": Case(lambda: thermo.Quadratic("a", [0.0]), "Q"),
+    "Protocol A str": Case(lambda: thermo.Protocol("abc", 0.0, 1.0, 1.0), "A"),
+    "chi2_divergence p": Case(lambda: flowmatch.chi2_divergence("p"), "p"),
+    "perturbation_d0 perturbed": Case(lambda: flowmatch.perturbation_d0("p"), "perturbed"),
+    "kinetic_cost path": Case(lambda: flowmatch.kinetic_cost("p"), "path"),
+    "drs_acceptance logits str": Case(lambda: dot.drs_acceptance("abc", 0.0), "logits"),
+    "CalibratedDiscriminator calibrator": Case(
+        lambda: dot.CalibratedDiscriminator(_D, "c"), "calibrator"
+    ),
+    "sample_latent dtype str": Case(lambda: gan.sample_latent(2, 2, dtype="float"), "dtype"),
 }
 
 NON_INTEGER = {
@@ -220,6 +245,16 @@ NON_INTEGER = {
     "MLPGenerator latent_dim=1.5": Case(lambda: gan.MLPGenerator(latent_dim=1.5), "latent_dim"),
     "sample_latent n=2.5": Case(lambda: gan.sample_latent(2.5, 2), "n"),
     "square_grid n=1.5": Case(lambda: gan.square_grid(0.0, 1.0, 1.5), "n"),
+    "solve_moments t_eval=2.5": Case(lambda: thermo.solve_moments(_ramp(), t_eval=2.5), "t_eval"),
+    "GaussianMixture.sample n=2.5": Case(
+        lambda: flowmatch.GaussianMixture([[0.0]], [[[1.0]]]).sample(2.5), "n"
+    ),
+    "ddls seed=1.5": Case(lambda: dot.ddls(_D, _G, Z0, 0.1, 1, seed=1.5), "seed"),
+    "MLPDiscriminator hidden=(2.5,)": Case(lambda: gan.MLPDiscriminator(1, (2.5,)), "hidden"),
+    "holonomy n_segments=2.5": Case(
+        lambda: gan.holonomy(_affine(), [1.0, 0.0], [1.0, 0.0], [0.0, 1.0], 0.1, 2.5, [[0.0]]),
+        "n_segments",
+    ),
 }
 
 NON_POSITIVE = {
@@ -335,6 +370,18 @@ NON_POSITIVE = {
     "GaussianAffineModel dim=0": Case(
         lambda: gan.GaussianAffineModel(0, gan.gaussian_logpdf([0.0], [[1.0]])), "dim"
     ),
+    "simulate_particles n_out=1": Case(
+        lambda: thermo.simulate_particles(_ramp(), 10, n_out=1), "n_out"
+    ),
+    "effective_lipschitz seed=-1": Case(
+        lambda: dot.effective_lipschitz(_D, _G, seed=-1, latent_dim=2), "seed"
+    ),
+    "kinetic_cost n_x=0": Case(
+        lambda: flowmatch.kinetic_cost(
+            flowmatch.GaussianMixtureVelocity(_sched(), [[0.0]], [[[1.0]]]), n_x=0
+        ),
+        "n_x",
+    ),
 }
 
 NOT_FINITE = {
@@ -382,6 +429,8 @@ NOT_FINITE = {
         ),
         "delta",
     ),
+    "gaussians_ring radius=nan": Case(lambda: data.gaussians_ring(10, radius=NAN), "radius"),
+    "antisymmetric_norm H nan": Case(lambda: gan.antisymmetric_norm([[NAN]]), "H"),
 }
 
 BAD_SHAPE = {
@@ -436,6 +485,14 @@ BAD_SHAPE = {
     ),
     "ot_couple sizes": Case(lambda: flowmatch.ot_couple(DATA, DATA[:3]), "noise"),
     "decompose H not square": Case(lambda: gan.decompose(np.ones((2, 3))), "H"),
+    "lyapunov_velocity cov 2-D": Case(
+        lambda: thermo.lyapunov_velocity(np.eye(2), np.eye(2)), "cov"
+    ),
+    "ddls z0 ragged": Case(lambda: dot.ddls(_D, _G, [[0.0, 1.0], [2.0]], 0.1, 1), "z0"),
+    "calibrate real_logits ragged": Case(
+        lambda: dot.calibrate([[1.0, 2.0], [3.0]], [0.0, 1.0]), "real_logits"
+    ),
+    "eigenvalues H ragged": Case(lambda: gan.eigenvalues([[1.0, 2.0], [3.0]]), "H"),
 }
 
 BAD_RANGE = {

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ottokit._checks import as_array, check_int, check_option, check_real, options
+from ottokit._checks import as_array, check_instance, check_int, check_option, check_real, options
 from ottokit.dot.transport import (
     Net,
     _apply_D,
@@ -118,6 +118,8 @@ def drs_acceptance(
     D_M >= max D). ``shifted``: F = D - D_M - log(1 - exp(D - D_M - eps)), p = sigma(F - gamma).
     """
     check_option(mode, DRSMode, "mode")
+    check_instance(logits, Tensor, "logits")
+    log_M = check_real(log_M, "log_M")
     a = logits - log_M
     if mode == "exact":
         return torch.exp(a.clamp_max(0.0))
@@ -306,7 +308,7 @@ class CalibratedDiscriminator(nn.Module):
                 f"discriminator must be a callable x -> logits, got {type(discriminator).__name__}"
             )
         self.discriminator = discriminator
-        self.calibrator = calibrator
+        self.calibrator = check_instance(calibrator, Calibrator, "calibrator", "see calibrate()")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.calibrator.logit(self.discriminator(x))

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ottokit._checks import check_int, check_option, check_real, options
+from ottokit._checks import as_array, check_int, check_option, check_real, options
 from ottokit.priors import Prior, as_prior
 
 __all__ = [
@@ -87,8 +87,9 @@ def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
     else:
         try:
             t = torch.as_tensor(x)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from err
+        except (TypeError, ValueError, RuntimeError):
+            as_array(x, name, finite=False)  # raises the error that names the mistake
+            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from None
         if like is not None:
             t = t.to(device=like.device, dtype=like.dtype)
     if not t.is_floating_point():

@@ -23,7 +23,7 @@ import torch
 from scipy import integrate, special
 from torch import Tensor
 
-from ottokit._checks import as_array, as_covariance, check_int
+from ottokit._checks import as_array, as_covariance, check_instance, check_int
 from ottokit.flowmatch._common import as_float_tensor, as_points, as_weights, check_finite
 
 __all__ = [
@@ -212,7 +212,8 @@ def chi2_divergence(p: Distribution, q: Normal | None = None) -> float:
       coordinates of sqrt(2 pi s^2)/(b - a)^2 int_a^b exp((x - m)^2 / 2 s^2) dx,
       with the integral through ``scipy.special.erfi``.
     """
-    q = standard_normal(p.dim) if q is None else q
+    check_instance(p, Distribution, "p")
+    q = standard_normal(p.dim) if q is None else check_instance(q, Distribution, "q")
     if not isinstance(q, GaussianMixture) or q.n_components != 1:
         raise ValueError("chi2_divergence needs a Gaussian q (a Normal); use chi2_quad for others")
     if q.dim != p.dim:
@@ -287,6 +288,8 @@ def chi2_quad(
     tails) and the line is split at both densities' breakpoints. Returns +inf
     where p has mass where q has none. Warns if quad reports trouble.
     """
+    check_instance(p, Distribution, "p")
+    check_instance(q, Distribution, "q")
     if p.dim != 1 or q.dim != 1:
         raise ValueError(f"chi2_quad integrates 1-D densities, got dimensions {p.dim} and {q.dim}")
 

@@ -37,7 +37,7 @@ import torch
 from scipy import integrate
 from torch import Tensor, nn
 
-from ottokit._checks import check_int, check_real
+from ottokit._checks import check_instance, check_int, check_real
 from ottokit.flowmatch._common import (
     as_points,
     w1_distance,
@@ -193,6 +193,7 @@ class TradeoffResult:
 
 def perturbation_d0(perturbed: Distribution) -> float:
     """D0 = chi^2(perturbed || N(0, I)): closed form when one exists, else quadrature (1-D)."""
+    check_instance(perturbed, Distribution, "perturbed")
     try:
         return chi2_divergence(perturbed)
     except ValueError:
@@ -209,8 +210,10 @@ def kinetic_cost(
     Gauss-Legendre nodes never touch t = 0 or tau, where some schedules have
     infinite derivatives. At each node, ``n_x`` fresh samples of P_t.
     """
+    check_instance(path, MarginalPath, "path", hint="a velocity that can sample its marginals")
     n_t = check_int(n_t, "n_t", ge=1)
     n_x = check_int(n_x, "n_x", ge=1)
+    seed = check_int(seed, "seed", ge=0)
     tau = check_real(path.tau, "tau", gt=0)
     nodes, w = np.polynomial.legendre.leggauss(n_t)
     t = 0.5 * tau * (nodes + 1.0)

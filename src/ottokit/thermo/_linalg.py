@@ -35,6 +35,11 @@ def lyapunov_velocity(cov: np.ndarray, d_cov: np.ndarray) -> np.ndarray:
     S (x - m) + dm, the minimal-kinetic-energy (Otto) velocity; solved in the
     eigenbasis C = Q diag(l) Q^T as S = Q [(Q^T dC Q)_ij / (l_i + l_j)] Q^T.
     """
+    cov, d_cov = as_array(cov, "cov"), as_array(d_cov, "d_cov")
+    if cov.ndim != 3 or cov.shape[1] != cov.shape[2] or d_cov.shape != cov.shape:
+        raise ValueError(
+            f"cov and d_cov must be (n, d, d) stacks of one shape, got {cov.shape}, {d_cov.shape}"
+        )
     lam, q = np.linalg.eigh(cov)
     rotated = np.einsum("nki,nkl,nlj->nij", q, d_cov, q)
     s = rotated / (lam[:, :, None] + lam[:, None, :])

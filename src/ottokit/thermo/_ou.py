@@ -194,7 +194,7 @@ class Quadratic:
 
     def __post_init__(self) -> None:
         q_vec = as_mean(self.q, "q")
-        mat = np.atleast_2d(np.asarray(self.Q, dtype=np.float64))
+        mat = np.atleast_2d(as_array(self.Q, "Q", finite=False))
         if mat.shape != (q_vec.shape[0], q_vec.shape[0]) or not np.all(np.isfinite(mat)):
             raise ValueError(
                 f"Q must be a finite ({q_vec.shape[0]}, {q_vec.shape[0]}) matrix, "
@@ -239,11 +239,10 @@ def stationary_covariance(A: Any, T: float) -> np.ndarray:
 
 
 def _time_grid(t_eval: int | Any, tau: float) -> np.ndarray:
-    if isinstance(t_eval, int | np.integer):
-        if t_eval < 3:
-            raise ValueError(f"t_eval needs at least 3 output times, got {t_eval}")
-        return np.linspace(0.0, tau, int(t_eval))
-    t = np.asarray(t_eval, dtype=np.float64)
+    if np.ndim(t_eval) == 0:
+        count = check_int(t_eval, "t_eval", ge=3, hint="a number of output times, or the times")
+        return np.linspace(0.0, tau, count)
+    t = as_array(t_eval, "t_eval")
     if t.ndim != 1 or t.size < 3 or not np.all(np.diff(t) > 0):
         raise ValueError("t_eval must be an increasing vector of at least 3 times")
     if t[0] < 0 or t[-1] > tau * (1 + 1e-12):
@@ -324,11 +323,13 @@ def solve_moments(
 
 def otto_velocity(path: GaussianPath) -> np.ndarray:
     """S_t (n, d, d): the W2-optimal velocity is grad phi_t(x) = S_t (x - m_t) + dm_t."""
+    check_instance(path, GaussianPath, "path")
     return lyapunov_velocity(path.cov, path.d_cov)
 
 
 def w2_speed(path: GaussianPath) -> np.ndarray:
     """v2(t) = lim W2(P_t, P_t+dt)/dt = sqrt(|dm|^2 + tr(S C S)) (Bures metric), (n,)."""
+    check_instance(path, GaussianPath, "path")
     s = otto_velocity(path)
     kinetic = np.einsum("ni,ni->n", path.d_mean, path.d_mean) + np.einsum(
         "nij,njk,nki->n", s, path.cov, s
@@ -338,6 +339,7 @@ def w2_speed(path: GaussianPath) -> np.ndarray:
 
 def w2_endpoints(path: GaussianPath) -> float:
     """W2(P_0, P_tau) between the first and last Gaussians of the path."""
+    check_instance(path, GaussianPath, "path")
     return float(w2_gaussian(path.mean[0], path.cov[0], path.mean[-1], path.cov[-1]))
 
 
@@ -411,6 +413,7 @@ def w1_speed(
     d <= 3 use tensor Gauss-Hermite quadrature with ``n_nodes`` per axis.
     The lower bound is tight for translations and isotropic dilations.
     """
+    check_instance(path, GaussianPath, "path")
     n_directions = check_int(n_directions, "n_directions", ge=1, example=180)
     n_nodes = check_int(n_nodes, "n_nodes", ge=1, example=48)
     seed = check_int(seed, "seed", ge=0)
@@ -454,11 +457,13 @@ def w1_speed(
 
 def mean_local_velocity(sol: OUSolution) -> np.ndarray:
     """K_t (n, d, d) with nu_t(x) = K_t (x - m_t) + dm_t, K_t = A_t + T_t C_t^-1."""
+    check_instance(sol, OUSolution, "sol")
     return sol.A + sol.T[:, None, None] * np.linalg.inv(sol.cov)
 
 
 def entropy_production_rate(sol: OUSolution) -> np.ndarray:
     """Sdot_t = E|nu_t|^2 / T_t = (|dm|^2 + tr(K C K^T)) / T, shape (n,)."""
+    check_instance(sol, OUSolution, "sol")
     k = mean_local_velocity(sol)
     nu2 = np.einsum("ni,ni->n", sol.d_mean, sol.d_mean) + np.einsum("nij,njk,nik->n", k, sol.cov, k)
     return nu2 / sol.T
@@ -469,6 +474,7 @@ def thermodynamics(sol: OUSolution) -> Thermodynamics:
 
     The work rate needs dA/dt and db/dt, taken from the protocol by finite differences.
     """
+    check_instance(sol, OUSolution, "sol")
     k = mean_local_velocity(sol)
     s = otto_velocity(sol)
     c, m, dm = sol.cov, sol.mean, sol.d_mean
@@ -513,6 +519,7 @@ def speed_limit(sol: OUSolution) -> SpeedLimit:
 
     Time integrals by Simpson's rule on the output times of ``sol``.
     """
+    check_instance(sol, OUSolution, "sol")
     v2 = w2_speed(sol)
     return SpeedLimit(
         entropy_production=float(simpson(entropy_production_rate(sol), x=sol.t)),
@@ -538,6 +545,7 @@ def tur(
     gradient, a function (N, d) -> (N, d), and averaged over ``n_samples``
     Gaussian draws per time (the same standard normals at every time, ``seed``).
     """
+    check_instance(sol, OUSolution, "sol")
     if isinstance(observable, Quadratic):
         q_mat, q_vec = observable.Q, observable.q
         if q_vec.shape[0] != sol.dim:

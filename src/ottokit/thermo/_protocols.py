@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ottokit._checks import check_int, check_real
+from ottokit._checks import as_array, check_int, check_real
 from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity, sqrtm_spd
 
 __all__ = [
@@ -71,7 +71,7 @@ class Protocol:
         for field_name in ("A", "b", "T"):
             value = getattr(self, field_name)
             if not callable(value):
-                object.__setattr__(self, field_name, _constant(np.asarray(value, dtype=float)))
+                object.__setattr__(self, field_name, _constant(as_array(value, field_name)))
         object.__setattr__(self, "tau", check_real(self.tau, "tau", gt=0))
         a0 = self.A_at(0.0)
         d = a0.shape[0]
