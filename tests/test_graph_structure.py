@@ -291,14 +291,28 @@ def unit_square_pair_probability(r: float) -> float:
 
 @pytest.mark.filterwarnings("ignore::ottokit.graph.DisconnectedGraphWarning")
 @pytest.mark.parametrize("r", [0.05, 0.1, 0.3])
-def test_expected_edges_bound_the_mean_edge_count(r):
+def test_expected_edges_match_the_mean_edge_count_in_2d(r):
     n, trials = 400, 20
     mean_m = np.mean([random_geometric(n, r, seed=s).m for s in range(trials)])
     exact = n * (n - 1) / 2 * unit_square_pair_probability(r)
+    assert expected_geometric_edges(n, r, 2) == pytest.approx(exact, rel=1e-12)
     assert mean_m == pytest.approx(exact, rel=0.05)
-    bound = expected_geometric_edges(n, r, 2)
-    assert exact <= bound <= 1.5 * exact
-    # every pair is an edge once r exceeds the cube's diameter, and the bound is exact
+
+
+def test_expected_edges_beyond_unit_radius_and_in_other_dimensions():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200_000, 2)), rng.random((200_000, 2))
+    dist = np.linalg.norm(x - y, axis=1)
+    for r in (1.2, 1.4):  # the 2-D formula's second branch, against Monte Carlo
+        assert expected_geometric_edges(2, r) == pytest.approx(np.mean(dist < r), abs=0.003)
+    # 1-D: P(|X - Y| < r) = 2 r - r^2 exactly
+    assert expected_geometric_edges(2, 0.3, dim=1) == pytest.approx(0.51, rel=1e-12)
+    # 3-D: an upper bound within the boundary effect of the mean edge count
+    n, r = 300, 0.2
+    mean_m = np.mean([random_geometric(n, r, seed=s, dim=3).m for s in range(10)])
+    bound = expected_geometric_edges(n, r, 3)
+    assert mean_m <= bound <= 1.5 * mean_m
+    # every pair is an edge once r reaches the cube's diameter
     assert random_geometric(50, 1.5, seed=0, dim=2).m == expected_geometric_edges(50, 1.5) == 1225
 
 

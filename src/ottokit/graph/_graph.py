@@ -232,19 +232,41 @@ def from_edges(
     return _validate_and_build(n, e, w, positions)
 
 
-def expected_geometric_edges(n: int, radius: float, dim: int = 2) -> float:
-    """An upper bound on the expected edge count of :func:`random_geometric`.
+def _pair_probability(r: float, dim: int) -> float:
+    """``P(|X - Y| < r)`` for ``X, Y`` uniform on ``[0, 1]^dim``: exact for dim 1 and 2.
 
-    Two uniform points of ``[0, 1]^dim`` are joined with probability
-    ``p = P(|X - Y| < radius)``; ``p`` is at most the ball's volume
-    ``V_dim radius^dim`` and at most the chance ``(2 r - r^2)^dim`` (1 once
-    ``r >= 1``) that every coordinate differs by less than ``r``. The bound is
-    ``n (n - 1) / 2 * min(1, V_dim r^dim, (2 r - r^2)^dim)``; it is exact for
-    ``r >= sqrt(dim)`` and over-counts only the boundary's missing neighbours.
+    In 2-D the distance distribution of the unit square (Philip, "The probability
+    distribution of the distance between two random points in a box", 2007); in
+    higher dimensions the upper bound ``min(1, V_dim r^dim, (2 r - r^2)^dim)``: the
+    ball's volume, and the chance that every coordinate differs by less than ``r``.
     """
-    ball = math.pi ** (dim / 2) / gamma(dim / 2 + 1) * radius**dim
-    per_axis = 1.0 if radius >= 1 else 2 * radius - radius**2
-    return n * (n - 1) / 2 * min(1.0, ball, per_axis**dim)
+    if r >= math.sqrt(dim):
+        return 1.0
+    per_axis = 2 * r - r * r if r < 1 else 1.0
+    if dim == 1:
+        return per_axis
+    if dim == 2 and r <= 1:
+        return math.pi * r**2 - 8.0 / 3.0 * r**3 + r**4 / 2.0
+    if dim == 2:
+        s = math.sqrt(r * r - 1.0)
+        return (
+            1.0 / 3.0
+            + (math.pi - 2.0) * r**2
+            - r**4 / 2.0
+            + 4.0 / 3.0 * (2.0 * r**2 + 1.0) * s
+            - 4.0 * r**2 * math.acos(1.0 / r)
+        )
+    ball = math.pi ** (dim / 2) / gamma(dim / 2 + 1) * r**dim
+    return min(1.0, ball, per_axis**dim)
+
+
+def expected_geometric_edges(n: int, radius: float, dim: int = 2) -> float:
+    """Expected edge count of :func:`random_geometric`: ``n (n - 1) / 2 * P(|X - Y| < r)``.
+
+    Exact in one and two dimensions; in higher dimensions an upper bound that
+    over-counts only the neighbours missing at the cube's boundary.
+    """
+    return n * (n - 1) / 2 * _pair_probability(radius, dim)
 
 
 def random_geometric(
