@@ -548,7 +548,7 @@ UNKNOWN_OPTION = {
     ),
     "MLPGenerator activation": Case(lambda: gan.MLPGenerator(activation="gelu"), "activation"),
     "make_loss name": Case(lambda: gan.make_loss("gan"), "GAN loss"),
-    "FGANLoss divergence": Case(lambda: gan.FGANLoss("tv"), "f-divergence"),
+    "make_loss fgan name": Case(lambda: gan.make_loss("fgan-tv"), "GAN loss"),
 }
 
 NOT_POSITIVE_DEFINITE = {

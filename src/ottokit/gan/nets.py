@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from ottokit._checks import check_int, check_option, check_real, options
+from ottokit._checks import check_instance, check_int, check_option, check_real, options
 from ottokit.priors import Prior, PriorName
 
 __all__ = [
@@ -278,6 +278,8 @@ def sample_latent(
     its device unless ``device`` is given); ``dtype`` defaults to torch's default dtype.
     """
     n, dim = check_int(n, "n", ge=1), check_int(dim, "dim", ge=1)
+    if dtype is not None:
+        check_instance(dtype, torch.dtype, "dtype", hint="e.g. torch.float32")
     return Prior(prior, (dim,)).sample(n, generator=generator, device=device, dtype=dtype)
 
 
