@@ -299,6 +299,7 @@ def test_expected_edges_match_the_mean_edge_count_in_2d(r):
     assert mean_m == pytest.approx(exact, rel=0.05)
 
 
+@pytest.mark.filterwarnings("ignore::ottokit.graph.DisconnectedGraphWarning")
 def test_expected_edges_beyond_unit_radius_and_in_other_dimensions():
     rng = np.random.default_rng(0)
     x, y = rng.random((200_000, 2)), rng.random((200_000, 2))
