@@ -314,9 +314,9 @@ def test_module_generator_and_function_potential() -> None:
 def test_validation_errors(model1: GaussianAffineModel, learned_setup: dict) -> None:
     theta = model1.theta_from(*THETA1)
     x = line_grid(-1.0, 1.0, 5).points
-    with pytest.raises(ValueError, match="delta must be > 0"):
+    with pytest.raises(ValueError, match="delta must be a positive number"):
         curvature(model1, theta, E_I, E_J, 0.0, x)
-    with pytest.raises(ValueError, match="delta must be > 0"):
+    with pytest.raises(ValueError, match="delta must be a positive number"):
         connection(model1, theta, E_I, -1e-3, x)
     with pytest.raises(ValueError, match="unit vector"):
         curvature(model1, theta, 2 * E_I, E_J, 1e-2, x)
@@ -332,9 +332,9 @@ def test_validation_errors(model1: GaussianAffineModel, learned_setup: dict) -> 
         curvature(model1, torch.tensor([0.0, 1.0], dtype=DT), E_I, E_J, 1e-2, x)
     with pytest.raises(ValueError, match="finite"):
         connection(model1, torch.tensor([float("nan"), 0.0]), E_I, 1e-2, x)
-    with pytest.raises(ValueError, match="size must be > 0"):
+    with pytest.raises(ValueError, match="size must be a positive number"):
         holonomy(model1, theta, E_I, E_J, 0.0, 3, x)
-    with pytest.raises(ValueError, match="n_segments must be >= 1"):
+    with pytest.raises(ValueError, match="n_segments must be a positive integer"):
         holonomy(model1, theta, E_I, E_J, 0.1, 0, x)
     with pytest.raises(ValueError, match="connection"):
         curvature(model1, theta, E_I, E_J, 1e-2, x, connection="spline")
@@ -346,7 +346,7 @@ def test_validation_errors(model1: GaussianAffineModel, learned_setup: dict) -> 
         GaussianAffineModel(3, gaussian_logpdf([0.0] * 3, np.eye(3)))
     with pytest.raises(ValueError, match="n_params"):
         KDEPotential(lambda t, z: z, torch.zeros(4, 1), model1.target_logpdf)
-    with pytest.raises(ValueError, match="bandwidth must be > 0"):
+    with pytest.raises(ValueError, match="bandwidth must be a positive number"):
         KDEPotential(model1.sample, torch.zeros(4, 1), model1.target_logpdf, bandwidth=-1.0)
     with pytest.raises(ValueError, match="optimizer"):
         learned_setup["make"](1, optimizer="lbfgs")

@@ -129,7 +129,7 @@ def test_digits_errors():
     with pytest.raises(ValueError, match="unknown split 'val'"):
         digits("val")
     for bad in (0, 1, 1.5, -0.1):
-        with pytest.raises(ValueError, match=r"test_fraction must lie in \(0, 1\)"):
+        with pytest.raises(ValueError, match=r"test_fraction must be a number in \(0, 1\)"):
             digits("train", test_fraction=bad)
     with pytest.raises(ValueError, match="at least 10"):
         digits("train", test_fraction=0.001)

@@ -240,11 +240,11 @@ def test_ddls_uniform_prior_with_zero_D_keeps_uniform():
 
 def test_sampler_errors():
     x1 = torch.zeros(5, 1, dtype=torch.float64)
-    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
         drs(log_ratio, IDENTITY, PRIOR1, 0)
-    with pytest.raises(ValueError, match=r"percentile must be in \(0, 100\)"):
+    with pytest.raises(ValueError, match=r"percentile must be a number in \(0, 100\)"):
         drs(log_ratio, IDENTITY, PRIOR1, 10, percentile=100)
-    with pytest.raises(ValueError, match="eps must be finite and > 0"):
+    with pytest.raises(ValueError, match="eps must be a positive number"):
         drs(log_ratio, IDENTITY, PRIOR1, 10, eps=0.0)
     with pytest.raises(ValueError, match="unknown mode"):
         drs(log_ratio, IDENTITY, PRIOR1, 10, mode="soft")
@@ -269,7 +269,7 @@ def test_sampler_errors():
         calibrate([0.0, 1.0], [0.0, -1.0], "platt")
     with pytest.raises(ValueError, match="at least 2 logits"):
         calibrate([0.0], [0.0, -1.0])
-    with pytest.raises(ValueError, match="step_size must be finite and > 0"):
+    with pytest.raises(ValueError, match="step_size must be a positive number"):
         ddls(log_ratio, IDENTITY, x1, 0.0, 5)
     with pytest.raises(ValueError, match="outside the uniform prior's support"):
         ddls(log_ratio, IDENTITY, x1 + 2.0, 0.1, 5, prior="uniform")

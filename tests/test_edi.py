@@ -167,7 +167,7 @@ def test_edi_validation_errors():
         energy_dissipation(flow, solve(flow, r0, (0, 0.01), [0, 0.01]))
     with pytest.raises(TypeError, match="WassersteinFlow"):
         energy_dissipation("flow", traj)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="dt must be positive"):
+    with pytest.raises(ValueError, match="dt must be a positive number"):
         edi_check(flow, r0, [0.0, 0.01], dt=-1.0)
     with pytest.raises(ValueError, match="strictly increasing"):
         edi_check(flow, r0, [0.02, 0.01])

@@ -152,9 +152,18 @@ def test_t_outside_interval_is_rejected(bad_t) -> None:
         Cosine(1.0)(np.asarray(bad_t))
 
 
-@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan"), float("inf"), "x"])
-def test_non_positive_tau_is_rejected(tau) -> None:
-    with pytest.raises(ValueError, match="tau"):
+@pytest.mark.parametrize(
+    ("tau", "error"),
+    [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("x", TypeError),
+    ],
+)
+def test_non_positive_tau_is_rejected(tau, error) -> None:
+    with pytest.raises(error, match="tau"):
         CondOT(tau)
 
 

@@ -12,6 +12,7 @@ import ot
 import pytest
 import torch
 
+from ottokit._memory import MemoryEstimateError
 from ottokit.flowmatch import (
     CondOT,
     Cosine,
@@ -413,5 +414,18 @@ class TestBadInput:
     def test_unknown_coupling_and_non_schedule(self) -> None:
         with pytest.raises(ValueError, match="coupling"):
             KernelVelocity(CondOT(), torch.zeros(3, 1), torch.zeros(3, 1), coupling="sinkhorn")  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="Schedule"):
+        with pytest.raises(TypeError, match="Schedule"):
             ExactVelocity("cosine", torch.zeros(3, 1))  # type: ignore[arg-type]
+
+
+def test_hopeless_velocity_blocks_and_ot_couplings_are_refused(monkeypatch) -> None:
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(100_000, 2, generator=g, dtype=F64)
+    huge = ExactVelocity(Cosine(), data, query_chunk=10**6, data_chunk=10**6)
+    with pytest.raises(MemoryEstimateError, match="100000 queries x 100000 data points"):
+        huge(0.5, data)
+    small = ExactVelocity(Cosine(), data[:1000], query_chunk=10**6, data_chunk=10**6)
+    assert small(0.5, data[:10]).shape == (10, 2)  # the block is 10 x 1000, whatever the knobs
+    with pytest.raises(MemoryEstimateError, match="exact OT between 100000 and 100000 points"):
+        KernelVelocity(Cosine(), data, data.flip(0), coupling="ot")

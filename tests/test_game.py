@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn.functional import softplus
 
+from ottokit._memory import MemoryEstimateError
+from ottokit.gan.connection import square_grid
 from ottokit.gan.game import (
     GameJacobian,
     antisymmetric_norm,
@@ -243,3 +245,16 @@ def test_validation_errors(gan_game: GameJacobian) -> None:
         hessian(lambda w: w, t)
     with pytest.raises(TypeError, match="mapping"):
         hessian(lambda w: w.sum(), [1.0, 2.0])
+
+
+def test_dense_derivatives_of_large_models_are_refused_before_allocating(monkeypatch):
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    theta, phi = torch.zeros(10_000), torch.zeros(10_000)
+    game = GameJacobian(theta, phi, lambda t, p: ((t * p).sum(), -(t * p).sum()))
+    with pytest.raises(MemoryEstimateError, match="dense game Jacobian of 20000 parameters"):
+        game.full()
+    assert game.hvp(torch.ones(20_000)).shape == (20_000,)  # the matrix-free product still works
+    with pytest.raises(MemoryEstimateError, match="Hessian of 20000 parameters.*hessian_plane"):
+        hessian(lambda w: (w**2).sum(), torch.zeros(20_000))
+    with pytest.raises(MemoryEstimateError, match="100000 x 100000 square grid"):
+        square_grid(-1.0, 1.0, 100_000)

@@ -15,9 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse.csgraph import connected_components
 
+from ottokit._memory import MemoryEstimateError
 from ottokit.graph import (
     DisconnectedGraphWarning,
     Graph,
+    expected_geometric_edges,
     from_edges,
     from_networkx,
     from_scipy,
@@ -280,3 +282,62 @@ def test_builders_reject_bad_input():
         grid(4, spacing=0.0)
     with pytest.raises(ValueError, match="periodic"):
         grid(2, periodic=True)
+
+
+def unit_square_pair_probability(r: float) -> float:
+    """P(|X - Y| < r) for X, Y uniform on [0, 1]^2 and r <= 1: pi r^2 - 8 r^3 / 3 + r^4 / 2."""
+    return np.pi * r**2 - 8.0 * r**3 / 3.0 + r**4 / 2.0
+
+
+@pytest.mark.filterwarnings("ignore::ottokit.graph.DisconnectedGraphWarning")
+@pytest.mark.parametrize("r", [0.05, 0.1, 0.3])
+def test_expected_edges_match_the_mean_edge_count_in_2d(r):
+    n, trials = 400, 20
+    mean_m = np.mean([random_geometric(n, r, seed=s).m for s in range(trials)])
+    exact = n * (n - 1) / 2 * unit_square_pair_probability(r)
+    assert expected_geometric_edges(n, r, 2) == pytest.approx(exact, rel=1e-12)
+    assert mean_m == pytest.approx(exact, rel=0.05)
+
+
+@pytest.mark.filterwarnings("ignore::ottokit.graph.DisconnectedGraphWarning")
+def test_expected_edges_beyond_unit_radius_and_in_other_dimensions():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200_000, 2)), rng.random((200_000, 2))
+    dist = np.linalg.norm(x - y, axis=1)
+    for r in (1.2, 1.4):  # the 2-D formula's second branch, against Monte Carlo
+        assert expected_geometric_edges(2, r) == pytest.approx(np.mean(dist < r), abs=0.003)
+    # 1-D: P(|X - Y| < r) = 2 r - r^2 exactly
+    assert expected_geometric_edges(2, 0.3, dim=1) == pytest.approx(0.51, rel=1e-12)
+    # 3-D: an upper bound within the boundary effect of the mean edge count
+    n, r = 300, 0.2
+    mean_m = np.mean([random_geometric(n, r, seed=s, dim=3).m for s in range(10)])
+    bound = expected_geometric_edges(n, r, 3)
+    assert mean_m <= bound <= 1.5 * mean_m
+    # every pair is an edge once r reaches the cube's diameter
+    assert random_geometric(50, 1.5, seed=0, dim=2).m == expected_geometric_edges(50, 1.5) == 1225
+
+
+@pytest.mark.parametrize(
+    ("build", "what"),
+    [
+        (lambda: random_geometric(10**9, 0.1, seed=0), r"random_geometric\(n=1000000000"),
+        (lambda: random_geometric(20_000, 1.5, seed=0), r"about 2e\+08 edges"),
+        (lambda: grid((10**5, 10**5)), r"grid\(shape=\(100000, 100000\)\)"),
+        (lambda: grid((10**6, 10**6)), r"1e\+12 nodes"),
+    ],
+)
+def test_hopeless_graph_sizes_are_refused_before_allocating(monkeypatch, build, what):
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    with pytest.raises(MemoryEstimateError, match=rf"{what}.*needs about .* but 1\.0 GiB"):
+        build()
+
+
+def test_memory_refusal_can_be_overridden(monkeypatch):
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1M")
+    with pytest.raises(MemoryEstimateError, match="lower n or radius.*OTTOKIT_MEMORY_LIMIT=off"):
+        random_geometric(2000, 0.1, seed=0)
+    with pytest.raises(MemoryEstimateError, match="use fewer nodes per axis"):
+        grid((100, 100))
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "off")
+    assert random_geometric(2000, 0.1, seed=0).n == 2000
+    assert grid((100, 100)).m == 2 * 100 * 99

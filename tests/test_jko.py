@@ -276,7 +276,7 @@ def test_jko_validation_errors():
     g, F, r0 = problem(20)
     with pytest.raises(ValueError, match="tau must be a positive"):
         jko_1d(F, r0, g, tau=0.0, steps=3)
-    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
         jko_1d(F, r0, g, tau=0.01, steps=0)
     with pytest.raises(ValueError, match="20 node masses"):
         jko_1d(F, np.full(21, 1 / 21), g, tau=0.01, steps=1)

@@ -214,7 +214,7 @@ def test_inception_like_score_errors():
         inception_like_score(np.ones((10, 3)))
     with pytest.raises(ValueError, match="probability rows"):
         inception_like_score(np.array([[1.5, -0.5]] * 4))
-    with pytest.raises(ValueError, match=r"splits must be an integer in \[1, n = 4\]"):
+    with pytest.raises(ValueError, match=r"splits must be an integer in \[1, 4\]"):
         inception_like_score(np.full((4, 2), 0.5), splits=5)
 
 

@@ -13,6 +13,7 @@ import torch
 from scipy.stats import norm
 
 from ottokit import ot as okot
+from ottokit._memory import MemoryEstimateError
 
 
 def _gaussian_cloud(rng: np.random.Generator, n: int, mean, cov) -> np.ndarray:
@@ -281,3 +282,21 @@ def test_bad_gaussians_and_options():
 def _sqrtm(c: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(c)
     return (v * np.sqrt(w)) @ v.T
+
+
+@pytest.mark.parametrize(
+    ("solve", "what"),
+    [
+        (okot.w1, "exact OT between 100000 and 50000 points"),
+        (okot.w2, "exact OT between 100000 and 50000 points"),
+        (okot.plan, "an 100000 x 50000 cost matrix and plan"),
+        (lambda x, y: okot.sinkhorn(x, y, 0.1), "Sinkhorn between 100000 and 50000"),
+        (lambda x, y: okot.sliced_w(x, y, n_projections=10**8), "10\\d+ projections"),
+    ],
+)
+def test_hopeless_plan_sizes_are_refused_before_allocating(monkeypatch, solve, what):
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(100_000, 2)), rng.normal(size=(50_000, 2))
+    with pytest.raises(MemoryEstimateError, match=rf"{what}.*needs about .* but 1\.0 GiB"):
+        solve(x, y)

@@ -16,8 +16,10 @@ from scipy.integrate import trapezoid
 from scipy.linalg import expm
 from scipy.special import kl_div
 
+from ottokit._memory import MemoryEstimateError
 from ottokit.functionals import Entropy, FDivergence, PorousMedium, PotentialEnergy
 from ottokit.graph import (
+    MASS_TOL,
     METHODS,
     DisconnectedGraphWarning,
     LinearHeatFlow,
@@ -330,7 +332,7 @@ def test_solve_rejects_bad_input(rgg30):
         solve(flow, rho, (0.1, 0.0))
     with pytest.raises(ValueError, match=r"unknown method 'euler'"):
         solve(flow, rho, (0.0, 0.1), method="euler")
-    with pytest.raises(ValueError, match=r"rtol and atol"):
+    with pytest.raises(ValueError, match=r"rtol must be a positive number, got 0"):
         solve(flow, rho, (0.0, 0.1), rtol=0.0)
     with pytest.raises(TypeError, match=r"flow must be"):
         solve(Entropy(), rho, (0.0, 0.1))
@@ -368,3 +370,56 @@ def test_hypercube_builder_is_the_d_cube():
         assert bin(i ^ j).count("1") == 1
     spectrum = np.sort([2 * sum(bits) / 3 for bits in itertools.product((0, 1), repeat=3)])
     np.testing.assert_allclose(np.linalg.eigvalsh(g.laplacian().toarray()), spectrum, atol=1e-13)
+
+
+class LeakyHeat(LinearHeatFlow):
+    """The linear heat flow with a mass leak: d rho/dt = -L rho - rate rho (mass ~ e^(-rate t))."""
+
+    def __init__(self, g, rate: float):
+        super().__init__(g)
+        self.rate = rate
+
+    def rhs(self, rho):
+        return super().rhs(rho) - self.rate * rho
+
+    def jacobian_data(self, rho):
+        data = super().jacobian_data(rho).copy()
+        data[self.pattern.slot_diag] -= self.rate
+        return data
+
+
+@pytest.fixture(scope="module")
+def rgg500():
+    g = random_geometric(500, 0.1, seed=0, center=(0.5, 0.5))
+    return g, seed_like_initial(g.n)
+
+
+def test_long_horizon_mass_tolerance_scales_with_span_and_stiffness(rgg500):
+    """At t1 = 1e8 the Laplacian product D rho - W rho rounds with one sign step after step:
+    the drift exceeds 1e-10 but stays under eps (n + n_rhs + S t1), S = 2 max degree."""
+    g, rho0 = rgg500
+    tr = solve(LinearHeatFlow(g), rho0, (0.0, 1e8), method="bdf", rtol=1e-8, atol=1e-14)
+    stiffness = 2.0 * g.degree.max()  # Gershgorin: column j of |L| sums to 2 d_j
+    bound = np.finfo(float).eps * (g.n + tr.n_rhs + stiffness * 1e8)
+    assert tr.mass_tol == pytest.approx(bound, rel=1e-12)
+    assert MASS_TOL < tr.mass_drift <= tr.mass_tol
+    short = solve(LinearHeatFlow(g), rho0, (0.0, 0.1), rtol=1e-8, atol=1e-14)
+    assert short.mass_tol == MASS_TOL and short.mass_drift <= 1e-13
+
+
+@pytest.mark.parametrize(("rate", "t1"), [(1e-6, 0.1), (1e-12, 1e8)])
+def test_a_leaking_rhs_is_refused_on_short_and_long_horizons(rgg500, rate, t1):
+    """A leak of rate r loses r t1 of the mass; above the rounding rate eps S it raises."""
+    g, rho0 = rgg500
+    with pytest.raises(SolverError, match="mass drifted by .* does not conserve mass") as info:
+        solve(LeakyHeat(g, rate), rho0, (0.0, t1), method="bdf", rtol=1e-8, atol=1e-14)
+    diag = info.value.diagnostics
+    assert diag["mass_drift"] == pytest.approx(-np.expm1(-rate * t1), rel=0.05)
+    assert diag["mass_drift"] > 50 * diag["mass_tol"]
+
+
+def test_lsoda_dense_jacobian_on_a_large_graph_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    g = grid((300, 300))
+    with pytest.raises(MemoryEstimateError, match="dense Jacobian on 90000 nodes.*method=.bdf"):
+        solve(LinearHeatFlow(g), np.full(g.n, 1.0 / g.n), (0.0, 1.0), method="lsoda")

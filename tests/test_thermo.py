@@ -21,6 +21,7 @@ from scipy.stats import multivariate_normal, norm
 
 from ottokit import ot as okot
 from ottokit import thermo
+from ottokit._memory import MemoryEstimateError
 
 T_EPS = 1e-10  # relative slack for inequalities between closed forms
 
@@ -403,3 +404,25 @@ def test_bad_input():
         thermo.BuresGeodesic([0.0], [[1.0]], [1.0], [[2.0]]).cov(1.5)
     with pytest.raises(ValueError, match="Q must be a finite"):
         thermo.Quadratic(np.eye(3), np.zeros(2))
+
+
+def test_gaussian_entropy_matches_scipy_and_refuses_non_spd():
+    rng = np.random.default_rng(3)
+    covs = []
+    for _ in range(4):
+        a = rng.normal(size=(3, 3))
+        covs.append(a @ a.T + 0.1 * np.eye(3))
+    expected = [multivariate_normal(np.zeros(3), c).entropy() for c in covs]
+    np.testing.assert_allclose(thermo.gaussian_entropy(np.stack(covs)), expected, rtol=1e-12)
+    # a negative-definite matrix has det > 0 in even dimension: the sign must not be dropped
+    with pytest.raises(ValueError, match=r"cov must be positive definite; cov\[1\]"):
+        thermo.gaussian_entropy(np.stack([covs[0], -covs[1]]))
+
+
+def test_hopeless_quadrature_and_particle_counts_are_refused(monkeypatch):
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    path = thermo.solve_moments(thermo.rotational(1.0, 0.5, 1.0), t_eval=5)
+    with pytest.raises(MemoryEstimateError, match=r"10000\^2 nodes.*lower n_nodes"):
+        thermo.w1_speed(path, n_nodes=10_000)
+    with pytest.raises(MemoryEstimateError, match="lower n_particles or n_steps"):
+        thermo.simulate_particles(thermo.stiffness_ramp(1.0, 2.0, 1.0), 10**9)

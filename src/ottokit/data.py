@@ -14,8 +14,12 @@ scikit-learn), as images in [-1, 1] with a fixed stratified train/test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+
+from ottokit._checks import as_array, check_int, check_option, check_real, options
+from ottokit._memory import check_memory
 
 __all__ = [
     "swiss_roll",
@@ -24,6 +28,7 @@ __all__ = [
     "two_peaks",
     "gaussian_mixture_1d",
     "TOY_2D_NAMES",
+    "ToyName",
     "Toy2D",
     "toy_2d",
     "toy_2d_modes",
@@ -31,17 +36,23 @@ __all__ = [
 ]
 
 
-def _check_n(n: int) -> int:
-    if not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    return int(n)
+def _check_n(n: int, dim: int = 2) -> int:
+    n = check_int(n, "n", ge=1)
+    check_memory(3 * 8 * n * dim, what=f"{n} samples in dimension {dim}", knob="lower n")
+    return n
+
+
+def _check_std(std: float, name: str = "std") -> float:
+    return check_real(std, name, ge=0)
 
 
 def swiss_roll(n: int, *, noise: float = 0.25, scale: float = 7.5, seed: int = 0) -> np.ndarray:
     """2-D Swiss roll: scikit-learn's ``make_swiss_roll`` in the x-z plane, divided by ``scale``."""
     from sklearn.datasets import make_swiss_roll
 
-    x, _ = make_swiss_roll(_check_n(n), noise=noise, random_state=seed)
+    n, seed = _check_n(n, 3), check_int(seed, "seed", ge=0)
+    noise, scale = _check_std(noise, "noise"), check_real(scale, "scale", gt=0)
+    x, _ = make_swiss_roll(n, noise=noise, random_state=seed)
     return x[:, [0, 2]] / scale
 
 
@@ -55,10 +66,12 @@ def gaussians_grid(
     seed: int = 0,
 ) -> np.ndarray:
     """``side**2`` Gaussians on a centred square grid (the DOT paper's 25 Gaussians)."""
-    rng = np.random.default_rng(seed)
+    n, side, std = _check_n(n), check_int(side, "side", ge=1), _check_std(std)
+    spacing, scale = check_real(spacing, "spacing", gt=0), check_real(scale, "scale", gt=0)
+    rng = np.random.default_rng(check_int(seed, "seed", ge=0))
     ticks = (np.arange(side) - (side - 1) / 2) * spacing
     centres = np.stack(np.meshgrid(ticks, ticks, indexing="ij"), axis=-1).reshape(-1, 2)
-    k = rng.integers(0, len(centres), _check_n(n))
+    k = rng.integers(0, len(centres), n)
     return (centres[k] + std * rng.standard_normal((n, 2))) / scale
 
 
@@ -66,10 +79,12 @@ def gaussians_ring(
     n: int, *, modes: int = 8, radius: float = 2.0, std: float = 0.02, seed: int = 0
 ) -> np.ndarray:
     """``modes`` Gaussians evenly spaced on a circle of ``radius``."""
-    rng = np.random.default_rng(seed)
+    n, modes, std = _check_n(n), check_int(modes, "modes", ge=1), _check_std(std)
+    radius = check_real(radius, "radius", ge=0)
+    rng = np.random.default_rng(check_int(seed, "seed", ge=0))
     angles = 2 * np.pi * np.arange(modes) / modes
     centres = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    k = rng.integers(0, modes, _check_n(n))
+    k = rng.integers(0, modes, n)
     return centres[k] + std * rng.standard_normal((n, 2))
 
 
@@ -77,8 +92,10 @@ def two_peaks(
     n: int, *, separation: float = 2.0, std: float = 0.3, dim: int = 2, seed: int = 0
 ) -> np.ndarray:
     """Equal mixture of two isotropic Gaussians at ``+-separation/2`` along the first axis."""
-    rng = np.random.default_rng(seed)
-    n = _check_n(n)
+    dim = check_int(dim, "dim", ge=1)
+    n, std = _check_n(n, dim), _check_std(std)
+    separation = check_real(separation, "separation")
+    rng = np.random.default_rng(check_int(seed, "seed", ge=0))
     sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
     x = std * rng.standard_normal((n, dim))
     x[:, 0] += sign * separation / 2
@@ -94,22 +111,30 @@ def gaussian_mixture_1d(
     seed: int = 0,
 ) -> np.ndarray:
     """Samples (n, 1) of a 1-D Gaussian mixture."""
-    rng = np.random.default_rng(seed)
-    m, s = np.asarray(means, float), np.asarray(stds, float)
+    n = _check_n(n, 1)
+    rng = np.random.default_rng(check_int(seed, "seed", ge=0))
+    m, s = as_array(means, "means"), as_array(stds, "stds")
     if m.shape != s.shape or m.ndim != 1 or m.size == 0:
-        raise ValueError("means and stds must be non-empty sequences of equal length")
+        raise ValueError(
+            f"means and stds must be non-empty sequences of equal length, got shapes {m.shape} "
+            f"and {s.shape}"
+        )
     if np.any(s <= 0):
-        raise ValueError("stds must be positive")
-    w = np.full(m.size, 1.0 / m.size) if weights is None else np.asarray(weights, float)
+        raise ValueError(f"stds must be positive, got {s.tolist()}")
+    w = np.full(m.size, 1.0 / m.size) if weights is None else as_array(weights, "weights")
     if w.shape != m.shape or np.any(w < 0) or abs(w.sum() - 1) > 1e-9:
-        raise ValueError("weights must be non-negative, one per component, and sum to 1")
-    k = rng.choice(m.size, size=_check_n(n), p=w)
+        raise ValueError(
+            f"weights must be non-negative, one per component ({m.size}), and sum to 1, got "
+            f"{w.tolist()}"
+        )
+    k = rng.choice(m.size, size=n, p=w)
     return (m[k] + s[k] * rng.standard_normal(n))[:, None]
 
 
 # ---------------------------------------------------------------- seed-003 2-D presets
 
-TOY_2D_NAMES: tuple[str, ...] = ("25gaussians", "swissroll", "8gaussians")
+ToyName = Literal["25gaussians", "swissroll", "8gaussians"]
+TOY_2D_NAMES: tuple[str, ...] = options(ToyName)
 
 # 25 Gaussians (seed 003, original DOT code): grid -4, -2, ..., 4, std 0.05, all / 2.828
 _GRID_SCALE = 2.828
@@ -138,14 +163,10 @@ class Toy2D:
 
 
 def _check_toy_name(name: str) -> str:
-    if name not in TOY_2D_NAMES:
-        raise ValueError(
-            f"unknown 2-D data set {name!r}; allowed: {', '.join(map(repr, TOY_2D_NAMES))}"
-        )
-    return name
+    return check_option(name, ToyName, "2-D data set")
 
 
-def toy_2d_modes(name: str) -> tuple[np.ndarray | None, float | None]:
+def toy_2d_modes(name: ToyName) -> tuple[np.ndarray | None, float | None]:
     """``(modes, sigma)`` of a named 2-D set (see :func:`toy_2d`); ``(None, None)`` for the roll.
 
     For "25gaussians" the centres are (2i, 2j) / 2.828 for i, j in {-2, ..., 2}, in the
@@ -164,7 +185,7 @@ def toy_2d_modes(name: str) -> tuple[np.ndarray | None, float | None]:
     return None, None
 
 
-def toy_2d(name: str, n: int, *, seed: int = 0) -> Toy2D:
+def toy_2d(name: ToyName, n: int, *, seed: int = 0) -> Toy2D:
     """The 2-D target sets of seed 003 (§3.2) by name, with their modes.
 
     - ``"25gaussians"``: :func:`gaussians_grid` with its defaults, i.e. an equal
@@ -179,7 +200,7 @@ def toy_2d(name: str, n: int, *, seed: int = 0) -> Toy2D:
     Returns a :class:`Toy2D` (points, modes, sigma), seeded by ``seed``.
     """
     _check_toy_name(name)
-    n = _check_n(n)
+    n, seed = _check_n(n), check_int(seed, "seed", ge=0)
     if name == "25gaussians":
         points = gaussians_grid(n, seed=seed)
     elif name == "swissroll":
@@ -193,11 +214,11 @@ def toy_2d(name: str, n: int, *, seed: int = 0) -> Toy2D:
 
 # ---------------------------------------------------------------- digits images
 
-_DIGITS_SPLITS = ("train", "test", "all")
+Split = Literal["train", "test", "all"]
 
 
 def digits(
-    split: str = "train", *, seed: int = 0, test_fraction: float = 0.25
+    split: Split = "train", *, seed: int = 0, test_fraction: float = 0.25
 ) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's handwritten digits as images in [-1, 1], with a stratified split.
 
@@ -215,20 +236,15 @@ def digits(
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if split not in _DIGITS_SPLITS:
-        raise ValueError(
-            f"unknown split {split!r}; allowed: {', '.join(map(repr, _DIGITS_SPLITS))}"
-        )
-    if not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_option(split, Split, "split")
+    seed = check_int(seed, "seed", ge=0)
     bunch = load_digits()
     images = (bunch.images.astype(np.float64) / 8.0 - 1.0).astype(np.float32)[:, None]
     labels = bunch.target.astype(np.int64)
     if split == "all":
         return images, labels
     n, n_classes = len(labels), int(np.unique(labels).size)
-    if not (isinstance(test_fraction, float | int) and 0 < test_fraction < 1):
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}; e.g. 0.25")
+    test_fraction = check_real(test_fraction, "test_fraction", gt=0, lt=1, example=0.25)
     n_test = int(np.ceil(test_fraction * n))
     if min(n_test, n - n_test) < n_classes:
         raise ValueError(
@@ -236,6 +252,6 @@ def digits(
             f"images; a stratified split needs at least {n_classes} (one per class) in each"
         )
     x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=test_fraction, stratify=labels, random_state=int(seed)
+        images, labels, test_size=test_fraction, stratify=labels, random_state=seed
     )
     return (x_train, y_train) if split == "train" else (x_test, y_test)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.special import xlogy
 
-from ottokit._checks import as_vector
+from ottokit._checks import as_array, as_vector, check_real
 from ottokit.fgenerators import F_DIVERGENCES, F_GENERATORS, FDivergenceName, FGenerator
 
 __all__ = [
@@ -56,7 +56,7 @@ class Functional(ABC):
     def _hessian_diag(self, rho: Array) -> Array: ...
 
     def _check(self, rho: Array) -> Array:
-        n = self.size if self.size is not None else np.asarray(rho).shape[-1]
+        n = self.size if self.size is not None else as_array(rho, "rho", finite=False).shape[-1]
         a = as_vector(rho, n, "rho")
         if self.needs_positive and np.any(a <= 0):
             k = int(np.argmin(a))
@@ -136,9 +136,9 @@ class PorousMedium(Functional):
     """``sum_i rho_i^m / (m - 1)``, m > 0, m != 1; its W2 flow is the porous-medium equation."""
 
     def __init__(self, m: float):
-        if not np.isfinite(m) or m <= 0 or m == 1:
-            raise ValueError(f"PorousMedium exponent m must be > 0 and != 1, got {m}")
-        self.m = float(m)
+        self.m = check_real(m, "m", gt=0, hint="the PorousMedium exponent m is > 0 and != 1")
+        if self.m == 1:
+            raise ValueError("PorousMedium exponent m must be != 1 (m = 1 is the Entropy)")
         self.needs_positive = self.m < 2  # rho^(m-2) in the Hessian
 
     def _value(self, rho: Array) -> float:
@@ -160,7 +160,7 @@ class PotentialEnergy(Functional):
     needs_positive = False
 
     def __init__(self, V: Array):
-        v = np.asarray(V, dtype=np.float64)
+        v = as_array(V, "V", finite=False)
         if v.ndim != 1 or v.size == 0:
             raise ValueError(f"V must be a non-empty vector (one value per node), got {v.shape}")
         self.V = as_vector(v, v.shape[0], "V")
@@ -211,7 +211,7 @@ class FDivergence(Functional):
             gen = FGenerator(getattr(f, "__name__", "custom"), f, df, d2f)
         else:
             raise TypeError(f"f must be a name, an FGenerator or a callable, got {type(f)}")
-        qa = np.asarray(q, dtype=np.float64)
+        qa = as_array(q, "q", finite=False)
         if qa.ndim != 1 or qa.size == 0:
             raise ValueError(f"q must be a non-empty vector, got shape {qa.shape}")
         qa = as_vector(qa, qa.shape[0], "q")

@@ -48,11 +48,19 @@ from typing import Literal
 import numpy as np
 from scipy.linalg import LinAlgError, solveh_banded
 
-from ottokit._checks import MASS_RTOL, as_density, as_vector, check_option
+from ottokit._checks import (
+    MASS_RTOL,
+    as_array,
+    as_density,
+    as_vector,
+    check_int,
+    check_option,
+    check_real,
+    options,
+)
 from ottokit.fgenerators import F_DIVERGENCES, F_GENERATORS, FGenerator
 from ottokit.functionals import Entropy, FDivergence
-from ottokit.graph._edi import grid_geometry
-from ottokit.graph._graph import Graph
+from ottokit.graph import Graph, grid_geometry
 
 __all__ = [
     "JKOResult",
@@ -65,11 +73,15 @@ __all__ = [
     "quantile_energy",
     "jsd_geodesic_convexity",
     "INTERPOLATIONS",
+    "Interpolation",
+    "CentreInterpolation",
 ]
 
 Interpolation = Literal["histogram", "linear", "loglinear"]
+# between cell centres (the histogram has no interpolant to invert smoothly)
+CentreInterpolation = Literal["linear", "loglinear"]
 _ROUNDING = 1e3 * np.finfo(np.float64).eps
-INTERPOLATIONS: tuple[str, ...] = ("histogram", "linear", "loglinear")
+INTERPOLATIONS: tuple[str, ...] = options(Interpolation)
 
 
 # --------------------------------------------------------------------------------------
@@ -94,12 +106,10 @@ def _levels(levels: int | np.ndarray | None, default: int, name: str = "levels")
     """Quantile levels ``0 = u_0 < ... < u_M = 1`` from a count or an array."""
     if levels is None:
         levels = default
-    if np.isscalar(levels):
-        m = int(levels)  # type: ignore[arg-type]
-        if m != levels or m < 1:
-            raise ValueError(f"{name} must be a number of cells >= 1 or an array, got {levels}")
+    if np.ndim(levels) == 0:
+        m = check_int(levels, name, ge=1, hint="a number of cells, or an array of levels")
         return np.linspace(0.0, 1.0, m + 1)
-    u = np.asarray(levels, dtype=np.float64).ravel()
+    u = as_array(levels, name, finite=False).ravel()
     if u.size < 2 or not np.all(np.isfinite(u)):
         raise ValueError(f"{name} must hold at least 2 finite levels, got {u.size}")
     if abs(u[0]) > 1e-12 or abs(u[-1] - 1.0) > 1e-12 or np.any(np.diff(u) <= 0):
@@ -110,7 +120,7 @@ def _levels(levels: int | np.ndarray | None, default: int, name: str = "levels")
 
 
 def _check_edges(edges: np.ndarray, n: int | None = None) -> np.ndarray:
-    e = np.asarray(edges, dtype=np.float64).ravel()
+    e = as_array(edges, "edges", finite=False).ravel()
     if e.size < 2 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
         raise ValueError("edges must be at least 2 finite, strictly increasing cell edges")
     if n is not None and e.size != n + 1:
@@ -119,7 +129,7 @@ def _check_edges(edges: np.ndarray, n: int | None = None) -> np.ndarray:
 
 
 def _check_quantile(X: np.ndarray, name: str, strict: bool = False) -> np.ndarray:
-    x = np.asarray(X, dtype=np.float64).ravel()
+    x = as_array(X, name, finite=False).ravel()
     if x.size < 2 or not np.all(np.isfinite(x)):
         raise ValueError(f"{name} must be a finite vector of at least 2 quantile knots")
     d = np.diff(x)
@@ -251,7 +261,7 @@ def quantile_from_masses(
         ``X`` (M + 1,), the left-continuous inverse CDF at the levels; ``X[0] = edges[0]`` and
         ``X[-1] = edges[-1]`` where the end cells carry mass.
     """
-    check_option(interpolation, INTERPOLATIONS, "interpolation")
+    check_option(interpolation, Interpolation, "interpolation")
     e = _check_edges(edges)
     m = as_density(masses, e.size - 1, name="masses", positive=interpolation == "loglinear")
     u = _levels(levels, m.size)
@@ -330,7 +340,7 @@ def mccann_interpolation(X0: np.ndarray, X1: np.ndarray, t: float | np.ndarray) 
         raise ValueError(
             f"X0 and X1 must share their levels (same length), got {x0.size} and {x1.size}"
         )
-    ta = np.asarray(t, dtype=np.float64)
+    ta = as_array(t, "t", finite=False)
     if not np.all(np.isfinite(ta)) or np.any(ta < 0) or np.any(ta > 1):
         raise ValueError(f"t must lie in [0, 1], got {t!r}")
     if ta.ndim == 0:
@@ -428,7 +438,7 @@ def _grid_edges(grid: Graph | np.ndarray) -> np.ndarray:
         if geo.ndim != 1:
             raise ValueError(f"jko_1d needs a 1-D grid, got shape {geo.shape}")
         return geo.edges(0)
-    c = np.asarray(grid, dtype=np.float64)
+    c = as_array(grid, "grid", finite=False)
     if c.ndim != 1 or c.size < 2 or not np.all(np.isfinite(c)):
         raise ValueError(
             "grid must be a 1-D ottokit.graph.grid(n, h) or a vector of at least 2 cell centres"
@@ -444,14 +454,14 @@ def quantile_energy(
     functional: FDivergence | Entropy,
     X: np.ndarray,
     grid: Graph | np.ndarray,
-    interpolation: Literal["linear", "loglinear"] = "loglinear",
+    interpolation: CentreInterpolation = "loglinear",
 ) -> float:
     """``F[X] = sum_j Q_j f(P_j / Q_j)``: the JKO energy of a quantile measure (see module doc).
 
     ``P_j = u_{j+1} - u_j`` (equal levels ``j/M``), ``Q_j`` the mass of the interpolated
     ``q`` in ``[x_j, x_{j+1}]``; for ``Entropy()`` it is ``int rho log rho``.
     """
-    check_option(interpolation, ("linear", "loglinear"), "interpolation")
+    check_option(interpolation, CentreInterpolation, "interpolation")
     edges = _grid_edges(grid)
     gen, prof, _ = _reference(functional, edges, interpolation)
     x = _check_quantile(X, "X", strict=True)
@@ -586,7 +596,7 @@ def jko_1d(
     steps: int,
     *,
     n_levels: int | None = None,
-    interpolation: Literal["linear", "loglinear"] = "loglinear",
+    interpolation: CentreInterpolation = "loglinear",
     max_iter: int = 50,
     xtol: float = 1e-10,
 ) -> JKOResult:
@@ -613,20 +623,16 @@ def jko_1d(
     Returns:
         :class:`JKOResult`; a step that did not converge is flagged in ``converged``.
     """
-    if not (np.isscalar(tau) and np.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be a positive finite step, got {tau}; e.g. tau = 1e-3")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    check_option(interpolation, ("linear", "loglinear"), "interpolation")
-    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if not (np.isfinite(xtol) and xtol > 0):
-        raise ValueError(f"xtol must be positive, got {xtol}; e.g. 1e-10")
+    tau = check_real(tau, "tau", gt=0, example=1e-3)
+    steps = check_int(steps, "steps", ge=1)
+    check_option(interpolation, CentreInterpolation, "interpolation")
+    max_iter = check_int(max_iter, "max_iter", ge=1, example=50)
+    xtol = check_real(xtol, "xtol", gt=0, example=1e-10)
     edges = _grid_edges(grid)
     n = edges.size - 1
     gen, prof, inf_f = _reference(functional, edges, interpolation)
     positive = gen.needs_positive or interpolation == "loglinear"
-    r0 = np.asarray(rho0, dtype=np.float64)
+    r0 = as_array(rho0, "rho0", finite=False)
     if r0.ndim != 1 or r0.size != n:
         raise ValueError(
             f"rho0 must be a vector of {n} node masses (one per grid node), got {r0.shape}"
@@ -640,17 +646,15 @@ def jko_1d(
         )
         raise ValueError(f"rho0 must be strictly positive ({why}); rho0[{k}] = {r0[k]:.3g}")
     r0 = as_density(r0, n, name="rho0", positive=positive)
-    M = 2 * n if n_levels is None else n_levels
-    if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 2:
-        raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
-    u = _levels(int(M), int(M))
+    M = 2 * n if n_levels is None else check_int(n_levels, "n_levels", ge=2)
+    u = _levels(M, M)
     energy = _QuantileEnergy(gen, prof, u)
     X = _Profile.from_masses(r0, edges, interpolation).icdf(u)
     X[0], X[-1] = edges[0], edges[-1]
     Xs = [X]
     its, conv, w2 = [], [], []
     for _ in range(steps):
-        X_new, it, ok = _newton_step(energy, X, float(tau), int(max_iter), float(xtol))
+        X_new, it, ok = _newton_step(energy, X, tau, max_iter, xtol)
         w2.append(w2_quantile(X_new, X))
         its.append(it)
         conv.append(ok)
@@ -741,7 +745,7 @@ def jsd_geodesic_convexity(
     n_levels: int | None = None,
     n_t: int = 11,
     n_modes: int = 4,
-    interpolation: Literal["linear", "loglinear"] = "loglinear",
+    interpolation: CentreInterpolation = "loglinear",
     fd_step: float = 1e-3,
 ) -> list[GeodesicConvexity]:
     """Observed lambda-convexity of ``JSD(. || q)`` along W2 geodesics near ``q`` (Thm 5.7).
@@ -761,35 +765,27 @@ def jsd_geodesic_convexity(
     ``lam = min (d^2 F/dt^2) / W_2^2(rho_0, rho_1)``; Theorem 5.7 claims ``lam >= -C delta``.
     ``f`` may name any generator (``"kl"`` gives the displacement-convex relative entropy).
     """
-    if isinstance(grid, Graph):
-        edges = _grid_edges(grid)
-    else:
-        edges = _grid_edges(np.asarray(grid, dtype=np.float64))
+    edges = _grid_edges(grid)
     n = edges.size - 1
     qa = as_vector(q, n, "q")
     if np.any(qa <= 0):
         raise ValueError(f"q must be strictly positive node masses; min q = {qa.min():.3g}")
     if abs(float(qa.sum()) - 1.0) > MASS_RTOL:
         raise ValueError(f"q must sum to 1, got {qa.sum():.12g}; divide q by its sum")
-    deltas = np.atleast_1d(np.asarray(delta, dtype=np.float64)).ravel()
+    deltas = np.atleast_1d(as_array(delta, "delta", finite=False)).ravel()
     if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
         raise ValueError(f"delta must be positive (and < 1), got {delta!r}")
     if np.any(deltas >= 1):
         raise ValueError(f"delta must be < 1 so that rho = q (1 + delta s) > 0, got {delta!r}")
-    if isinstance(n_pairs, bool) or not isinstance(n_pairs, (int, np.integer)) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be an integer >= 1, got {n_pairs!r}")
-    if not isinstance(n_t, (int, np.integer)) or n_t < 2:
-        raise ValueError(f"n_t must be an integer >= 2, got {n_t!r}")
-    if not isinstance(n_modes, (int, np.integer)) or n_modes < 1:
-        raise ValueError(f"n_modes must be an integer >= 1, got {n_modes!r}")
-    if not (np.isfinite(fd_step) and 0 < fd_step < 0.1):
-        raise ValueError(f"fd_step must be in (0, 0.1), got {fd_step}")
+    n_pairs = check_int(n_pairs, "n_pairs", ge=1)
+    seed = check_int(seed, "seed", ge=0)
+    n_t = check_int(n_t, "n_t", ge=2)
+    n_modes = check_int(n_modes, "n_modes", ge=1)
+    fd_step = check_real(fd_step, "fd_step", gt=0, lt=0.1, example=1e-3)
     if f not in F_DIVERGENCES:
         raise ValueError(f"unknown f-divergence {f!r}; allowed: {', '.join(F_DIVERGENCES)}")
-    check_option(interpolation, ("linear", "loglinear"), "interpolation")
-    M = 2 * n if n_levels is None else int(n_levels)
-    if M < 2:
-        raise ValueError(f"n_levels must be >= 2, got {n_levels}")
+    check_option(interpolation, CentreInterpolation, "interpolation")
+    M = 2 * n if n_levels is None else check_int(n_levels, "n_levels", ge=2)
     gen, prof, _ = _reference(FDivergence(f, qa), edges, interpolation)
     u = _levels(M, M)
     energy = _QuantileEnergy(gen, prof, u)

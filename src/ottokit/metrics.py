@@ -34,6 +34,7 @@ from scipy.special import rel_entr
 from torch import nn
 
 from ottokit import ot
+from ottokit._checks import as_array, as_covariance, check_instance, check_int, check_real
 from ottokit._torchio import save_atomic, torch_threads
 
 __all__ = [
@@ -53,9 +54,7 @@ __all__ = [
 
 def _points(x: Any, name: str) -> np.ndarray:
     """``x`` as a finite float64 (n, d) array with n >= 1, d >= 1."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().to(torch.float64).numpy()
-    a = np.asarray(x, dtype=np.float64)
+    a = as_array(x, name, finite=False)
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
         raise ValueError(f"{name} must be a non-empty (n, d) array, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
@@ -118,14 +117,10 @@ def toy_metrics(
         raise ValueError(
             f"modes must have the samples' dimension {x.shape[1]}, got shape {c.shape}"
         )
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    if not (np.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold must be a positive number of sigmas, got {threshold!r}")
-    if not isinstance(min_count, int | np.integer) or min_count < 1:
-        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
-    if not isinstance(min_ot_samples, int | np.integer) or min_ot_samples < 1:
-        raise ValueError(f"min_ot_samples must be a positive integer, got {min_ot_samples!r}")
+    sigma = check_real(sigma, "sigma", gt=0)
+    threshold = check_real(threshold, "threshold", gt=0, hint="a number of sigmas, e.g. 4")
+    min_count = check_int(min_count, "min_count", ge=1, example=20)
+    min_ot_samples = check_int(min_ot_samples, "min_ot_samples", ge=1, example=5000)
     m = c.shape[0]
     dist, nearest = cKDTree(c).query(x)
     good = dist <= threshold * sigma
@@ -162,24 +157,6 @@ def toy_metrics(
 # ---------------------------------------------------------------- feature statistics
 
 
-def _covariance(c: Any, d: int, name: str) -> np.ndarray:
-    """Validate a symmetric positive semi-definite (d, d) matrix."""
-    a = np.asarray(c, dtype=np.float64)
-    if a.shape != (d, d):
-        raise ValueError(f"{name} must be a ({d}, {d}) matrix, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
-    scale = max(float(np.abs(a).max()), np.finfo(float).tiny)
-    if np.abs(a - a.T).max() > 1e-8 * scale:
-        raise ValueError(f"{name} must be symmetric; symmetrise it with (C + C.T) / 2")
-    smallest = float(np.linalg.eigvalsh(a)[0])
-    if smallest < -1e-8 * scale:
-        raise ValueError(
-            f"{name} must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}"
-        )
-    return (a + a.T) / 2
-
-
 def _psd_sqrt(a: np.ndarray) -> np.ndarray:
     """Symmetric square root of a PSD matrix by eigh, rounding negative eigenvalues to 0."""
     lam, v = np.linalg.eigh(a)
@@ -199,8 +176,8 @@ def frechet_distance(mu1: Any, C1: Any, mu2: Any, C2: Any) -> float:
     ``scipy.linalg.sqrtm(C1 @ C2)`` may return complex values. Covariances must be
     symmetric positive semi-definite (ValueError otherwise); returns d^2 >= 0.
     """
-    m1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
-    m2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
+    m1 = np.atleast_1d(as_array(mu1, "mu1", finite=False))
+    m2 = np.atleast_1d(as_array(mu2, "mu2", finite=False))
     if m1.ndim != 1 or m1.shape != m2.shape:
         raise ValueError(
             f"mu1 and mu2 must be vectors of the same length, got {m1.shape} and {m2.shape}"
@@ -208,7 +185,8 @@ def frechet_distance(mu1: Any, C1: Any, mu2: Any, C2: Any) -> float:
     if not (np.all(np.isfinite(m1)) and np.all(np.isfinite(m2))):
         raise ValueError("mu1 and mu2 must be finite")
     d = m1.shape[0]
-    c1, c2 = _covariance(C1, d, "C1"), _covariance(C2, d, "C2")
+    c1 = as_covariance(C1, "C1", d, semidefinite=True, sym_rtol=1e-8)
+    c2 = as_covariance(C2, "C2", d, semidefinite=True, sym_rtol=1e-8)
     s1 = _psd_sqrt(c1)
     middle = s1 @ c2 @ s1
     lam = np.linalg.eigvalsh((middle + middle.T) / 2)
@@ -266,11 +244,10 @@ def inception_like_score(probs: Any, splits: int = 10) -> tuple[float, float]:
             "probs must hold probability rows (non-negative, each summing to 1); "
             "apply a softmax to logits first"
         )
-    if not isinstance(splits, int | np.integer) or not 1 <= splits <= n:
-        raise ValueError(f"splits must be an integer in [1, n = {n}], got {splits!r}")
+    splits = check_int(splits, "splits", ge=1, le=n, hint=f"at most n = {n} rows, e.g. 10")
     p = p / p.sum(axis=1, keepdims=True)
     scores = []
-    for chunk in np.array_split(p, int(splits)):
+    for chunk in np.array_split(p, splits):
         marginal = chunk.mean(axis=0, keepdims=True)
         kl = rel_entr(chunk, marginal).sum(axis=1)
         scores.append(float(np.exp(kl.mean())))
@@ -323,15 +300,14 @@ def precision_recall_knn(real_f: Any, fake_f: Any, k: int = 3) -> PrecisionRecal
         raise ValueError(
             f"real_f and fake_f must have the same feature dimension, got {r.shape} and {f.shape}"
         )
-    if not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = check_int(k, "k", ge=1, example=3)
     if min(r.shape[0], f.shape[0]) <= k:
         raise ValueError(
             f"k = {k} nearest neighbours need more than k rows in each set, got "
             f"{r.shape[0]} real and {f.shape[0]} fake"
         )
-    precision = float(_covered(f, r, _knn_radii(r, int(k))).mean())
-    recall = float(_covered(r, f, _knn_radii(f, int(k))).mean())
+    precision = float(_covered(f, r, _knn_radii(r, k)).mean())
+    recall = float(_covered(r, f, _knn_radii(f, k)).mean())
     return PrecisionRecall(precision, recall)
 
 
@@ -412,13 +388,9 @@ class DigitsFeatures:
         epochs: int = 30,
         batch_size: int = 1024,
     ) -> None:
-        if not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        if not isinstance(epochs, int | np.integer) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.seed, self.epochs, self.batch_size = int(seed), int(epochs), int(batch_size)
+        self.seed = check_int(seed, "seed", ge=0)
+        self.epochs = check_int(epochs, "epochs", ge=1, example=30)
+        self.batch_size = check_int(batch_size, "batch_size", ge=1, example=1024)
         self.device = torch.device(device)
         self.cache_file = (
             None if cache_dir is None else Path(cache_dir) / self.cache_name(self.seed, self.epochs)
@@ -543,12 +515,8 @@ class DigitsFeatures:
 
 
 def _check_extractor(features: Any) -> DigitsFeatures:
-    if not isinstance(features, DigitsFeatures):
-        raise TypeError(
-            f"features must be a DigitsFeatures extractor, got {type(features).__name__}; "
-            "build one with DigitsFeatures(cache_dir)"
-        )
-    return features
+    hint = "build a DigitsFeatures extractor with DigitsFeatures(cache_dir)"
+    return check_instance(features, DigitsFeatures, "features", hint=hint)
 
 
 def digits_fid(images: Any, reference: Any, features: DigitsFeatures) -> float:

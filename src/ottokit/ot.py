@@ -30,6 +30,9 @@ import numpy as np
 import ot as pot
 import torch
 
+from ottokit._checks import as_array, as_covariance, check_int, check_real
+from ottokit._memory import check_memory
+
 __all__ = [
     "OTConvergenceError",
     "OTConvergenceWarning",
@@ -47,6 +50,10 @@ __all__ = [
 Array = Any  # a NumPy array, an array-like, or a torch tensor
 
 _OPTIMAL = 1  # network simplex result code for an optimal solution
+# peak bytes per pair of points, measured with POT 0.9.7: about 41 for the network
+# simplex (cost matrix, plan, arcs), 65 for log-domain Sinkhorn on NumPy arrays
+_EMD_BYTES_PER_PAIR = 48
+_SINKHORN_BYTES_PER_PAIR = 72
 _RESULT_CODES = {0: "infeasible", 1: "optimal", 2: "unbounded", 3: "iteration limit reached"}
 
 
@@ -83,16 +90,16 @@ def _is_torch(*xs: Any) -> bool:
     return any(isinstance(x, torch.Tensor) for x in xs)
 
 
-def _numpy(x: Any) -> np.ndarray:
+def _numpy(x: Any, name: str) -> np.ndarray:
     """A float64 NumPy copy of ``x`` (detached if a tensor), for validation."""
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
+    return as_array(x, name, finite=False)
 
 
 def _as_points(x: Array, name: str) -> np.ndarray | torch.Tensor:
     """``x`` as an ``(n, d)`` float array or tensor with finite entries."""
-    values = _numpy(x)
+    values = _numpy(x, name)
     if isinstance(x, torch.Tensor):
         a = x if x.is_floating_point() else x.to(torch.float64)
     else:
@@ -117,7 +124,7 @@ def _as_weights(w: Array | None, n: int, name: str, like: Any) -> Any:
     """Probability vector of length ``n`` in the backend of ``like`` (uniform if None)."""
     if w is None:
         return pot.unif(n, type_as=like)
-    values = _numpy(w)
+    values = _numpy(w, name)
     if values.ndim != 1 or values.shape[0] != n:
         raise ValueError(
             f"{name} must be a vector of {n} weights (one per point), got shape {values.shape}"
@@ -164,9 +171,15 @@ def _out(value: Any, torch_out: bool) -> Any:
 
 
 def _check_p(p: float) -> float:
-    if not np.isfinite(p) or p < 1:
-        raise ValueError(f"p must be a finite number >= 1, got {p}")
-    return float(p)
+    return check_real(p, "p", ge=1, example=2)
+
+
+def _check_plan_memory(n: int, m: int, bytes_per_pair: int, what: str) -> None:
+    check_memory(
+        bytes_per_pair * n * m,
+        what=f"{what} between {n} and {m} points (an {n} x {m} cost matrix and plan)",
+        knob="subsample the point clouds, or use sliced_w or w_1d, which need no plan",
+    )
 
 
 def _cost_matrix(xs: Any, ys: Any, p: float) -> Any:
@@ -191,13 +204,20 @@ def emd(
 
     The network simplex gets ``num_iter_max = max(1e6, 50 n m)`` iterations unless
     given; if it stops before optimality, :class:`OTConvergenceError` is raised
-    rather than returning a wrong cost.
+    rather than returning a wrong cost. The solve holds about 48 bytes per pair of
+    points (cost matrix, plan, the simplex's arcs); an estimate above the available
+    memory raises :class:`~ottokit._memory.MemoryEstimateError` (a ValueError) before
+    allocating (``OTTOKIT_MEMORY_LIMIT=off`` overrides it).
     """
     xs, ys = _pair(x, y)
     p = _check_p(p)
     n, m = xs.shape[0], ys.shape[0]
     aw, bw = _as_weights(a, n, "a", xs), _as_weights(b, m, "b", xs)
-    limit = int(num_iter_max) if num_iter_max is not None else max(1_000_000, 50 * n * m)
+    if num_iter_max is None:
+        limit = max(1_000_000, 50 * n * m)
+    else:
+        limit = check_int(num_iter_max, "num_iter_max", ge=1, example=10**6)
+    _check_plan_memory(n, m, _EMD_BYTES_PER_PAIR, "exact OT")
     cost_matrix = _cost_matrix(xs, ys, p)
     with warnings.catch_warnings():
         # POT warns on the iteration limit; we read its result code and raise instead
@@ -249,7 +269,10 @@ def w_1d(x: Array, y: Array, p: float = 1, a: Array | None = None, b: Array | No
     xs, ys = _pair(x, y)
     p = _check_p(p)
     if xs.shape[1] != 1:
-        raise ValueError(f"w_1d needs points on the line, got dimension {xs.shape[1]}")
+        raise ValueError(
+            f"w_1d needs points on the line: x and y must be 1-D or (n, 1), got dimension "
+            f"{xs.shape[1]}; use w1/w2 (exact) or sliced_w in higher dimensions"
+        )
     aw, bw = _as_weights(a, xs.shape[0], "a", xs), _as_weights(b, ys.shape[0], "b", xs)
     # (n, 1) columns: POT's batched form, which also avoids its 1-D tensor transpose
     wpp = pot.wasserstein_1d(xs, ys, aw, bw, p=p)[0]
@@ -258,25 +281,13 @@ def w_1d(x: Array, y: Array, p: float = 1, a: Array | None = None, b: Array | No
 
 def _check_gaussian(m: Array, c: Array, mname: str, cname: str) -> int:
     """Validate a mean (d,) and a symmetric positive-definite covariance (d, d); return d."""
-    mv, cv = np.atleast_1d(_numpy(m)), _numpy(c)
+    mv = np.atleast_1d(_numpy(m, mname))
     if mv.ndim != 1:
         raise ValueError(f"{mname} must be a vector, got shape {mv.shape}")
+    if not np.all(np.isfinite(mv)):
+        raise ValueError(f"{mname} must be finite, got {mv.tolist()}")
     d = mv.shape[0]
-    if cv.ndim == 0 and d == 1:
-        cv = cv.reshape(1, 1)
-    if cv.shape != (d, d):
-        raise ValueError(f"{cname} must be a ({d}, {d}) matrix to match {mname}, got {cv.shape}")
-    for name, v in ((mname, mv), (cname, cv)):
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name} must be finite, got {v.tolist()}")
-    scale = max(float(np.abs(cv).max()), np.finfo(float).tiny)
-    if np.abs(cv - cv.T).max() > 1e-10 * scale:
-        raise ValueError(f"{cname} must be symmetric, got {cv.tolist()}")
-    smallest = float(np.linalg.eigvalsh(cv)[0])
-    if smallest <= 0:
-        raise ValueError(
-            f"{cname} must be positive definite; its smallest eigenvalue is {smallest:.3g}"
-        )
+    as_covariance(_numpy(c, cname), cname, d)
     return d
 
 
@@ -323,11 +334,17 @@ def sliced_w(
     """
     xs, ys = _pair(x, y)
     p = _check_p(p)
-    if int(n_projections) < 1:
-        raise ValueError(f"n_projections must be >= 1, got {n_projections}")
+    n_projections = check_int(n_projections, "n_projections", ge=1, example=200)
+    seed = check_int(seed, "seed", ge=0)
     aw, bw = _as_weights(a, xs.shape[0], "a", xs), _as_weights(b, ys.shape[0], "b", xs)
+    n, m, d = xs.shape[0], ys.shape[0], xs.shape[1]
+    check_memory(
+        2 * 8 * n_projections * (n + m + d),
+        what=f"sliced_w with {n_projections} projections of {n} and {m} points",
+        knob="lower n_projections",
+    )
     value = pot.sliced_wasserstein_distance(
-        xs, ys, aw, bw, n_projections=int(n_projections), p=p, seed=int(seed)
+        xs, ys, aw, bw, n_projections=n_projections, p=p, seed=seed
     )
     return _out(value, _is_torch(xs))
 
@@ -349,17 +366,21 @@ def sinkhorn(
     units of the cost |x - y|^p), computed by log-domain Sinkhorn (POT
     ``method="sinkhorn_log"``). The value is at least the exact W_p and tends to
     it as eps -> 0. Warns with :class:`OTConvergenceWarning` if the marginal error
-    is still above ``tol`` (default 1e-9, or 1e-5 for float32 tensors) after
-    ``max_iter`` iterations; raises if the result is not finite.
+    is still above ``tol`` (default 1e-9, or 1e-5 for float32 tensors; > 0) after
+    ``max_iter >= 1`` iterations; raises if the result is not finite. Holds about 72
+    bytes per pair of points; an estimate above the available memory raises
+    :class:`~ottokit._memory.MemoryEstimateError` before allocating.
     """
     xs, ys = _pair(x, y)
     if tol is None:
         single = isinstance(xs, torch.Tensor) and xs.dtype in (torch.float16, torch.float32)
         tol = 1e-5 if single else 1e-9
+    tol = check_real(tol, "tol", gt=0, example=1e-9)
+    max_iter = check_int(max_iter, "max_iter", ge=1, example=10_000)
     p = _check_p(p)
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive number, got {eps}")
+    eps = check_real(eps, "eps", gt=0, hint="the entropic regularisation, in units of the cost")
     aw, bw = _as_weights(a, xs.shape[0], "a", xs), _as_weights(b, ys.shape[0], "b", xs)
+    _check_plan_memory(xs.shape[0], ys.shape[0], _SINKHORN_BYTES_PER_PAIR, "Sinkhorn")
     cost_matrix = _cost_matrix(xs, ys, p)
     with warnings.catch_warnings():
         # overflow in exp while not converged is reported below through the marginal error
@@ -370,12 +391,12 @@ def sinkhorn(
             cost_matrix,
             float(eps),
             method="sinkhorn_log",
-            numItermax=int(max_iter),
-            stopThr=float(tol),
+            numItermax=max_iter,
+            stopThr=tol,
             log=True,
         )
-    err = float(_numpy(log["err"][-1])) if len(log["err"]) else float("nan")
-    if not np.isfinite(float(_numpy(cost))):
+    err = float(_numpy(log["err"][-1], "err")) if len(log["err"]) else float("nan")
+    if not np.isfinite(float(_numpy(cost, "cost"))):
         raise OTConvergenceError(
             f"Sinkhorn (eps = {eps:g}) returned a non-finite cost; raise eps or max_iter"
         )

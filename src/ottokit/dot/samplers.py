@@ -34,15 +34,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ottokit._checks import check_option
+from ottokit._checks import as_array, check_instance, check_int, check_option, check_real, options
 from ottokit.dot._sharding import Sharding
 from ottokit.dot.transport import (
     Net,
     _apply_D,
     _apply_G,
     _as_batch,
-    _check_pos_float,
-    _check_pos_int,
     _generator,
     _grad,
     _latent_setup,
@@ -62,10 +60,14 @@ __all__ = [
     "mh_gan",
     "DRS_MODES",
     "CALIBRATIONS",
+    "Calibration",
+    "DRSMode",
 ]
 
-DRS_MODES: tuple[str, ...] = ("shifted", "exact")
-CALIBRATIONS: tuple[str, ...] = ("logistic", "isotonic")
+DRSMode = Literal["shifted", "exact"]
+Calibration = Literal["logistic", "isotonic"]
+DRS_MODES: tuple[str, ...] = options(DRSMode)
+CALIBRATIONS: tuple[str, ...] = options(Calibration)
 PROB_CLIP = 1e-6
 
 
@@ -112,7 +114,7 @@ def drs_acceptance(
     logits: Tensor,
     log_M: float,
     *,
-    mode: Literal["shifted", "exact"] = "shifted",
+    mode: DRSMode = "shifted",
     gamma: float = 0.0,
     eps: float = 1e-6,
 ) -> Tensor:
@@ -121,7 +123,9 @@ def drs_acceptance(
     ``exact``: p = exp(D - D_M) (exact rejection sampling when D = log p_X/p_G and
     D_M >= max D). ``shifted``: F = D - D_M - log(1 - exp(D - D_M - eps)), p = sigma(F - gamma).
     """
-    check_option(mode, DRS_MODES, "mode")
+    check_option(mode, DRSMode, "mode")
+    check_instance(logits, Tensor, "logits")
+    log_M = check_real(log_M, "log_M")
     a = logits - log_M
     if mode == "exact":
         return torch.exp(a.clamp_max(0.0))
@@ -139,7 +143,7 @@ def drs(
     prior: Prior | str,
     n_samples: int,
     *,
-    mode: Literal["shifted", "exact"] = "shifted",
+    mode: DRSMode = "shifted",
     percentile: float = 95.0,
     eps: float = 1e-6,
     n_pilot: int = 10_000,
@@ -186,21 +190,17 @@ def drs(
     """
     t0 = time.perf_counter()
     sharding = Sharding(distributed)
-    n_samples = _check_pos_int(n_samples, "n_samples")
-    check_option(mode, DRS_MODES, "mode")
-    pct = float(percentile)
-    if not 0.0 < pct < 100.0:
-        raise ValueError(f"percentile must be in (0, 100), got {percentile}; Azadi et al. use 95")
-    eps = _check_pos_float(eps, "eps")
-    n_pilot = _check_pos_int(n_pilot, "n_pilot")
-    batch_size = _check_pos_int(batch_size, "batch_size")
-    max_proposals = _check_pos_int(
-        1000 * n_samples if max_proposals is None else max_proposals, "max_proposals"
+    n_samples = check_int(n_samples, "n_samples", ge=1)
+    check_option(mode, DRSMode, "mode")
+    pct = check_real(percentile, "percentile", gt=0, lt=100, hint="Azadi et al. use 95")
+    eps = check_real(eps, "eps", gt=0)
+    n_pilot = check_int(n_pilot, "n_pilot", ge=1)
+    batch_size = check_int(batch_size, "batch_size", ge=1)
+    max_proposals = check_int(
+        1000 * n_samples if max_proposals is None else max_proposals, "max_proposals", ge=1
     )
     if log_bound is not None:
-        log_bound = float(log_bound)
-        if not math.isfinite(log_bound):
-            raise ValueError(f"log_bound must be finite, got {log_bound}")
+        log_bound = check_real(log_bound, "log_bound")
     p, dtype, device = _latent_setup(G, D, prior, latent_dim, dtype, device)
     gen = sharding.shared(_generator(seed, device), device)
 
@@ -323,7 +323,7 @@ class CalibratedDiscriminator(nn.Module):
                 f"discriminator must be a callable x -> logits, got {type(discriminator).__name__}"
             )
         self.discriminator = discriminator
-        self.calibrator = calibrator
+        self.calibrator = check_instance(calibrator, Calibrator, "calibrator", "see calibrate()")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.calibrator.logit(self.discriminator(x))
@@ -332,7 +332,7 @@ class CalibratedDiscriminator(nn.Module):
 def calibrate(
     real_logits: Any,
     fake_logits: Any,
-    method: Literal["logistic", "isotonic"] = "logistic",
+    method: Calibration = "logistic",
 ) -> Calibrator:
     """Fit a calibration of D on held-out real and generated samples' logits (MH-GAN).
 
@@ -347,7 +347,7 @@ def calibrate(
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
 
-    check_option(method, CALIBRATIONS, "method")
+    check_option(method, Calibration, "method")
     r = _as_logit_vector(real_logits, "real_logits")
     f = _as_logit_vector(fake_logits, "fake_logits")
     x = np.concatenate([r, f])
@@ -364,7 +364,7 @@ def calibrate(
 
 
 def _as_logit_vector(v: Any, name: str) -> np.ndarray:
-    a = v.detach().cpu().double().numpy() if isinstance(v, Tensor) else np.asarray(v, float)
+    a = as_array(v, name, finite=False)
     a = a.reshape(-1) if a.ndim == 2 and a.shape[1] == 1 else a
     if a.ndim != 1 or a.size < 2:
         raise ValueError(f"{name} must be a vector of at least 2 logits, got shape {a.shape}")
@@ -442,7 +442,7 @@ def mh_gan(
     """
     t0 = time.perf_counter()
     sharding = Sharding(distributed)
-    K = _check_pos_int(n_proposals, "n_proposals")
+    K = check_int(n_proposals, "n_proposals", ge=1)
     x_state = _as_batch(x_real, "x_real")
     if calibrator is None:
         score: Callable[[Tensor], Tensor] = lambda d: d
@@ -570,8 +570,8 @@ def ddls(
     t0 = time.perf_counter()
     sharding = Sharding(distributed)
     z = _as_batch(z0, "z0")
-    eps = _check_pos_float(step_size, "step_size")
-    n_steps = _check_pos_int(n_steps, "n_steps", minimum=0)
+    eps = check_real(step_size, "step_size", gt=0)
+    n_steps = check_int(n_steps, "n_steps", ge=0)
     p = as_prior(prior, tuple(z.shape[1:]))
     p.check_support(z, "z0")
     gen = sharding.shared(_generator(seed, z.device), z.device)

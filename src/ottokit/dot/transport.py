@@ -35,7 +35,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ottokit._checks import check_option
+from ottokit._checks import as_array, check_int, check_option, check_real, options
 from ottokit.dot._sharding import Sharding
 from ottokit.priors import Prior, as_prior
 
@@ -48,12 +48,18 @@ __all__ = [
     "OPTIMIZERS",
     "MODES",
     "SPACES",
+    "Mode",
+    "OptimizerName",
+    "Space",
 ]
 
 Net = Callable[[Tensor], Tensor]
-OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
-MODES: tuple[str, ...] = ("dot", "naive")
-SPACES: tuple[str, ...] = ("target", "latent")
+OptimizerName = Literal["adam", "sgd"]
+Mode = Literal["dot", "naive"]
+Space = Literal["target", "latent"]
+OPTIMIZERS: tuple[str, ...] = options(OptimizerName)
+MODES: tuple[str, ...] = options(Mode)
+SPACES: tuple[str, ...] = options(Space)
 OFFSET = 1e-3  # the original code's ||x - y + 0.001||
 
 
@@ -82,8 +88,9 @@ def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
     else:
         try:
             t = torch.as_tensor(x)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from err
+        except (TypeError, ValueError, RuntimeError):
+            as_array(x, name, finite=False)  # raises the error that names the mistake
+            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from None
         if like is not None:
             t = t.to(device=like.device, dtype=like.dtype)
     if not t.is_floating_point():
@@ -101,34 +108,8 @@ def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
 
 
 def _check_K(K: Any, name: str = "K") -> float:
-    try:
-        k = float(K)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a positive number, got {type(K).__name__}") from err
-    if not math.isfinite(k) or k <= 0:
-        raise ValueError(
-            f"{name} must be finite and > 0, got {k}; estimate it with "
-            "effective_lipschitz(D, G, prior) (the original code's K_eff)"
-        )
-    return k
-
-
-def _check_pos_int(n: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
-    if n < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {n}")
-    return n
-
-
-def _check_pos_float(x: Any, name: str) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a positive number, got {type(x).__name__}") from err
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {v}")
-    return v
+    hint = "estimate it with effective_lipschitz(D, G, prior) (the original code's K_eff)"
+    return check_real(K, name, gt=0, hint=hint)
 
 
 def _expected_input(net: Any) -> str:
@@ -263,8 +244,7 @@ def _probe_bounded(D: Net, x: Tensor) -> bool:
 def _generator(seed: int | torch.Generator | None, device: torch.device) -> torch.Generator | None:
     if seed is None or isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed)}")
+    seed = check_int(seed, "seed", ge=0, hint="or pass a torch.Generator, or None")
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
@@ -290,7 +270,7 @@ def effective_lipschitz(
     G: Net,
     prior: Prior | str = "normal",
     n_pairs: int = 100,
-    space: Literal["target", "latent"] = "target",
+    space: Space = "target",
     *,
     latent_dim: int | tuple[int, ...] | None = None,
     z: Tensor | None = None,
@@ -330,8 +310,8 @@ def effective_lipschitz(
         The estimate as a Python float (0 when D is constant on the pairs).
     """
     sharding = Sharding(distributed)
-    n_pairs = _check_pos_int(n_pairs, "n_pairs")
-    check_option(space, SPACES, "space")
+    n_pairs = check_int(n_pairs, "n_pairs", ge=1, example=100)
+    check_option(space, Space, "space")
     if z is not None:
         z = _as_batch(z, "z")
         if z.shape[0] != 2 * n_pairs:
@@ -406,7 +386,7 @@ def _make_optimizer(
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError("optimizer factory must return a torch.optim.Optimizer")
         return opt
-    check_option(optimizer, OPTIMIZERS, "optimizer")
+    check_option(optimizer, OptimizerName, "optimizer")
     if optimizer == "adam":
         b = (float(betas[0]), float(betas[1]))
         try:  # the fused kernel: one call per step instead of a chain of small ops
@@ -497,10 +477,10 @@ def dot_target(
     K: float,
     steps: int = 100,
     lr: float = 0.01,
-    optimizer: str | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
+    optimizer: OptimizerName | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
     clip: float | tuple[float, float] | None = None,
     *,
-    mode: Literal["dot", "naive"] = "dot",
+    mode: Mode = "dot",
     betas: tuple[float, float] = (0.0, 0.9),
     offset: float = OFFSET,
     distributed: bool = False,
@@ -534,9 +514,9 @@ def dot_target(
     sharding = Sharding(distributed)
     y = _as_batch(y0, "y0")
     K = _check_K(K)
-    steps = _check_pos_int(steps, "steps", minimum=0)
-    lr = _check_pos_float(lr, "lr")
-    check_option(mode, MODES, "mode")
+    steps = check_int(steps, "steps", ge=0, example=100)
+    lr = check_real(lr, "lr", gt=0, example=0.01)
+    check_option(mode, Mode, "mode")
     lim = _check_clip(clip)
     sharding.check({"y0": y, "K": K, "steps": steps, "lr": lr})
     n = y.shape[0]
@@ -580,8 +560,8 @@ def dot_latent(
     lr: float = 0.01,
     prior: Prior | str = "normal",
     *,
-    optimizer: str | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
-    mode: Literal["dot", "naive"] = "dot",
+    optimizer: OptimizerName | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
+    mode: Mode = "dot",
     betas: tuple[float, float] = (0.0, 0.9),
     offset: float = OFFSET,
     distributed: bool = False,
@@ -617,9 +597,9 @@ def dot_latent(
     sharding = Sharding(distributed)
     z_start = _as_batch(z0, "z0")
     K = _check_K(K)
-    steps = _check_pos_int(steps, "steps", minimum=0)
-    lr = _check_pos_float(lr, "lr")
-    check_option(mode, MODES, "mode")
+    steps = check_int(steps, "steps", ge=0, example=100)
+    lr = check_real(lr, "lr", gt=0, example=0.01)
+    check_option(mode, Mode, "mode")
     p = as_prior(prior, tuple(z_start.shape[1:]))
     p.check_support(z_start, "z0")
     sharding.check({"z0": z_start, "K": K, "steps": steps, "lr": lr})

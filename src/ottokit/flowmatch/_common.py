@@ -14,12 +14,14 @@ import torch
 from torch import Tensor
 
 from ottokit import ot as ottokit_ot
-from ottokit._checks import as_density, as_vector
+from ottokit._checks import as_array, as_density, as_vector
+from ottokit._memory import check_memory
 from ottokit.distributed import all_reduce
 
 __all__: list[str] = []
 
 WEIGHT_ATOL = 1e-6  # how far from 1 the sum of user weights may be
+_BLOCK_CHECK_BYTES = 2**26
 
 
 def as_float_tensor(x: Any, name: str, *, dtype=None, device=None) -> Tensor:
@@ -27,10 +29,7 @@ def as_float_tensor(x: Any, name: str, *, dtype=None, device=None) -> Tensor:
     if isinstance(x, Tensor):
         t = x if x.is_floating_point() else x.to(torch.float64)
     else:
-        try:
-            t = torch.as_tensor(np.asarray(x, dtype=np.float64))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}") from err
+        t = torch.as_tensor(as_array(x, name, finite=False))
     if dtype is not None or device is not None:
         t = t.to(dtype=dtype or t.dtype, device=device or t.device)
     return t
@@ -89,24 +88,6 @@ def as_weights(w: Any, n: int, name: str = "weights", *, sharded: bool = False) 
     return torch.as_tensor(a / total)
 
 
-def check_tau(tau: Any) -> float:
-    """``tau`` as a positive finite float (ValueError naming ``tau`` otherwise)."""
-    try:
-        value = float(tau)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"tau must be a positive number, got {tau!r}") from err
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"tau must be positive and finite, got {tau!r}")
-    return value
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """``value`` as an int >= 1."""
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def scalar_time(t: Any, *, dtype, device) -> Tensor:
     """A single time as a 0-d tensor (a velocity field is evaluated at one time per call)."""
     tt = as_float_tensor(t, "t", dtype=dtype, device=device)
@@ -145,6 +126,16 @@ def gaussian_softmax_mean(
     and the second output is the maximal logit).
     """
     n_query, n_data = x.shape[0], centers.shape[0]
+    rows, cols = min(query_chunk, n_query), min(data_chunk, n_data)
+    # up to three (rows, cols) buffers while autograd tracks the block; small blocks never
+    # come near a memory limit and skip the check (it reads /proc on every call)
+    nbytes = x.element_size() * (3 * rows * cols + 2 * n_data * (values.shape[1] + 1))
+    if nbytes > _BLOCK_CHECK_BYTES:
+        check_memory(
+            nbytes,
+            what=f"velocity blocks of {rows} queries x {cols} data points",
+            knob="lower query_chunk or data_chunk (memory is O(query_chunk * data_chunk))",
+        )
     bias = -b * (centers * centers).sum(dim=1)
     if not hard:
         bias = bias + log_w

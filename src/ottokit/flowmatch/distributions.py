@@ -23,6 +23,7 @@ import torch
 from scipy import integrate, special
 from torch import Tensor
 
+from ottokit._checks import as_array, as_covariance, check_instance, check_int
 from ottokit.flowmatch._common import as_float_tensor, as_points, as_weights, check_finite
 
 __all__ = [
@@ -98,8 +99,8 @@ class GaussianMixture(Distribution):
     @classmethod
     def one_d(cls, means: Any, stds: Any, weights: Any = None) -> GaussianMixture:
         """A 1-D mixture from component means and standard deviations (both length K)."""
-        mu = np.atleast_1d(np.asarray(means, dtype=np.float64))
-        sd = np.atleast_1d(np.asarray(stds, dtype=np.float64))
+        mu = np.atleast_1d(as_array(means, "means", finite=False))
+        sd = np.atleast_1d(as_array(stds, "stds", finite=False))
         if mu.ndim != 1 or sd.shape != mu.shape:
             raise ValueError(
                 f"means and stds must be vectors of one length, got {mu.shape}, {sd.shape}"
@@ -113,8 +114,9 @@ class GaussianMixture(Distribution):
         return int(self.means.shape[0])
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        comp = torch.multinomial(self.weights, int(n), replacement=True, generator=generator)
-        z = torch.randn(int(n), self.dim, generator=generator, dtype=torch.float64)
+        n = check_int(n, "n", ge=1)
+        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         return self.means[comp] + torch.einsum("nij,nj->ni", self.chol[comp], z)
 
     def component_log_prob(self, x: Any) -> Tensor:
@@ -148,10 +150,9 @@ class Normal(GaussianMixture):
 
     def __init__(self, mean: Any, cov: Any) -> None:
         mu = as_float_tensor(mean, "mean", dtype=torch.float64, device="cpu").reshape(-1)
-        c = as_float_tensor(cov, "cov", dtype=torch.float64, device="cpu")
         d = mu.shape[0]
-        if c.shape != (d, d):
-            raise ValueError(f"cov must have shape ({d}, {d}) to match mean, got {tuple(c.shape)}")
+        c = cov.detach().cpu().double().numpy() if isinstance(cov, Tensor) else cov
+        c = torch.as_tensor(as_covariance(c, "cov", d, sym_rtol=_SYM_RTOL))
         super().__init__(mu[None, :], c[None, :, :], None)
 
     def __repr__(self) -> str:
@@ -160,6 +161,7 @@ class Normal(GaussianMixture):
 
 def standard_normal(dim: int) -> Normal:
     """N(0, I) in ``dim`` dimensions: the noise end P_tau of every schedule here."""
+    dim = check_int(dim, "dim", ge=1)
     return Normal(torch.zeros(dim, dtype=torch.float64), torch.eye(dim, dtype=torch.float64))
 
 
@@ -210,7 +212,8 @@ def chi2_divergence(p: Distribution, q: Normal | None = None) -> float:
       coordinates of sqrt(2 pi s^2)/(b - a)^2 int_a^b exp((x - m)^2 / 2 s^2) dx,
       with the integral through ``scipy.special.erfi``.
     """
-    q = standard_normal(p.dim) if q is None else q
+    check_instance(p, Distribution, "p")
+    q = standard_normal(p.dim) if q is None else check_instance(q, Distribution, "q")
     if not isinstance(q, GaussianMixture) or q.n_components != 1:
         raise ValueError("chi2_divergence needs a Gaussian q (a Normal); use chi2_quad for others")
     if q.dim != p.dim:
@@ -285,6 +288,8 @@ def chi2_quad(
     tails) and the line is split at both densities' breakpoints. Returns +inf
     where p has mass where q has none. Warns if quad reports trouble.
     """
+    check_instance(p, Distribution, "p")
+    check_instance(q, Distribution, "q")
     if p.dim != 1 or q.dim != 1:
         raise ValueError(f"chi2_quad integrates 1-D densities, got dimensions {p.dim} and {q.dim}")
 

@@ -21,10 +21,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ottokit._checks import check_option
+from ottokit._checks import check_instance, check_int, check_option, check_real, options
 from ottokit.flowmatch._common import (
     as_points,
-    check_positive_int,
     gaussian_softmax_mean,
     like_input,
     scalar_time,
@@ -35,7 +34,7 @@ from ottokit.flowmatch.schedules import CondOT, Schedule
 __all__ = ["KernelVelocity", "ot_path_velocity", "COUPLINGS"]
 
 Coupling = Literal["independent", "ot"]
-COUPLINGS: tuple[str, ...] = ("independent", "ot")
+COUPLINGS: tuple[str, ...] = options(Coupling)
 
 
 class KernelVelocity:
@@ -65,9 +64,8 @@ class KernelVelocity:
         query_chunk: int = 1024,
         data_chunk: int = 4096,
     ) -> None:
-        if not isinstance(schedule, Schedule):
-            raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-        check_option(coupling, COUPLINGS, "coupling")
+        check_instance(schedule, Schedule, "schedule")
+        check_option(coupling, Coupling, "coupling")
         y = as_points(data, "data")
         z = as_points(noise, "noise", dim=y.shape[1]).to(dtype=y.dtype, device=y.device)
         if z.shape[0] != y.shape[0]:
@@ -76,12 +74,12 @@ class KernelVelocity:
             )
         if coupling == "ot":
             z = ot_couple(y, z).noise
-        if bandwidth is not None and not (math.isfinite(bandwidth) and bandwidth > 0):
-            raise ValueError(f"bandwidth must be positive and finite, got {bandwidth!r}")
+        if bandwidth is not None:
+            bandwidth = check_real(bandwidth, "bandwidth", gt=0, hint="or None for Scott's rule")
         self.schedule, self.data, self.noise = schedule, y, z
         self.bandwidth, self.coupling = bandwidth, coupling
-        self.query_chunk = check_positive_int(query_chunk, "query_chunk")
-        self.data_chunk = check_positive_int(data_chunk, "data_chunk")
+        self.query_chunk = check_int(query_chunk, "query_chunk", ge=1, example=1024)
+        self.data_chunk = check_int(data_chunk, "data_chunk", ge=1, example=4096)
 
     @property
     def tau(self) -> float:

@@ -23,7 +23,8 @@ import torch
 from scipy import integrate, special
 from torch import Tensor
 
-from ottokit.flowmatch._common import as_points, check_tau, exact_plan, like_input, scalar_time
+from ottokit._checks import check_instance, check_real
+from ottokit.flowmatch._common import as_points, exact_plan, like_input, scalar_time
 from ottokit.flowmatch.distributions import GaussianMixture
 
 __all__ = ["OTCoupling", "ot_couple", "MonotoneVelocity1D"]
@@ -81,10 +82,11 @@ class MonotoneVelocity1D:
     """
 
     def __init__(self, data: GaussianMixture, tau: float = 1.0) -> None:
-        if not isinstance(data, GaussianMixture) or data.dim != 1:
-            raise ValueError("data must be a 1-D GaussianMixture (e.g. GaussianMixture.one_d(...))")
+        hint = "use GaussianMixture.one_d(means, stds)"
+        if check_instance(data, GaussianMixture, "data", hint=hint).dim != 1:
+            raise ValueError(f"data must be a 1-D GaussianMixture, got dim {data.dim}; {hint}")
         self.data = data
-        self.tau = check_tau(tau)
+        self.tau = check_real(tau, "tau", gt=0)
         self.dim = 1
         self._mu = data.means[:, 0].numpy()
         self._sd = np.sqrt(data.covs[:, 0, 0].numpy())
@@ -218,9 +220,7 @@ def _like(v: np.ndarray, ref: Any) -> Any:
 
 
 def _fraction(t: Any, tau: float) -> float:
-    value = float(t)
-    if not math.isfinite(value):
-        raise ValueError(f"t must be finite, got {t!r}")
+    value = check_real(t, "t")
     slack = 8 * np.finfo(np.float32).eps * tau  # float32 time grids may overshoot by an ulp
     if value < -slack or value > tau + slack:
         raise ValueError(f"t must lie in [0, tau] = [0, {tau:g}], got {value:g}")

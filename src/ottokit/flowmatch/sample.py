@@ -9,22 +9,21 @@ velocity.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from ottokit._checks import check_option
-from ottokit.flowmatch._common import as_points, check_positive_int, check_tau
+from ottokit._checks import check_int, check_option, check_real, options
+from ottokit.flowmatch._common import as_points
 
 __all__ = ["SampleTrajectory", "integrate", "sample_forward", "sample_backward", "METHODS"]
 
 Method = Literal["rk4", "dopri5", "euler", "midpoint"]
-METHODS: tuple[str, ...] = get_args(Method)
+METHODS: tuple[str, ...] = options(Method)
 _FIXED = ("rk4", "euler", "midpoint")
 
 
@@ -84,14 +83,12 @@ def integrate(
             the step grid.
     Runs under ``torch.no_grad()``.
     """
-    check_option(method, METHODS, "method")
-    n_steps = check_positive_int(n_steps, "n_steps")
+    check_option(method, Method, "method")
+    n_steps = check_int(n_steps, "n_steps", ge=1, example=100)
     x = as_points(x0, "x0")
-    for name, value in (("t0", t0), ("t1", t1)):
-        if not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be finite, got {value!r}")
-    if float(t0) == float(t1):
-        raise ValueError("t0 and t1 must differ")
+    t0, t1 = check_real(t0, "t0"), check_real(t1, "t1")
+    if t0 == t1:
+        raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0:g}")
     fractions = [0.0, 1.0] if save_at is None else [float(f) for f in save_at]
     if not fractions or any(not (0.0 <= f <= 1.0) for f in fractions):
         raise ValueError(f"save_at must be fractions in [0, 1], got {save_at!r}")
@@ -141,7 +138,7 @@ def sample_forward(
     **kwargs: Any,
 ) -> SampleTrajectory:
     """Push data-side samples from ``t_start`` (default 0) to the noise end t = tau."""
-    tau = check_tau(tau)
+    tau = check_real(tau, "tau", gt=0)
     return integrate(velocity, x0, t_start, tau, **kwargs)
 
 
@@ -154,5 +151,5 @@ def sample_backward(
     **kwargs: Any,
 ) -> SampleTrajectory:
     """Pull noise samples from t = tau back to ``t_end`` (default 0, the data end)."""
-    tau = check_tau(tau)
+    tau = check_real(tau, "tau", gt=0)
     return integrate(velocity, x_tau, tau, t_end, **kwargs)

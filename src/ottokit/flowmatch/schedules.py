@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ottokit.flowmatch._common import as_float_tensor, check_finite, check_tau
+from ottokit._checks import check_real
+from ottokit.flowmatch._common import as_float_tensor, check_finite
 
 __all__ = [
     "ScheduleOutput",
@@ -58,7 +59,7 @@ class Schedule(ABC):
     end_atol: float = END_ATOL
 
     def __init__(self, tau: float = 1.0) -> None:
-        self.tau = check_tau(tau)
+        self.tau = check_real(tau, "tau", gt=0)
         self._check_end_conditions()
 
     @abstractmethod
@@ -143,8 +144,7 @@ class ImprovedDDPMCosine(Schedule):
     """
 
     def __init__(self, tau: float = 1.0, offset: float = 0.008) -> None:
-        if not (math.isfinite(offset) and offset >= 0):
-            raise ValueError(f"offset must be finite and >= 0, got {offset!r}")
+        offset = check_real(offset, "offset", ge=0, example=0.008)
         self.offset = float(offset)
         super().__init__(tau)
 
@@ -183,14 +183,13 @@ class VPLinear(Schedule):
         beta_max: float = 20.0,
         end_atol: float = 1e-2,
     ) -> None:
-        if not (math.isfinite(beta_min) and math.isfinite(beta_max)):
-            raise ValueError(f"beta_min, beta_max must be finite, got {beta_min!r}, {beta_max!r}")
+        beta_min = check_real(beta_min, "beta_min", gt=0, example=0.1)
+        beta_max = check_real(beta_max, "beta_max", gt=0, example=20.0)
         if not 0.0 < beta_min <= beta_max:
             raise ValueError(
                 f"need 0 < beta_min <= beta_max, got beta_min={beta_min!r}, beta_max={beta_max!r}"
             )
-        if not (math.isfinite(end_atol) and end_atol > 0):
-            raise ValueError(f"end_atol must be positive, got {end_atol!r}")
+        end_atol = check_real(end_atol, "end_atol", gt=0)
         self.beta_min, self.beta_max, self.end_atol = (
             float(beta_min),
             float(beta_max),
@@ -233,8 +232,7 @@ class Custom(Schedule):
     ) -> None:
         if not (callable(m) and callable(sigma)):
             raise ValueError("m and sigma must be callables mapping a tensor of times to a tensor")
-        if not (math.isfinite(end_atol) and end_atol > 0):
-            raise ValueError(f"end_atol must be positive, got {end_atol!r}")
+        end_atol = check_real(end_atol, "end_atol", gt=0)
         self._m, self._sigma, self.end_atol = m, sigma, float(end_atol)
         super().__init__(tau)
 

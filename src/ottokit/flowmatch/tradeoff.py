@@ -37,10 +37,9 @@ import torch
 from scipy import integrate
 from torch import Tensor, nn
 
+from ottokit._checks import check_instance, check_int, check_real
 from ottokit.flowmatch._common import (
     as_points,
-    check_positive_int,
-    check_tau,
     w1_distance,
     w2_squared,
 )
@@ -194,6 +193,7 @@ class TradeoffResult:
 
 def perturbation_d0(perturbed: Distribution) -> float:
     """D0 = chi^2(perturbed || N(0, I)): closed form when one exists, else quadrature (1-D)."""
+    check_instance(perturbed, Distribution, "perturbed")
     try:
         return chi2_divergence(perturbed)
     except ValueError:
@@ -210,9 +210,11 @@ def kinetic_cost(
     Gauss-Legendre nodes never touch t = 0 or tau, where some schedules have
     infinite derivatives. At each node, ``n_x`` fresh samples of P_t.
     """
-    n_t = check_positive_int(n_t, "n_t")
-    n_x = check_positive_int(n_x, "n_x")
-    tau = check_tau(path.tau)
+    check_instance(path, MarginalPath, "path", hint="a velocity that can sample its marginals")
+    n_t = check_int(n_t, "n_t", ge=1)
+    n_x = check_int(n_x, "n_x", ge=1)
+    seed = check_int(seed, "seed", ge=0)
+    tau = check_real(path.tau, "tau", gt=0)
     nodes, w = np.polynomial.legendre.leggauss(n_t)
     t = 0.5 * tau * (nodes + 1.0)
     w = 0.5 * tau * w
@@ -247,7 +249,7 @@ def conditional_kinetic_energy(schedule: Schedule, dim: int = 1) -> float:
     int v2^2 dt (Shaul et al. 2023), 2 n_d/tau for cond-OT and (pi^2/4) n_d/tau for the
     seed's cosine. Raises ValueError if the integral diverges (VP schedules: d_sigma^2 ~ 1/t).
     """
-    dim = check_positive_int(dim, "dim")
+    dim = check_int(dim, "dim", ge=1)
 
     def f(t: float) -> float:
         out = schedule(np.array(t))
@@ -289,12 +291,9 @@ def response(
     ``t_end > 0`` stops short of the data end (for velocities singular at t = 0, such
     as an empirical data set's); the response still divides by ``tau``.
     """
-    tau = check_tau(tau)
-    if not (math.isfinite(d0) and d0 > 0):
-        raise ValueError(f"d0 must be positive and finite, got {d0!r}")
-    n_save = check_positive_int(n_save, "n_save")
-    if n_save < 2:
-        raise ValueError("n_save must be >= 2 (the two ends)")
+    tau = check_real(tau, "tau", gt=0)
+    d0 = check_real(d0, "d0", gt=0)
+    n_save = check_int(n_save, "n_save", ge=2, hint="at least the two ends")
     z = as_points(noise, "noise")
     zp = as_points(perturbed, "perturbed", dim=z.shape[1])
     if zp.shape[0] != z.shape[0]:
@@ -340,7 +339,7 @@ def response(
 
 def w2_lower_bound(data: Any, noise: Any, tau: float) -> float:
     """W2(P_0, P_tau)^2 / tau from equal-size samples (exact OT; sorted in 1-D)."""
-    tau = check_tau(tau)
+    tau = check_real(tau, "tau", gt=0)
     y = as_points(data, "data")
     z = as_points(noise, "noise", dim=y.shape[1]).to(y.dtype)
     if z.shape[0] != y.shape[0]:
@@ -375,8 +374,9 @@ def tradeoff(
         w2_squared_exact: W2(P_0, P_tau)^2 when known in closed form; otherwise it
             is estimated from ``n_samples`` samples of P_0 and P_tau by exact OT.
     """
-    tau = check_tau(path.tau)
-    generator = torch.Generator().manual_seed(seed)
+    tau = check_real(path.tau, "tau", gt=0)
+    n_samples = check_int(n_samples, "n_samples", ge=2, example=2000)
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", ge=0))
     d0 = perturbation_d0(perturbed)
     z = torch.randn(n_samples, path.dim, generator=generator, dtype=torch.float64)
     zp = perturbed.sample(n_samples, generator)

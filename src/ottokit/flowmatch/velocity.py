@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ottokit._checks import check_instance, check_int
 from ottokit.distributed import (
     all_gather_cat,
     all_reduce,
@@ -42,7 +43,6 @@ from ottokit.distributed import (
 from ottokit.flowmatch._common import (
     as_points,
     as_weights,
-    check_positive_int,
     gaussian_softmax_mean,
     like_input,
     scalar_time,
@@ -72,12 +72,6 @@ class MarginalPath(Protocol):
     def sample_marginal(
         self, t: float, n: int, generator: torch.Generator | None = None
     ) -> Tensor: ...
-
-
-def _require_schedule(schedule: Any) -> Schedule:
-    if not isinstance(schedule, Schedule):
-        raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    return schedule
 
 
 def _finite_rates(out: Any, t: float, need_d_sigma: bool = True) -> None:
@@ -136,7 +130,7 @@ class ExactVelocity:
         query_chunk: int = 1024,
         data_chunk: int = 4096,
     ) -> None:
-        self.schedule = _require_schedule(schedule)
+        self.schedule = check_instance(schedule, Schedule, "schedule")
         if not isinstance(sharded, bool):
             raise TypeError(f"sharded must be True or False, got {type(sharded).__name__}")
         self.sharded = sharded
@@ -157,8 +151,8 @@ class ExactVelocity:
         self.weights = (w[keep] / (all_reduce(total, "sum") if sharded else total)).to(
             self.data.device
         )
-        self.query_chunk = check_positive_int(query_chunk, "query_chunk")
-        self.data_chunk = check_positive_int(data_chunk, "data_chunk")
+        self.query_chunk = check_int(query_chunk, "query_chunk", ge=1, example=1024)
+        self.data_chunk = check_int(data_chunk, "data_chunk", ge=1, example=4096)
         self._cache: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
 
     @property
@@ -310,7 +304,7 @@ class GaussianMixtureVelocity:
     """
 
     def __init__(self, schedule: Schedule, means: Any, covs: Any, weights: Any = None) -> None:
-        self.schedule = _require_schedule(schedule)
+        self.schedule = check_instance(schedule, Schedule, "schedule")
         self.mixture = GaussianMixture(means, covs, weights)
         # Sigma_k = U_k diag(lam_k) U_k^T, so C_k = U_k diag(m^2 lam_k + sigma^2) U_k^T:
         # one eigendecomposition here, no factorisation per time step

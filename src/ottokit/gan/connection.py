@@ -100,7 +100,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -109,7 +109,8 @@ from torch.func import functional_call, grad, jvp
 from torch.nn.functional import softplus
 from torch.nn.utils import parameters_to_vector
 
-from ottokit._checks import check_option
+from ottokit._checks import as_array, check_int, check_option, check_real
+from ottokit._memory import check_memory
 
 __all__ = [
     "DT",
@@ -140,14 +141,14 @@ UNIT_TOL = 1e-8
 PARALLEL_TOL = 1e-6
 
 LogDensity = Callable[[Tensor], Tensor]
+Connection = Literal["difference", "autograd"]
+OptimizerName = Literal["adam", "sgd"]
+Bandwidth = Literal["scott"]
 
 
 # ============================================================================ validation helpers
 def _as_tensor(a: Any, name: str) -> Tensor:
-    try:
-        t = torch.as_tensor(a, dtype=DT)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise TypeError(f"{name} must be array-like of numbers, got {type(a).__name__}") from exc
+    t = torch.as_tensor(a if isinstance(a, Tensor) else as_array(a, name, finite=False), dtype=DT)
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} must be finite")
     return t
@@ -183,23 +184,6 @@ def _check_pair(e_i: Any, e_j: Any, n: int) -> tuple[Tensor, Tensor]:
             "orthonormal directions (coordinate vectors or a QR of random vectors)"
         )
     return a, b
-
-
-def _check_positive(v: Any, name: str, hint: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-    f = float(v)
-    if not math.isfinite(f) or f <= 0:
-        raise ValueError(f"{name} must be > 0, got {v}; {hint}")
-    return f
-
-
-def _check_int(v: Any, name: str, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    if int(v) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return int(v)
 
 
 def _check_x(x: Any, dim: int) -> Tensor:
@@ -314,8 +298,8 @@ class FunctionPotential(SectionPotential):
         if not callable(fn):
             raise TypeError("fn must be callable (theta, x) -> values of shape (n,)")
         self.fn = fn
-        self.n_params = _check_int(n_params, "n_params", 1)
-        self.dim = _check_int(dim, "dim", 1)
+        self.n_params = check_int(n_params, "n_params", ge=1)
+        self.dim = check_int(dim, "dim", ge=1)
 
     def value(self, theta: Tensor, x: Tensor) -> Tensor:
         return self.fn(theta, x)
@@ -336,7 +320,7 @@ class GaussianAffineModel(SectionPotential):
     """
 
     def __init__(self, dim: int, target_logpdf: LogDensity) -> None:
-        self.dim = _check_int(dim, "dim", 1)
+        self.dim = check_int(dim, "dim", ge=1)
         if self.dim > 2:
             raise ValueError(f"dim must be 1 or 2, got {dim}")
         if not callable(target_logpdf):
@@ -434,10 +418,10 @@ class KDEPotential(SectionPotential):
                 f"z must be an (N, latent_dim) array with N >= 2, got {tuple(self.z.shape)}"
             )
         if isinstance(bandwidth, str):
-            check_option(bandwidth, ("scott",), "bandwidth")
+            check_option(bandwidth, Bandwidth, "bandwidth")
             self.bandwidth: float | str = bandwidth
         else:
-            self.bandwidth = _check_positive(bandwidth, "bandwidth", "use e.g. 0.2 or 'scott'")
+            self.bandwidth = check_real(bandwidth, "bandwidth", gt=0, hint="e.g. 0.2 or 'scott'")
 
     def _h(self, samples: Tensor) -> Tensor | float:
         if self.bandwidth == "scott":
@@ -478,7 +462,7 @@ class ModuleGenerator:
         self._spec = [(k, v.shape) for k, v in module.named_parameters()]
         self.theta0 = parameters_to_vector(module.parameters()).detach().clone()
         self.n_params = int(self.theta0.numel())
-        self.dim = _check_int(dim, "dim", 1)
+        self.dim = check_int(dim, "dim", ge=1)
 
     def __call__(self, theta: Tensor, z: Tensor) -> Tensor:
         params, k = {}, 0
@@ -502,7 +486,7 @@ def _generator_meta(generator: Any, n_params: int | None, dim: int | None) -> tu
             "pass n_params (length of theta) and dim (data dimension): the generator does not "
             "carry them (ModuleGenerator and GaussianAffineModel.sample do)"
         )
-    return generator, _check_int(n_params, "n_params", 1), _check_int(dim, "dim", 1)
+    return generator, check_int(n_params, "n_params", ge=1), check_int(dim, "dim", ge=1)
 
 
 class LearnedPotential(Potential):
@@ -531,7 +515,7 @@ class LearnedPotential(Potential):
         *,
         n_steps: int,
         lr: float = 0.1,
-        optimizer: str = "sgd",
+        optimizer: OptimizerName = "sgd",
         n_init_steps: int | None = None,
         n_params: int | None = None,
     ) -> None:
@@ -556,12 +540,12 @@ class LearnedPotential(Potential):
         self.z = _as_tensor(z, "z")
         if self.z.ndim != 2:
             raise ValueError(f"z must be an (N, latent_dim) array, got {tuple(self.z.shape)}")
-        self.n_steps = _check_int(n_steps, "n_steps", 0)
+        self.n_steps = check_int(n_steps, "n_steps", ge=0)
         self.n_init_steps = (
-            self.n_steps if n_init_steps is None else _check_int(n_init_steps, "n_init_steps", 0)
+            self.n_steps if n_init_steps is None else check_int(n_init_steps, "n_init_steps", ge=0)
         )
-        self.lr = _check_positive(lr, "lr", "use e.g. 0.1 (sgd) or 0.01 (adam)")
-        self.optimizer = check_option(optimizer, ("adam", "sgd"), "optimizer")
+        self.lr = check_real(lr, "lr", gt=0, hint="use e.g. 0.1 (sgd) or 0.01 (adam)")
+        self.optimizer = check_option(optimizer, OptimizerName, "optimizer")
 
     def _logit(self, D: nn.Module, x: Tensor) -> Tensor:
         out = D(x)
@@ -642,19 +626,20 @@ class Grid:
 
 def line_grid(lo: float, hi: float, n: int) -> Grid:
     """n equally spaced points on [lo, hi] as an (n, 1) array (1-D heat maps)."""
-    n = _check_int(n, "n", 2)
-    if not float(hi) > float(lo):
+    n, lo, hi = check_int(n, "n", ge=2), check_real(lo, "lo"), check_real(hi, "hi")
+    if not hi > lo:
         raise ValueError(f"need lo < hi, got lo={lo}, hi={hi}")
-    ax = np.linspace(float(lo), float(hi), n)
+    ax = np.linspace(lo, hi, n)
     return Grid(torch.as_tensor(ax, dtype=DT).reshape(-1, 1), (n,), (ax,))
 
 
 def square_grid(lo: float, hi: float, n: int) -> Grid:
     """n x n grid on [lo, hi]^2 as (n*n, 2) points, row-major ('ij': first axis varies slowest)."""
-    n = _check_int(n, "n", 2)
-    if not float(hi) > float(lo):
+    n, lo, hi = check_int(n, "n", ge=2), check_real(lo, "lo"), check_real(hi, "hi")
+    if not hi > lo:
         raise ValueError(f"need lo < hi, got lo={lo}, hi={hi}")
-    ax = np.linspace(float(lo), float(hi), n)
+    check_memory(8 * 8 * n * n, what=f"a {n} x {n} square grid", knob="lower n")
+    ax = np.linspace(lo, hi, n)
     X, Y = np.meshgrid(ax, ax, indexing="ij")
     pts = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=DT)
     return Grid(pts, (n, n), (ax, ax))
@@ -687,7 +672,7 @@ def connection(potential: Potential, theta: Any, direction: Any, delta: float, x
     """
     pot, th, xx = _common(potential, theta, x)
     u = _check_direction(direction, pot.n_params, "direction")
-    d = _check_positive(delta, "delta", "use a small positive step such as 1e-3")
+    d = check_real(delta, "delta", gt=0, hint="use a small positive step such as 1e-3")
     g = pot.grad_along([th, th + d * u], xx)
     return (g[1] - g[0]) / d
 
@@ -717,7 +702,7 @@ def curvature_terms(
     delta: float,
     x: Any,
     *,
-    connection: str = "difference",
+    connection: Connection = "difference",
 ) -> dict[str, Tensor]:
     """The four connection terms of Algorithm 1 step 6 and the path-wise corner gradients.
 
@@ -730,8 +715,8 @@ def curvature_terms(
     """
     pot, th, xx = _common(potential, theta, x)
     a, b = _check_pair(e_i, e_j, pot.n_params)
-    d = _check_positive(delta, "delta", "use a small positive step such as 1e-3")
-    check_option(connection, ("difference", "autograd"), "connection")
+    d = check_real(delta, "delta", gt=0, hint="use a small positive step such as 1e-3")
+    check_option(connection, Connection, "connection")
     p_i, p_j = th + d * a, th + d * b
     if connection == "autograd":
         if not isinstance(pot, SectionPotential):
@@ -762,7 +747,7 @@ def curvature(
     delta: float,
     x: Any,
     *,
-    connection: str = "difference",
+    connection: Connection = "difference",
 ) -> Tensor:
     """F_hat_theta(e_i, e_j)(x) of seed Def. 9.4 / Algorithm 1 steps 3-7, shape (n, dim).
 
@@ -802,7 +787,7 @@ def curvature_heatmap(
     delta: float,
     grid: Grid,
     *,
-    connection: str = "difference",
+    connection: Connection = "difference",
 ) -> dict[str, Any]:
     """Heat-map data for Algorithm 1 step 8: |F_hat(x)| on a line or a 2-D grid (no plotting).
 
@@ -856,8 +841,8 @@ def holonomy(
     """
     pot, th, xx = _common(potential, theta, x)
     a, b = _check_pair(e_i, e_j, pot.n_params)
-    s = _check_positive(size, "size", "use the side length of the loop, e.g. 0.1")
-    m = _check_int(n_segments, "n_segments", 1)
+    s = check_real(size, "size", gt=0, hint="use the side length of the loop, e.g. 0.1")
+    m = check_int(n_segments, "n_segments", ge=1)
     ds = s / m
     path = [th]
     for step in (a, b, -a, -b):

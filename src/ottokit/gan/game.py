@@ -35,14 +35,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacfwd, jacrev, jvp, vjp
 from torch.func import hessian as _func_hessian
 
-from ottokit._checks import check_option
+from ottokit._checks import as_array, check_option
+from ottokit._memory import check_memory
 
 __all__ = [
     "GameBlocks",
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 Params = Mapping[str, Tensor] | Tensor
+JacobianMode = Literal["reverse", "forward"]
 Spec = tuple[tuple[str, torch.Size], ...] | None
 
 
@@ -94,7 +96,7 @@ def _unflatten(flat: Tensor, spec: Spec) -> Any:
 
 def _as_square(H: Any, name: str = "H") -> Tensor:
     if not isinstance(H, Tensor):
-        H = torch.as_tensor(H)
+        H = torch.as_tensor(as_array(H, name, finite=False))
     if H.ndim != 2 or H.shape[0] != H.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {tuple(H.shape)}")
     if not torch.isfinite(H).all():
@@ -103,12 +105,23 @@ def _as_square(H: Any, name: str = "H") -> Tensor:
 
 
 def _as_direction(v: Any, n: int, like: Tensor, name: str) -> Tensor:
+    if not isinstance(v, Tensor):
+        v = as_array(v, name, finite=False)
     t = torch.as_tensor(v, dtype=like.dtype, device=like.device)
     if t.ndim != 1 or t.shape[0] != n:
         raise ValueError(f"{name} must be a vector of length {n}, got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} must be finite")
     return t
+
+
+def _check_dense(n: int, like: Tensor, what: str) -> None:
+    """Refuse an n x n dense derivative that cannot fit (the matrix and two working copies)."""
+    check_memory(
+        3 * n * n * like.element_size(),
+        what=f"the dense {what} of {n} parameters",
+        knob="use the matrix-free products (hvp, htvp, hessian_plane) for large models",
+    )
 
 
 def _plane_basis(e_i: Tensor, e_j: Tensor) -> Tensor:
@@ -251,9 +264,10 @@ class GameJacobian:
         """xi = (grad_theta L_G, grad_phi L_D) at the stored point."""
         return self.xi_at(self.w)
 
-    def full(self, mode: str = "reverse") -> Tensor:
+    def full(self, mode: JacobianMode = "reverse") -> Tensor:
         """Dense game Jacobian H = d xi / dw ((n_G + n_D) square), by ``jacrev`` or ``jacfwd``."""
-        check_option(mode, ("reverse", "forward"), "mode")
+        check_option(mode, JacobianMode, "mode")
+        _check_dense(self.w.numel(), self.w, "game Jacobian")
         jac = jacrev if mode == "reverse" else jacfwd
         return jac(self.xi_at)(self.w)
 
@@ -328,6 +342,7 @@ def hessian(J: Callable[[Any], Tensor], params: Params) -> tuple[Tensor, Tensor]
     directions, which is the game Jacobian of :class:`GameJacobian` (REFERENCE.md "Seed 001").
     """
     flat, spec = _flatten(params, "params")
+    _check_dense(flat.numel(), flat, "Hessian")
     Hm = _func_hessian(_scalar_fn(J, spec))(flat)
     return Hm, 0.5 * (Hm - Hm.T)
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ottokit._checks import check_option
+from ottokit._checks import check_option, check_real
 from ottokit.fgenerators import F_DIVERGENCES, FGenerator, dual_generator, get_generator
 
 __all__ = [
@@ -76,6 +76,7 @@ _RENAMED_FGAN_LOSSES = {
     "pearson": "fgan-reverse_chi2",
     "squared_hellinger": "fgan-hellinger",
 }
+GeneratorForm = Literal["minimax", "alternative"]
 
 
 def _check_batch(x: Any, name: str) -> Tensor:
@@ -228,7 +229,7 @@ class FGANLoss(GANLoss):
     """
 
     def __init__(
-        self, generator: FGenerator, generator_form: Literal["minimax", "alternative"] = "minimax"
+        self, generator: FGenerator, generator_form: GeneratorForm = "minimax"
     ) -> None:
         if isinstance(generator, str):
             renamed = _RENAMED_FGAN_LOSSES.get(generator)
@@ -245,7 +246,7 @@ class FGANLoss(GANLoss):
             )
         if not isinstance(generator, FGenerator):
             raise TypeError(f"generator must be an FGenerator, got {type(generator).__name__}")
-        check_option(generator_form, ("minimax", "alternative"), "generator_form")
+        check_option(generator_form, GeneratorForm, "generator_form")
         critic = dual_generator(generator)
         missing = [
             k
@@ -367,13 +368,8 @@ class WGANGPLoss(GANLoss):
     logit_meaning = "a Kantorovich potential for W_1(data, model), larger on data"
 
     def __init__(self, gp_weight: float = 10.0, center: float = 1.0) -> None:
-        for label, value in (("gp_weight", gp_weight), ("center", center)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"{label} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
-        self.gp_weight = float(gp_weight)
-        self.center = float(center)
+        self.gp_weight = check_real(gp_weight, "gp_weight", ge=0, example=10.0)
+        self.center = check_real(center, "center", ge=0, example=1.0)
 
     def penalty(
         self,

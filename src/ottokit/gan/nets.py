@@ -24,7 +24,6 @@ seed only (the caller's global RNG is left untouched).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar
 
@@ -32,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from ottokit._checks import check_option
+from ottokit._checks import check_instance, check_int, check_option, check_real, options
 from ottokit.priors import Prior, PriorName
 
 __all__ = [
@@ -45,15 +44,15 @@ __all__ = [
     "build_seeded",
 ]
 
-ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "leaky_relu", "elu", "softplus")
 Activation = Literal["tanh", "relu", "leaky_relu", "elu", "softplus"]
+ACTIVATIONS: tuple[str, ...] = options(Activation)
 _LEAKY_SLOPE = 0.2
 
 T = TypeVar("T")
 
 
 def _activation(name: str) -> nn.Module:
-    check_option(name, ACTIVATIONS, "activation")
+    check_option(name, Activation, "activation")
     if name == "tanh":
         return nn.Tanh()
     if name == "relu":
@@ -65,12 +64,6 @@ def _activation(name: str) -> nn.Module:
     return nn.Softplus()
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def _hidden_sizes(hidden: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(hidden, int) and not isinstance(hidden, bool):
         hidden = (hidden,)
@@ -78,7 +71,7 @@ def _hidden_sizes(hidden: int | Sequence[int]) -> tuple[int, ...]:
         raise TypeError(
             f"hidden must be a tuple of layer widths such as (32,) or (256, 256), got {hidden!r}"
         )
-    return tuple(_positive_int(h, f"hidden[{k}]") for k, h in enumerate(hidden))
+    return tuple(check_int(h, f"hidden[{k}]", ge=1) for k, h in enumerate(hidden))
 
 
 def _check_features(x: Tensor, size: int, name: str, what: str) -> None:
@@ -151,23 +144,16 @@ class MLPGenerator(nn.Module):
         output_scale: float | None = None,
     ) -> None:
         super().__init__()
-        self.latent_dim = _positive_int(latent_dim, "latent_dim")
-        self.out_dim = _positive_int(out_dim, "out_dim")
+        self.latent_dim = check_int(latent_dim, "latent_dim", ge=1)
+        self.out_dim = check_int(out_dim, "out_dim", ge=1)
         self.hidden = _hidden_sizes(hidden)
-        check_option(activation, ACTIVATIONS, "activation")
+        check_option(activation, Activation, "activation")
         self.activation = activation
         final: nn.Module | None = None
         if output_scale is not None:
-            if (
-                isinstance(output_scale, bool)
-                or not isinstance(output_scale, int | float)
-                or not math.isfinite(output_scale)
-                or output_scale <= 0
-            ):
-                raise ValueError(
-                    f"output_scale must be None (affine output) or a positive number, "
-                    f"got {output_scale!r}"
-                )
+            output_scale = check_real(
+                output_scale, "output_scale", gt=0, hint="or None for an affine output"
+            )
             final = _ScaledTanh(float(output_scale))
         self.output_scale = output_scale
         sizes = (self.latent_dim, *self.hidden, self.out_dim)
@@ -196,9 +182,9 @@ class MLPDiscriminator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.in_dim = _positive_int(in_dim, "in_dim")
+        self.in_dim = check_int(in_dim, "in_dim", ge=1)
         self.hidden = _hidden_sizes(hidden)
-        check_option(activation, ACTIVATIONS, "activation")
+        check_option(activation, Activation, "activation")
         self.activation = activation
         self.net = _mlp((self.in_dim, *self.hidden, 1), activation, bool(spectral_norm))
 
@@ -219,10 +205,8 @@ class ConvGenerator8(nn.Module):
 
     def __init__(self, latent_dim: int = 32, width: int = 64) -> None:
         super().__init__()
-        self.latent_dim = _positive_int(latent_dim, "latent_dim")
-        self.width = _positive_int(width, "width")
-        if width < 2:
-            raise ValueError(f"width must be >= 2 (the last block has width // 2), got {width}")
+        self.latent_dim = check_int(latent_dim, "latent_dim", ge=1)
+        self.width = check_int(width, "width", ge=2, hint="the last block has width // 2")
         self.out_dim = 64
         self.out_shape = (1, 8, 8)
         w = self.width
@@ -255,7 +239,7 @@ class ConvDiscriminator8(nn.Module):
 
     def __init__(self, width: int = 64, spectral_norm: bool = True) -> None:
         super().__init__()
-        self.width = _positive_int(width, "width")
+        self.width = check_int(width, "width", ge=1)
         self.in_shape = (1, 8, 8)
         w = self.width
         wrap: Callable[[nn.Module], nn.Module] = _spectral_norm if spectral_norm else (lambda m: m)
@@ -293,8 +277,9 @@ def sample_latent(
     N(0, I), ``"uniform"`` the cube [-1, 1]^dim. The draw uses ``generator`` (and lives on
     its device unless ``device`` is given); ``dtype`` defaults to torch's default dtype.
     """
-    _positive_int(n, "n")
-    _positive_int(dim, "dim")
+    n, dim = check_int(n, "n", ge=1), check_int(dim, "dim", ge=1)
+    if dtype is not None:
+        check_instance(dtype, torch.dtype, "dtype", hint="e.g. torch.float32")
     return Prior(prior, (dim,)).sample(n, generator=generator, device=device, dtype=dtype)
 
 
@@ -306,8 +291,7 @@ def build_seeded(seed: int, factory: Callable[[], T]) -> T:
     on the CPU and move to the GPU afterwards for device-independent weights).
     Example: ``G = build_seeded(0, lambda: MLPGenerator(16, (32,), 1))``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    seed = check_int(seed, "seed", ge=0)
     if not callable(factory):
         raise TypeError(f"factory must be a callable returning the network, got {factory!r}")
     with torch.random.fork_rng(devices=[]):

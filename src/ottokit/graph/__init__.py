@@ -34,6 +34,7 @@ from ottokit.graph._flows import Flow, JacobianPattern, LinearHeatFlow, Wasserst
 from ottokit.graph._graph import (
     DisconnectedGraphWarning,
     Graph,
+    expected_geometric_edges,
     from_edges,
     from_networkx,
     from_scipy,
@@ -41,12 +42,13 @@ from ottokit.graph._graph import (
     random_geometric,
 )
 from ottokit.graph._inverse import InverseResult, reconstruct_initial, sensitivity
-from ottokit.graph._solve import METHODS, SolverError, Trajectory, solve
+from ottokit.graph._solve import MASS_TOL, METHODS, Method, SolverError, Trajectory, solve
 
 __all__ = [
     "Graph",
     "DisconnectedGraphWarning",
     "random_geometric",
+    "expected_geometric_edges",
     "grid",
     "from_edges",
     "from_scipy",
@@ -68,6 +70,8 @@ __all__ = [
     "Trajectory",
     "SolverError",
     "METHODS",
+    "MASS_TOL",
+    "Method",
     "sensitivity",
     "reconstruct_initial",
     "InverseResult",

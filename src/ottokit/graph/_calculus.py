@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ottokit._checks import as_density, as_vector, check_option
+from ottokit._checks import as_density, as_vector, check_instance, check_option, options
 from ottokit.graph._graph import Graph
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 Mean = Literal["arithmetic", "logarithmic"]
-MEANS: tuple[str, ...] = ("arithmetic", "logarithmic")
+MEANS: tuple[str, ...] = options(Mean)
 
 # |x - 1| below this: series for the logarithmic mean (error ~ u^4 / 30 < 1e-17)
 _LOG_SERIES_CUT = 1e-4
@@ -81,9 +81,8 @@ def edge_mean(a: np.ndarray, b: np.ndarray, mean: Mean = "arithmetic") -> np.nda
     """Edge density ``theta(a, b)``: ``(a + b)/2`` or ``(a - b)/(log a - log b)``."""
     if mean == "arithmetic":
         return 0.5 * (a + b)
-    if mean == "logarithmic":
-        return _logmean(a, b, partials=False)[0]
-    raise ValueError(f"unknown mean {mean!r}; allowed: {', '.join(map(repr, MEANS))}")
+    check_option(mean, Mean, "mean")
+    return _logmean(a, b, partials=False)[0]
 
 
 def edge_mean_partials(
@@ -93,14 +92,14 @@ def edge_mean_partials(
     if mean == "arithmetic":
         half = np.full_like(a, 0.5)
         return 0.5 * (a + b), half, half
-    if mean == "logarithmic":
-        theta, da, db = _logmean(a, b, partials=True)
-        return theta, da, db  # type: ignore[return-value]
-    raise ValueError(f"unknown mean {mean!r}; allowed: {', '.join(map(repr, MEANS))}")
+    check_option(mean, Mean, "mean")
+    theta, da, db = _logmean(a, b, partials=True)
+    return theta, da, db  # type: ignore[return-value]
 
 
 def gradient(g: Graph, u: np.ndarray) -> np.ndarray:
     """Graph gradient (eq. 20): ``sqrt(omega_ij) (u_j - u_i)`` per edge, shape (m,)."""
+    check_instance(g, Graph, "g")
     u = as_vector(u, g.n, "u")
     return np.sqrt(g.weights) * (u[g.head] - u[g.tail])
 
@@ -110,7 +109,8 @@ def divergence(g: Graph, rho: np.ndarray, v: np.ndarray, mean: Mean = "arithmeti
 
     ``v`` is an edge field (m,) oriented ``i -> j`` for each stored edge ``(i, j)``.
     """
-    check_option(mean, MEANS, "mean")
+    check_instance(g, Graph, "g")
+    check_option(mean, Mean, "mean")
     rho = as_density(rho, g.n, positive=(mean == "logarithmic"), check_mass=False)
     v = as_vector(v, g.m, "v")
     flux = np.sqrt(g.weights) * edge_mean(rho[g.tail], rho[g.head], mean) * v
@@ -119,7 +119,8 @@ def divergence(g: Graph, rho: np.ndarray, v: np.ndarray, mean: Mean = "arithmeti
 
 def weighted_laplacian(g: Graph, rho: np.ndarray, mean: Mean = "arithmetic") -> sp.csr_matrix:
     """``L_rho = B^T diag(omega theta(rho)) B``: ``-div(rho grad u) = L_rho u``."""
-    check_option(mean, MEANS, "mean")
+    check_instance(g, Graph, "g")
+    check_option(mean, Mean, "mean")
     rho = as_density(rho, g.n, positive=(mean == "logarithmic"), check_mass=False)
     c = g.weights * edge_mean(rho[g.tail], rho[g.head], mean)
     b = g.incidence
@@ -148,7 +149,8 @@ def potential(g: Graph, rho: np.ndarray, drho: np.ndarray, mean: Mean = "arithme
     one with zero mean on each component. ``rho`` must be positive on every
     node that has an edge (else ``L_rho`` is singular beyond its kernel).
     """
-    check_option(mean, MEANS, "mean")
+    check_instance(g, Graph, "g")
+    check_option(mean, Mean, "mean")
     rho = as_density(rho, g.n, positive=True, check_mass=False)
     d = _check_tangent(g, drho, "drho")
     lap = weighted_laplacian(g, rho, mean).tocsr()

@@ -40,12 +40,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ottokit._checks import MASS_RTOL, as_density
+from ottokit._checks import (
+    MASS_RTOL,
+    as_array,
+    as_density,
+    check_instance,
+    check_option,
+    check_real,
+)
 from ottokit.functionals import FDivergence
 from ottokit.graph._calculus import edge_mean
 from ottokit.graph._flows import WassersteinFlow
 from ottokit.graph._graph import Graph
-from ottokit.graph._solve import Trajectory, solve
+from ottokit.graph._solve import Method, Trajectory, solve
 
 __all__ = [
     "EDIReport",
@@ -109,8 +116,7 @@ def grid_geometry(g: Graph) -> GridGeometry:
             order, or its edges/weights are not the nearest-neighbour ``1/h^2`` pattern
             (e.g. a periodic grid or a random graph).
     """
-    if not isinstance(g, Graph):
-        raise TypeError(f"g must be an ottokit.graph.Graph, got {type(g).__name__}")
+    check_instance(g, Graph, "g")
     hint = "build it with ottokit.graph.grid(shape, spacing) (non-periodic)"
     if g.positions is None:
         raise ValueError(f"the graph has no node positions, so it is not a grid; {hint}")
@@ -237,8 +243,7 @@ class EDIReport:
 
 
 def _check_flow(flow: WassersteinFlow) -> GridGeometry:
-    if not isinstance(flow, WassersteinFlow):
-        raise TypeError(f"flow must be an ottokit.graph.WassersteinFlow, got {type(flow).__name__}")
+    check_instance(flow, WassersteinFlow, "flow")
     geo = grid_geometry(flow.graph)
     fun = flow.functional
     if isinstance(fun, FDivergence):
@@ -298,8 +303,7 @@ def energy_dissipation(
     ``t - dt`` and ``t + dt`` this is the centred difference.
     """
     geo = _check_flow(flow)
-    if not isinstance(traj, Trajectory):
-        raise TypeError(f"traj must be an ottokit.graph.Trajectory, got {type(traj).__name__}")
+    check_instance(traj, Trajectory, "traj")
     if traj.rho.ndim != 2 or traj.rho.shape[1] != flow.graph.n:
         raise ValueError(
             f"traj holds densities on {traj.rho.shape[-1]} nodes but the flow's grid has "
@@ -338,7 +342,7 @@ def edi_check(
     times: np.ndarray,
     *,
     dt: float | None = None,
-    method: str = "lsoda",
+    method: Method = "lsoda",
     rtol: float = 1e-11,
     atol: float = 1e-15,
 ) -> EDIReport:
@@ -354,7 +358,7 @@ def edi_check(
             ``rho0`` not a probability vector on the grid; ``q`` not a density.
     """
     _check_flow(flow)
-    ts = np.asarray(times, dtype=np.float64).ravel()
+    ts = as_array(times, "times", finite=False).ravel()
     if ts.size == 0 or not np.all(np.isfinite(ts)) or ts.min() < 0:
         raise ValueError(f"times must be finite and >= 0, got {times!r}")
     if np.any(np.diff(ts) <= 0):
@@ -362,8 +366,7 @@ def edi_check(
     if dt is None:
         span = float(ts[-1] - ts[0])
         dt = 1e-4 * span if span > 0 else 1e-4
-    if not (np.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be positive and finite, got {dt}; try 1e-4 of the time span")
+    dt = check_real(dt, "dt", gt=0, hint="try 1e-4 of the time span")
     if ts.size > 1 and np.min(np.diff(ts)) <= 2 * dt:
         raise ValueError(f"times must be more than 2 dt = {2 * dt:g} apart")
     pts, centre = [], []
@@ -375,6 +378,7 @@ def edi_check(
             trip = [t - dt, t, t + dt]
             centre.append(len(pts) + 1)
         pts.extend(trip)
+    check_option(method, Method, "method")
     rho0 = as_density(rho0, flow.graph.n, name="rho0", positive=flow.needs_positive)
     traj = solve(flow, rho0, (0.0, pts[-1]), np.array(pts), method=method, rtol=rtol, atol=atol)
     return energy_dissipation(flow, traj, at=np.array(centre))
@@ -382,8 +386,8 @@ def edi_check(
 
 def observed_order(h: np.ndarray, err: np.ndarray) -> float:
     """Least-squares slope of ``log err`` against ``log h`` (the observed convergence order)."""
-    hh = np.asarray(h, dtype=np.float64).ravel()
-    ee = np.asarray(err, dtype=np.float64).ravel()
+    hh = as_array(h, "h", finite=False).ravel()
+    ee = as_array(err, "err", finite=False).ravel()
     if hh.size != ee.size or hh.size < 2:
         raise ValueError(f"h and err need the same length >= 2, got {hh.size} and {ee.size}")
     if np.any(hh <= 0) or np.any(ee <= 0) or not np.all(np.isfinite(np.r_[hh, ee])):

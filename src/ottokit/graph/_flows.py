@@ -21,9 +21,9 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from ottokit._checks import check_option
+from ottokit._checks import check_instance, check_option
 from ottokit.functionals import Entropy, Functional
-from ottokit.graph._calculus import MEANS, Mean, edge_mean, edge_mean_partials
+from ottokit.graph._calculus import Mean, edge_mean, edge_mean_partials
 from ottokit.graph._graph import Graph
 
 __all__ = ["Flow", "WassersteinFlow", "LinearHeatFlow", "JacobianPattern"]
@@ -171,14 +171,9 @@ class WassersteinFlow(Flow):
     """
 
     def __init__(self, g: Graph, functional: Functional, mean: Mean = "arithmetic"):
-        if not isinstance(g, Graph):
-            raise TypeError(f"g must be an ottokit.graph.Graph, got {type(g).__name__}")
-        if not isinstance(functional, Functional):
-            raise TypeError(
-                f"functional must be an ottokit.functionals.Functional, got "
-                f"{type(functional).__name__}"
-            )
-        check_option(mean, MEANS, "mean")
+        check_instance(g, Graph, "g")
+        check_instance(functional, Functional, "functional")
+        check_option(mean, Mean, "mean")
         if functional.size is not None and functional.size != g.n:
             raise ValueError(
                 f"functional is defined on {functional.size} nodes but the graph has {g.n}"
@@ -245,9 +240,7 @@ class LinearHeatFlow(Flow):
     needs_positive = False
 
     def __init__(self, g: Graph):
-        if not isinstance(g, Graph):
-            raise TypeError(f"g must be an ottokit.graph.Graph, got {type(g).__name__}")
-        self.graph = g
+        self.graph = check_instance(g, Graph, "g")
         self._entropy = Entropy()
 
     def __repr__(self) -> str:

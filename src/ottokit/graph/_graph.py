@@ -8,6 +8,7 @@ positive weight ``omega_ij``. The incidence matrix ``B`` (m x n) has
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,16 +19,28 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+from scipy.special import gamma
+
+from ottokit._checks import as_array, check_int, check_real
+from ottokit._memory import check_memory
 
 __all__ = [
     "Graph",
     "DisconnectedGraphWarning",
+    "expected_geometric_edges",
     "random_geometric",
     "grid",
     "from_edges",
     "from_scipy",
     "from_networkx",
 ]
+
+
+# Peak bytes per edge while a builder validates, sorts and checks connectivity
+# (edge list copies, weights, sort order, the adjacency for connected_components):
+# measured about 172 for random_geometric and 105 per edge plus 420 per node for grid.
+_EDGE_BYTES = 180
+_NODE_BYTES = 64
 
 
 class DisconnectedGraphWarning(UserWarning):
@@ -135,8 +148,7 @@ def _validate_and_build(
     weights: np.ndarray,
     positions: np.ndarray | None,
 ) -> Graph:
-    if n <= 0:
-        raise ValueError(f"n must be a positive number of nodes, got {n}")
+    n = check_int(n, "n", ge=1)
     if edges.ndim != 2 or edges.shape[1] != 2:
         raise ValueError(f"edges must have shape (m, 2), got {edges.shape}")
     if edges.size and not np.issubdtype(edges.dtype, np.integer):
@@ -205,18 +217,56 @@ def from_edges(
     Raises ValueError on self-loops, out-of-range indices, non-positive or
     non-finite weights, and duplicate edges with conflicting weights.
     """
-    e = np.asarray(edges)
+    e = as_array(edges, "edges", dtype=None)
     if e.size == 0:
         e = e.reshape(0, 2)
-    if n is None:
-        if positions is not None:
-            n = int(np.asarray(positions).shape[0])
-        elif e.size:
-            n = int(np.max(e)) + 1
-        else:
-            raise ValueError("n is required for a graph without edges")
-    w = np.ones(e.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
-    return _validate_and_build(int(n), e, w, positions)
+    if n is not None:
+        n = check_int(n, "n", ge=1)
+    elif positions is not None:
+        n = int(as_array(positions, "positions").shape[0])
+    elif e.size:
+        n = int(np.max(e)) + 1
+    else:
+        raise ValueError("n is required for a graph without edges; pass n=number of nodes")
+    w = np.ones(e.shape[0]) if weights is None else as_array(weights, "weights", finite=False)
+    return _validate_and_build(n, e, w, positions)
+
+
+def _pair_probability(r: float, dim: int) -> float:
+    """``P(|X - Y| < r)`` for ``X, Y`` uniform on ``[0, 1]^dim``: exact for dim 1 and 2.
+
+    In 2-D the distance distribution of the unit square (Philip, "The probability
+    distribution of the distance between two random points in a box", 2007); in
+    higher dimensions the upper bound ``min(1, V_dim r^dim, (2 r - r^2)^dim)``: the
+    ball's volume, and the chance that every coordinate differs by less than ``r``.
+    """
+    if r >= math.sqrt(dim):
+        return 1.0
+    per_axis = 2 * r - r * r if r < 1 else 1.0
+    if dim == 1:
+        return per_axis
+    if dim == 2 and r <= 1:
+        return math.pi * r**2 - 8.0 / 3.0 * r**3 + r**4 / 2.0
+    if dim == 2:
+        s = math.sqrt(r * r - 1.0)
+        return (
+            1.0 / 3.0
+            + (math.pi - 2.0) * r**2
+            - r**4 / 2.0
+            + 4.0 / 3.0 * (2.0 * r**2 + 1.0) * s
+            - 4.0 * r**2 * math.acos(1.0 / r)
+        )
+    ball = math.pi ** (dim / 2) / gamma(dim / 2 + 1) * r**dim
+    return min(1.0, ball, per_axis**dim)
+
+
+def expected_geometric_edges(n: int, radius: float, dim: int = 2) -> float:
+    """Expected edge count of :func:`random_geometric`: ``n (n - 1) / 2 * P(|X - Y| < r)``.
+
+    Exact in one and two dimensions; in higher dimensions an upper bound that
+    over-counts only the neighbours missing at the cube's boundary.
+    """
+    return n * (n - 1) / 2 * _pair_probability(radius, dim)
 
 
 def random_geometric(
@@ -235,17 +285,36 @@ def random_geometric(
     cost is O(n log n + m), not O(n^2). All weights equal ``weight``.
     The other nodes are numbered cell by cell (cells of side ``radius``), which
     leaves the point set i.i.d. uniform but keeps neighbours close in memory.
+
+    Raises:
+        TypeError: ``n``, ``seed`` or ``dim`` is not an integer, ``radius`` or
+            ``weight`` not a number.
+        ValueError: a size below 1, a negative seed, a radius or weight that is
+            not positive and finite, or ``center`` not a point of the cube.
+        MemoryEstimateError: (a ValueError) the points and the expected edges
+            (:func:`expected_geometric_edges`, about 180 bytes each while the
+            graph is built) would not fit in the available memory; set
+            ``OTTOKIT_MEMORY_LIMIT=off`` to try anyway.
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if not (np.isfinite(radius) and radius > 0):
-        raise ValueError(f"radius must be positive and finite, got {radius}")
+    n = check_int(n, "n", ge=1)
+    radius = check_real(radius, "radius", gt=0)
+    seed = check_int(seed, "seed", ge=0)
+    dim = check_int(dim, "dim", ge=1)
+    weight = check_real(weight, "weight", gt=0)
+    c = None
+    if center is not None:
+        c = as_array(center, "center")
+        if c.shape != (dim,):
+            raise ValueError(f"center must have dim = {dim} coordinates, got shape {c.shape}")
+    m = expected_geometric_edges(n, radius, dim)
+    check_memory(
+        n * (_NODE_BYTES + 32 * dim) + m * _EDGE_BYTES,
+        what=f"random_geometric(n={n}, radius={radius:g}, dim={dim}) with about {m:.3g} edges",
+        knob="lower n or radius (the mean degree is about (n - 1) V_dim radius^dim)",
+    )
     rng = np.random.default_rng(seed)
     pos = rng.random((n, dim))
-    if center is not None:
-        c = np.asarray(center, dtype=np.float64)
-        if c.shape != (dim,):
-            raise ValueError(f"center must have {dim} coordinates, got {c.shape}")
+    if c is not None:
         pos[0] = c
     cell = np.floor(pos[1:] / radius).astype(np.int64)
     pos[1:] = pos[1:][np.lexsort(cell.T[::-1])]
@@ -264,20 +333,39 @@ def grid(
     Laplacian, so a W2 gradient flow on the grid is a consistent discretisation
     of the continuum flow. Node ``k`` sits at the cell centre ``(idx + 1/2) h``
     (C order). Periodic axes need at least 3 nodes.
+
+    Raises:
+        TypeError: a size in ``shape`` is not an integer.
+        ValueError: no axes, a size below 1, a spacing that is not positive and
+            finite, a periodic axis shorter than 3.
+        MemoryEstimateError: (a ValueError) the nodes and ``d n`` edges (about 180
+            bytes per edge while the graph is built) would not fit in the available
+            memory; set ``OTTOKIT_MEMORY_LIMIT=off`` to try anyway.
     """
-    shp = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)  # type: ignore[arg-type]
+    if isinstance(shape, str | bytes):
+        raise TypeError(f"shape must be a size or a tuple of sizes such as (32, 32), got {shape!r}")
+    sizes = (shape,) if np.ndim(shape) == 0 else tuple(shape)  # type: ignore[arg-type]
+    shp = tuple(check_int(s, f"shape[{k}]", ge=1) for k, s in enumerate(sizes))
     d = len(shp)
-    if d == 0 or any(s < 1 for s in shp):
-        raise ValueError(f"shape must hold positive sizes, got {shape}")
-    h = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (d,))
+    if d == 0:
+        raise ValueError(f"shape must hold at least one axis size, got {shape!r}")
+    h = np.broadcast_to(as_array(spacing, "spacing", finite=False), (d,))
     if not np.all(np.isfinite(h) & (h > 0)):
         raise ValueError(f"spacing must be positive and finite, got {spacing}")
     per = np.broadcast_to(np.asarray(periodic, dtype=bool), (d,))
-    idx = np.arange(int(np.prod(shp))).reshape(shp)
-    edge_blocks, weight_blocks = [], []
     for ax in range(d):
         if per[ax] and shp[ax] < 3:
             raise ValueError(f"periodic axis {ax} needs at least 3 nodes, got {shp[ax]}")
+    n = math.prod(shp)
+    m = sum(n // s * (s if per[ax] else s - 1) for ax, s in enumerate(shp))
+    check_memory(
+        n * (_NODE_BYTES + 16 * d) + m * _EDGE_BYTES,
+        what=f"grid(shape={shp}) with {n:.3g} nodes and {m:.3g} edges",
+        knob="use fewer nodes per axis",
+    )
+    idx = np.arange(n).reshape(shp)
+    edge_blocks, weight_blocks = [], []
+    for ax in range(d):
         a = idx.take(range(shp[ax] - 1), axis=ax).ravel()
         b = idx.take(range(1, shp[ax]), axis=ax).ravel()
         if per[ax]:
@@ -288,11 +376,13 @@ def grid(
     edges = np.concatenate(edge_blocks) if edge_blocks else np.zeros((0, 2), np.int64)
     weights = np.concatenate(weight_blocks)
     coords = np.stack([(g.ravel() + 0.5) * h[k] for k, g in enumerate(np.indices(shp))], axis=1)
-    return _validate_and_build(int(np.prod(shp)), edges, weights, coords)
+    return _validate_and_build(n, edges, weights, coords)
 
 
 def from_scipy(adjacency: sp.spmatrix | sp.sparray | np.ndarray) -> Graph:
     """Graph from a symmetric (sparse or dense) weighted adjacency matrix."""
+    if not sp.issparse(adjacency):
+        adjacency = as_array(adjacency, "adjacency", ndim=2)
     a = sp.coo_matrix(adjacency)
     if a.shape[0] != a.shape[1]:
         raise ValueError(f"adjacency must be square, got shape {a.shape}")
@@ -315,6 +405,8 @@ def from_networkx(G: Any, weight: str = "weight", pos: str = "pos") -> Graph:
     Edge weights come from the ``weight`` attribute (default 1); positions from
     the ``pos`` node attribute when every node has one.
     """
+    if not (hasattr(G, "nodes") and hasattr(G, "edges") and hasattr(G, "is_directed")):
+        raise TypeError(f"G must be a networkx.Graph, got {type(G).__name__}")
     nodes = list(G.nodes)
     if not nodes:
         raise ValueError("networkx graph has no nodes")

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import least_squares
 
-from ottokit._checks import as_density, as_vector
+from ottokit._checks import as_array, as_density, as_vector, check_instance, check_real
 from ottokit.graph._flows import Flow
 
 __all__ = ["sensitivity", "reconstruct_initial", "InverseResult"]
@@ -41,10 +41,9 @@ def sensitivity(
     Integrates the flow together with its variational equation (DOP853); meant
     for graphs of up to a few hundred nodes (Phi is dense).
     """
-    n = flow.graph.n
+    n = check_instance(flow, Flow, "flow").graph.n
     rho0 = as_density(rho0, n, name="rho0", positive=flow.needs_positive, check_mass=False)
-    if not (np.isfinite(T) and T > 0):
-        raise ValueError(f"T must be positive and finite, got {T}")
+    T = check_real(T, "T", gt=0)
     if n > 2000:
         raise ValueError(f"sensitivity is dense (n x n); n = {n} is too large (max 2000)")
 
@@ -94,12 +93,18 @@ def reconstruct_initial(
     tau: float = 1.1,
 ) -> InverseResult:
     """Tikhonov + discrepancy-principle reconstruction of ``rho(0)`` from ``observed ~ rho(T)``."""
-    n = flow.graph.n
+    n = check_instance(flow, Flow, "flow").graph.n
     y = as_vector(observed, n, "observed")
-    if not (np.isfinite(noise_norm) and noise_norm > 0):
-        raise ValueError(f"noise_norm must be positive and finite, got {noise_norm}")
+    T = check_real(T, "T", gt=0)
+    noise_norm = check_real(noise_norm, "noise_norm", gt=0)
+    tau = check_real(tau, "tau", ge=1, hint="the discrepancy principle needs tau >= 1, e.g. 1.1")
     p = np.full(n, 1.0 / n) if prior is None else as_density(prior, n, name="prior")
-    grid = np.logspace(0, -12, 13) if alphas is None else np.sort(np.asarray(alphas))[::-1]
+    if alphas is None:
+        grid = np.logspace(0, -12, 13)
+    else:
+        grid = np.sort(as_array(alphas, "alphas").ravel())[::-1]
+        if grid.size == 0 or grid[-1] <= 0:
+            raise ValueError(f"alphas must be positive regularisation weights, got {alphas!r}")
     count = [0]
     cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 

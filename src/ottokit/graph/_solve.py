@@ -24,7 +24,9 @@ Methods (all from maintained libraries; none is written by hand):
 
 Mass is conserved to rounding (the Jacobian's columns sum to zero and the
 multigrid preconditioner is projected to preserve sums); a trajectory with a
-negative density, a mass drift above 1e-10 or a failed step raises
+negative density, a failed step, or a mass drift above what rounding can explain
+(``Trajectory.mass_tol``: 1e-10, or on long horizons the rounding bound
+``eps (n + steps + S (t1 - t0))``, S the Jacobian's Gershgorin bound) raises
 :class:`SolverError` carrying the diagnostics, never a half-filled result.
 """
 
@@ -40,13 +42,22 @@ import scipy.sparse as sp
 from scipy.integrate import odeint, solve_ivp
 from threadpoolctl import threadpool_limits
 
-from ottokit._checks import as_density, check_option
+from ottokit._checks import (
+    as_array,
+    as_density,
+    check_instance,
+    check_int,
+    check_option,
+    check_real,
+    options,
+)
+from ottokit._memory import check_memory
 from ottokit.graph._flows import Flow
 
 __all__ = ["solve", "Trajectory", "SolverError", "METHODS", "MASS_TOL"]
 
 Method = Literal["auto", "lsoda", "bdf", "adams", "rk45", "dop853", "radau", "scipy-bdf"]
-METHODS: tuple[str, ...] = ("auto", "lsoda", "bdf", "adams", "rk45", "dop853", "radau", "scipy-bdf")
+METHODS: tuple[str, ...] = options(Method)
 MASS_TOL = 1e-10
 _SMALL = 2_000
 _DENSE_CVODE = 1_500
@@ -73,6 +84,8 @@ class Trajectory:
         dissipation: ``-dE/dt`` at each output time (T,).
         mass_drift: max over times and components of |mass_c(t) - mass_c(0)|, relative to
             the total mass.
+        mass_tol: the largest relative drift rounding can explain for this solve,
+            ``max(1e-10, eps (n + n_rhs + S (t1 - t0)))``; ``mass_drift <= mass_tol``.
         min_density: smallest density over all outputs.
         n_rhs, n_jac: right-hand sides and Jacobians evaluated.
         converged: True (a failed integration raises instead).
@@ -91,6 +104,7 @@ class Trajectory:
     converged: bool
     method: str
     wall_time: float
+    mass_tol: float = MASS_TOL
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,7 +113,7 @@ class Trajectory:
 
 
 def _check_times(t_span: Any, t_eval: Any) -> tuple[float, float, np.ndarray]:
-    ts = np.asarray(t_span, dtype=np.float64)
+    ts = as_array(t_span, "t_span", finite=False)
     if ts.shape != (2,) or not np.all(np.isfinite(ts)):
         raise ValueError(f"t_span must be two finite times (t0, t1), got {t_span!r}")
     t0, t1 = float(ts[0]), float(ts[1])
@@ -108,7 +122,7 @@ def _check_times(t_span: Any, t_eval: Any) -> tuple[float, float, np.ndarray]:
     if t_eval is None:
         te = np.linspace(t0, t1, 11)
     else:
-        te = np.asarray(t_eval, dtype=np.float64).ravel()
+        te = as_array(t_eval, "t_eval", finite=False).ravel()
         if te.size == 0 or not np.all(np.isfinite(te)):
             raise ValueError("t_eval must be a non-empty array of finite times")
         if np.any(np.diff(te) <= 0):
@@ -127,9 +141,35 @@ def _resolve(flow: Flow, rho0: np.ndarray, t0: float, t1: float, method: str) ->
     g = flow.graph
     if g.n <= _SMALL:
         return "lsoda"
-    labels, k = g.components(), g.n_components
-    uniform = (np.bincount(labels, rho0, k) / np.bincount(labels, minlength=k))[labels]
-    return "bdf" if flow.stiffness_bound(uniform) * (t1 - t0) > _STIFF else "rk45"
+    return "bdf" if flow.stiffness_bound(_uniform(flow, rho0)) * (t1 - t0) > _STIFF else "rk45"
+
+
+def _uniform(flow: Flow, rho0: np.ndarray) -> np.ndarray:
+    """The equilibrium-like state: each component's mass spread evenly over its nodes."""
+    labels, k = flow.graph.components(), flow.graph.n_components
+    return (np.bincount(labels, rho0, k) / np.bincount(labels, minlength=k))[labels]
+
+
+def _mass_tolerance(flow: Flow, rho0: np.ndarray, n_rhs: int, span: float) -> float:
+    """The relative mass drift that rounding alone can explain: ``max(MASS_TOL, bound)``.
+
+    In exact arithmetic every method conserves mass (``1^T rhs = 0``, and the Newton and
+    Krylov corrections keep sums because the Jacobian's columns sum to zero). In floating
+    point each step ``rho + h k`` rounds every entry with relative error ``eps``, and each
+    entry of ``k = rhs(rho)`` is a sum of terms ``|J_ij| rho_j`` rounded the same way, so
+    one step changes the total mass ``M`` by at most about
+    ``eps (sum_i rho_i + h sum_ij |J_ij| rho_j) <= eps M (1 + h S)``, with ``S`` the
+    Gershgorin bound ``max_j sum_i |J_ij|`` (taken at the equilibrium-like state, where
+    long horizons spend their steps). Adding the errors linearly over at most ``n_rhs``
+    steps with ``sum h = t1 - t0``, plus ``n eps M`` for summing ``n`` masses, gives
+    ``drift / M <= eps (n + n_rhs + S (t1 - t0))``. The bound is linear (worst case), not
+    ``sqrt(steps)``: near equilibrium a Laplacian product ``D rho - W rho`` rounds with
+    the same sign step after step. A leak at a rate above ``eps S`` per unit time, the
+    rounding of one right-hand side, still exceeds the bound and raises.
+    """
+    eps = np.finfo(np.float64).eps
+    stiffness = flow.stiffness_bound(_uniform(flow, rho0))
+    return max(MASS_TOL, eps * (flow.graph.n + n_rhs + stiffness * span))
 
 
 class _BudgetExceeded(Exception):
@@ -304,20 +344,25 @@ def solve(
         method: see the module docstring; ``"auto"`` chooses by size and stiffness.
         rtol: relative tolerance of the integrator.
         atol: absolute tolerance of the integrator.
+        normalize: rescale ``rho0`` to total mass 1 instead of refusing it.
+        max_steps: most internal steps per output interval (``"lsoda"``, ``"bdf"``,
+            ``"adams"``; the ``solve_ivp`` methods have no such limit).
 
     Returns:
         A complete :class:`Trajectory`.
 
     Raises:
-        ValueError: bad ``rho0``, ``t_span``, ``t_eval`` or ``method``.
+        TypeError: ``flow`` is not a :class:`Flow`, or an argument has the wrong type.
+        ValueError: bad ``rho0``, ``t_span``, ``t_eval``, ``method``, ``rtol``, ``atol``
+            or ``max_steps``.
         SolverError: the integrator failed, a density became non-positive where
-            the functional needs ``rho > 0``, or mass drifted above 1e-10.
+            the functional needs ``rho > 0``, or mass drifted above ``Trajectory.mass_tol``.
     """
-    if not isinstance(flow, Flow):
-        raise TypeError(f"flow must be an ottokit.graph.Flow, got {type(flow).__name__}")
-    check_option(method, METHODS, "method")
-    if not (np.isfinite(rtol) and rtol > 0 and np.isfinite(atol) and atol > 0):
-        raise ValueError(f"rtol and atol must be positive and finite, got {rtol}, {atol}")
+    check_instance(flow, Flow, "flow")
+    check_option(method, Method, "method")
+    rtol = check_real(rtol, "rtol", gt=0, example=1e-6)
+    atol = check_real(atol, "atol", gt=0, example=1e-12)
+    max_steps = check_int(max_steps, "max_steps", ge=1, example=200_000)
     g = flow.graph
     rho0 = as_density(rho0, g.n, name="rho0", positive=flow.needs_positive, normalize=normalize)
     t0, t1, te = _check_times(t_span, t_eval)
@@ -355,6 +400,11 @@ def _integrate(
     if resolved != "rk45" or method == "rk45":
         c = _Counter(flow)
         if resolved == "lsoda":
+            check_memory(
+                3 * 8 * g.n**2,
+                what=f"lsoda's dense Jacobian on {g.n} nodes",
+                knob="use method='bdf' or 'auto', whose Jacobians are sparse",
+            )
             y = _run_lsoda(c, rho0, grid_t, rtol, atol, max_steps)
         elif resolved in ("bdf", "adams"):
             y = _run_cvode(c, flow, resolved, rho0, grid_t, rtol, atol, max_steps)
@@ -383,9 +433,16 @@ def _integrate(
             c,
             min_density=min_density,
         )
-    if drift > MASS_TOL:
+    mass_tol = _mass_tolerance(flow, rho0, c.n_rhs, t1 - t0)
+    if drift > mass_tol:
         raise _fail(
-            f"mass drifted by {drift:.3g} (relative) > {MASS_TOL}", resolved, c, mass_drift=drift
+            f"mass drifted by {drift:.3g} (relative) > {mass_tol:.3g}, more than rounding "
+            f"explains over {c.n_rhs} right-hand sides and t1 - t0 = {t1 - t0:g}; the flow's "
+            "right-hand side does not conserve mass",
+            resolved,
+            c,
+            mass_drift=drift,
+            mass_tol=mass_tol,
         )
     energy = np.array([flow.energy(r) for r in y])
     dissipation = np.array([flow.dissipation(r) for r in y])
@@ -401,5 +458,6 @@ def _integrate(
         converged=True,
         method=resolved,
         wall_time=wall,
+        mass_tol=mass_tol,
         info=c.info,
     )

@@ -6,40 +6,20 @@ from typing import Any
 
 import numpy as np
 
+from ottokit._checks import as_array, as_covariance
+
 __all__ = ["as_covariance", "as_mean", "lyapunov_velocity", "sqrtm_spd"]
 
 
 def as_mean(m: Any, name: str, dim: int | None = None) -> np.ndarray:
     """``m`` as a finite float64 vector (of length ``dim`` if given)."""
-    v = np.atleast_1d(np.asarray(m, dtype=np.float64))
+    v = np.atleast_1d(as_array(m, name, finite=False))
     if v.ndim != 1 or (dim is not None and v.shape[0] != dim):
         want = f"({dim},)" if dim is not None else "(d,)"
         raise ValueError(f"{name} must be a vector of shape {want}, got shape {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be finite (no NaN or inf), got {v.tolist()}")
     return v
-
-
-def as_covariance(c: Any, name: str, dim: int | None = None) -> np.ndarray:
-    """``c`` as a symmetric positive-definite float64 matrix (a scalar is a 1 x 1 variance)."""
-    a = np.asarray(c, dtype=np.float64)
-    if a.ndim == 0:
-        a = a.reshape(1, 1)
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or (dim is not None and a.shape[0] != dim):
-        want = f"({dim}, {dim})" if dim is not None else "square"
-        raise ValueError(f"{name} must be a {want} covariance matrix, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite (no NaN or inf), got {a.tolist()}")
-    scale = max(float(np.abs(a).max()), np.finfo(float).tiny)
-    if np.abs(a - a.T).max() > 1e-10 * scale:
-        raise ValueError(f"{name} must be symmetric, got {a.tolist()}")
-    a = 0.5 * (a + a.T)
-    smallest = float(np.linalg.eigvalsh(a)[0])
-    if smallest <= 0:
-        raise ValueError(
-            f"{name} must be positive definite; its smallest eigenvalue is {smallest:.3g}"
-        )
-    return a
 
 
 def sqrtm_spd(c: np.ndarray) -> np.ndarray:
@@ -55,6 +35,11 @@ def lyapunov_velocity(cov: np.ndarray, d_cov: np.ndarray) -> np.ndarray:
     S (x - m) + dm, the minimal-kinetic-energy (Otto) velocity; solved in the
     eigenbasis C = Q diag(l) Q^T as S = Q [(Q^T dC Q)_ij / (l_i + l_j)] Q^T.
     """
+    cov, d_cov = as_array(cov, "cov"), as_array(d_cov, "d_cov")
+    if cov.ndim != 3 or cov.shape[1] != cov.shape[2] or d_cov.shape != cov.shape:
+        raise ValueError(
+            f"cov and d_cov must be (n, d, d) stacks of one shape, got {cov.shape}, {d_cov.shape}"
+        )
     lam, q = np.linalg.eigh(cov)
     rotated = np.einsum("nki,nkl,nlj->nij", q, d_cov, q)
     s = rotated / (lam[:, :, None] + lam[:, None, :])

@@ -41,6 +41,8 @@ from scipy.integrate import cumulative_simpson, simpson, solve_ivp
 from scipy.linalg import solve_continuous_lyapunov
 from scipy.special import erf
 
+from ottokit._checks import as_array, check_instance, check_int, check_real
+from ottokit._memory import check_memory
 from ottokit.ot import w2_gaussian
 from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity
 from ottokit.thermo._protocols import Protocol
@@ -192,7 +194,7 @@ class Quadratic:
 
     def __post_init__(self) -> None:
         q_vec = as_mean(self.q, "q")
-        mat = np.atleast_2d(np.asarray(self.Q, dtype=np.float64))
+        mat = np.atleast_2d(as_array(self.Q, "Q", finite=False))
         if mat.shape != (q_vec.shape[0], q_vec.shape[0]) or not np.all(np.isfinite(mat)):
             raise ValueError(
                 f"Q must be a finite ({q_vec.shape[0]}, {q_vec.shape[0]}) matrix, "
@@ -226,21 +228,21 @@ class TURBound:
 
 def stationary_covariance(A: Any, T: float) -> np.ndarray:
     """C_inf solving A C + C A^T + 2 T I = 0 (A Hurwitz): the stationary covariance."""
-    a = np.atleast_2d(np.asarray(A, dtype=np.float64))
+    a = np.atleast_2d(as_array(A, "A"))
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"A must be a square (d, d) matrix, got shape {a.shape}")
+    T = check_real(T, "T", gt=0)
     if np.max(np.linalg.eigvals(a).real) >= 0:
         raise ValueError("A must be stable (all eigenvalues with negative real part)")
-    if not T > 0:
-        raise ValueError(f"T must be positive, got {T}")
     c = solve_continuous_lyapunov(a, -2.0 * T * np.eye(a.shape[0]))
     return 0.5 * (c + c.T)
 
 
 def _time_grid(t_eval: int | Any, tau: float) -> np.ndarray:
-    if isinstance(t_eval, int | np.integer):
-        if t_eval < 3:
-            raise ValueError(f"t_eval needs at least 3 output times, got {t_eval}")
-        return np.linspace(0.0, tau, int(t_eval))
-    t = np.asarray(t_eval, dtype=np.float64)
+    if np.ndim(t_eval) == 0:
+        count = check_int(t_eval, "t_eval", ge=3, hint="a number of output times, or the times")
+        return np.linspace(0.0, tau, count)
+    t = as_array(t_eval, "t_eval")
     if t.ndim != 1 or t.size < 3 or not np.all(np.diff(t) > 0):
         raise ValueError("t_eval must be an increasing vector of at least 3 times")
     if t[0] < 0 or t[-1] > tau * (1 + 1e-12):
@@ -264,8 +266,8 @@ def solve_moments(
     Uses ``scipy.integrate.solve_ivp`` (DOP853); the derivatives ``d_mean``,
     ``d_cov`` are the right-hand side at the solved states.
     """
-    if not isinstance(protocol, Protocol):
-        raise TypeError(f"protocol must be a Protocol, got {type(protocol).__name__}")
+    check_instance(protocol, Protocol, "protocol")
+    rtol, atol = check_real(rtol, "rtol", gt=0), check_real(atol, "atol", gt=0)
     d = protocol.dim
     m0 = protocol.m0 if m0 is None else m0
     C0 = protocol.C0 if C0 is None else C0
@@ -321,11 +323,13 @@ def solve_moments(
 
 def otto_velocity(path: GaussianPath) -> np.ndarray:
     """S_t (n, d, d): the W2-optimal velocity is grad phi_t(x) = S_t (x - m_t) + dm_t."""
+    check_instance(path, GaussianPath, "path")
     return lyapunov_velocity(path.cov, path.d_cov)
 
 
 def w2_speed(path: GaussianPath) -> np.ndarray:
     """v2(t) = lim W2(P_t, P_t+dt)/dt = sqrt(|dm|^2 + tr(S C S)) (Bures metric), (n,)."""
+    check_instance(path, GaussianPath, "path")
     s = otto_velocity(path)
     kinetic = np.einsum("ni,ni->n", path.d_mean, path.d_mean) + np.einsum(
         "nij,njk,nki->n", s, path.cov, s
@@ -335,13 +339,32 @@ def w2_speed(path: GaussianPath) -> np.ndarray:
 
 def w2_endpoints(path: GaussianPath) -> float:
     """W2(P_0, P_tau) between the first and last Gaussians of the path."""
+    check_instance(path, GaussianPath, "path")
     return float(w2_gaussian(path.mean[0], path.cov[0], path.mean[-1], path.cov[-1]))
 
 
 def gaussian_entropy(cov: np.ndarray) -> np.ndarray:
-    """Differential entropy -int P log P = log det(2 pi e C) / 2 of N(m, C); cov (..., d, d)."""
-    d = cov.shape[-1]
-    return 0.5 * (d * np.log(2.0 * np.pi * np.e) + np.linalg.slogdet(cov)[1])
+    """Differential entropy -int P log P = log det(2 pi e C) / 2 of N(m, C); cov (..., d, d).
+
+    Raises ValueError unless every covariance is symmetric positive definite (a log
+    determinant of any other matrix is not an entropy).
+    """
+    c = as_array(cov, "cov")
+    if c.ndim < 2 or c.shape[-1] != c.shape[-2]:
+        raise ValueError(f"cov must be a (..., d, d) stack of square matrices, got {c.shape}")
+    d = c.shape[-1]
+    scale = np.maximum(np.abs(c).max(axis=(-2, -1)), np.finfo(float).tiny)
+    if np.any(np.abs(c - np.swapaxes(c, -1, -2)).max(axis=(-2, -1)) > 1e-10 * scale):
+        raise ValueError("cov must be symmetric; symmetrise it with (cov + cov.T) / 2")
+    smallest = np.linalg.eigvalsh(c)[..., 0]
+    if np.any(smallest <= 0):
+        k = tuple(int(i) for i in np.unravel_index(int(np.argmin(smallest)), smallest.shape))
+        where = f"cov[{', '.join(map(str, k))}]" if k else "cov"
+        raise ValueError(
+            f"cov must be positive definite; {where} has smallest eigenvalue "
+            f"{float(smallest[k]):.3g}"
+        )
+    return 0.5 * (d * np.log(2.0 * np.pi * np.e) + np.linalg.slogdet(c)[1])
 
 
 def _mean_abs_affine(a: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -390,7 +413,17 @@ def w1_speed(
     d <= 3 use tensor Gauss-Hermite quadrature with ``n_nodes`` per axis.
     The lower bound is tight for translations and isotropic dilations.
     """
+    check_instance(path, GaussianPath, "path")
+    n_directions = check_int(n_directions, "n_directions", ge=1, example=180)
+    n_nodes = check_int(n_nodes, "n_nodes", ge=1, example=48)
+    seed = check_int(seed, "seed", ge=0)
     n, d = path.mean.shape
+    if 2 <= d <= 3:
+        check_memory(
+            8 * n_nodes**d * (3 * d + 4),
+            what=f"w1_speed's Gauss-Hermite grid of {n_nodes}^{d} nodes",
+            knob="lower n_nodes",
+        )
     if d == 1:
         sigma = np.sqrt(path.cov[:, 0, 0])
         exact = _mean_abs_affine(path.d_mean[:, 0], path.d_cov[:, 0, 0] / (2.0 * sigma))
@@ -424,11 +457,13 @@ def w1_speed(
 
 def mean_local_velocity(sol: OUSolution) -> np.ndarray:
     """K_t (n, d, d) with nu_t(x) = K_t (x - m_t) + dm_t, K_t = A_t + T_t C_t^-1."""
+    check_instance(sol, OUSolution, "sol")
     return sol.A + sol.T[:, None, None] * np.linalg.inv(sol.cov)
 
 
 def entropy_production_rate(sol: OUSolution) -> np.ndarray:
     """Sdot_t = E|nu_t|^2 / T_t = (|dm|^2 + tr(K C K^T)) / T, shape (n,)."""
+    check_instance(sol, OUSolution, "sol")
     k = mean_local_velocity(sol)
     nu2 = np.einsum("ni,ni->n", sol.d_mean, sol.d_mean) + np.einsum("nij,njk,nik->n", k, sol.cov, k)
     return nu2 / sol.T
@@ -439,6 +474,7 @@ def thermodynamics(sol: OUSolution) -> Thermodynamics:
 
     The work rate needs dA/dt and db/dt, taken from the protocol by finite differences.
     """
+    check_instance(sol, OUSolution, "sol")
     k = mean_local_velocity(sol)
     s = otto_velocity(sol)
     c, m, dm = sol.cov, sol.mean, sol.d_mean
@@ -483,6 +519,7 @@ def speed_limit(sol: OUSolution) -> SpeedLimit:
 
     Time integrals by Simpson's rule on the output times of ``sol``.
     """
+    check_instance(sol, OUSolution, "sol")
     v2 = w2_speed(sol)
     return SpeedLimit(
         entropy_production=float(simpson(entropy_production_rate(sol), x=sol.t)),
@@ -508,6 +545,7 @@ def tur(
     gradient, a function (N, d) -> (N, d), and averaged over ``n_samples``
     Gaussian draws per time (the same standard normals at every time, ``seed``).
     """
+    check_instance(sol, OUSolution, "sol")
     if isinstance(observable, Quadratic):
         q_mat, q_vec = observable.Q, observable.q
         if q_vec.shape[0] != sol.dim:
@@ -520,7 +558,14 @@ def tur(
             "ni,ni->n", g_mean, g_mean
         )
     elif callable(observable):
-        z = np.random.default_rng(seed).standard_normal((int(n_samples), sol.dim))
+        n_samples = check_int(n_samples, "n_samples", ge=1, example=20_000)
+        seed = check_int(seed, "seed", ge=0)
+        check_memory(
+            8 * n_samples * sol.dim * 5,
+            what=f"tur with {n_samples} samples in dimension {sol.dim}",
+            knob="lower n_samples",
+        )
+        z = np.random.default_rng(seed).standard_normal((n_samples, sol.dim))
         k = mean_local_velocity(sol)
         chol = np.linalg.cholesky(sol.cov)
         d_r, g2 = np.empty(len(sol.t)), np.empty(len(sol.t))
@@ -532,7 +577,10 @@ def tur(
             d_r[i] = np.mean(np.einsum("kj,kj->k", grad, y @ k[i].T + sol.d_mean[i]))
             g2[i] = np.mean(np.einsum("kj,kj->k", grad, grad))
     else:
-        raise TypeError("observable must be a Quadratic or a gradient function of x")
+        raise TypeError(
+            f"observable must be a Quadratic or a gradient function of x, got "
+            f"{type(observable).__name__}"
+        )
     # a constant r (grad r = 0) has zero speed and a zero bound
     safe = np.where(g2 > 0, g2, 1.0)
     speed = np.where(g2 > 0, np.abs(d_r) / np.sqrt(safe), 0.0)

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ottokit._checks import check_instance, check_int
+from ottokit._memory import check_memory
 from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity
 from ottokit.thermo._protocols import Protocol
 
@@ -79,21 +81,24 @@ def simulate_particles(
     take ``n_steps`` Euler-Maruyama steps; estimates are made at ``n_out`` equally
     spaced output times (rounded to the step grid).
     """
-    if not isinstance(protocol, Protocol):
-        raise TypeError(f"protocol must be a Protocol, got {type(protocol).__name__}")
-    if int(n_particles) < 2 * protocol.dim + 2:
-        raise ValueError(f"n_particles must be at least {2 * protocol.dim + 2}, got {n_particles}")
-    if int(n_steps) < 1 or int(n_out) < 2:
-        raise ValueError(f"need n_steps >= 1 and n_out >= 2, got {n_steps}, {n_out}")
+    check_instance(protocol, Protocol, "protocol")
     d = protocol.dim
+    n = check_int(n_particles, "n_particles", ge=2 * d + 2, hint="a covariance estimate needs them")
+    n_steps = check_int(n_steps, "n_steps", ge=1, example=1000)
+    n_out = check_int(n_out, "n_out", ge=2, example=51)
+    seed = check_int(seed, "seed", ge=0)
+    check_memory(
+        8 * (n * d * 6 + (n_steps + 1) * (d * d + d + 1)),
+        what=f"simulate_particles with {n} particles over {n_steps} steps",
+        knob="lower n_particles or n_steps",
+    )
     m0 = protocol.m0 if m0 is None else m0
     C0 = protocol.C0 if C0 is None else C0
     if m0 is None or C0 is None:
         raise ValueError("give the initial state m0, C0 (the protocol does not carry one)")
     m0, C0 = as_mean(m0, "m0", d), as_covariance(C0, "C0", d)
-    n, n_steps = int(n_particles), int(n_steps)
     dt = protocol.tau / n_steps
-    out_steps = np.unique(np.round(np.linspace(0, n_steps, int(n_out))).astype(int))
+    out_steps = np.unique(np.round(np.linspace(0, n_steps, n_out)).astype(int))
     out_set = set(out_steps.tolist())
     rng = np.random.default_rng(seed)
     x = m0 + rng.standard_normal((n, d)) @ np.linalg.cholesky(C0).T
@@ -122,5 +127,5 @@ def simulate_particles(
         n_particles=n,
         n_steps=n_steps,
         dt=dt,
-        seed=int(seed),
+        seed=seed,
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ottokit._checks import as_array, check_int, check_real
 from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity, sqrtm_spd
 
 __all__ = [
@@ -40,13 +41,6 @@ __all__ = [
 MatrixFn = Callable[[float], np.ndarray]
 VectorFn = Callable[[float], np.ndarray]
 ScalarFn = Callable[[float], float]
-
-
-def _positive(value: float, name: str) -> float:
-    v = float(value)
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a positive number, got {value}")
-    return v
 
 
 def _constant(value: Any) -> Callable[[float], Any]:
@@ -77,8 +71,8 @@ class Protocol:
         for field_name in ("A", "b", "T"):
             value = getattr(self, field_name)
             if not callable(value):
-                object.__setattr__(self, field_name, _constant(np.asarray(value, dtype=float)))
-        object.__setattr__(self, "tau", _positive(self.tau, "tau"))
+                object.__setattr__(self, field_name, _constant(as_array(value, field_name)))
+        object.__setattr__(self, "tau", check_real(self.tau, "tau", gt=0))
         a0 = self.A_at(0.0)
         d = a0.shape[0]
         for t in (0.0, 0.5 * self.tau, self.tau):
@@ -150,8 +144,7 @@ def _derivative(f: Callable[[float], np.ndarray], t: float, tau: float) -> np.nd
 def _temperature_fn(T: float | ScalarFn) -> ScalarFn:
     if callable(T):
         return T
-    value = _positive(T, "T")
-    return _constant(value)
+    return _constant(check_real(T, "T", gt=0))
 
 
 class BuresGeodesic:
@@ -224,7 +217,7 @@ def gaussian_path_protocol(
     case of the seed's speed limit. ``mean``, ``cov``, ``d_mean``, ``d_cov`` are
     callables of t in [0, tau]; the protocol starts from N(mean(0), cov(0)).
     """
-    tau = _positive(tau, "tau")
+    tau = check_real(tau, "tau", gt=0)
     temperature = _temperature_fn(T)
 
     @lru_cache(maxsize=16)  # b(t) needs A(t) at the same t
@@ -251,7 +244,7 @@ def geodesic_protocol(
     S_tot = W2^2 / (tau T), the minimum over all protocols with these end points
     (seed 002, "minimum entropy production"; Aurell et al. 2012).
     """
-    tau = _positive(tau, "tau")
+    tau = check_real(tau, "tau", gt=0)
     g = BuresGeodesic(m0, C0, m1, C1)
     temperature = _temperature_fn(T)
     d_mean = g.d_mean(0.0) / tau
@@ -284,7 +277,9 @@ def stiffness_ramp(
     Starts in equilibrium, N(c, T / k0 I); at the end the state lags behind
     N(c, T / k1 I) unless tau is long.
     """
-    k0, k1, tau, T = (_positive(v, n) for v, n in ((k0, "k0"), (k1, "k1"), (tau, "tau"), (T, "T")))
+    k0, k1 = check_real(k0, "k0", gt=0), check_real(k1, "k1", gt=0)
+    tau, T = check_real(tau, "tau", gt=0), check_real(T, "T", gt=0)
+    dim = check_int(dim, "dim", ge=1)
     c = np.zeros(dim) if center is None else as_mean(center, "center", dim)
     eye = np.eye(dim)
 
@@ -310,7 +305,9 @@ def quench(k0: float, k1: float, tau: float, T: float = 1.0, dim: int = 1) -> Pr
     at t = 0 but produces no entropy (P does not change during it); the rates on
     [0, tau] describe the relaxation that follows.
     """
-    k0, k1, tau, T = (_positive(v, n) for v, n in ((k0, "k0"), (k1, "k1"), (tau, "tau"), (T, "T")))
+    k0, k1 = check_real(k0, "k0", gt=0), check_real(k1, "k1", gt=0)
+    tau, T = check_real(tau, "tau", gt=0), check_real(T, "T", gt=0)
+    dim = check_int(dim, "dim", ge=1)
     eye = np.eye(dim)
     return Protocol(
         A=-k1 * eye,
@@ -333,8 +330,8 @@ def rotational(
     omega != 0 (even in the stationary state N(0, T/k I), where v2 = 0 but
     Sdot = 2 omega^2 / k). Default start: N((1, 0), diag(1, 0.25)) (not stationary).
     """
-    k, tau, T = (_positive(v, n) for v, n in ((k, "k"), (tau, "tau"), (T, "T")))
-    omega = float(omega)
+    k, tau, T = (check_real(v, n, gt=0) for v, n in ((k, "k"), (tau, "tau"), (T, "T")))
+    omega = check_real(omega, "omega")
     a = np.array([[-k, -omega], [omega, -k]])
     return Protocol(
         A=a,
