@@ -262,6 +262,13 @@ class GaussianMixtureVelocity:
         u = out.d_m_t * means[:, None, :] + torch.einsum("kij,knj->kni", vecs, z * rate[:, None, :])
         return log_n + log_w[:, None], u
 
+    def marginal(self, t: float) -> GaussianMixture:
+        """P_t = sum_k w_k N(m_t mu_k, m_t^2 Sigma_k + sigma_t^2 I), a :class:`GaussianMixture`."""
+        out = self.schedule(torch.tensor(float(t), dtype=torch.float64))
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        covs = out.m_t**2 * self.mixture.covs + out.sigma_t**2 * eye
+        return GaussianMixture(out.m_t * self.mixture.means, covs, self.mixture.weights)
+
     def log_density(self, t: Any, x: Any) -> Any:
         """log P_t(x), shape (n,)."""
         log_terms, _ = self._evaluate(t, x, velocity=False)
