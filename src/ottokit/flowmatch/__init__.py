@@ -7,7 +7,8 @@ velocity is available exactly (:class:`ExactVelocity` over a data set,
 :class:`GaussianMixtureVelocity` in closed form, :class:`MonotoneVelocity1D` for
 the exact OT path in 1-D), estimated by kernel regression
 (:class:`KernelVelocity`, :func:`ot_path_velocity`) or learned
-(:func:`train_velocity`). :func:`sample_forward` / :func:`sample_backward`
+(:func:`train_velocity`); :class:`RotationalVelocity` is the non-gradient velocity
+of the paper's rotational forward process. :func:`sample_forward` / :func:`sample_backward`
 transport samples with torchdiffeq, and :func:`tradeoff` measures the response
 (Delta W1)^2/(tau D0) against int v2^2 dt and W2(P_0, P_tau)^2/tau, by quadrature
 in 1-D (:func:`response_quadrature`) or from samples with a confidence interval.
@@ -73,6 +74,7 @@ from ottokit.flowmatch.velocity import (
     ExactVelocity,
     GaussianMixtureVelocity,
     MarginalPath,
+    RotationalVelocity,
     VelocityField,
 )
 
@@ -98,6 +100,7 @@ __all__ = [
     "MarginalPath",
     "ExactVelocity",
     "GaussianMixtureVelocity",
+    "RotationalVelocity",
     "MonotoneVelocity1D",
     "OTCoupling",
     "ot_couple",
