@@ -199,13 +199,15 @@ class SpreadStudy:
     in the paper's order cosine > cond-OT > OT; ``ode[method][steps]`` per schedule: the
     exact velocity's response with a fixed-step ODE (quadrature, no sampling);
     ``bandwidth[(n_pairs, h)]`` per known row: mean and sd over pair draws of the OT
-    kernel estimator's response (quadrature).
+    kernel estimator's response (quadrature); ``end_time[t_end][row]`` per schedule: the
+    exact flow stopped at t_end > 0 instead of the data end (quadrature).
     """
 
     paper_offsets: dict[str, dict[str, float]]
     sampling: dict[int, dict[str, Any]]
     ode: dict[str, dict[int, dict[str, float]]]
     bandwidth: dict[str, dict[str, Any]]
+    end_time: dict[float, dict[str, dict[str, float]]]
     repeats: int
 
 
@@ -281,8 +283,22 @@ def spread_study(cfg: Any, table: TableOne, bar: Any) -> SpreadStudy:
                 "mean": dict(zip(rows, rel.mean(axis=0).tolist(), strict=True)),
                 "sd": dict(zip(rows, rel.std(axis=0, ddof=1).tolist(), strict=True)),
             }
+    end_time = {
+        float(t_end): {
+            row: {
+                s: response_quadrature(
+                    paths[s], perts[row], tau=cfg.tau, t_end=float(t_end), n_save=2, n_t=2
+                ).response
+                / exact[row]
+                - 1
+                for s in SCHEDULES
+            }
+            for row in KNOWN_ROWS
+        }
+        for t_end in cfg.spread_end_times
+    }
     bar.advance()
-    return SpreadStudy(offsets, sampling, ode, bandwidth, cfg.spread_repeats)
+    return SpreadStudy(offsets, sampling, ode, bandwidth, end_time, cfg.spread_repeats)
 
 
 def fig_table(table: TableOne, path: Any) -> Any:
@@ -340,7 +356,7 @@ def fig_6b(table: TableOne, path: Any) -> Any:
 
 
 def fig_spread(spread: SpreadStudy, path: Any) -> Any:
-    fig, axes = new_figure(1, 3, figsize=(15.0, 4.0))
+    fig, axes = new_figure(1, 4, figsize=(20.0, 4.0))
     ax = axes[0]
     counts = sorted(spread.sampling)
     for k, s in enumerate(SCHEDULES):
@@ -383,5 +399,16 @@ def fig_spread(spread: SpreadStudy, path: Any) -> Any:
     ax.set_xscale("log")
     ax.set_xlabel("kernel bandwidth h")
     ax.set_title("OT kernel estimator (Eq. G19, quadrature)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[3]
+    ends = sorted(spread.end_time)
+    for k, s in enumerate(SCHEDULES):
+        for j, row in enumerate(KNOWN_ROWS):
+            ax.plot(ends, [spread.end_time[e][row][s] for e in ends], ["o-", "s--", "^:"][j],
+                    color=f"C{k}", label=f"{s}" if j == 0 else None)
+            ax.axhline(spread.paper_offsets[row][s], ls=":", lw=0.8, color=f"C{k}")
+    ax.set_xscale("log")
+    ax.set_xlabel("end time t_end of the reverse ODE")
+    ax.set_title("stopping short of the data (quadrature; markers: rows)", fontsize=9)
     ax.legend(fontsize=7)
     return save_figure(fig, path)

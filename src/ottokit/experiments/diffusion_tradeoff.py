@@ -102,6 +102,7 @@ class DiffusionTradeoffConfig:
     spread_pairs: tuple[int, ...] = (500, 4000)  # OT kernel pair counts, >= 10
     spread_pair_repeats: int = 4  # pair draws per (pairs, width), >= 2
     spread_all_rows: bool = True  # bandwidth study on the three known rows (else mean row)
+    spread_end_times: tuple[float, ...] = (0.005, 0.01, 0.02, 0.04)  # reverse ODE stops, > 0
     # 2-D toys
     toy_samples: int = 2000  # data points (and kernel-regression pairs), >= 10
     toy_w1_samples: int = 2000  # per cloud for the exact-OT W1 in 2-D, >= 10
@@ -680,7 +681,17 @@ def _spread_facts(spread: Any) -> dict[str, Any]:
          spread.bandwidth.items()),
         default=(np.inf, ""),
     )
+    end_fit = {
+        t_end: {
+            s: float(np.sqrt(np.mean([
+                (by_row[row][s] - spread.paper_offsets[row][s]) ** 2 for row in by_row
+            ])))
+            for s in SCHEDULES
+        }
+        for t_end, by_row in spread.end_time.items()
+    }
     return {
+        "end_time_rms_mismatch": end_fit,
         "paper_offsets_mean_row": paper,
         "sampling_sd": {n: rec["sd"] for n, rec in spread.sampling.items()},
         "paper_order_fraction": {n: rec["paper_order_fraction"]
@@ -701,38 +712,85 @@ def _summary(
     facts: dict[str, Any],
 ) -> str:
     sp = facts["spread"]
-    sd2000 = sp["sampling_sd"]
-    n_mid = sorted(sd2000)[len(sd2000) // 2]
-    ode = sp["closest_ode"]
-    bw = sp["closest_bandwidth"]
-    paper = sp["paper_offsets_mean_row"]
+    n_mid = sorted(sp["sampling_sd"])[len(sp["sampling_sd"]) // 2]
+    ode, bw, paper = sp["closest_ode"], sp["closest_bandwidth"], sp["paper_offsets_mean_row"]
+    fits = sp["end_time_rms_mismatch"]
+    t_ot = min(fits, key=lambda e: fits[e]["OT"])
+    ends = spread.end_time[t_ot]
+    g_cases = [c for c in rotation if c.g is not None]
     rot = {c.name: c for c in rotation}
+    guess = [c for c in table.cells if c.row not in KNOWN_ROWS]
+    grows = all(a.response < b.response for a, b in zip(g_cases[:-1], g_cases[1:], strict=True))
+    c2_ratio = float(np.mean([v["c2_per_dim"] for v in images.values()])) / PAPER_FIG8[
+        "c2_per_dim"
+    ]
+    eta_ratio = float(np.mean([v["eta_per_dim"] for v in images.values()])) / PAPER_FIG8[
+        "eta_per_dim"
+    ]
     return (
         f"Table I in the recovered setting (q = 1/2 N(+-{cfg.mixture_mu}, {cfg.mixture_std}^2), "
         f"tau = {cfg.tau}): the exact response, the same for every schedule in 1-D, is "
-        + ", ".join(f"{v:+.2%}" for v in facts["rel_exact_cond_ot"].values())
-        + " from the paper's cond-OT cells of the three known rows. Relative to it the paper's "
-        f"shifted-mean cells are cosine {paper['cosine']:+.1%}, cond-OT {paper['cond-OT']:+.1%},"
-        f" OT {paper['OT']:+.1%}. What moves a cell: W1 from n = {n_mid} samples scatters it by "
-        + ", ".join(f"{s} {v:.1%}" for s, v in sd2000[n_mid].items())
-        + " (sd over independent draws; the paper's order came out in "
-        f"{sp['paper_order_fraction'][n_mid]:.0%} of the draws), enough for the size of the "
-        "spread but not for an order repeated in every row; fixed-step ODEs move cosine and "
-        f"cond-OT apart (closest to the paper: {ode['method']} with {ode['steps']} steps, "
+        + ", ".join(f"{r} {v:+.2%}" for r, v in facts["rel_exact_cond_ot"].items())
+        + " from the paper's cond-OT cells, inside each row's cosine-OT spread. Our guess for "
+        f"the mixture row's perturbation misses by {guess[0].rel_exact:+.0%} (not a check). "
+        f"Relative to the exact value the paper's shifted-mean cells are cosine "
+        f"{paper['cosine']:+.1%}, cond-OT {paper['cond-OT']:+.1%}, OT {paper['OT']:+.1%}; the "
+        "95 % bootstrap intervals of the estimators cover the exact value in "
+        + ", ".join(f"{v} known cells ({k})" for k, v in facts["ci_covers_exact"].items())
+        + ". What moves a cell: "
+        f"W1 from {n_mid} samples scatters it by "
+        + ", ".join(f"{s} {v:.1%}" for s, v in sp["sampling_sd"][n_mid].items())
+        + " (sd over independent draws; the paper's order in "
+        f"{sp['paper_order_fraction'][n_mid]:.0%} of them): the size of the table's spread, but "
+        "not an order that repeats in every row. Fixed-step ODEs with the exact velocity leave "
+        "the OT path exact (its velocity is constant along straight lines) and move cond-OT "
+        f"more than cosine (closest to the paper: {ode['method']}, {ode['steps']} steps: "
         + ", ".join(f"{s} {v:+.1%}" for s, v in ode["offsets"].items())
-        + ") and never the OT path, whose velocity is constant along straight lines; the OT "
-        f"kernel estimator's bandwidth moves only the OT cell (closest: {bw.get('setting')}, "
-        f"{bw.get('mean', {}).get('shifted mean', float('nan')):+.1%}). The exact bounds "
-        "int v2^2 dt are " + ", ".join(f"{s} {v:.4f}" for s, v in facts["kinetic"].items())
-        + " (the paper's bars 0.201 / 0.445 / 0.144). Fig. 7 (our Swiss roll, exact velocity): "
+        + "). The OT kernel estimator moves only the OT cell, downwards as the bandwidth grows "
+        f"(closest: {bw.get('setting')}, "
+        f"{bw.get('mean', {}).get('shifted mean', float('nan')):+.1%}, with a "
+        f"{bw.get('sd', {}).get('shifted mean', float('nan')):.1%} scatter over pair draws). "
+        f"Stopping the reverse ODE at t_end = {t_ot:g} lowers the OT cell by the same "
+        + "/".join(f"{ends[r]['OT']:+.1%}" for r in KNOWN_ROWS)
+        + " in the three rows (the paper: "
+        + "/".join(f"{spread.paper_offsets[r]['OT']:+.1%}" for r in KNOWN_ROWS)
+        + ") but not the other columns (cosine "
+        + "/".join(f"{ends[r]['cosine']:+.1%}" for r in KNOWN_ROWS)
+        + ", cond-OT "
+        + "/".join(f"{ends[r]['cond-OT']:+.1%}" for r in KNOWN_ROWS)
+        + "). No single stated choice reproduces all nine offsets; the spread is estimator "
+        "error, not a property of the schedules. The exact bounds int v2^2 dt are "
+        + ", ".join(f"{s} {v:.4f}" for s, v in facts["kinetic"].items())
+        + " (the paper's bars 0.201 / 0.445 / 0.144). Fig. 7 (our Swiss roll, exact "
+        "velocity, paired starts N(0, I) and N(0, 0.81 I)): "
         + ", ".join(f"{c.name} {c.response:.3g} (paper {c.paper:.3g})" for c in rotation)
-        + f"; the OT response is {rot['OT'].response:.3g}. Fig. 8 analogue (8x8 digits): "
+        + "; the bound int E|nu|^2 dt grows with g ("
+        + ", ".join(f"{c.kinetic_generated:.3g}" for c in g_cases)
+        + ") and so does the rotation's housekeeping cost (Gaussian fit: "
+        + ", ".join(f"{c.gaussian['housekeeping']:.3g}" for c in g_cases)
+        + ("), and the response grows too. " if grows else
+           "), but the response with the exact velocity does not follow: a rotation moves both "
+           "generated clouds alike and W1 does not see it. ")
+        + "The paper's values and its near-zero OT value "
+        f"({rot['OT'].paper:.1g}; ours {rot['OT'].response:.3g}) are not reproduced; its "
+        "data, score network and starts differ from ours, and P_tau of this process is not "
+        f"N(0, I) (variance {g_cases[0].end_variance:.2f} per coordinate). Fig. 8 analogue "
+        "(8x8 digits, perturbed start N(0, 0.81 I)): "
         + ", ".join(
-            f"{n} eta/n_d {v['eta_per_dim']:.3g}, c2/n_d {v['c2_per_dim']:.3g}"
+            f"{n} eta/n_d {v['eta_per_dim']:.2g}, c2/n_d {v['c2_per_dim']:.3g}"
             for n, v in images.items()
         )
-        + f" (CelebA-HQ latents: {PAPER_FIG8['eta_per_dim']}, {PAPER_FIG8['c2_per_dim']})."
+        + f" (CelebA-HQ latents: {PAPER_FIG8['eta_per_dim']}, {PAPER_FIG8['c2_per_dim']}); "
+        f"c2/n_d is {_size_word(c2_ratio)} the paper's, eta/n_d {_size_word(eta_ratio)} it: "
+        "with D0 of 64-D isotropic fits growing like n_d and a dilation of the start changing "
+        "W1 only radially, eta stays O(1) whatever n_d, a reading of the paper's unknown "
+        "perturbation rather than a property of the models."
     )
+
+
+def _size_word(ratio: float) -> str:
+    """How a ratio ours / paper reads: within a factor 2 is 'about', else 'far from'."""
+    return "about" if 0.5 <= ratio <= 2.0 else "far from"
 
 
 def _fig_toy(by_s: dict, path: Path) -> Path:
