@@ -19,14 +19,16 @@ int T Sdot dt (= int v2^2 dt for potential forces), which the W2 geodesic
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from ottokit._config import ValidatedConfig, device_param, param, seed_param
 from ottokit._torchio import torch_threads
 from ottokit.data import swiss_roll, two_peaks
 from ottokit.experiments._registry import Experiment, register
@@ -79,58 +81,92 @@ CLAIM = (
 )
 
 
+_ROOT2 = math.sqrt(2.0)  # N(0, s^2 I) against N(0, I) has finite chi^2 only for s < sqrt(2)
+SpreadMethod = Literal["euler", "midpoint", "rk4"]
+ImageCoupling = Literal["cond-OT", "cosine", "minibatch-OT"]
+
+
 @dataclass
-class DiffusionTradeoffConfig:
-    tau: float = 1.0  # horizon, > 0
-    # Table I data, the paper's recovered setting (REFERENCE.md): 1/2 N(-mu, s^2) + 1/2 N(mu, s^2)
-    mixture_mu: float = 0.6  # component mean magnitude
-    mixture_std: float = 0.3  # component standard deviation, > 0
-    n_samples: int = 10_000  # samples per cloud of the sampled estimators, >= 100
-    n_boot: int = 400  # bootstrap resamples for their 95 % intervals, >= 20
-    n_pairs: int = 4000  # data-noise pairs of the OT kernel estimator (Eq. G19), >= 10
-    kernel_bandwidth: float = 0.05  # its stated Gaussian-kernel width h, > 0
-    train_steps: int = 6000  # flow-matching steps of the learned 1-D velocities (0: skip)
-    train_hidden: int = 128  # their MLP width, >= 1
-    ode_steps: int = 100  # rk4 steps of the sampled estimators, >= 1
-    n_save: int = 21  # times on the W1 / v_loss curves, >= 2
-    # the +-4 % spread across schedules: what moves a cell
-    spread_sample_counts: tuple[int, ...] = (500, 2000, 10_000)  # W1 samples per cloud
-    spread_repeats: int = 12  # independent draws per sample count, >= 2
-    spread_methods: tuple[str, ...] = ("euler", "midpoint", "rk4")  # fixed-step ODE methods
-    spread_steps: tuple[int, ...] = (2, 4, 8, 16, 32, 100)  # their step counts, each >= 1
-    spread_bandwidths: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)  # OT kernel widths, > 0
-    spread_pairs: tuple[int, ...] = (500, 4000)  # OT kernel pair counts, >= 10
-    spread_pair_repeats: int = 4  # pair draws per (pairs, width), >= 2
-    spread_all_rows: bool = True  # bandwidth study on the three known rows (else mean row)
-    spread_end_times: tuple[float, ...] = (0.005, 0.01, 0.02, 0.04)  # reverse ODE stops, > 0
-    # 2-D toys
-    toy_samples: int = 2000  # data points (and kernel-regression pairs), >= 10
-    toy_w1_samples: int = 2000  # per cloud for the exact-OT W1 in 2-D, >= 10
-    toy_ode_steps: int = 100  # rk4 steps in 2-D, >= 1
-    highdim_dims: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)  # dimensions, each >= 1
-    highdim_points: int = 8  # data points at every dimension, >= 1
-    # Fig. 7: rotational forward process on a Swiss roll
-    rotation_g: tuple[float, ...] = (0.0, 3.0, 5.0)  # rotation strengths g
-    rotation_h: float = 1.1  # the paper's h
-    rotation_T_fin: float = 0.5  # the paper's final temperature, > 0
-    rotation_scale: float = 0.9  # perturbed start N(0, s^2 I), 0 < s < sqrt(2)
-    rotation_data: int = 1000  # Swiss-roll points, >= 10
-    rotation_samples: int = 2000  # samples per cloud, >= 10
-    rotation_repeats: int = 5  # independent draws for the interval, >= 2
-    rotation_rtol: float = 1e-5  # dopri5 tolerance of the reverse ODE, > 0
-    rotation_ode_steps: int = 100  # rk4 steps for the OT kernel velocity, >= 1
-    rotation_kinetic_nodes: int = 12  # Gauss-Legendre times for int E|nu|^2, >= 2
-    # Fig. 8 analogue: flow matching on 8x8 digits
-    image_couplings: tuple[str, ...] = ("cond-OT", "cosine", "minibatch-OT")
-    image_repeats: int = 5  # models per coupling, >= 2
-    image_train_steps: int = 5000  # training steps per model, >= 1
-    image_hidden: int = 256  # MLP width, >= 1
-    image_batch: int = 256  # batch size (and minibatch-OT size), >= 2
-    image_samples: int = 2000  # generated samples per cloud, >= 10
-    image_scale: float = 0.9  # perturbed start N(0, s^2 I), 0 < s < sqrt(2)
-    image_ode_steps: int = 40  # rk4 steps of generation, >= 1
-    seed: int = 0
-    device: str = "cpu"
+class DiffusionTradeoffConfig(ValidatedConfig):
+    """Both presets use the paper's recovered Table I setting; ``quick`` shrinks the sizes."""
+
+    tau: float = param(1.0, doc="horizon tau of every forward process", gt=0)
+    mixture_mu: float = param(
+        0.6, doc="Table I data 1/2 N(-mu, s^2) + 1/2 N(mu, s^2): mu (recovered: 0.6)"
+    )
+    mixture_std: float = param(0.3, doc="Table I data: the components' s (recovered: 0.3)", gt=0)
+    n_samples: int = param(10_000, doc="samples per cloud of the sampled estimators", ge=100)
+    n_boot: int = param(400, doc="bootstrap resamples of their 95 % intervals", ge=20)
+    n_pairs: int = param(4000, doc="data-noise pairs of the OT kernel estimator (Eq. G19)", ge=10)
+    kernel_bandwidth: float = param(
+        0.05, doc="stated Gaussian-kernel width h of the OT kernel estimator", gt=0
+    )
+    train_steps: int = param(
+        6000, doc="flow-matching steps of the learned 1-D velocities (0: none)", ge=0
+    )
+    train_hidden: int = param(128, doc="width of the learned 1-D velocity MLPs", ge=1)
+    ode_steps: int = param(100, doc="rk4 steps of the sampled estimators", ge=1)
+    n_save: int = param(21, doc="times on the exact W1 and v_loss curves", ge=2)
+    spread_sample_counts: tuple[int, ...] = param(
+        (500, 2000, 10_000), doc="spread study: W1 samples per cloud", ge=100, distinct=True
+    )
+    spread_repeats: int = param(12, doc="spread study: independent draws per sample count", ge=2)
+    spread_methods: tuple[SpreadMethod, ...] = param(
+        ("euler", "midpoint", "rk4"), doc="spread study: fixed-step ODE methods", distinct=True
+    )
+    spread_steps: tuple[int, ...] = param(
+        (2, 4, 8, 16, 32, 100), doc="spread study: ODE step counts", ge=1, distinct=True
+    )
+    spread_bandwidths: tuple[float, ...] = param(
+        (0.01, 0.03, 0.1, 0.3), doc="spread study: OT kernel widths h", gt=0, distinct=True
+    )
+    spread_pairs: tuple[int, ...] = param(
+        (500, 4000), doc="spread study: OT kernel pair counts", ge=10, distinct=True
+    )
+    spread_pair_repeats: int = param(4, doc="spread study: pair draws per (pairs, width)", ge=2)
+    spread_all_rows: bool = param(
+        True, doc="spread study: bandwidths on the three known rows (false: the mean row)"
+    )
+    spread_end_times: tuple[float, ...] = param(
+        (0.005, 0.01, 0.02, 0.04), doc="spread study: reverse ODE end times t_end", gt=0, lt=1
+    )
+    toy_samples: int = param(2000, doc="2-D toys: data points and kernel pairs", ge=10)
+    toy_w1_samples: int = param(2000, doc="2-D toys: samples per cloud (exact-OT W1)", ge=10)
+    toy_ode_steps: int = param(100, doc="2-D toys: rk4 steps", ge=1)
+    highdim_dims: tuple[int, ...] = param(
+        (1, 4, 16, 64, 256, 1024), doc="high-dimensional limit: dimensions", ge=1, increasing=True
+    )
+    highdim_points: int = param(8, doc="high-dimensional limit: data points", ge=1)
+    rotation_g: tuple[float, ...] = param(
+        (0.0, 3.0, 5.0), doc="Fig. 7: rotation strengths g", ge=0, increasing=True, min_items=2
+    )
+    rotation_h: float = param(1.1, doc="Fig. 7: the conservative rate h of H_t")
+    rotation_T_fin: float = param(0.5, doc="Fig. 7: final temperature T_fin", gt=0)
+    rotation_scale: float = param(
+        0.9, doc="Fig. 7: perturbed start N(0, s^2 I), s", gt=0, lt=_ROOT2
+    )
+    rotation_data: int = param(1000, doc="Fig. 7: Swiss-roll points", ge=10)
+    rotation_samples: int = param(2000, doc="Fig. 7: samples per cloud", ge=10)
+    rotation_repeats: int = param(5, doc="Fig. 7: independent draws for the interval", ge=2)
+    rotation_rtol: float = param(1e-5, doc="Fig. 7: dopri5 tolerance of the reverse ODE", gt=0)
+    rotation_ode_steps: int = param(100, doc="Fig. 7: rk4 steps for the OT kernel velocity", ge=1)
+    rotation_kinetic_nodes: int = param(
+        12, doc="Fig. 7: Gauss-Legendre times for int E|nu|^2 dt", ge=2
+    )
+    image_couplings: tuple[ImageCoupling, ...] = param(
+        ("cond-OT", "cosine", "minibatch-OT"), doc="Fig. 8: schedules / couplings", distinct=True
+    )
+    image_repeats: int = param(5, doc="Fig. 8: models trained per coupling", ge=2)
+    image_train_steps: int = param(5000, doc="Fig. 8: training steps per model", ge=1)
+    image_hidden: int = param(256, doc="Fig. 8: MLP width", ge=1)
+    image_batch: int = param(256, doc="Fig. 8: batch (and minibatch-OT) size", ge=2)
+    image_samples: int = param(2000, doc="Fig. 8: generated samples per cloud", ge=10)
+    image_scale: float = param(
+        0.9, doc="Fig. 8: perturbed start N(0, s^2 I), s", gt=0, lt=_ROOT2
+    )
+    image_ode_steps: int = param(40, doc="Fig. 8: rk4 steps of generation", ge=1)
+    seed: int = seed_param()
+    device: str = device_param()
 
     @classmethod
     def paper(cls) -> DiffusionTradeoffConfig:
