@@ -74,7 +74,6 @@ def image_study(cfg: Any, bar: Any) -> tuple[list[ImageRun], float]:
                 hidden=cfg.image_hidden,
                 coupling=coupling,
                 seed=cfg.seed + r,
-                checkpoint_every=cfg.image_train_steps,
             )
             res = train_velocity(schedule_cls(tau), x, tc, device=cfg.device)
             model = res.model.eval()

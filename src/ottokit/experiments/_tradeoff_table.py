@@ -138,7 +138,6 @@ def learned_velocities(cfg: Any) -> dict[str, Any]:
             seed=cfg.seed,
             hidden=cfg.train_hidden,
             coupling="ot" if s == "OT" else "independent",
-            checkpoint_every=cfg.train_steps,
         )
         nets[s] = train_velocity(_schedule(s, cfg.tau), data, tc, device=cfg.device).model.eval()
     return nets

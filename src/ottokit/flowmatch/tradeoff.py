@@ -676,6 +676,52 @@ def _bootstrap_ci(
     return float(low), float(high)
 
 
+def _sampled(
+    velocity: Any,
+    perturbed: Distribution,
+    dim: int,
+    n_samples: int,
+    seed: int,
+    common: dict[str, Any],
+    *,
+    n_save: int,
+    ci: str,
+    ci_level: float,
+    n_boot: int,
+    n_repeats: int,
+) -> tuple[ResponseResult, float, tuple[float, float] | None, np.ndarray | None]:
+    """The sampled response, its value (the repeats' mean for ``ci="repeats"``), its
+    interval and the repeats' values."""
+
+    def draw(gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        z = torch.randn(n_samples, dim, generator=gen, dtype=torch.float64)
+        return z, perturbed.sample(n_samples, gen)
+
+    z, zp = draw(torch.Generator().manual_seed(seed))
+    resp = response(velocity, z, zp, n_save=n_save, **common)
+    scale = 1.0 / (common["tau"] * common["d0"])
+    if ci == "bootstrap":
+        n_boot = check_positive_int(n_boot, "n_boot")
+        interval = _bootstrap_ci(
+            (z, zp), (resp.final, resp.final_perturbed), scale, ci_level, n_boot, seed
+        )
+        return resp, resp.response, interval, None
+    if ci == "repeats":
+        n_repeats = check_positive_int(n_repeats, "n_repeats")
+        if n_repeats < 2:
+            raise ValueError("ci='repeats' needs n_repeats >= 2")
+        values = [resp.response]
+        for r in range(1, n_repeats):
+            zr, zpr = draw(torch.Generator().manual_seed(seed + 7919 * r))
+            values.append(response(velocity, zr, zpr, n_save=2, **common).response)
+        repeats = np.array(values)
+        mean = float(repeats.mean())
+        half = stats.t.ppf(0.5 + ci_level / 2, n_repeats - 1) * repeats.std(ddof=1)
+        half /= math.sqrt(n_repeats)
+        return resp, mean, (mean - half, mean + half), repeats
+    return resp, resp.response, None, None
+
+
 def tradeoff(
     velocity: Any,
     path: MarginalPath,
@@ -748,7 +794,6 @@ def tradeoff(
     else:
         kin = kinetic_cost(path, n_t=n_t, n_x=n_x, seed=seed + 1)
         kinetic_method = "monte carlo"
-    generator = torch.Generator().manual_seed(seed)
     ci_method, response_ci, repeats = "none", None, None
     if use_quadrature:
         resp: Any = response_quadrature(
@@ -767,35 +812,21 @@ def tradeoff(
     else:
         method = method or "rk4"
         n_samples = check_positive_int(n_samples, "n_samples")
-
-        def draw(gen: torch.Generator) -> tuple[Tensor, Tensor]:
-            z = torch.randn(n_samples, path.dim, generator=gen, dtype=torch.float64)
-            return z, perturbed.sample(n_samples, gen)
-
-        z, zp = draw(generator)
-        common = {"tau": tau, "d0": d0, "method": method, "n_steps": n_steps, "t_end": t_end}
-        resp = response(velocity, z, zp, n_save=n_save, **common)
-        flow_label, n_used, value = f"{method}, {n_steps} steps", n_samples, resp.response
         ci_method = ci if ci != "auto" else ("bootstrap" if path.dim == 1 else "repeats")
-        if ci_method == "bootstrap":
-            n_boot = check_positive_int(n_boot, "n_boot")
-            response_ci = _bootstrap_ci(
-                (z, zp), (resp.final, resp.final_perturbed), 1.0 / (tau * d0), ci_level,
-                n_boot, seed,
-            )
-        elif ci_method == "repeats":
-            n_repeats = check_positive_int(n_repeats, "n_repeats")
-            if n_repeats < 2:
-                raise ValueError("ci='repeats' needs n_repeats >= 2")
-            values = [resp.response]
-            for r in range(1, n_repeats):
-                zr, zpr = draw(torch.Generator().manual_seed(seed + 7919 * r))
-                values.append(response(velocity, zr, zpr, n_save=2, **common).response)
-            repeats = np.array(values)
-            value = float(repeats.mean())
-            half = stats.t.ppf(0.5 + ci_level / 2, n_repeats - 1) * repeats.std(ddof=1)
-            half /= math.sqrt(n_repeats)
-            response_ci = (value - half, value + half)
+        resp, value, response_ci, repeats = _sampled(
+            velocity,
+            perturbed,
+            path.dim,
+            n_samples,
+            seed,
+            {"tau": tau, "d0": d0, "method": method, "n_steps": n_steps, "t_end": t_end},
+            n_save=n_save,
+            ci=ci_method,
+            ci_level=ci_level,
+            n_boot=n_boot,
+            n_repeats=n_repeats,
+        )
+        flow_label, n_used = f"{method}, {n_steps} steps", n_samples
     if closed_path:
         v2_mid = np.sqrt(_quadrature_energies(path, resp.t_mid))
     else:
@@ -807,6 +838,7 @@ def tradeoff(
     elif closed_path:
         w2 = w2_squared_quadrature(path) / tau
     else:
+        generator = torch.Generator().manual_seed(seed + 3)
         w2 = w2_lower_bound(
             path.sample_marginal(0.0, max(n_samples, 2), generator),
             path.sample_marginal(tau, max(n_samples, 2), generator),
