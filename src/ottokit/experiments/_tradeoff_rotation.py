@@ -126,7 +126,7 @@ def rotation_study(cfg: Any, bar: Any) -> list[RotationCase]:
         if g is None:
             gen = torch.Generator().manual_seed(cfg.seed + 3)
             noise = torch.randn(y.shape, generator=gen, dtype=torch.float64)
-            velocity: Any = ot_path_velocity(y, noise, tau)
+            velocity: Any = ot_path_velocity(y, noise, tau, bandwidth=cfg.rotation_ot_bandwidth)
             forward = ot_couple(y, noise).w2_squared / tau
             end_var, gaussian = 1.0, None
         else:
