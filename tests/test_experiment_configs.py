@@ -28,11 +28,12 @@ from ottokit.gan.solvers import SOLVERS
 
 runner = CliRunner()
 
-# converted to field docs by the engineer who rewrites it (issue 13)
-PENDING_DOCS = {"diffusion-tradeoff"}
-
 # (experiment, --set items, key named in the error); the presets are quick
 RANGE_CASES = [
+    ("diffusion-tradeoff", ["rotation_scale=1.5"], "rotation_scale"),
+    ("diffusion-tradeoff", ["n_samples=10"], "n_samples"),
+    ("diffusion-tradeoff", ["kernel_bandwidth=0"], "kernel_bandwidth"),
+    ("diffusion-tradeoff", ["rotation_g=3,0"], "rotation_g"),
     ("graph-heat", ["n_nodes=0"], "n_nodes"),
     ("graph-heat", ["n_nodes=1"], "n_nodes"),
     ("graph-heat", ["radius=nan"], "radius"),
@@ -191,17 +192,7 @@ def test_every_preset_validates(name: str, preset: str) -> None:
     assert validate_config(cfg) is cfg
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            e.name, marks=pytest.mark.xfail(strict=True, reason="field docs come with issue 13")
-        )
-        if e.name in PENDING_DOCS
-        else e.name
-        for e in all_experiments()
-    ],
-)
+@pytest.mark.parametrize("name", [e.name for e in all_experiments()])
 def test_every_config_field_has_a_meaning(name: str) -> None:
     cls = get(name).config_cls
     assert issubclass(cls, ValidatedConfig)
@@ -268,7 +259,7 @@ def test_seed_and_device_flags_are_checked(tmp_path: Path) -> None:
     cases = [
         (["--seed", "-1"], "error: --seed = -1: must be an integer >= 0"),
         (["--device", "banana"], "error: unknown device 'banana'; allowed: cpu, cuda or cuda:N"),
-        # a config without declared ranges gets the same two checks
+        # --set reaches the same two checks
         (["--set", "seed=-3"], "error: seed = -3: must be an integer >= 0"),
         (["--set", "device=banana"], "error: device = banana: must be cpu, cuda or cuda:N"),
     ]

@@ -8,8 +8,9 @@ import numpy as np
 import ot
 import pytest
 import torch
-from scipy import integrate, stats
+from scipy import integrate, optimize, special, stats
 
+from ottokit._torchio import torch_threads
 from ottokit.flowmatch import (
     CondOT,
     Cosine,
@@ -24,16 +25,28 @@ from ottokit.flowmatch import (
     chi2_divergence,
     chi2_quad,
     conditional_kinetic_energy,
+    d0_isotropic_fit,
+    has_closed_form,
     kinetic_cost,
+    kinetic_quadrature,
     perturbation_d0,
     response,
+    response_quadrature,
     standard_normal,
     tradeoff,
     w2_lower_bound,
+    w2_squared_quadrature,
 )
 
 F64 = torch.float64
 N01 = standard_normal(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small tensors: one intra-op thread is faster and keeps a shared CI machine quiet."""
+    with torch_threads(1):
+        yield
 
 
 # --- D0 = chi^2 of the perturbed start -------------------------------------------------
@@ -309,3 +322,276 @@ def test_response_bad_input() -> None:
         response(vel, z, z, tau=-1.0, d0=1.0)
     with pytest.raises(ValueError, match="n_save"):
         response(vel, z, z, tau=1.0, d0=1.0, n_save=1)
+
+
+# --- the 1-D quadrature estimator (no samples) ------------------------------------------------
+
+# the recovered setting of Table I (REFERENCE.md): q = 1/2 N(-0.6, 0.3^2) + 1/2 N(0.6, 0.3^2)
+TABLE_I_DATA = GaussianMixture.one_d([-0.6, 0.6], [0.3, 0.3])
+ROOT3 = math.sqrt(3.0)
+# each start with its quantile function written out (scipy.special)
+TABLE_I_STARTS = {
+    "shifted-mean": (Normal([1.0], [[1.0]]), lambda u: 1.0 + special.ndtri(u)),
+    "shifted-variance": (Normal([0.0], [[0.64]]), lambda u: 0.8 * special.ndtri(u)),
+    "uniform": (Uniform([-ROOT3], [ROOT3]), lambda u: ROOT3 * (2 * u - 1)),
+}
+
+
+def _mixture_quantile_brentq(mus, sds, u: float) -> float:
+    """F^{-1}(u) for an equal-weight two-component 1-D mixture by scipy's brentq on its CDF."""
+    (m1, m2), (s1, s2) = mus, sds
+    cdf = lambda x: 0.5 * (special.ndtr((x - m1) / s1) + special.ndtr((x - m2) / s2))
+    return optimize.brentq(lambda x: cdf(x) - u, -40.0, 40.0, xtol=1e-14, rtol=1e-14)
+
+
+def _w1_by_quantiles(q1, q2) -> float:
+    """W1 = int_0^1 |Q1(u) - Q2(u)| du by scipy.integrate.quad."""
+    value, _ = integrate.quad(lambda u: abs(q1(u) - q2(u)), 0.0, 1.0, limit=400, epsabs=1e-11)
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_I_STARTS))
+def test_quadrature_response_against_an_independent_quantile_computation(name: str) -> None:
+    """W1 of the generated pair from quantile functions found by brentq (time-tau map = the
+    monotone rearrangement T = F_q^{-1} o Phi), integrated by quad: the response of every
+    schedule's exact flow, to 1e-6."""
+    perturbed, ppf = TABLE_I_STARTS[name]
+    mus, sds = (-0.6, 0.6), (0.3, 0.3)
+    data_q = lambda u: _mixture_quantile_brentq(mus, sds, u)
+    w1_start = _w1_by_quantiles(special.ndtri, ppf)
+    w1_end = _w1_by_quantiles(data_q, lambda u: data_q(special.ndtr(ppf(u))))
+    expected = (w1_end - w1_start) ** 2 / chi2_divergence(perturbed)
+    for velocity in (
+        GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA),
+        GaussianMixtureVelocity.of(CondOT(), TABLE_I_DATA),
+        MonotoneVelocity1D(TABLE_I_DATA),
+    ):
+        r = response_quadrature(velocity, perturbed, tau=1.0, n_save=3, n_t=4)
+        assert r.flow_map == "monotone rearrangement"
+        assert math.isclose(r.w1_initial, w1_start, rel_tol=1e-7)
+        assert math.isclose(r.w1_final, w1_end, rel_tol=1e-6)
+        assert math.isclose(r.response, expected, rel_tol=1e-6)
+
+
+def test_quadrature_w1_curve_at_an_intermediate_time_against_quantiles() -> None:
+    """At forward time t the reverse processes are F_t^{-1} o Phi of their starts, F_t the CDF
+    of the cosine path's marginal mixture N(m mu_k, m^2 s^2 + sigma^2)."""
+    perturbed, ppf = TABLE_I_STARTS["shifted-variance"]
+    velocity = GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA)
+    r = response_quadrature(velocity, perturbed, tau=1.0, n_save=5, n_t=4)
+    t = r.t[2]
+    assert math.isclose(t, 0.5, rel_tol=1e-12)
+    m, sigma = math.cos(math.pi * t / 2), math.sin(math.pi * t / 2)
+    mus = (-0.6 * m, 0.6 * m)
+    sds = (math.hypot(0.3 * m, sigma),) * 2
+    q_t = lambda u: _mixture_quantile_brentq(mus, sds, u)
+    expected = _w1_by_quantiles(q_t, lambda u: q_t(special.ndtr(ppf(u))))
+    assert math.isclose(r.w1[2], expected, rel_tol=1e-6)
+
+
+def test_table_i_exact_response_within_one_percent_of_the_paper() -> None:
+    """REFERENCE.md: with the recovered setting the schedule-independent exact response is
+    within 1 % of the paper's cond-OT cell in the three known rows."""
+    paper = {"shifted-mean": 8.7810e-2, "shifted-variance": 1.047e-1, "uniform": 2.068e-2}
+    velocity = MonotoneVelocity1D(TABLE_I_DATA)
+    for name, value in paper.items():
+        r = response_quadrature(velocity, TABLE_I_STARTS[name][0], tau=1.0, n_save=2, n_t=2)
+        assert abs(r.response / value - 1) < 0.01, name
+
+
+def test_ode_flow_map_matches_the_rearrangement_and_euler_is_first_order() -> None:
+    perturbed = TABLE_I_STARTS["shifted-mean"][0]
+    velocity = GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA)
+    exact = response_quadrature(velocity, perturbed, tau=1.0, n_save=3, n_t=6)
+    tight = response_quadrature(velocity, perturbed, tau=1.0, flow_map="ode", n_save=3, n_t=6)
+    assert tight.flow_map.startswith("dopri5")
+    assert math.isclose(tight.response, exact.response, rel_tol=1e-7)
+    assert math.isclose(tight.v_loss_sq_integral, exact.v_loss_sq_integral, rel_tol=1e-6)
+    steps = np.array([8, 16, 32])
+    errors = [
+        abs(
+            response_quadrature(
+                velocity, perturbed, tau=1.0, flow_map="ode", method="euler", n_steps=int(k)
+            ).response
+            - exact.response
+        )
+        for k in steps
+    ]
+    order = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert 0.85 < order < 1.3
+
+
+def _mixture_kinetic_by_quad(schedule, mus, sds, n_t: int = 24) -> float:
+    """int_0^1 int nu_t(x)^2 p_t(x) dx dt with nu = sum_k pi_k u_k written out here (numpy),
+    scipy quad in x at Gauss-Legendre times."""
+    nodes, weights = np.polynomial.legendre.leggauss(n_t)
+    total = 0.0
+    def integrand(x: float, comps: list) -> float:
+        dens = np.array([stats.norm.pdf(x, c, math.sqrt(v)) for c, v, _, _ in comps]) / 2
+        u = np.array([a + b / v * (x - c) for c, v, a, b in comps])
+        p = dens.sum()
+        return (dens @ u) ** 2 / p if p > 0 else 0.0
+
+    for tn, wn in zip(0.5 * (nodes + 1), 0.5 * weights, strict=True):
+        out = schedule(np.array(tn))
+        m, s, dm, ds = (float(v) for v in (out.m_t, out.sigma_t, out.d_m_t, out.d_sigma_t))
+        comps = [
+            (m * mu, m * m * sd * sd + s * s, dm * mu, m * dm * sd * sd + s * ds)
+            for mu, sd in zip(mus, sds, strict=True)
+        ]
+        value = integrate.quad(integrand, -12, 12, args=(comps,), limit=200, epsabs=1e-12)[0]
+        total += wn * value
+    return total
+
+
+def test_kinetic_quadrature_against_scipy_and_the_reference_bars() -> None:
+    """REFERENCE.md: int v2^2 dt = 0.1997 cosine, 0.4383 cond-OT, 0.1439 OT (= W2^2) for the
+    Table I data."""
+    expected = {"cosine": 0.1997, "cond-OT": 0.4383, "OT": 0.1439}  # to 4 digits
+    paths = {
+        "cosine": GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA),
+        "cond-OT": GaussianMixtureVelocity.of(CondOT(), TABLE_I_DATA),
+        "OT": MonotoneVelocity1D(TABLE_I_DATA),
+    }
+    for name, path in paths.items():
+        k = kinetic_quadrature(path, n_t=24)
+        assert has_closed_form(path)
+        assert abs(k.integral - expected[name]) < 1e-4, name
+        assert k.integral_stderr == 0.0
+    cond_ot = _mixture_kinetic_by_quad(CondOT(), (-0.6, 0.6), (0.3, 0.3))
+    assert math.isclose(kinetic_quadrature(paths["cond-OT"], n_t=24).integral, cond_ot,
+                        rel_tol=1e-7)
+    assert math.isclose(w2_squared_quadrature(paths["OT"]), paths["OT"].w2_squared(),
+                        rel_tol=1e-8)
+    # the seed-check values for N(0, 0.5^2) data, by quadrature instead of Monte Carlo
+    narrow = GaussianMixture.one_d([0.0], [0.5])
+    for schedule, value in ((CondOT(), 0.46460184), (Cosine(), 0.30842514)):
+        k = kinetic_quadrature(GaussianMixtureVelocity.of(schedule, narrow), n_t=24)
+        assert abs(k.integral - value) < 1e-7
+
+
+def test_quadrature_chain_holds_exactly_and_is_tight_for_ot() -> None:
+    """Without sampling error: response <= int v_loss^2 <= int v2^2 and v_loss(t) <= v2(t)
+    with no tolerance; on the OT path W1(t) is linear in t, so Cauchy-Schwarz is an equality
+    (response = int v_loss^2 dt), the tightest case of the paper's Fig. 6(b)."""
+    perturbed = TABLE_I_STARTS["shifted-mean"][0]
+    for path in (
+        GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA),
+        GaussianMixtureVelocity.of(CondOT(), TABLE_I_DATA),
+        MonotoneVelocity1D(TABLE_I_DATA),
+    ):
+        res = tradeoff(path, path, perturbed, n_save=11, n_t=16)
+        assert res.estimator == "quadrature" and res.kinetic_method == "quadrature"
+        assert res.flow_map == "monotone rearrangement" and res.n_samples == 0
+        assert res.response_ci is None and res.covers(res.response)
+        assert res.response <= res.v_loss_sq_integral * (1 + 1e-9) and res.holds
+        assert np.all(res.v_loss <= res.v2_mid)
+        if isinstance(path, MonotoneVelocity1D):
+            assert math.isclose(res.response, res.v_loss_sq_integral, rel_tol=1e-8)
+            assert np.allclose(res.v_loss, res.v_loss[0], rtol=1e-8)
+        else:
+            assert res.v_loss_sq_integral > 1.1 * res.response
+
+
+def test_sampled_interval_covers_the_exact_value() -> None:
+    """The bootstrap interval (95 %) of the sampled response covers the quadrature value in at
+    least 8 of 10 seeds (binomial: P(<= 7 | 0.95) = 1.2 %), and is informative: it excludes a
+    value 25 % off in most seeds."""
+    perturbed = TABLE_I_STARTS["shifted-mean"][0]
+    path = GaussianMixtureVelocity.of(CondOT(), TABLE_I_DATA)
+    exact = response_quadrature(path, perturbed, tau=1.0, n_save=2, n_t=2).response
+    covered, excluded = 0, 0
+    for seed in range(10):
+        r = tradeoff(
+            path, path, perturbed, estimator="samples", n_samples=2000, n_steps=20,
+            n_save=2, n_t=4, seed=seed, n_boot=200,
+        )
+        assert r.estimator == "samples" and r.ci_method == "bootstrap"
+        assert r.flow_map == "rk4, 20 steps" and r.n_samples == 2000
+        covered += r.covers(exact)
+        excluded += not r.covers(1.25 * exact)
+    assert covered >= 8
+    assert excluded >= 8
+
+
+def test_repeat_intervals_in_two_dimensions() -> None:
+    path = GaussianMixtureVelocity(CondOT(), [[0.0, 0.0]], [[[0.3, 0.0], [0.0, 0.3]]])
+    perturbed = Normal([0.5, 0.0], np.eye(2))
+    r = tradeoff(
+        path, path, perturbed, n_samples=150, n_steps=10, n_save=2, n_t=4, n_x=256, n_repeats=3
+    )
+    assert r.estimator == "samples" and r.ci_method == "repeats"
+    assert r.kinetic_method == "monte carlo"
+    assert r.response_repeats is not None and r.response_repeats.shape == (3,)
+    assert math.isclose(r.response, float(r.response_repeats.mean()), rel_tol=1e-12)
+    assert r.response_ci[0] < r.response < r.response_ci[1]
+
+
+def test_estimator_selection_and_bad_input() -> None:
+    path = GaussianMixtureVelocity.of(CondOT(), TABLE_I_DATA)
+    # no closed-form CDF: "auto" falls back to samples, "quadrature" refuses
+    r = tradeoff(path, path, _Triangular(), n_samples=200, n_steps=5, n_save=2, n_t=2,
+                 n_boot=20)
+    assert r.estimator == "samples"
+    with pytest.raises(ValueError, match="quadrature estimator needs"):
+        tradeoff(path, path, _Triangular(), estimator="quadrature")
+    with pytest.raises(ValueError, match="estimator"):
+        tradeoff(path, path, N01, estimator="exactly")
+    with pytest.raises(ValueError, match="ci_level"):
+        tradeoff(path, path, N01, ci_level=1.5)
+    with pytest.raises(ValueError, match="mismatched dimensions"):
+        tradeoff(path, path, standard_normal(2))
+    net = VelocityMLP(1, hidden=4, depth=1, time_dim=4)
+    with pytest.raises(ValueError, match="no closed-form flow map"):
+        response_quadrature(net, N01, tau=1.0, flow_map="closed form")
+    with pytest.raises(ValueError, match="t_end"):
+        response_quadrature(path, N01, tau=1.0, t_end=1.0)
+    with pytest.raises(ValueError, match="closed-form marginals"):
+        kinetic_quadrature(net)
+
+
+def test_d0_isotropic_fit_against_the_closed_form() -> None:
+    """Eq. G21: 2 KL of isotropic Gaussian fits. Clouds with exactly known sample moments give
+    the closed-form 2 KL(N(m', s'^2 I) || N(m, s^2 I)), checked here against the general
+    Gaussian KL formula; and 2 KL = chi^2 to second order in a small perturbation."""
+    d, n = 5, 400
+    g = torch.Generator().manual_seed(0)
+
+    def cloud(mean: np.ndarray, var: float) -> torch.Tensor:
+        x = torch.randn(n, d, generator=g, dtype=F64)
+        x = x - x.mean(dim=0)
+        x = x / torch.sqrt((x**2).sum(dim=1).mean() / d)  # isotropic fit exactly N(0, I)
+        return x * math.sqrt(var) + torch.as_tensor(mean)
+
+    m0, m1 = np.zeros(d), np.array([0.3, -0.1, 0.0, 0.2, 0.05])
+    v0, v1 = 1.3, 0.7
+    c0, c1 = v0 * np.eye(d), v1 * np.eye(d)
+    kl = 0.5 * (np.trace(np.linalg.solve(c0, c1)) + (m1 - m0) @ np.linalg.solve(c0, m1 - m0)
+                - d + np.log(np.linalg.det(c0) / np.linalg.det(c1)))
+    assert math.isclose(d0_isotropic_fit(cloud(m0, v0), cloud(m1, v1)), 2 * kl, rel_tol=1e-10)
+    # small shift delta along e_1: chi^2 = e^{delta^2} - 1 = 2 KL (1 + O(delta^2))
+    delta = 0.1
+    e1 = np.eye(d)[0] * delta
+    fit = d0_isotropic_fit(cloud(m0, 1.0), cloud(e1, 1.0))
+    chi2 = chi2_divergence(Normal(e1, np.eye(d)))
+    assert math.isclose(fit, delta**2, rel_tol=1e-10)
+    assert 0 < chi2 / fit - 1 < delta**2
+
+
+def test_one_dimensional_cdfs_and_marginals() -> None:
+    x = np.linspace(-4.0, 4.0, 17)
+    mix = GaussianMixture.one_d([-1.0, 0.5], [0.4, 1.2], [0.3, 0.7])
+    expected = 0.3 * stats.norm.cdf(x, -1.0, 0.4) + 0.7 * stats.norm.cdf(x, 0.5, 1.2)
+    np.testing.assert_allclose(mix.cdf(x), expected, rtol=1e-13, atol=1e-15)
+    box = stats.uniform.cdf(x, -1, 3)
+    np.testing.assert_allclose(Uniform([-1.0], [2.0]).cdf(x), box, rtol=1e-14)
+    with pytest.raises(ValueError, match="1-D distribution"):
+        Normal([0.0, 0.0], np.eye(2)).cdf(x)
+    with pytest.raises(ValueError, match="no closed-form CDF"):
+        _Triangular().cdf(x)
+    marginal = GaussianMixtureVelocity.of(Cosine(), mix).marginal(0.4)
+    m, s = math.cos(0.2 * math.pi), math.sin(0.2 * math.pi)
+    np.testing.assert_allclose(marginal.means[:, 0].numpy(), [-m, 0.5 * m], rtol=1e-14)
+    np.testing.assert_allclose(
+        marginal.covs[:, 0, 0].numpy(), [m * m * 0.16 + s * s, m * m * 1.44 + s * s], rtol=1e-14
+    )

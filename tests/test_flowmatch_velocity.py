@@ -22,6 +22,7 @@ from ottokit.flowmatch import (
     ImprovedDDPMCosine,
     KernelVelocity,
     MonotoneVelocity1D,
+    RotationalVelocity,
     SampleTrajectory,
     VPLinear,
     integrate,
@@ -30,6 +31,7 @@ from ottokit.flowmatch import (
     sample_backward,
     sample_forward,
 )
+from ottokit.thermo import RotationalDiffusion
 
 F64 = torch.float64
 
@@ -429,3 +431,52 @@ def test_hopeless_velocity_blocks_and_ot_couplings_are_refused(monkeypatch) -> N
     assert small(0.5, data[:10]).shape == (10, 2)  # the block is 10 x 1000, whatever the knobs
     with pytest.raises(MemoryEstimateError, match="exact OT between 100000 and 100000 points"):
         KernelVelocity(Cosine(), data, data.flip(0), coupling="ot")
+
+
+def _rotational_log_density(vel: RotationalVelocity):
+    """log P_t(x) of sum_k w_k N(M_t y_k, c_t I), written out from the closed-form moments."""
+
+    def log_density(t: float, x: torch.Tensor) -> torch.Tensor:
+        m = torch.as_tensor(vel.process.propagator(t), dtype=F64)
+        c = float(vel.process.variance(t))
+        centers = vel.data @ m.T
+        sq = ((x[:, None, :] - centers[None]) ** 2).sum(-1)
+        log_terms = torch.log(vel.weights)[None] - sq / (2 * c) - math.log(2 * math.pi * c)
+        return torch.logsumexp(log_terms, dim=1)
+
+    return log_density
+
+
+@pytest.mark.parametrize("g", [0.0, 3.0])
+def test_rotational_velocity_satisfies_continuity_equation(cloud, g: float) -> None:
+    vel = RotationalVelocity(RotationalDiffusion(h=1.1, g=g, T_fin=0.5), cloud[0][:, :2], cloud[1])
+    grid = torch.linspace(-2.0, 2.0, 11, dtype=F64)
+    x = torch.cartesian_prod(grid, grid)
+    for t in (0.4, 0.8):
+        res, scale = _continuity_residual(_rotational_log_density(vel), vel, t, x, ht=1e-5)
+        assert res.abs().max() <= 1e-5 * scale
+    np.testing.assert_allclose(
+        vel.sample_marginal(0.6, 20_000, torch.Generator().manual_seed(0)).mean(0).numpy(),
+        (vel.weights @ vel.data @ torch.as_tensor(vel.process.propagator(0.6)).T).numpy(),
+        atol=0.02,
+    )
+
+
+def test_rotational_velocity_is_a_gradient_only_without_rotation(cloud) -> None:
+    """g = 0: a potential force, nu_t is a gradient (symmetric Jacobian); g != 0: the curl of
+    nu_t is 2 G_t far from the data, where the score is that of one Gaussian."""
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+
+    def curl(vel: RotationalVelocity) -> torch.Tensor:
+        xr = x.clone().requires_grad_(True)
+        v = vel(0.5, xr)
+        rows = [torch.autograd.grad(v[:, i].sum(), xr, retain_graph=True)[0] for i in range(2)]
+        return rows[1][:, 0] - rows[0][:, 1]  # d nu_y / dx - d nu_x / dy
+
+    flat = RotationalVelocity(RotationalDiffusion(g=0.0), cloud[0][:, :2], cloud[1])
+    assert curl(flat).abs().max() < 1e-10
+    process = RotationalDiffusion(g=3.0)
+    assert curl(RotationalVelocity(process, cloud[0][:, :2], cloud[1])).abs().min() > 0.1
+    # one data point: P_t is one isotropic Gaussian, its score is a gradient, curl = 2 G_t
+    single = curl(RotationalVelocity(process, cloud[0][:1, :2]))
+    np.testing.assert_allclose(single.numpy(), 2 * process.G(0.5), rtol=1e-12)

@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.integrate import quad
+from scipy.integrate import quad, simpson
 from scipy.linalg import expm, solve_continuous_lyapunov
 from scipy.sparse.linalg import expm_multiply
 from scipy.stats import multivariate_normal, norm
@@ -363,6 +363,72 @@ def test_particle_estimator_converges_to_the_closed_form():
     # a factor 100 in N: about 10 in the error; the time step adds ~0.3 % bias
     assert s_large < 0.04 and v_large < 0.03
     assert s_large < s_small / 3 and v_large < v_small / 3
+
+
+# ---------------------------------------------------------------- Fig. 7's rotational process
+
+
+def test_rotational_diffusion_moments_closed_form_against_the_ode():
+    """Closed-form moments (M_t = e^Lambda R(theta), c_t by quadrature) against the OU moment
+    ODE solved by solve_moments from a Gaussian start, and dc/dt = 2 H c + 2 T."""
+    proc = thermo.RotationalDiffusion(h=1.1, g=3.0, T_fin=0.5, tau=1.0)
+    m0, C0 = np.array([1.0, -0.5]), np.array([[0.3, 0.1], [0.1, 0.2]])
+    t = np.linspace(0.0, 1.0, 11)
+    sol = thermo.solve_moments(proc.protocol(), m0, C0, t_eval=t)
+    mean, cov = proc.moments(m0, C0, t)
+    np.testing.assert_allclose(mean, sol.mean, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(cov, sol.cov, rtol=0, atol=1e-9)
+    h = 1e-5
+    for s in (0.2, 0.6, 0.9):
+        dc = (proc.variance(s + h) - proc.variance(s - h)) / (2 * h)
+        assert abs(dc - (2 * proc.H(s) * proc.variance(s) + 2 * proc.temperature(s))) < 1e-8
+    assert proc.variance(0.0) == 0.0
+    # g = 0: no rotation; the mean only shrinks by e^{int H} = e^{-h/2 - T_fin/3} at tau
+    still = thermo.RotationalDiffusion(g=0.0)
+    np.testing.assert_allclose(still.propagator(1.0), np.exp(-0.55 - 0.5 / 3) * np.eye(2),
+                               rtol=1e-14)
+    assert abs(proc.angle(1.0) - 1.5) < 1e-15  # int_0^1 3 (1 - t) dt
+
+
+def test_rotational_diffusion_conditional_moments_against_particles():
+    """From a point y the state is N(M_t y, c_t I); Euler-Maruyama particles agree within the
+    statistical error (N = 40,000: ~0.01) plus the O(dt) bias."""
+    proc = thermo.RotationalDiffusion(h=1.1, g=5.0, T_fin=0.5, tau=1.0)
+    y = np.array([0.8, 0.6])
+    est = thermo.simulate_particles(
+        proc.protocol(), 40_000, 400, m0=y, C0=1e-12 * np.eye(2), n_out=5, seed=2
+    )
+    mean, cov = proc.moments(y, np.zeros((2, 2)), est.t)
+    np.testing.assert_allclose(est.mean, mean, atol=0.01)
+    np.testing.assert_allclose(est.cov, cov, atol=0.01)
+    assert np.max(np.abs(cov[-1] - proc.variance(1.0) * np.eye(2))) < 1e-15
+
+
+def test_rotational_part_costs_housekeeping_power():
+    """T Sdot = v2^2 + E|nu - grad phi|^2: the rotation's share is zero for g = 0 and grows with
+    g; with T_0 = 0 the entropy production rate is infinite at t = 0 but T Sdot is not."""
+    m0, C0 = np.array([0.5, 0.0]), np.diag([0.6, 0.2])
+    powers = {}
+    for g in (0.0, 3.0, 5.0):
+        proc = thermo.RotationalDiffusion(g=g)
+        th = thermo.thermodynamics(thermo.solve_moments(proc.protocol(), m0, C0, t_eval=41))
+        np.testing.assert_allclose(
+            th.mean_squared_velocity, th.w2_speed**2 + th.housekeeping_power, rtol=1e-9
+        )
+        assert th.T[0] == 0 and np.isinf(th.entropy_production_rate[0])
+        assert np.all(np.isfinite(th.entropy_production_rate[1:]))
+        powers[g] = float(simpson(th.housekeeping_power, x=th.t))
+    assert powers[0.0] < 1e-9 < powers[3.0] < powers[5.0]
+
+
+def test_zero_temperature_is_allowed_and_divides_to_infinity():
+    from ottokit.thermo._linalg import per_temperature
+
+    p = thermo.Protocol(A=-np.eye(1), b=np.zeros(1), T=lambda t: t, tau=1.0)
+    assert p.T_at(0.0) == 0.0
+    np.testing.assert_array_equal(
+        per_temperature(np.array([1.0, 0.0, 2.0]), np.array([0.0, 0.0, 4.0])), [np.inf, 0.0, 0.5]
+    )
 
 
 # ---------------------------------------------------------------- bad input

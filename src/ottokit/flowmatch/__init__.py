@@ -7,9 +7,11 @@ velocity is available exactly (:class:`ExactVelocity` over a data set,
 :class:`GaussianMixtureVelocity` in closed form, :class:`MonotoneVelocity1D` for
 the exact OT path in 1-D), estimated by kernel regression
 (:class:`KernelVelocity`, :func:`ot_path_velocity`) or learned
-(:func:`train_velocity`). :func:`sample_forward` / :func:`sample_backward`
+(:func:`train_velocity`); :class:`RotationalVelocity` is the non-gradient velocity
+of the paper's rotational forward process. :func:`sample_forward` / :func:`sample_backward`
 transport samples with torchdiffeq, and :func:`tradeoff` measures the response
-(Delta W1)^2/(tau D0) against int v2^2 dt and W2(P_0, P_tau)^2/tau.
+(Delta W1)^2/(tau D0) against int v2^2 dt and W2(P_0, P_tau)^2/tau, by quadrature
+in 1-D (:func:`response_quadrature`) or from samples with a confidence interval.
 """
 
 from ottokit.flowmatch.distributions import (
@@ -40,16 +42,24 @@ from ottokit.flowmatch.schedules import (
     VPLinear,
 )
 from ottokit.flowmatch.tradeoff import (
+    CI_METHODS,
+    ESTIMATORS,
     Inequality,
     KineticResult,
+    QuadratureResponse,
     ResponseResult,
     TradeoffResult,
     conditional_kinetic_energy,
+    d0_isotropic_fit,
+    has_closed_form,
     kinetic_cost,
+    kinetic_quadrature,
     perturbation_d0,
     response,
+    response_quadrature,
     tradeoff,
     w2_lower_bound,
+    w2_squared_quadrature,
 )
 from ottokit.flowmatch.train import (
     CheckpointError,
@@ -64,6 +74,7 @@ from ottokit.flowmatch.velocity import (
     ExactVelocity,
     GaussianMixtureVelocity,
     MarginalPath,
+    RotationalVelocity,
     VelocityField,
 )
 
@@ -89,6 +100,7 @@ __all__ = [
     "MarginalPath",
     "ExactVelocity",
     "GaussianMixtureVelocity",
+    "RotationalVelocity",
     "MonotoneVelocity1D",
     "OTCoupling",
     "ot_couple",
@@ -113,11 +125,19 @@ __all__ = [
     "Inequality",
     "KineticResult",
     "ResponseResult",
+    "QuadratureResponse",
     "TradeoffResult",
+    "ESTIMATORS",
+    "CI_METHODS",
     "perturbation_d0",
+    "d0_isotropic_fit",
     "kinetic_cost",
+    "kinetic_quadrature",
+    "has_closed_form",
     "conditional_kinetic_energy",
     "response",
+    "response_quadrature",
     "w2_lower_bound",
+    "w2_squared_quadrature",
     "tradeoff",
 ]

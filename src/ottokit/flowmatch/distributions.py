@@ -56,6 +56,21 @@ class Distribution(ABC):
         """Points where the 1-D density is not smooth (quadrature splits there)."""
         return ()
 
+    def cdf(self, x: Any) -> np.ndarray:
+        """The 1-D distribution function at the points ``x`` (any shape), float64 NumPy.
+
+        Subclasses with a closed form override this; the 1-D quadrature path of
+        :func:`~ottokit.flowmatch.tradeoff` needs it.
+        """
+        raise ValueError(
+            f"{type(self).__name__} has no closed-form CDF; use the sampled estimator "
+            "(estimator='samples')"
+        )
+
+    def _check_1d(self, what: str) -> None:
+        if self.dim != 1:
+            raise ValueError(f"{what} needs a 1-D distribution; this one has dim {self.dim}")
+
     def _points(self, x: Any) -> Tensor:
         return as_points(x, "x", dim=self.dim, dtype=torch.float64, device="cpu")
 
@@ -131,6 +146,13 @@ class GaussianMixture(Distribution):
     def log_prob(self, x: Any) -> Tensor:
         return torch.logsumexp(self.component_log_prob(x) + torch.log(self.weights)[None, :], dim=1)
 
+    def cdf(self, x: Any) -> np.ndarray:
+        """sum_k w_k Phi((x - mu_k)/s_k) (1-D only)."""
+        self._check_1d("cdf")
+        xa = np.asarray(x, dtype=np.float64)[..., None]
+        mu, sd = self.means[:, 0].numpy(), np.sqrt(self.covs[:, 0, 0].numpy())
+        return (self.weights.numpy() * special.ndtr((xa - mu) / sd)).sum(axis=-1)
+
     def mean(self) -> Tensor:
         return self.weights @ self.means
 
@@ -195,6 +217,12 @@ class Uniform(Distribution):
 
     def breakpoints(self) -> tuple[float, ...]:
         return (float(self.low[0]), float(self.high[0])) if self.dim == 1 else ()
+
+    def cdf(self, x: Any) -> np.ndarray:
+        """(x - low)/(high - low) clipped to [0, 1] (1-D only)."""
+        self._check_1d("cdf")
+        lo, hi = float(self.low[0]), float(self.high[0])
+        return np.clip((np.asarray(x, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
 
     def __repr__(self) -> str:
         return f"Uniform(low={self.low.tolist()}, high={self.high.tolist()})"

@@ -119,6 +119,15 @@ class MonotoneVelocity1D:
         ya = _numpy(y)
         return _like(self._map(ya), y)
 
+    def inverse_map(self, z: Any) -> Any:
+        """T^{-1}(z) = F^{-1}(Phi(z)): the data quantile at the normal level Phi(z), elementwise.
+
+        Found by the same bracketed Newton iterations as the velocity, to rounding level.
+        """
+        za = np.atleast_1d(_numpy(z))
+        y, _ = self._invert(1.0, za.ravel())
+        return _like(y.reshape(za.shape), z)
+
     def flow(self, t: Any, y: Any) -> Any:
         """x_t(y) = (1 - t/tau) y + (t/tau) T(y), elementwise."""
         s = _fraction(t, self.tau)

@@ -20,6 +20,9 @@ Gaussian mixture. Both are callables ``v(t, x)`` (one time per call) as
 ``torchdiffeq.odeint`` expects, and both can sample their marginal P_t.
 ``ExactVelocity(..., sharded=True)`` takes one share of the data set per
 torch.distributed rank and combines the shares with collectives.
+
+:class:`RotationalVelocity` is the mean local velocity of the paper's rotational
+forward process (Fig. 7) over a data set, which is not a gradient.
 """
 
 from __future__ import annotations
@@ -49,8 +52,15 @@ from ottokit.flowmatch._common import (
 )
 from ottokit.flowmatch.distributions import GaussianMixture
 from ottokit.flowmatch.schedules import Schedule
+from ottokit.thermo import RotationalDiffusion
 
-__all__ = ["VelocityField", "MarginalPath", "ExactVelocity", "GaussianMixtureVelocity"]
+__all__ = [
+    "VelocityField",
+    "MarginalPath",
+    "ExactVelocity",
+    "GaussianMixtureVelocity",
+    "RotationalVelocity",
+]
 
 
 @runtime_checkable
@@ -345,6 +355,13 @@ class GaussianMixtureVelocity:
         u = out.d_m_t * means[:, None, :] + torch.einsum("kij,knj->kni", vecs, z * rate[:, None, :])
         return log_n + log_w[:, None], u
 
+    def marginal(self, t: float) -> GaussianMixture:
+        """P_t = sum_k w_k N(m_t mu_k, m_t^2 Sigma_k + sigma_t^2 I), a :class:`GaussianMixture`."""
+        out = self.schedule(torch.tensor(float(t), dtype=torch.float64))
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        covs = out.m_t**2 * self.mixture.covs + out.sigma_t**2 * eye
+        return GaussianMixture(out.m_t * self.mixture.means, covs, self.mixture.weights)
+
     def log_density(self, t: Any, x: Any) -> Any:
         """log P_t(x), shape (n,)."""
         log_terms, _ = self._evaluate(t, x, velocity=False)
@@ -372,3 +389,106 @@ class GaussianMixtureVelocity:
         y = self.mixture.sample(n, generator)
         eps = torch.randn(int(n), self.dim, generator=generator, dtype=torch.float64)
         return out.m_t * y + out.sigma_t * eps
+
+
+class RotationalVelocity:
+    """Mean local velocity of Fig. 7's rotational diffusion started at an empirical data set.
+
+    For the forward process of :class:`~ottokit.thermo.RotationalDiffusion` from the data
+    y_k (weights w_k), P_t = sum_k w_k N(M_t y_k, c_t I) and
+
+        nu_t(x) = A_t x - T_t grad log P_t(x) = A_t x + T_t (x - M_t ybar_t(x)) / c_t,
+
+    ybar_t(x) the posterior mean of y given x_t = x. With M_t = e^Lambda R(theta),
+    |M y|^2 = e^{2 Lambda} |y|^2 and <x, M y> = e^Lambda <R^T x, y>, so the posterior is
+    :class:`ExactVelocity`'s with m = e^Lambda and sigma^2 = c_t at the query R(theta)^T x.
+    nu_t moves P_t like the Fokker-Planck current (so E|nu_t|^2 = T_t Sdot_t), and it is
+    not a gradient when g != 0. At t = 0 the noise is off (T_0 = c_0 = 0) and
+    nu_0(x) = A_0 x; near t = 0 the score term is stiff (T_t / c_t ~ 3 / 2t) off the data.
+    """
+
+    def __init__(
+        self,
+        process: RotationalDiffusion,
+        data: Any,
+        weights: Any = None,
+        *,
+        query_chunk: int = 1024,
+        data_chunk: int = 4096,
+    ) -> None:
+        self.process = check_instance(process, RotationalDiffusion, "process")
+        self.data = as_points(data, "data", dim=2)
+        n = self.data.shape[0]
+        w = torch.full((n,), 1.0 / n, dtype=torch.float64) if weights is None else as_weights(
+            weights, n
+        )
+        keep = w > 0
+        self.data = self.data[keep.to(self.data.device)]
+        self.weights = (w[keep] / w[keep].sum()).to(self.data.device)
+        self.query_chunk = check_int(query_chunk, "query_chunk", ge=1)
+        self.data_chunk = check_int(data_chunk, "data_chunk", ge=1)
+
+    @property
+    def tau(self) -> float:
+        return self.process.tau
+
+    @property
+    def dim(self) -> int:
+        return 2
+
+    def _coefficients(self, t: float) -> tuple[float, float, float, float, np.ndarray]:
+        p = self.process
+        return (
+            float(np.exp(p.log_scale(t))),
+            float(p.angle(t)),
+            float(p.variance(t)),
+            float(p.temperature(t)),
+            p.A(t),
+        )
+
+    def posterior_mean(self, t: Any, x: Any) -> Any:
+        """ybar_t(x) = E[y | x_t = x], shape (n, 2); needs t > 0."""
+        xx = as_points(x, "x", dim=2)
+        scale, theta, var, _, _ = self._coefficients(float(t))
+        if var == 0.0:
+            raise ValueError("the posterior is singular at t = 0; evaluate at t > 0")
+        return like_input(self._ybar(xx, scale, theta, var), x)
+
+    def _ybar(self, xx: Tensor, scale: float, theta: float, var: float) -> Tensor:
+        c, s = math.cos(theta), math.sin(theta)
+        rot = torch.tensor([[c, -s], [s, c]], dtype=xx.dtype, device=xx.device)
+        y = self.data.to(dtype=xx.dtype, device=xx.device)
+        log_w = torch.log(self.weights).to(dtype=xx.dtype, device=xx.device)
+        ybar, _ = gaussian_softmax_mean(
+            xx @ rot,  # rows R^T x
+            y,
+            y,
+            log_w,
+            scale / var,
+            0.5 * scale * scale / var,
+            query_chunk=self.query_chunk,
+            data_chunk=self.data_chunk,
+        )
+        return ybar
+
+    def __call__(self, t: Any, x: Any) -> Any:
+        """nu_t(x), shape (n, 2)."""
+        xx = as_points(x, "x", dim=2)
+        tt = float(scalar_time(t, dtype=torch.float64, device="cpu"))
+        scale, theta, var, temperature, a = self._coefficients(tt)
+        a_t = torch.as_tensor(a, dtype=xx.dtype, device=xx.device)
+        drift = xx @ a_t.T
+        if var == 0.0:
+            return like_input(drift, x)
+        mean = self._ybar(xx, scale, theta, var) @ torch.as_tensor(
+            self.process.propagator(tt), dtype=xx.dtype, device=xx.device
+        ).T
+        return like_input(drift + (temperature / var) * (xx - mean), x)
+
+    def sample_marginal(self, t: float, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws of P_t: x = M_t y + sqrt(c_t) eps, y resampled by weight (float64)."""
+        m = torch.as_tensor(self.process.propagator(float(t)), dtype=torch.float64)
+        var = float(self.process.variance(float(t)))
+        idx = torch.multinomial(self.weights.cpu(), int(n), replacement=True, generator=generator)
+        eps = torch.randn(int(n), 2, generator=generator, dtype=torch.float64)
+        return self.data.cpu().double()[idx] @ m.T + math.sqrt(var) * eps

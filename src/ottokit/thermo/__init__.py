@@ -5,7 +5,8 @@ Gaussian solution (:func:`solve_moments`), its entropy production, heat, work
 and W2 speed (:func:`thermodynamics`), the speed limits (:func:`speed_limit`),
 the TUR (:func:`tur`) and the W1 speed (:func:`w1_speed`); driving protocols
 (:class:`Protocol`, :func:`geodesic_protocol`, :func:`stiffness_ramp`,
-:func:`quench`, :func:`rotational`, :func:`gaussian_path_protocol`); and a
+:func:`quench`, :func:`rotational`, :func:`gaussian_path_protocol`); the rotational
+forward process of the paper's Fig. 7 in closed form (:class:`RotationalDiffusion`); and a
 particle estimator (:func:`simulate_particles`).
 """
 
@@ -41,6 +42,7 @@ from ottokit.thermo._protocols import (
     rotational,
     stiffness_ramp,
 )
+from ottokit.thermo._rotational import RotationalDiffusion
 
 __all__ = [
     "Protocol",
@@ -50,6 +52,7 @@ __all__ = [
     "stiffness_ramp",
     "quench",
     "rotational",
+    "RotationalDiffusion",
     "solve_moments",
     "GaussianPath",
     "OUSolution",

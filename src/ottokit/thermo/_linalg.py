@@ -8,7 +8,7 @@ import numpy as np
 
 from ottokit._checks import as_array, as_covariance
 
-__all__ = ["as_covariance", "as_mean", "lyapunov_velocity", "sqrtm_spd"]
+__all__ = ["as_covariance", "as_mean", "lyapunov_velocity", "per_temperature", "sqrtm_spd"]
 
 
 def as_mean(m: Any, name: str, dim: int | None = None) -> np.ndarray:
@@ -45,3 +45,15 @@ def lyapunov_velocity(cov: np.ndarray, d_cov: np.ndarray) -> np.ndarray:
     s = rotated / (lam[:, :, None] + lam[:, None, :])
     s = np.einsum("nik,nkl,njl->nij", q, s, q)
     return 0.5 * (s + np.swapaxes(s, 1, 2))
+
+
+def per_temperature(x: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+    """x / T elementwise, where a vanishing temperature gives +inf (0 where x = 0 too).
+
+    Entropy production E|nu|^2 / T diverges where the noise is switched off (T = 0)
+    and the probability current is not zero; it is 0 where nothing moves.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    temperature = np.broadcast_to(np.asarray(temperature, dtype=np.float64), x.shape)
+    out = np.where(x > 0, np.inf, 0.0)
+    return np.divide(x, temperature, out=out, where=temperature > 0)

@@ -44,7 +44,7 @@ from scipy.special import erf
 from ottokit._checks import as_array, check_instance, check_int, check_real
 from ottokit._memory import check_memory
 from ottokit.ot import w2_gaussian
-from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity
+from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity, per_temperature
 from ottokit.thermo._protocols import Protocol
 
 __all__ = [
@@ -114,7 +114,11 @@ class Thermodynamics:
     """Stochastic thermodynamics of an :class:`OUSolution` at its output times (all (n,)).
 
     ``entropy_production_rate`` Sdot_t = E|nu|^2/T; ``excess_rate`` = v2^2/T and
-    ``housekeeping_rate`` = E|nu - grad phi|^2/T, which sum to Sdot;
+    ``housekeeping_rate`` = E|nu - grad phi|^2/T, which sum to Sdot (+inf where T = 0
+    and something moves); ``mean_squared_velocity`` = E|nu|^2 = T Sdot and
+    ``housekeeping_power`` = E|nu - grad phi|^2 = T Sdot - v2^2, their finite
+    T-weighted forms (the cost of the non-conservative force in the seed's
+    trade-off int T Sdot dt >= int v2^2 dt);
     ``system_entropy`` S_t = -int P log P and its rate ``d_system_entropy``;
     ``heat_rate`` dQ/dt = -E[F . nu], the heat the system takes from the bath
     (the seed's delta Q, so Sdot = dS/dt - (dQ/dt)/T); ``internal_energy`` <U_t>
@@ -126,9 +130,11 @@ class Thermodynamics:
     t: np.ndarray
     T: np.ndarray
     entropy_production_rate: np.ndarray
+    mean_squared_velocity: np.ndarray
     w2_speed: np.ndarray
     excess_rate: np.ndarray
     housekeeping_rate: np.ndarray
+    housekeeping_power: np.ndarray
     system_entropy: np.ndarray
     d_system_entropy: np.ndarray
     heat_rate: np.ndarray
@@ -466,7 +472,7 @@ def entropy_production_rate(sol: OUSolution) -> np.ndarray:
     check_instance(sol, OUSolution, "sol")
     k = mean_local_velocity(sol)
     nu2 = np.einsum("ni,ni->n", sol.d_mean, sol.d_mean) + np.einsum("nij,njk,nik->n", k, sol.cov, k)
-    return nu2 / sol.T
+    return per_temperature(nu2, sol.T)
 
 
 def thermodynamics(sol: OUSolution) -> Thermodynamics:
@@ -502,10 +508,12 @@ def thermodynamics(sol: OUSolution) -> Thermodynamics:
     return Thermodynamics(
         t=sol.t,
         T=sol.T,
-        entropy_production_rate=nu2 / sol.T,
+        entropy_production_rate=per_temperature(nu2, sol.T),
+        mean_squared_velocity=nu2,
         w2_speed=np.sqrt(np.clip(v2sq, 0.0, None)),
-        excess_rate=v2sq / sol.T,
-        housekeeping_rate=hk / sol.T,
+        excess_rate=per_temperature(v2sq, sol.T),
+        housekeeping_rate=per_temperature(hk, sol.T),
+        housekeeping_power=hk,
         system_entropy=gaussian_entropy(c),
         d_system_entropy=d_entropy,
         heat_rate=heat,
@@ -523,7 +531,7 @@ def speed_limit(sol: OUSolution) -> SpeedLimit:
     v2 = w2_speed(sol)
     return SpeedLimit(
         entropy_production=float(simpson(entropy_production_rate(sol), x=sol.t)),
-        excess_entropy_production=float(simpson(v2**2 / sol.T, x=sol.t)),
+        excess_entropy_production=float(simpson(per_temperature(v2**2, sol.T), x=sol.t)),
         length=float(simpson(v2, x=sol.t)),
         w2=w2_endpoints(sol),
         integrated_temperature=float(simpson(sol.T, x=sol.t)),
@@ -584,4 +592,4 @@ def tur(
     # a constant r (grad r = 0) has zero speed and a zero bound
     safe = np.where(g2 > 0, g2, 1.0)
     speed = np.where(g2 > 0, np.abs(d_r) / np.sqrt(safe), 0.0)
-    return TURBound(sol.t, d_r, g2, speed, speed**2 / sol.T)
+    return TURBound(sol.t, d_r, g2, speed, per_temperature(speed**2, sol.T))

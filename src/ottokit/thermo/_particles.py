@@ -26,7 +26,7 @@ import numpy as np
 
 from ottokit._checks import check_instance, check_int
 from ottokit._memory import check_memory
-from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity
+from ottokit.thermo._linalg import as_covariance, as_mean, lyapunov_velocity, per_temperature
 from ottokit.thermo._protocols import Protocol
 
 __all__ = ["ParticleEstimate", "simulate_particles"]
@@ -57,7 +57,7 @@ def _estimate(x: np.ndarray, force: np.ndarray, temperature: float) -> tuple[Any
     y = x - m
     c = y.T @ y / len(x)
     nu = force + temperature * np.linalg.solve(c, y.T).T
-    sdot = float(np.mean(np.einsum("kj,kj->k", nu, nu))) / temperature
+    sdot = float(per_temperature(np.mean(np.einsum("kj,kj->k", nu, nu)), temperature))
     dm = nu.mean(axis=0)
     cross = nu.T @ y / len(x)
     s = lyapunov_velocity(c[None], (cross + cross.T)[None])[0]

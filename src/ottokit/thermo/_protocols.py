@@ -49,14 +49,16 @@ def _constant(value: Any) -> Callable[[float], Any]:
 
 @dataclass(frozen=True)
 class Protocol:
-    """Force F_t(x) = A(t) x + b(t) and temperature T(t) > 0 on t in [0, tau].
+    """Force F_t(x) = A(t) x + b(t) and temperature T(t) >= 0 on t in [0, tau].
 
     The Langevin equation is dx = F_t(x) dt + sqrt(2 T_t) dW (seed 002, with
     k_B = mobility = 1). ``A``, ``b`` and ``T`` are callables of t; constants
-    are accepted and wrapped. ``m0``, ``C0`` is the Gaussian the protocol is
-    designed to start from (needed by :func:`~ottokit.thermo.solve_moments` when
-    no initial state is passed there). The force is a gradient (a potential
-    force) exactly when A(t) is symmetric.
+    are accepted and wrapped. T may vanish at some times (no noise there); rates
+    divided by T, such as Sdot = E|nu|^2/T, are then +inf where anything moves.
+    ``m0``, ``C0`` is the Gaussian the protocol is designed to start from (needed
+    by :func:`~ottokit.thermo.solve_moments` when no initial state is passed
+    there). The force is a gradient (a potential force) exactly when A(t) is
+    symmetric.
     """
 
     A: MatrixFn
@@ -108,13 +110,15 @@ class Protocol:
         return b
 
     def T_at(self, t: float) -> float:
-        """T(t), checked to be a positive finite number."""
+        """T(t), checked to be a finite number >= 0 (0: no noise at that time)."""
         value = np.asarray(self.T(float(t)), dtype=np.float64)
         if value.size != 1:
             raise ValueError(f"T({t:g}) must be a scalar temperature, got shape {value.shape}")
         temperature = float(value.reshape(()))
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"the temperature must be positive; T({t:g}) = {temperature}")
+        if not (np.isfinite(temperature) and temperature >= 0):
+            raise ValueError(
+                f"the temperature must be positive (or zero: no noise); T({t:g}) = {temperature}"
+            )
         return temperature
 
     def force(self, t: float, x: np.ndarray) -> np.ndarray:
