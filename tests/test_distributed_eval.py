@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from scipy import stats
 
 from ottokit.distributed import rank
 from ottokit.dot import ddls, dot_latent, dot_target, drs, effective_lipschitz, mh_gan
+from ottokit.experiments._dot_common import MethodRuns, Streams, compare_methods
 from ottokit.flowmatch import CondOT, ExactVelocity
 from ottokit.priors import Prior
 
@@ -197,8 +199,49 @@ def _dot_ranks(r: int) -> dict:
     return out
 
 
+HARNESS = SimpleNamespace(
+    n_eval=N, n_calibration=30, dot_steps=5, dot_lr=0.05, k_pairs=20, k_factor=1.2,
+    drs_percentile=90.0, drs_pilot=40, mh_proposals=6, ddls_steps=4, ddls_step=0.05,
+)  # fmt: skip
+
+
+class _Recording(torch.nn.Module):
+    """The critic, recording the batch sizes it is asked to score."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net, self.sizes = net, set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.add(x.shape[0])
+        return self.net(x)
+
+
+def _harness_run() -> tuple[MethodRuns, set[int]]:
+    """The experiments' comparison harness (it always passes distributed=True), and the
+    batch sizes its critic saw."""
+    G, D = (net.float() for net in _nets())
+    D = _Recording(D)
+    g = torch.Generator().manual_seed(8)
+    return compare_methods(
+        G,
+        D,
+        PRIOR,
+        HARNESS,
+        Streams.from_seed(5),
+        real_calibration=torch.randn(30, 2, generator=g),
+        real_chains=torch.randn(N, 2, generator=g),
+        optimizer="adam",
+        clip=2.0,
+        naive="target",
+        device=torch.device("cpu"),
+    ), D.sizes
+
+
 def _both(r: int) -> tuple[dict, dict]:
-    return _velocity_ranks(r), _dot_ranks(r)
+    dot = _dot_ranks(r)
+    dot["harness"] = _harness_run()
+    return _velocity_ranks(r), dot
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +306,29 @@ def test_distributed_keff_is_rank_0s_estimate(dot_ranks, dot_single) -> None:
     # without a seed the ranks still share one stream: one chain set, not two
     assert torch.equal(r0["unseeded_ddls"].latents, r1["unseeded_ddls"].latents)
     assert not torch.equal(r0["unseeded_ddls"].latents, torch.zeros(N, 3, dtype=F64))
+
+
+def test_the_experiments_harness_splits_its_methods_across_ranks(dot_ranks) -> None:
+    """compare_methods (dot-toy, dot-digits) under 2 ranks gives the single-process samples,
+    K and diagnostics (float32 networks: per-sample arithmetic on fewer rows, 1e-5)."""
+    ref, sizes = _harness_run()
+    shares = (N - N // 2, N // 2)  # rank 0 takes 6 rows, rank 1 takes 5
+    assert not set(shares) & sizes  # one process scores whole batches
+    assert set(ref.samples) == {"generator", "naive", "DOT target", "DOT latent",
+                                "DRS", "MH-GAN", "DDLS"}  # fmt: skip
+    for share, r in zip(shares, dot_ranks, strict=True):
+        got, rank_sizes = r["harness"]
+        assert share in rank_sizes  # each rank scores its share of the samples
+        assert got.K.K_eff == pytest.approx(ref.K.K_eff, rel=1e-6)
+        assert got.K.k_eff == pytest.approx(ref.K.k_eff, rel=1e-6)
+        for label, x in ref.samples.items():
+            assert got.samples[label].shape == x.shape, label
+            assert _max_abs(got.samples[label] - x) <= 1e-5 * _max_abs(x), label
+        for label, d in ref.diagnostics().items():
+            for key, value in d.items():
+                assert got.diagnostics()[label][key] == pytest.approx(
+                    value, rel=1e-4, abs=1e-6
+                ), (label, key)
 
 
 def test_distributed_arguments_that_differ_between_ranks_are_refused(dot_ranks) -> None:

@@ -308,18 +308,24 @@ def compare_methods(
         y0, t_gen = timed(lambda: G(z0), device)
     samples: dict[str, Tensor] = {"generator": y0}
     seconds: dict[str, float] = {"generator": t_gen}
-    k_target = effective_lipschitz(D, G, prior, cfg.k_pairs, "target", seed=streams.lipschitz)
-    k_latent = effective_lipschitz(D, G, prior, cfg.k_pairs, "latent", seed=streams.lipschitz)
+    k_target = effective_lipschitz(
+        D, G, prior, cfg.k_pairs, "target", seed=streams.lipschitz, distributed=True
+    )
+    k_latent = effective_lipschitz(
+        D, G, prior, cfg.k_pairs, "latent", seed=streams.lipschitz, distributed=True
+    )
     K = Lipschitz(k_target, k_latent, cfg.k_factor * k_target, cfg.k_factor * k_latent)
 
     def target(mode: str) -> Callable[[], Any]:
         return lambda: dot_target(
-            D, y0, K.K_used, cfg.dot_steps, cfg.dot_lr, optimizer, clip, mode=mode
+            D, y0, K.K_used, cfg.dot_steps, cfg.dot_lr, optimizer, clip, mode=mode,
+            distributed=True,
         )
 
     def latent(mode: str) -> Callable[[], Any]:
         return lambda: dot_latent(
-            D, G, z0, K.k_used, cfg.dot_steps, cfg.dot_lr, prior, optimizer=optimizer, mode=mode
+            D, G, z0, K.k_used, cfg.dot_steps, cfg.dot_lr, prior,
+            optimizer=optimizer, mode=mode, distributed=True,
         )
 
     calls = {
@@ -377,12 +383,14 @@ def _baselines(
             percentile=cfg.drs_percentile,
             n_pilot=cfg.drs_pilot,
             seed=streams.drs,
+            distributed=True,
         ),
         device,
     )
     r_mh, t_mh = timed(
         lambda: mh_gan(
-            D, G, prior, real_chains, cfg.mh_proposals, calibrator=cal, seed=streams.mh_gan
+            D, G, prior, real_chains, cfg.mh_proposals, calibrator=cal, seed=streams.mh_gan,
+            distributed=True,
         ),
         device,
     )
@@ -392,7 +400,11 @@ def _baselines(
         with torch.no_grad():
             mh_x[stuck] = G(prior.sample(int(stuck.sum()), generator=restart, device=device))
     r_dd, t_dd = timed(
-        lambda: ddls(D_cal, G, z0, cfg.ddls_step, cfg.ddls_steps, prior, seed=streams.ddls), device
+        lambda: ddls(
+            D_cal, G, z0, cfg.ddls_step, cfg.ddls_steps, prior, seed=streams.ddls,
+            distributed=True,
+        ),
+        device,
     )
     return {
         "DRS": (

@@ -208,7 +208,9 @@ def _sweep(
         d0 = D(y0).double()
     for lr in cfg.sweep_lrs:
         for n_steps in cfg.sweep_steps:
-            r = dot_latent(D, G, z0, k_used, n_steps, lr, prior, optimizer="sgd")
+            r = dot_latent(
+                D, G, z0, k_used, n_steps, lr, prior, optimizer="sgd", distributed=True
+            )
             with torch.no_grad():
                 rise = float((D(r.samples).double() - d0).mean())
             image_move = torch.linalg.vector_norm((r.samples - y0).flatten(1).double(), dim=1)
