@@ -33,6 +33,16 @@ def test_every_check_holds(result):
     assert len(result.checks) >= 10
 
 
+def test_seed_claims_and_software_checks_are_told_apart(result):
+    """The first law and the estimator's convergence are ottokit's own computations; the
+    speed limits, TUR and the geodesic's minimality are the seed's claims."""
+    kinds = {c.name.split(":")[0].split(" (")[0]: c.kind for c in result.checks}
+    assert kinds["First and second law"] == "software"
+    assert kinds["The particle estimator converges to the closed form"] == "software"
+    assert sum(c.kind == "claim" for c in result.checks) >= 7
+    assert any(c.kind == "claim" and c.name.startswith("Speed limit") for c in result.checks)
+
+
 def test_every_inequality_is_recorded_with_both_sides(result):
     closed, sweep = result.metrics["closed_forms"], result.metrics["durations"]
     records = closed["inequalities"] + sweep["inequalities"]

@@ -368,6 +368,7 @@ def checks(s: HeatStudy) -> list[Check]:
             "Mass conserved (relative drift <= 1e-10) and densities stay positive",
             bool(s.mass_drift <= 1e-10 and s.min_density > 0),
             f"drift {s.mass_drift:.1e}, min density {s.min_density:.2e}",
+            kind="software",
         ),
     ]
 

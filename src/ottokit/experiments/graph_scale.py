@@ -269,6 +269,7 @@ def checks(s: ScaleStudy) -> list[Check]:
             bool(rgg_ok_time and rgg_ok_mem),
             f"{rgg['total_s']:.1f} s (graph {rgg['build_s']:.1f} s, solve {rgg['solve_s']:.1f} s), "
             f"peak {rgg['peak_gb']:.2f} GB; method {rgg['method']}, {rgg['n_rhs']} rhs",
+            kind="software",
         ),
         Check(
             "Mass conserved (relative drift <= 1e-10) and densities positive in both cases",
@@ -278,6 +279,7 @@ def checks(s: ScaleStudy) -> list[Check]:
             ),
             f"drift {rgg['mass_drift']:.1e} / {fp['mass_drift']:.1e}; min density "
             f"{rgg['min_density']:.1e} / {fp['min_density']:.1e}",
+            kind="software",
         ),
         Check(
             "Free energy decreases along both flows",

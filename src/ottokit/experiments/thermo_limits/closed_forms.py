@@ -476,6 +476,7 @@ def checks(s: ClosedFormStudy) -> list[Check]:
             s.second_law_identity_max_error <= 1e-9 and s.first_law_max_error <= 1e-6,
             f"max |Sdot - (dS/dt - Qdot/T)| = {s.second_law_identity_max_error:.1e}; "
             f"max |Delta<U> - int (Wdot + Qdot) dt| = {s.first_law_max_error:.1e}",
+            kind="software",
         ),
         Check(
             "Diffusion-schedule paths: int v2^2 dt is smallest on the OT geodesic, where it "

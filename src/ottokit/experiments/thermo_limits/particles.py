@@ -173,6 +173,7 @@ def checks(s: ParticleStudy) -> list[Check]:
                 + f" (slope {v.slope_v2:.2f}) at N = {counts}"
                 for k, v in s.protocols.items()
             ),
+            kind="software",
         )
     ]
 
