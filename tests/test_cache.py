@@ -130,3 +130,11 @@ def test_a_gan_hit_restores_networks_average_and_history(tmp_path: Path) -> None
         assert _same(m, n)
     assert a.history.keys() == b.history.keys()
     assert all(torch.equal(a.history[k], b.history[k]) for k in a.history)
+    (entry,) = cache.entries()
+    assert entry.label.startswith("GAN ") and "steps, seed" in entry.label
+
+
+def test_a_label_entry_names_the_run_and_is_part_of_the_key() -> None:
+    train_velocity(CondOT(), _data(), CFG, cache={"label": "first"})
+    train_velocity(CondOT(), _data(), CFG, cache={"label": "second"})
+    assert sorted(e.label for e in cache.entries()) == ["first", "second"]

@@ -229,6 +229,11 @@ def _train_one(
         checkpoint_dir=out
         / "checkpoints"
         / (f"{name}-seed{seed}" + ("" if scale == 1.0 else f"-lr{scale:g}")),
+        cache={
+            "target": ("normal", mean, std),
+            "label": f"gan-optimizers {name} seed {seed}"
+            + ("" if scale == 1.0 else f" lr x{scale:g}"),
+        },
     )
     h = {k: v.detach().cpu().numpy() for k, v in result.history.items()}
     with torch.no_grad():

@@ -278,7 +278,8 @@ def train_velocity(
         cache: use the cache of trained networks (:mod:`ottokit.cache`) with this
             mapping added to the key (what the trainer cannot see itself; the schedule,
             data, config and initial state are hashed anyway); ``result.cached`` says
-            whether the model was restored from it. None: no cache.
+            whether the model was restored from it. None: no cache. A ``"label"`` entry
+            names the run in ``ottokit cache list`` and the report.
     """
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
@@ -318,7 +319,11 @@ def train_velocity(
         config={k: v for k, v in asdict(config).items() if k != "checkpoint_every"},
         fingerprint=fingerprint,
         state=state,
-        label=f"velocity {type(schedule).__name__} {config.n_steps} steps",
+        label=str(
+            (cache or {}).get(
+                "label", f"velocity {type(schedule).__name__} {config.n_steps} steps"
+            )
+        ),
     )
 
     def fits(ck: dict[str, Any], source: Path) -> None:

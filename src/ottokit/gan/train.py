@@ -592,7 +592,8 @@ def train_gan(
             parameters of a sampling ``target``; a data tensor, the networks' initial
             weights, the optimisers' settings and the config are hashed anyway). A run
             that was trained before from the same state is restored from the cache
-            instead (``result.cached``); a completed run is stored. None: no cache.
+            instead (``result.cached``); a completed run is stored. None: no cache. A
+            ``"label"`` entry names the run in ``ottokit cache list`` and the report.
 
     Returns:
         :class:`GANTrainResult`; ``status="diverged"`` if a loss or a parameter became
@@ -829,7 +830,7 @@ class _Run:
             config={k: v for k, v in asdict(config).items() if k not in _NOT_IN_CACHE_KEY},
             fingerprint=self.fingerprint,
             state=state,
-            label=f"GAN {self.fingerprint['generator'][:40]} {config.steps} steps",
+            label=str((cache or {}).get("label", f"GAN {config.steps} steps, seed {config.seed}")),
         )
         ck = read_for_resume(path, resume, _KIND, what="GAN")
         resumed_from = None if ck is None else self.restore(path, ck)

@@ -135,6 +135,7 @@ def _train(
         d_optimizer=d_opt,
         config=tc,
         checkpoint_dir=out / "checkpoints" / f"digits-seed{seed}",
+        cache={"label": f"dot-digits GAN seed {seed}"},
     )
     if res.status != "completed":
         raise RuntimeError(f"GAN training on digits (seed {seed}) diverged: {res.message}")
