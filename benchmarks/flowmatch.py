@@ -56,7 +56,6 @@ from ottokit.report.progress import is_quiet, set_quiet
 DEFAULT_OUT = h.RESULTS / "flowmatch.json"
 SECTIONS = ("velocity", "training", "w1")
 
-# --- 1. exact velocity
 VELOCITY_T = 0.5  # timed evaluation time (CondOT: m = sigma = 0.5)
 AGREEMENT_TIMES = (0.5, 0.05)
 VELOCITY_CASES = ((2_000, 2_000), (20_000, 2_000), (100_000, 10_000))  # (data, queries)
@@ -64,7 +63,6 @@ DENSE_LIMIT_GB = 4.0
 SPOT_CHECK_QUERIES = 1_000  # where the dense one is skipped: checked on this many queries
 SMALL_CASE_REPEATS = 7  # cases under 1e8 pairs take under a second: repeat them more
 
-# --- 2. training
 TRAIN_DATA = 10_000
 BATCH = 256
 LR = 1e-3
@@ -77,7 +75,6 @@ WARMUP_STEPS = 50
 LOSS_TAIL = 100
 TRAIN_MIN_REPEATS = 5  # a training run takes about 2 s: repeat it more than the rest
 
-# --- 3. exact W1
 W1_SIZES = (2_000, 5_000, 10_000)
 W1_SIZES_QUICK = (2_000,)
 POT_DEFAULT_ITER = 100_000  # ot.emd2's numItermax default

@@ -143,9 +143,6 @@ DEFINITIONS = {
 }
 
 
-# --------------------------------------------------------------------------- models
-
-
 def make_mlp(sizes: list[int], seed: int) -> nn.Sequential:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -236,9 +233,6 @@ def naive_bytes(case: str) -> float:
     return 4.0 * n * n
 
 
-# --------------------------------------------------------------------------- timing
-
-
 def time_case(case: str, methods: list[str], repeats: int, block: int) -> dict[str, Any]:
     gen0, disc, latent = make_case(case)
     pool = torch.randn(block, N_LATENT, latent, generator=torch.Generator().manual_seed(5))
@@ -258,9 +252,6 @@ def time_case(case: str, methods: list[str], repeats: int, block: int) -> dict[s
                 times[m].append((time.perf_counter() - t0) / block)
     load = h.load_avg()
     return {m: {"status": "ok", **h.summarize(t), "load_avg_1min": load} for m, t in times.items()}
-
-
-# --------------------------------------------------------------------------- accuracy
 
 
 def exact_direction(gen: nn.Module, z: Tensor, grad: Tensor, case: str) -> Tensor:
@@ -315,9 +306,6 @@ def accuracy_case(case: str, methods: list[str], points: int) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- training
-
-
 def train_1d(method: str, steps: int, seed: int = 0) -> dict[str, Any]:
     gen, _, latent = make_case("seed")
     disc = make_mlp([1, 32, 1], seed=1)
@@ -363,9 +351,6 @@ def train_1d(method: str, steps: int, seed: int = 0) -> dict[str, Any]:
         "generated_std": float(x.std()),
         "wall_s": wall,
     }
-
-
-# --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

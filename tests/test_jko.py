@@ -48,9 +48,6 @@ def problem(n: int, f: str = "kl"):
     return g, FDivergence(f, q), grid_density(rho0_fn, g)
 
 
-# ------------------------------------------------------------------ quantile tools
-
-
 def test_w2_quantile_uniforms_closed_form():
     # U[0, 1] vs U[0.2, 0.5]: W2^2 = int_0^1 (0.7 u - 0.2)^2 du = 0.49/3 - 0.14 + 0.04
     exact = np.sqrt(0.49 / 3 - 0.14 + 0.04)
@@ -151,9 +148,6 @@ def test_mccann_interpolation_is_a_constant_speed_geodesic():
     for s, t in [(0.0, 0.25), (0.25, 0.6), (0.6, 1.0), (0.0, 0.6)]:
         a, b = mccann_interpolation(x0, x1, s), mccann_interpolation(x0, x1, t)
         assert w2_quantile(a, b) == pytest.approx((t - s) * d, rel=1e-12)
-
-
-# ------------------------------------------------------------------ JKO
 
 
 @pytest.mark.parametrize("f", F_NAMES)
@@ -327,9 +321,6 @@ def test_quantile_tools_validation_errors():
         mccann_interpolation([0.0, 1.0], [0.0, 0.5, 1.0], 0.5)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         mccann_interpolation([0.0, 1.0], [0.0, 1.0], 1.5)
-
-
-# ------------------------------------------------------------------ geodesic convexity
 
 
 def test_kl_displacement_convexity_bound():

@@ -84,10 +84,6 @@ _ROUNDING = 1e3 * np.finfo(np.float64).eps
 INTERPOLATIONS: tuple[str, ...] = options(Interpolation)
 
 
-# --------------------------------------------------------------------------------------
-# small helpers
-
-
 def _expm1_over(z: np.ndarray) -> np.ndarray:
     """``(exp(z) - 1) / z``, 1 at z = 0."""
     small = np.abs(z) < 1e-8
@@ -143,7 +139,6 @@ def _check_quantile(X: np.ndarray, name: str, strict: bool = False) -> np.ndarra
     return x
 
 
-# --------------------------------------------------------------------------------------
 # reference profiles: a positive density on [a, b] with closed-form CDF and inverse
 
 
@@ -232,10 +227,6 @@ def _histogram_quantile(masses: np.ndarray, edges: np.ndarray, u: np.ndarray) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(masses[k] > 0, (u - cdf[k]) / (cdf[k + 1] - cdf[k]), 0.0)
     return edges[k] + np.clip(frac, 0.0, 1.0) * (edges[k + 1] - edges[k])
-
-
-# --------------------------------------------------------------------------------------
-# public quantile tools
 
 
 def quantile_from_masses(
@@ -347,10 +338,6 @@ def mccann_interpolation(X0: np.ndarray, X1: np.ndarray, t: float | np.ndarray) 
         return (1.0 - ta) * x0 + ta * x1
     ta = ta.ravel()[:, None]
     return (1.0 - ta) * x0[None, :] + ta * x1[None, :]
-
-
-# --------------------------------------------------------------------------------------
-# the energy in the quantile representation
 
 
 class _QuantileEnergy:
@@ -466,10 +453,6 @@ def quantile_energy(
     gen, prof, _ = _reference(functional, edges, interpolation)
     x = _check_quantile(X, "X", strict=True)
     return _QuantileEnergy(gen, prof, _levels(None, x.size - 1)).value(x)
-
-
-# --------------------------------------------------------------------------------------
-# JKO
 
 
 @dataclass
@@ -677,10 +660,6 @@ def jko_1d(
         converged=np.array(conv, dtype=bool),
         info={"interpolation": interpolation, "n_levels": int(M), "generator": gen.name},
     )
-
-
-# --------------------------------------------------------------------------------------
-# displacement convexity along W2 geodesics
 
 
 @dataclass

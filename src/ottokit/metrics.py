@@ -63,9 +63,6 @@ def _points(x: Any, name: str) -> np.ndarray:
     return a
 
 
-# ---------------------------------------------------------------- 2-D toy metrics
-
-
 def toy_metrics(
     samples: Any,
     modes: Any,
@@ -152,9 +149,6 @@ def toy_metrics(
         out["w2"] = float(ot.w2(x, y))
         out["w1"] = float(ot.w1(x, y))
     return out
-
-
-# ---------------------------------------------------------------- feature statistics
 
 
 def _psd_sqrt(a: np.ndarray) -> np.ndarray:
@@ -309,9 +303,6 @@ def precision_recall_knn(real_f: Any, fake_f: Any, k: int = 3) -> PrecisionRecal
     precision = float(_covered(f, r, _knn_radii(r, k)).mean())
     recall = float(_covered(r, f, _knn_radii(f, k)).mean())
     return PrecisionRecall(precision, recall)
-
-
-# ---------------------------------------------------------------- digits features
 
 
 class DigitsCNN(nn.Module):

@@ -146,7 +146,6 @@ OptimizerName = Literal["adam", "sgd"]
 Bandwidth = Literal["scott"]
 
 
-# ============================================================================ validation helpers
 def _as_tensor(a: Any, name: str) -> Tensor:
     t = torch.as_tensor(a if isinstance(a, Tensor) else as_array(a, name, finite=False), dtype=DT)
     if not torch.isfinite(t).all():
@@ -205,7 +204,6 @@ def _sq_matrix(a: Any, dim: int, name: str) -> Tensor:
     return t
 
 
-# ============================================================================ target densities
 def gaussian_logpdf(mean: Any, cov: Any) -> LogDensity:
     """``x -> log N(x; mean, cov)`` for (n, d) points, differentiable (closed form, Cholesky)."""
     m = _as_tensor(mean, "mean").reshape(-1)
@@ -253,7 +251,6 @@ def gaussian_mixture_logpdf(weights: Any, means: Any, covs: Any) -> LogDensity:
     return logpdf
 
 
-# ============================================================================ potentials
 class Potential(ABC):
     """A (possibly path-dependent) estimate phi_hat_theta(x) of the discriminator potential.
 
@@ -614,7 +611,6 @@ class LearnedPotential(Potential):
         return torch.stack([self.grad_x_of(D, x) for D in self.discriminators_along(path)])
 
 
-# ============================================================================ grids
 @dataclass(frozen=True)
 class Grid:
     """Evaluation points ``points`` (m, d) with ``shape`` for reshaping and the 1-D ``axes``."""
@@ -645,7 +641,6 @@ def square_grid(lo: float, hi: float, n: int) -> Grid:
     return Grid(pts, (n, n), (ax, ax))
 
 
-# ======================================================================= Def. 9.4 / Algorithm 1
 def _check_potential(potential: Any) -> Potential:
     if not isinstance(potential, Potential):
         raise TypeError(

@@ -60,7 +60,6 @@ JacobianMode = Literal["reverse", "forward"]
 Spec = tuple[tuple[str, torch.Size], ...] | None
 
 
-# ----------------------------------------------------------------------------- flat parameters
 def _flatten(params: Any, name: str) -> tuple[Tensor, Spec]:
     """``params`` (a tensor or a name -> tensor mapping) as one flat vector plus its layout."""
     if isinstance(params, Tensor):
@@ -136,7 +135,6 @@ def _plane_basis(e_i: Tensor, e_j: Tensor) -> Tensor:
     return P
 
 
-# ----------------------------------------------------------------------------- matrix helpers
 def decompose(H: Any) -> tuple[Tensor, Tensor]:
     """Symmetric/antisymmetric split H = S + A, S = (H + H^T)/2, A = (H - H^T)/2 (seed Def. 6.5)."""
     H = _as_square(H)
@@ -172,7 +170,6 @@ class GameBlocks:
     pp: Tensor
 
 
-# ----------------------------------------------------------------------------- the game
 LossFn = Callable[[Any, Any], tuple[Tensor, Tensor]]
 
 
@@ -249,7 +246,6 @@ class GameJacobian:
         d_params = {k: v.detach() for k, v in D.named_parameters()}
         return cls(g_params, d_params, losses)
 
-    # ------------------------------------------------------------------ core maps
     def _call_losses(self, theta: Tensor, phi: Tensor) -> Any:
         return self._losses(_unflatten(theta, self._g_spec), _unflatten(phi, self._d_spec))
 
@@ -282,7 +278,6 @@ class GameJacobian:
         _, pullback = vjp(self.xi_at, self.w)
         return pullback(v)[0]
 
-    # ------------------------------------------------------------------ derived quantities
     def blocks(self, H: Tensor | None = None) -> GameBlocks:
         """The four blocks (theta-theta, theta-phi, phi-theta, phi-phi) of H (computed if None)."""
         H = self.full() if H is None else _as_square(H)
@@ -315,7 +310,6 @@ class GameJacobian:
         return H2, 0.5 * (H2 - H2.T)
 
 
-# ----------------------------------------------------------------------------- scalar Hessian
 def _scalar_fn(J: Callable[[Any], Tensor], spec: Spec) -> Callable[[Tensor], Tensor]:
     if not callable(J):
         raise TypeError(f"J must be callable params -> scalar tensor, got {J!r}")

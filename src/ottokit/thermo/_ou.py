@@ -229,9 +229,6 @@ class TURBound:
     bound: np.ndarray
 
 
-# ---------------------------------------------------------------- solving
-
-
 def stationary_covariance(A: Any, T: float) -> np.ndarray:
     """C_inf solving A C + C A^T + 2 T I = 0 (A Hurwitz): the stationary covariance."""
     a = np.atleast_2d(as_array(A, "A"))
@@ -322,9 +319,6 @@ def solve_moments(
         protocol=protocol,
         n_rhs=int(sol.nfev),
     )
-
-
-# ---------------------------------------------------------------- geometry of the path
 
 
 def otto_velocity(path: GaussianPath) -> np.ndarray:
@@ -456,9 +450,6 @@ def w1_speed(
     proj_dsd = np.einsum("kj,njl,kl->nk", e, path.d_cov, e) / (2.0 * proj_sd)
     sliced = _mean_abs_affine(proj_mean, proj_dsd).max(axis=1)
     return W1Speed(path.t, np.maximum(sliced, radial), upper, False)
-
-
-# ---------------------------------------------------------------- thermodynamics
 
 
 def mean_local_velocity(sol: OUSolution) -> np.ndarray:
