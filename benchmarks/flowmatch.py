@@ -20,8 +20,8 @@ See benchmarks/README.md.
 
 Usage::
 
-    python benchmarks/flowmatch.py --quick       # smoke run, under 2 minutes
-    python benchmarks/flowmatch.py               # everything (4 to 5 minutes on 2 cores)
+    python benchmarks/flowmatch.py --quick       # smoke run
+    python benchmarks/flowmatch.py               # everything
     python benchmarks/flowmatch.py --sections velocity,w1 --repeats 5 --out /tmp/fm.json
 """
 

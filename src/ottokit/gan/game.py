@@ -308,7 +308,8 @@ def hessian(J: Callable[[Any], Tensor], params: Params) -> tuple[Tensor, Tensor]
     reverse) of the flattened objective and K = (Hess - Hess^T)/2.
 
     For any C^2 scalar J the mixed partials commute (Schwarz's theorem), so the exact Hessian is
-    symmetric and K = 0: the computed K is rounding only, ||K||_F ~ 1e-16 ||Hess||_F in float64.
+    symmetric and K = 0: the computed K is rounding only, of the order of the float64 machine
+    epsilon times ||Hess||_F.
     A non-zero antisymmetric part needs two *different* functions differentiated in crossed
     directions, which is the game Jacobian of :class:`GameJacobian` (REFERENCE.md "Seed 001").
     """
