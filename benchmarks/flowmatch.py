@@ -51,7 +51,7 @@ from ottokit.flowmatch import (
     VelocityMLP,
     train_velocity,
 )
-from ottokit.report.progress import is_quiet, set_quiet
+from ottokit.progress import is_quiet, set_quiet
 
 DEFAULT_OUT = h.RESULTS / "flowmatch.json"
 SECTIONS = ("velocity", "training", "w1")
@@ -350,7 +350,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
             "train_velocity(CondOT(1.0), data, TrainConfig(n_steps, batch_size=256, lr=1e-3, "
             "hidden=64, depth=3, time_dim=32, dtype='float32'), checkpoint_dir=None)"
         ),
-        "ottokit_progress_bar": "off (ottokit.report.progress.set_quiet(True))",
+        "ottokit_progress_bar": "off (ottokit.progress.set_quiet(True))",
         "torchcfm_loop": (
             "ConditionalFlowMatcher(sigma=0.0).sample_location_and_conditional_flow(x0, x1) "
             "on x1 = data[randint], x0 = randn; model(1 - t, x_t) regressed on -u_t; "

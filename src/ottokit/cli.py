@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from ottokit import cache, distributed
+from ottokit import cache, distributed, progress
 from ottokit._config import (
     ConfigError,
     apply_overrides,
@@ -49,7 +49,6 @@ from ottokit.experiments import (
     run_experiment,
     select_experiments,
 )
-from ottokit.report import progress
 from ottokit.report.result import Result
 from ottokit.report.rundir import RunInterrupted
 

@@ -14,8 +14,8 @@ import torch
 from ottokit.experiments.diffusion_tradeoff.config import DiffusionTradeoffConfig
 from ottokit.experiments.diffusion_tradeoff.setting import schedule
 from ottokit.flowmatch import ExactVelocity, conditional_kinetic_energy, kinetic_cost
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison
 
 __all__ = [

@@ -32,8 +32,8 @@ from ottokit.flowmatch import (
     train_velocity,
 )
 from ottokit.ot import w1
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison
 
 __all__ = [

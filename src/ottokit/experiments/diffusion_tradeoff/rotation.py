@@ -36,8 +36,8 @@ from ottokit.flowmatch import (
     ot_path_velocity,
 )
 from ottokit.ot import w1
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison
 from ottokit.thermo import RotationalDiffusion, solve_moments, thermodynamics
 

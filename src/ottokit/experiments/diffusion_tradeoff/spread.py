@@ -24,8 +24,8 @@ from ottokit.experiments.diffusion_tradeoff.setting import (
 )
 from ottokit.experiments.diffusion_tradeoff.table import TableStudy, paper_offsets
 from ottokit.flowmatch import response_quadrature, tradeoff
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison
 
 __all__ = ["SpreadStudy", "checks", "comparisons", "figure", "study", "summary"]

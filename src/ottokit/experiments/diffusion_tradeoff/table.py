@@ -27,8 +27,8 @@ from ottokit.experiments.diffusion_tradeoff.setting import (
     perturbations_1d,
 )
 from ottokit.flowmatch import response_quadrature, tradeoff
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison
 
 __all__ = [

@@ -28,8 +28,8 @@ from ottokit.flowmatch import (
     tradeoff,
 )
 from ottokit.ot import w2
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison
 
 __all__ = ["ToyStudy", "checks", "comparisons", "figures", "study", "summary"]
