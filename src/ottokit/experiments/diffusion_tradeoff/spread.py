@@ -74,90 +74,16 @@ class SpreadStudy:
 
 def study(config: DiffusionTradeoffConfig, table: TableStudy) -> SpreadStudy:
     """Vary each unstated choice with the others exact; ``table`` gives the exact responses."""
+    paths = exact_paths(config)
+    perts = perturbations_1d()
+    exact = {row: table.exact[row]["OT"].response for row in perts}
     with progress_bar(3, "diffusion-tradeoff: spread") as bar:
-        paths = exact_paths(config)
-        perts = perturbations_1d()
-        mean_row = perts["shifted mean"]
-        exact = {row: table.exact[row]["OT"].response for row in perts}
-        sampling: dict[int, dict[str, Any]] = {}
-        for n in config.spread_sample_counts:
-            rel = np.array(
-                [
-                    [
-                        tradeoff(
-                            paths[s], paths[s], mean_row, estimator="samples", n_samples=n,
-                            n_steps=config.ode_steps, n_save=2, n_t=2, ci="none",
-                            seed=config.seed + 1000 * r + 7 * k,
-                        ).response
-                        / exact["shifted mean"]
-                        - 1
-                        for k, s in enumerate(SCHEDULES)
-                    ]
-                    for r in range(config.spread_repeats)
-                ]
-            )
-            ordered = np.mean((rel[:, 0] > rel[:, 1]) & (rel[:, 1] > rel[:, 2]))
-            sampling[int(n)] = {
-                "mean": dict(zip(SCHEDULES, rel.mean(axis=0).tolist(), strict=True)),
-                "sd": dict(zip(SCHEDULES, rel.std(axis=0, ddof=1).tolist(), strict=True)),
-                "paper_order_fraction": float(ordered),
-            }
+        sampling = _sampling(config, paths, perts["shifted mean"], exact["shifted mean"])
         bar.advance()
-        ode: dict[str, dict[int, dict[str, float]]] = {}
-        for method in config.spread_methods:
-            ode[method] = {}
-            for steps in config.spread_steps:
-                ode[method][int(steps)] = {
-                    s: response_quadrature(
-                        paths[s], mean_row, tau=config.tau, flow_map="ode", method=method,
-                        n_steps=int(steps),
-                    ).response
-                    / exact["shifted mean"]
-                    - 1
-                    for s in SCHEDULES
-                }
+        ode = _ode(config, paths, perts["shifted mean"], exact["shifted mean"])
         bar.advance()
-        bandwidth: dict[str, dict[str, Any]] = {}
-        rows = KNOWN_ROWS if config.spread_all_rows else ("shifted mean",)
-        for n_pairs in config.spread_pairs:
-            for h in config.spread_bandwidths:
-                rel = np.array(
-                    [
-                        [
-                            response_quadrature(
-                                kernel_velocity(
-                                    config, int(n_pairs), float(h), config.seed + 31 * r
-                                ),
-                                perts[row], tau=config.tau, flow_map="ode", n_save=2, n_t=2,
-                                rtol=1e-7, atol=1e-9,
-                            ).response
-                            / exact[row]
-                            - 1
-                            for row in rows
-                        ]
-                        for r in range(config.spread_pair_repeats)
-                    ]
-                )
-                bandwidth[f"n_pairs={int(n_pairs)}, h={h:g}"] = {
-                    "n_pairs": int(n_pairs),
-                    "h": float(h),
-                    "mean": dict(zip(rows, rel.mean(axis=0).tolist(), strict=True)),
-                    "sd": dict(zip(rows, rel.std(axis=0, ddof=1).tolist(), strict=True)),
-                }
-        end_time = {
-            float(t_end): {
-                row: {
-                    s: response_quadrature(
-                        paths[s], perts[row], tau=config.tau, t_end=float(t_end), n_save=2, n_t=2
-                    ).response
-                    / exact[row]
-                    - 1
-                    for s in SCHEDULES
-                }
-                for row in KNOWN_ROWS
-            }
-            for t_end in config.spread_end_times
-        }
+        bandwidth = _bandwidth(config, perts, exact)
+        end_time = _end_time(config, paths, perts, exact)
         bar.advance()
     offsets = paper_offsets(table)
     paper = offsets["shifted mean"]
@@ -193,6 +119,111 @@ def study(config: DiffusionTradeoffConfig, table: TableStudy) -> SpreadStudy:
                      "offsets": ode[best_ode[1]][best_ode[2]] if best_ode[1] else {}},
         closest_bandwidth={"setting": best_h[1], **(bandwidth[best_h[1]] if best_h[1] else {})},
     )
+
+
+def _sampling(
+    config: DiffusionTradeoffConfig, paths: dict[str, Any], mean_row: Any, exact: float
+) -> dict[int, dict[str, Any]]:
+    """Per W1 sample count: the sampled response's mean, sd and paper-order frequency."""
+    sampling: dict[int, dict[str, Any]] = {}
+    for n in config.spread_sample_counts:
+        rel = np.array(
+            [
+                [
+                    tradeoff(
+                        paths[s], paths[s], mean_row, estimator="samples", n_samples=n,
+                        n_steps=config.ode_steps, n_save=2, n_t=2, ci="none",
+                        seed=config.seed + 1000 * r + 7 * k,
+                    ).response
+                    / exact
+                    - 1
+                    for k, s in enumerate(SCHEDULES)
+                ]
+                for r in range(config.spread_repeats)
+            ]
+        )
+        ordered = np.mean((rel[:, 0] > rel[:, 1]) & (rel[:, 1] > rel[:, 2]))
+        sampling[int(n)] = {
+            "mean": dict(zip(SCHEDULES, rel.mean(axis=0).tolist(), strict=True)),
+            "sd": dict(zip(SCHEDULES, rel.std(axis=0, ddof=1).tolist(), strict=True)),
+            "paper_order_fraction": float(ordered),
+        }
+    return sampling
+
+
+def _ode(
+    config: DiffusionTradeoffConfig, paths: dict[str, Any], mean_row: Any, exact: float
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Per fixed-step method and step count: the exact velocity's response (quadrature)."""
+    ode: dict[str, dict[int, dict[str, float]]] = {}
+    for method in config.spread_methods:
+        ode[method] = {}
+        for steps in config.spread_steps:
+            ode[method][int(steps)] = {
+                s: response_quadrature(
+                    paths[s], mean_row, tau=config.tau, flow_map="ode", method=method,
+                    n_steps=int(steps),
+                ).response
+                / exact
+                - 1
+                for s in SCHEDULES
+            }
+    return ode
+
+
+def _bandwidth(
+    config: DiffusionTradeoffConfig, perts: dict[str, Any], exact: dict[str, float]
+) -> dict[str, dict[str, Any]]:
+    """Per kernel setting: the OT kernel estimator's response over pair draws (quadrature)."""
+    bandwidth: dict[str, dict[str, Any]] = {}
+    rows = KNOWN_ROWS if config.spread_all_rows else ("shifted mean",)
+    for n_pairs in config.spread_pairs:
+        for h in config.spread_bandwidths:
+            rel = np.array(
+                [
+                    [
+                        response_quadrature(
+                            kernel_velocity(config, int(n_pairs), float(h), config.seed + 31 * r),
+                            perts[row], tau=config.tau, flow_map="ode", n_save=2, n_t=2,
+                            rtol=1e-7, atol=1e-9,
+                        ).response
+                        / exact[row]
+                        - 1
+                        for row in rows
+                    ]
+                    for r in range(config.spread_pair_repeats)
+                ]
+            )
+            bandwidth[f"n_pairs={int(n_pairs)}, h={h:g}"] = {
+                "n_pairs": int(n_pairs),
+                "h": float(h),
+                "mean": dict(zip(rows, rel.mean(axis=0).tolist(), strict=True)),
+                "sd": dict(zip(rows, rel.std(axis=0, ddof=1).tolist(), strict=True)),
+            }
+    return bandwidth
+
+
+def _end_time(
+    config: DiffusionTradeoffConfig,
+    paths: dict[str, Any],
+    perts: dict[str, Any],
+    exact: dict[str, float],
+) -> dict[float, dict[str, dict[str, float]]]:
+    """Per end time t_end > 0, row and schedule: the exact flow stopped there (quadrature)."""
+    return {
+        float(t_end): {
+            row: {
+                s: response_quadrature(
+                    paths[s], perts[row], tau=config.tau, t_end=float(t_end), n_save=2, n_t=2
+                ).response
+                / exact[row]
+                - 1
+                for s in SCHEDULES
+            }
+            for row in KNOWN_ROWS
+        }
+        for t_end in config.spread_end_times
+    }
 
 
 def checks(s: SpreadStudy) -> list[Check]:
