@@ -1,36 +1,15 @@
 """Discriminator optimal transport beside its rivals, and against the bare cost of its arithmetic.
 
-One process, torch on one thread:
-
-1. A small GAN is trained briefly with plain torch on the seed's 2-D data (25 Gaussians,
-   ``ottokit.data.gaussians_grid``; seed 003 §3.1): G maps a 2-d uniform latent through an
-   MLP (3 hidden layers, leaky ReLU), D is an MLP of the same depth returning a logit; the
-   non-saturating GAN loss, so that D approximates log p_X/p_G as DRS and MH-GAN assume.
-2. At equal sample counts N, each method is timed (median over repeats, methods interleaved
-   round-robin after one untimed warm-up call each):
-
-   * ``dot_target``: ``ottokit.dot.dot_target`` (Adam lr 0.01, betas (0, 0.9), 100 steps,
-     clip 2), from y0 = G(z), z ~ U[-1, 1]^2;
-   * ``dot_latent``: ``ottokit.dot.dot_latent`` (same optimiser, uniform prior);
-   * ``drs``: ``ottokit.dot.drs`` (shifted, 95th percentile, 10,000-proposal pilot included);
-   * ``mh_gan``: ``ottokit.dot.mh_gan`` (K proposals per chain, logistic calibration fitted
-     once beforehand, chains from held-out real data);
-   * ``ddls``: ``ottokit.dot.ddls`` (unadjusted Langevin, 100 steps, step 0.01; a uniform
-     prior, as G was trained on one).
-
-3. Bare cost: ``steps`` x (forward of D, plus autograd of its sum with respect to the input
-   only) on the same batch for ``dot_target``; the same with D o G for ``dot_latent``. The
-   ratio DOT time / bare time is the overhead of everything else (objective, optimiser,
-   bookkeeping, validation); the target is at most 1.3. Each DOT call runs right before its
-   bare loop and the ratio is taken within each repeat, then the median over repeats.
-
-K_eff / k_eff (100 pairs, the original code's setting) are estimated once and timed apart.
-Every method's output is compared with fresh data by exact W1 (``ottokit.ot.w1``).
+On a small GAN trained briefly on the seed's 25 Gaussians, times DOT in target and latent
+space, DRS, MH-GAN and DDLS at equal sample counts (medians over repeats, methods
+interleaved), and DOT against the bare cost of its own arithmetic (steps x one forward and
+backward pass of D or D o G), paired within each repeat. Every method's output is compared
+with fresh data by exact W1. benchmarks/README.md describes the setup and the measurement.
 
 Usage::
 
-    python benchmarks/dot.py --quick         # smoke run (about a minute)
-    python benchmarks/dot.py                 # N = 2000, 7 repeats (about 2 minutes)
+    python benchmarks/dot.py --quick         # smoke run
+    python benchmarks/dot.py                 # N = 2000, 7 repeats
     python benchmarks/dot.py --n 1000 --repeats 7 --out /tmp/dot.json
 """
 

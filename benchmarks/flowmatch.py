@@ -20,8 +20,8 @@ See benchmarks/README.md.
 
 Usage::
 
-    python benchmarks/flowmatch.py --quick       # smoke run, under 2 minutes
-    python benchmarks/flowmatch.py               # everything (4 to 5 minutes on 2 cores)
+    python benchmarks/flowmatch.py --quick       # smoke run
+    python benchmarks/flowmatch.py               # everything
     python benchmarks/flowmatch.py --sections velocity,w1 --repeats 5 --out /tmp/fm.json
 """
 
@@ -51,12 +51,11 @@ from ottokit.flowmatch import (
     VelocityMLP,
     train_velocity,
 )
-from ottokit.report.progress import is_quiet, set_quiet
+from ottokit.progress import is_quiet, set_quiet
 
 DEFAULT_OUT = h.RESULTS / "flowmatch.json"
 SECTIONS = ("velocity", "training", "w1")
 
-# --- 1. exact velocity
 VELOCITY_T = 0.5  # timed evaluation time (CondOT: m = sigma = 0.5)
 AGREEMENT_TIMES = (0.5, 0.05)
 VELOCITY_CASES = ((2_000, 2_000), (20_000, 2_000), (100_000, 10_000))  # (data, queries)
@@ -64,7 +63,6 @@ DENSE_LIMIT_GB = 4.0
 SPOT_CHECK_QUERIES = 1_000  # where the dense one is skipped: checked on this many queries
 SMALL_CASE_REPEATS = 7  # cases under 1e8 pairs take under a second: repeat them more
 
-# --- 2. training
 TRAIN_DATA = 10_000
 BATCH = 256
 LR = 1e-3
@@ -77,7 +75,6 @@ WARMUP_STEPS = 50
 LOSS_TAIL = 100
 TRAIN_MIN_REPEATS = 5  # a training run takes about 2 s: repeat it more than the rest
 
-# --- 3. exact W1
 W1_SIZES = (2_000, 5_000, 10_000)
 W1_SIZES_QUICK = (2_000,)
 POT_DEFAULT_ITER = 100_000  # ot.emd2's numItermax default
@@ -353,7 +350,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
             "train_velocity(CondOT(1.0), data, TrainConfig(n_steps, batch_size=256, lr=1e-3, "
             "hidden=64, depth=3, time_dim=32, dtype='float32'), checkpoint_dir=None)"
         ),
-        "ottokit_progress_bar": "off (ottokit.report.progress.set_quiet(True))",
+        "ottokit_progress_bar": "off (ottokit.progress.set_quiet(True))",
         "torchcfm_loop": (
             "ConditionalFlowMatcher(sigma=0.0).sample_location_and_conditional_flow(x0, x1) "
             "on x1 = data[randint], x0 = randn; model(1 - t, x_t) regressed on -u_t; "

@@ -14,8 +14,8 @@ floor measured in the same process.
 
 Usage::
 
-    python benchmarks/graph_flows.py --quick          # smallest sizes, about a minute
-    python benchmarks/graph_flows.py                  # everything (tens of minutes)
+    python benchmarks/graph_flows.py --quick          # smallest sizes
+    python benchmarks/graph_flows.py                  # everything
     python benchmarks/graph_flows.py --cases seed500,fp256 --repeats 5 --out /tmp/b.json
 """
 

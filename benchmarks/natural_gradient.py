@@ -1,41 +1,16 @@
 """Natural-gradient generator steps: ottokit's NaturalGradient beside Adam and a naive version.
 
-One process, torch single-threaded, compares the time of one GENERATOR step (zero_grad, the
-non-saturating loss -log sigmoid(D(G(z))) on N latents with a fixed discriminator, backward,
-optimiser step) for
-
-* ``adam``: ``torch.optim.Adam``;
-* ``naive``: the dense textbook step: J = vmap(jacrev(G)) (N d_out x n), g_hat = J^T J / N,
-  ``torch.linalg.solve(g_hat + lambda I, grad)`` each step (skipped where g_hat would not fit
-  in memory);
-* ``ottokit.gan.NaturalGradient`` on its structured per-sample path
-  (``ng_struct_*``: Gram matrix / products from layer inputs and backward signals, no J
-  formed) with the Woodbury solve (fresh full-batch metric = the exact step), with the
-  speed options (metric reuse ``metric_every`` = K, latent subsample ``metric_samples``),
-  with ``project=True`` (damped projection of the gradient onto the metric's row space,
-  removing the 1/lambda amplification of the out-of-range part), with
-  ``ConjugateGradient(maxiter=10)`` (10 iterations of the structured matvec), and on the
-  generic ``torch.func`` path (``ng_func_*``) for comparison,
-
-on two cases: ``seed`` (seed 001 §17: G 16 -> 32 -> 1 tanh, D 1 -> 32 -> 1, N = 256) and
-``mlp1e5`` (G 64 -> 256 -> 256 -> 2 tanh, 82,946 parameters, D 2 -> 32 -> 1, N = 256).
-
-Speed options change the optimiser's result, so each configuration is also measured for
-ACCURACY along a common trajectory: at each of a few parameter points theta_k (the exact
-natural-gradient path from the initialisation) every optimiser takes one step from theta_k
-with the same batch, and its direction v is compared with the exact one, v* = (g_hat_N +
-lambda I)^{-1} grad J with the full batch's fresh metric in float64 (cosine and relative
-error; the metric reuse of metric_every = K is exercised because each optimiser keeps its
-cached metric from K steps back). On the 1-D case every optimiser also trains a short GAN
-(D by Adam) and the final W1 to the target is reported.
-
-Timings are medians over repeats of blocks of generator steps, the methods interleaved
-round-robin within each repeat after an untimed warm-up block. Output: JSON under
+Times one generator step (zero_grad, non-saturating loss on N latents with a fixed
+discriminator, backward, optimiser step) for ``torch.optim.Adam``, a dense textbook natural
+gradient and ``ottokit.gan.NaturalGradient`` with each of its solvers and speed options, on
+the seed-001 model and a larger MLP, and compares every direction with the exact float64 step
+so that no speed-up is reported without its effect on the result. benchmarks/README.md
+describes the cases and how they are measured. Output: JSON under
 ``benchmarks/results/natural_gradient.json`` (or ``--out``) and a table on the terminal.
 
 Usage::
 
-    python benchmarks/natural_gradient.py --quick     # smoke run (about 2 minutes)
+    python benchmarks/natural_gradient.py --quick     # smoke run
     python benchmarks/natural_gradient.py             # everything
     python benchmarks/natural_gradient.py --cases seed --repeats 9 --out /tmp/ng.json
 """
@@ -143,9 +118,6 @@ DEFINITIONS = {
 }
 
 
-# --------------------------------------------------------------------------- models
-
-
 def make_mlp(sizes: list[int], seed: int) -> nn.Sequential:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -236,9 +208,6 @@ def naive_bytes(case: str) -> float:
     return 4.0 * n * n
 
 
-# --------------------------------------------------------------------------- timing
-
-
 def time_case(case: str, methods: list[str], repeats: int, block: int) -> dict[str, Any]:
     gen0, disc, latent = make_case(case)
     pool = torch.randn(block, N_LATENT, latent, generator=torch.Generator().manual_seed(5))
@@ -258,9 +227,6 @@ def time_case(case: str, methods: list[str], repeats: int, block: int) -> dict[s
                 times[m].append((time.perf_counter() - t0) / block)
     load = h.load_avg()
     return {m: {"status": "ok", **h.summarize(t), "load_avg_1min": load} for m, t in times.items()}
-
-
-# --------------------------------------------------------------------------- accuracy
 
 
 def exact_direction(gen: nn.Module, z: Tensor, grad: Tensor, case: str) -> Tensor:
@@ -315,9 +281,6 @@ def accuracy_case(case: str, methods: list[str], points: int) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- training
-
-
 def train_1d(method: str, steps: int, seed: int = 0) -> dict[str, Any]:
     gen, _, latent = make_case("seed")
     disc = make_mlp([1, 32, 1], seed=1)
@@ -363,9 +326,6 @@ def train_1d(method: str, steps: int, seed: int = 0) -> dict[str, Any]:
         "generated_std": float(x.std()),
         "wall_s": wall,
     }
-
-
-# --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ottokit import _progress as progress
-from ottokit import cli
+from ottokit import cli, progress
 from ottokit.experiments import _registry
 from ottokit.experiments._registry import Experiment
 from ottokit.report.figures import new_figure, save_figure

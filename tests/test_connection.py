@@ -53,7 +53,6 @@ E_I = torch.tensor([1.0, 0.0], dtype=DT)
 E_J = torch.tensor([0.0, 1.0], dtype=DT)
 
 
-# ----------------------------------------------------------------------------- closed forms
 def test_target_log_densities_match_scipy() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((7, 2))
@@ -98,7 +97,6 @@ def test_kde_potential_matches_scipy_gaussian_kde(model1: GaussianAffineModel) -
     assert np.allclose(kde.log_kde(theta, x).numpy(), ref.logpdf(x.numpy().ravel()), atol=1e-12)
 
 
-# ----------------------------------------------------------------------------- connection
 @pytest.mark.parametrize("dim", [1, 2])
 def test_connection_is_first_order_accurate(
     dim: int, model1: GaussianAffineModel, model2: GaussianAffineModel
@@ -115,7 +113,6 @@ def test_connection_is_first_order_accurate(
     assert errs[0] / errs[1] == pytest.approx(2.0, rel=0.05)
 
 
-# ----------------------------------------------------------------------------- curvature
 @pytest.mark.parametrize("dim", [1, 2])
 def test_exact_section_is_flat(
     dim: int, model1: GaussianAffineModel, model2: GaussianAffineModel
@@ -195,7 +192,6 @@ def test_heatmap_data(model2: GaussianAffineModel, model1: GaussianAffineModel) 
     assert hm1["abs_F"].shape == (9,) and np.all(hm1["abs_F"] == 0.0)
 
 
-# ----------------------------------------------------------------------------- learned potential
 class QuadraticLogit(nn.Module):
     """logit = w0 + w1 y + w2 y^2, y = x - 0.5: the family containing log N(1, .8^2)/N(b, a^2),
     so the discriminator loss is convex and full-batch gradient descent contracts linearly."""
@@ -310,7 +306,6 @@ def test_module_generator_and_function_potential() -> None:
     assert torch.allclose(connection(pot, torch.zeros(2, dtype=DT), E_I, 0.5, x), 2 * x)
 
 
-# ----------------------------------------------------------------------------- validation
 def test_validation_errors(model1: GaussianAffineModel, learned_setup: dict) -> None:
     theta = model1.theta_from(*THETA1)
     x = line_grid(-1.0, 1.0, 5).points

@@ -35,6 +35,7 @@ PACKAGES = (
     "engine",
     "distributed",
     "cache",
+    "progress",
 )
 NOT_REFERENCED = {"cli", "experiments", "report"}  # the command line and what it drives
 

@@ -56,9 +56,6 @@ def mlp(d_in: int, d_out: int, seed: int, dtype=torch.float64) -> torch.nn.Modul
     ).to(dtype)
 
 
-# --------------------------------------------------------------------------- K_eff
-
-
 def test_keff_linear_target_space_equals_norm_of_a():
     a = torch.tensor([3.0, -4.0], dtype=torch.float64)  # |a| = 5
     B = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
@@ -104,9 +101,6 @@ def test_keff_of_the_shifted_critic_is_at_most_one():
         shifted_critic, modes_G, "normal", n_pairs=400, latent_dim=4, seed=3, dtype=torch.float64
     )
     assert 0.9 < k <= 1.0 + 1e-12
-
-
-# --------------------------------------------------------------------------- DOT target
 
 
 def test_dot_target_moves_a_shifted_copy_onto_its_target():
@@ -194,9 +188,6 @@ def test_dot_target_float32_follows_input_and_optimizer_factory():
     assert res.samples.dtype == torch.float32 and res.samples.device == y0.device
 
 
-# --------------------------------------------------------------------------- DOT latent
-
-
 def test_dot_latent_uniform_prior_clips_to_the_box():
     B = torch.tensor([[1.0, 0.0, 2.0], [0.0, -1.0, 0.5]], dtype=torch.float64)
     w = torch.tensor([1.0, 1.0], dtype=torch.float64)
@@ -236,9 +227,6 @@ def test_dot_latent_reaches_latent_of_target_mode():
     expected = torch.tensor([0.5, -0.5, 0.2 - 1e-3], dtype=torch.float64)
     assert torch.allclose(res.latents[:, 0], expected, atol=0.011)
     assert torch.allclose(res.latents[:2, 0], expected[:2], atol=1e-4)
-
-
-# --------------------------------------------------------------------------- errors
 
 
 def test_shapes_that_do_not_chain_name_both_shapes():

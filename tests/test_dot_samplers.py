@@ -46,9 +46,6 @@ def ks_p(samples: torch.Tensor, loc: float, scale: float) -> float:
     return float(stats.kstest(samples.reshape(-1).numpy(), stats.norm(loc, scale).cdf).pvalue)
 
 
-# --------------------------------------------------------------------------- DRS
-
-
 def test_drs_exact_with_true_bound_samples_the_target():
     res = drs(
         log_ratio,
@@ -113,9 +110,6 @@ def test_drs_shifted_gamma_is_the_pilot_percentile():
     assert res.log_M >= log_m and (res.n_bound_updates > 0 or res.log_M == log_m)
     assert 0 < res.acceptance_rate < 1 and res.samples.shape == (500, 1)
     assert float(res.samples.mean()) > 0.25  # accepted samples lean towards q (mean 0.5)
-
-
-# --------------------------------------------------------------------------- MH-GAN
 
 
 def _stationary_acceptance(n: int = 2_000_000) -> float:
@@ -188,9 +182,6 @@ def test_isotonic_calibration_is_monotone_and_close_to_the_true_odds():
     assert float(err.max()) < 0.3
 
 
-# --------------------------------------------------------------------------- DDLS
-
-
 A = torch.tensor([1.0, -0.5], dtype=torch.float64)
 LINEAR_D = lambda x: x @ A  # D(G(z)) = a.z with G = identity: stationary N(a, I)
 
@@ -233,9 +224,6 @@ def test_ddls_uniform_prior_with_zero_D_keeps_uniform():
         for j in range(2):
             assert stats.kstest(res.latents[:, j].numpy(), unif).pvalue > 0.01
         assert not torch.equal(res.latents, z0)
-
-
-# --------------------------------------------------------------------------- errors
 
 
 def test_sampler_errors():

@@ -53,9 +53,9 @@ def test_edi_1d_second_order(f):
         assert rep.rel_error_discrete.max() < 1e-5
         errs.append(rep.max_rel_error)
     errs = np.array(errs)
-    print(f"EDI {f}: n = {sizes}, max rel error = {errs}")
-    assert errs[-1] <= 1e-3
-    assert np.all(np.diff(errs) < 0)
+    detail = f"EDI {f}: n = {sizes}, max rel error = {errs}"
+    assert errs[-1] <= 1e-3, detail
+    assert np.all(np.diff(errs) < 0), detail
     order = observed_order(1.0 / np.array(sizes), errs)
     assert 1.8 < order < 2.2, order
 
@@ -76,8 +76,7 @@ def test_edi_2d_jsd():
         assert rep.shape == (n, n)
         assert rep.rel_error_discrete.max() < 1e-5
         errs.append(rep.max_rel_error)
-    print(f"EDI 2-D jsd: n = {sizes}, max rel error = {errs}")
-    assert np.all(np.diff(errs) < 0)
+    assert np.all(np.diff(errs) < 0), f"EDI 2-D jsd: n = {sizes}, max rel error = {errs}"
     assert errs[-1] <= 1e-3
     assert observed_order(1.0 / np.array(sizes), errs) > 1.7
 

@@ -49,9 +49,6 @@ def _one_torch_thread():
         yield
 
 
-# --- D0 = chi^2 of the perturbed start -------------------------------------------------
-
-
 @pytest.mark.parametrize("mu", [0.5, 1.0, 2.0])
 def test_d0_shifted_mean_closed_form_and_quadrature(mu: float) -> None:
     p = Normal([mu], [[1.0]])
@@ -156,9 +153,6 @@ def test_d0_bad_input() -> None:
         Uniform([1.0], [1.0])
 
 
-# --- int v2^2 dt: REFERENCE.md check values ---------------------------------------------
-
-
 def _kinetic_gaussian_1d(m, dm, s, ds, s0: float = 0.5) -> float:
     """int (d s_t)^2 dt for P_t = N(0, s_t^2), s_t^2 = m^2 s0^2 + s^2: the velocity (d s_t/s_t) x
     is a gradient, so this is int v2^2 dt."""
@@ -216,9 +210,6 @@ def test_high_dimensional_limit_of_the_kinetic_cost() -> None:
         assert high > 0.96
 
 
-# --- the 1-D coincidence of exact responses -----------------------------------------------
-
-
 def _mixture_quantile_of_normal(mix: GaussianMixture, z: np.ndarray) -> np.ndarray:
     """F^{-1}(Phi(z)) by bisection on the mixture CDF (scipy), the monotone rearrangement."""
     mu, sd, w = mix.means[:, 0].numpy(), np.sqrt(mix.covs[:, 0, 0].numpy()), mix.weights.numpy()
@@ -265,9 +256,6 @@ def test_exact_responses_coincide_across_schedules_in_1d() -> None:
     assert math.isclose(bounds["ot"], w2, rel_tol=0.01)
     assert bounds["ot"] < bounds["cosine"] and bounds["ot"] < bounds["cond-ot"]
     assert ref < bounds["ot"]
-
-
-# --- the whole chain ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -323,8 +311,6 @@ def test_response_bad_input() -> None:
     with pytest.raises(ValueError, match="n_save"):
         response(vel, z, z, tau=1.0, d0=1.0, n_save=1)
 
-
-# --- the 1-D quadrature estimator (no samples) ------------------------------------------------
 
 # the recovered setting of Table I (REFERENCE.md): q = 1/2 N(-0.6, 0.3^2) + 1/2 N(0.6, 0.3^2)
 TABLE_I_DATA = GaussianMixture.one_d([-0.6, 0.6], [0.3, 0.3])

@@ -48,9 +48,6 @@ def problem(n: int, f: str = "kl"):
     return g, FDivergence(f, q), grid_density(rho0_fn, g)
 
 
-# ------------------------------------------------------------------ quantile tools
-
-
 def test_w2_quantile_uniforms_closed_form():
     # U[0, 1] vs U[0.2, 0.5]: W2^2 = int_0^1 (0.7 u - 0.2)^2 du = 0.49/3 - 0.14 + 0.04
     exact = np.sqrt(0.49 / 3 - 0.14 + 0.04)
@@ -153,9 +150,6 @@ def test_mccann_interpolation_is_a_constant_speed_geodesic():
         assert w2_quantile(a, b) == pytest.approx((t - s) * d, rel=1e-12)
 
 
-# ------------------------------------------------------------------ JKO
-
-
 @pytest.mark.parametrize("f", F_NAMES)
 def test_quantile_energy_gradient_hessian_finite_differences(f):
     g, F, r0 = problem(12, f)
@@ -256,9 +250,9 @@ def test_jko_converges_to_grid_flow_first_order(functional):
     order_grid = np.log2(errs[0] / errs[1]), np.log2(errs[1] / errs[2])
     d1, d2 = np.abs(cdfs[0] - cdfs[1]).max(), np.abs(cdfs[1] - cdfs[2]).max()
     order_self = np.log2(d1 / d2)
-    print(f"JKO {functional}: errors vs grid flow {errs}, orders {order_grid}, self {order_self}")
-    assert all(0.8 < o < 1.25 for o in order_grid), order_grid
-    assert 0.8 < order_self < 1.2
+    detail = f"JKO {functional}: errors vs grid flow {errs}, orders {order_grid}, self {order_self}"
+    assert all(0.8 < o < 1.25 for o in order_grid), detail
+    assert 0.8 < order_self < 1.2, detail
 
 
 def test_jko_entropy_on_cell_centres():
@@ -329,9 +323,6 @@ def test_quantile_tools_validation_errors():
         mccann_interpolation([0.0, 1.0], [0.0, 1.0], 1.5)
 
 
-# ------------------------------------------------------------------ geodesic convexity
-
-
 def test_kl_displacement_convexity_bound():
     # KL(. || q) with q log-concave, -(log q)'' = 1/sigma^2, is (1/sigma^2)-convex along W2
     # geodesics; log-linear interpolation keeps q log-concave
@@ -352,7 +343,6 @@ def test_jsd_lambda_against_delta():
     out = jsd_geodesic_convexity(q, g, deltas, n_pairs=4, seed=2, n_t=6)
     assert [r.delta for r in out] == deltas
     lams = [r.lam for r in out]
-    print(f"JSD observed lambda vs delta: {dict(zip(deltas, lams, strict=True))}")
     for r in out:
         # the end points satisfy Assumption 5.6 on the nodes
         assert np.all(r.ratio_dev <= r.delta + 1e-12)
@@ -363,7 +353,7 @@ def test_jsd_lambda_against_delta():
         # the analytic second derivative of JSD agrees with finite differences in t
         assert r.fd_rel_error < 2e-3
         assert np.all(r.w2 > 0)
-    assert all(np.isfinite(lams))
+    assert all(np.isfinite(lams)), f"JSD lambda per delta: {dict(zip(deltas, lams, strict=True))}"
 
 
 def test_geodesic_convexity_validation_errors():

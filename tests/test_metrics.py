@@ -22,8 +22,6 @@ from ottokit.metrics import (
     toy_metrics,
 )
 
-# ---------------------------------------------------------------- toy metrics
-
 MODES, SIGMA = toy_2d_modes("25gaussians")
 
 
@@ -110,9 +108,6 @@ def test_toy_metrics_errors():
         toy_metrics(bad, MODES, SIGMA)
 
 
-# ---------------------------------------------------------------- Frechet distance
-
-
 def _spd(d, seed):
     a = np.random.default_rng(seed).standard_normal((d, 2 * d))
     return a @ a.T / (2 * d) + 0.1 * np.eye(d)
@@ -185,9 +180,6 @@ def test_fid_from_features_errors():
         fid_from_features(np.ones((50, 8)), np.ones((50, 7)))
 
 
-# ---------------------------------------------------------------- inception-like score
-
-
 def test_inception_like_score_extremes():
     k = 10
     onehot = np.eye(k)[np.arange(500) % k]  # confident, every split balanced over k classes
@@ -216,9 +208,6 @@ def test_inception_like_score_errors():
         inception_like_score(np.array([[1.5, -0.5]] * 4))
     with pytest.raises(ValueError, match=r"splits must be an integer in \[1, 4\]"):
         inception_like_score(np.full((4, 2), 0.5), splits=5)
-
-
-# ---------------------------------------------------------------- precision / recall
 
 
 def _brute_force_pr(real, fake, k):
@@ -263,9 +252,6 @@ def test_precision_recall_errors():
         precision_recall_knn(np.zeros((5, 2)), np.zeros((5, 2)), k=0)
     with pytest.raises(ValueError, match="same feature dimension"):
         precision_recall_knn(np.zeros((5, 2)), np.zeros((5, 3)))
-
-
-# ---------------------------------------------------------------- digits features
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,6 @@ def _gaussian_cloud(rng: np.random.Generator, n: int, mean, cov) -> np.ndarray:
     return np.asarray(mean) + rng.standard_normal((n, len(mean))) @ np.linalg.cholesky(cov).T
 
 
-# ---------------------------------------------------------------- exact OT
-
-
 def test_translate_costs_the_shift():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 3))
@@ -94,9 +91,6 @@ def test_exact_ot_converges_at_5000_points_where_the_pot_default_stops():
         okot.emd(x[:3000], x[:3000] + shift, num_iter_max=100_000)
 
 
-# ---------------------------------------------------------------- 1-D closed forms
-
-
 def test_w_1d_sorted_quantile_formula():
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal(500), rng.exponential(size=500)
@@ -126,9 +120,6 @@ def test_w2_at_least_w1():
     assert okot.w2(x, y) >= okot.w1(x, y)
 
 
-# ---------------------------------------------------------------- Gaussians
-
-
 def test_w2_gaussian_commuting_covariances():
     m1, m2 = np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 1.0])
     l1, l2 = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
@@ -148,9 +139,6 @@ def test_w2_gaussian_noncommuting_against_the_trace_formula():
     r1 = _sqrtm(c1)
     expected = np.sqrt(np.trace(c1 + c2 - 2 * _sqrtm(r1 @ c2 @ r1)))
     assert okot.w2_gaussian(np.zeros(3), c1, np.zeros(3), c2) == pytest.approx(expected, rel=1e-9)
-
-
-# ---------------------------------------------------------------- approximations
 
 
 def test_sliced_w2_of_a_translation_and_its_bound():
@@ -176,9 +164,6 @@ def test_sinkhorn_approaches_exact_from_above_and_warns_when_unconverged():
     assert values[2] == pytest.approx(exact, rel=0.03)
     with pytest.warns(okot.OTConvergenceWarning, match="stopped after"):
         okot.sinkhorn(x, y, 1e-3, max_iter=20)
-
-
-# ---------------------------------------------------------------- torch
 
 
 def test_torch_gradients_follow_pot_backend():
@@ -221,9 +206,6 @@ def test_mixed_numpy_and_torch_inputs_give_a_tensor():
     w = okot.w2(x, y)
     assert isinstance(w, torch.Tensor) and w.dtype == torch.float32
     assert float(w) == pytest.approx(np.sqrt(2.0), rel=1e-5)
-
-
-# ---------------------------------------------------------------- bad input
 
 
 @pytest.mark.parametrize("fn", [okot.w1, okot.w2, okot.plan])

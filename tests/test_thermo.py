@@ -35,9 +35,6 @@ def _constant_protocol(A, b, T, tau, m0=None, C0=None) -> thermo.Protocol:
     return thermo.Protocol(A=np.asarray(A), b=np.asarray(b), T=T, tau=tau, m0=m0, C0=C0)
 
 
-# ---------------------------------------------------------------- moments
-
-
 def test_moments_match_the_matrix_exponential():
     rng = np.random.default_rng(0)
     A = np.array([[-1.0, 0.8, 0.0], [-0.5, -0.7, 0.3], [0.2, 0.0, -1.5]])
@@ -117,9 +114,6 @@ def test_fokker_planck_pde_on_a_grid():
         assert w1.exact and w1.lower[i] == w1.upper[i]
 
 
-# ---------------------------------------------------------------- W2 and W1 speed
-
-
 def test_w2_speed_is_the_metric_derivative_of_w2():
     p = thermo.rotational(1.0, 2.0, tau=1.0, T=1.0)
     t = np.array([0.2, 0.5, 0.8])
@@ -170,9 +164,6 @@ def test_w1_speed_bounds_in_2d():
     np.testing.assert_allclose(w1.upper, 2.5, rtol=1e-9)
     np.testing.assert_allclose(w1.lower, 2.5, rtol=1e-5)  # the best of 180 directions
     np.testing.assert_allclose(thermo.w2_speed(sol), 2.5, rtol=1e-9)
-
-
-# ---------------------------------------------------------------- speed limits
 
 
 @settings(max_examples=15, deadline=None)
@@ -262,9 +253,6 @@ def test_time_dependent_temperature_bound():
     assert lim.entropy_production > lim.distance_bound * 1.01
 
 
-# ---------------------------------------------------------------- TUR
-
-
 def test_tur_closed_form_against_finite_differences_and_monte_carlo():
     p = thermo.rotational(1.0, 2.0, tau=1.0, T=0.7)
     sol = thermo.solve_moments(p, t_eval=401)
@@ -304,9 +292,6 @@ def test_tur_for_a_non_quadratic_observable():
     assert bound.bound[2] <= thermo.w2_speed(sol)[2] ** 2 * 1.01
 
 
-# ---------------------------------------------------------------- energetics
-
-
 def test_second_law_first_law_and_entropy():
     rng = np.random.default_rng(4)
     protocols = [
@@ -343,9 +328,6 @@ def test_second_law_first_law_and_entropy():
     assert th.system_entropy[-1] == pytest.approx(ref, rel=1e-12)
 
 
-# ---------------------------------------------------------------- particle estimator
-
-
 def test_particle_estimator_converges_to_the_closed_form():
     p = thermo.geodesic_protocol(
         [0, 0], np.diag([1.0, 0.25]), [1, 0.5], [[0.5, 0.2], [0.2, 1.0]], 1.0
@@ -363,9 +345,6 @@ def test_particle_estimator_converges_to_the_closed_form():
     # a factor 100 in N: about 10 in the error; the time step adds ~0.3 % bias
     assert s_large < 0.04 and v_large < 0.03
     assert s_large < s_small / 3 and v_large < v_small / 3
-
-
-# ---------------------------------------------------------------- Fig. 7's rotational process
 
 
 def test_rotational_diffusion_moments_closed_form_against_the_ode():
@@ -429,9 +408,6 @@ def test_zero_temperature_is_allowed_and_divides_to_infinity():
     np.testing.assert_array_equal(
         per_temperature(np.array([1.0, 0.0, 2.0]), np.array([0.0, 0.0, 4.0])), [np.inf, 0.0, 0.5]
     )
-
-
-# ---------------------------------------------------------------- bad input
 
 
 def test_bad_input():

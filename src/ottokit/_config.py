@@ -1,13 +1,10 @@
 """Typed dataclass configs: ``key=value`` overrides and TOML files.
 
-Every experiment config is a dataclass whose field annotations say how a value is
-parsed. Supported annotations: ``int``, ``float``, ``bool``, ``str``,
-``Literal[...]``, ``tuple[X, ...]`` / ``tuple[X, Y]`` of those, and unions such as
-``X | None``.
-
-On the command line (``--set key=value``) a value is text: booleans are
-``true/false/1/0/yes/no``, tuples are comma-separated (``1,2,3``), and ``none``
-sets an optional field to ``None``.
+Every experiment config is a dataclass whose field annotations (``int``, ``float``,
+``bool``, ``str``, ``Literal[...]``, ``tuple[X, ...]`` / ``tuple[X, Y]`` of those, and
+unions such as ``X | None``) say how a value is parsed. On the command line
+(``--set key=value``) a value is text: booleans are ``true/false/1/0/yes/no``, tuples are
+comma-separated (``1,2,3``), and ``none`` sets an optional field to ``None``.
 
 A config file is flat TOML, one key per field, with no ``[config]`` table::
 

@@ -1,7 +1,7 @@
 """The ``ottokit`` command line: ``list``, ``show``, ``run``, ``reproduce`` and ``report``.
 
 The CLI only parses and validates; the work is done by
-:func:`ottokit.experiments._runner.run_experiment` and friends, which are callable
+:func:`ottokit.experiments.run_experiment` and friends, which are callable
 from Python too. A bad argument (unknown experiment, key, preset or device, a value
 of the wrong type or out of its range, a missing config file, an unusable ``--out``,
 a malformed or escaping ``result.json``) prints one ``error:`` line to stderr and
@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from ottokit import cache, distributed
+from ottokit import cache, distributed, progress
 from ottokit._config import (
     ConfigError,
     apply_overrides,
@@ -35,17 +35,20 @@ from ottokit._config import (
     describe_config,
     validate_config,
 )
-from ottokit.experiments._registry import Experiment, all_experiments, distributed_names, get
-from ottokit.experiments._reproduce import available_cores, reproduce
-from ottokit.experiments._runner import (
+from ottokit.experiments import (
     PRESETS,
+    Experiment,
     RunOutputError,
+    all_experiments,
+    available_cores,
+    distributed_names,
+    get,
     rebuild_report,
+    reproduce,
     resume_run,
     run_experiment,
     select_experiments,
 )
-from ottokit.report import progress
 from ottokit.report.result import Result
 from ottokit.report.rundir import RunInterrupted
 

@@ -131,8 +131,6 @@ def gaussian_mixture_1d(
     return (m[k] + s[k] * rng.standard_normal(n))[:, None]
 
 
-# ---------------------------------------------------------------- seed-003 2-D presets
-
 ToyName = Literal["25gaussians", "swissroll", "8gaussians"]
 TOY_2D_NAMES: tuple[str, ...] = options(ToyName)
 
@@ -211,8 +209,6 @@ def toy_2d(name: ToyName, n: int, *, seed: int = 0) -> Toy2D:
     modes, sigma = toy_2d_modes(name)
     return Toy2D(name=name, points=points, modes=modes, sigma=sigma)
 
-
-# ---------------------------------------------------------------- digits images
 
 Split = Literal["train", "test", "all"]
 

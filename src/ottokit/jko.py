@@ -4,35 +4,14 @@ Seed 001 Definition 5.4: the JKO (minimising-movement) step of size ``tau`` is
 
     P_k in argmin_P  F_f(P || Q) + W_2^2(P, P_{k-1}) / (2 tau).
 
-On the line ``W_2^2(P, P') = int_0^1 |X(u) - X'(u)|^2 du`` with ``X, X'`` the quantile
-functions, so the step is a finite-dimensional convex-plus-smooth problem once ``P`` is
-represented by its quantile function on ``M`` equal-mass cells:
-
-* knots ``a = x_0 < x_1 < ... < x_M = b`` at levels ``u_j = j/M``; cell ``j`` holds mass
-  ``1/M`` with constant density ``1 / (M (x_{j+1} - x_j))``; the quantile function is the
-  piecewise-linear interpolant of the knots, so ``W_2`` between two such measures is the
-  exact ``L^2(0, 1)`` distance of piecewise-linear functions (:func:`w2_quantile`).
-* the reference ``q`` is given by node masses on a 1-D grid; between the cell centres it is
-  interpolated (``interpolation="loglinear"``: ``log q`` piecewise linear, which keeps a
-  log-concave ``q`` log-concave; ``"linear"``: ``q`` piecewise linear), continued as a
-  constant on the two boundary half-cells and renormalised to mass 1. Its CDF ``Q`` is
-  evaluated in closed form.
-* ``q`` is averaged over each Lagrangian cell: with ``Q_j = Q(x_{j+1}) - Q(x_j)`` (the
-  ``q``-mass of cell ``j``) and ``P = 1/M``,
-
-      F[X] = sum_j Q_j f(P / Q_j),
-
-  the f-divergence of the two measures on the partition ``{[x_j, x_{j+1}]}``. By Jensen
-  ``F >= 0`` with equality iff ``Q_j = 1/M`` for all ``j``, i.e. ``X`` = the quantile
-  function of ``q``: ``inf F = 0`` and ``rho = q`` is an exact fixed point.
-
-Each step minimises ``F[X] + ||X - X_k||^2_{L^2(0,1)} / (2 tau)`` over the interior knots by
-a damped Newton method: ``F`` couples only neighbouring knots and the ``L^2`` Gram matrix of
-hat functions is tridiagonal, so the Hessian is tridiagonal and each Newton system is one
-banded Cholesky solve (:func:`scipy.linalg.solveh_banded`, with Levenberg damping if it is
-not positive definite), followed by a backtracking (Armijo) line search that keeps every
-gap ``x_{j+1} - x_j`` positive. This is cheaper and more robust than a general-purpose
-quasi-Newton method, which would neither exploit the band nor know the feasible set.
+On the line W_2 is the L^2(0, 1) distance of quantile functions, so with ``P`` represented
+by its quantile function on ``M`` equal-mass cells (piecewise-linear between knots
+``x_0 < ... < x_M``) the step is a finite-dimensional problem: ``F[X] = sum_j Q_j f(P / Q_j)``
+with ``Q_j`` the ``q``-mass of cell ``j`` and ``P = 1/M``, whose minimum 0 is reached exactly
+at the quantile function of ``q``. Each step is solved by a damped Newton method with
+tridiagonal Hessian (one banded Cholesky solve per iteration, Armijo line search keeping the
+knots ordered). The representation of ``q``, the interpolation options and why Newton on the
+band is the right solver are on the API reference page of :mod:`ottokit.jko`.
 
 Also here: :func:`jsd_geodesic_convexity`, the second derivative of ``JSD(rho_t || q)``
 (seed 001 Theorem 5.7) along McCann interpolations ``X_t = (1 - t) X_0 + t X_1`` (seed 001
@@ -82,10 +61,6 @@ Interpolation = Literal["histogram", "linear", "loglinear"]
 CentreInterpolation = Literal["linear", "loglinear"]
 _ROUNDING = 1e3 * np.finfo(np.float64).eps
 INTERPOLATIONS: tuple[str, ...] = options(Interpolation)
-
-
-# --------------------------------------------------------------------------------------
-# small helpers
 
 
 def _expm1_over(z: np.ndarray) -> np.ndarray:
@@ -143,7 +118,6 @@ def _check_quantile(X: np.ndarray, name: str, strict: bool = False) -> np.ndarra
     return x
 
 
-# --------------------------------------------------------------------------------------
 # reference profiles: a positive density on [a, b] with closed-form CDF and inverse
 
 
@@ -232,10 +206,6 @@ def _histogram_quantile(masses: np.ndarray, edges: np.ndarray, u: np.ndarray) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(masses[k] > 0, (u - cdf[k]) / (cdf[k + 1] - cdf[k]), 0.0)
     return edges[k] + np.clip(frac, 0.0, 1.0) * (edges[k + 1] - edges[k])
-
-
-# --------------------------------------------------------------------------------------
-# public quantile tools
 
 
 def quantile_from_masses(
@@ -347,10 +317,6 @@ def mccann_interpolation(X0: np.ndarray, X1: np.ndarray, t: float | np.ndarray) 
         return (1.0 - ta) * x0 + ta * x1
     ta = ta.ravel()[:, None]
     return (1.0 - ta) * x0[None, :] + ta * x1[None, :]
-
-
-# --------------------------------------------------------------------------------------
-# the energy in the quantile representation
 
 
 class _QuantileEnergy:
@@ -466,10 +432,6 @@ def quantile_energy(
     gen, prof, _ = _reference(functional, edges, interpolation)
     x = _check_quantile(X, "X", strict=True)
     return _QuantileEnergy(gen, prof, _levels(None, x.size - 1)).value(x)
-
-
-# --------------------------------------------------------------------------------------
-# JKO
 
 
 @dataclass
@@ -677,10 +639,6 @@ def jko_1d(
         converged=np.array(conv, dtype=bool),
         info={"interpolation": interpolation, "n_levels": int(M), "generator": gen.name},
     )
-
-
-# --------------------------------------------------------------------------------------
-# displacement convexity along W2 geodesics
 
 
 @dataclass

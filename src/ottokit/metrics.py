@@ -63,9 +63,6 @@ def _points(x: Any, name: str) -> np.ndarray:
     return a
 
 
-# ---------------------------------------------------------------- 2-D toy metrics
-
-
 def toy_metrics(
     samples: Any,
     modes: Any,
@@ -97,19 +94,19 @@ def toy_metrics(
     network simplex). Both are biased upwards at small n, so both clouds must hold
     at least ``min_ot_samples`` points (5,000 by default; lower it knowingly).
 
-    Parameters
-    ----------
-    samples : (n, d) array or tensor of generated points.
-    modes : (m, d) mode centres, e.g. from :func:`ottokit.data.toy_2d`.
-    sigma : standard deviation of each (isotropic) mixture component, > 0.
-    target : optional (n', d) target sample for W1/W2.
-    threshold, min_count, min_ot_samples : see above.
+    Args:
+        samples: (n, d) array or tensor of generated points.
+        modes: (m, d) mode centres, e.g. from :func:`ottokit.data.toy_2d`.
+        sigma: standard deviation of each (isotropic) mixture component, > 0.
+        target: optional (n', d) target sample for W1/W2.
+        threshold: the high-quality radius in units of sigma (see above).
+        min_count: high-quality samples a mode needs to count as covered (see above).
+        min_ot_samples: the fewest points per cloud for W1/W2 (see above).
 
-    Returns
-    -------
-    dict with ``n``, ``n_modes``, ``high_quality_fraction``, ``modes_covered``,
-    ``mode_counts`` (high-quality counts per mode, a list), ``kl_uniform``,
-    ``threshold``, ``min_count`` and, with a target, ``w1`` and ``w2``.
+    Returns:
+        A dict with ``n``, ``n_modes``, ``high_quality_fraction``, ``modes_covered``,
+        ``mode_counts`` (high-quality counts per mode, a list), ``kl_uniform``,
+        ``threshold``, ``min_count`` and, with a target, ``w1`` and ``w2``.
     """
     x = _points(samples, "samples")
     c = _points(modes, "modes")
@@ -152,9 +149,6 @@ def toy_metrics(
         out["w2"] = float(ot.w2(x, y))
         out["w1"] = float(ot.w1(x, y))
     return out
-
-
-# ---------------------------------------------------------------- feature statistics
 
 
 def _psd_sqrt(a: np.ndarray) -> np.ndarray:
@@ -311,9 +305,6 @@ def precision_recall_knn(real_f: Any, fake_f: Any, k: int = 3) -> PrecisionRecal
     return PrecisionRecall(precision, recall)
 
 
-# ---------------------------------------------------------------- digits features
-
-
 class DigitsCNN(nn.Module):
     """Small CNN classifier for (n, 1, 8, 8) digits in [-1, 1].
 
@@ -368,12 +359,11 @@ class DigitsFeatures:
     raises ValueError naming the file (it is never overwritten silently: delete it
     or pass another directory). Nothing is ever downloaded.
 
-    Attributes
-    ----------
-    model : the trained :class:`DigitsCNN` (eval mode, on ``device``).
-    accuracy : accuracy on the test split (recomputed also after a reload).
-    from_cache : whether the weights were loaded from the cache file.
-    cache_file : the cache path, or None without ``cache_dir``.
+    Attributes:
+        model: the trained :class:`DigitsCNN` (eval mode, on ``device``).
+        accuracy: accuracy on the test split (recomputed also after a reload).
+        from_cache: whether the weights were loaded from the cache file.
+        cache_file: the cache path, or None without ``cache_dir``.
     """
 
     feature_dim = DigitsCNN.FEATURE_DIM

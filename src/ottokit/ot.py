@@ -83,9 +83,6 @@ class OTResult:
     num_iter_max: int
 
 
-# ---------------------------------------------------------------- validation
-
-
 def _is_torch(*xs: Any) -> bool:
     return any(isinstance(x, torch.Tensor) for x in xs)
 
@@ -188,9 +185,6 @@ def _cost_matrix(xs: Any, ys: Any, p: float) -> Any:
     return pot.dist(xs, ys, metric="euclidean") ** p
 
 
-# ---------------------------------------------------------------- exact OT
-
-
 def emd(
     x: Array,
     y: Array,
@@ -257,9 +251,6 @@ def plan(x: Array, y: Array, a: Array | None = None, b: Array | None = None) -> 
     return emd(x, y, a, b, p=2).plan
 
 
-# ---------------------------------------------------------------- closed forms
-
-
 def w_1d(x: Array, y: Array, p: float = 1, a: Array | None = None, b: Array | None = None) -> Any:
     """W_p (not W_p^p) between weighted samples on the line, by sorted quantiles.
 
@@ -312,9 +303,6 @@ def w2_gaussian(m1: Array, C1: Array, m2: Array, C2: Array) -> Any:
     m1, m2 = (np.asarray(v, dtype=np.float64).reshape(d1) for v in (m1, m2))
     C1, C2 = (np.asarray(v, dtype=np.float64).reshape(d1, d1) for v in (C1, C2))
     return float(pot.gaussian.bures_wasserstein_distance(m1, m2, C1, C2))
-
-
-# ---------------------------------------------------------------- approximations
 
 
 def sliced_w(

@@ -71,9 +71,6 @@ CALIBRATIONS: tuple[str, ...] = options(Calibration)
 PROB_CLIP = 1e-6
 
 
-# --------------------------------------------------------------------------- DRS
-
-
 @dataclass(frozen=True)
 class DRSResult:
     """Outcome of :func:`drs`.
@@ -270,9 +267,6 @@ def drs(
     )
 
 
-# --------------------------------------------------------------------------- calibration
-
-
 @dataclass(frozen=True)
 class Calibrator:
     """Map from raw D logits to calibrated probabilities P(real | x) (Turner et al. 2018).
@@ -371,9 +365,6 @@ def _as_logit_vector(v: Any, name: str) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be finite")
     return a
-
-
-# --------------------------------------------------------------------------- MH-GAN
 
 
 @dataclass(frozen=True)
@@ -492,9 +483,6 @@ def mh_gan(
         proposals_per_sample=float(K),
         wall_time=sharding.slowest(time.perf_counter() - t0),
     )
-
-
-# --------------------------------------------------------------------------- DDLS
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,6 @@ class ProbabilityOutputWarning(UserWarning):
     """
 
 
-# --------------------------------------------------------------------------- validation
-
-
 def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
     """``x`` as a (n, ...) floating tensor with n >= 1; tensors keep their device and dtype."""
     if isinstance(x, Tensor):
@@ -262,9 +259,6 @@ def _flat_norm(v: Tensor) -> Tensor:
     return torch.linalg.vector_norm(v.reshape(v.shape[0], -1), dim=1)
 
 
-# --------------------------------------------------------------------------- K_eff
-
-
 def effective_lipschitz(
     D: Net,
     G: Net,
@@ -338,9 +332,6 @@ def effective_lipschitz(
                 "every pair coincides (zero distance); G may be constant — K_eff is undefined"
             )
         return sharding.from_rank0(float((num[ok] / den[ok]).max()))
-
-
-# --------------------------------------------------------------------------- DOT
 
 
 @dataclass(frozen=True)

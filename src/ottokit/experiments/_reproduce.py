@@ -24,7 +24,6 @@ from rich.live import Live
 from rich.table import Table
 
 from ottokit import cache
-from ottokit._progress import is_quiet, set_quiet
 from ottokit.experiments._registry import Experiment
 from ottokit.experiments._runner import (
     PRESETS,
@@ -34,6 +33,7 @@ from ottokit.experiments._runner import (
     run_experiment,
     select_experiments,
 )
+from ottokit.progress import is_quiet, set_quiet
 from ottokit.report.html import build_html
 from ottokit.report.result import Result
 from ottokit.report.rundir import new_unique_dir

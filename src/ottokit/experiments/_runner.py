@@ -39,8 +39,8 @@ from typing import Any
 from ottokit import __version__, cache, distributed
 from ottokit._config import ConfigError, config_from_toml, config_to_toml, validate_config
 from ottokit.experiments._registry import Experiment, all_experiments, get, names
+from ottokit.progress import is_quiet, set_quiet
 from ottokit.report.html import build_html, write_markdown
-from ottokit.report.progress import is_quiet, set_quiet
 from ottokit.report.result import Result, ResultFileError
 from ottokit.report.rundir import (
     RunDir,

@@ -51,8 +51,8 @@ from ottokit.gan.nets import (
 from ottokit.gan.solvers import SolverName
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.ot import w_1d
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
 __all__ = ["GanOptimizersConfig", "OPTIMIZERS", "OptimizersStudy", "checks", "run", "study"]

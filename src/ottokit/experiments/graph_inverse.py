@@ -29,8 +29,8 @@ from ottokit.graph import (
     reconstruct_initial,
     sensitivity,
 )
+from ottokit.progress import progress_bar
 from ottokit.report.figures import draw_graph_density, new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
 __all__ = ["GraphInverseConfig", "InverseStudy", "checks", "run", "study", "two_bump_density"]

@@ -32,8 +32,8 @@ from ottokit._config import (
 from ottokit.experiments._graph_sizes import heat_flow_bytes
 from ottokit.experiments._registry import Experiment, register
 from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
 __all__ = ["GraphScaleConfig", "ScaleStudy", "checks", "grid_case", "rgg_case", "run", "study"]

@@ -1,7 +1,7 @@
-"""The speed-accuracy trade-off of diffusion models (seed 002; Ikeda, Uda, Okanohara & Ito,
-arXiv:2407.04495).
+"""The speed-accuracy trade-off of diffusion models (seed 002).
 
-Forward process: d_t P_t = -div(nu_t P_t), data P_0 at t = 0, noise P_tau at t = tau.
+Ikeda, Uda, Okanohara & Ito, arXiv:2407.04495. Forward process: d_t P_t = -div(nu_t P_t),
+data P_0 at t = 0, noise P_tau at t = tau.
 Reverse process P^dag_{t~} = P_{tau - t~}, and a perturbed reverse process
 P~^dag driven by the *same* field, d_{t~} P~^dag = div(nu_{tau - t~} P~^dag), started
 from a perturbed noise distribution P~^dag_0 instead of P^dag_0 = P_tau = N(0, I).
@@ -21,12 +21,8 @@ The seed's chain of inequalities, every link reported by :meth:`TradeoffResult.i
     (Delta W1)^2/(tau D0) <= int v_loss^2 dt <= int T S_dot dt = int v2^2 dt,
     v_loss(t) <= v2(t),        int v2^2 dt >= W2(P_0, P_tau)^2 / tau.
 
-Two estimators. ``"quadrature"`` (1-D): no samples; every reverse flow map is the
-increasing map Psi_t, W1 comes from quantile functions and the kinetic energy from
-quadrature (:mod:`ottokit.flowmatch._quantile`), about 1e-8 relative. ``"samples"``
-(any dimension): W1 between transported clouds (sorted in 1-D, POT's network simplex
-otherwise) with a bootstrap or repeat confidence interval; the sampling error of W1
-shrinks like n^{-1/2} in 1-D but only like n^{-1/d} for d >= 3.
+Two estimators, ``"quadrature"`` (1-D, no samples) and ``"samples"`` (any dimension, with a
+bootstrap or repeat interval); the API reference page of :mod:`ottokit.flowmatch` compares them.
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ from torch import Tensor, nn
 
 from ottokit import distributed
 from ottokit._checks import check_option
-from ottokit._progress import progress_bar
 from ottokit._torchio import torch_threads
 from ottokit.engine import (
     CheckpointError,
@@ -53,6 +52,7 @@ from ottokit.engine import (
 )
 from ottokit.flowmatch._common import as_points, exact_plan
 from ottokit.flowmatch.schedules import Schedule
+from ottokit.progress import progress_bar
 
 __all__ = [
     "SinusoidalTimeEmbedding",

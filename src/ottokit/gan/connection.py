@@ -1,96 +1,25 @@
 """Discrete connection, curvature and holonomy of the discriminator potential.
 
-Seed 001 §6, §9.2 (Def. 9.4, Lemmas 9.6-9.7, Prop. 9.8) and §10 (Algorithm 1).
+Seed 001 §6, §9.2 (Def. 9.4, Lemmas 9.6-9.7, Prop. 9.8) and §10 (Algorithm 1). A generator
+with flat parameters theta defines P_theta; a *potential* (section) assigns to it a function
+phi_theta(x) on data space, in the exact JSD case phi_theta = log q - log rho_theta. Three
+estimates: :class:`GaussianAffineModel` (closed form), :class:`KDEPotential` (a KDE of
+G_theta(z_k) with fixed latent draws) and :class:`LearnedPotential` (a discriminator
+fine-tuned at each theta, warm-started along a path).
 
-What is computed
-----------------
-A generator with flat parameters theta defines P_theta; a *potential* (section) assigns to it a
-function phi_theta(x) on data space. Exact JSD case (seed §10): the optimal discriminator
-D* = q/(q + rho_theta) has logit phi_theta = log q - log rho_theta. Three estimates are provided:
-
-(a) :class:`GaussianAffineModel` -- x = A z + b, z ~ N(0, I), rho_theta = N(b, A A^T) in closed
-    form, phi_theta = log q - log rho_theta exactly;
-(b) :class:`KDEPotential` -- log q minus the log of a Gaussian KDE of G_theta(z_k) with *fixed*
-    latent draws z_k (common random numbers), differentiable in x and theta;
-(c) :class:`LearnedPotential` -- the logit of a discriminator network fine-tuned at each theta with
-    the non-saturating JSD loss -log s(D(real)) - log s(-D(fake)), warm-started from the
-    discriminator of the previous point of a path.
-
-Seed Def. 9.4 / Algorithm 1 (steps 3-7), with directions e_i, e_j and step Delta > 0:
+Seed Def. 9.4 / Algorithm 1, with directions e_i, e_j and step Delta > 0::
 
     A_hat_theta(u)(x) = (grad_x phi_hat_{theta + Delta u}(x) - grad_x phi_hat_theta(x)) / Delta,
     F_hat = A_hat_{theta+Delta e_i}(e_j) - A_hat_theta(e_j) - A_hat_{theta+Delta e_j}(e_i)
             + A_hat_theta(e_i).
 
-Why F_hat telescopes for a single-valued section
-------------------------------------------------
-Write g(p) = grad_x phi_hat_p. If phi_hat is a function of theta alone (cases a and b), then
-
-    Delta F_hat = [g(c) - g(theta+De_i)] - [g(theta+De_j) - g(theta)]
-                - [g(c) - g(theta+De_j)] + [g(theta+De_i) - g(theta)] = 0,     c = theta+De_i+De_j,
-
-identically, for every Delta and x: Algorithm 1 returns rounding, whatever the section. (The seed
-notes the exact section is flat, F = 0, and REFERENCE.md expects F_hat = O(Delta); the literal
-algorithm gives exactly 0 because its four difference quotients share their end points.) Note also
-that F_hat carries no 1/Delta^2: F_hat ~ Delta * F for a smooth connection, so F_hat / Delta is the
-estimator of the 2-form F itself.
-
-Two non-telescoping checks of flatness for a single-valued section are provided:
-``curvature(..., connection="autograd")`` replaces each difference quotient by the exact
-connection A_p(u) = grad_x d/dt phi_{p + t u} (forward-mode autograd), which leaves
-F_hat = (Delta^2/2) (d_i^2 d_j - d_j^2 d_i) g + O(Delta^3) -- i.e. F_hat/Delta = O(Delta), the
-behaviour REFERENCE.md predicts; and :func:`curvature_exact` evaluates the 2-form
-F(e_i, e_j) = d_i A(e_j) - d_j A(e_i) by nested forward-mode derivatives taken in the two orders
-(two different computation graphs), which is zero up to rounding by Schwarz's theorem.
-
-Where a non-zero F_hat comes from
----------------------------------
-A non-zero F_hat needs the estimate at the corner c to depend on the *path* by which it was
-reached. That is the situation of GAN training, where D tracks G: a discriminator fine-tuned
-along path 1 (theta -> theta+De_i -> c) differs from one fine-tuned along path 2
-(theta -> theta+De_j -> c).
-:func:`curvature` evaluates each A_hat with the phi_hat values along its own path, so for the
-learned potential
-
-    F_hat = (g^(1)(c) - g^(2)(c)) / Delta        (all other terms telescope).
-
-Model of the learned case: let g* be the estimator's own converged value (a single-valued
-function of theta) and suppose each fine-tune multiplies the lag e = g - g* by kappa < 1
-(kappa ~ c^n for n gradient steps of a contracting optimiser). Then e(theta+De_i) ~ -kappa Delta
-d_i g*, and the two corner estimates differ by (kappa - kappa^2) Delta (d_i - d_j) g*, so
-
-    F_hat ~ (kappa - kappa^2) (d_i - d_j) g*:
-
-* O(1) in Delta -- the 1/Delta turns an O(Delta) path dependence into a Delta-independent number;
-  F_hat/Delta, the estimator of F, even grows like 1/Delta;
-* not monotone in the budget: small for kappa -> 1 (the discriminator hardly moves, which is
-  single-valued again) and for kappa -> 0, largest near kappa = 1/2; in the tracking regime
-  (kappa < 1/2) it falls geometrically with the number of steps, like the lag itself;
-* blind to the static part of the error (finite samples, capacity): any error that is a function
-  of theta alone telescopes exactly like the section does.
-
-So the bound |F_hat - F| <= C(Delta + eps) of Lemmas 9.6-9.7 holds here only with eps read as the
-*lag divided by Delta*; a fixed uniform error eps would be amplified by 1/Delta in A_hat, and a
-static error does not show up in F_hat at all. (Measured: convex quadratic-logit discriminator,
-full-batch SGD, Gaussian target: mean |F_hat| ~ 0.2 for n = 5..20 steps and every Delta in
-[0.025, 0.2], 1e-2 at n = 80, 2e-4 at n = 160, while the error against the exact potential stays
-at its static ~0.09; |F_hat| Delta / lag in [0.3, 8] pointwise. With a small tanh MLP, whose full-
-batch training has not converged, |F_hat| ~ 0.1-0.9 without a clear trend in n or Delta.)
-
-Holonomy (seed Def. 9.4, Prop. 9.8)
------------------------------------
-The fibre is a function space and the connection 1-form omega(v, eta) = eta - DPhi[v] acts by
-translation, so the parallel transport of a gradient field along a segment adds A Delta s; the
-ordered product prod(I + A_hat Delta s) of Def. 9.4 therefore reduces to the sum
-
-    sum_k A_hat_k Delta s = sum_k (g(p_{k+1}) - g(p_k)) = g(end) - g(start)
-
-along the square loop of side ``size`` in span{e_i, e_j}. For any single-valued section this is 0
-(rounding); for a discriminator fine-tuned sequentially around the loop (warm start) it is the
-hysteresis of the learned potential. :func:`holonomy` returns this field and its size.
-
-All computations are done in float64 torch tensors; x is an (n, d) set of points (a 1-D line or a
-flattened 2-D grid, see :func:`line_grid` and :func:`square_grid`).
+For a single-valued section F_hat telescopes to rounding; :func:`curvature` with
+``connection="autograd"`` and :func:`curvature_exact` are non-telescoping checks of flatness,
+and a learned potential's F_hat measures its path dependence (its lag behind the generator).
+:func:`holonomy` returns g(end) - g(start) around a square loop. Why, and how to read the
+estimates, is on the API reference page of :mod:`ottokit.gan` ("Connection, curvature and
+holonomy"). All computations are in float64 torch tensors; x is an (n, d) set of points
+(:func:`line_grid`, :func:`square_grid`).
 """
 
 from __future__ import annotations
@@ -146,7 +75,6 @@ OptimizerName = Literal["adam", "sgd"]
 Bandwidth = Literal["scott"]
 
 
-# ============================================================================ validation helpers
 def _as_tensor(a: Any, name: str) -> Tensor:
     t = torch.as_tensor(a if isinstance(a, Tensor) else as_array(a, name, finite=False), dtype=DT)
     if not torch.isfinite(t).all():
@@ -205,7 +133,6 @@ def _sq_matrix(a: Any, dim: int, name: str) -> Tensor:
     return t
 
 
-# ============================================================================ target densities
 def gaussian_logpdf(mean: Any, cov: Any) -> LogDensity:
     """``x -> log N(x; mean, cov)`` for (n, d) points, differentiable (closed form, Cholesky)."""
     m = _as_tensor(mean, "mean").reshape(-1)
@@ -253,7 +180,6 @@ def gaussian_mixture_logpdf(weights: Any, means: Any, covs: Any) -> LogDensity:
     return logpdf
 
 
-# ============================================================================ potentials
 class Potential(ABC):
     """A (possibly path-dependent) estimate phi_hat_theta(x) of the discriminator potential.
 
@@ -614,7 +540,6 @@ class LearnedPotential(Potential):
         return torch.stack([self.grad_x_of(D, x) for D in self.discriminators_along(path)])
 
 
-# ============================================================================ grids
 @dataclass(frozen=True)
 class Grid:
     """Evaluation points ``points`` (m, d) with ``shape`` for reshaping and the 1-D ``axes``."""
@@ -645,7 +570,6 @@ def square_grid(lo: float, hi: float, n: int) -> Grid:
     return Grid(pts, (n, n), (ax, ax))
 
 
-# ======================================================================= Def. 9.4 / Algorithm 1
 def _check_potential(potential: Any) -> Potential:
     if not isinstance(potential, Potential):
         raise TypeError(

@@ -1,34 +1,15 @@
 """Game Jacobian of a two-player GAN and the Hessian of a scalar objective (seed 001 §6.2, §10.2).
 
-Simultaneous gradient and game Jacobian (Balduzzi et al. 2018; REFERENCE.md "Seed 001")
-------------------------------------------------------------------------------------
-With generator parameters theta (n_G of them), discriminator parameters phi (n_D) and losses
-L_G(theta, phi), L_D(theta, phi), the simultaneous gradient is
-
-    xi(theta, phi) = (grad_theta L_G, grad_phi L_D)  in R^{n_G + n_D},
-
-and the game Jacobian is H = d xi / d(theta, phi), with blocks
-
-    H = [[ d2 L_G / d theta2      ,  d2 L_G / d theta d phi ],
-         [ d2 L_D / d phi d theta ,  d2 L_D / d phi2        ]].
-
-H = S + A with S = (H + H^T)/2 and A = (H - H^T)/2 (seed Def. 6.5 applied to the game). Unlike
-the Hessian of one scalar, H is not symmetric: the off-diagonal blocks come from two different
-functions. For the bilinear game L_G = theta^T M phi, L_D = -theta^T M phi, H = [[0, M], [-M^T, 0]]
-is purely antisymmetric (eigenvalues on the imaginary axis: rotation around the equilibrium); for a
-potential game L_G = L_D = L, H = grad^2 L and A = 0.
-
-Symplectic gradient adjustment uses A^T xi = (H^T xi - H xi)/2, formed matrix-free: H xi with a
-forward-over-reverse product (``torch.func.jvp`` of xi) and H^T xi with a reverse-over-reverse
-product (``torch.func.vjp`` of xi), as in the SGA reference code.
-
-Hessian of a scalar objective (seed §10.2)
-------------------------------------------
-The seed's Def. 6.5 decomposes the Hessian of J(theta) = F_f(P_theta || Q) into S + K. For any C^2
-scalar J, the mixed partial derivatives commute (Schwarz), so the Hessian is symmetric and K = 0;
-computed numerically, K is only rounding (:func:`hessian` returns it so that this can be checked).
-The antisymmetric part that carries the GAN's rotational dynamics is that of the *game* Jacobian,
-:class:`GameJacobian`, not of any scalar Hessian.
+With generator parameters theta, discriminator parameters phi and losses L_G, L_D, the
+simultaneous gradient is xi = (grad_theta L_G, grad_phi L_D) and the game Jacobian is
+H = d xi / d(theta, phi) (Balduzzi et al. 2018; REFERENCE.md "Seed 001"); H = S + A with S
+symmetric and A antisymmetric (seed Def. 6.5 applied to the game). :class:`GameJacobian`
+forms H densely for small nets, and H xi, H^T xi and A^T xi (symplectic gradient adjustment)
+matrix-free with ``torch.func``; :func:`hessian` returns the Hessian of a scalar objective
+with its antisymmetric part K, which is rounding (Schwarz). The block structure, the bilinear
+and potential games, and why the rotational dynamics live in the game Jacobian rather than in
+any scalar Hessian, are on the API reference page of :mod:`ottokit.gan` ("The game
+Jacobian").
 """
 
 from __future__ import annotations
@@ -60,7 +41,6 @@ JacobianMode = Literal["reverse", "forward"]
 Spec = tuple[tuple[str, torch.Size], ...] | None
 
 
-# ----------------------------------------------------------------------------- flat parameters
 def _flatten(params: Any, name: str) -> tuple[Tensor, Spec]:
     """``params`` (a tensor or a name -> tensor mapping) as one flat vector plus its layout."""
     if isinstance(params, Tensor):
@@ -136,7 +116,6 @@ def _plane_basis(e_i: Tensor, e_j: Tensor) -> Tensor:
     return P
 
 
-# ----------------------------------------------------------------------------- matrix helpers
 def decompose(H: Any) -> tuple[Tensor, Tensor]:
     """Symmetric/antisymmetric split H = S + A, S = (H + H^T)/2, A = (H - H^T)/2 (seed Def. 6.5)."""
     H = _as_square(H)
@@ -172,33 +151,28 @@ class GameBlocks:
     pp: Tensor
 
 
-# ----------------------------------------------------------------------------- the game
 LossFn = Callable[[Any, Any], tuple[Tensor, Tensor]]
 
 
 class GameJacobian:
     """Simultaneous gradient xi and game Jacobian H = d xi / d(theta, phi) of a two-player game.
 
-    Parameters
-    ----------
-    g_params, d_params
-        Generator and discriminator parameters: each a floating-point tensor or a mapping
-        name -> tensor (e.g. ``dict(module.named_parameters())``). They are copied (detached);
-        all computations happen at this point.
-    losses
-        ``losses(g_params, d_params) -> (L_G, L_D)``, two scalar tensors, called with parameter
-        structures of the same kind as given (tensors or dicts). It must be written with
-        differentiable torch operations (it is traced by ``torch.func``). Use
-        :meth:`from_modules` to bind ``nn.Module`` networks through ``functional_call``.
-
-    Notes
-    -----
     ``full()`` builds the dense (n_G + n_D)^2 matrix and is meant for small nets; ``hvp``/``htvp``
     and ``antisymmetric_xi`` are matrix-free (one forward-over-reverse or reverse-over-reverse
     product each). Forward-mode rules of a few torch ops are wrong at second order in current
     torch (e.g. ``linalg.solve``/``slogdet``: pytorch/pytorch#192540; umbrella #198017); the tests
     check ``full(mode="forward")`` against ``jacrev`` and central differences for tanh/linear nets,
     and the same comparison is the check to run for other layers.
+
+    Args:
+        g_params: Generator parameters: a floating-point tensor or a mapping name -> tensor
+            (e.g. ``dict(module.named_parameters())``). They are copied (detached); all
+            computations happen at this point.
+        d_params: Discriminator parameters, of the same kinds.
+        losses: ``losses(g_params, d_params) -> (L_G, L_D)``, two scalar tensors, called with
+            parameter structures of the same kind as given (tensors or dicts). It must be
+            written with differentiable torch operations (it is traced by ``torch.func``). Use
+            :meth:`from_modules` to bind ``nn.Module`` networks through ``functional_call``.
     """
 
     def __init__(self, g_params: Params, d_params: Params, losses: LossFn) -> None:
@@ -249,7 +223,6 @@ class GameJacobian:
         d_params = {k: v.detach() for k, v in D.named_parameters()}
         return cls(g_params, d_params, losses)
 
-    # ------------------------------------------------------------------ core maps
     def _call_losses(self, theta: Tensor, phi: Tensor) -> Any:
         return self._losses(_unflatten(theta, self._g_spec), _unflatten(phi, self._d_spec))
 
@@ -282,7 +255,6 @@ class GameJacobian:
         _, pullback = vjp(self.xi_at, self.w)
         return pullback(v)[0]
 
-    # ------------------------------------------------------------------ derived quantities
     def blocks(self, H: Tensor | None = None) -> GameBlocks:
         """The four blocks (theta-theta, theta-phi, phi-theta, phi-phi) of H (computed if None)."""
         H = self.full() if H is None else _as_square(H)
@@ -315,7 +287,6 @@ class GameJacobian:
         return H2, 0.5 * (H2 - H2.T)
 
 
-# ----------------------------------------------------------------------------- scalar Hessian
 def _scalar_fn(J: Callable[[Any], Tensor], spec: Spec) -> Callable[[Tensor], Tensor]:
     if not callable(J):
         raise TypeError(f"J must be callable params -> scalar tensor, got {J!r}")
@@ -337,7 +308,8 @@ def hessian(J: Callable[[Any], Tensor], params: Params) -> tuple[Tensor, Tensor]
     reverse) of the flattened objective and K = (Hess - Hess^T)/2.
 
     For any C^2 scalar J the mixed partials commute (Schwarz's theorem), so the exact Hessian is
-    symmetric and K = 0: the computed K is rounding only, ||K||_F ~ 1e-16 ||Hess||_F in float64.
+    symmetric and K = 0: the computed K is rounding only, of the order of the float64 machine
+    epsilon times ||Hess||_F.
     A non-zero antisymmetric part needs two *different* functions differentiated in crossed
     directions, which is the game Jacobian of :class:`GameJacobian` (REFERENCE.md "Seed 001").
     """

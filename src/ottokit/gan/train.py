@@ -36,7 +36,6 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ottokit import distributed, ot
 from ottokit._checks import check_option
-from ottokit._progress import progress_bar
 from ottokit._torchio import torch_threads
 from ottokit.engine import (
     CheckpointError,
@@ -55,6 +54,7 @@ from ottokit.engine import (
 )
 from ottokit.gan.losses import GANLoss, Shard, make_loss
 from ottokit.gan.nets import sample_latent
+from ottokit.progress import progress_bar
 
 __all__ = [
     "CHECKPOINT_NAME",

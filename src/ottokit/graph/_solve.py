@@ -1,26 +1,11 @@
 """One entry point, :func:`solve`, integrating any graph :class:`~ottokit.graph.Flow`.
 
-Methods (all from maintained libraries; none is written by hand):
-
-* ``"lsoda"`` — ODEPACK LSODA (``scipy.integrate.odeint``, the seed's integrator)
-  with the analytic Jacobian as a dense matrix; switches Adams <-> BDF by itself.
-  For small graphs.
-* ``"bdf"`` — SUNDIALS CVODE BDF (``scikit-sundae``) with positivity constraints.
-  Linear algebra: a dense LU for small graphs; for large ones GMRES with the
-  analytic sparse Jacobian-vector product, preconditioned by an algebraic
-  multigrid cycle (``pyamg``, plain aggregation: a setup costs about as much
-  as one cycle) on ``I - gamma J``, rebuilt only when the Jacobian or the
-  step's ``gamma`` has changed by more than a factor 3.
-* ``"adams"`` — CVODE Adams-Moulton (non-stiff), same linear algebra.
-* ``"rk45"``, ``"dop853"`` — explicit Runge-Kutta (``solve_ivp``), non-stiff only.
-* ``"radau"``, ``"scipy-bdf"`` — ``solve_ivp`` implicit methods with the analytic
-  sparse Jacobian.
-* ``"auto"`` — ``"lsoda"`` up to 2,000 nodes. Beyond, ``"bdf"`` when the flow is
-  stiff on ``t_span``: the Gershgorin bound of its Jacobian at the uniform
-  state (the time scale that persists; layers near tiny densities are short
-  transients an adaptive step resolves) times the time span exceeds 50.
-  Otherwise ``"rk45"``, falling back to ``"bdf"`` if it needs more than 5,000
-  right-hand sides or loses positivity (recorded in ``Trajectory.info``).
+Methods, all from maintained libraries: ``"lsoda"`` (ODEPACK, the seed's integrator, dense
+analytic Jacobian), ``"bdf"`` and ``"adams"`` (SUNDIALS CVODE with positivity constraints;
+GMRES preconditioned by algebraic multigrid on large graphs), ``"rk45"``, ``"dop853"``,
+``"radau"`` and ``"scipy-bdf"`` (``solve_ivp``), and ``"auto"``, which picks among them by
+graph size and stiffness. The API reference page of :mod:`ottokit.graph` ("Choosing an
+integrator") describes each and the rule of ``"auto"``.
 
 Mass is conserved to rounding (the Jacobian's columns sum to zero and the
 multigrid preconditioner is projected to preserve sums); a trajectory with a

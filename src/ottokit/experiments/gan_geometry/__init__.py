@@ -33,7 +33,7 @@ from ottokit.experiments.gan_geometry import (
     jko,
 )
 from ottokit.experiments.gan_geometry.config import GanGeometryConfig
-from ottokit.report.progress import progress_bar
+from ottokit.progress import progress_bar
 from ottokit.report.result import Result
 
 __all__ = ["GanGeometryConfig", "run"]

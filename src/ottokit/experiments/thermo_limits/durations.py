@@ -17,8 +17,8 @@ from ottokit.experiments.thermo_limits.inequalities import (
     rel,
 )
 from ottokit.experiments.thermo_limits.protocols import LABELS, protocols_2d
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check
 from ottokit.thermo import SpeedLimit, solve_moments, speed_limit
 

@@ -14,8 +14,8 @@ import numpy as np
 from ottokit.experiments._studies import FIGURE_ONLY
 from ottokit.experiments.thermo_limits.config import ThermoLimitsConfig
 from ottokit.experiments.thermo_limits.protocols import LABELS, protocols_2d
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check
 from ottokit.thermo import (
     OUSolution,

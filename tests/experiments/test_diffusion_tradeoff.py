@@ -55,7 +55,8 @@ def test_reduced_run_checks_the_guaranteed_claims(tmp_path: Path) -> None:
     table = _check(result, "Table I reproduced")
     assert table.holds, table.detail
     paper = {}
-    for cell in result.metrics["table_i"]:
+    table_i = result.metrics["table_i"]
+    for cell in table_i["cells"]:
         assert cell["guess"] == (cell["row"] == "Gaussian mixture")
         paper.setdefault(cell["row"], {})[cell["schedule"]] = cell["paper"]
         if cell["schedule"] == "cond-OT" and not cell["guess"]:
@@ -65,13 +66,13 @@ def test_reduced_run_checks_the_guaranteed_claims(tmp_path: Path) -> None:
             assert low <= est["response"] <= high
     # ... and lies inside the paper's cosine-OT spread
     for row in ("shifted mean", "shifted variance", "uniform"):
-        exact = result.metrics["table_i_exact"][row]["OT"]["response"]
+        exact = table_i["exact"][row]["OT"]["response"]
         assert paper[row]["OT"] < exact < paper[row]["cosine"]
     exact_chain = _check(result, "Exact chain")
     assert exact_chain.holds, exact_chain.detail
     coincide = _check(result, "In 1-D the exact responses")
     assert coincide.holds, coincide.detail
-    assert max(result.metrics["exact_response_spread"].values()) < 0.01
+    assert max(table_i["exact_schedule_spread"].values()) < 0.01
     ot_bound = _check(result, "OT has the smallest bound")
     assert ot_bound.holds, ot_bound.detail
     assert _check(result, "Fig. 6(b)").holds
@@ -80,13 +81,17 @@ def test_reduced_run_checks_the_guaranteed_claims(tmp_path: Path) -> None:
     assert _check(result, "Fig. 8 analogue: eta <= c2").holds
     assert len(result.checks) >= 5
     # every inequality is recorded with its two sides and its verdict
-    ineqs = result.metrics["inequalities"]
-    assert ineqs and all({"lhs", "rhs", "holds", "where", "name"} <= set(q) for q in ineqs)
+    chains = [c for by_s in table_i["exact"].values() for c in by_s.values()] + [
+        c for by_s in result.metrics["toys"]["chains"].values() for c in by_s.values()
+    ]
+    ineqs = [q for c in chains for q in c["inequalities"]]
+    assert len(ineqs) > len(chains)
+    assert all({"lhs", "rhs", "holds", "name"} <= set(q) for q in ineqs)
     for q in ineqs:
         tol = 0.15 if "v_loss(t)" in q["name"] else 0.02
         assert q["holds"] == (q["lhs"] <= q["rhs"] * (1 + tol)), q
     # D0 of the shifted-mean start is e - 1 (chi^2(N(1,1) || N(0,1)))
-    d0 = result.metrics["table_i_exact"]["shifted mean"]["OT"]["d0"]
+    d0 = table_i["exact"]["shifted mean"]["OT"]["d0"]
     assert abs(d0 - (math.e - 1)) < 1e-9
     # Eq. G21 on N(0, I) against N(0, s^2 I) fits: 2 KL = n_d (s^2 - 1 - log s^2), up to the
     # fitted means and variances of the finite clouds
