@@ -233,6 +233,7 @@ def checks(s: TableStudy) -> list[Check]:
             "monotone rearrangement), to quadrature accuracy",
             max(spreads.values()) <= 1e-6,
             "relative spread per row: " + ", ".join(f"{r} {v:.1e}" for r, v in spreads.items()),
+            kind="software",
         ),
         Check(
             "Exact chain, without sampling: response <= int v_loss^2 dt <= int v2^2 dt, "
