@@ -50,44 +50,24 @@ CASES: dict[str, dict[str, Any]] = {
 # truncated CG on purpose: 10 iterations whatever the residual (CGConvergenceWarning silenced)
 CG10 = ConjugateGradient(maxiter=10)
 
-# ottokit configurations per case: name -> NaturalGradient keyword arguments
+# ottokit configurations per case: name -> NaturalGradient keyword arguments; both cases
+# time the same structured-Jacobian options and differ in their functional-Jacobian one
+STRUCTURED: dict[str, dict[str, Any]] = {
+    "ng_struct_woodbury": {"solver": "woodbury"},
+    "ng_struct_woodbury_K5": {"solver": "woodbury", "metric_every": 5},
+    "ng_struct_woodbury_K5_proj": {"solver": "woodbury", "metric_every": 5, "project": True},
+    "ng_struct_woodbury_m64_K5": {"solver": "woodbury", "metric_samples": 64, "metric_every": 5},
+    "ng_struct_woodbury_m64_K5_proj": {
+        "solver": "woodbury",
+        "metric_samples": 64,
+        "metric_every": 5,
+        "project": True,
+    },
+    "ng_struct_cg10": {"solver": CG10},
+}
 CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
-    "seed": {
-        "ng_struct_woodbury": {"solver": "woodbury"},
-        "ng_struct_woodbury_K5": {"solver": "woodbury", "metric_every": 5},
-        "ng_struct_woodbury_K5_proj": {"solver": "woodbury", "metric_every": 5, "project": True},
-        "ng_struct_woodbury_m64_K5": {
-            "solver": "woodbury",
-            "metric_samples": 64,
-            "metric_every": 5,
-        },
-        "ng_struct_woodbury_m64_K5_proj": {
-            "solver": "woodbury",
-            "metric_samples": 64,
-            "metric_every": 5,
-            "project": True,
-        },  # fmt: skip
-        "ng_struct_cg10": {"solver": CG10},
-        "ng_func_woodbury": {"solver": "woodbury", "structured": False},
-    },
-    "mlp1e5": {
-        "ng_struct_woodbury": {"solver": "woodbury"},
-        "ng_struct_woodbury_K5": {"solver": "woodbury", "metric_every": 5},
-        "ng_struct_woodbury_K5_proj": {"solver": "woodbury", "metric_every": 5, "project": True},
-        "ng_struct_woodbury_m64_K5": {
-            "solver": "woodbury",
-            "metric_samples": 64,
-            "metric_every": 5,
-        },
-        "ng_struct_woodbury_m64_K5_proj": {
-            "solver": "woodbury",
-            "metric_samples": 64,
-            "metric_every": 5,
-            "project": True,
-        },  # fmt: skip
-        "ng_struct_cg10": {"solver": CG10},
-        "ng_func_cg10": {"solver": CG10, "structured": False},
-    },
+    "seed": {**STRUCTURED, "ng_func_woodbury": {"solver": "woodbury", "structured": False}},
+    "mlp1e5": {**STRUCTURED, "ng_func_cg10": {"solver": CG10, "structured": False}},
 }
 
 
