@@ -50,44 +50,24 @@ CASES: dict[str, dict[str, Any]] = {
 # truncated CG on purpose: 10 iterations whatever the residual (CGConvergenceWarning silenced)
 CG10 = ConjugateGradient(maxiter=10)
 
-# ottokit configurations per case: name -> NaturalGradient keyword arguments
+# ottokit configurations per case: name -> NaturalGradient keyword arguments; both cases
+# time the same structured-Jacobian options and differ in their functional-Jacobian one
+STRUCTURED: dict[str, dict[str, Any]] = {
+    "ng_struct_woodbury": {"solver": "woodbury"},
+    "ng_struct_woodbury_K5": {"solver": "woodbury", "metric_every": 5},
+    "ng_struct_woodbury_K5_proj": {"solver": "woodbury", "metric_every": 5, "project": True},
+    "ng_struct_woodbury_m64_K5": {"solver": "woodbury", "metric_samples": 64, "metric_every": 5},
+    "ng_struct_woodbury_m64_K5_proj": {
+        "solver": "woodbury",
+        "metric_samples": 64,
+        "metric_every": 5,
+        "project": True,
+    },
+    "ng_struct_cg10": {"solver": CG10},
+}
 CONFIGS: dict[str, dict[str, dict[str, Any]]] = {
-    "seed": {
-        "ng_struct_woodbury": {"solver": "woodbury"},
-        "ng_struct_woodbury_K5": {"solver": "woodbury", "metric_every": 5},
-        "ng_struct_woodbury_K5_proj": {"solver": "woodbury", "metric_every": 5, "project": True},
-        "ng_struct_woodbury_m64_K5": {
-            "solver": "woodbury",
-            "metric_samples": 64,
-            "metric_every": 5,
-        },
-        "ng_struct_woodbury_m64_K5_proj": {
-            "solver": "woodbury",
-            "metric_samples": 64,
-            "metric_every": 5,
-            "project": True,
-        },  # fmt: skip
-        "ng_struct_cg10": {"solver": CG10},
-        "ng_func_woodbury": {"solver": "woodbury", "structured": False},
-    },
-    "mlp1e5": {
-        "ng_struct_woodbury": {"solver": "woodbury"},
-        "ng_struct_woodbury_K5": {"solver": "woodbury", "metric_every": 5},
-        "ng_struct_woodbury_K5_proj": {"solver": "woodbury", "metric_every": 5, "project": True},
-        "ng_struct_woodbury_m64_K5": {
-            "solver": "woodbury",
-            "metric_samples": 64,
-            "metric_every": 5,
-        },
-        "ng_struct_woodbury_m64_K5_proj": {
-            "solver": "woodbury",
-            "metric_samples": 64,
-            "metric_every": 5,
-            "project": True,
-        },  # fmt: skip
-        "ng_struct_cg10": {"solver": CG10},
-        "ng_func_cg10": {"solver": CG10, "structured": False},
-    },
+    "seed": {**STRUCTURED, "ng_func_woodbury": {"solver": "woodbury", "structured": False}},
+    "mlp1e5": {**STRUCTURED, "ng_func_cg10": {"solver": CG10, "structured": False}},
 }
 
 
@@ -208,13 +188,24 @@ def naive_bytes(case: str) -> float:
     return 4.0 * n * n
 
 
-def time_case(case: str, methods: list[str], repeats: int, block: int) -> dict[str, Any]:
+def setup_case(
+    case: str, methods: list[str], batches: int, seed: int
+) -> tuple[nn.Module, nn.Module, Tensor, dict[str, tuple[nn.Module, Any]]]:
+    """The case's generator and discriminator, ``batches`` latent batches drawn with ``seed``,
+    and per method a copy of the generator with its optimiser."""
     gen0, disc, latent = make_case(case)
-    pool = torch.randn(block, N_LATENT, latent, generator=torch.Generator().manual_seed(5))
+    latents = torch.randn(
+        batches, N_LATENT, latent, generator=torch.Generator().manual_seed(seed)
+    )
     setups = {}
     for m in methods:
         gen = copy.deepcopy(gen0)
         setups[m] = (gen, make_optimizer(m, case, gen))
+    return gen0, disc, latents, setups
+
+
+def time_case(case: str, methods: list[str], repeats: int, block: int) -> dict[str, Any]:
+    _, disc, pool, setups = setup_case(case, methods, block, seed=5)
     times: dict[str, list[float]] = {m: [] for m in methods}
     for rep in range(repeats + 1):  # repeat 0: untimed warm-up
         order = methods if rep % 2 else list(reversed(methods))
@@ -244,12 +235,7 @@ def exact_direction(gen: nn.Module, z: Tensor, grad: Tensor, case: str) -> Tenso
 
 
 def accuracy_case(case: str, methods: list[str], points: int) -> dict[str, Any]:
-    gen0, disc, latent = make_case(case)
-    zs = torch.randn(points, N_LATENT, latent, generator=torch.Generator().manual_seed(6))
-    setups = {}
-    for m in methods:
-        gen = copy.deepcopy(gen0)
-        setups[m] = (gen, make_optimizer(m, case, gen))
+    gen0, disc, zs, setups = setup_case(case, methods, points, seed=6)
     theta = torch.nn.utils.parameters_to_vector(gen0.parameters()).detach().clone()
     probe = copy.deepcopy(gen0)
     cos: dict[str, list[float]] = {m: [] for m in methods}

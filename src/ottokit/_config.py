@@ -516,14 +516,7 @@ def _from_text(tp: Any, text: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if type(None) in args and text.lower() == "none":
             return None
-        for arm in args:
-            if arm is type(None):
-                continue
-            try:
-                return _from_text(arm, text)
-            except _Mismatch:
-                continue
-        raise _Mismatch
+        return _first_arm(args, text, _from_text)
     if origin is tuple:
         inner = text
         if len(inner) >= 2 and (inner[0], inner[-1]) in {("(", ")"), ("[", "]")}:
@@ -560,14 +553,7 @@ def _from_value(tp: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        for arm in args:
-            if arm is type(None):
-                continue
-            try:
-                return _from_value(arm, value)
-            except _Mismatch:
-                continue
-        raise _Mismatch
+        return _first_arm(args, value, _from_value)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise _Mismatch
@@ -589,6 +575,18 @@ def _from_value(tp: Any, value: Any) -> Any:
             return value
         raise _Mismatch
     raise ConfigError(f"unsupported config annotation {tp!r}")
+
+
+def _first_arm(args: tuple[Any, ...], x: Any, convert: Any) -> Any:
+    """``x`` converted by the first arm of a union (``None`` aside) that accepts it."""
+    for arm in args:
+        if arm is type(None):
+            continue
+        try:
+            return convert(arm, x)
+        except _Mismatch:
+            continue
+    raise _Mismatch
 
 
 def _each(args: tuple[Any, ...], items: list[Any], convert: Any) -> list[Any]:

@@ -59,6 +59,18 @@ DEVICES_TEXT = "cpu, cuda or cuda:N"
 
 T = TypeVar("T")
 
+# the options that several commands share
+_Preset = Annotated[str, typer.Option(help="Config preset: quick or paper.")]
+_Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override one config field, key=value (repeatable)."),
+]
+_ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="Flat TOML file of config values.")
+]
+_Out = Annotated[Path, typer.Option("--out", help="Root directory for runs.")]
+_Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
 app = typer.Typer(
     name="ottokit",
     help="Optimal-transport geometry of generative models: run and report the seeds' experiments.",
@@ -88,14 +100,9 @@ def list_experiments() -> None:
 @app.command("show")
 def show_command(
     experiment: Annotated[str, typer.Argument(help="Experiment name (see `ottokit list`).")],
-    preset: Annotated[str, typer.Option(help="Config preset: quick or paper.")] = "quick",
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override one config field, key=value (repeatable)."),
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Flat TOML file of config values.")
-    ] = None,
+    preset: _Preset = "quick",
+    set_: _Overrides = None,
+    config: _ConfigFile = None,
 ) -> None:
     """Print the resolved config of EXPERIMENT: each key, its value, type, allowed values and
     meaning (the keys `ottokit run --set` takes)."""
@@ -108,20 +115,15 @@ def run_command(
     experiment: Annotated[
         str | None, typer.Argument(help="Experiment name (see `ottokit list`).")
     ] = None,
-    preset: Annotated[str, typer.Option(help="Config preset: quick or paper.")] = "quick",
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override one config field, key=value (repeatable)."),
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="Flat TOML file of config values.")
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Root directory for runs.")] = Path("runs"),
+    preset: _Preset = "quick",
+    set_: _Overrides = None,
+    config: _ConfigFile = None,
+    out: _Out = Path("runs"),
     seed: Annotated[str | None, typer.Option(help="Random seed (overrides the config).")] = None,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or cuda:N (overrides the config).")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    quiet: _Quiet = False,
     nproc: Annotated[
         int,
         typer.Option(
@@ -228,12 +230,12 @@ def run_command(
 
 @app.command("reproduce")
 def reproduce_command(
-    preset: Annotated[str, typer.Option(help="Config preset: quick or paper.")] = "quick",
+    preset: _Preset = "quick",
     only: Annotated[
         str | None, typer.Option(help="Comma-separated experiment names (default: all).")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Root directory for runs.")] = Path("runs"),
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    out: _Out = Path("runs"),
+    quiet: _Quiet = False,
     jobs: Annotated[
         int | None,
         typer.Option(

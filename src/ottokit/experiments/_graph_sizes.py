@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from ottokit._config import ConfigError, check_config_memory
+from ottokit.graph import expected_geometric_edges
 
 __all__ = [
     "MIN_EXPECTED_DEGREE",
@@ -30,21 +31,11 @@ _BYTES_PER_NODE = 200.0
 
 
 def distance_cdf(r: float) -> float:
-    """``P(|X - Y| <= r)`` for ``X, Y`` independent and uniform on the unit square."""
-    if r <= 0:
-        return 0.0
-    if r <= 1:
-        return math.pi * r**2 - 8.0 / 3.0 * r**3 + r**4 / 2.0
-    if r < math.sqrt(2.0):
-        s = math.sqrt(r * r - 1.0)
-        return (
-            1.0 / 3.0
-            + (math.pi - 2.0) * r**2
-            - r**4 / 2.0
-            + 4.0 / 3.0 * (2.0 * r**2 + 1.0) * s
-            - 4.0 * r**2 * math.acos(1.0 / r)
-        )
-    return 1.0
+    """``P(|X - Y| <= r)`` for ``X, Y`` independent and uniform on the unit square.
+
+    The expected edge count of a random geometric graph on two points.
+    """
+    return expected_geometric_edges(2, r, dim=2) if r > 0 else 0.0
 
 
 def expected_degree(n: int, radius: float) -> float:

@@ -5,15 +5,22 @@ seed's claims read from the fields), and ``figure(s, path)``. The experiment's `
 over its studies and returns :func:`study_metrics` of each as its metrics, which the runner
 writes to ``metrics.json`` with :func:`~ottokit.experiments._runner.to_jsonable`. Fields that
 only a figure needs (solver objects, raw arrays already summarised elsewhere) are declared
-with ``field(metadata=FIGURE_ONLY)`` and left out of the metrics.
+with ``field(metadata=FIGURE_ONLY)`` and left out of the metrics. An experiment whose module
+is one study (``study``, ``figures``, ``checks``, ``comparisons``, ``summary``) runs it with
+:func:`run_study`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-__all__ = ["FIGURE_ONLY", "fmt_list", "study_metrics"]
+from ottokit.report.result import Result
+
+__all__ = ["FIGURE_ONLY", "fmt_list", "run_study", "study_metrics"]
 
 FIGURE_ONLY = {"metric": False}
 
@@ -48,3 +55,33 @@ def _plain(value: Any) -> Any:
 def fmt_list(values: Any, spec: str) -> str:
     """``[v0, v1, ...]`` with each value formatted by ``spec``."""
     return "[" + ", ".join(format(float(v), spec) for v in values) + "]"
+
+
+def run_study(
+    module: ModuleType, config: Any, out: Path, *, experiment: str, timed: bool = True
+) -> Result:
+    """The :class:`Result` of an experiment whose module is one study.
+
+    ``module`` provides ``SEED_FILE``, ``CLAIM``, ``study(config)``, ``figures(s, directory)``
+    (caption -> path), ``checks(s)``, ``comparisons(s)`` and ``summary(s)``. The metrics are
+    :func:`study_metrics` of the study, followed by ``wall_time_s`` (the seconds the study
+    and its figures took) when ``timed``.
+    """
+    out = Path(out)
+    started = time.perf_counter()
+    s = module.study(config)
+    drawn = module.figures(s, out / "figures")
+    metrics = study_metrics(s)
+    if timed:
+        metrics["wall_time_s"] = time.perf_counter() - started
+    return Result(
+        experiment=experiment,
+        seed_file=module.SEED_FILE,
+        claim=module.CLAIM,
+        run_dir=out,
+        metrics=metrics,
+        figures={caption: str(path) for caption, path in drawn.items()},
+        checks=module.checks(s),
+        comparisons=module.comparisons(s),
+        summary=module.summary(s),
+    )

@@ -9,7 +9,7 @@ checks that (28) is the linearisation of (27) at the uniform state.
 
 from __future__ import annotations
 
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +19,7 @@ import numpy as np
 from ottokit._config import ConfigError, ValidatedConfig, device_param, param, seed_param
 from ottokit.experiments._graph_sizes import check_random_graph
 from ottokit.experiments._registry import Experiment, register
-from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
+from ottokit.experiments._studies import FIGURE_ONLY, run_study
 from ottokit.functionals import Entropy
 from ottokit.graph import (
     Graph,
@@ -465,21 +465,7 @@ def figures(s: HeatStudy, directory: Path) -> dict[str, Path]:
 
 def run(config: GraphHeatConfig, out: Path) -> Result:
     """Run both flows from the seed's initial data and check the seed's claims."""
-    out = Path(out)
-    started = time.perf_counter()
-    s = study(config)
-    drawn = figures(s, out / "figures")
-    return Result(
-        experiment="graph-heat",
-        seed_file=SEED_FILE,
-        claim=CLAIM,
-        run_dir=out,
-        metrics={**study_metrics(s), "wall_time_s": time.perf_counter() - started},
-        figures={caption: str(path) for caption, path in drawn.items()},
-        checks=checks(s),
-        comparisons=comparisons(s),
-        summary=summary(s),
-    )
+    return run_study(sys.modules[__name__], config, out, experiment="graph-heat")
 
 
 def _figure_snapshots(

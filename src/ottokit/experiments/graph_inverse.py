@@ -10,7 +10,7 @@ values of the linearised forward maps measure that directly.
 
 from __future__ import annotations
 
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 from ottokit._config import ValidatedConfig, device_param, param, seed_param
 from ottokit.experiments._graph_sizes import check_random_graph
 from ottokit.experiments._registry import Experiment, register
-from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
+from ottokit.experiments._studies import FIGURE_ONLY, run_study
 from ottokit.functionals import Entropy
 from ottokit.graph import (
     Graph,
@@ -294,11 +294,23 @@ def figures(s: InverseStudy, directory: Path) -> dict[str, Path]:
     med = s.median
     return {
         "Reconstruction error ||x - rho0|| / ||rho0 - uniform|| against noise level eta "
-        "(median over draws), per observation time T": _figure_error_vs_noise(
-            s, med, directory / "error_vs_noise.png"
+        "(median over draws), per observation time T": _figure_error(
+            s.noise_levels,
+            med,
+            "T",
+            s.times,
+            "noise level eta",
+            True,
+            directory / "error_vs_noise.png",
         ),
-        "Reconstruction error against T at each noise level": _figure_error_vs_time(
-            s, med, directory / "error_vs_time.png"
+        "Reconstruction error against T at each noise level": _figure_error(
+            s.times,
+            {f: med[f].T for f in FLOWS},
+            "eta",
+            s.noise_levels,
+            "observation time T",
+            False,
+            directory / "error_vs_time.png",
         ),
         "Singular values of the linearised forward map d rho(T)/d rho(0) at the true rho0": (
             _figure_singular(s, s.singular_values, directory / "singular_values.png")
@@ -312,58 +324,28 @@ def figures(s: InverseStudy, directory: Path) -> dict[str, Path]:
 
 def run(config: GraphInverseConfig, out: Path) -> Result:
     """Reconstruct, compare both flows' inverses, and check the seed's argument."""
-    out = Path(out)
-    started = time.perf_counter()
-    s = study(config)
-    drawn = figures(s, out / "figures")
-    return Result(
-        experiment="graph-inverse",
-        seed_file=SEED_FILE,
-        claim=CLAIM,
-        run_dir=out,
-        metrics={**study_metrics(s), "wall_time_s": time.perf_counter() - started},
-        figures={caption: str(path) for caption, path in drawn.items()},
-        checks=checks(s),
-        comparisons=comparisons(s),
-        summary=summary(s),
-    )
+    return run_study(sys.modules[__name__], config, out, experiment="graph-inverse")
 
 
-def _figure_error_vs_noise(s: InverseStudy, med: dict, path: Path) -> Path:
+def _figure_error(
+    x: list[float],
+    per_curve: dict[str, np.ndarray],
+    name: str,
+    values: list[float],
+    xlabel: str,
+    loglog: bool,
+    path: Path,
+) -> Path:
+    """Error against ``x`` of both flows, one curve per ``name = value`` (a row of
+    ``per_curve[flow]``)."""
     fig, ax = new_figure(figsize=(5.5, 4.0))
-    for k, T in enumerate(s.times):
+    plot = ax.loglog if loglog else ax.semilogy
+    for k, v in enumerate(values):
         color = f"C{k}"
-        ax.loglog(
-            s.noise_levels,
-            med["wasserstein"][k],
-            "o-",
-            color=color,
-            label=f"Wasserstein, T={T:g}",
-        )
-        ax.loglog(
-            s.noise_levels, med["linear"][k], "s--", color=color, label=f"linear, T={T:g}"
-        )
-    ax.set_xlabel("noise level eta")
-    ax.set_ylabel("relative reconstruction error")
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
-
-
-def _figure_error_vs_time(s: InverseStudy, med: dict, path: Path) -> Path:
-    fig, ax = new_figure(figsize=(5.5, 4.0))
-    for e, eta in enumerate(s.noise_levels):
-        color = f"C{e}"
-        ax.semilogy(
-            s.times,
-            med["wasserstein"][:, e],
-            "o-",
-            color=color,
-            label=f"Wasserstein, eta={eta:g}",
-        )
-        ax.semilogy(
-            s.times, med["linear"][:, e], "s--", color=color, label=f"linear, eta={eta:g}"
-        )
-    ax.set_xlabel("observation time T")
+        label = f"{name}={v:g}"
+        plot(x, per_curve["wasserstein"][k], "o-", color=color, label=f"Wasserstein, {label}")
+        plot(x, per_curve["linear"][k], "s--", color=color, label=f"linear, {label}")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("relative reconstruction error")
     ax.legend(fontsize=7)
     return save_figure(fig, path)

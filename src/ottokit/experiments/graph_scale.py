@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from ottokit._config import (
 )
 from ottokit.experiments._graph_sizes import heat_flow_bytes
 from ottokit.experiments._registry import Experiment, register
-from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
+from ottokit.experiments._studies import FIGURE_ONLY, run_study
 from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
 from ottokit.report.result import Check, Comparison, Result
@@ -341,7 +342,9 @@ def figures(s: ScaleStudy, directory: Path) -> dict[str, Path]:
     """Entropy and the radial profile on the graph; the grid's densities and energies."""
     return {
         f"Random geometric graph, n = {s.rgg['n']:,}: entropy and -dH/dt against time": (
-            _figure_rgg(s.rgg, directory / "rgg_entropy.png")
+            _figure_energy(
+                s.rgg, "entropy", "dissipation", ("H", "-dH/dt"), directory / "rgg_entropy.png"
+            )
         ),
         f"Random geometric graph: mean density against distance from the centre at t = "
         f"{s.t_end:g}": _figure_profile(s.rgg, directory / "rgg_profile.png"),
@@ -349,38 +352,32 @@ def figures(s: ScaleStudy, directory: Path) -> dict[str, Path]:
         "the Gibbs state exp(-V)/Z": _figure_grid(
             s.images, s.grid_t_end, directory / "fp_grid.png"
         ),
-        "Fokker-Planck: free energy and KL(rho(t) || rho*) against time": _figure_fp(
-            s.fokker_planck, directory / "fp_energy.png"
+        "Fokker-Planck: free energy and KL(rho(t) || rho*) against time": _figure_energy(
+            s.fokker_planck,
+            "free_energy",
+            "kl_to_gibbs",
+            ("F = H + <V, rho>", "KL(rho(t) || rho*)"),
+            directory / "fp_energy.png",
         ),
     }
 
 
 def run(config: GraphScaleConfig, out: Path) -> Result:
     """Run both cases and check that the flows stay structure-preserving at scale."""
-    out = Path(out)
-    s = study(config)
-    drawn = figures(s, out / "figures")
-    return Result(
-        experiment="graph-scale",
-        seed_file=SEED_FILE,
-        claim=CLAIM,
-        run_dir=out,
-        metrics=study_metrics(s),
-        figures={caption: str(path) for caption, path in drawn.items()},
-        checks=checks(s),
-        comparisons=comparisons(s),
-        summary=summary(s),
-    )
+    return run_study(sys.modules[__name__], config, out, experiment="graph-scale", timed=False)
 
 
-def _figure_rgg(rgg: dict, path: Path) -> Path:
+def _figure_energy(
+    record: dict, energy: str, log_quantity: str, labels: tuple[str, str], path: Path
+) -> Path:
+    """``record[energy]`` (left) and ``record[log_quantity]`` on a log scale (right) against t."""
     fig, (a1, a2) = new_figure(1, 2, figsize=(9.0, 3.5))
-    a1.plot(rgg["t"], rgg["entropy"], "o-")
+    a1.plot(record["t"], record[energy], "o-")
     a1.set_xlabel("t")
-    a1.set_ylabel("H")
-    a2.semilogy(rgg["t"], rgg["dissipation"], "o-")
+    a1.set_ylabel(labels[0])
+    a2.semilogy(record["t"], record[log_quantity], "o-")
     a2.set_xlabel("t")
-    a2.set_ylabel("-dH/dt")
+    a2.set_ylabel(labels[1])
     return save_figure(fig, path)
 
 
@@ -414,17 +411,6 @@ def _figure_grid(images: dict, t_end: float, path: Path) -> Path:
         )
         ax.set_title(title)
     fig.colorbar(im, ax=axes, shrink=0.8)
-    return save_figure(fig, path)
-
-
-def _figure_fp(fp: dict, path: Path) -> Path:
-    fig, (a1, a2) = new_figure(1, 2, figsize=(9.0, 3.5))
-    a1.plot(fp["t"], fp["free_energy"], "o-")
-    a1.set_xlabel("t")
-    a1.set_ylabel("F = H + <V, rho>")
-    a2.semilogy(fp["t"], fp["kl_to_gibbs"], "o-")
-    a2.set_xlabel("t")
-    a2.set_ylabel("KL(rho(t) || rho*)")
     return save_figure(fig, path)
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Self, get_args
 
 import numpy as np
 import torch
@@ -128,7 +128,57 @@ class KineticResult:
 
 
 @dataclass(frozen=True)
-class ResponseResult:
+class _W1Response:
+    """W1 between the two reverse processes at saved times, and the response it gives.
+
+    The fields that :class:`ResponseResult` and :class:`QuadratureResponse` share (each
+    documents them).
+    """
+
+    tau: float
+    d0: float
+    t: np.ndarray
+    w1: np.ndarray
+    w1_initial: float
+    w1_final: float
+    delta_w1: float
+    response: float
+    t_mid: np.ndarray
+    v_loss: np.ndarray
+    v_loss_sq_integral: float
+
+    @classmethod
+    def _of_w1(
+        cls,
+        tau: float,
+        d0: float,
+        t: np.ndarray,
+        w1: np.ndarray,
+        t_mid: np.ndarray,
+        v_loss: np.ndarray,
+        v_loss_sq_integral: float,
+        **rest: Any,
+    ) -> Self:
+        """The result whose ends, Delta W1 and response are read from ``w1``."""
+        delta = float(w1[-1] - w1[0])
+        return cls(
+            tau=tau,
+            d0=d0,
+            t=t,
+            w1=w1,
+            w1_initial=float(w1[0]),
+            w1_final=float(w1[-1]),
+            delta_w1=delta,
+            response=delta**2 / (tau * d0),
+            t_mid=t_mid,
+            v_loss=v_loss,
+            v_loss_sq_integral=v_loss_sq_integral,
+            **rest,
+        )
+
+
+@dataclass(frozen=True)
+class ResponseResult(_W1Response):
     """Two sample clouds transported backwards (noise -> data) by one velocity field.
 
     Attributes:
@@ -144,17 +194,6 @@ class ResponseResult:
         final, final_perturbed: the transported clouds at ``t_end``.
     """
 
-    tau: float
-    d0: float
-    t: np.ndarray
-    w1: np.ndarray
-    w1_initial: float
-    w1_final: float
-    delta_w1: float
-    response: float
-    t_mid: np.ndarray
-    v_loss: np.ndarray
-    v_loss_sq_integral: float
     final: Tensor
     final_perturbed: Tensor
 
@@ -164,7 +203,7 @@ class ResponseResult:
 
 
 @dataclass(frozen=True)
-class QuadratureResponse:
+class QuadratureResponse(_W1Response):
     """The 1-D response without samples (the ``"quadrature"`` estimator).
 
     Attributes:
@@ -179,17 +218,6 @@ class QuadratureResponse:
         n_nodes: quadrature nodes over the noise level.
     """
 
-    tau: float
-    d0: float
-    t: np.ndarray
-    w1: np.ndarray
-    w1_initial: float
-    w1_final: float
-    delta_w1: float
-    response: float
-    t_mid: np.ndarray
-    v_loss: np.ndarray
-    v_loss_sq_integral: float
     flow_map: str
     n_nodes: int
 
@@ -466,19 +494,14 @@ def response(
     t = traj.t.detach().cpu().double().numpy()
     dt = np.abs(np.diff(t))
     v_loss = np.abs(np.diff(w1)) / dt / math.sqrt(d0)
-    delta = float(w1[-1] - w1[0])
-    return ResponseResult(
-        tau=tau,
-        d0=float(d0),
-        t=t,
-        w1=w1,
-        w1_initial=float(w1[0]),
-        w1_final=float(w1[-1]),
-        delta_w1=delta,
-        response=delta**2 / (tau * d0),
-        t_mid=0.5 * (t[1:] + t[:-1]),
-        v_loss=v_loss,
-        v_loss_sq_integral=float(np.sum(v_loss**2 * dt)),
+    return ResponseResult._of_w1(
+        tau,
+        float(d0),
+        t,
+        w1,
+        0.5 * (t[1:] + t[:-1]),
+        v_loss,
+        float(np.sum(v_loss**2 * dt)),
         final=traj.final[:n],
         final_perturbed=traj.final[n:],
     )
@@ -567,9 +590,10 @@ def response_quadrature(
         w1 = states @ kernel
         dt = np.abs(np.diff(times))
         v_loss = np.abs(np.diff(w1)) / dt * scale
-        return _quadrature_response(
+        return QuadratureResponse._of_w1(
             tau, d0, times, w1, 0.5 * (times[1:] + times[:-1]), v_loss,
-            float(np.sum(v_loss**2 * dt)), f"{method}, {n_steps} steps", nodes.z.size,
+            float(np.sum(v_loss**2 * dt)),
+            flow_map=f"{method}, {n_steps} steps", n_nodes=int(nodes.z.size),
         )
     t_mid = 0.5 * (grid[1:] + grid[:-1])
     wanted = np.concatenate([grid, t_mid, t_gl])
@@ -585,37 +609,9 @@ def response_quadrature(
     w1 = psi_grid @ kernel
     v_loss = np.array([abs(w1_rate(t, p)) for t, p in zip(t_mid, psi_mid, strict=True)]) * scale
     v_gl = np.array([w1_rate(t, p) for t, p in zip(t_gl, psi_gl, strict=True)]) * scale
-    return _quadrature_response(
-        tau, d0, grid, w1, t_mid, v_loss, float(w_gl @ v_gl**2), label, nodes.z.size
-    )
-
-
-def _quadrature_response(
-    tau: float,
-    d0: float,
-    t: np.ndarray,
-    w1: np.ndarray,
-    t_mid: np.ndarray,
-    v_loss: np.ndarray,
-    integral: float,
-    flow_map: str,
-    n_nodes: int,
-) -> QuadratureResponse:
-    delta = float(w1[-1] - w1[0])
-    return QuadratureResponse(
-        tau=tau,
-        d0=d0,
-        t=t,
-        w1=w1,
-        w1_initial=float(w1[0]),
-        w1_final=float(w1[-1]),
-        delta_w1=delta,
-        response=delta**2 / (tau * d0),
-        t_mid=t_mid,
-        v_loss=v_loss,
-        v_loss_sq_integral=integral,
-        flow_map=flow_map,
-        n_nodes=int(n_nodes),
+    return QuadratureResponse._of_w1(
+        tau, d0, grid, w1, t_mid, v_loss, float(w_gl @ v_gl**2),
+        flow_map=label, n_nodes=int(nodes.z.size),
     )
 
 

@@ -119,6 +119,17 @@ def _logits(D: Discriminator, x: Tensor, name: str) -> Tensor:
     return v
 
 
+def _pair_logits(D: Discriminator, real: Any, fake: Any) -> tuple[Tensor, Tensor]:
+    """``D``'s logits on the real batch, then on the fake one (checked as a pair)."""
+    real, fake = _check_pair(real, fake)
+    return _logits(D, real, "real"), _logits(D, fake, "fake")
+
+
+def _fake_logits(D: Discriminator, fake: Any) -> Tensor:
+    """``D``'s logits on a checked batch of generated samples."""
+    return _logits(D, _check_batch(fake, "fake"), "fake")
+
+
 def _as_tensor(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         return x if x.is_floating_point() else x.to(torch.get_default_dtype())
@@ -195,13 +206,12 @@ class StandardGANLoss(GANLoss):
         generator: torch.Generator | None = None,
         shard: Shard | None = None,
     ) -> Tensor:
-        real, fake = _check_pair(real, fake)
-        v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
+        v_real, v_fake = _pair_logits(D, real, fake)
         # -log sigmoid(v) = softplus(-v), -log(1 - sigmoid(v)) = softplus(v)
         return F.softplus(-v_real).mean() + F.softplus(v_fake).mean()
 
     def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
-        v = _logits(D, _check_batch(fake, "fake"), "fake")
+        v = _fake_logits(D, fake)
         if self.non_saturating:
             return F.softplus(-v).mean()
         return -F.softplus(v).mean()
@@ -285,13 +295,12 @@ class FGANLoss(GANLoss):
         generator: torch.Generator | None = None,
         shard: Shard | None = None,
     ) -> Tensor:
-        real, fake = _check_pair(real, fake)
-        v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
+        v_real, v_fake = _pair_logits(D, real, fake)
         t_real = self.critic.activation(v_real).mean()
         return -(t_real - self.critic.conjugate_activation(v_fake).mean())
 
     def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
-        v = _logits(D, _check_batch(fake, "fake"), "fake")
+        v = _fake_logits(D, fake)
         if self.generator_form == "minimax":
             return -self.critic.conjugate_activation(v).mean()
         return -self.critic.activation(v).mean()
@@ -402,7 +411,7 @@ class WGANGPLoss(GANLoss):
         return loss
 
     def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
-        return -_logits(D, _check_batch(fake, "fake"), "fake").mean()
+        return -_fake_logits(D, fake).mean()
 
     def optimal_logit(self, log_ratio: Tensor | float) -> Tensor:
         raise NotImplementedError(
@@ -436,12 +445,11 @@ class HingeLoss(GANLoss):
         generator: torch.Generator | None = None,
         shard: Shard | None = None,
     ) -> Tensor:
-        real, fake = _check_pair(real, fake)
-        v_real, v_fake = _logits(D, real, "real"), _logits(D, fake, "fake")
+        v_real, v_fake = _pair_logits(D, real, fake)
         return F.relu(1.0 - v_real).mean() + F.relu(1.0 + v_fake).mean()
 
     def generator_loss(self, D: Discriminator, fake: Tensor) -> Tensor:
-        return -_logits(D, _check_batch(fake, "fake"), "fake").mean()
+        return -_fake_logits(D, fake).mean()
 
     def optimal_logit(self, log_ratio: Tensor | float) -> Tensor:
         return torch.sign(_as_tensor(log_ratio))
