@@ -4,8 +4,10 @@ form of the logarithmic mean."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
+import mpmath
 import numpy as np
 import pytest
 from conftest import (
@@ -263,6 +265,52 @@ def test_log_mean_of_extremely_different_positive_densities():
         backward = edge_mean(b, a, "logarithmic")[0]
     assert abs(backward - expected) <= 1e-14 * expected
     assert abs(forward - expected) <= 1e-14 * expected
+
+
+def log_mean_partials_mpmath(a: float, b: float) -> tuple[float, float, float]:
+    """theta = (a - b)/(log a - log b) and its partials at 60 digits, the partials by
+    mpmath's numerical differentiation in a relative step (a s, b s at s = 1)."""
+    with mpmath.workdps(60):
+        a_, b_ = mpmath.mpf(a), mpmath.mpf(b)
+        theta = lambda x, y: (x - y) / (mpmath.log(x) - mpmath.log(y))
+        d_a = mpmath.diff(lambda s: theta(a_ * s, b_), 1) / a_
+        d_b = mpmath.diff(lambda s: theta(a_, b_ * s), 1) / b_
+        return float(theta(a_, b_)), float(d_a), float(d_b)
+
+
+# (a, b) with a/b or b/a outside the normal floating-point range: the ratio or its
+# reciprocal overflows, underflows or is subnormal; the partial along the tiny density
+# overflows only where its true value does
+EXTREME_PAIRS = [
+    (1e-310, 1.0),
+    (1e-10, 1e300),
+    (1e-200, 1e200),
+    (1e-320, 1e-5),
+    (5e-324, 1.0),
+    (3e-308, 1.0),
+    (2.5e-308, 1.0),
+    (1e-300, 1e10),
+]
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["small-first", "small-second"])
+@pytest.mark.parametrize(("small", "large"), EXTREME_PAIRS)
+def test_log_mean_partials_at_extreme_ratios_match_mpmath(small, large, swap):
+    """Both argument orders, against 60-digit values; d theta along the large density is
+    about 1/log(large/small), along the small one about large/(small log^2), inf only
+    where that exceeds the largest float."""
+    a, b = (large, small) if swap else (small, large)
+    expected = log_mean_partials_mpmath(a, b)
+    got = [float(x[0]) for x in edge_mean_partials(np.array([a]), np.array([b]), "logarithmic")]
+    for name, value, ref in zip(("theta", "d_a", "d_b"), got, expected, strict=True):
+        if math.isinf(ref):
+            assert value == math.inf, name
+        else:
+            assert abs(value - ref) <= 1e-12 * abs(ref), name
+    # the partials are those of a symmetric function: swapping the arguments swaps them
+    swapped = edge_mean_partials(np.array([b]), np.array([a]), "logarithmic")
+    for value, ref in ((swapped[1][0], got[2]), (swapped[2][0], got[1])):
+        assert value == ref or abs(value - ref) <= 1e-12 * abs(ref)
 
 
 def test_calculus_accepts_array_like_densities():
