@@ -359,6 +359,39 @@ def test_quadrature_response_against_an_independent_quantile_computation(name: s
         assert math.isclose(r.response, expected, rel_tol=1e-6)
 
 
+@pytest.mark.parametrize("tau", [0.4, 2.5])
+def test_response_and_bounds_on_a_horizon_tau_scale_as_one_over_tau(tau: float) -> None:
+    """On [0, tau] the exact flow is the tau = 1 flow run at speed 1/tau (nu^tau(t, x) =
+    nu^1(t/tau, x)/tau): the time-tau map and so Delta W1 and D0 do not change, while the
+    response (Delta W1)^2/(tau D0), int v_loss^2, int v2^2 and W2^2/tau all scale as 1/tau.
+    The response is also checked against brentq quantiles and quad, divided by tau."""
+    perturbed, ppf = TABLE_I_STARTS["shifted-mean"]
+    mus, sds = (-0.6, 0.6), (0.3, 0.3)
+    data_q = lambda u: _mixture_quantile_brentq(mus, sds, u)
+    w1_start = _w1_by_quantiles(special.ndtri, ppf)
+    w1_end = _w1_by_quantiles(data_q, lambda u: data_q(special.ndtr(ppf(u))))
+    expected = (w1_end - w1_start) ** 2 / (tau * chi2_divergence(perturbed))
+    unit_path = GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA)
+    path = GaussianMixtureVelocity.of(Cosine(tau=tau), TABLE_I_DATA)
+    unit = tradeoff(unit_path, unit_path, perturbed, n_save=5, n_t=8)
+    res = tradeoff(path, path, perturbed, n_save=5, n_t=8)
+    assert res.estimator == "quadrature" and res.tau == tau
+    assert math.isclose(res.response, expected, rel_tol=1e-6)
+    assert math.isclose(res.delta_w1, unit.delta_w1, rel_tol=1e-10)
+    for name in ("response", "v_loss_sq_integral", "kinetic", "w2_bound"):
+        assert math.isclose(getattr(res, name) * tau, getattr(unit, name), rel_tol=1e-8), name
+    np.testing.assert_allclose(res.t_mid, tau * unit.t_mid, rtol=1e-12)
+    np.testing.assert_allclose(res.v_loss * tau, unit.v_loss, rtol=1e-8)
+    # the sampled estimator and its bootstrap interval: rk4 on the rescaled step grid makes
+    # the same steps, so only rounding separates tau * response from the tau = 1 value
+    kw = dict(estimator="samples", n_samples=400, n_steps=10, n_save=3, n_t=4, n_boot=40)
+    unit_s = tradeoff(unit_path, unit_path, perturbed, **kw)
+    res_s = tradeoff(path, path, perturbed, **kw)
+    assert math.isclose(res_s.delta_w1, unit_s.delta_w1, rel_tol=1e-9)
+    assert math.isclose(res_s.response * tau, unit_s.response, rel_tol=1e-9)
+    np.testing.assert_allclose(np.array(res_s.response_ci) * tau, unit_s.response_ci, rtol=1e-9)
+
+
 def test_quadrature_w1_curve_at_an_intermediate_time_against_quantiles() -> None:
     """At forward time t the reverse processes are F_t^{-1} o Phi of their starts, F_t the CDF
     of the cosine path's marginal mixture N(m mu_k, m^2 s^2 + sigma^2)."""
