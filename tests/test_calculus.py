@@ -29,6 +29,7 @@ from ottokit.graph import (
     edge_mean_partials,
     from_edges,
     gradient,
+    grid,
     otto_inner,
     potential,
     weighted_laplacian,
@@ -311,6 +312,83 @@ def test_log_mean_partials_at_extreme_ratios_match_mpmath(small, large, swap):
     swapped = edge_mean_partials(np.array([b]), np.array([a]), "logarithmic")
     for value, ref in ((swapped[1][0], got[2]), (swapped[2][0], got[1])):
         assert value == ref or abs(value - ref) <= 1e-12 * abs(ref)
+
+
+def test_log_mean_with_one_zero_density_is_zero_without_warnings():
+    """L(0, b) = lim_{a -> 0} (a - b)/(log a - log b) = 0, in either argument order."""
+    a, b = np.array([0.0, 0.3, 1e-300]), np.array([0.7, 0.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(edge_mean(a, b, "logarithmic"), 0.0)
+        np.testing.assert_array_equal(edge_mean(b, a, "logarithmic"), 0.0)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_tangent_check_is_relative_to_the_vector(scale):
+    """Potentials are linear in drho, whatever its size; a vector whose sum is off by 1e-6 of
+    its l1 norm is refused at every size, and the zero vector has the zero potential."""
+    g = random_connected_graph(8, seed=3)
+    rho = random_density(g.n, seed=4, log10_ratio=2.0)
+    d = random_tangent(g.n, seed=5)
+    u = potential(g, rho, d)
+    np.testing.assert_allclose(potential(g, rho, scale * d), scale * u, rtol=1e-10, atol=0)
+    off = d + 1e-6 * np.abs(d).sum() * (np.arange(g.n) == 0)
+    with pytest.raises(ValueError, match="drho is not a tangent vector"):
+        potential(g, rho, scale * off)
+    np.testing.assert_array_equal(potential(g, rho, np.zeros(g.n)), 0.0)
+
+
+def test_calculus_on_a_graph_whose_last_node_is_isolated():
+    """An isolated node carries no edge: its gradient terms, divergence and Laplacian row are
+    zero, and the arrays still have one entry per node."""
+    with pytest.warns(DisconnectedGraphWarning):
+        g = from_edges([(0, 1), (1, 2), (0, 2)], [1.0, 2.0, 0.5], n=4)
+    rho = np.array([0.3, 0.2, 0.4, 0.1])
+    v = np.array([1.0, -2.0, 0.5])
+    for mean in MEANS:
+        div = divergence(g, rho, v, mean)
+        assert div.shape == (4,) and div[3] == 0.0
+        assert abs(div.sum()) <= 1e-15
+        lap = weighted_laplacian(g, rho, mean).toarray()
+        assert lap.shape == (4, 4) and np.all(lap[3] == 0.0) and np.all(lap[:, 3] == 0.0)
+    d = np.array([0.1, -0.05, -0.05, 0.0])
+    u = potential(g, rho, d)
+    assert u.shape == (4,) and u[3] == 0.0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g, rho, d: gradient(g, rho),
+        lambda g, rho, d: divergence(g, rho, np.ones(7)),
+        lambda g, rho, d: weighted_laplacian(g, rho),
+        lambda g, rho, d: potential(g, rho, d),
+        lambda g, rho, d: otto_inner(g, rho, d, d),
+    ],
+    ids=["gradient", "divergence", "weighted_laplacian", "potential", "otto_inner"],
+)
+def test_calculus_refuses_a_non_graph_naming_g(call):
+    g = random_connected_graph(5, seed=0)
+    rho = random_density(g.n, seed=1, log10_ratio=1.0)
+    with pytest.raises(TypeError, match=r"^g must be an ottokit\.graph\.Graph, got csr_matrix"):
+        call(g.adjacency, rho, random_tangent(g.n, seed=2))
+
+
+@pytest.mark.slow
+def test_potential_on_more_than_200k_nodes_solves_its_equation():
+    """Beyond 200,000 nodes the potential comes from multigrid-preconditioned CG instead of a
+    sparse LU: it must still solve L_rho u = drho with zero mean, to the LU's accuracy."""
+    g = grid((448, 448))
+    rng = np.random.default_rng(6)
+    rho = rng.uniform(0.5, 2.0, g.n)
+    rho /= rho.sum()
+    d = rng.standard_normal(g.n)
+    d -= d.mean()
+    u = potential(g, rho, d)
+    residual = weighted_laplacian(g, rho) @ u - d
+    assert g.n > 200_000
+    assert np.abs(residual).max() <= 1e-10 * np.abs(d).max()
+    assert abs(u.mean()) <= 1e-12 * np.abs(u).max()
 
 
 def test_calculus_accepts_array_like_densities():
