@@ -34,6 +34,7 @@ from ottokit.graph import (
     potential,
     weighted_laplacian,
 )
+from ottokit.graph import _calculus as calculus_module
 
 GAUSS_S, GAUSS_W = np.polynomial.legendre.leggauss(40)
 GAUSS_S, GAUSS_W = 0.5 * (GAUSS_S + 1.0), 0.5 * GAUSS_W
@@ -374,21 +375,39 @@ def test_calculus_refuses_a_non_graph_naming_g(call):
         call(g.adjacency, rho, random_tangent(g.n, seed=2))
 
 
-@pytest.mark.slow
-def test_potential_on_more_than_200k_nodes_solves_its_equation():
+@pytest.mark.parametrize("mean", MEANS)
+def test_multigrid_potential_matches_the_sparse_lu(mean, monkeypatch):
     """Beyond 200,000 nodes the potential comes from multigrid-preconditioned CG instead of a
-    sparse LU: it must still solve L_rho u = drho with zero mean, to the LU's accuracy."""
-    g = grid((448, 448))
+    sparse LU (the threshold is brought down to this 900-node grid): the same u, to 1e-9."""
+    g = grid((30, 30), spacing=(1.0 / 30, 1.0 / 20))
     rng = np.random.default_rng(6)
     rho = rng.uniform(0.5, 2.0, g.n)
     rho /= rho.sum()
-    d = rng.standard_normal(g.n)
-    d -= d.mean()
-    u = potential(g, rho, d)
-    residual = weighted_laplacian(g, rho) @ u - d
-    assert g.n > 200_000
-    assert np.abs(residual).max() <= 1e-10 * np.abs(d).max()
-    assert abs(u.mean()) <= 1e-12 * np.abs(u).max()
+    d = random_tangent(g.n, seed=7)
+    lu = potential(g, rho, d, mean)
+    monkeypatch.setattr(calculus_module, "_AMG_MIN_NODES", 100)
+    amg = potential(g, rho, d, mean)
+    assert np.abs(amg - lu).max() <= 1e-9 * np.abs(lu).max()
+    residual = weighted_laplacian(g, rho, mean) @ amg - d
+    assert np.abs(residual).max() <= 1e-9 * np.abs(d).max()
+
+
+def test_zero_density_needs_the_arithmetic_mean_and_it_is_the_default():
+    """The log mean takes a logarithm, so rho_i = 0 is refused; the arithmetic mean (the
+    seed's, and the default of every function) is defined there."""
+    g = random_connected_graph(6, seed=0)
+    rho = random_density(g.n, seed=1, log10_ratio=1.0)
+    rho[3] = 0.0
+    with pytest.raises(ValueError, match=r"rho must be strictly positive"):
+        weighted_laplacian(g, rho, "logarithmic")
+    lap = weighted_laplacian(g, rho).toarray()
+    np.testing.assert_array_equal(lap, weighted_laplacian(g, rho, "arithmetic").toarray())
+    theta = 0.5 * (rho[g.tail] + rho[g.head])
+    dense = g.incidence.T.toarray() @ np.diag(g.weights * theta) @ g.incidence.toarray()
+    np.testing.assert_allclose(lap, dense, rtol=1e-14, atol=1e-16)
+    a, b = rho[g.tail], rho[g.head]
+    for got, want in zip(edge_mean_partials(a, b), (theta, 0.5, 0.5), strict=True):
+        np.testing.assert_array_equal(got, np.broadcast_to(want, a.shape))
 
 
 def test_calculus_accepts_array_like_densities():
@@ -397,6 +416,17 @@ def test_calculus_accepts_array_like_densities():
     d = random_tangent(g.n, seed=2)
     as_list = otto_inner(g, rho.tolist(), d.tolist(), d.tolist())
     assert abs(as_list - otto_inner(g, rho, d, d)) <= 1e-14 * abs(as_list)
+
+
+@pytest.mark.parametrize("mean", MEANS)
+def test_otto_inner_computes_in_float64_whatever_the_input_precision(mean):
+    """A float32 density is widened before the edge means are taken: the same inner product
+    as from its float64 copy, not one rounded to single precision."""
+    g = random_connected_graph(7, seed=0)
+    rho = random_density(g.n, seed=1, log10_ratio=1.0).astype(np.float32)
+    d = random_tangent(g.n, seed=2)
+    wide = otto_inner(g, rho.astype(np.float64), d, d, mean)
+    assert abs(otto_inner(g, rho, d, d, mean) - wide) <= 1e-13 * wide
 
 
 def test_calculus_rejects_bad_input():

@@ -115,20 +115,34 @@ def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # one thread per mutant: the machine is shared and the tests are small
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    # the same hypothesis examples for every mutant, no example database (tests/conftest.py)
+    env["HYPOTHESIS_PROFILE"] = "mutation"
     return env
+
+
+def _generate(ws: Path) -> None:
+    """Bring the mutants up to date with the source (a changed function's results are reset)."""
+    subprocess.run(
+        [sys.executable, "-c", "import mutmut.__main__ as m; m.set_mutant_under_test('"
+         "mutant_generation'); m.copy_src_dir(); m.create_mutants(1)"],
+        cwd=ws, env=_environment(), check=True, capture_output=True,
+    )
 
 
 def run_module(name: str, mutants: list[str], max_children: int, survivors: bool) -> float:
     """Run mutmut for one module; returns the wall time in seconds.
 
     ``survivors``: test again only the mutants that survived (or had no test) last time,
-    e.g. after adding tests; mutmut otherwise keeps a result until its function changes.
+    and those not checked yet, e.g. after adding tests; mutmut otherwise keeps a result
+    until its function changes, and re-tests every mutant a ``mutants`` glob names.
     """
     ws = _workspace(name, MODULES[name])
     if survivors:
+        _generate(ws)
+        again = (*UNDETECTED, "not checked")
         mutants = [
             m for m, (status, _) in _results(name).items()
-            if status in UNDETECTED and (not mutants or any(fnmatch(m, p) for p in mutants))
+            if status in again and (not mutants or any(fnmatch(m, p) for p in mutants))
         ]
         if not mutants:
             return 0.0

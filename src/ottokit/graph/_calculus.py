@@ -43,6 +43,8 @@ MEANS: tuple[str, ...] = options(Mean)
 
 # |x - 1| below this: series for the logarithmic mean (error ~ u^4 / 30 < 1e-17)
 _LOG_SERIES_CUT = 1e-4
+# beyond this many unknowns potentials use multigrid-preconditioned CG instead of a sparse LU
+_AMG_MIN_NODES = 200_000
 
 
 def _logmean(
@@ -164,7 +166,7 @@ def potential(g: Graph, rho: np.ndarray, drho: np.ndarray, mean: Mean = "arithme
     u = np.zeros(g.n)
     if keep.any():
         a = lap[keep][:, keep].tocsc()
-        if a.shape[0] > 200_000:
+        if a.shape[0] > _AMG_MIN_NODES:
             import pyamg
 
             ml = pyamg.smoothed_aggregation_solver(a.tocsr())
