@@ -37,6 +37,7 @@ from ottokit.flowmatch import (
     w2_lower_bound,
     w2_squared_quadrature,
 )
+from ottokit.flowmatch.tradeoff import _bootstrap_ci
 
 F64 = torch.float64
 N01 = standard_normal(1)
@@ -312,6 +313,65 @@ def test_response_bad_input() -> None:
         response(vel, z, z, tau=1.0, d0=1.0, n_save=1)
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda v, z: response(v, z, z, tau=-1.0, d0=1.0), "tau must be a positive number"),
+        (lambda v, z: response(v, z, z, tau=1.0, d0=-1.0), "d0 must be a positive number"),
+        (
+            lambda v, z: response(v, z, z, tau=1.0, d0=1.0, n_save=1),
+            "n_save must be an integer >= 2, got 1; at least the two ends",
+        ),
+        (
+            lambda v, z: response(v, z, z[:5], tau=1.0, d0=1.0),
+            "noise and perturbed need as many samples, got 10 and 5",
+        ),
+        (lambda v, z: response(v, z[:, 0], z, tau=1.0, d0=1.0), r"noise must have shape \(n, d\)"),
+        (
+            lambda v, z: response(v, z, z[:, 0], tau=1.0, d0=1.0),
+            r"perturbed must have shape \(n, d\)",
+        ),
+        (lambda v, z: w2_lower_bound(z, z, tau=0.0), "tau must be a positive number"),
+        (lambda v, z: w2_lower_bound(z[:, 0], z, tau=1.0), r"data must have shape \(n, d\)"),
+        (lambda v, z: w2_lower_bound(z, z[:, 0], tau=1.0), r"noise must have shape \(n, d\)"),
+        (
+            lambda v, z: w2_lower_bound(z, torch.zeros(10, 2), tau=1.0),
+            r"noise has dimension 2, expected 1",
+        ),
+        (
+            lambda v, z: w2_lower_bound(z, z[:4], tau=1.0),
+            "data and noise need as many samples, got 10 and 4",
+        ),
+        (lambda v, z: kinetic_quadrature(v, n_t=0), "n_t must be a positive integer"),
+    ],
+)
+def test_response_and_bounds_name_the_bad_argument(call, message) -> None:
+    z = torch.zeros(10, 1, dtype=F64)
+    vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[1.0]]])
+    with pytest.raises(ValueError, match="^" + message):
+        call(vel, z)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_bootstrap_interval_of_a_dilation_scales_as_the_square_of_c_minus_one(dim) -> None:
+    """If the flow map is the dilation x = c z, W1 of every resampled pair scales by c, so
+    each resample's (Delta W1)^2 * scale is (c - 1)^2 scale W1(z_i, zp_j)^2: from c = 2,
+    scale = 1 to c = 3, scale = 0.5 the interval grows by exactly 4 * 0.5 = 2. In 2-D (exact
+    OT per resample) it is also invariant under a rotation of both clouds."""
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(40, dim, generator=g, dtype=F64)
+    zp = torch.randn(40, dim, generator=g, dtype=F64) + 0.7
+    base = np.array(_bootstrap_ci((z, zp), (2 * z, 2 * zp), 1.0, 0.8, 60, 5))
+    grown = np.array(_bootstrap_ci((z, zp), (3 * z, 3 * zp), 0.5, 0.8, 60, 5))
+    assert base[0] > 0 and base[1] > base[0]
+    np.testing.assert_allclose(grown, 2 * base, rtol=1e-10)
+    if dim == 2:
+        c, s = math.cos(0.7), math.sin(0.7)
+        rot = torch.tensor([[c, -s], [s, c]], dtype=F64)
+        turned = _bootstrap_ci((z @ rot, zp @ rot), (2 * z @ rot, 2 * zp @ rot), 1.0, 0.8, 60, 5)
+        np.testing.assert_allclose(turned, base, rtol=1e-10)
+
+
 # the recovered setting of Table I (REFERENCE.md): q = 1/2 N(-0.6, 0.3^2) + 1/2 N(0.6, 0.3^2)
 TABLE_I_DATA = GaussianMixture.one_d([-0.6, 0.6], [0.3, 0.3])
 ROOT3 = math.sqrt(3.0)
@@ -382,6 +442,21 @@ def test_response_and_bounds_on_a_horizon_tau_scale_as_one_over_tau(tau: float) 
         assert math.isclose(getattr(res, name) * tau, getattr(unit, name), rel_tol=1e-8), name
     np.testing.assert_allclose(res.t_mid, tau * unit.t_mid, rtol=1e-12)
     np.testing.assert_allclose(res.v_loss * tau, unit.v_loss, rtol=1e-8)
+    quad = response_quadrature(path, perturbed, tau=tau, n_save=3, n_t=4)
+    assert quad.tau == tau and quad.d0 == chi2_divergence(perturbed) and quad.n_nodes > 0
+    assert math.isclose(quad.response, expected, rel_tol=1e-6)
+    # the OT path runs at constant speed W2/tau: every Gauss-Legendre rule on [0, tau], the
+    # one-point (midpoint) rule included, gives int v2^2 dt = W2^2/tau
+    ot_path = MonotoneVelocity1D(TABLE_I_DATA, tau=tau)
+    w2_sq = w2_squared_quadrature(ot_path)
+    for n_t in (1, 5):
+        k = kinetic_quadrature(ot_path, n_t=n_t)
+        assert math.isclose(k.weights.sum(), tau, rel_tol=1e-14)
+        assert np.all((k.t > 0) & (k.t < tau)) and k.t.shape == (n_t,)
+        assert math.isclose(k.integral, w2_sq / tau, rel_tol=1e-8)
+        np.testing.assert_allclose(k.energy, w2_sq / tau**2, rtol=1e-8)
+        np.testing.assert_array_equal(k.energy_stderr, 0.0)
+        assert k.integral_stderr == 0.0
     # the sampled estimator and its bootstrap interval: rk4 on the rescaled step grid makes
     # the same steps, so only rounding separates tau * response from the tau = 1 value
     kw = dict(estimator="samples", n_samples=400, n_steps=10, n_save=3, n_t=4, n_boot=40)
