@@ -344,6 +344,11 @@ def test_response_bad_input() -> None:
         ),
         (lambda v, z: kinetic_quadrature(v, n_t=0), "n_t must be a positive integer"),
     ],
+    ids=[
+        "response-tau", "response-d0", "response-n_save", "response-sizes", "response-noise",
+        "response-perturbed", "w2-tau", "w2-data", "w2-noise", "w2-dims", "w2-sizes",
+        "kinetic-n_t",
+    ],
 )
 def test_response_and_bounds_name_the_bad_argument(call, message) -> None:
     z = torch.zeros(10, 1, dtype=F64)
