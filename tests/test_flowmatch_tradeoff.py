@@ -298,6 +298,30 @@ def test_response_in_2d_uses_exact_ot_and_learned_nets_keep_their_dtype() -> Non
     assert math.isclose(r.w1_initial, 0.5, rel_tol=1e-6)  # a rigid shift: W1 = |shift|
 
 
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_sampled_response_along_the_ot_path_moves_at_constant_speed(tau: float) -> None:
+    """Along the OT path every sample moves on a straight line at constant speed and the
+    monotone coupling of the two clouds never changes, so W1 is linear in t: v_loss =
+    |Delta W1| / (tau sqrt(D0)) on every interval and Cauchy-Schwarz is an equality,
+    int v_loss^2 dt = (Delta W1)^2 / (tau D0)."""
+    perturbed = TABLE_I_STARTS["shifted-mean"][0]
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(400, 1, generator=g, dtype=F64)
+    zp = perturbed.sample(400, g)
+    d0 = chi2_divergence(perturbed)
+    r = response(MonotoneVelocity1D(TABLE_I_DATA, tau=tau), z, zp, tau=tau, d0=d0, n_steps=20,
+                 n_save=6)
+    np.testing.assert_allclose(r.t, np.linspace(tau, 0.0, 6), rtol=0, atol=1e-12 * tau)
+    np.testing.assert_allclose(r.t_mid, 0.5 * (r.t[1:] + r.t[:-1]), rtol=1e-14)
+    assert r.w1_initial == r.w1[0] and r.w1_final == r.w1[-1]
+    assert math.isclose(r.delta_w1, r.w1[-1] - r.w1[0], rel_tol=1e-14)
+    np.testing.assert_allclose(r.v_loss, abs(r.delta_w1) / (tau * math.sqrt(d0)), rtol=1e-9)
+    assert math.isclose(r.v_loss_sq_integral, float(np.sum(r.v_loss**2 * 0.2 * tau)),
+                        rel_tol=1e-12)
+    assert math.isclose(r.response, r.delta_w1**2 / (tau * d0), rel_tol=1e-14)
+    assert math.isclose(r.response, r.v_loss_sq_integral, rel_tol=1e-9)
+
+
 def test_response_bad_input() -> None:
     z = torch.zeros(10, 1, dtype=F64)
     vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[1.0]]])

@@ -129,7 +129,9 @@ def _generate(ws: Path) -> None:
     )
 
 
-def run_module(name: str, mutants: list[str], max_children: int, survivors: bool) -> float:
+def run_module(
+    name: str, mutants: list[str], max_children: int, survivors: bool, restat: bool = False
+) -> float:
     """Run mutmut for one module; returns the wall time in seconds.
 
     ``survivors``: test again only the mutants that survived (or had no test) last time,
@@ -137,6 +139,10 @@ def run_module(name: str, mutants: list[str], max_children: int, survivors: bool
     until its function changes, and re-tests every mutant a ``mutants`` glob names.
     """
     ws = _workspace(name, MODULES[name])
+    if restat:
+        # mutmut profiles only new tests between runs: a function added since (its mutants
+        # show "no tests") needs every test profiled again
+        (ws / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     if survivors:
         _generate(ws)
         again = (*UNDETECTED, "not checked")
@@ -278,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="report what has run; run nothing")
     parser.add_argument("--survivors", action="store_true",
                         help="test again only last run's survivors (after adding tests)")
+    parser.add_argument("--restat", action="store_true",
+                        help="profile which tests reach which function again (after a refactor)")
     parser.add_argument("--max-children", type=int, default=1,
                         help="mutants tested in parallel (default 1)")
     args = parser.parse_args(argv)
@@ -289,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         for name in names:
             print(f"mutmut: {name} ...", flush=True)
-            walls[name] = run_module(name, args.mutants, args.max_children, args.survivors)
+            walls[name] = run_module(
+                name, args.mutants, args.max_children, args.survivors, args.restat
+            )
             print(f"mutmut: {name} done in {walls[name]:.0f} s", flush=True)
     summary = report(names, walls, args.mutants)
     print((WORK / "report.md").read_text().split("\n## ")[0])
