@@ -322,6 +322,31 @@ def test_sampled_response_along_the_ot_path_moves_at_constant_speed(tau: float) 
     assert math.isclose(r.response, r.v_loss_sq_integral, rel_tol=1e-9)
 
 
+def test_sampled_response_integrators_converge_to_the_rearrangement() -> None:
+    """The time-tau map of the exact flow is the monotone rearrangement F^{-1}(Phi(z)): Euler
+    approaches it at first order in n_steps, dopri5 to its tolerances (the defaults, a tight
+    and a loose pair, each forwarded to the integrator)."""
+    perturbed = TABLE_I_STARTS["shifted-mean"][0]
+    v = GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA)
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(64, 1, generator=g, dtype=F64)
+    zp = perturbed.sample(64, g)
+    d0 = chi2_divergence(perturbed)
+    exact = _mixture_quantile_of_normal(TABLE_I_DATA, z[:, 0].numpy())
+
+    def error(**kw) -> float:
+        r = response(v, z, zp, tau=1.0, d0=d0, n_save=2, **kw)
+        return float(np.abs(r.final[:, 0].numpy() - exact).max())
+
+    steps = np.array([8, 16, 32])
+    euler = [error(method="euler", n_steps=int(k)) for k in steps]
+    order = -np.polyfit(np.log(steps), np.log(euler), 1)[0]
+    assert 0.8 < order < 1.2
+    assert error(method="dopri5", rtol=1e-10, atol=1e-12) < 1e-9
+    assert 1e-10 < error(method="dopri5") < 1e-6
+    assert error(method="dopri5", rtol=1e-4, atol=1e-6) > 1e-6
+
+
 def test_response_bad_input() -> None:
     z = torch.zeros(10, 1, dtype=F64)
     vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[1.0]]])
@@ -481,6 +506,7 @@ def test_response_and_bounds_on_a_horizon_tau_scale_as_one_over_tau(tau: float) 
     for n_t in (1, 5):
         k = kinetic_quadrature(ot_path, n_t=n_t)
         assert math.isclose(k.weights.sum(), tau, rel_tol=1e-14)
+        assert k.weights.shape == k.energy.shape == k.energy_stderr.shape == (n_t,)
         assert np.all((k.t > 0) & (k.t < tau)) and k.t.shape == (n_t,)
         assert math.isclose(k.integral, w2_sq / tau, rel_tol=1e-8)
         np.testing.assert_allclose(k.energy, w2_sq / tau**2, rtol=1e-8)
