@@ -3,7 +3,7 @@
 #   make test        set up .venv (with dev tools) if needed, then run the fast test suite
 #   make docs        build the documentation site into site/ (mkdocs, strict)
 #   make docs-figures RUN=<dir>  copy the figures the docs show from a run or reproduce directory
-#   make mutate      mutation-test the mathematical core (about an hour; not part of `make test`)
+#   make mutate      mutation-test the mathematical core (hours for all of it; not in `make test`)
 #                    MODULES="graph flowmatch" to pick modules, MUTANTS='ottokit.graph._calculus.*'
 #                    to pick mutants; the report is .mutmut/report.md
 PYTHON ?= python3

@@ -16,7 +16,7 @@ entry whose line no longer matches the mutant is reported stale and not honoured
 
 Usage::
 
-    python tools/mutate.py                      # every module (about an hour here)
+    python tools/mutate.py                      # every module (hours on two cores)
     python tools/mutate.py graph flowmatch      # some modules
     python tools/mutate.py graph --mutants 'ottokit.graph._calculus.*'
     python tools/mutate.py graph --survivors    # after adding tests: re-test the survivors
