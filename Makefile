@@ -3,12 +3,15 @@
 #   make test        set up .venv (with dev tools) if needed, then run the fast test suite
 #   make docs        build the documentation site into site/ (mkdocs, strict)
 #   make docs-figures RUN=<dir>  copy the figures the docs show from a run or reproduce directory
+#   make mutate      mutation-test the mathematical core (hours for all of it; not in `make test`)
+#                    MODULES="graph flowmatch" to pick modules, MUTANTS='ottokit.graph._calculus.*'
+#                    to pick mutants; the report is .mutmut/report.md
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= quick
 
-.PHONY: setup reproduce test lint bench docs docs-figures clean
+.PHONY: setup reproduce test lint bench docs docs-figures mutate clean
 
 $(VENV)/.ottokit-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +39,13 @@ docs-figures: setup
 	@test -n "$(RUN)" || { echo "usage: make docs-figures RUN=<a reproduce or run directory>"; exit 2; }
 	$(PY) docs/figures.py "$(RUN)"
 
+MODULES ?=
+MUTANTS ?=
+mutate: setup
+	$(PY) tools/mutate.py $(MODULES) $(if $(MUTANTS),--mutants '$(MUTANTS)')
+
 bench: setup
 	$(PY) benchmarks/graph_flows.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache site
+	rm -rf $(VENV) .pytest_cache .ruff_cache site .mutmut mutants

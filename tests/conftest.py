@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from ottokit.graph import DisconnectedGraphWarning, Graph, from_edges, random_geometric
@@ -21,6 +22,12 @@ from ottokit.graph import DisconnectedGraphWarning, Graph, from_edges, random_ge
 # lives in a private directory (subprocesses inherit both).
 os.environ["OTTOKIT_CACHE"] = "off"
 os.environ["OTTOKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="ottokit-test-cache-")
+
+# Mutation runs (tools/mutate.py sets HYPOTHESIS_PROFILE=mutation) draw the same examples
+# for the clean code and for every mutant, and keep no example database: a counterexample
+# found against one mutant must not be replayed against the next, or the clean code.
+settings.register_profile("mutation", derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def random_connected_graph(

@@ -4,8 +4,10 @@ form of the logarithmic mean."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
+import mpmath
 import numpy as np
 import pytest
 from conftest import (
@@ -27,10 +29,12 @@ from ottokit.graph import (
     edge_mean_partials,
     from_edges,
     gradient,
+    grid,
     otto_inner,
     potential,
     weighted_laplacian,
 )
+from ottokit.graph import _calculus as calculus_module
 
 GAUSS_S, GAUSS_W = np.polynomial.legendre.leggauss(40)
 GAUSS_S, GAUSS_W = 0.5 * (GAUSS_S + 1.0), 0.5 * GAUSS_W
@@ -265,12 +269,164 @@ def test_log_mean_of_extremely_different_positive_densities():
     assert abs(forward - expected) <= 1e-14 * expected
 
 
+def log_mean_partials_mpmath(a: float, b: float) -> tuple[float, float, float]:
+    """theta = (a - b)/(log a - log b) and its partials at 60 digits, the partials by
+    mpmath's numerical differentiation in a relative step (a s, b s at s = 1)."""
+    with mpmath.workdps(60):
+        a_, b_ = mpmath.mpf(a), mpmath.mpf(b)
+        theta = lambda x, y: (x - y) / (mpmath.log(x) - mpmath.log(y))
+        d_a = mpmath.diff(lambda s: theta(a_ * s, b_), 1) / a_
+        d_b = mpmath.diff(lambda s: theta(a_, b_ * s), 1) / b_
+        return float(theta(a_, b_)), float(d_a), float(d_b)
+
+
+# (a, b) with a/b or b/a outside the normal floating-point range: the ratio or its
+# reciprocal overflows, underflows or is subnormal; the partial along the tiny density
+# overflows only where its true value does
+EXTREME_PAIRS = [
+    (1e-310, 1.0),
+    (1e-10, 1e300),
+    (1e-200, 1e200),
+    (1e-320, 1e-5),
+    (5e-324, 1.0),
+    (3e-308, 1.0),
+    (2.5e-308, 1.0),
+    (1e-300, 1e10),
+]
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["small-first", "small-second"])
+@pytest.mark.parametrize(("small", "large"), EXTREME_PAIRS)
+def test_log_mean_partials_at_extreme_ratios_match_mpmath(small, large, swap):
+    """Both argument orders, against 60-digit values; d theta along the large density is
+    about 1/log(large/small), along the small one about large/(small log^2), inf only
+    where that exceeds the largest float."""
+    a, b = (large, small) if swap else (small, large)
+    expected = log_mean_partials_mpmath(a, b)
+    got = [float(x[0]) for x in edge_mean_partials(np.array([a]), np.array([b]), "logarithmic")]
+    for name, value, ref in zip(("theta", "d_a", "d_b"), got, expected, strict=True):
+        if math.isinf(ref):
+            assert value == math.inf, name
+        else:
+            assert abs(value - ref) <= 1e-12 * abs(ref), name
+    # the partials are those of a symmetric function: swapping the arguments swaps them
+    swapped = edge_mean_partials(np.array([b]), np.array([a]), "logarithmic")
+    for value, ref in ((swapped[1][0], got[2]), (swapped[2][0], got[1])):
+        assert value == ref or abs(value - ref) <= 1e-12 * abs(ref)
+
+
+def test_log_mean_with_one_zero_density_is_zero_without_warnings():
+    """L(0, b) = lim_{a -> 0} (a - b)/(log a - log b) = 0, in either argument order."""
+    a, b = np.array([0.0, 0.3, 1e-300]), np.array([0.7, 0.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(edge_mean(a, b, "logarithmic"), 0.0)
+        np.testing.assert_array_equal(edge_mean(b, a, "logarithmic"), 0.0)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_tangent_check_is_relative_to_the_vector(scale):
+    """Potentials are linear in drho, whatever its size; a vector whose sum is off by 1e-6 of
+    its l1 norm is refused at every size, and the zero vector has the zero potential."""
+    g = random_connected_graph(8, seed=3)
+    rho = random_density(g.n, seed=4, log10_ratio=2.0)
+    d = random_tangent(g.n, seed=5)
+    u = potential(g, rho, d)
+    np.testing.assert_allclose(potential(g, rho, scale * d), scale * u, rtol=1e-10, atol=0)
+    off = d + 1e-6 * np.abs(d).sum() * (np.arange(g.n) == 0)
+    with pytest.raises(ValueError, match="drho is not a tangent vector"):
+        potential(g, rho, scale * off)
+    np.testing.assert_array_equal(potential(g, rho, np.zeros(g.n)), 0.0)
+
+
+def test_calculus_on_a_graph_whose_last_node_is_isolated():
+    """An isolated node carries no edge: its gradient terms, divergence and Laplacian row are
+    zero, and the arrays still have one entry per node."""
+    with pytest.warns(DisconnectedGraphWarning):
+        g = from_edges([(0, 1), (1, 2), (0, 2)], [1.0, 2.0, 0.5], n=4)
+    rho = np.array([0.3, 0.2, 0.4, 0.1])
+    v = np.array([1.0, -2.0, 0.5])
+    for mean in MEANS:
+        div = divergence(g, rho, v, mean)
+        assert div.shape == (4,) and div[3] == 0.0
+        assert abs(div.sum()) <= 1e-15
+        lap = weighted_laplacian(g, rho, mean).toarray()
+        assert lap.shape == (4, 4) and np.all(lap[3] == 0.0) and np.all(lap[:, 3] == 0.0)
+    d = np.array([0.1, -0.05, -0.05, 0.0])
+    u = potential(g, rho, d)
+    assert u.shape == (4,) and u[3] == 0.0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g, rho, d: gradient(g, rho),
+        lambda g, rho, d: divergence(g, rho, np.ones(7)),
+        lambda g, rho, d: weighted_laplacian(g, rho),
+        lambda g, rho, d: potential(g, rho, d),
+        lambda g, rho, d: otto_inner(g, rho, d, d),
+    ],
+    ids=["gradient", "divergence", "weighted_laplacian", "potential", "otto_inner"],
+)
+def test_calculus_refuses_a_non_graph_naming_g(call):
+    g = random_connected_graph(5, seed=0)
+    rho = random_density(g.n, seed=1, log10_ratio=1.0)
+    with pytest.raises(TypeError, match=r"^g must be an ottokit\.graph\.Graph, got csr_matrix"):
+        call(g.adjacency, rho, random_tangent(g.n, seed=2))
+
+
+@pytest.mark.parametrize("mean", MEANS)
+def test_multigrid_potential_matches_the_sparse_lu(mean, monkeypatch):
+    """Beyond 200,000 nodes the potential comes from multigrid-preconditioned CG instead of a
+    sparse LU (the threshold is brought down to this 900-node grid): the same u, to 1e-9."""
+    g = grid((30, 30), spacing=(1.0 / 30, 1.0 / 20))
+    rng = np.random.default_rng(6)
+    rho = rng.uniform(0.5, 2.0, g.n)
+    rho /= rho.sum()
+    d = random_tangent(g.n, seed=7)
+    lu = potential(g, rho, d, mean)
+    monkeypatch.setattr(calculus_module, "_AMG_MIN_NODES", 100)
+    amg = potential(g, rho, d, mean)
+    assert np.abs(amg - lu).max() <= 1e-9 * np.abs(lu).max()
+    residual = weighted_laplacian(g, rho, mean) @ amg - d
+    assert np.abs(residual).max() <= 1e-9 * np.abs(d).max()
+
+
+def test_zero_density_needs_the_arithmetic_mean_and_it_is_the_default():
+    """The log mean takes a logarithm, so rho_i = 0 is refused; the arithmetic mean (the
+    seed's, and the default of every function) is defined there."""
+    g = random_connected_graph(6, seed=0)
+    rho = random_density(g.n, seed=1, log10_ratio=1.0)
+    rho[3] = 0.0
+    with pytest.raises(ValueError, match=r"rho must be strictly positive"):
+        weighted_laplacian(g, rho, "logarithmic")
+    lap = weighted_laplacian(g, rho).toarray()
+    np.testing.assert_array_equal(lap, weighted_laplacian(g, rho, "arithmetic").toarray())
+    theta = 0.5 * (rho[g.tail] + rho[g.head])
+    dense = g.incidence.T.toarray() @ np.diag(g.weights * theta) @ g.incidence.toarray()
+    np.testing.assert_allclose(lap, dense, rtol=1e-14, atol=1e-16)
+    a, b = rho[g.tail], rho[g.head]
+    for got, want in zip(edge_mean_partials(a, b), (theta, 0.5, 0.5), strict=True):
+        np.testing.assert_array_equal(got, np.broadcast_to(want, a.shape))
+
+
 def test_calculus_accepts_array_like_densities():
     g = random_connected_graph(6, seed=0)
     rho = random_density(g.n, seed=1, log10_ratio=1.0)
     d = random_tangent(g.n, seed=2)
     as_list = otto_inner(g, rho.tolist(), d.tolist(), d.tolist())
     assert abs(as_list - otto_inner(g, rho, d, d)) <= 1e-14 * abs(as_list)
+
+
+@pytest.mark.parametrize("mean", MEANS)
+def test_otto_inner_computes_in_float64_whatever_the_input_precision(mean):
+    """A float32 density is widened before the edge means are taken: the same inner product
+    as from its float64 copy, not one rounded to single precision."""
+    g = random_connected_graph(7, seed=0)
+    rho = random_density(g.n, seed=1, log10_ratio=1.0).astype(np.float32)
+    d = random_tangent(g.n, seed=2)
+    wide = otto_inner(g, rho.astype(np.float64), d, d, mean)
+    assert abs(otto_inner(g, rho, d, d, mean) - wide) <= 1e-13 * wide
 
 
 def test_calculus_rejects_bad_input():

@@ -181,6 +181,26 @@ def test_dot_target_objective_history_starts_at_closed_form_and_clip_holds():
     assert res.samples.dtype == torch.float64
 
 
+@pytest.mark.parametrize(
+    ("clip", "corner"), [(1.0, (1.0, -1.0)), ((-0.5, 1.5), (1.5, -0.5))], ids=["c", "lo-hi"]
+)
+def test_dot_target_clip_stops_samples_on_the_boundary(clip, corner):
+    """Naive DOT with D(x) = a.x and Adam(beta1 = 0) moves every coordinate by lr sign(a_k)
+    per step: 100 steps of 0.05 carry all samples 5 units out of the box from inside it;
+    with the clip (applied after each step) they stop on its corner (max sign(a_k) side)."""
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    D = lambda x: x @ a
+    y0 = 0.45 * (2 * torch.rand(30, 2, generator=torch.Generator().manual_seed(13)) - 1)
+    y0 = y0.double()
+    free = dot_target(D, y0, K=1.0, steps=100, lr=0.05, mode="naive")
+    torch.testing.assert_close(free.samples, y0 + 5.0 * torch.sign(a), rtol=0, atol=1e-6)
+    lo, hi = (-clip, clip) if isinstance(clip, float) else clip
+    assert bool(((free.samples < lo) | (free.samples > hi)).all())  # unclipped, all leave
+    clipped = dot_target(D, y0, K=1.0, steps=100, lr=0.05, mode="naive", clip=clip)
+    expected = torch.tensor(corner, dtype=torch.float64).expand(30, 2)
+    torch.testing.assert_close(clipped.samples, expected, rtol=0, atol=0)
+
+
 def test_dot_target_float32_follows_input_and_optimizer_factory():
     D = mlp(2, 1, seed=11, dtype=torch.float32)
     y0 = torch.randn(8, 2)

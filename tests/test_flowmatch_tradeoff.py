@@ -37,6 +37,7 @@ from ottokit.flowmatch import (
     w2_lower_bound,
     w2_squared_quadrature,
 )
+from ottokit.flowmatch.tradeoff import _bootstrap_ci
 
 F64 = torch.float64
 N01 = standard_normal(1)
@@ -297,6 +298,55 @@ def test_response_in_2d_uses_exact_ot_and_learned_nets_keep_their_dtype() -> Non
     assert math.isclose(r.w1_initial, 0.5, rel_tol=1e-6)  # a rigid shift: W1 = |shift|
 
 
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+def test_sampled_response_along_the_ot_path_moves_at_constant_speed(tau: float) -> None:
+    """Along the OT path every sample moves on a straight line at constant speed and the
+    monotone coupling of the two clouds never changes, so W1 is linear in t: v_loss =
+    |Delta W1| / (tau sqrt(D0)) on every interval and Cauchy-Schwarz is an equality,
+    int v_loss^2 dt = (Delta W1)^2 / (tau D0)."""
+    perturbed = TABLE_I_STARTS["shifted-mean"][0]
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(400, 1, generator=g, dtype=F64)
+    zp = perturbed.sample(400, g)
+    d0 = chi2_divergence(perturbed)
+    r = response(MonotoneVelocity1D(TABLE_I_DATA, tau=tau), z, zp, tau=tau, d0=d0, n_steps=20,
+                 n_save=6)
+    np.testing.assert_allclose(r.t, np.linspace(tau, 0.0, 6), rtol=0, atol=1e-12 * tau)
+    np.testing.assert_allclose(r.t_mid, 0.5 * (r.t[1:] + r.t[:-1]), rtol=1e-14)
+    assert r.w1_initial == r.w1[0] and r.w1_final == r.w1[-1]
+    assert math.isclose(r.delta_w1, r.w1[-1] - r.w1[0], rel_tol=1e-14)
+    np.testing.assert_allclose(r.v_loss, abs(r.delta_w1) / (tau * math.sqrt(d0)), rtol=1e-9)
+    assert math.isclose(r.v_loss_sq_integral, float(np.sum(r.v_loss**2 * 0.2 * tau)),
+                        rel_tol=1e-12)
+    assert math.isclose(r.response, r.delta_w1**2 / (tau * d0), rel_tol=1e-14)
+    assert math.isclose(r.response, r.v_loss_sq_integral, rel_tol=1e-9)
+
+
+def test_sampled_response_integrators_converge_to_the_rearrangement() -> None:
+    """The time-tau map of the exact flow is the monotone rearrangement F^{-1}(Phi(z)): Euler
+    approaches it at first order in n_steps, dopri5 to its tolerances (the defaults, a tight
+    and a loose pair, each forwarded to the integrator)."""
+    perturbed = TABLE_I_STARTS["shifted-mean"][0]
+    v = GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA)
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(64, 1, generator=g, dtype=F64)
+    zp = perturbed.sample(64, g)
+    d0 = chi2_divergence(perturbed)
+    exact = _mixture_quantile_of_normal(TABLE_I_DATA, z[:, 0].numpy())
+
+    def error(**kw) -> float:
+        r = response(v, z, zp, tau=1.0, d0=d0, n_save=2, **kw)
+        return float(np.abs(r.final[:, 0].numpy() - exact).max())
+
+    steps = np.array([8, 16, 32])
+    euler = [error(method="euler", n_steps=int(k)) for k in steps]
+    order = -np.polyfit(np.log(steps), np.log(euler), 1)[0]
+    assert 0.8 < order < 1.2
+    assert error(method="dopri5", rtol=1e-10, atol=1e-12) < 1e-9
+    assert 1e-10 < error(method="dopri5") < 1e-6
+    assert error(method="dopri5", rtol=1e-4, atol=1e-6) > 1e-6
+
+
 def test_response_bad_input() -> None:
     z = torch.zeros(10, 1, dtype=F64)
     vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[1.0]]])
@@ -310,6 +360,70 @@ def test_response_bad_input() -> None:
         response(vel, z, z, tau=-1.0, d0=1.0)
     with pytest.raises(ValueError, match="n_save"):
         response(vel, z, z, tau=1.0, d0=1.0, n_save=1)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda v, z: response(v, z, z, tau=-1.0, d0=1.0), "tau must be a positive number"),
+        (lambda v, z: response(v, z, z, tau=1.0, d0=-1.0), "d0 must be a positive number"),
+        (
+            lambda v, z: response(v, z, z, tau=1.0, d0=1.0, n_save=1),
+            "n_save must be an integer >= 2, got 1; at least the two ends",
+        ),
+        (
+            lambda v, z: response(v, z, z[:5], tau=1.0, d0=1.0),
+            "noise and perturbed need as many samples, got 10 and 5",
+        ),
+        (lambda v, z: response(v, z[:, 0], z, tau=1.0, d0=1.0), r"noise must have shape \(n, d\)"),
+        (
+            lambda v, z: response(v, z, z[:, 0], tau=1.0, d0=1.0),
+            r"perturbed must have shape \(n, d\)",
+        ),
+        (lambda v, z: w2_lower_bound(z, z, tau=0.0), "tau must be a positive number"),
+        (lambda v, z: w2_lower_bound(z[:, 0], z, tau=1.0), r"data must have shape \(n, d\)"),
+        (lambda v, z: w2_lower_bound(z, z[:, 0], tau=1.0), r"noise must have shape \(n, d\)"),
+        (
+            lambda v, z: w2_lower_bound(z, torch.zeros(10, 2), tau=1.0),
+            r"noise has dimension 2, expected 1",
+        ),
+        (
+            lambda v, z: w2_lower_bound(z, z[:4], tau=1.0),
+            "data and noise need as many samples, got 10 and 4",
+        ),
+        (lambda v, z: kinetic_quadrature(v, n_t=0), "n_t must be a positive integer"),
+    ],
+    ids=[
+        "response-tau", "response-d0", "response-n_save", "response-sizes", "response-noise",
+        "response-perturbed", "w2-tau", "w2-data", "w2-noise", "w2-dims", "w2-sizes",
+        "kinetic-n_t",
+    ],
+)
+def test_response_and_bounds_name_the_bad_argument(call, message) -> None:
+    z = torch.zeros(10, 1, dtype=F64)
+    vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[1.0]]])
+    with pytest.raises(ValueError, match="^" + message):
+        call(vel, z)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_bootstrap_interval_of_a_dilation_scales_as_the_square_of_c_minus_one(dim) -> None:
+    """If the flow map is the dilation x = c z, W1 of every resampled pair scales by c, so
+    each resample's (Delta W1)^2 * scale is (c - 1)^2 scale W1(z_i, zp_j)^2: from c = 2,
+    scale = 1 to c = 3, scale = 0.5 the interval grows by exactly 4 * 0.5 = 2. In 2-D (exact
+    OT per resample) it is also invariant under a rotation of both clouds."""
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(40, dim, generator=g, dtype=F64)
+    zp = torch.randn(40, dim, generator=g, dtype=F64) + 0.7
+    base = np.array(_bootstrap_ci((z, zp), (2 * z, 2 * zp), 1.0, 0.8, 60, 5))
+    grown = np.array(_bootstrap_ci((z, zp), (3 * z, 3 * zp), 0.5, 0.8, 60, 5))
+    assert base[0] > 0 and base[1] > base[0]
+    np.testing.assert_allclose(grown, 2 * base, rtol=1e-10)
+    if dim == 2:
+        c, s = math.cos(0.7), math.sin(0.7)
+        rot = torch.tensor([[c, -s], [s, c]], dtype=F64)
+        turned = _bootstrap_ci((z @ rot, zp @ rot), (2 * z @ rot, 2 * zp @ rot), 1.0, 0.8, 60, 5)
+        np.testing.assert_allclose(turned, base, rtol=1e-10)
 
 
 # the recovered setting of Table I (REFERENCE.md): q = 1/2 N(-0.6, 0.3^2) + 1/2 N(0.6, 0.3^2)
@@ -357,6 +471,55 @@ def test_quadrature_response_against_an_independent_quantile_computation(name: s
         assert math.isclose(r.w1_initial, w1_start, rel_tol=1e-7)
         assert math.isclose(r.w1_final, w1_end, rel_tol=1e-6)
         assert math.isclose(r.response, expected, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("tau", [0.4, 2.5])
+def test_response_and_bounds_on_a_horizon_tau_scale_as_one_over_tau(tau: float) -> None:
+    """On [0, tau] the exact flow is the tau = 1 flow run at speed 1/tau (nu^tau(t, x) =
+    nu^1(t/tau, x)/tau): the time-tau map and so Delta W1 and D0 do not change, while the
+    response (Delta W1)^2/(tau D0), int v_loss^2, int v2^2 and W2^2/tau all scale as 1/tau.
+    The response is also checked against brentq quantiles and quad, divided by tau."""
+    perturbed, ppf = TABLE_I_STARTS["shifted-mean"]
+    mus, sds = (-0.6, 0.6), (0.3, 0.3)
+    data_q = lambda u: _mixture_quantile_brentq(mus, sds, u)
+    w1_start = _w1_by_quantiles(special.ndtri, ppf)
+    w1_end = _w1_by_quantiles(data_q, lambda u: data_q(special.ndtr(ppf(u))))
+    expected = (w1_end - w1_start) ** 2 / (tau * chi2_divergence(perturbed))
+    unit_path = GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA)
+    path = GaussianMixtureVelocity.of(Cosine(tau=tau), TABLE_I_DATA)
+    unit = tradeoff(unit_path, unit_path, perturbed, n_save=5, n_t=8)
+    res = tradeoff(path, path, perturbed, n_save=5, n_t=8)
+    assert res.estimator == "quadrature" and res.tau == tau
+    assert math.isclose(res.response, expected, rel_tol=1e-6)
+    assert math.isclose(res.delta_w1, unit.delta_w1, rel_tol=1e-10)
+    for name in ("response", "v_loss_sq_integral", "kinetic", "w2_bound"):
+        assert math.isclose(getattr(res, name) * tau, getattr(unit, name), rel_tol=1e-8), name
+    np.testing.assert_allclose(res.t_mid, tau * unit.t_mid, rtol=1e-12)
+    np.testing.assert_allclose(res.v_loss * tau, unit.v_loss, rtol=1e-8)
+    quad = response_quadrature(path, perturbed, tau=tau, n_save=3, n_t=4)
+    assert quad.tau == tau and quad.d0 == chi2_divergence(perturbed) and quad.n_nodes > 0
+    assert math.isclose(quad.response, expected, rel_tol=1e-6)
+    # the OT path runs at constant speed W2/tau: every Gauss-Legendre rule on [0, tau], the
+    # one-point (midpoint) rule included, gives int v2^2 dt = W2^2/tau
+    ot_path = MonotoneVelocity1D(TABLE_I_DATA, tau=tau)
+    w2_sq = w2_squared_quadrature(ot_path)
+    for n_t in (1, 5):
+        k = kinetic_quadrature(ot_path, n_t=n_t)
+        assert math.isclose(k.weights.sum(), tau, rel_tol=1e-14)
+        assert k.weights.shape == k.energy.shape == k.energy_stderr.shape == (n_t,)
+        assert np.all((k.t > 0) & (k.t < tau)) and k.t.shape == (n_t,)
+        assert math.isclose(k.integral, w2_sq / tau, rel_tol=1e-8)
+        np.testing.assert_allclose(k.energy, w2_sq / tau**2, rtol=1e-8)
+        np.testing.assert_array_equal(k.energy_stderr, 0.0)
+        assert k.integral_stderr == 0.0
+    # the sampled estimator and its bootstrap interval: rk4 on the rescaled step grid makes
+    # the same steps, so only rounding separates tau * response from the tau = 1 value
+    kw = dict(estimator="samples", n_samples=400, n_steps=10, n_save=3, n_t=4, n_boot=40)
+    unit_s = tradeoff(unit_path, unit_path, perturbed, **kw)
+    res_s = tradeoff(path, path, perturbed, **kw)
+    assert math.isclose(res_s.delta_w1, unit_s.delta_w1, rel_tol=1e-9)
+    assert math.isclose(res_s.response * tau, unit_s.response, rel_tol=1e-9)
+    np.testing.assert_allclose(np.array(res_s.response_ci) * tau, unit_s.response_ci, rtol=1e-9)
 
 
 def test_quadrature_w1_curve_at_an_intermediate_time_against_quantiles() -> None:

@@ -22,10 +22,12 @@ from ottokit.graph import (
     LinearHeatFlow,
     WassersteinFlow,
     edge_mean,
+    from_edges,
     grid,
     otto_inner,
     weighted_laplacian,
 )
+from ottokit.graph import _flows as flows_module
 
 F_NAMES = ["kl", "reverse_kl", "jsd", "chi2", "hellinger"]
 
@@ -311,6 +313,31 @@ def test_large_graph_rhs_matches_the_edge_formula():
     lin_scale = np.bincount(i, np.abs(lin_flux), n) + np.bincount(j, np.abs(lin_flux), n)
     got_lin = LinearHeatFlow(g).rhs(rho)
     assert np.all(np.abs(got_lin - lin_expected) <= 1e-13 * lin_scale + 1e-300)
+
+
+@pytest.mark.parametrize("rhs_path", ["sparse product", "torch product"])
+def test_mid_size_rhs_matches_the_edge_formula(rhs_path, monkeypatch):
+    """From 5,000 nodes the arithmetic-mean rhs of (26) is one product W @ [phi, rho phi, rho]
+    (SciPy below 300,000 nodes, torch above; the torch one is brought down to this size):
+    on a 6,000-node weighted path with F = entropy + potential it is the per-edge sum
+    sum_j w_ij (rho_i + rho_j)/2 (phi_j - phi_i)."""
+    if rhs_path == "torch product":
+        monkeypatch.setattr(flows_module, "TORCH_MIN_NODES", 5_000)
+    n = 6_000
+    rng = np.random.default_rng(21)
+    edges = np.stack([np.arange(n - 1), np.arange(1, n)], axis=1)
+    g = from_edges(edges, rng.uniform(0.5, 2.0, n - 1), n=n)
+    assert flows_module.SPMM_MIN_NODES <= g.n
+    assert (g.n >= flows_module.TORCH_MIN_NODES) == (rhs_path == "torch product")
+    rho = random_density(n, seed=22, log10_ratio=3.0)
+    v = rng.uniform(-2.0, 2.0, n)
+    phi = np.log(rho) + 1.0 + v  # the first variation of entropy + potential
+    i, j = g.edges[:, 0], g.edges[:, 1]
+    flux = g.weights * 0.5 * (rho[i] + rho[j]) * (phi[j] - phi[i])
+    expected = np.bincount(i, flux, n) - np.bincount(j, flux, n)
+    scale = np.bincount(i, np.abs(flux), n) + np.bincount(j, np.abs(flux), n)
+    got = WassersteinFlow(g, Entropy() + PotentialEnergy(v), "arithmetic").rhs(rho)
+    assert np.all(np.abs(got - expected) <= 1e-12 * scale + 1e-300)
 
 
 def test_flow_constructors_reject_bad_input():

@@ -418,6 +418,47 @@ def test_a_leaking_rhs_is_refused_on_short_and_long_horizons(rgg500, rate, t1):
     assert diag["mass_drift"] > 50 * diag["mass_tol"]
 
 
+class CrossComponentTransfer(LinearHeatFlow):
+    """The linear heat flow plus a transfer at rate r from node ``src`` to node ``dst`` of
+    another component: total mass is conserved, each component's is not."""
+
+    def __init__(self, g, rate: float, src: int, dst: int):
+        super().__init__(g)
+        self.rate, self.src, self.dst = rate, src, dst
+
+    def matrix(self) -> np.ndarray:
+        a = -self.graph.laplacian().toarray()
+        a[self.src, self.src] -= self.rate
+        a[self.dst, self.src] += self.rate
+        return a
+
+    def rhs(self, rho):
+        out = super().rhs(rho)
+        out[self.src] -= self.rate * rho[self.src]
+        out[self.dst] += self.rate * rho[self.src]
+        return out
+
+
+@pytest.mark.parametrize("method", ["lsoda", "rk45"])
+def test_mass_moving_between_components_is_refused_though_the_total_is_conserved(method):
+    """rho(t) = expm(A t) rho0 for the linear transfer flow: component 0 loses what component 1
+    gains, so the total mass stays 1 to rounding while each component drifts by about 1e-4."""
+    with pytest.warns(DisconnectedGraphWarning):
+        g = from_edges([(0, 1), (1, 2), (2, 3), (4, 5), (5, 6)], [1.0, 2.0, 0.5, 1.0, 1.5], n=7)
+    flow = CrossComponentTransfer(g, rate=1e-3, src=0, dst=5)
+    rho0 = np.array([0.3, 0.1, 0.05, 0.05, 0.2, 0.1, 0.2])
+    te = np.linspace(0.0, 1.0, 11)
+    states = np.stack([expm(flow.matrix() * t) @ rho0 for t in te])
+    assert np.abs(states.sum(axis=1) - 1.0).max() <= 1e-14
+    component_drift = np.abs(states[:, :4].sum(axis=1) - rho0[:4].sum()).max()
+    assert component_drift > 1e-5
+    with pytest.raises(SolverError, match="mass drifted by .* does not conserve mass") as info:
+        solve(flow, rho0, (0.0, 1.0), te, method=method, rtol=1e-10, atol=1e-14)
+    diag = info.value.diagnostics
+    assert diag["mass_drift"] == pytest.approx(component_drift, rel=1e-6)
+    assert diag["mass_tol"] == MASS_TOL
+
+
 def test_lsoda_dense_jacobian_on_a_large_graph_is_refused_before_allocating(monkeypatch):
     monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
     g = grid((300, 300))

@@ -43,6 +43,8 @@ MEANS: tuple[str, ...] = options(Mean)
 
 # |x - 1| below this: series for the logarithmic mean (error ~ u^4 / 30 < 1e-17)
 _LOG_SERIES_CUT = 1e-4
+# beyond this many unknowns potentials use multigrid-preconditioned CG instead of a sparse LU
+_AMG_MIN_NODES = 200_000
 
 
 def _logmean(
@@ -51,12 +53,13 @@ def _logmean(
     """Logarithmic mean ``theta = b g(x)``, ``g(x) = (x - 1)/log x``, ``x = a/b``; and partials.
 
     ``d theta/da = g'(x)``, ``d theta/db = g(x) - x g'(x)``; near ``x = 1`` by their
-    series in ``u = x - 1``. Where the ratio over- or underflows (densities many
-    hundred orders apart) the same quantities come from ``L = log a - log b``.
+    series in ``u = x - 1``. Where the ratio or its reciprocal over- or underflows
+    (densities many hundred orders apart; ``g'`` needs ``1/x``) the same quantities
+    come from ``L = log a - log b``, divided by ``L^2`` before the huge ratio forms.
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         x = a / b
-        finite = np.isfinite(x) & (x > 0)
+        finite = np.isfinite(x) & (x >= np.finfo(x.dtype).tiny)
         xs = np.where(finite, x, 2.0)
         u = xs - 1.0
         near = np.abs(u) < _LOG_SERIES_CUT
@@ -72,8 +75,9 @@ def _logmean(
         dg = np.where(near, 0.5 + u * (-1.0 / 6.0 + u / 8.0), (lx - u / xs) / lx**2)
         da, db = dg, g - xs * dg
         if np.any(wide):
-            da = np.where(wide, (ell - 1.0 + b / a) / ell**2, da)
-            db = np.where(wide, (a / b - 1.0 - ell) / ell**2, db)
+            ell2 = ell**2
+            da = np.where(wide, (ell - 1.0) / ell2 + b / ell2 / a, da)
+            db = np.where(wide, a / ell2 / b - (1.0 + ell) / ell2, db)
     return theta, da, db
 
 
@@ -162,7 +166,7 @@ def potential(g: Graph, rho: np.ndarray, drho: np.ndarray, mean: Mean = "arithme
     u = np.zeros(g.n)
     if keep.any():
         a = lap[keep][:, keep].tocsc()
-        if a.shape[0] > 200_000:
+        if a.shape[0] > _AMG_MIN_NODES:
             import pyamg
 
             ml = pyamg.smoothed_aggregation_solver(a.tocsr())
