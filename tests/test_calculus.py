@@ -198,9 +198,11 @@ def test_potential_inverts_minus_div_rho_grad(mean, gd, seed):
     u = potential(g, rho, drho, mean)
     lap = weighted_laplacian(g, rho, mean)
     residual = np.abs(lap @ u - drho)
-    # backward error: the residual is rounding relative to |L_rho| |u| + |drho|
-    bound = 1e-10 * (np.abs(lap) @ np.abs(u) + np.abs(drho).max())
-    assert np.all(residual <= bound)
+    # normwise backward error: the residual is rounding relative to || |L_rho| |u| || + ||drho||
+    # (a row-wise bound is not what a grounded solve guarantees: at condition ~1e8 one row's
+    # residual can exceed its own row's scale, for a dense LU solve as well)
+    bound = 1e-10 * ((np.abs(lap) @ np.abs(u)).max() + np.abs(drho).max())
+    assert residual.max() <= bound
     assert abs(u.sum()) <= 1e-12 * np.abs(u).sum()
 
 
