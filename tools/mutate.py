@@ -53,32 +53,35 @@ MODULES: dict[str, Module] = {
     "graph": Module(
         ("graph/_calculus.py", "graph/_edi.py", "graph/_flows.py", "graph/_graph.py",
          "graph/_inverse.py", "graph/_solve.py"),
-        ("test_calculus.py", "test_edi.py", "test_flows.py", "test_graph_structure.py",
-         "test_solve.py"),
+        ("graph/test_calculus.py", "graph/test_edi.py", "graph/test_flows.py",
+         "graph/test_graph_structure.py", "graph/test_solve.py"),
     ),
     "functionals": Module(
         ("functionals.py", "fgenerators.py"),
-        ("test_functionals.py", "test_fgenerators.py", "test_flows.py"),
+        ("test_functionals.py", "test_fgenerators.py", "graph/test_flows.py"),
     ),
     "ot": Module(("ot.py",), ("test_ot.py",)),
     "jko": Module(("jko.py",), ("test_jko.py",)),
     "flowmatch": Module(
         ("flowmatch/schedules.py", "flowmatch/velocity.py", "flowmatch/tradeoff.py",
          "flowmatch/_quantile.py"),
-        ("test_flowmatch_schedules.py", "test_flowmatch_velocity.py",
-         "test_flowmatch_tradeoff.py"),
+        ("flowmatch/test_flowmatch_schedules.py", "flowmatch/test_flowmatch_velocity.py",
+         "flowmatch/test_flowmatch_tradeoff.py"),
     ),
     "thermo": Module(
         ("thermo/_linalg.py", "thermo/_ou.py", "thermo/_particles.py", "thermo/_protocols.py",
          "thermo/_rotational.py"),
-        ("test_thermo.py",),
+        ("thermo/test_thermo.py",),
     ),
     "natural-gradient": Module(
         ("gan/natural_gradient.py", "gan/solvers.py", "gan/pullback.py"),
-        ("test_natural_gradient.py", "test_solvers.py", "test_pullback.py"),
+        ("gan/test_natural_gradient.py", "gan/test_solvers.py", "gan/test_pullback.py"),
     ),
-    "gan-game": Module(("gan/game.py",), ("test_game.py",)),
-    "dot": Module(("dot/transport.py", "dot/samplers.py"), ("test_dot.py", "test_dot_samplers.py")),
+    "gan-game": Module(("gan/game.py",), ("gan/test_game.py",)),
+    "dot": Module(
+        ("dot/transport.py", "dot/samplers.py"),
+        ("dot/test_dot_transport.py", "dot/test_dot_samplers.py"),
+    ),
     "metrics": Module(("metrics.py",), ("test_metrics.py",)),
 }
 
