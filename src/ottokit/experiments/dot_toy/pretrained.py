@@ -235,6 +235,7 @@ def save_shipped(
         "critic": {k: v.detach().float().cpu().clone() for k, v in D.state_dict().items()},
     }
     save_verified(path, state)
+    path.chmod(0o644)  # package data: readable by every user of an installation
     meta = {**provenance, "file": path.name, "file_sha256": _file_sha256(path)}
     (directory / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return path
