@@ -33,6 +33,7 @@ from ottokit.experiments.dot_toy.pretrained import (
     train_networks,
 )
 from ottokit.metrics import toy_metrics
+from ottokit.ot import w2
 
 SHIPPED = shipped_names()
 
@@ -98,9 +99,8 @@ def test_shipped_25gaussians_generator_meets_the_quality_targets() -> None:
 
 
 def test_shipped_swissroll_generator_is_near_the_data() -> None:
-    # W2 to the data within a small multiple of the sampling noise floor W2(data, data')
-    from ottokit.ot import w2
-
+    # W2 to the data within 30 % of the sampling floor W2(data, data') of two independent data
+    # samples of the same size (the 1,500-step snapshot of the same run is 44 % above it)
     G = load_shipped("swissroll").generator
     z = 2 * torch.rand(2000, 2, generator=torch.Generator().manual_seed(2024)) - 1
     with torch.no_grad():
@@ -108,10 +108,7 @@ def test_shipped_swissroll_generator_is_near_the_data() -> None:
     a = toy_2d("swissroll", 2000, seed=11).points
     b = toy_2d("swissroll", 2000, seed=12).points
     floor = float(w2(a, b))
-    assert float(w2(x, a)) <= SWISS_FLOOR_FACTOR * floor
-
-
-SWISS_FLOOR_FACTOR = 3.0
+    assert float(w2(x, a)) <= 1.3 * floor
 
 
 def test_retraining_is_deterministic_on_a_tiny_budget(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from ottokit.ot import w2
 
 __all__ = [
     "QUALITY_SAMPLES",
+    "QUALITY_SEED",
     "Recipe",
     "ShippedNets",
     "generator_quality",
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 QUALITY_SAMPLES = 5000
-_QUALITY_SEED = 0x0D07  # the fixed latents and data sample of generator_quality
+QUALITY_SEED = 0x0D07  # seeds the fixed latents and data sample of generator_quality
 _WEIGHTS = "weights"
 _KIND = "ottokit-dot-toy-nets"
 
@@ -173,12 +174,12 @@ def generator_quality(G: nn.Module, name: str, n: int = QUALITY_SAMPLES) -> dict
     nearest mode) and ``kl`` of the mode histogram to the uniform one; on every data set
     ``w2``, the exact W2 to ``n`` fixed data points (both clouds of ``n`` points).
     """
-    gen = torch.Generator().manual_seed(_QUALITY_SEED)
+    gen = torch.Generator().manual_seed(QUALITY_SEED)
     z = 2 * torch.rand(n, 2, generator=gen) - 1
     p = next(G.parameters())
     with torch.no_grad():
         x = G(z.to(device=p.device, dtype=p.dtype)).double().cpu().numpy()
-    data = toy_2d(name, n, seed=_QUALITY_SEED)  # type: ignore[arg-type]
+    data = toy_2d(name, n, seed=QUALITY_SEED)  # type: ignore[arg-type]
     out = {"w2": float(w2(x, data.points))}
     if data.modes is not None:
         m = toy_metrics(x, data.modes, data.sigma, min_ot_samples=min(n, 5000))
