@@ -8,10 +8,9 @@ moves each generated sample y = G(z) to
 
 or, pulled back to the latent space, z -> argmin_z ||z - z_y + 0.001|| - D(G(z)) / k_eff
 (§3.2). This experiment reproduces the original 2-D setting (25 Gaussians, swiss roll;
-REFERENCE.md "Seed 003") and adds the 8-Gaussian ring. Each data set's WGAN-GP is the
-one shipped with ottokit (:mod:`~ottokit.experiments.dot_toy.pretrained`, as the original
-repository ships its trained models) or, with ``retrain``, one trained per seed; for every
-data set and seed the same 5,000 latents are then post-processed by
+REFERENCE.md "Seed 003") and adds the 8-Gaussian ring. Each WGAN-GP is the one shipped
+with ottokit (:mod:`~ottokit.experiments.dot_toy.pretrained`) or, with ``retrain``, one
+trained per seed; for every data set and seed 5,000 latents are post-processed by
 
 * ``generator``: G(z) as is;
 * ``naive``: gradient ascent on D alone, min_x -D(x)/K (the seed's "素朴な改善 (D ↑)");
