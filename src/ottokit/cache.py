@@ -117,12 +117,17 @@ def reset_events() -> None:
     _events.clear()
 
 
+# the files of the package a run's result may depend on: modules and shipped data
+_PACKAGE_SUFFIXES = frozenset({".py", ".pt", ".json"})
+
+
 @functools.cache
 def source_digest(scope: Literal["training", "package"] = "package") -> str:
-    """SHA-256 of ottokit's source: the whole package, or the modules that train."""
+    """SHA-256 of ottokit's source: the whole package (with the data it ships, such as
+    trained networks), or the modules that train."""
     root = Path(__file__).resolve().parent
     if scope == "package":
-        files = sorted(root.rglob("*.py"))
+        files = sorted(p for p in root.rglob("*") if p.suffix in _PACKAGE_SUFFIXES)
     else:
         files = []
         for name in _TRAINING_SOURCES:

@@ -96,6 +96,32 @@ def test_keff_uses_given_latents_pairwise():
     assert k == pytest.approx(2.5, rel=1e-12)
 
 
+def test_keff_mean_of_maxima_equals_brute_force():
+    # the 2-D notebook's K: the mean of `repeats` maxima, each over its own n_pairs pairs
+    n_pairs, repeats = 7, 4
+    z = torch.randn(2 * n_pairs * repeats, 2, generator=torch.Generator().manual_seed(3))
+    z = z.double()
+    G = lambda v: torch.stack([v[:, 0] + 0.5 * v[:, 1] ** 2, torch.sin(v[:, 1])], dim=1)
+    D = lambda x: x[:, 0] ** 3 - x[:, 1]
+    for space in ("target", "latent"):
+        k = effective_lipschitz(D, G, "normal", n_pairs, space, z=z, repeats=repeats)
+        zs, xs = z.numpy(), G(z).numpy()
+        ds = D(G(z)).numpy()
+        u = xs if space == "target" else zs
+        maxima = []
+        for j in range(repeats):
+            ratios = []
+            for i in range(n_pairs):
+                p, q = 2 * j * n_pairs + i, (2 * j + 1) * n_pairs + i
+                ratios.append(abs(ds[p] - ds[q]) / np.linalg.norm(u[p] - u[q]))
+            maxima.append(max(ratios))
+        assert k == pytest.approx(float(np.mean(maxima)), rel=1e-12)
+        single = effective_lipschitz(D, G, "normal", n_pairs, space, z=z[: 2 * n_pairs])
+        assert single == pytest.approx(maxima[0], rel=1e-12)
+    with pytest.raises(ValueError, match="repeats"):
+        effective_lipschitz(D, G, "normal", n_pairs, z=z[: 2 * n_pairs], repeats=2)
+
+
 def test_keff_of_the_shifted_critic_is_at_most_one():
     k = effective_lipschitz(
         shifted_critic, modes_G, "normal", n_pairs=400, latent_dim=4, seed=3, dtype=torch.float64

@@ -32,6 +32,7 @@ from ottokit.experiments.dot_digits import DotDigitsConfig
 from ottokit.experiments.dot_toy import METHODS as TOY_METHODS
 from ottokit.experiments.dot_toy import DotToyConfig
 from ottokit.experiments.dot_toy import run as run_toy
+from ottokit.experiments.dot_toy.pretrained import generator_quality, load_shipped
 from ottokit.gan.nets import MLPDiscriminator, MLPGenerator
 from ottokit.gan.train import restore_checkpoint
 from ottokit.priors import Prior
@@ -52,6 +53,7 @@ TOY = replace(
     n_calibration=200,
     ratio_steps=20,
     seed=3,
+    retrain=True,
 )
 
 
@@ -98,7 +100,9 @@ def test_toy_generator_quality_is_the_generator_row(toy) -> None:
     for key in ("w2", "high_quality", "modes", "kl"):
         assert quality[key] == row[key]
     assert quality["train_wall_time_s"]["mean"] > 0
+    assert quality["source"] == "retrained" and quality["steps"] == TOY.train_steps
     assert "Generators after training" in result.summary
+    assert "retrained from scratch" in result.summary
 
 
 def test_toy_generator_w2_matches_independent_recomputation(toy) -> None:
@@ -154,7 +158,9 @@ def test_toy_K_follows_the_original_rule(toy) -> None:
     restore_checkpoint(out / "checkpoints" / f"25gaussians-seed{seed}", G, D)
     k = result.metrics["runs"][0]["K"]
     lipschitz = Streams.from_seed(seed).lipschitz
-    expected = effective_lipschitz(D, G, Prior("uniform", (2,)), TOY.k_pairs, seed=lipschitz)
+    expected = effective_lipschitz(
+        D, G, Prior("uniform", (2,)), TOY.k_pairs, seed=lipschitz, repeats=TOY.k_repeats
+    )
     assert k["K_eff"] == pytest.approx(expected, rel=1e-5)
     assert k["K_used"] == pytest.approx(TOY.k_factor * k["K_eff"])
 
@@ -209,3 +215,61 @@ def test_wrong_config_type(tmp_path: Path) -> None:
         if torch.cuda.is_available():
             raise ValueError("CUDA is available here; nothing to test")
         run_toy(replace(DotToyConfig.quick(), device="cuda"), tmp_path)
+
+
+def test_toy_retrained_generator_compared_with_shipped(toy) -> None:
+    result, out = toy
+    cmp = result.metrics["retrained_vs_shipped"]["25gaussians"]
+    nets = load_shipped("25gaussians")
+    assert cmp["shipped"]["steps"] == nets.provenance["steps"]
+    shipped = generator_quality(nets.generator, "25gaussians", TOY.n_eval)
+    for key in ("w2", "modes", "high_quality"):
+        assert cmp["shipped"][key] == pytest.approx(shipped[key], rel=1e-9)
+    seed = TOY.seed + TOY.seeds[0]
+    G = MLPGenerator(2, TOY.g_hidden, 2, activation="leaky_relu")
+    D = MLPDiscriminator(2, TOY.d_hidden, activation="leaky_relu")
+    restore_checkpoint(out / "checkpoints" / f"25gaussians-seed{seed}", G, D)
+    retrained = generator_quality(G, "25gaussians", TOY.n_eval)
+    assert cmp["retrained"]["w2"]["mean"] == pytest.approx(retrained["w2"], rel=1e-6)
+    assert cmp["retrained_steps"] == TOY.train_steps
+    assert "Retrained against shipped generators" in result.summary
+
+
+SHIPPED_RUN = replace(TOY, retrain=False, ratio_steps=0, g_hidden=(8,), d_hidden=(8,))
+
+
+@pytest.fixture(scope="module")
+def shipped_run(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("dot_toy_shipped")
+    return run_toy(SHIPPED_RUN, out), out
+
+
+def test_toy_default_post_processes_the_shipped_networks(shipped_run) -> None:
+    result, out = shipped_run
+    nets = load_shipped("25gaussians")
+    quality = result.metrics["generator_quality"]["25gaussians"]
+    assert quality["source"] == "shipped" and quality["steps"] == nets.provenance["steps"]
+    assert "Post-processes the WGAN-GP networks shipped with ottokit" in result.summary
+    assert not (out / "checkpoints").exists()  # nothing was trained
+    # the generator row is the shipped G on the run's latents (the training fields are unused)
+    seed = SHIPPED_RUN.seed + SHIPPED_RUN.seeds[0]
+    streams = Streams.from_seed(seed)
+    gen = torch.Generator().manual_seed(streams.latents)
+    z0 = Prior("uniform", (2,)).sample(SHIPPED_RUN.n_eval, generator=gen, dtype=torch.float32)
+    with torch.no_grad():
+        y0 = nets.generator(z0).double().numpy()
+    saved = np.load(out / "samples" / f"25gaussians-seed{seed}.npz")
+    np.testing.assert_allclose(saved["generator"], y0, rtol=0, atol=1e-6)
+    target = toy_2d("25gaussians", SHIPPED_RUN.n_eval, seed=streams.evaluation).points
+    got = result.metrics["table"]["25gaussians"]["generator"]["w2"]["mean"]
+    assert got == pytest.approx(float(ot.w2(y0, target)), rel=1e-6)
+    k = result.metrics["runs"][0]["K"]
+    expected = effective_lipschitz(
+        nets.critic,
+        nets.generator,
+        Prior("uniform", (2,)),
+        SHIPPED_RUN.k_pairs,
+        seed=streams.lipschitz,
+        repeats=SHIPPED_RUN.k_repeats,
+    )
+    assert k["K_eff"] == pytest.approx(expected, rel=1e-5)

@@ -272,6 +272,7 @@ def compare_methods(
     naive: NaiveSpace,
     ratio: nn.Module | None = None,
     device: torch.device,
+    k_repeats: int = 1,
 ) -> MethodRuns:
     """Post-process the frozen ``G`` by every method of seed 003 §3.2-3.3.
 
@@ -294,6 +295,8 @@ def compare_methods(
         ratio: the baselines' discriminator (``D`` when None), e.g. from
             :func:`fit_ratio_classifier`.
         device: where z0 and the generated samples live.
+        k_repeats: K_eff and k_eff are the mean of this many maxima, each over
+            ``cfg.k_pairs`` pairs (:func:`ottokit.dot.effective_lipschitz`'s ``repeats``).
 
     Returns:
         The samples, times and diagnostics, with the method names ``"generator"``,
@@ -309,10 +312,12 @@ def compare_methods(
     samples: dict[str, Tensor] = {"generator": y0}
     seconds: dict[str, float] = {"generator": t_gen}
     k_target = effective_lipschitz(
-        D, G, prior, cfg.k_pairs, "target", seed=streams.lipschitz, distributed=True
+        D, G, prior, cfg.k_pairs, "target", seed=streams.lipschitz, distributed=True,
+        repeats=k_repeats,
     )
     k_latent = effective_lipschitz(
-        D, G, prior, cfg.k_pairs, "latent", seed=streams.lipschitz, distributed=True
+        D, G, prior, cfg.k_pairs, "latent", seed=streams.lipschitz, distributed=True,
+        repeats=k_repeats,
     )
     K = Lipschitz(k_target, k_latent, cfg.k_factor * k_target, cfg.k_factor * k_latent)
 

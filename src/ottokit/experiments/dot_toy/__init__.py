@@ -8,8 +8,9 @@ moves each generated sample y = G(z) to
 
 or, pulled back to the latent space, z -> argmin_z ||z - z_y + 0.001|| - D(G(z)) / k_eff
 (§3.2). This experiment reproduces the original 2-D setting (25 Gaussians, swiss roll;
-REFERENCE.md "Seed 003") and adds the 8-Gaussian ring. For every data set and seed a
-WGAN-GP is trained, then the same 5,000 latents are post-processed by
+REFERENCE.md "Seed 003") and adds the 8-Gaussian ring. Each WGAN-GP is the one shipped
+with ottokit (:mod:`~ottokit.experiments.dot_toy.pretrained`) or, with ``retrain``, one
+trained per seed; for every data set and seed 5,000 latents are post-processed by
 
 * ``generator``: G(z) as is;
 * ``naive``: gradient ascent on D alone, min_x -D(x)/K (the seed's "素朴な改善 (D ↑)");
@@ -53,9 +54,14 @@ from ottokit.experiments._dot_common import (
 from ottokit.experiments._registry import Experiment, register
 from ottokit.experiments._studies import FIGURE_ONLY, study_metrics
 from ottokit.experiments.dot_toy.config import DotToyConfig, ToyName
-from ottokit.gan.losses import make_loss
-from ottokit.gan.nets import MLPDiscriminator, MLPGenerator, build_seeded
-from ottokit.gan.train import GANTrainConfig, train_gan
+from ottokit.experiments.dot_toy.pretrained import (
+    Recipe,
+    generator_quality,
+    load_shipped,
+    shipped_names,
+    train_networks,
+)
+from ottokit.gan.nets import MLPDiscriminator
 from ottokit.metrics import toy_metrics
 from ottokit.ot import w2
 from ottokit.priors import Prior
@@ -83,7 +89,8 @@ METHODS: tuple[str, ...] = (
     "DDLS",
 )
 _ARROW_METHODS = ("naive", "DOT target", "DOT latent")
-REFERENCE_K_EFF = {"25gaussians": 1.98, "swissroll": 1.05}  # the original notebooks'
+# the original 2-D notebook's K (the mean of 10 maxima over 100 pairs)
+REFERENCE_K_EFF = {"25gaussians": 1.978, "swissroll": 1.053}
 
 
 def _score(
@@ -110,52 +117,37 @@ def _score(
     }
 
 
-def _train(
-    cfg: DotToyConfig,
-    name: str,
-    seed: int,
-    data: np.ndarray,
-    out: Path,
-    dev: torch.device,
-) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
-    """Train one WGAN-GP on ``data``; return the frozen G and D and what training reports."""
-    seeds = GANSeeds.from_seed(seed)
-    G = build_seeded(
-        seeds.generator, lambda: MLPGenerator(2, cfg.g_hidden, 2, activation="leaky_relu")
-    ).to(dev)
-    D = build_seeded(
-        seeds.critic, lambda: MLPDiscriminator(2, cfg.d_hidden, activation="leaky_relu")
-    ).to(dev)
-    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    tc = GANTrainConfig(
-        steps=cfg.train_steps,
-        batch_size=cfg.batch_size,
+def recipe(cfg: DotToyConfig) -> Recipe:
+    """The WGAN-GP recipe of ``cfg`` (what ``retrain`` trains)."""
+    return Recipe(
+        g_hidden=tuple(cfg.g_hidden),
+        d_hidden=tuple(cfg.d_hidden),
+        gp_weight=cfg.gp_weight,
         n_critic=cfg.n_critic,
-        eval_every=0,
-        eval_metric="none",
-        checkpoint_every=max(cfg.train_steps // 5, 1),
-        seed=seeds.generator,
-        device=str(dev),
-        prior="uniform",
-        log_every=max(cfg.train_steps // 20, 1),
-        lr_schedule=cfg.lr_schedule,  # type: ignore[arg-type]
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        betas=(float(cfg.betas[0]), float(cfg.betas[1])),
+        lr_schedule=cfg.lr_schedule,
+        n_train=cfg.n_train,
     )
-    res = train_gan(
-        G,
-        D,
-        make_loss("wgan-gp", gp_weight=cfg.gp_weight),
-        torch.as_tensor(data, dtype=torch.float32),
-        g_optimizer=g_opt,
-        d_optimizer=d_opt,
-        config=tc,
+
+
+def _train(
+    cfg: DotToyConfig, name: str, seed: int, out: Path, dev: torch.device
+) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """Train one WGAN-GP on ``name``; return the frozen G and D and what training reports."""
+    G, D, res = train_networks(
+        name,
+        recipe(cfg),
+        cfg.train_steps,
+        seed=seed,
         checkpoint_dir=out / "checkpoints" / f"{name}-seed{seed}",
+        checkpoint_every=max(cfg.train_steps // 5, 1),
+        device=str(dev),
     )
-    if res.status != "completed":
-        raise RuntimeError(f"WGAN-GP training on {name} (seed {seed}) diverged: {res.message}")
-    for net in (G, D):
-        net.eval().requires_grad_(False)
     info = {
+        "source": "retrained",
+        "steps": cfg.train_steps,
         "train_wall_time_s": res.wall_time,
         "final_d_loss": float(res.history["d_loss"][-1]),
         "final_g_loss": float(res.history["g_loss"][-1]),
@@ -163,9 +155,24 @@ def _train(
     return G, D, info
 
 
+def _shipped(name: str, dev: torch.device) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """The shipped G and D of ``name`` and their provenance."""
+    nets = load_shipped(name)
+    meta = nets.provenance
+    info = {
+        "source": "shipped",
+        "steps": int(meta["steps"]),
+        "train_wall_time_s": 0.0,
+        "sha256": nets.sha256,
+        "recipe": meta["recipe"],
+        "seed": int(meta["seed"]),
+    }
+    return nets.generator.to(dev), nets.critic.to(dev), info
+
+
 @dataclass(frozen=True)
 class ToyRun:
-    """One WGAN-GP trained on one data set and seed, and every method's scores on it.
+    """One WGAN-GP on one data set and seed, and every method's scores on it.
 
     Attributes:
         dataset: the data set's name.
@@ -219,7 +226,7 @@ def run_one(
     dev: torch.device,
     pool: Executor | None = None,
 ) -> ToyRun:
-    """Train one WGAN-GP on ``name`` and post-process its samples by every method.
+    """Train one WGAN-GP on ``name`` (or load the shipped one) and post-process its samples.
 
     With an executor ``pool`` the exact W2 values are submitted to it and left as Futures
     (resolve them with :meth:`ToyRun.resolve`), so the next run can train meanwhile.
@@ -229,7 +236,11 @@ def run_one(
     target = toy_2d(name, cfg.n_eval, seed=streams.evaluation).points
     held_out = toy_2d(name, cfg.n_calibration, seed=streams.calibration_real).points
     chains = toy_2d(name, cfg.n_eval, seed=streams.mh_chains).points
-    G, D, info = _train(cfg, name, seed, data.points, out, dev)
+    if cfg.retrain:
+        G, D, info = _train(cfg, name, seed, out, dev)
+        info["quality"] = generator_quality(G, name, cfg.n_eval)
+    else:
+        G, D, info = _shipped(name, dev)
     ratio, extra = None, {}
     if cfg.ratio_steps > 0:
         ratio, extra["ratio_fit"] = fit_ratio_classifier(
@@ -258,6 +269,7 @@ def run_one(
         naive="target",
         ratio=ratio,
         device=dev,
+        k_repeats=cfg.k_repeats,
     )
     scores = {}
     for label in METHODS:
@@ -286,21 +298,28 @@ class DotToyStudy:
     """Every data set and seed: the runs, and their scores summarised over seeds.
 
     Attributes:
-        generator_quality: per data set, the generator's scores and training time (what
-            was post-processed).
+        generator_quality: per data set, the generator's scores, where it came from
+            (``"shipped"`` or ``"retrained"``), its steps and training time (what was
+            post-processed).
+        retrained_vs_shipped: with ``retrain``, per data set with shipped weights, the
+            fixed-sample quality (:func:`generator_quality`) of the shipped and of the
+            retrained generators.
         table: per data set, method and score, mean/std/min/max over seeds.
         table_rows: the same as one row per (data set, method).
         runs: one per data set and seed.
         seeds: the run seeds.
         k_factor: K = k_factor x K_eff.
+        k_rule: how K_eff was estimated.
     """
 
     generator_quality: dict[str, dict[str, Any]]
+    retrained_vs_shipped: dict[str, dict[str, Any]]
     table: dict[str, dict[str, dict[str, Any]]]
     table_rows: list[dict[str, Any]]
     runs: list[ToyRun]
     seeds: list[int]
     k_factor: float
+    k_rule: str
 
     @property
     def datasets(self) -> list[str]:
@@ -310,6 +329,28 @@ class DotToyStudy:
     def per_seed(self, name: str, method: str, key: str) -> list[float]:
         """One score of one method on one data set, per seed."""
         return [r.scores[method][key] for r in self.runs if r.dataset == name]
+
+
+def _retrained_vs_shipped(
+    config: DotToyConfig, runs: list[ToyRun]
+) -> dict[str, dict[str, Any]]:
+    """Per retrained data set with shipped weights, both generators' fixed-sample quality."""
+    if not config.retrain:
+        return {}
+    out = {}
+    shipped = shipped_names()
+    for name in config.datasets:
+        if name not in shipped:
+            continue
+        nets = load_shipped(name)
+        rs = [r.train["quality"] for r in runs if r.dataset == name]
+        steps = nets.provenance["steps"]
+        out[name] = {
+            "shipped": {**generator_quality(nets.generator, name, config.n_eval), "steps": steps},
+            "retrained": {k: summarise_seeds([q[k] for q in rs]) for k in rs[0]},
+            "retrained_steps": config.train_steps,
+        }
+    return out
 
 
 def study(config: DotToyConfig, out: Path, dev: torch.device) -> DotToyStudy:
@@ -346,12 +387,16 @@ def study(config: DotToyConfig, out: Path, dev: torch.device) -> DotToyStudy:
     generator_quality = {}
     for name in config.datasets:
         gen = table[name]["generator"]
+        rs = [r for r in runs if r.dataset == name]
         generator_quality[name] = {k: gen[k] for k in quality_keys if k in gen}
+        generator_quality[name]["source"] = rs[0].train["source"]
+        generator_quality[name]["steps"] = rs[0].train["steps"]
         generator_quality[name]["train_wall_time_s"] = summarise_seeds(
-            [r.train["train_wall_time_s"] for r in runs if r.dataset == name]
+            [r.train["train_wall_time_s"] for r in rs]
         )
     return DotToyStudy(
         generator_quality=generator_quality,
+        retrained_vs_shipped=_retrained_vs_shipped(config, runs),
         table=table,
         table_rows=[
             {"dataset": name, "method": method, **table[name][method]}
@@ -361,6 +406,7 @@ def study(config: DotToyConfig, out: Path, dev: torch.device) -> DotToyStudy:
         runs=runs,
         seeds=seeds,
         k_factor=config.k_factor,
+        k_rule=f"the mean of {config.k_repeats} maxima over {config.k_pairs} pairs",
     )
 
 
@@ -429,10 +475,11 @@ def comparisons(s: DotToyStudy) -> list[Comparison]:
     """K_eff beside the original notebooks' values."""
     return [
         Comparison(
-            f"K_eff on {name} (mean over seeds; K used = {s.k_factor} x K_eff)",
+            f"K_eff on {name} ({s.k_rule}; mean over seeds; K used = {s.k_factor} x K_eff)",
             f"{np.mean([r.K.K_eff for r in s.runs if r.dataset == name]):.3f}",
             REFERENCE_K_EFF.get(name),
-            "the original notebooks' values; K_eff depends on the trained critic",
+            "the original 2-D notebook's K (mean of 10 maxima over 100 pairs); K_eff depends "
+            "on the trained critic",
         )
         for name in s.datasets
     ]
@@ -444,8 +491,31 @@ def _fmt(s: dict[str, float], digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
+def _nets_text(s: DotToyStudy, config: DotToyConfig) -> str:
+    """Where the post-processed networks came from."""
+    if config.retrain:
+        return (
+            f"GANs retrained from scratch: WGAN-GP (penalty {config.gp_weight}, Adam lr "
+            f"{config.lr}, {config.lr_schedule} schedule) with G {config.g_hidden} / D "
+            f"{config.d_hidden}, {config.train_steps} generator steps, one GAN per seed."
+        )
+    parts = []
+    for name in s.datasets:
+        r = next(r for r in s.runs if r.dataset == name).train
+        rc = r["recipe"]
+        parts.append(
+            f"{name} {r['steps']} steps (lr {rc['lr']}, {rc['lr_schedule']}, penalty "
+            f"{rc['gp_weight']}, G {tuple(rc['g_hidden'])} / D {tuple(rc['d_hidden'])})"
+        )
+    return (
+        "Post-processes the WGAN-GP networks shipped with ottokit (one trained GAN per data "
+        "set, checksum verified; retrain=true trains afresh; the seeds vary the comparison's "
+        "draws): " + "; ".join(parts) + "."
+    )
+
+
 def summary(s: DotToyStudy, config: DotToyConfig, n_hold: int, n_checks: int) -> str:
-    """The settings, the generators' quality, and every method's W2 per data set."""
+    """The networks, the generators' quality, and every method's W2 per data set."""
 
     def quality(name: str) -> str:
         q = s.generator_quality[name]
@@ -454,20 +524,36 @@ def summary(s: DotToyStudy, config: DotToyConfig, n_hold: int, n_checks: int) ->
             text += f", high quality {_fmt(q['high_quality'], 1)}%, modes {_fmt(q['modes'], 1)}"
         return f"{name} {text}"
 
+    def versus(name: str, c: dict[str, Any]) -> str:
+        sh, re = c["shipped"], c["retrained"]
+        text = f"{name}: W2 retrained {_fmt(re['w2'])} vs shipped {sh['w2']:.3f}"
+        if "modes" in sh:
+            text += (
+                f", modes {_fmt(re['modes'], 1)} vs {sh['modes']:.0f}, high quality "
+                f"{_fmt(re['high_quality'], 1)}% vs {sh['high_quality']:.1f}%"
+            )
+        return text
+
     lines = [
-        "Generators after training (what is post-processed): "
+        "Generators after training (what is post-processed; per seed's evaluation sample): "
         + "; ".join(quality(name) for name in s.datasets)
         + "."
     ]
+    if s.retrained_vs_shipped:
+        lines.append(
+            f"Retrained against shipped generators (one fixed sample of {config.n_eval}): "
+            + "; ".join(versus(n, c) for n, c in s.retrained_vs_shipped.items())
+            + "."
+        )
     lines += [
         f"{name}: W2 " + ", ".join(f"{m} {_fmt(s.table[name][m]['w2'])}" for m in METHODS) + "."
         for name in s.datasets
     ]
     return (
-        f"WGAN-GP (penalty {config.gp_weight}, Adam lr {config.lr}, {config.lr_schedule} "
-        f"schedule) with G {config.g_hidden} / D {config.d_hidden}, {config.train_steps} "
-        f"generator steps, seeds {s.seeds}; DOT with Adam(lr {config.dot_lr}, betas (0, 0.9)), "
-        f"{config.dot_steps} steps, K = {config.k_factor} x K_eff over {config.k_pairs} pairs. "
+        _nets_text(s, config)
+        + f" Seeds {s.seeds}; DOT with Adam(lr {config.dot_lr}, betas (0, 0.9)), "
+        f"{config.dot_steps} steps, K = {config.k_factor} x K_eff, K_eff the mean of "
+        f"{config.k_repeats} maxima over {config.k_pairs} pairs. "
         + " ".join(lines)
         + f" {n_hold} of {n_checks} checks hold."
     )
