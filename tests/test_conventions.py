@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE_DOCSTRING_LINES = 25
 # a comment made of a run of rule characters, alone or around a title
 _BANNER = re.compile(r"^\s*#+\s*(?:[-=#*~_]{3,}.*|.*[-=#*~]{4,}\s*)$")
-# report.progress only re-exports ottokit.progress until dot-toy and dot-digits import that name
-ALLOWED_SHIMS = {"src/ottokit/report/progress.py"}
+ALLOWED_SHIMS: set[str] = set()
 
 
 def _files(*dirs: str) -> list[Path]:

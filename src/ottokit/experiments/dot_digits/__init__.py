@@ -57,8 +57,8 @@ from ottokit.gan.nets import ConvDiscriminator8, ConvGenerator8, build_seeded
 from ottokit.gan.train import GANTrainConfig, train_gan
 from ottokit.metrics import DigitsFeatures, digits_fid, digits_is, digits_precision_recall
 from ottokit.priors import Prior
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
 __all__ = [

@@ -65,8 +65,8 @@ from ottokit.gan.nets import MLPDiscriminator
 from ottokit.metrics import toy_metrics
 from ottokit.ot import w2
 from ottokit.priors import Prior
+from ottokit.progress import progress_bar
 from ottokit.report.figures import new_figure, save_figure
-from ottokit.report.progress import progress_bar
 from ottokit.report.result import Check, Comparison, Result
 
 __all__ = ["DotToyConfig", "DotToyStudy", "METHODS", "ToyName", "ToyRun", "run"]
