@@ -113,7 +113,13 @@ def study(config: DiffusionTradeoffConfig) -> ImageStudy:
                     coupling=coupling,
                     seed=config.seed + r,
                 )
-                res = train_velocity(schedule_cls(tau), x, tc, device=config.device)
+                res = train_velocity(
+                    schedule_cls(tau),
+                    x,
+                    tc,
+                    device=config.device,
+                    cache={"label": f"diffusion-tradeoff digits {name} repeat {r}"},
+                )
                 model = res.model.eval()
                 gen = torch.Generator().manual_seed(config.seed + 1000 + r)
                 z = torch.randn(config.image_samples, n_d, generator=gen)

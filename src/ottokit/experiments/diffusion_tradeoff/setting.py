@@ -131,7 +131,11 @@ def learned_velocities(config: DiffusionTradeoffConfig) -> dict[str, Any]:
             coupling="ot" if s == "OT" else "independent",
         )
         nets[s] = train_velocity(
-            schedule(s, config.tau), data, tc, device=config.device
+            schedule(s, config.tau),
+            data,
+            tc,
+            device=config.device,
+            cache={"label": f"diffusion-tradeoff Table I {s}"},
         ).model.eval()
     return nets
 
