@@ -215,3 +215,42 @@ def test_functionals_reject_bad_input():
     # chi^2 and PotentialEnergy are defined at rho = 0
     assert np.isfinite(FDivergence("chi2", _q()).value(zero))
     assert np.isfinite(PorousMedium(2.0).hessian_diag(zero)).all()
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda q: FDivergence("kll", q), ValueError,
+         "unknown f-divergence 'kll'; allowed: kl, reverse_kl, jsd, chi2, reverse_chi2, hellinger"),
+        (lambda q: FDivergence(triangular_discrimination, q, df=_triangular_df), ValueError,
+         "a callable f needs its derivatives: pass df= and d2f="),
+        (lambda q: FDivergence(triangular_discrimination, q, d2f=_triangular_d2f), ValueError,
+         "a callable f needs its derivatives"),
+        (lambda q: FDivergence(3.0, q), TypeError,
+         "f must be a name, an FGenerator or a callable, got <class 'float'>"),
+        (lambda q: FDivergence("kl", q[None, :]), ValueError,
+         "q must be a non-empty vector, got shape (1, 9)"),
+        (lambda q: FDivergence("kl", q[:0]), ValueError, "q must be a non-empty vector"),
+        (lambda q: FDivergence("kl", np.where(np.arange(N) == 3, 0.0, q)), ValueError,
+         "q must be strictly positive; min q = 0"),
+    ],
+    ids=["unknown-name", "no-d2f", "no-df", "not-a-generator", "matrix-q", "empty-q", "zero-q"],
+)
+def test_f_divergence_refuses_what_it_cannot_compute(make, error, message) -> None:
+    with pytest.raises(error) as info:
+        make(_q())
+    assert str(info.value).startswith(message)
+
+
+def test_a_one_point_f_divergence_is_zero_at_its_reference() -> None:
+    """A single node is a valid (trivial) density: D_f(q || q) = f(1) = 0 with q = [1]."""
+    for name in F_NAMES:
+        d = FDivergence(name, np.array([1.0]))
+        assert d.size == 1 and abs(d.value(np.array([1.0]))) <= 1e-15
+        assert d.generator.name == name
+
+
+def test_a_callable_generator_is_named_after_its_function() -> None:
+    d = FDivergence(triangular_discrimination, _q(), df=_triangular_df, d2f=_triangular_d2f)
+    assert d.generator.name == "triangular_discrimination"
+    assert repr(d) == "FDivergence('triangular_discrimination', n=9)"
