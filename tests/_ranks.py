@@ -31,6 +31,9 @@ def _entry(
     try:
         result = fn(rank, *args)
         Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
+        # every rank's work is finished before any rank tears gloo down: a rank that
+        # destroys the group while its peer still has work in flight can abort the peer
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
