@@ -16,7 +16,13 @@ import torch.multiprocessing as mp
 
 
 def _entry(
-    rank: int, fn: Callable[..., Any], world: int, out: str, args: tuple, timeout: float
+    rank: int,
+    fn: Callable[..., Any],
+    world: int,
+    out: str,
+    args: tuple,
+    timeout: float,
+    settle: bool,
 ) -> None:
     torch.set_num_threads(1)
     # a rendezvous file, not a TCP port picked in advance: another test's processes can
@@ -31,19 +37,29 @@ def _entry(
     try:
         result = fn(rank, *args)
         Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
-        # every rank's work is finished before any rank tears gloo down: a rank that
-        # destroys the group while its peer still has work in flight can abort the peer
-        dist.barrier()
+        if settle:
+            # every rank's work is finished before any rank tears gloo down: a rank that
+            # destroys the group while its peer still has work in flight can abort the peer
+            dist.barrier()
     finally:
         dist.destroy_process_group()
 
 
-def run_ranks(fn: Callable[..., Any], *args: Any, world: int = 2, timeout: float = 60.0) -> list:
+def run_ranks(
+    fn: Callable[..., Any],
+    *args: Any,
+    world: int = 2,
+    timeout: float = 60.0,
+    settle: bool = True,
+) -> list:
     """``[fn(0, *args), ..., fn(world - 1, *args)]``, each in its own gloo process.
 
     ``fn`` must be a module-level function (it is pickled into the children); what it
-    returns must be picklable.
+    returns must be picklable. ``settle``: the ranks meet at a barrier before tearing the
+    group down (off for a test whose ranks deliberately call different collectives).
     """
     with tempfile.TemporaryDirectory() as out:
-        mp.spawn(_entry, args=(fn, world, out, args, timeout), nprocs=world, join=True)
+        mp.spawn(
+            _entry, args=(fn, world, out, args, timeout, settle), nprocs=world, join=True
+        )
         return [pickle.loads(Path(out, f"rank{r}.pkl").read_bytes()) for r in range(world)]
