@@ -99,6 +99,8 @@ def _workspace(name: str, module: Module) -> Path:
     ws.mkdir(parents=True, exist_ok=True)
     for link in ("src", "tests"):
         path = ws / link
+        if path.is_symlink() and path.resolve() != (ROOT / link).resolve():
+            path.unlink()  # a workspace copied from another checkout: test this one
         if not path.is_symlink():
             path.symlink_to(ROOT / link, target_is_directory=True)
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
