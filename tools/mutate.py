@@ -11,7 +11,7 @@ table on stdout) gives per module the killed, survived, timed-out and untested
 mutants and the score ``detected / (all checked - accepted)``, detected meaning
 killed or timed out, and lists every survivor with its diff. A survivor is either
 killed by a new test of the mathematics or reviewed and entered in
-``tools/mutation-allowlist.toml`` with its mutated line and a one-line reason; an
+``tools/mutation-allowlist/<module>.toml`` with its mutated line and a one-line reason; an
 entry whose line no longer matches the mutant is reported stale and not honoured.
 
 Usage::
@@ -38,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutmut"
-ALLOWLIST = ROOT / "tools" / "mutation-allowlist.toml"
+ALLOWLIST = ROOT / "tools" / "mutation-allowlist"
 
 
 @dataclass(frozen=True)
@@ -205,14 +205,16 @@ def _mutated_lines(diff: str) -> str:
 
 
 def load_allowlist() -> dict[str, dict[str, str]]:
-    """Mutant name -> ``{"line": ..., "reason": ...}`` from the reviewed allow-list."""
-    if not ALLOWLIST.exists():
-        return {}
-    entries = tomllib.loads(ALLOWLIST.read_text()).get("accept", [])
-    for e in entries:
-        if not {"mutant", "line", "reason"} <= e.keys() or not e["reason"].strip():
-            raise SystemExit(f"{ALLOWLIST}: every entry needs mutant, line and a reason: {e}")
-    return {e["mutant"]: e for e in entries}
+    """Mutant name -> ``{"line": ..., "reason": ...}`` from the reviewed allow-lists."""
+    out: dict[str, dict[str, str]] = {}
+    for path in sorted(ALLOWLIST.glob("*.toml")):
+        for e in tomllib.loads(path.read_text()).get("accept", []):
+            if not {"mutant", "line", "reason"} <= e.keys() or not e["reason"].strip():
+                raise SystemExit(f"{path}: every entry needs mutant, line and a reason: {e}")
+            if e["mutant"] in out:
+                raise SystemExit(f"{path}: {e['mutant']} is listed twice")
+            out[e["mutant"]] = e
+    return out
 
 
 def report(names: list[str], walls: dict[str, float], pattern: list[str]) -> dict:
