@@ -241,7 +241,9 @@ def accuracy_case(case: str, methods: list[str], points: int) -> dict[str, Any]:
     cos: dict[str, list[float]] = {m: [] for m in methods}
     rel: dict[str, list[float]] = {m: [] for m in methods}
     for k in range(points):
-        torch.nn.utils.vector_to_parameters(theta, probe.parameters())
+        # vector_to_parameters makes the parameters views of its vector, and the optimisers
+        # write their parameters in place: every model gets its own copy of theta
+        torch.nn.utils.vector_to_parameters(theta.clone(), probe.parameters())
         probe.zero_grad()
         g_loss(probe, disc, zs[k]).backward()
         grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()])
@@ -249,7 +251,7 @@ def accuracy_case(case: str, methods: list[str], points: int) -> dict[str, Any]:
         for m in methods:
             gen, opt = setups[m]
             with torch.no_grad():
-                torch.nn.utils.vector_to_parameters(theta, gen.parameters())
+                torch.nn.utils.vector_to_parameters(theta.clone(), gen.parameters())
             g_step(opt, gen, disc, zs[k])
             v = opt.last_direction.double()
             cos[m].append(float(v @ v_star / (v.norm() * v_star.norm())))
