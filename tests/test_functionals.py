@@ -4,6 +4,8 @@ inequalities (Gibbs, Pinsker, KL <= log(1 + chi^2))."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import random_density, seeds
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from scipy.special import rel_entr
 from scipy.stats import entropy as scipy_entropy
 
+from ottokit.fgenerators import FGenerator, get_generator
 from ottokit.functionals import (
     Entropy,
     FDivergence,
@@ -46,6 +49,30 @@ def _triangular_d2f(r):
     return 8.0 / (r + 1.0) ** 3
 
 
+def _alpha_f(r, alpha):
+    """The alpha-divergence generator (r^a - 1 - a (r - 1)) / (a (a - 1)), a != 0, 1."""
+    return (r**alpha - 1.0 - alpha * (r - 1.0)) / (alpha * (alpha - 1.0))
+
+
+def _alpha_df(r, alpha):
+    return (r ** (alpha - 1.0) - 1.0) / (alpha - 1.0)
+
+
+def _alpha_d2f(r, alpha):
+    return r ** (alpha - 2.0)
+
+
+def alpha_generator(alpha: float) -> FGenerator:
+    """An FGenerator outside the table; defined at r = 0 when alpha >= 2."""
+    return FGenerator(
+        f"alpha={alpha:g}",
+        f=functools.partial(_alpha_f, alpha=alpha),
+        df=functools.partial(_alpha_df, alpha=alpha),
+        d2f=functools.partial(_alpha_d2f, alpha=alpha),
+        needs_positive=alpha < 2,
+    )
+
+
 FUNCTIONALS = {
     "entropy": lambda: Entropy(),
     "porous_0.5": lambda: PorousMedium(0.5),
@@ -56,6 +83,7 @@ FUNCTIONALS = {
     "f_custom": lambda: FDivergence(
         triangular_discrimination, _q(), df=_triangular_df, d2f=_triangular_d2f
     ),
+    "f_alpha_generator": lambda: FDivergence(alpha_generator(-0.7), _q()),
     "entropy+potential": lambda: Entropy() + PotentialEnergy(_v()),
     "porous+kl+potential": lambda: (
         PorousMedium(2.0) + FDivergence("kl", _q()) + PotentialEnergy(_v())
@@ -254,3 +282,140 @@ def test_a_callable_generator_is_named_after_its_function() -> None:
     d = FDivergence(triangular_discrimination, _q(), df=_triangular_df, d2f=_triangular_d2f)
     assert d.generator.name == "triangular_discrimination"
     assert repr(d) == "FDivergence('triangular_discrimination', n=9)"
+
+
+@pytest.mark.parametrize("alpha", [-0.7, 0.5, 1.5, 2.0, 3.0])
+def test_an_fgenerator_gives_the_alpha_divergence_closed_form(alpha) -> None:
+    """D_a(p || q) = (sum p^a q^(1-a) - 1) / (a (a - 1)) for normalised p and q.
+
+    At a = 2 it is chi^2 / 2 and at a = 1/2 twice the squared Hellinger distance, with
+    first variations and Hessians in the same ratio (the f' of both differ by that factor).
+    """
+    q = _q()
+    p = random_density(N, seed=7, log10_ratio=2.0)
+    div = FDivergence(alpha_generator(alpha), q)
+    ref = (np.sum(p**alpha * q ** (1.0 - alpha)) - 1.0) / (alpha * (alpha - 1.0))
+    assert abs(div.value(p) - ref) <= 1e-13 * max(1.0, abs(ref))
+    assert div.value(p) > 0
+    assert div.generator.name == f"alpha={alpha:g}"
+    table = {2.0: ("chi2", 0.5), 0.5: ("hellinger", 2.0)}
+    if alpha in table:
+        name, factor = table[alpha]
+        same = FDivergence(get_generator(name), q)
+        assert abs(div.value(p) - factor * same.value(p)) <= 1e-14
+        np.testing.assert_allclose(
+            div.first_variation(p), factor * same.first_variation(p), rtol=1e-13, atol=1e-15
+        )
+        np.testing.assert_allclose(div.hessian_diag(p), factor * same.hessian_diag(p), rtol=1e-13)
+
+
+def test_the_generator_says_whether_zero_density_is_allowed() -> None:
+    """f_a'' = r^(a-2) is finite at r = 0 for a >= 2 only; FDivergence follows the generator."""
+    q = _q()
+    zero = random_density(N, seed=8, log10_ratio=1.0)
+    zero[4] = 0.0
+    zero /= zero.sum()
+    ref = (np.sum(zero**3 * q**-2.0) - 1.0) / 6.0
+    assert abs(FDivergence(alpha_generator(3.0), q).value(zero) - ref) <= 1e-13 * ref
+    with pytest.raises(ValueError, match=r"^FDivergence needs rho > 0 .*rho\[4\] = 0$"):
+        FDivergence(alpha_generator(1.5), q).value(zero)
+
+
+def test_a_callable_without_a_name_is_called_custom() -> None:
+    q, p = _q(), random_density(N, seed=9, log10_ratio=2.0)
+    alpha = 1.5
+    d = FDivergence(
+        functools.partial(_alpha_f, alpha=alpha),
+        q,
+        df=functools.partial(_alpha_df, alpha=alpha),
+        d2f=functools.partial(_alpha_d2f, alpha=alpha),
+    )
+    assert d.generator.name == "custom"
+    assert repr(d) == "FDivergence('custom', n=9)"
+    assert abs(d.value(p) - FDivergence(alpha_generator(alpha), q).value(p)) <= 1e-15
+
+
+def test_one_node_functionals_are_their_point_mass_values() -> None:
+    """On one node rho = [1]: H = 0, potential energy V, porous medium 1/(m - 1)."""
+    one = np.array([1.0])
+    assert Entropy().value(one) == 0.0
+    assert abs(PotentialEnergy(np.array([2.5])).value(one) - 2.5) <= 1e-15
+    assert abs(PorousMedium(3.0).value(one) - 0.5) <= 1e-15
+    assert abs((Entropy() + PotentialEnergy(np.array([-1.0]))).value(one) + 1.0) <= 1e-15
+
+
+def test_a_sum_is_tied_to_the_size_of_its_terms_and_needs_what_they_need() -> None:
+    v, q = _v(), _q()
+    rho = random_density(N, seed=10, log10_ratio=1.0)
+    zero = rho.copy()
+    zero[5] = 0.0
+    assert (Entropy() + PorousMedium(2.0)).size is None
+    tied = Entropy() + PotentialEnergy(v)
+    assert tied.size == N and tied.needs_positive
+    with pytest.raises(ValueError, match=r"^rho must be a vector of length 9, got shape \(8,\)$"):
+        tied.value(rho[:-1])
+    with pytest.raises(ValueError, match=r"^SumFunctional needs rho > 0 .*rho\[5\] = 0$"):
+        tied.first_variation(zero)
+    # chi^2, rho^2 and V rho are all defined at rho = 0; so is their sum
+    free = PorousMedium(2.0) + FDivergence("chi2", q) + PotentialEnergy(v)
+    assert not free.needs_positive
+    ref = np.sum(zero**2) + np.sum((zero - q) ** 2 / q) + v @ zero
+    assert abs(free.value(zero) - ref) <= 1e-14 * max(1.0, abs(ref))
+
+
+def test_reprs_name_each_term() -> None:
+    total = Entropy() + PorousMedium(2.0) + PotentialEnergy(_v()) + FDivergence("kl", _q())
+    assert repr(total) == (
+        "Entropy() + PorousMedium(m=2) + PotentialEnergy(n=9) + FDivergence('kl', n=9)"
+    )
+
+
+def _with(rho: np.ndarray, k: int, value: float) -> np.ndarray:
+    out = rho.copy()
+    out[k] = value
+    return out
+
+
+_RHO = random_density(N, seed=11, log10_ratio=1.0)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: Entropy().value(0.5), ValueError,
+         "rho must be a non-empty vector (one mass per node), got shape ()"),
+        (lambda: Entropy().value(np.zeros(0)), ValueError,
+         "rho must be a non-empty vector (one mass per node), got shape (0,)"),
+        (lambda: PorousMedium(2.0).value(np.full((2, 2), 0.25)), ValueError,
+         "rho must be a non-empty vector (one mass per node), got shape (2, 2)"),
+        (lambda: Entropy().value("rho"), TypeError, "rho must be an array of real numbers"),
+        (lambda: Entropy().value(_with(_RHO, 3, np.inf)), ValueError,
+         "rho must be finite (no NaN or inf); rho[3] = inf"),
+        (lambda: PotentialEnergy(_v()).value(_with(_RHO, 3, -0.25)), ValueError,
+         "PotentialEnergy needs rho >= 0; rho[3] = -0.25"),
+        (lambda: PorousMedium(1.5).hessian_diag(_with(_RHO, 6, 0.0)), ValueError,
+         "PorousMedium needs rho > 0 (it takes a logarithm or a negative power); rho[6] = 0"),
+        (lambda: PorousMedium(-2.0), ValueError,
+         "m must be a positive number, got -2; the PorousMedium exponent m is > 0 and != 1"),
+        (lambda: PorousMedium(1.0), ValueError,
+         "PorousMedium exponent m must be != 1 (m = 1 is the Entropy)"),
+        (lambda: PotentialEnergy("V"), TypeError, "V must be an array of real numbers"),
+        (lambda: PotentialEnergy(np.zeros((2, 2))), ValueError,
+         "V must be a non-empty vector (one value per node), got (2, 2)"),
+        (lambda: PotentialEnergy(_with(_v(), 1, np.nan)), ValueError,
+         "V must be finite (no NaN or inf); V[1] = nan"),
+        (lambda: FDivergence("kl", "q"), TypeError, "q must be an array of real numbers"),
+        (lambda: FDivergence("kl", _with(_q(), 2, np.nan)), ValueError,
+         "q must be finite (no NaN or inf); q[2] = nan"),
+        (lambda: FDivergence("tv", _q()), ValueError,
+         "unknown f-divergence 'tv'; allowed: kl, reverse_kl, jsd, chi2, reverse_chi2, "
+         "hellinger or a callable with df= and d2f="),
+    ],
+    ids=["scalar-rho", "empty-rho", "matrix-rho", "text-rho", "inf-rho", "negative-rho",
+         "zero-rho-porous", "negative-m", "m-one", "text-V", "matrix-V", "nan-V", "text-q",
+         "nan-q", "unknown-name"],
+)
+def test_every_guard_fires_with_its_whole_message(make, error, message) -> None:
+    with pytest.raises(error) as info:
+        make()
+    assert str(info.value).startswith(message), str(info.value)

@@ -56,8 +56,14 @@ class Functional(ABC):
     def _hessian_diag(self, rho: Array) -> Array: ...
 
     def _check(self, rho: Array) -> Array:
-        n = self.size if self.size is not None else as_array(rho, "rho", finite=False).shape[-1]
-        a = as_vector(rho, n, "rho")
+        if self.size is not None:
+            a = as_vector(rho, self.size, "rho")
+        else:
+            a = as_array(rho, "rho")
+            if a.ndim != 1 or a.size == 0:
+                raise ValueError(
+                    f"rho must be a non-empty vector (one mass per node), got shape {a.shape}"
+                )
         if self.needs_positive and np.any(a <= 0):
             k = int(np.argmin(a))
             raise ValueError(
@@ -160,10 +166,10 @@ class PotentialEnergy(Functional):
     needs_positive = False
 
     def __init__(self, V: Array):
-        v = as_array(V, "V", finite=False)
+        v = as_array(V, "V")
         if v.ndim != 1 or v.size == 0:
             raise ValueError(f"V must be a non-empty vector (one value per node), got {v.shape}")
-        self.V = as_vector(v, v.shape[0], "V")
+        self.V = v
         self.size = self.V.shape[0]
 
     def _value(self, rho: Array) -> float:
@@ -211,10 +217,9 @@ class FDivergence(Functional):
             gen = FGenerator(getattr(f, "__name__", "custom"), f, df, d2f)
         else:
             raise TypeError(f"f must be a name, an FGenerator or a callable, got {type(f)}")
-        qa = as_array(q, "q", finite=False)
+        qa = as_array(q, "q")
         if qa.ndim != 1 or qa.size == 0:
             raise ValueError(f"q must be a non-empty vector, got shape {qa.shape}")
-        qa = as_vector(qa, qa.shape[0], "q")
         if np.any(qa <= 0):
             raise ValueError(f"q must be strictly positive; min q = {qa.min():.3g}")
         self.generator = gen
