@@ -349,3 +349,90 @@ def test_validation_errors(model1: GaussianAffineModel, learned_setup: dict) -> 
         gaussian_logpdf([0.0], [[-1.0]])
     with pytest.raises(ValueError, match="lo < hi"):
         line_grid(1.0, 0.0, 5)
+
+
+def _learned(model1: GaussianAffineModel, **kw) -> LearnedPotential:
+    """A learned potential of the 1-D affine model on 8 target samples (the bad-input base)."""
+    args = {
+        "generator": model1.sample,
+        "discriminator": nn.Linear(1, 1),
+        "real": torch.linspace(0.0, 2.0, 8, dtype=DT).reshape(-1, 1),
+        "z": torch.linspace(-1.0, 1.0, 8, dtype=DT).reshape(-1, 1),
+        "n_steps": 1,
+    }
+    args.update(kw)
+    return LearnedPotential(**args)
+
+
+class _Tuple(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x], dim=1)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "match"),
+    [
+        (lambda m: gaussian_logpdf([0.0, 0.0], np.eye(3)), ValueError, r"cov must be 2 x 2"),
+        (lambda m: gaussian_mixture_logpdf([0.5, 0.6], [[0.0], [1.0]], [1.0, 1.0]), ValueError,
+         "weights must be positive and sum to 1"),
+        (lambda m: gaussian_mixture_logpdf([-0.5, 1.5], [[0.0], [1.0]], [1.0, 1.0]), ValueError,
+         "weights must be positive and sum to 1"),
+        (lambda m: gaussian_mixture_logpdf([0.5, 0.5], [[0.0, 1.0, 2.0]], [1.0]), ValueError,
+         r"means must have 2 rows \(one per weight\), got 1"),
+        (lambda m: FunctionPotential("x ** 2", 2, 1), TypeError, "fn must be callable"),
+        (lambda m: GaussianAffineModel(1, 0.0), TypeError, "target_logpdf must be callable"),
+        (lambda m: m.theta_from([[1.2]], [0.3, 0.1]), ValueError, "b must have length 1, got 2"),
+        (lambda m: m.theta_from([[1.2, 0.0]], [0.3]), ValueError, r"A must be 1 x 1"),
+        (lambda m: KDEPotential(m.sample, torch.zeros(4, 1), None), TypeError,
+         "target_logpdf must be callable"),
+        (lambda m: KDEPotential(m.sample, torch.zeros(1, 1), m.target_logpdf), ValueError,
+         r"z must be an \(N, latent_dim\) array with N >= 2"),
+        (lambda m: KDEPotential(m.sample, torch.zeros(4), m.target_logpdf), ValueError,
+         r"z must be an \(N, latent_dim\) array with N >= 2"),
+        (lambda m: KDEPotential(m.sample, torch.zeros(4, 1), m.target_logpdf, "silverman"),
+         ValueError, "bandwidth"),
+        (lambda m: ModuleGenerator(lambda t, z: z, dim=1), TypeError,
+         "module must be a torch.nn.Module"),
+        (lambda m: KDEPotential("affine", torch.zeros(4, 1), m.target_logpdf), TypeError,
+         "generator must be callable"),
+        (lambda m: _learned(m, real=torch.zeros(1, 1, dtype=DT)), ValueError,
+         r"real must be an \(N, dim\) array of target samples"),
+        (lambda m: _learned(m, real=torch.zeros(8, 2, dtype=DT)), ValueError,
+         "real has dimension 2 but the generator has 1"),
+        (lambda m: _learned(m, discriminator=lambda x: x[:, 0]), TypeError,
+         "discriminator must be a torch.nn.Module"),
+        (lambda m: _learned(m, z=torch.zeros(8, dtype=DT)), ValueError,
+         r"z must be an \(N, latent_dim\) array, got \(8,\)"),
+        (lambda m: square_grid(1.0, 1.0, 4), ValueError, "need lo < hi, got lo=1.0, hi=1.0"),
+        (lambda m: line_grid(0.0, 1.0, 1), ValueError, "n must be"),
+    ],
+)
+def test_constructors_reject_bad_input(
+    model1: GaussianAffineModel, build, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        build(model1)
+
+
+def test_learned_potential_rejects_a_discriminator_of_the_wrong_output_shape(
+    model1: GaussianAffineModel,
+) -> None:
+    """Two logits per point cannot be a potential: caught at the first fine-tuning step."""
+    lp = _learned(model1, discriminator=nn.Sequential(nn.Linear(1, 1), _Tuple()))
+    theta = model1.theta_from(*THETA1)
+    with pytest.raises(ValueError, match=r"discriminator must map \(n, dim\) to n logits"):
+        connection(lp, theta, E_I, 1e-2, line_grid(-1.0, 1.0, 3).points)
+
+
+def test_exact_derivatives_need_a_single_valued_section(
+    model1: GaussianAffineModel, learned_setup: dict
+) -> None:
+    lp = learned_setup["make"](1, n_init_steps=1)
+    theta = model1.theta_from(*THETA1)
+    x = line_grid(-1.0, 1.0, 3).points
+    with pytest.raises(TypeError, match="connection_autograd needs a single-valued"):
+        connection_autograd(lp, theta, E_I, x)
+    with pytest.raises(TypeError, match="curvature_exact needs a single-valued"):
+        curvature_exact(lp, theta, E_I, E_J, x)
+    with pytest.raises(TypeError, match="grid must be a Grid from line_grid or square_grid"):
+        curvature_heatmap(model1, theta, E_I, E_J, 1e-2, x)

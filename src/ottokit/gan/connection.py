@@ -398,15 +398,20 @@ class ModuleGenerator:
         return functional_call(self.module, params, (z,))
 
 
+def _carried(generator: Any, name: str) -> Any:
+    """``n_params`` or ``dim`` as the generator carries it (GaussianAffineModel.sample,
+    ModuleGenerator), else None."""
+    owner = getattr(generator, "__self__", None)
+    if isinstance(owner, GaussianAffineModel):
+        return getattr(owner, name)
+    return getattr(generator, name, None)
+
+
 def _generator_meta(generator: Any, n_params: int | None, dim: int | None) -> tuple[Any, int, int]:
     if not callable(generator):
         raise TypeError("generator must be callable (theta, z) -> samples (N, dim)")
-    owner = getattr(generator, "__self__", None)
-    if isinstance(owner, GaussianAffineModel):
-        n_params = owner.n_params if n_params is None else n_params
-        dim = owner.dim if dim is None else dim
-    n_params = getattr(generator, "n_params", None) if n_params is None else n_params
-    dim = getattr(generator, "dim", None) if dim is None else dim
+    n_params = _carried(generator, "n_params") if n_params is None else n_params
+    dim = _carried(generator, "dim") if dim is None else dim
     if n_params is None or dim is None:
         raise ValueError(
             "pass n_params (length of theta) and dim (data dimension): the generator does not "
@@ -452,8 +457,10 @@ class LearnedPotential(Potential):
             raise ValueError(
                 f"real must be an (N, dim) array of target samples, got {tuple(real_t.shape)}"
             )
+        # the generator's own dimension where it carries one, so that a mismatch is caught
+        carried_dim = _carried(generator, "dim") if callable(generator) else None
         self.generator, self.n_params, self.dim = _generator_meta(
-            generator, n_params, real_t.shape[1]
+            generator, n_params, real_t.shape[1] if carried_dim is None else carried_dim
         )
         if self.dim != real_t.shape[1]:
             raise ValueError(
