@@ -258,3 +258,37 @@ def test_dense_derivatives_of_large_models_are_refused_before_allocating(monkeyp
         hessian(lambda w: (w**2).sum(), torch.zeros(20_000))
     with pytest.raises(MemoryEstimateError, match="100000 x 100000 square grid"):
         square_grid(-1.0, 1.0, 100_000)
+
+
+def _bilinear(g: dict, d: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    v = (g["w"] * d["w"]).sum()
+    return v, -v
+
+
+@pytest.mark.parametrize(
+    ("g_params", "error", "match"),
+    [
+        ({}, ValueError, r"g_params is empty; pass at least one parameter tensor"),
+        ({"w": torch.zeros(2, dtype=torch.int64)}, TypeError,
+         r"g_params\['w'\] must be a floating-point tensor"),
+        ({"w": [0.0, 1.0]}, TypeError, r"g_params\['w'\] must be a floating-point tensor"),
+        ({"w": torch.zeros(2, dtype=DT), "b": torch.zeros(1, dtype=torch.float32)}, TypeError,
+         r"g_params mixes dtypes \['torch.float32', 'torch.float64'\]; cast them to one"),
+    ],
+)
+def test_parameter_mappings_are_checked(g_params: dict, error: type[Exception], match: str) -> None:
+    """The bilinear game with its generator parameters given as a bad mapping."""
+    d_params = {"w": torch.ones(2, dtype=DT)}
+    with pytest.raises(error, match=match):
+        GameJacobian(g_params, d_params, _bilinear)
+    assert GameJacobian({"w": torch.zeros(2, dtype=DT)}, d_params, _bilinear).n_g == 2
+
+
+def test_objectives_must_be_callable() -> None:
+    G, D = _mlp(2, 3, 1, seed=1), _mlp(1, 3, 1, seed=2)
+    with pytest.raises(TypeError, match=r"losses_fn must be callable \(G_fn, D_fn\)"):
+        GameJacobian.from_modules(G, D, "ns")
+    with pytest.raises(TypeError, match="J must be callable params -> scalar tensor"):
+        hessian("x**2", torch.zeros(2, dtype=DT))
+    with pytest.raises(TypeError, match="J must be callable params -> scalar tensor"):
+        hessian_plane(None, torch.zeros(2, dtype=DT), [1.0, 0.0], [0.0, 1.0])
