@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from scipy import integrate, optimize, stats
 from torch.func import functional_call
 
-from ottokit.fgenerators import F_DIVERGENCES, F_GENERATORS
+from ottokit.fgenerators import F_DIVERGENCES, F_GENERATORS, FGenerator
 from ottokit.functionals import FDivergence
 from ottokit.gan.losses import (
     FGAN_LOSSES,
@@ -396,3 +396,61 @@ def test_errors() -> None:
         gradient_penalty(D, x, torch.randn(4, 2))
     assert isinstance(make_loss("wgan_gp"), WGANGPLoss)
     assert {make_loss(n).name for n in LOSSES} == set(LOSSES)
+
+
+def test_batch_logit_and_penalty_guards() -> None:
+    loss = make_loss("ns")
+    D = MLPDiscriminator(2, (4,))
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="fake must be a floating-point tensor, got dtype"):
+        loss.generator_loss(D, torch.ones(5, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="D must return a torch.Tensor of logits, got ndarray"):
+        loss.discriminator_loss(lambda v: v[:, 0].numpy(), x, x)
+    for center in (-0.5, math.nan, math.inf):
+        with pytest.raises(ValueError, match="center must be a finite number >= 0"):
+            gradient_penalty(D, x, x, center=center)
+    with pytest.raises(ValueError, match=r"shard \(0, 3, 8\) does not describe the 5 rows"):
+        gradient_penalty(D, x, x, shard=(0, 3, 8))
+    with pytest.raises(ValueError, match=r"shard \(4, 9, 8\) does not describe the 5 rows"):
+        gradient_penalty(D, x, x, shard=(4, 9, 8))
+
+
+@pytest.mark.parametrize("center", [0.0, 2.5])
+def test_gradient_penalty_center_away_from_one(center: float) -> None:
+    """A linear critic <w, x> has |grad| = |w| everywhere: the penalty is (|w| - center)^2,
+    zero exactly when |w| = center; WGANGPLoss passes its center through."""
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g) + 1.0
+    for norm in (1.0, 2.5, 4.0):
+        w = torch.tensor([0.6, 0.8]) * norm
+        pen = gradient_penalty(lambda x, w=w: x @ w, real, fake, generator=g, center=center)
+        assert float(pen) == pytest.approx((norm - center) ** 2, rel=1e-6, abs=1e-10)
+    w = torch.tensor([1.5, 2.0])  # |w| = 2.5
+    loss = WGANGPLoss(gp_weight=3.0, center=center)
+    pen = loss.penalty(lambda x: x @ w, real, fake, generator=g)
+    assert float(pen) == pytest.approx((2.5 - center) ** 2, rel=1e-6, abs=1e-10)
+    value = loss.discriminator_loss(lambda x: x @ w, real, fake, generator=g)
+    expected = float((fake @ w).mean() - (real @ w).mean()) + 3.0 * (2.5 - center) ** 2
+    assert float(value) == pytest.approx(expected, rel=1e-6, abs=1e-10)
+
+
+def test_optimal_logit_of_a_custom_loss_and_a_critic_without_f_gan_fields(monkeypatch) -> None:
+    """A GANLoss subclass that defines only its two losses has no optimal logit; an f-GAN
+    whose dual is a density-only entry of the table cannot build its critic."""
+
+    class LeastSquares(GANLoss):
+        name = "lsgan"
+
+        def discriminator_loss(self, D, real, fake, *, generator=None, shard=None):
+            return ((D(real) - 1) ** 2).mean() + (D(fake) ** 2).mean()
+
+        def generator_loss(self, D, fake):
+            return ((D(fake) - 1) ** 2).mean()
+
+    with pytest.raises(NotImplementedError, match="the 'lsgan' loss has no pointwise optimal"):
+        LeastSquares().optimal_logit(0.0)
+    chi2 = F_GENERATORS["chi2"]
+    density_only = FGenerator("chi2_f", f=chi2.f, df=chi2.df, d2f=chi2.d2f, dual="chi2_f")
+    monkeypatch.setitem(F_GENERATORS, "chi2_f", density_only)
+    with pytest.raises(ValueError, match=r"lacks the f-GAN fields \['activation', 'conjugate'"):
+        FGANLoss(density_only)
