@@ -185,3 +185,19 @@ def test_errors() -> None:
         sample_latent(3, 2, dtype=torch.int64)
     with pytest.raises(TypeError, match="seed"):
         build_seeded(1.5, MLPGenerator)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: MLPGenerator(2)(np.zeros((3, 2))), "z must be a torch.Tensor, got ndarray"),
+        (lambda: MLPDiscriminator(1)([[0.0], [1.0]]), "x must be a torch.Tensor, got list"),
+        (lambda: ConvDiscriminator8(4)(np.zeros((2, 1, 8, 8))),
+         "x must be a torch.Tensor, got ndarray"),
+        (lambda: build_seeded(0, MLPGenerator(2)(torch.zeros(1, 2))),
+         "factory must be a callable returning the network, got tensor"),
+    ],
+)
+def test_networks_take_tensors_and_build_seeded_a_factory(call, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        call()

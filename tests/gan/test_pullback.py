@@ -119,3 +119,40 @@ def test_metric_errors() -> None:
         PullbackMetric(gen, z, structured="yes")
     with pytest.raises(ValueError, match="structured=True but.*Reshaped"):
         PullbackMetric(Reshaped(), z, structured=True)
+
+
+class BatchMean(nn.Module):
+    """Mean over the batch (a batch statistic): not one output per latent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).mean(0, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "match"),
+    [
+        (lambda g, z: PullbackMetric(g, z.numpy()), TypeError,
+         "latents must be a torch.Tensor, got ndarray"),
+        (lambda g, z: PullbackMetric(g, z[:0]), ValueError,
+         r"latents must have shape \(N, \.\.\.\) with N >= 1, got \(0, 3\)"),
+        (lambda g, z: PullbackMetric(g, z[0, 0]), ValueError,
+         r"latents must have shape \(N, \.\.\.\) with N >= 1, got \(\)"),
+        (lambda g, z: PullbackMetric(g, torch.where(z < -1.0, -torch.inf, z)), ValueError,
+         "latents must be finite"),
+        (lambda g, z: PullbackMetric(g, z, params=torch.zeros(31, dtype=DT)), ValueError,
+         r"params must be a flat tensor of length 32 \(ParamLayout order\)"),
+        (lambda g, z: PullbackMetric(g, z, params=[0.0] * 32), ValueError,
+         "params must be a flat tensor of length 32"),
+        (lambda g, z: PullbackMetric(BatchMean(), z), ValueError,
+         r"the generator must return one output per latent \(shape \(N, \.\.\.\)\)"),
+    ],
+)
+def test_metric_input_guards(build, error: type[Exception], match: str) -> None:
+    z = latents(5)
+    assert bool((z < -1.0).any())
+    with pytest.raises(error, match=match):
+        build(mlp(), z)
