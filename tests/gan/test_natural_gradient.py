@@ -667,3 +667,125 @@ def test_the_trainer_records_step_info_as_series() -> None:
     assert [float(x) for x in its] == [float(info.solve_iterations) for info in res.step_info]
     assert all(x >= 1 for x in its) and bool(torch.all(res.history["g_opt.solve_residual"] < 1e-6))
     assert res.history["g_opt.lr_used"].tolist() == [0.05] * 3
+
+
+def _centred_loss(gen: nn.Module, z: torch.Tensor, c: float) -> torch.Tensor:
+    return ((gen(z) - c) ** 2).sum(1).mean()
+
+
+def _closure(opt: NaturalGradient, gen: nn.Module, z: torch.Tensor, c: float):
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = _centred_loss(gen, z, c)
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def test_optimiser_input_guards() -> None:
+    gen, z = mlp(), latents(6)
+    with pytest.raises(TypeError, match=r"latent_sampler must be a callable n -> latents"):
+        NaturalGradient(gen.parameters(), gen, latent_sampler=z)
+    with pytest.raises(TypeError, match="params must be tensors, got ndarray"):
+        NaturalGradient([gen[0].weight, gen[0].bias.detach().numpy()], gen)
+    opt = NaturalGradient(gen.parameters(), gen)
+    for bad in (z[:0], z.numpy()):
+        with pytest.raises(ValueError, match=r"latents must be a tensor of shape \(N, \.\.\.\)"):
+            opt.set_latents(bad)
+    short = NaturalGradient(
+        gen.parameters(), gen, metric_samples=4, latent_sampler=lambda n: latents(n - 1)
+    )
+    sq_loss(gen, z).backward()
+    with pytest.raises(ValueError, match=r"latent_sampler\(4\) must return a tensor of shape \(4"):
+        short.step()
+
+
+def test_a_foreign_state_is_refused_before_anything_is_loaded() -> None:
+    """An SGD state holds no natural-gradient state: refused, and the optimiser keeps its
+    hyperparameters and steps exactly like an untouched one."""
+    z = latents(6)
+    gen, twin = mlp(), mlp()
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.3, damping=1e-2, momentum=0.4)
+    sgd_state = torch.optim.SGD(gen.parameters(), lr=0.9).state_dict()
+    with pytest.raises(ValueError, match="not written by NaturalGradient"):
+        opt.load_state_dict(sgd_state)
+    assert opt.param_groups[0]["lr"] == 0.3 and opt.param_groups[0]["momentum"] == 0.4
+    run_steps(opt, gen, z, 2)
+    run_steps(NaturalGradient(twin.parameters(), twin, lr=0.3, damping=1e-2, momentum=0.4),
+              twin, z, 2)  # fmt: skip
+    assert torch.equal(flat_params(gen), flat_params(twin))
+
+
+def test_an_overflowing_metric_gives_a_non_finite_direction() -> None:
+    """Affine G: J holds the latents themselves, so metric latents of size 1e160 make
+    J^T J overflow to inf; the gradient (on ordinary latents) is finite, CG's direction is
+    not, and the step is refused with the parameters unchanged."""
+    gen, z = nn.Linear(3, 2).to(DT), latents(6)
+    opt = NaturalGradient(gen.parameters(), gen, solver="cg")
+    sq_loss(gen, z).backward()
+    opt.set_latents(1e160 * z)
+    theta0 = flat_params(gen)
+    with (
+        pytest.raises(NonFiniteError, match="the natural-gradient direction is not finite"),
+        pytest.warns(CGConvergenceWarning, match="maxiter=10"),  # CG's residual is NaN too
+    ):
+        opt.step()
+    assert torch.equal(flat_params(gen), theta0)
+
+
+def test_safeguard_drops_momentum_that_points_uphill() -> None:
+    """Prop. 16.1 with beta = 0.9 under the Armijo safeguard: after a long step (eta = 1)
+    towards c = +0.7 the target moves to c = -0.7 and eta drops to 0.05, so the momentum
+    trial beta * buffer - eta v climbs; the safeguard restarts without momentum and takes the
+    plain step -eta v (Algorithm 2). Without the safeguard the same step keeps the momentum
+    term."""
+    z, lr, beta = latents(10), 0.05, 0.9
+    moves, infos = {}, {}
+    for safeguard in (False, True):
+        gen = mlp()
+        opt = NaturalGradient(
+            gen.parameters(), gen, lr=1.0, damping=1e-2, momentum=beta,
+            safeguard=Armijo(max_shrinks=0) if safeguard else False,
+        )  # fmt: skip
+        opt.set_latents(z)
+        opt.step(_closure(opt, gen, z, 0.7))
+        opt.param_groups[0]["lr"] = lr  # a long first step, then short ones
+        buf = opt.state["natural_gradient"]["momentum_buffer"].clone()
+        theta1 = flat_params(gen)
+        j1 = float(_centred_loss(gen, z, -0.7).detach())
+        opt.step(_closure(opt, gen, z, -0.7))
+        moves[safeguard] = (flat_params(gen) - theta1, buf, opt.last_direction, j1)
+        infos[safeguard] = opt.last_step_info
+    move, buf, v, j1 = moves[False]
+    torch.testing.assert_close(move, beta * buf - lr * v, rtol=1e-12, atol=1e-14)
+    move, buf, v, j1 = moves[True]
+    info = infos[True]
+    assert info.restarts == 1 and info.shrinks == 0 and info.accepted
+    assert info.trial_losses[0] > j1  # the momentum trial went uphill
+    assert info.trial_losses[1] <= j1 - 1e-4 * lr * info.grad_dot_direction
+    torch.testing.assert_close(move, -lr * v, rtol=1e-12, atol=1e-14)
+    assert float((beta * buf).norm()) > float((lr * v).norm())
+
+
+@pytest.mark.parametrize("c", [0.3, 0.9])
+def test_armijo_constant_away_from_its_default(c: float) -> None:
+    """With c = 0.3 or 0.9 the accepted step is the first halving that satisfies
+    J(theta - eta v) <= J(theta) - c eta <grad J, v>, the one before it violates it, and a
+    stricter c never needs fewer halvings (the default c = 1e-4 as reference)."""
+    z = latents(10)
+    shrinks = {}
+    for const in (1e-4, c):
+        gen = mlp()
+        j0 = float(sq_loss(gen, z))
+        opt = NaturalGradient(
+            gen.parameters(), gen, lr=50.0, damping=1e-2, safeguard=Armijo(c=const, max_shrinks=40)
+        )
+        run_steps(opt, gen, z, 1)
+        info = opt.last_step_info
+        eta, gv = info.lr_used, info.grad_dot_direction
+        assert info.accepted and info.shrinks >= 1
+        assert info.trial_losses[-1] <= j0 - const * eta * gv
+        assert info.trial_losses[-2] > j0 - const * (2 * eta) * gv
+        shrinks[const] = info.shrinks
+    assert shrinks[c] >= shrinks[1e-4]

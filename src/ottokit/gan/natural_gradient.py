@@ -354,11 +354,20 @@ class NaturalGradient(torch.optim.Optimizer):
         return self.state[_STATE_KEY]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state; the cached factorisation is rebuilt from the stored metric point."""
-        super().load_state_dict(state_dict)
-        st = self.state.get(_STATE_KEY)
+        """Load a state; the cached factorisation is rebuilt from the stored metric point.
+
+        A state of another optimiser is refused before anything is loaded, so the optimiser
+        is left as it was.
+        """
+        saved = state_dict.get("state") if isinstance(state_dict, dict) else None
+        st = saved.get(_STATE_KEY) if isinstance(saved, dict) else None
         if not isinstance(st, dict) or "metric_step" not in st:
-            raise ValueError("this state_dict was not written by NaturalGradient")
+            raise ValueError(
+                "this state_dict was not written by NaturalGradient (it holds no "
+                f"{_STATE_KEY!r} state); load the state of a NaturalGradient optimiser"
+            )
+        super().load_state_dict(state_dict)
+        st = self._st
         dev, dt = self.layout.device, self.layout.dtype
         for key in ("metric_params", "momentum_buffer", "prev_direction"):
             if st[key] is not None:
