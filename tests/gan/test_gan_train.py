@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from ottokit.gan.train import (
 )
 
 MU, SIGMA = 1.0, 0.5
+DT64 = torch.float64
 
 
 def gaussian_target(n: int, g: torch.Generator) -> torch.Tensor:
@@ -704,3 +706,156 @@ def test_natural_gradient_step_info_is_recorded_and_survives_a_resume(tmp_path: 
     assert resumed.resumed_from == 3 and len(resumed.step_info) == 3  # this call's steps
     for key in ("g_opt.solve_iterations", "g_opt.solve_residual", "g_opt.grad_norm"):
         assert torch.equal(resumed.history[key], straight.history[key]), key
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"seed": 1.5}, "seed must be an int, got 1.5"),
+        ({"seed": True}, "seed must be an int, got True"),
+        ({"device": 0}, "device must be a string such as 'cpu' or 'cuda', got 0"),
+        ({"device": "tpu"}, "device 'tpu' is not a torch device"),
+    ],
+)
+def test_config_seed_and_device_guards(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        GANTrainConfig(**kwargs)
+
+
+class _NoClosure(torch.optim.SGD):
+    """An optimiser whose step forgets the closure (a plain SGD step on stale gradients)."""
+
+    def step(self, closure=None):  # noqa: ARG002
+        return super().step()
+
+
+class _VectorCritic(GANLoss):
+    name = "vector-critic"
+
+    def discriminator_loss(self, D, real, fake, *, generator=None, shard=None):
+        return D(fake) - D(real)
+
+    def generator_loss(self, D, fake):
+        return -D(fake).mean()
+
+
+def _shared_pair() -> tuple[nn.Module, nn.Module]:
+    G, D = seed_nets(7)
+    D.borrowed = G.net[2]  # the generator's output layer, registered in D too
+    return G, D
+
+
+def _train_guard_cases() -> list:
+    def bad_rows(n: int, g: torch.Generator) -> torch.Tensor:
+        return torch.randn(n + 1, 1, generator=g)
+
+    return [
+        (lambda G, D: train_gan(lambda z: z, D, "ns", gaussian_target, g_optimizer=adam(D, 1e-3),
+                                d_optimizer=adam(D, 1e-3)),
+         TypeError, "generator must be a torch.nn.Module, got function"),
+        (lambda G, D: _fit(G, D, go="adam"), TypeError,
+         "g_optimizer must be a torch.optim.Optimizer instance, got str"),
+        (lambda G, D: _fit(G, D, go=torch.optim.SGD([{"params": []}], lr=0.1)), ValueError,
+         "g_optimizer holds no parameters"),
+        (lambda G, D: _fit(G, D, target=torch.zeros(0, 1)), ValueError,
+         r"target data must be a non-empty \(n, \.\.\.\) tensor, got shape \(0, 1\)"),
+        (lambda G, D: _fit(G, D, target=torch.tensor([0.5, math.nan, 1.0])), ValueError,
+         r"target data must be finite \(no NaN or inf\)"),
+        (lambda G, D: _fit(G, D, target=bad_rows), ValueError,
+         r"target\(4, generator\) must return a tensor with 4 rows, got \(5, 1\)"),
+        (lambda G, D: _fit(G, D, target=lambda n, g: torch.full((n, 1), math.inf)), ValueError,
+         r"target\(4, generator\) returned non-finite values"),
+        (lambda G, D: _fit(G, D, loss=_VectorCritic()), ValueError,
+         "discriminator_loss must return a scalar tensor"),
+        (lambda G, D: _fit(G, D, go=_NoClosure(G.parameters(), lr=1e-3)), ValueError,
+         r"g_optimizer.step\(closure\) did not call the closure"),
+        (lambda G, D: train_gan(G, D, "ns", gaussian_target, g_optimizer=adam(G, 1e-3),
+                                d_optimizer=adam(D, 1e-3), config={"steps": 2}),
+         TypeError, "config must be a GANTrainConfig, got dict"),
+        (lambda G, D: _fit(G, D, loss=3), TypeError,
+         r"loss must be a GANLoss \(or a loss name such as 'ns'\), got int"),
+        (lambda G, D: _fit(G, D, callback="print"), TypeError,
+         "callback must be callable, got 'print'"),
+        (lambda G, D: _fit(*_shared_pair()), ValueError,
+         "the generator and the discriminator share parameters"),
+        (lambda G, D: _fit(G.to("meta"), D.to("meta")), ValueError,
+         r"parameters must be on config.device='cpu'; move them with .to\(device\) BEFORE"),
+    ]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), _train_guard_cases())
+def test_train_gan_input_guards(call, error: type[Exception], match: str) -> None:
+    G, D = seed_nets(7)
+    with pytest.raises(error, match=match):
+        call(G, D)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the guard is for machines without CUDA")
+def test_cuda_device_without_cuda_is_refused() -> None:
+    G, D = seed_nets(7)
+    with pytest.raises(ValueError, match="config.device is 'cuda' but CUDA is not available"):
+        _fit(G, D, cfg={"device": "cuda"})
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")
+def test_divergence_found_by_the_generator_loss_and_by_evaluation() -> None:
+    """Each non-finite check ends the run as 'diverged' with its own message: an exploding
+    critic step (SGD, lr = 1e30, leaky-ReLU critic) makes the next generator loss NaN; a NaN
+    planted in G makes the step-0 samples non-finite; finite samples at 1e308 against data at
+    -1e308 make W_1 overflow."""
+    G, D = seed_nets(0, act="leaky_relu")
+    result = _fit(G, D, do=torch.optim.SGD(D.parameters(), lr=1e30))
+    assert result.status == "diverged" and result.diverged_at == 1 and result.step == 0
+    assert "generator loss is nan" in result.message
+    assert result.history["d_loss"].numel() == 0
+
+    G, D = seed_nets(0)
+    with torch.no_grad():
+        G.net[0].weight[0, 0] = math.nan
+    result = _fit(G, D, cfg={"eval_every": 1, "eval_samples": 20})
+    assert result.status == "diverged" and result.diverged_at == 0
+    assert "the generated samples are not finite" in result.message
+
+    G, D = (m.double() for m in seed_nets(0))
+    with torch.no_grad():
+        G.net[2].bias.fill_(1e308)
+    data = -1e308 + torch.randn(50, 1, generator=torch.Generator().manual_seed(0), dtype=DT64)
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        result = _fit(G, D, target=data, cfg={"eval_every": 1, "eval_samples": 20})
+    assert bool(torch.isfinite(G(torch.zeros(3, 16, dtype=DT64))).all())
+    assert result.status == "diverged" and result.diverged_at == 0
+    assert "W_1 of the generated samples is nan" in result.message
+
+
+def test_nonfinite_parameter_is_caught_at_the_end_without_checkpoints() -> None:
+    """No checkpoint_dir: a parameter turned NaN in the last step (unused by forward, so no
+    loss sees it) is still caught when the run ends, and that step is rolled back."""
+    G, D = seed_nets(8)
+    D.unused = nn.Parameter(torch.zeros(1))
+
+    def poison(step: int, record: dict) -> None:
+        if step == 3:
+            with torch.no_grad():
+                D.unused.fill_(math.nan)
+
+    result = _fit(G, D, cfg={"steps": 3}, callback=poison)
+    assert result.status == "diverged" and result.diverged_at == 3
+    assert "a network parameter is not finite" in result.message
+    assert result.step == 2 and result.history["g_loss"].numel() == 2
+    with pytest.raises(FloatingPointError, match="a network parameter is not finite"):
+        G, D = seed_nets(8)
+        D.unused = nn.Parameter(torch.zeros(1))
+        _fit(G, D, cfg={"steps": 3, "on_nonfinite": "raise"}, callback=poison)
+
+
+def test_fit_discriminator_guards() -> None:
+    D = nn.Linear(1, 1).double()
+    data = torch.randn(64, 1, generator=torch.Generator().manual_seed(0), dtype=DT64)
+    opt = torch.optim.SGD(D.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="generator must be a callable z -> x, got str"):
+        fit_discriminator(D, "identity", "ns", data, opt, steps=1, latent_dim=1)
+    # an exploding step: the loss after the first update overflows
+    wide = nn.Sequential(nn.Linear(1, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1)).double()
+    boom = torch.optim.SGD(wide.parameters(), lr=1e300)
+    with pytest.raises(FloatingPointError, match="discriminator loss is .* after 1 steps; lower"):
+        fit_discriminator(wide, lambda z: z, "ns", data, boom, steps=3, latent_dim=1)
