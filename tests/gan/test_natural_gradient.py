@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -617,14 +618,54 @@ def _ddp_rank(rank: int) -> dict:
         out["refused"] = str(err)
     finally:
         del os.environ["OTTOKIT_MEMORY_LIMIT"]
+    if rank == 0:  # only rank 0's gathered Woodbury factors do not fit
+        os.environ["OTTOKIT_MEMORY_LIMIT"] = "1K"
+    try:
+        gen = mlp()
+        ng_run(gen, D.wrap_ddp(gen, "cpu"), z, 0.3, {"solver": "woodbury"})
+    except ValueError as err:
+        out["refused-one"] = str(err)
+    finally:
+        os.environ.pop("OTTOKIT_MEMORY_LIMIT", None)
+    try:  # 1 of the 12 latents: one rank's share of the subsample is empty
+        gen = mlp()
+        ng_run(gen, D.wrap_ddp(gen, "cpu"), z, 0.3, {"metric_samples": 1})
+    except ValueError as err:
+        out["empty-share"] = str(err)
+    out["unsharded-gp"] = _gp_without_shard()
     return out
+
+
+def _gp_without_shard() -> str:
+    """train_gan on 2 ranks with a penalised loss that cannot draw for the global batch."""
+    from ottokit.gan import GANTrainConfig, MLPDiscriminator, MLPGenerator, build_seeded, train_gan
+    from ottokit.gan.losses import WGANGPLoss
+
+    class LocalPenalty(WGANGPLoss):
+        def discriminator_loss(self, D, real, fake, *, generator=None):
+            return super().discriminator_loss(D, real, fake, generator=generator)
+
+    G = build_seeded(0, lambda: MLPGenerator(3, (8,), 2)).double()
+    Dn = build_seeded(1, lambda: MLPDiscriminator(2, (8,))).double()
+    data = torch.randn(64, 2, generator=torch.Generator().manual_seed(3), dtype=DT)
+    try:
+        train_gan(
+            G, Dn, LocalPenalty(), data, g_optimizer=torch.optim.Adam(G.parameters(), 1e-3),
+            d_optimizer=torch.optim.Adam(Dn.parameters(), 1e-3),
+            config=GANTrainConfig(steps=1, batch_size=16, eval_every=0),
+        )  # fmt: skip
+    except ValueError as err:
+        return str(err)
+    return "no error"
 
 
 def test_distributed_step_equals_the_step_on_the_union_of_latents() -> None:
     """2 gloo ranks, 6 latents each, G under DDP for the loss: three steps equal those of one
     process on all 12 latents, for every solver and path, with the safeguard calling the
-    closure as often; Woodbury refuses (naming cg) when its gathered factors do not fit; and
-    train_gan with NaturalGradient under DDP equals the one-process run."""
+    closure as often; Woodbury refuses (naming cg) on every rank when its gathered factors do
+    not fit on one of them; a subsample that leaves a rank without latents and a penalised
+    loss that cannot draw for the global batch are refused; and train_gan with
+    NaturalGradient under DDP equals the one-process run."""
     from _ranks import run_ranks
 
     ranks = run_ranks(_ddp_rank)
@@ -649,6 +690,11 @@ def test_distributed_step_equals_the_step_on_the_union_of_latents() -> None:
         assert "differ between ranks" in r["no-ddp"] and "DistributedDataParallel" in r["no-ddp"]
         assert "solver='cg'" in r["refused"] and "gathered on every rank" in r["refused"]
         assert rel(r["cg-1K"]["move"], ranks[0]["cg"]["move"]) == 0.0
+        assert re.search("metric_samples=1 leaves a rank without metric latents", r["empty-share"])
+        assert re.search(r"takes generator=\) but does not take shard=", r["unsharded-gp"])
+    # the rank whose own factors fit refuses too, naming the rank that could not
+    assert re.search("gathered on every rank.*solver='cg'", ranks[0]["refused-one"])
+    assert re.search("does not fit on another rank; use solver='cg'", ranks[1]["refused-one"])
 
 
 def test_the_trainer_records_step_info_as_series() -> None:
