@@ -156,3 +156,14 @@ def test_metric_input_guards(build, error: type[Exception], match: str) -> None:
     assert bool((z < -1.0).any())
     with pytest.raises(error, match=match):
         build(mlp(), z)
+
+
+def test_vjp_needs_one_entry_per_output_coordinate() -> None:
+    """5 latents, d_out = 2: u has 10 entries (flat or in the output's shape (5, 2))."""
+    m = PullbackMetric(mlp(), latents(5))
+    u = torch.ones(5, 2, dtype=DT)
+    torch.testing.assert_close(m.vjp(u), m.vjp(u.reshape(-1)), rtol=0, atol=0)
+    for bad in (torch.ones(9, dtype=DT), torch.ones(5, 3, dtype=DT)):
+        expected = rf"u must have N\*d_out=10 entries, got {bad.numel()}"
+        with pytest.raises(ValueError, match=expected):
+            m.vjp(bad)
