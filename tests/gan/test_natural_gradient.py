@@ -780,6 +780,21 @@ def test_an_overflowing_metric_gives_a_non_finite_direction() -> None:
     assert torch.equal(flat_params(gen), theta0)
 
 
+@pytest.mark.parametrize("solver", ["cholesky", "woodbury"])
+def test_an_overflowing_metric_is_refused_as_non_finite_not_singular(solver) -> None:
+    """The same overflow with a factorising solver: the damped metric (or Woodbury's Gram
+    matrix) has inf entries, and the error says so instead of calling a damped metric
+    singular; the parameters are unchanged."""
+    gen, z = nn.Linear(3, 2).to(DT), latents(6)
+    opt = NaturalGradient(gen.parameters(), gen, damping=1e-3, solver=solver)
+    sq_loss(gen, z).backward()
+    opt.set_latents(1e160 * z)
+    theta0 = flat_params(gen)
+    with pytest.raises(NonFiniteError, match="has NaN or inf entries: the generator's Jacobian"):
+        opt.step()
+    assert torch.equal(flat_params(gen), theta0)
+
+
 def test_safeguard_drops_momentum_that_points_uphill() -> None:
     """Prop. 16.1 with beta = 0.9 under the Armijo safeguard: after a long step (eta = 1)
     towards c = +0.7 the target moves to c = -0.7 and eta drops to 0.05, so the momentum

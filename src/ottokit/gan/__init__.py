@@ -55,7 +55,6 @@ from ottokit.gan.losses import (
 from ottokit.gan.natural_gradient import (
     Armijo,
     NaturalGradient,
-    NonFiniteError,
     StepInfo,
 )
 from ottokit.gan.nets import (
@@ -74,6 +73,7 @@ from ottokit.gan.solvers import (
     Cholesky,
     ConjugateGradient,
     LinearSolver,
+    NonFiniteError,
     SingularMetricError,
     SolveStats,
     Woodbury,

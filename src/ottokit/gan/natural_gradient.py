@@ -37,20 +37,17 @@ from ottokit.gan.solvers import (
     CholeskyFactor,
     Factor,
     LinearSolver,
+    NonFiniteError,
     SolverName,
     Woodbury,
     WoodburyFactor,
     as_solver,
 )
 
-__all__ = ["Armijo", "NaturalGradient", "NonFiniteError", "StepInfo"]
+__all__ = ["Armijo", "NaturalGradient", "StepInfo"]
 
 DEFAULT_SAMPLER_N = 256
 _STATE_KEY = "natural_gradient"
-
-
-class NonFiniteError(FloatingPointError):
-    """The loss or the gradient given to :meth:`NaturalGradient.step` is not finite."""
 
 
 def _check_int(x: Any, name: str, lo: int) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "ConjugateGradient",
     "Factor",
     "LinearSolver",
+    "NonFiniteError",
     "SingularMetricError",
     "SolveStats",
     "SolverName",
@@ -51,6 +52,10 @@ __all__ = [
 
 SolverName = Literal["auto", "cholesky", "cg", "woodbury"]
 SOLVERS: tuple[str, ...] = get_args(SolverName)
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss, gradient, metric or direction of a natural-gradient step is not finite."""
 
 
 class SingularMetricError(ValueError):
@@ -146,6 +151,11 @@ def _cholesky(a: Tensor, what: str, hint: str, strict: bool) -> tuple[Tensor, tu
     """Cholesky factor and the range of its squared pivots; with ``strict`` (undamped metric)
     a pivot below n eps max diag counts as singular too, since rounding can let a singular PSD
     matrix factorise."""
+    if not bool(torch.isfinite(a).all()):
+        raise NonFiniteError(
+            f"the {what} has NaN or inf entries: the generator's Jacobian is not finite or "
+            "overflows at these latents; check the generator's outputs and the latents' scale"
+        )
     chol, info = torch.linalg.cholesky_ex(a)
     piv = torch.diagonal(chol).square() if int(info) == 0 else None
     eps = torch.finfo(a.dtype).eps
