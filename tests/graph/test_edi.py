@@ -185,3 +185,45 @@ def test_edi_validation_errors():
         observed_order([0.1], [0.1])
     with pytest.raises(ValueError, match="positive"):
         observed_order([0.1, 0.2], [0.0, 1.0])
+
+
+def _grid_with(g, *, weights=None, positions=None):
+    """The graph ``g`` rebuilt with its edges and one of weights or positions replaced."""
+    return from_edges(
+        g.edges,
+        g.weights if weights is None else weights,
+        n=g.n,
+        positions=g.positions if positions is None else positions,
+    )
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (
+            lambda: from_edges([(0, 1), (0, 2)], positions=[[0.5, 0.5], [1.5, 0.5], [0.5, 1.5]]),
+            r"do not form a full lattice \(2, 2\)",
+        ),
+        (
+            lambda: _grid_with(grid((3, 2), 0.5), positions=grid((3, 2), 0.5).positions[::-1]),
+            r"not in C order on the lattice \(3, 2\)",
+        ),
+        (
+            lambda: _grid_with(grid((3, 2), 0.5), weights=2.0 * grid((3, 2), 0.5).weights),
+            "weights must be 1/h.2 along each axis",
+        ),
+    ],
+    ids=["three-of-four-nodes", "reversed-nodes", "doubled-weights"],
+)
+def test_grid_geometry_refuses_a_graph_that_is_almost_a_grid(build, match):
+    with pytest.raises(ValueError, match=match):
+        grid_geometry(build())
+
+
+def test_energy_dissipation_refuses_an_index_outside_the_output_times():
+    flow, r0 = problem_1d("kl", 20)
+    traj = solve(flow, r0, (0, 0.01), [0, 0.005, 0.01])
+    assert energy_dissipation(flow, traj, at=[-1]).t[0] == pytest.approx(0.01, rel=1e-15)
+    for at in ([3], [-4], []):
+        with pytest.raises(ValueError, match=r"at must index traj.t \(size 3\)"):
+            energy_dissipation(flow, traj, at=at)

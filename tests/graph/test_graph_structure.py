@@ -13,18 +13,21 @@ import scipy.sparse as sp
 from conftest import random_connected_graph, random_graph, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.linalg import expm
 from scipy.sparse.csgraph import connected_components
 
 from ottokit._memory import MemoryEstimateError
 from ottokit.graph import (
     DisconnectedGraphWarning,
     Graph,
+    LinearHeatFlow,
     expected_geometric_edges,
     from_edges,
     from_networkx,
     from_scipy,
     grid,
     random_geometric,
+    solve,
 )
 
 
@@ -341,3 +344,42 @@ def test_memory_refusal_can_be_overridden(monkeypatch):
     monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "off")
     assert random_geometric(2000, 0.1, seed=0).n == 2000
     assert grid((100, 100)).m == 2 * 100 * 99
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "match"),
+    [
+        (lambda: from_edges([(0, 1)], n=3, positions=np.zeros((2, 2))), ValueError, r"\(3, d\)"),
+        (
+            lambda: from_edges([(0, 1)], n=2, positions=[[0.0, 0.0], [np.nan, 1.0]]),
+            ValueError,
+            "positions must be finite",
+        ),
+        (lambda: from_edges(np.zeros((0, 2))), ValueError, "n is required.*pass n="),
+        (lambda: grid(()), ValueError, "at least one axis size"),
+        (lambda: grid("32"), TypeError, r"tuple of sizes such as \(32, 32\)"),
+        (lambda: from_networkx({0: [1]}), TypeError, "G must be a networkx.Graph, got dict"),
+        (lambda: from_networkx(nx.Graph()), ValueError, "networkx graph has no nodes"),
+    ],
+    ids=["positions-shape", "positions-nan", "no-n", "no-axes", "str-shape", "dict", "empty"],
+)
+def test_builders_name_what_is_wrong(build, error, match):
+    """A realistic builder call with one thing changed raises the error that names it."""
+    with pytest.raises(error, match=match):
+        build()
+
+
+@pytest.mark.parametrize("weight", [0.25, 3.0])
+def test_a_uniform_edge_weight_scales_the_laplacian_and_the_heat_flow_clock(weight):
+    """omega_ij = w on every edge gives L_w = w L_1, so the heat flow on it is the unit-weight
+    flow run w times faster: rho_w(t) = expm(-L_1 w t) rho0."""
+    g1 = random_geometric(40, 0.3, seed=5)
+    gw = random_geometric(40, 0.3, seed=5, weight=weight)
+    np.testing.assert_array_equal(gw.edges, g1.edges)
+    np.testing.assert_allclose(gw.laplacian().toarray(), weight * g1.laplacian().toarray(), 0, 0)
+    rng = np.random.default_rng(0)
+    rho0 = rng.uniform(0.5, 1.5, g1.n)
+    rho0 /= rho0.sum()
+    tr = solve(LinearHeatFlow(gw), rho0, (0.0, 0.5), [0.5], rtol=1e-10, atol=1e-14)
+    lap1 = g1.laplacian().toarray()
+    np.testing.assert_allclose(tr.final, expm(-lap1 * weight * 0.5) @ rho0, rtol=1e-7, atol=1e-12)

@@ -464,3 +464,66 @@ def test_lsoda_dense_jacobian_on_a_large_graph_is_refused_before_allocating(monk
     g = grid((300, 300))
     with pytest.raises(MemoryEstimateError, match="dense Jacobian on 90000 nodes.*method=.bdf"):
         solve(LinearHeatFlow(g), np.full(g.n, 1.0 / g.n), (0.0, 1.0), method="lsoda")
+
+
+@pytest.mark.parametrize("t_eval", [[], [0.0, np.nan], [np.inf]], ids=["empty", "nan", "inf"])
+def test_t_eval_must_hold_finite_times(t_eval, rgg30):
+    with pytest.raises(ValueError, match="t_eval must be a non-empty array of finite times"):
+        solve(LinearHeatFlow(rgg30), seed_like_initial(rgg30.n), (0.0, 1.0), t_eval)
+
+
+def test_an_initial_state_without_mass_cannot_be_normalised(rgg30):
+    with pytest.raises(ValueError, match="rho0 has zero total mass"):
+        solve(LinearHeatFlow(rgg30), np.zeros(rgg30.n), (0.0, 1.0), normalize=True)
+
+
+class PositiveHeatFlow(LinearHeatFlow):
+    """The linear heat flow declared to need rho > 0, as every entropy flow does: its exact
+    solution expm(-L t) rho0 stays positive, but an explicit step at loose tolerance may not."""
+
+    needs_positive = True
+
+
+def _path(n: int):
+    return from_edges([(i, i + 1) for i in range(n - 1)])
+
+
+def _spike(n: int) -> np.ndarray:
+    rho0 = np.full(n, 1e-12)
+    rho0[n // 2] = 1.0
+    return rho0 / rho0.sum()
+
+
+def test_an_undershoot_below_zero_raises_instead_of_returning_negative_densities():
+    g = _path(2001)
+    with pytest.raises(SolverError, match=r"rk45: density became non-positive.*method='bdf'") as e:
+        solve(PositiveHeatFlow(g), _spike(g.n), (0.0, 10.0), method="rk45", rtol=1e-2, atol=1e-6)
+    assert e.value.diagnostics["min_density"] < 0
+
+
+def test_auto_abandons_rk45_when_its_densities_go_non_positive():
+    """Beyond 2,000 nodes "auto" tries RK45 on a mildly stiff flow; an undershoot below zero
+    sends it to CVODE BDF with positivity constraints, which follows expm(-L t) rho0."""
+    g = _path(2001)
+    rho0 = _spike(g.n)
+    tr = solve(PositiveHeatFlow(g), rho0, (0.0, 1.0), method="auto", rtol=1e-2, atol=1e-7)
+    assert tr.method == "bdf"
+    assert tr.info["abandoned"].startswith("rk45 after")
+    assert tr.min_density > 0
+    ref = solve(LinearHeatFlow(g), rho0, (0.0, 1.0), method="lsoda", rtol=1e-10, atol=1e-16)
+    assert np.abs(tr.rho - ref.rho).max() <= 0.05 * ref.rho.max()
+
+
+def test_auto_abandons_rk45_past_its_budget_of_right_hand_sides(monkeypatch):
+    """The budget is 5,000 right-hand sides, more than any flow here that "auto" judges non-stiff
+    needs within a fast test; it is lowered to 20 so that RK45 runs out of it."""
+    import ottokit.graph._solve as solve_module
+
+    monkeypatch.setattr(solve_module, "_EXPLICIT_BUDGET", 20)
+    g = _path(2001)
+    rho0 = _spike(g.n)
+    tr = solve(LinearHeatFlow(g), rho0, (0.0, 1.0), [0.5, 1.0], rtol=1e-8, atol=1e-14)
+    assert tr.method == "bdf"
+    assert tr.info["abandoned"] == "rk45 after 21 right-hand sides"
+    ref = solve(LinearHeatFlow(g), rho0, (0.0, 1.0), [0.5, 1.0], method="lsoda", rtol=1e-10)
+    np.testing.assert_allclose(tr.rho, ref.rho, rtol=0, atol=1e-6 * ref.rho.max())
