@@ -468,3 +468,101 @@ def test_hopeless_quadrature_and_particle_counts_are_refused(monkeypatch):
         thermo.w1_speed(path, n_nodes=10_000)
     with pytest.raises(MemoryEstimateError, match="lower n_particles or n_steps"):
         thermo.simulate_particles(thermo.stiffness_ramp(1.0, 2.0, 1.0), 10**9)
+
+
+def test_quench_entropy_production_at_temperature_2_5_is_the_closed_form():
+    """After a quench k0 -> k1 at temperature T, c(t) = T/k1 + (T/k0 - T/k1) e^{-2 k1 t} per
+    axis, nu = (T/c - k1) x, so Sdot = d (T/c - k1)^2 c / T and S_tot = d [c/c_end - 1 -
+    log(c/c_end)]_0^tau / 2 in closed form (both vanish at T/c = k1, and scale with T only
+    through c)."""
+    k0, k1, T, d, tau = 1.0, 3.0, 2.5, 2, 0.8
+    sol = thermo.solve_moments(thermo.quench(k0, k1, tau=tau, T=T, dim=d), t_eval=41)
+    c = T / k1 + (T / k0 - T / k1) * np.exp(-2 * k1 * sol.t)
+    np.testing.assert_allclose(sol.cov[:, 0, 0], c, rtol=1e-9)
+    th = thermo.thermodynamics(sol)
+    np.testing.assert_allclose(th.entropy_production_rate, d * (T / c - k1) ** 2 * c / T, rtol=1e-8)
+    ratio = c * k1 / T
+    stot = 0.5 * d * ((ratio[0] - 1 - np.log(ratio[0])) - (ratio[-1] - 1 - np.log(ratio[-1])))
+    assert th.total_entropy_production == pytest.approx(stot, rel=1e-5)
+    np.testing.assert_allclose(th.T, T, rtol=0, atol=0)
+
+
+def _two_d_solution():
+    return thermo.solve_moments(thermo.rotational(1.0, 2.0, tau=1.0, T=0.7), t_eval=5)
+
+
+def _nan_late(value, t):
+    return np.full_like(np.asarray(value, dtype=float), np.nan) if t > 0.75 else value
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0, dim=2), m0=[np.nan, 0.0]),
+         ValueError, r"m0 must be finite \(no NaN or inf\)"),
+        (lambda: thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0), t_eval=[0.0, 0.5]),
+         ValueError, "increasing vector of at least 3 times"),
+        (lambda: thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0), t_eval=[0.0, 0.6, 0.3]),
+         ValueError, "increasing vector of at least 3 times"),
+        (lambda: thermo.simulate_particles(_constant_protocol(-np.eye(1), [0.0], 1.0, 1.0), 8),
+         ValueError, "give the initial state m0, C0"),
+        (lambda: thermo.Protocol(A=lambda t: _nan_late(-np.eye(1), t), b=[0.0], T=1.0, tau=1.0),
+         ValueError, r"A\(1\) must be finite"),
+        (lambda: thermo.Protocol(A=-np.eye(1), b=lambda t: _nan_late([0.0], t), T=1.0, tau=1.0),
+         ValueError, r"b\(1\) must be finite"),
+        (lambda: thermo.Protocol(A=-np.eye(2), b=np.zeros(2), T=lambda t: [1.0, 2.0], tau=1.0),
+         ValueError, r"T\(0\) must be a scalar temperature, got shape \(2,\)"),
+        (lambda: thermo.stationary_covariance(np.ones((2, 3)), 1.0),
+         ValueError, r"A must be a square \(d, d\) matrix"),
+        (lambda: thermo.stationary_covariance([[0.5, 0.0], [0.0, -1.0]], 1.0),
+         ValueError, "A must be stable"),
+        (lambda: thermo.gaussian_entropy(np.ones(3)), ValueError, r"\(\.\.\., d, d\) stack"),
+        (lambda: thermo.gaussian_entropy([[1.0, 0.5], [0.0, 1.0]]),
+         ValueError, "cov must be symmetric"),
+        (lambda: thermo.tur(_two_d_solution(), thermo.Quadratic(np.eye(3), np.zeros(3))),
+         ValueError, "observable has dimension 3, the path 2"),
+        (lambda: thermo.tur(_two_d_solution(), lambda x: x[:, :1], n_samples=16),
+         ValueError, r"gradient must return shape \(16, 2\)"),
+        (lambda: thermo.tur(_two_d_solution(), "x ** 2"), TypeError, "observable must be a Quad"),
+    ],
+    ids=[
+        "m0-nan", "two-times", "unsorted-times", "no-start", "A-nan", "b-nan", "T-vector",
+        "A-not-square", "A-unstable", "cov-vector", "cov-asymmetric", "Q-dim", "grad-shape",
+        "observable-str",
+    ],
+)
+def test_bad_input_names_what_is_wrong(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_a_zero_temperature_collapse_loses_definiteness_and_raises():
+    """At T = 0 the trap -50 x shrinks C0 = I to e^{-100 t} I, below the smallest double by
+    t = 8: the covariance is no longer positive definite and no entropy is defined."""
+    p = thermo.Protocol(A=-50.0 * np.eye(1), b=[0.0], T=lambda t: 0.0, tau=8.0)
+    with pytest.raises(RuntimeError, match="lost positive definiteness"):
+        thermo.solve_moments(p, [0.0], [[1.0]], t_eval=5)
+
+
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
+def test_a_moment_ode_that_blows_up_inside_the_horizon_raises():
+    """A(t) = 1/(1/2 - t)^2 gives m(t) = m0 exp(1/(1/2 - t) - 2), infinite at t = 1/2 < tau."""
+    p = thermo.Protocol(A=lambda t: [[1.0 / (0.5 - t) ** 2]], b=[0.0], T=1.0, tau=0.8)
+    with pytest.raises(RuntimeError, match="moment ODE failed for protocol 'user'"):
+        thermo.solve_moments(p, [1.0], [[1.0]], t_eval=3, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: thermo.RotationalDiffusion(h=np.nan), "h must be finite, got nan"),
+        (lambda: thermo.RotationalDiffusion(T_fin=0.0), "T_fin must be positive and finite"),
+        (lambda: thermo.RotationalDiffusion(tau=2.0).temperature(2.5), r"\[0, tau\] = \[0, 2\]"),
+        (lambda: thermo.RotationalDiffusion().moments([0, 0], np.eye(3), 0.5), r"\(2, 2\)"),
+        (lambda: thermo.RotationalDiffusion().moments([0, 0], [[1, 2], [2, 1]], 0.5), "semi-def"),
+    ],
+    ids=["h-nan", "T_fin-zero", "t-beyond-tau", "C0-shape", "C0-indefinite"],
+)
+def test_rotational_diffusion_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
