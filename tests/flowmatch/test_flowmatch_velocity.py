@@ -24,6 +24,7 @@ from ottokit.flowmatch import (
     MonotoneVelocity1D,
     RotationalVelocity,
     SampleTrajectory,
+    Uniform,
     VPLinear,
     integrate,
     ot_couple,
@@ -480,3 +481,92 @@ def test_rotational_velocity_is_a_gradient_only_without_rotation(cloud) -> None:
     # one data point: P_t is one isotropic Gaussian, its score is a gradient, curl = 2 G_t
     single = curl(RotationalVelocity(process, cloud[0][:1, :2]))
     np.testing.assert_allclose(single.numpy(), 2 * process.G(0.5), rtol=1e-12)
+
+
+def _cloud(n: int = 12, dim: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _explode(t, x):
+    return torch.where(t > 0.5, torch.full_like(x, math.inf), -x)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: ExactVelocity(CondOT(), _cloud(), sharded=1), TypeError, "sharded must be True"),
+        (
+            lambda: ExactVelocity(CondOT(), _cloud(2), [-0.25, 1.25], sharded=True),
+            ValueError,
+            r"weights must be non-negative; weights\[0\] = -0.25",
+        ),
+        (
+            lambda: ExactVelocity(CondOT(), torch.zeros(0, 2, dtype=torch.float64), sharded=True),
+            ValueError,
+            "data is empty on every rank",
+        ),
+        (
+            lambda: ExactVelocity(CondOT(), _cloud(), sharded=True)(
+                0.5, _cloud(3, seed=1).requires_grad_(True)
+            ),
+            ValueError,
+            "does not propagate gradients",
+        ),
+        (
+            lambda: ExactVelocity(CondOT(), _cloud()).log_density(0.0, _cloud(3)),
+            ValueError,
+            "P_0 is the empirical measure",
+        ),
+        (
+            lambda: RotationalVelocity(RotationalDiffusion(g=3.0), _cloud()).posterior_mean(
+                0.0, _cloud(3)
+            ),
+            ValueError,
+            "the posterior is singular at t = 0",
+        ),
+        (
+            lambda: KernelVelocity(VPLinear(), _cloud(), _cloud(seed=2)).pairs(0.0),
+            ValueError,
+            "derivatives are not finite at t = 0",
+        ),
+        (
+            lambda: MonotoneVelocity1D(GaussianMixture(_cloud(2), torch.eye(2).repeat(2, 1, 1))),
+            ValueError,
+            "data must be a 1-D GaussianMixture, got dim 2",
+        ),
+        (lambda: ot_couple(_cloud(5), _cloud(4)), ValueError, "as many points, got 5 and 4"),
+        (
+            lambda: integrate(lambda t, x: -x, _cloud(3), 0.0, 1.0, save_at=[0.0, 1.5]),
+            ValueError,
+            r"save_at must be fractions in \[0, 1\]",
+        ),
+        (lambda: integrate(lambda t, x: -x, _cloud(3), 0.3, 0.3), ValueError, "t0 and t1 must"),
+        (
+            lambda: integrate(_explode, _cloud(3), 0.0, 1.0, n_steps=4),
+            FloatingPointError,
+            "the integration produced NaN or inf",
+        ),
+    ],
+    ids=[
+        "sharded-int", "sharded-negative-weight", "sharded-empty", "sharded-grad",
+        "log-density-t0", "rotational-t0", "kernel-vp-t0", "monotone-2d", "ot-couple-sizes",
+        "save-at", "t0-equals-t1", "integrate-inf",
+    ],
+)
+def test_bad_input_names_what_is_wrong(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: GaussianMixture.one_d([0.0, 1.0], [1.0]), "means and stds must be vectors"),
+        (lambda: GaussianMixture.one_d([0.0, 1.0], [1.0, 0.0]), "stds must be positive and fin"),
+        (lambda: Uniform([0.0, 0.0], [1.0]), "low and high must have one length"),
+    ],
+    ids=["one-d-lengths", "one-d-zero-std", "uniform-lengths"],
+)
+def test_distributions_name_what_is_wrong(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
