@@ -744,3 +744,57 @@ def test_one_dimensional_cdfs_and_marginals() -> None:
     np.testing.assert_allclose(
         marginal.covs[:, 0, 0].numpy(), [m * m * 0.16 + s * s, m * m * 1.44 + s * s], rtol=1e-14
     )
+
+
+class _LogTailed(Distribution):
+    """F(x) = 1/2 + sign(x) (1 - 1/log(e + |x|)) / 2: its tails decay like 1/log|x|, so
+    chi^2 against N(0, 1) is infinite; only the CDF is needed to see it."""
+
+    dim = 1
+
+    def sample(self, n, generator=None):
+        raise NotImplementedError
+
+    def log_prob(self, x):
+        raise NotImplementedError
+
+    def cdf(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return 0.5 + 0.5 * np.sign(x) * (1.0 - 1.0 / np.log(math.e + np.abs(x)))
+
+
+class _PlaneTriangle(_Triangular):
+    """A 2-D start with no closed-form chi^2 (and no 2-D quadrature)."""
+
+    dim = 2
+
+
+def test_tradeoff_guards_name_what_is_wrong() -> None:
+    vel = MonotoneVelocity1D(TABLE_I_DATA)
+    with pytest.raises(ValueError, match="tails do not decay; D0 would be infinite"):
+        response_quadrature(vel, _LogTailed(), tau=1.0, d0=1.0)
+    with pytest.raises(ValueError, match="quadrature path is 1-D; the perturbed start has dim 2"):
+        response_quadrature(vel, Normal([0.5, 0.0], np.eye(2)), tau=1.0, d0=1.0)
+    for d0 in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="d0 must be positive and finite"):
+            response_quadrature(vel, Normal([0.5], [[1.0]]), tau=1.0, d0=d0)
+    with pytest.raises(ValueError, match="n_save must be an integer >= 2, got 1; at least the two"):
+        response_quadrature(vel, Normal([0.5], [[1.0]]), tau=1.0, n_save=1)
+    with pytest.raises(ValueError, match="no closed form for _PlaneTriangle"):
+        perturbation_d0(_PlaneTriangle())
+    cloud = torch.randn(50, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    with pytest.raises(ValueError, match="both clouds need a positive spread"):
+        d0_isotropic_fit(cloud, torch.ones(50, 3, dtype=F64))
+    with pytest.raises(ValueError, match="needs a Gaussian q"):
+        chi2_divergence(Normal([0.5], [[1.0]]), Uniform([-1.0], [1.0]))
+    with pytest.raises(ValueError, match="box closed form needs a diagonal covariance"):
+        chi2_divergence(Uniform([0.0, 0.0], [1.0, 1.0]), Normal([0.0, 0.0], [[1, 0.5], [0.5, 1]]))
+
+
+def test_repeat_intervals_need_two_repeats() -> None:
+    path = GaussianMixtureVelocity(CondOT(), [[0.0, 0.0]], [[[0.3, 0.0], [0.0, 0.3]]])
+    with pytest.raises(ValueError, match="n_repeats must be an integer >= 2, got 1"):
+        tradeoff(
+            path, path, Normal([0.5, 0.0], np.eye(2)), n_samples=20, n_steps=2, n_save=2, n_t=2,
+            n_x=16, n_repeats=1,
+        )

@@ -560,10 +560,8 @@ def response_quadrature(
     tau = check_real(tau, "tau", gt=0)
     check_option(flow_map, FLOW_MAPS, "flow_map")
     check_option(method, METHODS, "method")
-    n_save = check_int(n_save, "n_save", ge=1)
+    n_save = check_int(n_save, "n_save", ge=2, hint="at least the two ends")
     n_t = check_int(n_t, "n_t", ge=1)
-    if n_save < 2:
-        raise ValueError("n_save must be >= 2 (the two ends)")
     if not 0.0 <= t_end < tau:
         raise ValueError(f"t_end must lie in [0, tau) = [0, {tau:g}), got {t_end!r}")
     d0 = perturbation_d0(perturbed) if d0 is None else _check_d0(d0)
@@ -697,9 +695,9 @@ def _sampled(
         )
         return resp, resp.response, interval, None
     if ci == "repeats":
-        n_repeats = check_int(n_repeats, "n_repeats", ge=1)
-        if n_repeats < 2:
-            raise ValueError("ci='repeats' needs n_repeats >= 2")
+        n_repeats = check_int(
+            n_repeats, "n_repeats", ge=2, hint="ci='repeats' estimates a spread from them"
+        )
         values = [resp.response]
         for r in range(1, n_repeats):
             zr, zpr = draw(torch.Generator().manual_seed(seed + 7919 * r))
