@@ -348,3 +348,21 @@ def test_digits_extractor_training_is_deterministic():
     sa, sb, sc = (m.model.state_dict() for m in (a, b, c))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_digits_extractor_refuses_a_cache_that_is_not_its_payload(extractor, tmp_path):
+    name = DigitsFeatures.cache_name(0, 30)
+    torch.save([1, 2, 3], tmp_path / name)
+    with pytest.raises(ValueError, match="is not a cached digits extractor; delete the file"):
+        DigitsFeatures(tmp_path, seed=0)
+    payload = torch.load(extractor.cache_file, weights_only=True)
+    key = next(iter(payload["state_dict"]))
+    payload["state_dict"][key] = torch.zeros(1)
+    torch.save(payload, tmp_path / name)
+    with pytest.raises(ValueError, match=f"weight '{key}' has shape.*another architecture"):
+        DigitsFeatures(tmp_path, seed=0)
+
+
+def test_digits_extractor_refuses_images_that_are_not_real_numbers(extractor):
+    with pytest.raises(TypeError, match="images must be real numbers, got dtype torch.bool"):
+        extractor.features(torch.zeros(2, 1, 8, 8, dtype=torch.bool))

@@ -263,3 +263,13 @@ def test_sampler_errors():
         ddls(log_ratio, IDENTITY, x1 + 2.0, 0.1, 5, prior="uniform")
     with pytest.raises(ValueError, match="empty batch"):
         ddls(log_ratio, IDENTITY, torch.zeros(0, 1), 0.1, 5)
+
+
+def test_calibrate_and_mh_gan_name_what_is_wrong():
+    real = np.linspace(-1.0, 2.0, 8)
+    with pytest.raises(ValueError, match="fake_logits must be finite"):
+        calibrate(real, np.r_[real[:-1] - 1.0, np.nan])
+    D = torch.nn.Linear(2, 1).double()
+    x_real = torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(TypeError, match="calibrator must be a Calibrator, a callable"):
+        mh_gan(D, lambda z: z, "normal", x_real, 4, calibrator="logistic", latent_dim=2)

@@ -381,3 +381,40 @@ def test_logit_D_with_values_in_unit_interval_does_not_warn() -> None:
         warnings.simplefilter("error", ProbabilityOutputWarning)
         dot_target(D, y, 1.0, steps=1)
         effective_lipschitz(D, lambda z: z, "uniform", 8, latent_dim=2, dtype=torch.float64)
+
+
+def _linear_critic() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Linear(2, 1).double()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda D, y0: dot_target(D, object(), 1.0), TypeError, "y0 must be"),
+        (lambda D, y0: dot_target(D, y0, 1.0, clip="ab"), TypeError, "clip must be None, a num"),
+        (lambda D, y0: dot_target(D, y0, 1.0, clip=[1.0]), TypeError, "or a pair"),
+        (
+            lambda D, y0: dot_target(D, y0, 1.0, optimizer=lambda params: "adam"),
+            TypeError,
+            "optimizer factory must return a torch.optim.Optimizer",
+        ),
+        (
+            lambda D, y0: dot_target(lambda x: x.sum(dim=1).tolist(), y0, 1.0),
+            TypeError,
+            "D must return a tensor of logits, got list",
+        ),
+        (lambda D, y0: dot_target(D, y0, 1.0, distributed=1), TypeError, "distributed must be"),
+        (
+            lambda D, y0: dot_latent(D, lambda z: z[:1], torch.zeros(4, 2).double(), 1.0),
+            ValueError,
+            r"G must map a batch \(n, \.\.\.\) to a batch",
+        ),
+    ],
+    ids=["y0-object", "clip-str", "clip-one", "optimizer-factory", "D-list", "distributed-int",
+         "G-drops-rows"],
+)
+def test_bad_input_names_what_is_wrong(call, error, match):
+    y0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with pytest.raises(error, match=match):
+        call(_linear_critic(), y0)

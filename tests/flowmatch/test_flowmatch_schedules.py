@@ -203,3 +203,10 @@ def test_conditional_kinetic_energy_closed_forms() -> None:
     )
     with pytest.raises(ValueError, match="does not converge"):
         conditional_kinetic_energy(VPLinear(tau), n_d)  # d_sigma^2 ~ 1/t near the data end
+
+
+def test_schedule_constructors_name_what_is_wrong():
+    with pytest.raises(ValueError, match="need 0 < beta_min <= beta_max"):
+        VPLinear(beta_min=20.0, beta_max=0.1)
+    with pytest.raises(ValueError, match=r"Custom sigma\(t\) must return a tensor, got list"):
+        Custom(lambda t: 1.0 - t, lambda t: t.tolist())

@@ -169,3 +169,19 @@ def test_bad_training_input(data) -> None:
         train_velocity(CondOT(), data[:, 0], TINY)
     with pytest.raises(ValueError, match="Schedule"):
         train_velocity("cond-ot", data, TINY)  # type: ignore[arg-type]
+
+
+def test_training_guards_name_what_is_wrong(tmp_path):
+    data = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="dim, hidden, depth must be >= 1, got 0, 128, 3"):
+        VelocityMLP(0)
+    with pytest.raises(CheckpointError, match="no flow-matching checkpoint at"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(ValueError, match="config must be a TrainConfig, got dict"):
+        train_velocity(CondOT(), data, {"n_steps": 1})
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not available"):
+            train_velocity(CondOT(), data, TrainConfig(n_steps=1), device="cuda")
+    exploding = TrainConfig(n_steps=20, batch_size=8, hidden=8, depth=1, lr=1e30)
+    with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) at step \d+; lower lr"):
+        train_velocity(CondOT(), data, exploding)
