@@ -418,3 +418,12 @@ def test_bad_input_names_what_is_wrong(call, error, match):
     y0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with pytest.raises(error, match=match):
         call(_linear_critic(), y0)
+
+
+def test_a_reversed_numpy_batch_is_transported_like_its_contiguous_copy():
+    """torch cannot share an array with negative strides; such a y0 is a valid batch."""
+    y0 = np.linspace(-1.0, 1.0, 8).reshape(4, 2)[::-1]
+    assert y0.strides[0] < 0
+    reversed_run = dot_target(_linear_critic(), y0, 1.0, steps=5, lr=0.05)
+    contiguous_run = dot_target(_linear_critic(), y0.copy(), 1.0, steps=5, lr=0.05)
+    torch.testing.assert_close(reversed_run.samples, contiguous_run.samples, rtol=0, atol=0)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -86,8 +87,9 @@ def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
         try:
             t = torch.as_tensor(x)
         except (TypeError, ValueError, RuntimeError):
-            as_array(x, name, finite=False)  # raises the error that names the mistake
-            raise TypeError(f"{name} must be a tensor or array, got {type(x).__name__}") from None
+            # as_array names what is wrong with x, or returns an array torch cannot share
+            # (negative strides, as from x[::-1]): a contiguous copy of it is the batch
+            t = torch.as_tensor(np.ascontiguousarray(as_array(x, name, finite=False)))
         if like is not None:
             t = t.to(device=like.device, dtype=like.dtype)
     if not t.is_floating_point():
