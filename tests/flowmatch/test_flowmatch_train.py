@@ -185,3 +185,11 @@ def test_training_guards_name_what_is_wrong(tmp_path):
     exploding = TrainConfig(n_steps=20, batch_size=8, hidden=8, depth=1, lr=1e30)
     with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) at step \d+; lower lr"):
         train_velocity(CondOT(), data, exploding)
+
+
+def test_resuming_a_checkpoint_past_the_requested_steps_is_refused(tmp_path):
+    data = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    small = {"batch_size": 8, "hidden": 8, "depth": 1, "checkpoint_every": 1}
+    train_velocity(CondOT(), data, TrainConfig(n_steps=3, **small), tmp_path)
+    with pytest.raises(CheckpointError, match="is at step 3, past n_steps=2"):
+        train_velocity(CondOT(), data, TrainConfig(n_steps=2, **small), tmp_path, resume="require")

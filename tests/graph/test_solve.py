@@ -527,3 +527,9 @@ def test_auto_abandons_rk45_past_its_budget_of_right_hand_sides(monkeypatch):
     assert tr.info["abandoned"] == "rk45 after 21 right-hand sides"
     ref = solve(LinearHeatFlow(g), rho0, (0.0, 1.0), [0.5, 1.0], method="lsoda", rtol=1e-10)
     np.testing.assert_allclose(tr.rho, ref.rho, rtol=0, atol=1e-6 * ref.rho.max())
+
+
+@pytest.mark.parametrize("t_span", [(0.0,), (0.0, np.inf), (0.0, 1.0, 2.0)], ids=str)
+def test_t_span_must_be_two_finite_times(t_span, rgg30):
+    with pytest.raises(ValueError, match=r"t_span must be two finite times \(t0, t1\)"):
+        solve(LinearHeatFlow(rgg30), seed_like_initial(rgg30.n), t_span)
