@@ -54,7 +54,7 @@ MODULES: dict[str, Module] = {
         ("graph/_calculus.py", "graph/_edi.py", "graph/_flows.py", "graph/_graph.py",
          "graph/_inverse.py", "graph/_solve.py"),
         ("graph/test_calculus.py", "graph/test_edi.py", "graph/test_flows.py",
-         "graph/test_graph_structure.py", "graph/test_solve.py"),
+         "graph/test_graph_structure.py", "graph/test_inverse.py", "graph/test_solve.py"),
     ),
     "functionals": Module(
         ("functionals.py", "fgenerators.py"),
