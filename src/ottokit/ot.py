@@ -163,6 +163,11 @@ def _pair(x: Array, y: Array) -> tuple[Any, Any]:
     return xs, ys
 
 
+def _scalar(value: Any) -> float:
+    """A 0-d array or tensor as a float (a tensor is detached first, so no autograd warning)."""
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
 def _out(value: Any, torch_out: bool) -> Any:
     return value if torch_out else float(value)
 
@@ -370,9 +375,10 @@ def sinkhorn(
     aw, bw = _as_weights(a, xs.shape[0], "a", xs), _as_weights(b, ys.shape[0], "b", xs)
     _check_plan_memory(xs.shape[0], ys.shape[0], _SINKHORN_BYTES_PER_PAIR, "Sinkhorn")
     cost_matrix = _cost_matrix(xs, ys, p)
-    with warnings.catch_warnings():
-        # overflow in exp while not converged is reported below through the marginal error
-        warnings.filterwarnings("ignore", message="overflow encountered")
+    # NumPy's floating-point warnings inside the log domain are not the user's concern:
+    # log 0 of a zero weight is harmless, and an overflow (cost / eps) or invalid value
+    # makes the cost non-finite, which is raised below
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         cost, log = pot.sinkhorn2(
             aw,
             bw,
@@ -383,14 +389,15 @@ def sinkhorn(
             stopThr=tol,
             log=True,
         )
-    err = float(_numpy(log["err"][-1], "err")) if len(log["err"]) else float("nan")
-    if not np.isfinite(float(_numpy(cost, "cost"))):
+    # POT records the marginal error at its first iteration and every tenth after it
+    err = _scalar(log["err"][-1])
+    if not np.isfinite(_scalar(cost)):
         raise OTConvergenceError(
             f"Sinkhorn (eps = {eps:g}) returned a non-finite cost; raise eps or max_iter"
         )
     if not err <= tol:
         warnings.warn(
-            f"Sinkhorn (eps = {eps:g}) stopped after {int(log['niter'])} iterations with "
+            f"Sinkhorn (eps = {eps:g}) stopped after {int(log['niter']) + 1} iterations with "
             f"marginal error {err:.2e} > tol = {tol:.1e}; raise max_iter or eps, or use the "
             "exact w1/w2",
             OTConvergenceWarning,
