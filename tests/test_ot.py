@@ -186,6 +186,14 @@ def test_torch_gradients_follow_pot_backend():
     assert torch.all(torch.isfinite(a.grad))
 
 
+def test_w2_squared_has_a_zero_gradient_where_the_clouds_coincide():
+    """W2^2(x, y) is minimal at y = x: its gradient there is 0, not 0 * inf."""
+    x = torch.tensor(np.random.default_rng(25).standard_normal((10, 2)))
+    y = x.clone().requires_grad_(True)
+    (okot.emd(x, y).cost).backward()
+    torch.testing.assert_close(y.grad, torch.zeros_like(y), rtol=0, atol=1e-15)
+
+
 def test_w2_gaussian_torch_gradient_matches_finite_differences():
     c1 = torch.tensor([[1.0, 0.3], [0.3, 0.6]], dtype=torch.float64, requires_grad=True)
     m1 = torch.tensor([0.2, -0.1], dtype=torch.float64, requires_grad=True)
