@@ -662,3 +662,19 @@ def test_mixed_devices_follow_the_first_tensor():
     for value in (okot.w2(xc, torch.tensor(y), b=torch.tensor(b)), okot.w2(xc, y, b=b)):
         assert value.device.type == "cuda"
         assert float(value) == pytest.approx(okot.w2(x, y, b=b), rel=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["w1", "w2"])
+def test_wp_is_homogeneous_up_to_the_float64_range_and_refuses_an_overflowing_cost(solver):
+    """W_p(c x, c y) = c W_p(x, y) for a scale c = 1e100 (costs up to 1e202, finite); at
+    1e200 POT's squared distances overflow, and the error names the cost and the cure
+    instead of the simplex calling the problem infeasible."""
+    rng = np.random.default_rng(31)
+    x, y = rng.normal(size=(7, 2)), rng.normal(size=(5, 2)) + 1.0
+    fn = getattr(okot, solver)
+    base = fn(x, y)
+    assert fn(1e100 * x, 1e100 * y) == pytest.approx(1e100 * base, rel=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warning before the error
+        with pytest.raises(ValueError, match=r"the cost \|x - y\|\^[12] overflows to inf"):
+            fn(1e200 * x, 1e200 * y)

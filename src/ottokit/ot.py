@@ -22,6 +22,7 @@ Pitfalls this module exists for (POT 0.9.7):
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -185,9 +186,19 @@ def _check_plan_memory(n: int, m: int, bytes_per_pair: int, what: str) -> None:
 
 
 def _cost_matrix(xs: Any, ys: Any, p: float) -> Any:
-    if p == 2:
-        return pot.dist(xs, ys, metric="sqeuclidean")
-    return pot.dist(xs, ys, metric="euclidean") ** p
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+        if p == 2:
+            cost = pot.dist(xs, ys, metric="sqeuclidean")
+        else:
+            cost = pot.dist(xs, ys, metric="euclidean") ** p
+    if not math.isfinite(_scalar(cost.max())):
+        # POT forms squared distances, so points beyond about 1e154 overflow even for p = 1
+        raise ValueError(
+            f"the cost |x - y|^{p:g} overflows to inf for these points (largest coordinate "
+            f"{max(_scalar(abs(xs).max()), _scalar(abs(ys).max())):.3g}); rescale x and y: "
+            "W_p(c x, c y) = c W_p(x, y)"
+        )
+    return cost
 
 
 def emd(
