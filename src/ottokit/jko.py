@@ -233,7 +233,10 @@ def quantile_from_masses(
     u = _levels(levels, m.size)
     if interpolation == "histogram":
         return _histogram_quantile(m, e, u)
-    return _Profile.from_masses(m, e, interpolation).icdf(u)
+    x = _Profile.from_masses(m, e, interpolation).icdf(u)
+    if m[-1] > 0:  # the normalised CDF may reach 1 an ulp early: X(1) is the right edge
+        x[-1] = e[-1]
+    return x
 
 
 def masses_from_quantile(
@@ -507,14 +510,15 @@ def _newton_step(
         off = ho + m_off
         ab = np.zeros((2, n_int))
         ab[0, 1:] = off
+        band = ab if n_int > 1 else ab[1:]  # solveh_banded refuses a 1 x 1 system with 2 rows
         mu = 0.0
         scale = float(np.max(np.abs(diag)))
         while True:
             ab[1] = diag + mu
             try:
-                step = solveh_banded(ab, -grad, check_finite=False)
+                step = solveh_banded(band, -grad, check_finite=False)
                 break
-            except (LinAlgError, ValueError):
+            except LinAlgError:  # not positive definite: regularise
                 mu = max(10.0 * mu, 1e-10 * scale)
                 if mu > 1e10 * scale:
                     return X, it, False
