@@ -651,6 +651,10 @@ def test_interpolated_quantile_ends_where_the_mass_ends():
     x = quantile_from_masses([0.5, 0.5, 0.0], edges, 4, "linear")
     assert x[0] == 0.0
     assert x[-1] == pytest.approx(2.5, abs=1e-12)
+    # an empty first cell: X(0) is the domain's left end, X(1) its right end
+    x = quantile_from_masses([0.0, 0.5, 0.5], edges, 4, "linear")
+    assert x[0] == 0.0 and x[-1] == 3.0
+    assert np.all(np.diff(x[1:]) > 0) and x[1] > 0.5
 
 
 def test_entropy_jko_keeps_the_uniform_density():
@@ -704,13 +708,13 @@ def test_jko_newton_stops_by_its_documented_rule(functional):
     np.testing.assert_array_equal([r.newton_iterations[0] for r in iterates], [1, 2, 3, 4])
     k = 2  # steps of iterations k - 1, k, k + 1 a decade apart at least, above rounding
     assert steps[k] < 0.1 * steps[k - 1] < 0.01 * steps[k - 2] and steps[k - 1] > 1e-11
-    above = jko_1d(F, r0, centres, 0.01, 1, xtol=1.2 * steps[k - 1] / L)
+    above = jko_1d(F, r0, centres, 0.01, 1, xtol=1.05 * steps[k - 1] / L)
     assert above.newton_iterations[0] == k and above.all_converged
     np.testing.assert_allclose(above.quantiles[1], X[k], rtol=0, atol=1e-15)
-    below = jko_1d(F, r0, centres, 0.01, 1, xtol=0.8 * steps[k - 1] / L)
+    below = jko_1d(F, r0, centres, 0.01, 1, xtol=0.95 * steps[k - 1] / L)
     assert below.newton_iterations[0] == k + 1 and below.all_converged
     # one iteration fewer than it needs: flagged, with the iterate reached
-    short = jko_1d(F, r0, centres, 0.01, 1, max_iter=k, xtol=0.8 * steps[k - 1] / L)
+    short = jko_1d(F, r0, centres, 0.01, 1, max_iter=k, xtol=0.95 * steps[k - 1] / L)
     assert short.newton_iterations[0] == k and not short.converged[0]
     np.testing.assert_allclose(short.quantiles[1], X[k], rtol=0, atol=1e-15)
 
@@ -727,12 +731,13 @@ def _step_objective(F, g, X_prev, tau):
     return phi
 
 
-def test_first_newton_iteration_is_the_newton_step_of_the_objective():
+@pytest.mark.parametrize("n_levels", [3, None])
+def test_first_newton_iteration_is_the_newton_step_of_the_objective(n_levels):
     # one iteration from X_prev is X_prev - H^{-1} grad of F[X] + W2^2(X, X_prev) / (2 tau),
     # with grad and H by central differences of the public energy and distance
     g, F, r0 = problem(6, "jsd")
     tau = 0.05
-    one = jko_1d(F, r0, g, tau, 1, max_iter=1)
+    one = jko_1d(F, r0, g, tau, 1, max_iter=1, n_levels=n_levels)
     X0 = one.quantiles[0]
     phi = _step_objective(F, g, X0, tau)
     z = X0[1:-1]
@@ -853,3 +858,28 @@ def test_loglinear_and_linear_agree_for_nearly_uniform_masses():
     x_log = quantile_from_masses(m, edges, u, "loglinear")
     x_lin = quantile_from_masses(m, edges, u, "linear")
     np.testing.assert_allclose(x_log, x_lin, rtol=0, atol=2e-15)
+
+
+def test_energy_end_tolerance_is_relative_to_the_domain():
+    # domain [1, 3] (L = 2): end knots off by 0.75e-9 L are rounding, by 1.5e-9 L they are not
+    centres = 1.0 + 2.0 * (np.arange(4) + 0.5) / 4
+    x = np.array([1.0, 1.7, 2.2, 3.0])
+    exact = quantile_energy(Entropy(), x, centres)
+    assert exact == pytest.approx(np.sum(np.log((1 / 3) / np.diff(x))) / 3, rel=1e-14)
+    near = x + np.array([-1.5e-9, 0.0, 0.0, 1.5e-9])
+    assert quantile_energy(Entropy(), near, centres) == exact
+    for off in ([-3e-9, 0, 0, 0], [0, 0, 0, 3e-9]):
+        with pytest.raises(ValueError, match="must run over the grid's domain"):
+            quantile_energy(Entropy(), x + np.array(off), centres)
+
+
+def test_equal_spacing_tolerance_is_relative():
+    # rounding-level jitter of the centres is accepted, a relative 1e-8 is not, at any scale
+    for h in (1e-3, 1e3):
+        c = h * (np.arange(6) + 0.5)
+        r0 = np.full(6, 1 / 6)
+        jko_1d(Entropy(), r0, c * (1 + 1e-13 * np.r_[0, 1, -1, 1, -1, 0]), 1e-3 * h * h, 1)
+        bumped = c.copy()
+        bumped[3] += 1e-8 * h
+        with pytest.raises(ValueError, match="equally spaced"):
+            jko_1d(Entropy(), r0, bumped, 1e-3 * h * h, 1)
