@@ -6,10 +6,13 @@ along McCann interpolations against finite differences."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.integrate import quad
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
+from scipy.stats import norm
 
 from ottokit.functionals import Entropy, FDivergence
 from ottokit.graph import WassersteinFlow, grid, solve
@@ -371,3 +374,512 @@ def test_geodesic_convexity_validation_errors():
         jsd_geodesic_convexity(q, g, 0.1, f="tv")
     with pytest.raises(ValueError, match="n_pairs"):
         jsd_geodesic_convexity(q, g, 0.1, n_pairs=0)
+
+
+def _grid01(n: int):
+    return grid(n, 1.0 / n)
+
+
+_Q10 = np.full(10, 0.1)
+_KL10 = FDivergence("kl", _Q10)
+_E4 = np.linspace(0.0, 1.0, 5)
+_M4 = np.full(4, 0.25)
+
+# every public guard fires, with the whole message (it names the argument and says how to fix it)
+GUARDS = {
+    "edges text": (lambda: quantile_from_masses(_M4, "abcd"), TypeError,
+                   "edges must be an array of real numbers, got 'abcd' of type str (dtype <U4)"),
+    "one edge": (lambda: quantile_from_masses([1.0], [0.0]), ValueError,
+                 "edges must be at least 2 strictly increasing cell edges"),
+    "repeated edge": (lambda: quantile_from_masses(_M4, [0, 0.5, 0.5, 0.75, 1]), ValueError,
+                      "edges must be at least 2 strictly increasing cell edges"),
+    "masses length": (lambda: quantile_from_masses(np.full(3, 1 / 3), _E4), ValueError,
+                      "masses must be a vector of length 4, got shape (3,)"),
+    "zero levels": (lambda: quantile_from_masses(_M4, _E4, 0), ValueError,
+                    "levels must be a positive integer, got 0; a number of cells, or an array "
+                    "of levels"),
+    "levels text": (lambda: quantile_from_masses(_M4, _E4, ["a", "b"]), TypeError,
+                    "levels must be an array of real numbers, got ['a', 'b'] of type list "
+                    "(dtype <U1)"),
+    "one level": (lambda: quantile_from_masses(_M4, _E4, [0.0]), ValueError,
+                  "levels must hold at least 2 levels, got 1"),
+    "levels from 0.1": (lambda: quantile_from_masses(_M4, _E4, [0.1, 0.5, 1.0]), ValueError,
+                        "levels must increase strictly from 0 to 1, got [0.1, ..., 1.0]"),
+    "levels to 0.9": (lambda: quantile_from_masses(_M4, _E4, [0.0, 0.5, 0.9]), ValueError,
+                      "levels must increase strictly from 0 to 1, got [0.0, ..., 0.9]"),
+    "repeated level": (lambda: quantile_from_masses(_M4, _E4, [0.0, 0.5, 0.5, 1.0]), ValueError,
+                       "levels must increase strictly from 0 to 1, got [0.0, ..., 1.0]"),
+    "interpolation": (lambda: quantile_from_masses(_M4, _E4, 4, "cubic"), ValueError,
+                      "unknown interpolation 'cubic'; allowed: 'histogram', 'linear', "
+                      "'loglinear'"),
+    "X text": (lambda: masses_from_quantile("abc", _E4), TypeError,
+               "X must be an array of real numbers, got 'abc' of type str (dtype <U3)"),
+    "X repeated knot": (lambda: masses_from_quantile([0, 0.5, 0.6, 0.6, 1], _E4), ValueError,
+                        "X must be strictly increasing (a quantile function); X[3] - X[2] = 0"),
+    "X levels": (lambda: masses_from_quantile([0, 0.5, 1], _E4, 5), ValueError,
+                 "levels has 6 entries but X has 3"),
+    "X left of edges": (lambda: masses_from_quantile([-0.5, 0.2, 0.6, 1.0], _E4), ValueError,
+                        "X spans [-0.5, 1], outside the edges [0, 1]; mass would be lost"),
+    "X right of edges": (lambda: masses_from_quantile([0.0, 0.3, 0.5, 1.5], _E4), ValueError,
+                         "X spans [0, 1.5], outside the edges [0, 1]; mass would be lost"),
+    "w2 one knot": (lambda: w2_quantile([0.5], [0.0, 1.0]), ValueError,
+                    "X must be a vector of at least 2 quantile knots"),
+    "w2 X decreasing": (lambda: w2_quantile([0, 0.5, 0.6, 0.5, 1], [0, 1]), ValueError,
+                        "X must be non-decreasing (a quantile function); X[3] - X[2] = -0.1"),
+    "w2 Y decreasing": (lambda: w2_quantile([0, 1], [0, 0.6, 0.5, 1]), ValueError,
+                        "Y must be non-decreasing (a quantile function); Y[2] - Y[1] = -0.1"),
+    "w2 levels_x": (lambda: w2_quantile([0, 0.5, 1], [0, 1], [0, 0.7, 0.5, 1]), ValueError,
+                    "levels_x must increase strictly from 0 to 1, got [0.0, ..., 1.0]"),
+    "w2 levels_y": (lambda: w2_quantile([0, 1], [0, 0.5, 1], None, [0, 0.7, 0.5, 1]),
+                    ValueError, "levels_y must increase strictly from 0 to 1, got [0.0, ..., 1.0]"),
+    "w2 one level per knot": (lambda: w2_quantile([0, 0.5, 1], [0, 1], 3), ValueError,
+                              "each of X, Y needs one level per knot"),
+    "McCann X0": (lambda: mccann_interpolation([1, 0], [0, 1], 0.5), ValueError,
+                  "X0 must be non-decreasing (a quantile function); X0[1] - X0[0] = -1"),
+    "McCann X1": (lambda: mccann_interpolation([0, 1], [1, 0], 0.5), ValueError,
+                  "X1 must be non-decreasing (a quantile function); X1[1] - X1[0] = -1"),
+    "McCann t text": (lambda: mccann_interpolation([0, 1], [0, 1], "abc"), TypeError,
+                      "t must be an array of real numbers, got 'abc' of type str (dtype <U3)"),
+    "McCann t < 0": (lambda: mccann_interpolation([0, 1], [0, 1], -0.1), ValueError,
+                     "t must lie in [0, 1], got -0.1"),
+    "energy X repeated": (lambda: quantile_energy(_KL10, [0, 0.5, 0.5, 1], _grid01(10)),
+                          ValueError,
+                          "X must be strictly increasing (a quantile function); X[2] - X[1] = 0"),
+    "energy X short": (lambda: quantile_energy(_KL10, [0.1, 0.5, 1], _grid01(10)), ValueError,
+                       "X must run over the grid's domain, from X[0] = 0 to X[-1] = 1, got "
+                       "[0.1, 1]"),
+    "energy X long": (lambda: quantile_energy(_KL10, [0, 0.5, 1.2], _grid01(10)), ValueError,
+                      "X must run over the grid's domain, from X[0] = 0 to X[-1] = 1, got "
+                      "[0, 1.2]"),
+    "energy interpolation": (lambda: quantile_energy(_KL10, [0, 1], _grid01(10), "cubic"),
+                             ValueError,
+                             "unknown interpolation 'cubic'; allowed: 'linear', 'loglinear'"),
+    "grid text": (lambda: jko_1d(_KL10, _Q10, "abc", 0.1, 1), TypeError,
+                  "grid must be an array of real numbers, got 'abc' of type str (dtype <U3)"),
+    "one centre": (lambda: jko_1d(_KL10, _Q10, [0.5], 0.1, 1), ValueError,
+                   "grid must be a 1-D ottokit.graph.grid(n, h) or a vector of at least 2 "
+                   "cell centres"),
+    "centres matrix": (lambda: jko_1d(_KL10, _Q10, np.zeros((3, 3)), 0.1, 1), ValueError,
+                       "grid must be a 1-D ottokit.graph.grid(n, h) or a vector of at least 2 "
+                       "cell centres"),
+    "equal centres": (lambda: jko_1d(_KL10, _Q10, [0.5, 0.5, 0.5], 0.1, 1), ValueError,
+                      "cell centres must be strictly increasing and equally spaced"),
+    "tau": (lambda: jko_1d(_KL10, _Q10, _grid01(10), 0, 1), ValueError,
+            "tau must be a positive number, got 0 (e.g. tau=0.001)"),
+    "max_iter": (lambda: jko_1d(_KL10, _Q10, _grid01(10), 0.1, 1, max_iter=0), ValueError,
+                 "max_iter must be a positive integer, got 0 (e.g. max_iter=50)"),
+    "xtol": (lambda: jko_1d(_KL10, _Q10, _grid01(10), 0.1, 1, xtol=0), ValueError,
+             "xtol must be a positive number, got 0 (e.g. xtol=1e-10)"),
+    "n_levels": (lambda: jko_1d(_KL10, _Q10, _grid01(10), 0.1, 1, n_levels=1), ValueError,
+                 "n_levels must be an integer >= 2, got 1"),
+    "rho0 text": (lambda: jko_1d(_KL10, "abc", _grid01(10), 0.1, 1), TypeError,
+                  "rho0 must be an array of real numbers, got 'abc' of type str (dtype <U3)"),
+    "rho0 mass": (lambda: jko_1d(_KL10, 2 * _Q10, _grid01(10), 0.1, 1), ValueError,
+                  "rho0 must sum to 1 (got 2); pass normalize=True to rescale it"),
+    "rho0 zero, f'": (lambda: jko_1d(_KL10, np.r_[0.2, 0.2, 0.2, 0, 0.2, 0.2, 0, 0, 0, 0],
+                                     _grid01(10), 0.1, 1), ValueError,
+                      "rho0 must be strictly positive (f' takes a logarithm or a negative "
+                      "power); rho0[3] = 0"),
+    "rho0 zero, loglinear": (lambda: jko_1d(FDivergence("chi2", _Q10),
+                                            np.r_[0.2, 0.2, 0.2, 0, 0.2, 0.2, 0, 0, 0, 0],
+                                            _grid01(10), 0.1, 1), ValueError,
+                             "rho0 must be strictly positive (interpolation='loglinear' takes "
+                             "a logarithm; use interpolation='linear'); rho0[3] = 0"),
+    "functional": (lambda: jko_1d("kl", _Q10, _grid01(10), 0.1, 1), TypeError,
+                   "functional must be an ottokit.functionals.FDivergence (or Entropy()), got "
+                   "str"),
+    "q nodes": (lambda: jko_1d(FDivergence("kl", np.full(5, 0.2)), _Q10, _grid01(10), 0.1, 1),
+                ValueError,
+                "the f-divergence's q lives on 5 nodes but the grid has 10; build q on the "
+                "same grid"),
+    "q mass": (lambda: jko_1d(FDivergence("kl", 2 * _Q10), _Q10, _grid01(10), 0.1, 1),
+               ValueError,
+               "q must be a probability vector of node masses (sum 1), got sum 2; divide q by "
+               "its sum"),
+    "convexity q text": (lambda: jsd_geodesic_convexity("abc", _grid01(10), 0.1), TypeError,
+                         "q must be an array of real numbers, got 'abc' of type str "
+                         "(dtype <U3)"),
+    "convexity q zero": (lambda: jsd_geodesic_convexity(np.r_[0.0, np.full(9, 1 / 9)],
+                                                        _grid01(10), 0.1), ValueError,
+                         "q must be strictly positive node masses; min q = 0"),
+    "convexity q mass": (lambda: jsd_geodesic_convexity(2 * _Q10, _grid01(10), 0.1),
+                         ValueError, "q must sum to 1, got 2; divide q by its sum"),
+    "delta text": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), "abc"), TypeError,
+                   "delta must be an array of real numbers, got 'abc' of type str (dtype <U3)"),
+    "no delta": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), []), ValueError,
+                 "delta must be positive (and < 1), got []"),
+    "delta 0": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.0), ValueError,
+                "delta must be positive (and < 1), got 0.0"),
+    "delta 1": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 1.0), ValueError,
+                "delta must be < 1 so that rho = q (1 + delta s) > 0, got 1.0"),
+    "n_pairs": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1, n_pairs=0), ValueError,
+                "n_pairs must be a positive integer, got 0"),
+    "seed": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1, seed=-1), ValueError,
+             "seed must be a non-negative integer, got -1"),
+    "n_t": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1, n_t=1), ValueError,
+            "n_t must be an integer >= 2, got 1"),
+    "n_modes": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1, n_modes=0), ValueError,
+                "n_modes must be a positive integer, got 0"),
+    "convexity n_levels": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1, n_levels=1),
+                           ValueError, "n_levels must be an integer >= 2, got 1"),
+    "fd_step 0": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1, fd_step=0),
+                  ValueError, "fd_step must be a number in (0, 0.1), got 0 (e.g. fd_step=0.001)"),
+    "fd_step 0.1": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1, fd_step=0.1),
+                    ValueError,
+                    "fd_step must be a number in (0, 0.1), got 0.1 (e.g. fd_step=0.001)"),
+    "generator": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1, f="tv"), ValueError,
+                  "unknown f-divergence 'tv'; allowed: kl, reverse_kl, jsd, chi2, reverse_chi2, "
+                  "hellinger"),
+    "convexity interpolation": (lambda: jsd_geodesic_convexity(_Q10, _grid01(10), 0.1,
+                                                               interpolation="cubic"),
+                                ValueError,
+                                "unknown interpolation 'cubic'; allowed: 'linear', 'loglinear'"),
+}
+
+
+@pytest.mark.parametrize("case", list(GUARDS))
+def test_guards_fire_with_their_messages(case):
+    call, exc, message = GUARDS[case]
+    with pytest.raises(exc, match="^" + re.escape(message) + "$"):
+        call()
+
+
+def test_quantiles_at_the_smallest_sizes():
+    # one cell, two levels: the uniform measure on [0, 2] has X(u) = 2u
+    np.testing.assert_array_equal(quantile_from_masses([1.0], [0.0, 2.0], [0.0, 1.0]), [0, 2])
+    np.testing.assert_allclose(masses_from_quantile([0.0, 2.0], [0.0, 2.0]), [1.0], atol=0)
+    # two cell centres (domain [0, 2]): the entropy of the two-piece uniform quantile measure
+    x = np.array([0.0, 0.6, 2.0])
+    exact = 0.5 * np.log(0.5 / 0.6) + 0.5 * np.log(0.5 / 1.4)
+    assert quantile_energy(Entropy(), x, [0.5, 1.5]) == pytest.approx(exact, rel=1e-14)
+    # end knots within rounding of the domain ends are taken as the ends
+    wobble = x + np.array([1e-12, 0.0, -1e-12])
+    assert quantile_energy(Entropy(), wobble, [0.5, 1.5]) == pytest.approx(exact, rel=1e-14)
+
+
+def test_histogram_quantile_of_empty_end_cells():
+    # mass 1/2 on [1, 2] and on [2, 3]: the left-continuous inverse inf{x : F(x) >= u} over the
+    # domain [0, 4], with X(0) at the domain's left end
+    x = quantile_from_masses([0.0, 0.5, 0.5, 0.0], np.arange(5.0), 4)
+    np.testing.assert_allclose(x, [0.0, 1.5, 2.0, 2.5, 3.0], rtol=0, atol=1e-15)
+    # default levels: one per cell
+    np.testing.assert_allclose(quantile_from_masses(_M4, 2 * _E4), 2 * _E4, atol=1e-15)
+
+
+@pytest.mark.parametrize("interpolation", ["histogram", "linear", "loglinear"])
+def test_quantile_depends_on_the_normalised_masses_only(interpolation):
+    # masses off 1 within the mass tolerance are the same measure
+    rng = np.random.default_rng(4)
+    m = rng.uniform(0.2, 1.0, 9)
+    m /= m.sum()
+    edges = np.cumsum(np.r_[0.0, rng.uniform(0.5, 1.5, 9)])
+    x = quantile_from_masses(m, edges, 13, interpolation)
+    x_off = quantile_from_masses(m * (1 + 5e-9), edges, 13, interpolation)
+    np.testing.assert_allclose(x_off, x, rtol=0, atol=1e-14)
+    assert x[0] == edges[0] and x[-1] == edges[-1]
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "loglinear"])
+def test_quantile_inverts_the_interpolated_density_on_uneven_cells(interpolation):
+    # independent reference: node densities m_i / width_i at the cell centres, (log-)linear in
+    # between, constant on the end half-cells, normalised; its CDF by quadrature at X(u) is u
+    rng = np.random.default_rng(5)
+    widths = rng.uniform(0.5, 2.0, 6)
+    edges = np.r_[0.0, np.cumsum(widths)]
+    m = rng.uniform(0.2, 1.0, 6)
+    m /= m.sum()
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    dens = m / widths
+    if interpolation == "linear":
+        def rho(z):
+            return np.interp(z, centres, dens)
+    else:
+        def rho(z):
+            return np.exp(np.interp(z, centres, np.log(dens)))
+    pts = list(centres) + list(edges)
+    total = quad(rho, edges[0], edges[-1], points=pts, limit=200)[0]
+    u = np.linspace(0.0, 1.0, 9)
+    x = quantile_from_masses(m, edges, u, interpolation)
+    for ui, xi in zip(u[1:-1], x[1:-1], strict=True):
+        cdf = quad(rho, edges[0], xi, points=[p for p in pts if p < xi], limit=200)[0] / total
+        assert cdf == pytest.approx(ui, abs=1e-11)
+
+
+def test_masses_of_a_uniform_measure_on_a_sub_interval():
+    # U[0.3, 0.6] on ten cells of [0, 1]: a third in each of cells 3, 4, 5
+    m = masses_from_quantile([0.3, 0.6], np.linspace(0.0, 1.0, 11))
+    np.testing.assert_allclose(m, np.r_[0, 0, 0, 1, 1, 1, 0, 0, 0, 0] / 3, atol=1e-15)
+
+
+def test_masses_from_quantile_end_tolerance_is_relative_to_the_domain():
+    # edges on [100, 102]: an end knot off by 0.9e-9 of the length is rounding, 1.5e-9 is not
+    edges = np.linspace(100.0, 102.0, 5)
+    inside = masses_from_quantile([100.0 - 1.8e-9, 101.0, 102.0 + 1.8e-9], edges)
+    np.testing.assert_allclose(inside, _M4, atol=1e-8)
+    with pytest.raises(ValueError, match="mass would be lost"):
+        masses_from_quantile([100.0 - 3e-9, 101.0, 102.0], edges)
+    with pytest.raises(ValueError, match="mass would be lost"):
+        masses_from_quantile([100.0, 101.0, 102.0 + 3e-9], edges)
+
+
+def test_w2_between_a_dirac_and_a_uniform():
+    # a flat quantile function is an atom: W2^2(delta_c, U[0, 1]) = 1/3 - c + c^2
+    for c in [0.0, 0.3, 2.0]:
+        exact = np.sqrt(1 / 3 - c + c * c)
+        assert w2_quantile([c, c], [0.0, 1.0]) == pytest.approx(exact, rel=1e-14)
+        assert w2_quantile([c, c, c], [0.0, 0.5, 1.0]) == pytest.approx(exact, rel=1e-14)
+
+
+def test_mccann_interpolation_of_gaussians():
+    # the quantiles of N(m, s^2) are m + s z(u): the geodesic stays Gaussian with mean and
+    # standard deviation interpolated linearly
+    z = norm.ppf(np.linspace(0.01, 0.99, 21))
+    m0, s0, m1, s1 = -1.0, 0.5, 2.0, 1.5
+    x0, x1 = m0 + s0 * z, m1 + s1 * z
+    ts = np.array([0.0, 0.3, 0.75, 1.0])
+    xt = mccann_interpolation(x0, x1, ts)
+    for t, row in zip(ts, xt, strict=True):
+        ref = (1 - t) * m0 + t * m1 + ((1 - t) * s0 + t * s1) * z
+        np.testing.assert_allclose(row, ref, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(mccann_interpolation(x0, x1, t), ref, rtol=0, atol=1e-14)
+        assert w2_quantile(x0, row) == pytest.approx(t * w2_quantile(x0, x1), rel=1e-12, abs=1e-15)
+
+
+def test_interpolated_quantile_ends_where_the_mass_ends():
+    # an empty last cell: the linear density vanishes from the last centre on
+    edges = np.linspace(0.0, 3.0, 4)
+    x = quantile_from_masses([0.5, 0.5, 0.0], edges, 4, "linear")
+    assert x[0] == 0.0
+    assert x[-1] == pytest.approx(2.5, abs=1e-12)
+    # an empty first cell: X(0) is the domain's left end, X(1) its right end
+    x = quantile_from_masses([0.0, 0.5, 0.5], edges, 4, "linear")
+    assert x[0] == 0.0 and x[-1] == 3.0
+    assert np.all(np.diff(x[1:]) > 0) and x[1] > 0.5
+
+
+def test_entropy_jko_keeps_the_uniform_density():
+    # the uniform density minimises the entropy on [1, 3]: every step returns it exactly,
+    # after one Newton iteration whose step is zero
+    centres = np.array([1.25, 1.75, 2.25, 2.75])
+    res = jko_1d(Entropy(), np.full(4, 0.25), centres, tau=0.1, steps=2, n_levels=4)
+    np.testing.assert_array_equal(res.quantiles, np.tile(np.linspace(1.0, 3.0, 5), (3, 1)))
+    np.testing.assert_array_equal(res.newton_iterations, [1, 1])
+    assert res.all_converged
+    np.testing.assert_array_equal(res.w2, 0.0)
+    assert res.energy_inf == pytest.approx(-np.log(2.0), rel=1e-15)
+    np.testing.assert_allclose(res.energies, res.energy_inf, rtol=1e-15)
+
+
+@pytest.mark.parametrize("functional", ["kl", "entropy"])
+def test_jko_is_affine_covariant(functional):
+    # x -> c + s x maps JKO(tau) on [0, 1] to JKO(s^2 tau) on [c, c + s]: quantiles map, W2
+    # scales by s, W2^2 / tau and the f-divergence are invariant, the entropy drops by log s
+    c, s, tau = 3.0, 2.5, 4e-3
+    n = 12
+    g, F, r0 = problem(n)
+    if functional == "entropy":
+        F = Entropy()
+    centres = c + s * (np.arange(n) + 0.5) / n
+    ref = jko_1d(F, r0, g, tau=tau, steps=3)
+    res = jko_1d(F, r0, centres, tau=s * s * tau, steps=3)
+    assert ref.all_converged and res.all_converged
+    np.testing.assert_allclose(res.quantiles, c + s * ref.quantiles, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(res.w2, s * ref.w2, rtol=1e-8)
+    np.testing.assert_allclose(res.dissipation, ref.dissipation, rtol=1e-8)
+    shift = np.log(s) if functional == "entropy" else 0.0
+    np.testing.assert_allclose(res.energies, ref.energies - shift, rtol=1e-10, atol=1e-13)
+    assert res.energy_inf == pytest.approx(ref.energy_inf - shift, rel=1e-14, abs=1e-15)
+
+
+@pytest.mark.parametrize("functional", ["kl", "entropy"])
+def test_jko_newton_stops_by_its_documented_rule(functional):
+    # xtol: stop when a full Newton step moves no knot more than xtol times the domain length.
+    # The iterates after k iterations are the results with max_iter = k; on [1, 3] (L = 2) the
+    # rule is checked at xtol just above and just below the step of iteration k
+    n, L = 8, 2.0
+    _, F, r0 = problem(n)
+    if functional == "entropy":
+        F = Entropy()
+    centres = 1.0 + L * (np.arange(n) + 0.5) / n
+    iterates = [jko_1d(F, r0, centres, 0.01, 1, max_iter=k, xtol=1e-300) for k in range(1, 5)]
+    X = [iterates[0].quantiles[0]] + [r.quantiles[1] for r in iterates]
+    steps = [np.abs(b - a).max() for a, b in zip(X[:-1], X[1:], strict=True)]
+    assert not any(r.converged[0] for r in iterates[:3])
+    np.testing.assert_array_equal([r.newton_iterations[0] for r in iterates], [1, 2, 3, 4])
+    k = 2  # steps of iterations k - 1, k, k + 1 a decade apart at least, above rounding
+    assert steps[k] < 0.1 * steps[k - 1] < 0.01 * steps[k - 2] and steps[k - 1] > 1e-11
+    above = jko_1d(F, r0, centres, 0.01, 1, xtol=1.05 * steps[k - 1] / L)
+    assert above.newton_iterations[0] == k and above.all_converged
+    np.testing.assert_allclose(above.quantiles[1], X[k], rtol=0, atol=1e-15)
+    below = jko_1d(F, r0, centres, 0.01, 1, xtol=0.95 * steps[k - 1] / L)
+    assert below.newton_iterations[0] == k + 1 and below.all_converged
+    # one iteration fewer than it needs: flagged, with the iterate reached
+    short = jko_1d(F, r0, centres, 0.01, 1, max_iter=k, xtol=0.95 * steps[k - 1] / L)
+    assert short.newton_iterations[0] == k and not short.converged[0]
+    np.testing.assert_allclose(short.quantiles[1], X[k], rtol=0, atol=1e-15)
+
+
+def _step_objective(F, g, X_prev, tau):
+    a, b = X_prev[0], X_prev[-1]
+
+    def phi(z):
+        x = np.r_[a, z, b]
+        if np.any(np.diff(x) <= 0):
+            return np.inf
+        return quantile_energy(F, x, g) + w2_quantile(x, X_prev) ** 2 / (2 * tau)
+
+    return phi
+
+
+@pytest.mark.parametrize("n_levels", [3, None])
+def test_first_newton_iteration_is_the_newton_step_of_the_objective(n_levels):
+    # one iteration from X_prev is X_prev - H^{-1} grad of F[X] + W2^2(X, X_prev) / (2 tau),
+    # with grad and H by central differences of the public energy and distance
+    g, F, r0 = problem(6, "jsd")
+    tau = 0.05
+    one = jko_1d(F, r0, g, tau, 1, max_iter=1, n_levels=n_levels)
+    X0 = one.quantiles[0]
+    phi = _step_objective(F, g, X0, tau)
+    z = X0[1:-1]
+    d, h = z.size, 1e-4
+    grad = np.array([(phi(z + h * e) - phi(z - h * e)) / (2 * h) for e in np.eye(d)])
+    H = np.empty((d, d))
+    for i, ei in enumerate(np.eye(d)):
+        for j, ej in enumerate(np.eye(d)):
+            H[i, j] = (
+                phi(z + h * ei + h * ej) - phi(z + h * ei - h * ej)
+                - phi(z - h * ei + h * ej) + phi(z - h * ei - h * ej)
+            ) / (4 * h * h)
+    newton = z - np.linalg.solve(H, grad)
+    np.testing.assert_allclose(one.quantiles[1][1:-1], newton, rtol=0, atol=1e-7)
+    assert np.abs(newton - z).max() > 1e-3  # a real step
+
+
+def test_jko_step_with_an_indefinite_hessian():
+    # far from q with a long step the Hessian of the step objective is indefinite at the start
+    # (the solver regularises it); the step still reaches the minimiser
+    n = 6
+    g = grid(n, 1 / n)
+    q = grid_density(lambda x: 1 + 2 * np.exp(-((x - 0.3) ** 2) / (2 * 0.08**2)), g)
+    r0 = grid_density(lambda x: np.exp(-((x - 0.8) ** 2) / (2 * 0.08**2)) + 1e-2, g)
+    F = FDivergence("kl", q)
+    res = jko_1d(F, r0, g, tau=1.0, steps=1)
+    assert res.all_converged
+    phi = _step_objective(F, g, res.quantiles[0], 1.0)
+    with np.errstate(invalid="ignore"):  # difference quotients across the ordering barrier
+        ref = minimize(phi, res.quantiles[0][1:-1], method="BFGS", options={"gtol": 1e-9})
+    assert phi(res.quantiles[1][1:-1]) <= ref.fun + 1e-13
+    np.testing.assert_allclose(res.quantiles[1][1:-1], ref.x, atol=1e-5)
+
+
+def test_jko_with_one_interior_knot_against_a_scalar_minimiser():
+    g, F, r0 = problem(10, "jsd")
+    res = jko_1d(F, r0, g, tau=0.05, steps=1, n_levels=2)
+    assert res.all_converged and res.newton_iterations[0] >= 1
+    phi = _step_objective(F, g, res.quantiles[0], 0.05)
+    ref = minimize_scalar(lambda z: phi(np.array([z])), bounds=(0.01, 0.99), method="bounded",
+                          options={"xatol": 1e-12})
+    assert res.quantiles[1][1] == pytest.approx(ref.x, abs=1e-7)
+    assert abs(res.quantiles[1][1] - res.quantiles[0][1]) > 1e-3
+
+
+def test_jko_result_fields():
+    g, F, r0 = problem(10, "jsd")
+    tau = 0.02
+    res = jko_1d(F, r0, g, tau=tau, steps=3, n_levels=14)
+    np.testing.assert_array_equal(res.levels, np.linspace(0.0, 1.0, 15))
+    assert res.info == {"interpolation": "loglinear", "n_levels": 14, "generator": "jsd"}
+    assert res.newton_iterations.dtype.kind == "i" and np.all(res.newton_iterations >= 1)
+    np.testing.assert_array_equal(
+        res.dissipation, np.r_[0.0, np.cumsum(res.w2**2) / (2 * tau)]
+    )
+    for x, m in zip(res.quantiles, res.masses, strict=True):
+        np.testing.assert_array_equal(m, masses_from_quantile(x, res.edges, res.levels))
+    np.testing.assert_array_equal(res.final, res.masses[-1])
+    # the default tolerance leaves the quantiles as accurate as a much tighter solve
+    tight = jko_1d(F, r0, g, tau=tau, steps=3, n_levels=14, xtol=1e-14)
+    np.testing.assert_allclose(res.quantiles, tight.quantiles, rtol=0, atol=1e-10)
+    again = jko_1d(F, r0, g, tau=tau, steps=3, n_levels=14, max_iter=50, xtol=1e-10)
+    np.testing.assert_array_equal(res.quantiles, again.quantiles)
+
+
+def test_convexity_statistics_follow_their_definitions():
+    g = grid(10, 0.1)
+    q = grid_density(q_fn, g)
+    (res,) = jsd_geodesic_convexity(q, g, 0.2, n_pairs=3, seed=4, n_t=5, n_modes=2)
+    np.testing.assert_array_equal(res.t, np.linspace(0.0, 1.0, 5))
+    assert res.second.shape == res.second_fd.shape == res.second_entropy.shape == (3, 5)
+    w2sq = res.w2[:, None] ** 2
+    assert res.lam == np.min(res.second / w2sq)
+    assert res.lam_entropy == np.min(res.second_entropy / w2sq)
+    assert res.fd_rel_error == np.max(np.abs(res.second - res.second_fd) / np.abs(res.second))
+    # the end points are q (1 + delta s) with max |s| = 1 and sum q s = 0: the bound is attained
+    np.testing.assert_allclose(res.ratio_dev, 0.2, rtol=1e-12)
+    # the same seed draws the same pairs; another seed other ones
+    (same,) = jsd_geodesic_convexity(q, g, 0.2, n_pairs=3, seed=4, n_t=5, n_modes=2)
+    np.testing.assert_array_equal(same.second, res.second)
+    (other,) = jsd_geodesic_convexity(q, g, 0.2, n_pairs=3, seed=5, n_t=5, n_modes=2)
+    assert np.abs(other.w2 - res.w2).max() > 1e-3 * res.w2.max()
+    # one mode, one pair, two times, two levels: the smallest problem runs
+    (tiny,) = jsd_geodesic_convexity(q, g, 0.2, n_pairs=1, n_t=2, n_modes=1, n_levels=2)
+    assert tiny.second.shape == (1, 2) and np.all(np.isfinite(tiny.second))
+
+
+def test_convexity_defaults_are_the_documented_ones():
+    g = grid(6, 1 / 6)
+    q = grid_density(q_fn, g)
+    (dflt,) = jsd_geodesic_convexity(q, g, 0.1)
+    (expl,) = jsd_geodesic_convexity(q, g, 0.1, 8, 0, f="jsd", n_levels=12, n_t=11, n_modes=4,
+                                     interpolation="loglinear", fd_step=1e-3)
+    assert dflt.second.shape == (8, 11)
+    np.testing.assert_array_equal(dflt.second, expl.second)
+    np.testing.assert_array_equal(dflt.w2, expl.w2)
+
+
+def test_convexity_w2_converges_in_n_levels():
+    # the pairs' W2 between M-level piecewise-linear quantiles converges at second order in M
+    g = grid(8, 1 / 8)
+    q = grid_density(q_fn, g)
+    w2 = [jsd_geodesic_convexity(q, g, 0.3, n_pairs=1, n_t=2, n_levels=m)[0].w2[0]
+          for m in (16, 32, 64, 128)]
+    d = np.abs(np.diff(w2))
+    orders = np.log2(d[:-1] / d[1:])
+    assert np.all((orders > 1.5) & (orders < 2.5)), orders
+
+
+def test_loglinear_and_linear_agree_for_nearly_uniform_masses():
+    # log-slopes of 1e-9 per cell (the series branches of the closed forms): log-linear and
+    # linear interpolation of the densities differ by O(1e-18), far below rounding
+    rng = np.random.default_rng(6)
+    m = 1.0 + 1e-9 * rng.uniform(-1.0, 1.0, 12)
+    m /= m.sum()
+    edges = np.linspace(0.0, 3.0, 13)
+    u = np.linspace(0.0, 1.0, 29)
+    x_log = quantile_from_masses(m, edges, u, "loglinear")
+    x_lin = quantile_from_masses(m, edges, u, "linear")
+    np.testing.assert_allclose(x_log, x_lin, rtol=0, atol=2e-15)
+
+
+def test_energy_end_tolerance_is_relative_to_the_domain():
+    # domain [1, 3] (L = 2): end knots off by 0.75e-9 L are rounding, by 1.5e-9 L they are not
+    centres = 1.0 + 2.0 * (np.arange(4) + 0.5) / 4
+    x = np.array([1.0, 1.7, 2.2, 3.0])
+    exact = quantile_energy(Entropy(), x, centres)
+    assert exact == pytest.approx(np.sum(np.log((1 / 3) / np.diff(x))) / 3, rel=1e-14)
+    near = x + np.array([-1.5e-9, 0.0, 0.0, 1.5e-9])
+    assert quantile_energy(Entropy(), near, centres) == exact
+    for off in ([-3e-9, 0, 0, 0], [0, 0, 0, 3e-9]):
+        with pytest.raises(ValueError, match="must run over the grid's domain"):
+            quantile_energy(Entropy(), x + np.array(off), centres)
+
+
+def test_equal_spacing_tolerance_is_relative():
+    # rounding-level jitter of the centres is accepted, a relative 1e-8 is not, at any scale
+    for h in (1e-3, 1e3):
+        c = h * (np.arange(6) + 0.5)
+        r0 = np.full(6, 1 / 6)
+        jko_1d(Entropy(), r0, c * (1 + 1e-13 * np.r_[0, 1, -1, 1, -1, 0]), 1e-3 * h * h, 1)
+        bumped = c.copy()
+        bumped[3] += 1e-8 * h
+        with pytest.raises(ValueError, match="equally spaced"):
+            jko_1d(Entropy(), r0, bumped, 1e-3 * h * h, 1)

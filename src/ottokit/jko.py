@@ -84,9 +84,9 @@ def _levels(levels: int | np.ndarray | None, default: int, name: str = "levels")
     if np.ndim(levels) == 0:
         m = check_int(levels, name, ge=1, hint="a number of cells, or an array of levels")
         return np.linspace(0.0, 1.0, m + 1)
-    u = as_array(levels, name, finite=False).ravel()
-    if u.size < 2 or not np.all(np.isfinite(u)):
-        raise ValueError(f"{name} must hold at least 2 finite levels, got {u.size}")
+    u = as_array(levels, name).ravel()
+    if u.size < 2:
+        raise ValueError(f"{name} must hold at least 2 levels, got {u.size}")
     if abs(u[0]) > 1e-12 or abs(u[-1] - 1.0) > 1e-12 or np.any(np.diff(u) <= 0):
         raise ValueError(f"{name} must increase strictly from 0 to 1, got [{u[0]}, ..., {u[-1]}]")
     u = u.copy()
@@ -94,19 +94,17 @@ def _levels(levels: int | np.ndarray | None, default: int, name: str = "levels")
     return u
 
 
-def _check_edges(edges: np.ndarray, n: int | None = None) -> np.ndarray:
-    e = as_array(edges, "edges", finite=False).ravel()
-    if e.size < 2 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
-        raise ValueError("edges must be at least 2 finite, strictly increasing cell edges")
-    if n is not None and e.size != n + 1:
-        raise ValueError(f"edges must have {n + 1} entries for {n} masses, got {e.size}")
+def _check_edges(edges: np.ndarray) -> np.ndarray:
+    e = as_array(edges, "edges").ravel()
+    if e.size < 2 or np.any(np.diff(e) <= 0):
+        raise ValueError("edges must be at least 2 strictly increasing cell edges")
     return e
 
 
 def _check_quantile(X: np.ndarray, name: str, strict: bool = False) -> np.ndarray:
-    x = as_array(X, name, finite=False).ravel()
-    if x.size < 2 or not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} must be a finite vector of at least 2 quantile knots")
+    x = as_array(X, name).ravel()
+    if x.size < 2:
+        raise ValueError(f"{name} must be a vector of at least 2 quantile knots")
     d = np.diff(x)
     if np.any(d < 0) or (strict and np.any(d <= 0)):
         k = int(np.argmin(d))
@@ -127,8 +125,7 @@ class _Profile:
     def __init__(
         self, knots: np.ndarray, values: np.ndarray, kind: str, normalize: bool = True
     ) -> None:
-        t = np.asarray(knots, dtype=np.float64)
-        v = np.asarray(values, dtype=np.float64)
+        t, v = knots, values
         dt = np.diff(t)
         if kind == "loglinear":
             lv = np.log(v)
@@ -145,7 +142,6 @@ class _Profile:
         self.v = v * scale
         self.slope = slope * (1.0 if kind == "loglinear" else scale)
         self.C = np.concatenate([[0.0], np.cumsum(seg * scale)])
-        self.total = float(self.C[-1])
 
     @classmethod
     def from_masses(cls, masses: np.ndarray, edges: np.ndarray, kind: str) -> _Profile:
@@ -176,7 +172,7 @@ class _Profile:
         k, s = self._seg(x)
         if self.kind == "loglinear":
             return self.slope[k] * self.v[k] * np.exp(self.slope[k] * s)
-        return self.slope[k] + 0.0 * s
+        return self.slope[k]
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
         k, s = self._seg(x)
@@ -186,8 +182,7 @@ class _Profile:
 
     def icdf(self, u: np.ndarray) -> np.ndarray:
         """Left-continuous inverse ``inf{x : cdf(x) >= u}`` (closed form per segment)."""
-        u = np.asarray(u, dtype=np.float64)
-        k = np.clip(np.searchsorted(self.C, u, side="left") - 1, 0, self.t.size - 2)
+        k = np.clip(np.searchsorted(self.C, u) - 1, 0, self.t.size - 2)
         w = np.maximum(u - self.C[k], 0.0)
         vk, sk = self.v[k], self.slope[k]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -202,10 +197,11 @@ class _Profile:
 def _histogram_quantile(masses: np.ndarray, edges: np.ndarray, u: np.ndarray) -> np.ndarray:
     cdf = np.concatenate([[0.0], np.cumsum(masses)])
     cdf /= cdf[-1]
-    k = np.clip(np.searchsorted(cdf, u, side="left") - 1, 0, masses.size - 1)
+    # cdf[k] < u <= cdf[k + 1] (so 0 <= frac <= 1), except k = 0 at u = 0 (empty first cell)
+    k = np.maximum(np.searchsorted(cdf, u) - 1, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(masses[k] > 0, (u - cdf[k]) / (cdf[k + 1] - cdf[k]), 0.0)
-    return edges[k] + np.clip(frac, 0.0, 1.0) * (edges[k + 1] - edges[k])
+    return edges[k] + frac * (edges[k + 1] - edges[k])
 
 
 def quantile_from_masses(
@@ -237,7 +233,10 @@ def quantile_from_masses(
     u = _levels(levels, m.size)
     if interpolation == "histogram":
         return _histogram_quantile(m, e, u)
-    return _Profile.from_masses(m, e, interpolation).icdf(u)
+    x = _Profile.from_masses(m, e, interpolation).icdf(u)
+    if m[-1] > 0:  # the normalised CDF may reach 1 an ulp early: X(1) is the right edge
+        x[-1] = e[-1]
+    return x
 
 
 def masses_from_quantile(
@@ -264,7 +263,7 @@ def masses_from_quantile(
             f"X spans [{x[0]:.6g}, {x[-1]:.6g}], outside the edges [{e[0]:.6g}, {e[-1]:.6g}]; "
             "mass would be lost"
         )
-    cdf = np.interp(e, x, u, left=0.0, right=1.0)
+    cdf = np.interp(e, x, u)  # 0 left of X[0] and 1 right of X[-1]: u runs from 0 to 1
     cdf[0], cdf[-1] = 0.0, 1.0
     return np.diff(cdf)
 
@@ -287,11 +286,8 @@ def w2_quantile(
     uy = _levels(levels_y, y.size - 1, "levels_y")
     if ux.size != x.size or uy.size != y.size:
         raise ValueError("each of X, Y needs one level per knot")
-    if ux.size == uy.size and np.array_equal(ux, uy):
-        u, d = ux, x - y
-    else:
-        u = np.union1d(ux, uy)
-        d = np.interp(u, ux, x) - np.interp(u, uy, y)
+    u = np.union1d(ux, uy)
+    d = np.interp(u, ux, x) - np.interp(u, uy, y)  # exact at the knots
     du = np.diff(u)
     val = np.sum(du * (d[:-1] ** 2 + d[:-1] * d[1:] + d[1:] ** 2)) / 3.0
     return float(np.sqrt(max(val, 0.0)))
@@ -310,8 +306,8 @@ def mccann_interpolation(X0: np.ndarray, X1: np.ndarray, t: float | np.ndarray) 
         raise ValueError(
             f"X0 and X1 must share their levels (same length), got {x0.size} and {x1.size}"
         )
-    ta = as_array(t, "t", finite=False)
-    if not np.all(np.isfinite(ta)) or np.any(ta < 0) or np.any(ta > 1):
+    ta = as_array(t, "t")
+    if np.any(ta < 0) or np.any(ta > 1):
         raise ValueError(f"t must lie in [0, 1], got {t!r}")
     if ta.ndim == 0:
         return (1.0 - ta) * x0 + ta * x1
@@ -329,7 +325,6 @@ class _QuantileEnergy:
     def __init__(self, gen: FGenerator, profile: _Profile, levels: np.ndarray):
         self.gen = gen
         self.profile = profile
-        self.u = levels
         self.P = np.diff(levels)
         self.a = float(profile.t[0])
         self.b = float(profile.t[-1])
@@ -394,8 +389,7 @@ def _reference(
             f"q must be a probability vector of node masses (sum 1), got sum {total:.12g}; "
             "divide q by its sum"
         )
-    kind = "linear" if interpolation == "histogram" else interpolation
-    return functional.generator, _Profile.from_masses(q, edges, kind), 0.0
+    return functional.generator, _Profile.from_masses(q, edges, interpolation), 0.0
 
 
 def _grid_edges(grid: Graph | np.ndarray) -> np.ndarray:
@@ -404,8 +398,8 @@ def _grid_edges(grid: Graph | np.ndarray) -> np.ndarray:
         if geo.ndim != 1:
             raise ValueError(f"jko_1d needs a 1-D grid, got shape {geo.shape}")
         return geo.edges(0)
-    c = as_array(grid, "grid", finite=False)
-    if c.ndim != 1 or c.size < 2 or not np.all(np.isfinite(c)):
+    c = as_array(grid, "grid")
+    if c.ndim != 1 or c.size < 2:
         raise ValueError(
             "grid must be a 1-D ottokit.graph.grid(n, h) or a vector of at least 2 cell centres"
         )
@@ -425,13 +419,24 @@ def quantile_energy(
     """``F[X] = sum_j Q_j f(P_j / Q_j)``: the JKO energy of a quantile measure (see module doc).
 
     ``P_j = u_{j+1} - u_j`` (equal levels ``j/M``), ``Q_j`` the mass of the interpolated
-    ``q`` in ``[x_j, x_{j+1}]``; for ``Entropy()`` it is ``int rho log rho``.
+    ``q`` in ``[x_j, x_{j+1}]``; for ``Entropy()`` it is ``int rho log rho``. ``X`` runs over
+    the whole domain (``X[0]`` and ``X[-1]`` its ends, up to rounding), as in :func:`jko_1d`.
     """
     check_option(interpolation, CentreInterpolation, "interpolation")
     edges = _grid_edges(grid)
     gen, prof, _ = _reference(functional, edges, interpolation)
     x = _check_quantile(X, "X", strict=True)
-    return _QuantileEnergy(gen, prof, _levels(None, x.size - 1)).value(x)
+    lo, hi = float(edges[0]), float(edges[-1])
+    tol = 1e-9 * (hi - lo)
+    if abs(x[0] - lo) > tol or abs(x[-1] - hi) > tol:
+        # outside, q would be extrapolated; inside, the q-mass X leaves empty would be missed
+        raise ValueError(
+            f"X must run over the grid's domain, from X[0] = {lo:.6g} to X[-1] = {hi:.6g}, "
+            f"got [{x[0]:.6g}, {x[-1]:.6g}]"
+        )
+    x = x.copy()
+    x[0], x[-1] = lo, hi
+    return _QuantileEnergy(gen, prof, np.linspace(0.0, 1.0, x.size)).value(x)
 
 
 @dataclass
@@ -495,10 +500,8 @@ def _newton_step(
         return float(np.sum(P * (d[:-1] ** 2 + d[:-1] * d[1:] + d[1:] ** 2))) / (6.0 * tau)
 
     X = X_prev.copy()
-    phi = energy.value(X) + prox(X)
+    phi = energy.value(X)  # prox(X_prev) = 0
     n_int = X.size - 2
-    if n_int == 0:
-        return X, 0, True
     for it in range(1, max_iter + 1):
         D = X - X_prev
         gF, hd, ho = energy.grad_hess(X)
@@ -507,14 +510,15 @@ def _newton_step(
         off = ho + m_off
         ab = np.zeros((2, n_int))
         ab[0, 1:] = off
+        band = ab if n_int > 1 else ab[1:]  # solveh_banded refuses a 1 x 1 system with 2 rows
         mu = 0.0
         scale = float(np.max(np.abs(diag)))
         while True:
             ab[1] = diag + mu
             try:
-                step = solveh_banded(ab, -grad, check_finite=False)
+                step = solveh_banded(band, -grad, check_finite=False)
                 break
-            except (LinAlgError, ValueError):
+            except LinAlgError:  # not positive definite: regularise
                 mu = max(10.0 * mu, 1e-10 * scale)
                 if mu > 1e10 * scale:
                     return X, it, False
@@ -545,7 +549,7 @@ def _newton_step(
 def _gram_off(m_off: np.ndarray, D: np.ndarray) -> np.ndarray:
     """Off-diagonal part of the Gram product ``(M D)_i`` on the interior knots."""
     out = np.zeros(D.size - 2)
-    out[:-1] += m_off * D[2:-1]
+    out[:-1] = m_off * D[2:-1]
     out[1:] += m_off * D[1:-2]
     return out
 
@@ -594,7 +598,7 @@ def jko_1d(
     n = edges.size - 1
     gen, prof, inf_f = _reference(functional, edges, interpolation)
     positive = gen.needs_positive or interpolation == "loglinear"
-    r0 = as_array(rho0, "rho0", finite=False)
+    r0 = as_array(rho0, "rho0")
     if r0.ndim != 1 or r0.size != n:
         raise ValueError(
             f"rho0 must be a vector of {n} node masses (one per grid node), got {r0.shape}"
@@ -609,7 +613,7 @@ def jko_1d(
         raise ValueError(f"rho0 must be strictly positive ({why}); rho0[{k}] = {r0[k]:.3g}")
     r0 = as_density(r0, n, name="rho0", positive=positive)
     M = 2 * n if n_levels is None else check_int(n_levels, "n_levels", ge=2)
-    u = _levels(M, M)
+    u = np.linspace(0.0, 1.0, M + 1)
     energy = _QuantileEnergy(gen, prof, u)
     X = _Profile.from_masses(r0, edges, interpolation).icdf(u)
     X[0], X[-1] = edges[0], edges[-1]
@@ -630,7 +634,7 @@ def jko_1d(
         levels=u,
         quantiles=Q,
         edges=edges,
-        masses=np.array([masses_from_quantile(x, edges, u) for x in Q]),
+        masses=np.array([masses_from_quantile(x, edges) for x in Q]),
         energies=np.array([energy.value(x) for x in Q]),
         w2=w2a,
         dissipation=np.concatenate([[0.0], np.cumsum(w2a**2) / (2.0 * tau)]),
@@ -730,8 +734,8 @@ def jsd_geodesic_convexity(
         raise ValueError(f"q must be strictly positive node masses; min q = {qa.min():.3g}")
     if abs(float(qa.sum()) - 1.0) > MASS_RTOL:
         raise ValueError(f"q must sum to 1, got {qa.sum():.12g}; divide q by its sum")
-    deltas = np.atleast_1d(as_array(delta, "delta", finite=False)).ravel()
-    if deltas.size == 0 or not np.all(np.isfinite(deltas)) or np.any(deltas <= 0):
+    deltas = np.atleast_1d(as_array(delta, "delta")).ravel()
+    if deltas.size == 0 or np.any(deltas <= 0):
         raise ValueError(f"delta must be positive (and < 1), got {delta!r}")
     if np.any(deltas >= 1):
         raise ValueError(f"delta must be < 1 so that rho = q (1 + delta s) > 0, got {delta!r}")
@@ -745,7 +749,7 @@ def jsd_geodesic_convexity(
     check_option(interpolation, CentreInterpolation, "interpolation")
     M = 2 * n if n_levels is None else check_int(n_levels, "n_levels", ge=2)
     gen, prof, _ = _reference(FDivergence(f, qa), edges, interpolation)
-    u = _levels(M, M)
+    u = np.linspace(0.0, 1.0, M + 1)
     energy = _QuantileEnergy(gen, prof, u)
     P = energy.P
     centres = 0.5 * (edges[:-1] + edges[1:])
@@ -769,7 +773,7 @@ def jsd_geodesic_convexity(
                 ends.append(x)
             X0, X1 = ends
             V = X1 - X0
-            w2s.append(w2_quantile(X0, X1, u, u))
+            w2s.append(w2_quantile(X0, X1))
             dev.append(devs)
             s_a, s_f, e_a, e_f = [], [], [], []
             for t in ts:
