@@ -5,6 +5,8 @@ Theorem 2.14 and Gibbs equilibria."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from conftest import (
@@ -19,6 +21,7 @@ from hypothesis import given, settings
 from ottokit.functionals import Entropy, FDivergence, PorousMedium, PotentialEnergy
 from ottokit.graph import (
     MEANS,
+    DisconnectedGraphWarning,
     LinearHeatFlow,
     WassersteinFlow,
     edge_mean,
@@ -352,3 +355,48 @@ def test_flow_constructors_reject_bad_input():
         WassersteinFlow(g, lambda rho: rho)
     with pytest.raises(TypeError, match="g must be"):
         LinearHeatFlow(None)
+
+
+
+def test_linear_heat_dissipation_at_densities_with_zeros():
+    """sum_edges w (rho_j - rho_i)(log rho_j - log rho_i): an edge between two empty nodes
+    carries nothing, one from an empty to an occupied node makes it +inf; no warnings."""
+    with pytest.warns(DisconnectedGraphWarning):
+        cut = from_edges([(0, 1), (1, 2), (3, 4)], [1.0, 2.0, 3.0], n=5)
+    joined = from_edges([(0, 1), (1, 2), (2, 3), (3, 4)], [1.0, 2.0, 0.5, 3.0], n=5)
+    rho = np.array([0.0, 0.0, 0.0, 0.4, 0.6])  # edges (0, 1), (1, 2) join empty nodes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = LinearHeatFlow(cut).dissipation(rho)
+        assert LinearHeatFlow(joined).dissipation(rho) == np.inf  # edge (2, 3)
+    assert got == pytest.approx(3.0 * (0.6 - 0.4) * np.log(0.6 / 0.4), rel=1e-14)
+
+
+@pytest.mark.parametrize("rhs_path", ["sparse product", "torch product"])
+def test_mid_size_rhs_with_isolated_last_nodes_and_a_far_off_potential(rhs_path, monkeypatch):
+    """A 6,000-node weighted path followed by three isolated nodes: both mid-size products
+    (eqs. 26 and 28) equal the per-edge sums, and the isolated nodes do not move. The
+    potential sits near 1e6: constants drop out of (26), and the product, centred, loses
+    no digits to it (uncentred, W @ [phi, rho phi, rho] would cancel terms of size 1e6)."""
+    if rhs_path == "torch product":
+        monkeypatch.setattr(flows_module, "TORCH_MIN_NODES", 5_000)
+    n = 6_003
+    rng = np.random.default_rng(23)
+    edges = np.stack([np.arange(n - 4), np.arange(1, n - 3)], axis=1)
+    with pytest.warns(DisconnectedGraphWarning):
+        g = from_edges(edges, rng.uniform(0.5, 2.0, n - 4), n=n)
+    rho = random_density(n, seed=24, log10_ratio=3.0)
+    v = 1e6 + rng.uniform(-2.0, 2.0, n)
+    i, j = g.edges[:, 0], g.edges[:, 1]
+    w_flow = WassersteinFlow(g, PotentialEnergy(v), "arithmetic")
+    for flow in (w_flow, LinearHeatFlow(g)):
+        if flow is w_flow:
+            phi = flow.functional.first_variation(rho)
+            flux = g.weights * 0.5 * (rho[i] + rho[j]) * (phi[j] - phi[i])
+        else:
+            flux = g.weights * (rho[j] - rho[i])
+        expected = np.bincount(i, flux, n) - np.bincount(j, flux, n)
+        scale = np.bincount(i, np.abs(flux), n) + np.bincount(j, np.abs(flux), n)
+        got = flow.rhs(rho)
+        assert np.all(np.abs(got - expected) <= 1e-12 * scale + 1e-300), flow
+        assert np.all(got[-3:] == 0.0), flow
