@@ -533,3 +533,113 @@ def test_auto_abandons_rk45_past_its_budget_of_right_hand_sides(monkeypatch):
 def test_t_span_must_be_two_finite_times(t_span, rgg30):
     with pytest.raises(ValueError, match=r"t_span must be two finite times \(t0, t1\)"):
         solve(LinearHeatFlow(rgg30), seed_like_initial(rgg30.n), t_span)
+
+
+def test_porous_medium_flow_starts_from_a_density_with_zeros_unless_the_mean_is_logarithmic():
+    """F = sum rho^2 (m = 2) has no logarithm: with the arithmetic mean its flow starts from
+    a density that vanishes on some nodes, keeps the mass and fills the empty nodes; the
+    logarithmic mean (log rho_i - log rho_j) needs rho > 0 and refuses the same start."""
+    g = _path(6)
+    rho0 = np.array([0.5, 0.5, 0.0, 0.0, 0.0, 0.0])
+    tr = solve(WassersteinFlow(g, PorousMedium(2.0), "arithmetic"), rho0, (0.0, 1.0),
+               method="lsoda", rtol=1e-10, atol=1e-14)
+    assert np.abs(tr.rho.sum(axis=1) - 1.0).max() <= 1e-12
+    assert tr.final.min() > 0
+    assert np.all(np.diff(tr.energy) <= 1e-14)
+    with pytest.raises(ValueError, match="rho0 must be strictly positive"):
+        solve(WassersteinFlow(g, PorousMedium(2.0), "logarithmic"), rho0, (0.0, 1.0))
+
+
+def _heat_semigroup(g, rho0: np.ndarray, t: np.ndarray) -> np.ndarray:
+    lap = g.laplacian().toarray()
+    return np.stack([expm(-tk * lap) @ rho0 for tk in t])
+
+
+def test_output_times_off_zero_follow_the_heat_semigroup_and_are_clipped_to_t_span(rgg30):
+    """On t_span = (1, 1.5) the linear heat flow is rho(t) = exp(-(t - 1) L) rho0 (autonomous);
+    by default (rtol 1e-6, atol 1e-12) at 11 equally spaced times; output times that miss
+    t_span by less than 1e-12 of its length are moved onto it, by more are refused."""
+    g = rgg30
+    flow = LinearHeatFlow(g)
+    rho0 = random_density(g.n, seed=31, log10_ratio=2.0)
+    tr = solve(flow, rho0, (1.0, 1.5))
+    np.testing.assert_array_equal(tr.t, np.linspace(1.0, 1.5, 11))
+    exact = _heat_semigroup(g, rho0, tr.t - 1.0)
+    assert np.abs(tr.rho - exact).max() <= 1e-4 * exact.max()
+    tr = solve(flow, rho0, (1.0, 1.5), [1.0 - 2e-13, 1.25, 1.5 + 2e-13])
+    np.testing.assert_array_equal(tr.t, [1.0, 1.25, 1.5])
+    np.testing.assert_allclose(tr.rho[0], rho0, rtol=1e-14, atol=0)
+    outside = r"inside t_span = \(1.0, 1.5\); got "
+    with pytest.raises(ValueError, match=outside + r"\[0.999999999999, 1.5\]"):
+        solve(flow, rho0, (1.0, 1.5), [1.0 - 1e-12, 1.25, 1.5])
+    with pytest.raises(ValueError, match=outside + r"\[1.0, 1.500000000001\]"):
+        solve(flow, rho0, (1.0, 1.5), [1.0, 1.25, 1.5 + 1e-12])
+    with pytest.raises(ValueError, match=r"t_eval must be strictly increasing"):
+        solve(flow, rho0, (1.0, 1.5), [1.0, 1.25, 1.25, 1.5])
+    with pytest.raises(ValueError, match=r"t_span must have t1 > t0, got \(1.0, 1.0\)"):
+        solve(flow, rho0, (1.0, 1.0))
+
+
+@pytest.mark.parametrize("method", CONCRETE_METHODS)
+def test_a_single_output_time(method, rgg30):
+    """t_eval = [t1] gives the one state exp(-(t1 - t0) L) rho0; t_eval = [t0] gives rho0."""
+    g = rgg30
+    flow = LinearHeatFlow(g)
+    rho0 = random_density(g.n, seed=32, log10_ratio=2.0)
+    tr = solve(flow, rho0, (1.0, 1.5), [1.5], method=method, rtol=1e-10, atol=1e-14)
+    assert tr.rho.shape == (1, g.n)
+    exact = _heat_semigroup(g, rho0, np.array([0.5]))
+    assert np.abs(tr.rho - exact).max() <= 1e-6 * exact.max()
+    start = solve(flow, rho0, (1.0, 1.5), [1.0], method=method)
+    np.testing.assert_array_equal(start.t, [1.0])
+    np.testing.assert_allclose(start.rho, rho0[None, :], rtol=1e-15, atol=0)
+
+
+def test_max_steps_must_be_at_least_one_and_tolerances_positive(rgg30):
+    """max_steps = 0 is refused; max_steps = 1 is admissible, and one step is too few; a
+    non-positive tolerance is refused with an example of a good one."""
+    flow = LinearHeatFlow(rgg30)
+    rho0 = seed_like_initial(rgg30.n)
+    with pytest.raises(ValueError, match=r"max_steps must be a positive integer, got 0"):
+        solve(flow, rho0, (0.0, 1.0), method="lsoda", max_steps=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(SolverError, match="lsoda"):
+            solve(flow, rho0, (0.0, 1.0), [0.0, 1.0], method="lsoda", max_steps=1)
+    for name, bad, example in [("atol", -1.0, "1e-12"), ("rtol", 0.0, "1e-06")]:
+        match = rf"{name} must be a positive number, got {bad:g} \(e.g. {name}={example}\)"
+        with pytest.raises(ValueError, match=match):
+            solve(flow, rho0, (0.0, 1.0), **{name: bad})
+
+
+def test_auto_rule_by_size_and_stiffness_times_the_horizon(rgg30, monkeypatch):
+    """Up to _SMALL nodes "auto" takes lsoda; beyond, CVODE BDF when the Gershgorin bound S at
+    the uniform state times t1 - t0 exceeds 50, else RK45 (here t0 = 10, so t1 + t0 would
+    not do). The threshold is brought down to the 30 nodes of the graph."""
+    import ottokit.graph._solve as solve_module
+
+    g = rgg30
+    flow = WassersteinFlow(g, Entropy(), "arithmetic")
+    rho0 = random_density(g.n, seed=33, log10_ratio=1.0)
+    s = flow.stiffness_bound(np.full(g.n, 1.0 / g.n))
+    monkeypatch.setattr(solve_module, "_SMALL", g.n)
+    assert solve(flow, rho0, (10.0, 10.0 + 75.0 / s)).method == "lsoda"
+    monkeypatch.setattr(solve_module, "_SMALL", g.n - 1)
+    assert solve(flow, rho0, (10.0, 10.0 + 25.0 / s)).method == "rk45"
+    assert solve(flow, rho0, (10.0, 10.0 + 75.0 / s)).method == "bdf"
+
+
+def test_long_horizon_mass_tolerance_takes_the_stiffness_at_each_components_uniform_state():
+    """For the porous-medium flow (m = 2) the Jacobian scales with the density, so S in
+    mass_tol = eps (n + n_rhs + S (t1 - t0)) depends on where it is taken: at each
+    component's mass spread evenly over its nodes."""
+    with pytest.warns(DisconnectedGraphWarning):
+        g = from_edges([(0, 1), (1, 2), (2, 3), (4, 5), (5, 6)], [1.0, 2.0, 0.5, 1.0, 1.5], n=7)
+    flow = WassersteinFlow(g, PorousMedium(2.0), "arithmetic")
+    rho0 = np.array([0.05, 0.03, 0.01, 0.01, 0.5, 0.2, 0.2])
+    uniform = np.array([0.025] * 4 + [0.3] * 3)
+    tr = solve(flow, rho0, (0.0, 1e8), [0.0, 1e8], method="bdf", rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(tr.final, uniform, rtol=1e-6)
+    bound = np.finfo(float).eps * (g.n + tr.n_rhs + flow.stiffness_bound(uniform) * 1e8)
+    assert bound > MASS_TOL
+    assert tr.mass_tol == pytest.approx(bound, rel=1e-12)

@@ -262,8 +262,6 @@ class _AMGPreconditioner:
 def _run_cvode(c: _Counter, flow: Flow, method, rho0, te, rtol, atol, max_steps):
     import sksundae as sun
 
-    if te.size == 1:  # nothing to integrate: the only output time is t0
-        return rho0[None, :].copy()
     n = rho0.size
     opts: dict[str, Any] = dict(
         method="BDF" if method == "bdf" else "Adams",
@@ -298,13 +296,15 @@ def _run_cvode(c: _Counter, flow: Flow, method, rho0, te, rtol, atol, max_steps)
     # they spin-wait on a shared machine (up to 10x slower here), with one they do not.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", UserWarning)
-        sol = solver.solve(te, rho0)
-    if not sol.success or sol.y.shape[0] != te.size:
+        # given two times CVODE returns its internal steps: ask for the midpoint as well
+        ts = te if te.size > 2 else np.array([te[0], 0.5 * (te[0] + te[-1]), te[-1]])
+        sol = solver.solve(ts, rho0)
+    if not sol.success or sol.y.shape[0] != ts.size:
         t_reached = float(sol.t[-1]) if np.size(sol.t) else float(te[0])
         raise _fail(str(sol.message), method, c, t_reached=t_reached)
     if pre is not None:
         c.info["n_precond_setups"] = pre.n_setup
-    return np.asarray(sol.y)
+    return np.asarray(sol.y)[[0, -1]] if te.size == 2 else np.asarray(sol.y)
 
 
 def solve(
@@ -373,7 +373,9 @@ def _integrate(
     grid_t = te if te[0] == t0 else np.concatenate([[t0], te])
     start = time.perf_counter()
     abandoned = None
-    if method == "auto" and resolved == "rk45":
+    # the only output time may be t0: then there is nothing to integrate
+    c, y, moves = _Counter(flow), rho0[None, :].copy(), grid_t.size > 1
+    if moves and method == "auto" and resolved == "rk45":
         c = _Counter(flow, budget=_EXPLICIT_BUDGET)
         try:
             y = _run_ivp(c, "rk45", rho0, t0, t1, grid_t, rtol, atol)
@@ -382,7 +384,7 @@ def _integrate(
         except _BudgetExceeded:
             resolved = "bdf"
             abandoned = f"rk45 after {c.n_rhs} right-hand sides"
-    if resolved != "rk45" or method == "rk45":
+    if moves and (resolved != "rk45" or method == "rk45"):
         c = _Counter(flow)
         if resolved == "lsoda":
             check_memory(
