@@ -400,3 +400,26 @@ def test_mid_size_rhs_with_isolated_last_nodes_and_a_far_off_potential(rhs_path,
         got = flow.rhs(rho)
         assert np.all(np.abs(got - expected) <= 1e-12 * scale + 1e-300), flow
         assert np.all(got[-3:] == 0.0), flow
+
+
+@pytest.mark.parametrize("mean", MEANS)
+def test_stiffness_bound_is_the_largest_column_sum_of_the_jacobian(mean):
+    """max_j sum_i |J_ij| (J by finite differences): the l1 operator norm, which bounds the
+    spectral radius and, the columns summing to zero, equals 2 max_j |J_jj|."""
+    g = random_connected_graph(12, seed=60, extra=1.0)
+    rho = random_density(g.n, seed=61, log10_ratio=2.0)
+    flow = WassersteinFlow(g, PorousMedium(3.0) + PotentialEnergy(np.arange(g.n) / g.n), mean)
+    fd = fd_jacobian(flow, rho)
+    bound = flow.stiffness_bound(rho)
+    assert bound == pytest.approx(np.abs(fd).sum(axis=0).max(), rel=1e-6)
+    assert bound == pytest.approx(2.0 * np.abs(np.diag(fd)).max(), rel=1e-6)
+    assert np.abs(np.linalg.eigvals(fd)).max() <= bound
+    assert np.abs(fd).sum(axis=1).max() != pytest.approx(bound, rel=1e-3)
+
+
+def test_flows_repr_names_graph_functional_and_mean():
+    g = random_connected_graph(5, seed=0)
+    assert repr(WassersteinFlow(g, Entropy(), "logarithmic")) == (
+        f"WassersteinFlow({g!r}, {Entropy()!r}, mean='logarithmic')"
+    )
+    assert repr(LinearHeatFlow(g)) == f"LinearHeatFlow({g!r})"
