@@ -6,6 +6,7 @@ hypercube), Gibbs and per-component equilibria, and loud failure."""
 from __future__ import annotations
 
 import itertools
+import time
 import warnings
 
 import numpy as np
@@ -632,14 +633,47 @@ def test_auto_rule_by_size_and_stiffness_times_the_horizon(rgg30, monkeypatch):
 def test_long_horizon_mass_tolerance_takes_the_stiffness_at_each_components_uniform_state():
     """For the porous-medium flow (m = 2) the Jacobian scales with the density, so S in
     mass_tol = eps (n + n_rhs + S (t1 - t0)) depends on where it is taken: at each
-    component's mass spread evenly over its nodes."""
+    component's mass spread evenly over its nodes; t1 - t0 is the length of the horizon."""
     with pytest.warns(DisconnectedGraphWarning):
         g = from_edges([(0, 1), (1, 2), (2, 3), (4, 5), (5, 6)], [1.0, 2.0, 0.5, 1.0, 1.5], n=7)
     flow = WassersteinFlow(g, PorousMedium(2.0), "arithmetic")
     rho0 = np.array([0.05, 0.03, 0.01, 0.01, 0.5, 0.2, 0.2])
     uniform = np.array([0.025] * 4 + [0.3] * 3)
-    tr = solve(flow, rho0, (0.0, 1e8), [0.0, 1e8], method="bdf", rtol=1e-8, atol=1e-14)
+    tr = solve(flow, rho0, (1e8, 2e8), [1e8, 2e8], method="bdf", rtol=1e-8, atol=1e-14)
     np.testing.assert_allclose(tr.final, uniform, rtol=1e-6)
     bound = np.finfo(float).eps * (g.n + tr.n_rhs + flow.stiffness_bound(uniform) * 1e8)
     assert bound > MASS_TOL
     assert tr.mass_tol == pytest.approx(bound, rel=1e-12)
+
+
+def test_a_leak_is_measured_from_t0_off_zero(rgg30):
+    """d rho/dt = -L rho - r rho from t0 = 5 loses 1 - exp(-r (t1 - t0)) of the mass."""
+    with pytest.raises(SolverError, match=r"right-hand sides and t1 - t0 = 0.1; the flow") as info:
+        solve(LeakyHeat(rgg30, 1e-6), seed_like_initial(rgg30.n), (5.0, 5.1), rtol=1e-10)
+    diag = info.value.diagnostics
+    assert diag["mass_drift"] == pytest.approx(-np.expm1(-1e-6 * 0.1), rel=1e-4)
+    assert diag["mass_tol"] == MASS_TOL
+
+
+def test_a_non_finite_solution_is_refused():
+    """lsoda returns the NaNs of a right-hand side that turns NaN without failing itself."""
+    g = grid(10)
+    rho0 = np.full(10, 1e-3)
+    rho0[0] = 1.0 - 9e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(SolverError, match="lsoda: non-finite density in the solution"):
+            solve(NaNOnceSpread(g), rho0, (0.0, 1.0), method="lsoda", max_steps=2000)
+
+
+@pytest.mark.parametrize(("method", "uses_jacobian"), [("radau", True), ("rk45", False)])
+def test_trajectory_counts_the_work_and_times_it(method, uses_jacobian, rgg30):
+    """An explicit method evaluates no Jacobian, an implicit one the analytic Jacobian; the
+    wall time lies within the time the call took."""
+    flow = WassersteinFlow(rgg30, Entropy(), "arithmetic")
+    start = time.perf_counter()
+    tr = solve(flow, seed_like_initial(rgg30.n), (0.0, 0.1), method=method)
+    elapsed = time.perf_counter() - start
+    assert tr.n_rhs > 0
+    assert (tr.n_jac > 0) == uses_jacobian
+    assert 0.0 < tr.wall_time <= elapsed
