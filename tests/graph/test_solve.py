@@ -15,6 +15,7 @@ from conftest import graphs_and_densities, random_connected_graph, random_densit
 from hypothesis import given, settings
 from scipy.integrate import trapezoid
 from scipy.linalg import expm
+from scipy.optimize import brentq
 from scipy.special import kl_div
 
 from ottokit._memory import MemoryEstimateError
@@ -666,7 +667,9 @@ def test_a_non_finite_solution_is_refused():
             solve(NaNOnceSpread(g), rho0, (0.0, 1.0), method="lsoda", max_steps=2000)
 
 
-@pytest.mark.parametrize(("method", "uses_jacobian"), [("radau", True), ("rk45", False)])
+@pytest.mark.parametrize(
+    ("method", "uses_jacobian"), [("radau", True), ("scipy-bdf", True), ("rk45", False)]
+)
 def test_trajectory_counts_the_work_and_times_it(method, uses_jacobian, rgg30):
     """An explicit method evaluates no Jacobian, an implicit one the analytic Jacobian; the
     wall time lies within the time the call took."""
@@ -677,3 +680,30 @@ def test_trajectory_counts_the_work_and_times_it(method, uses_jacobian, rgg30):
     assert tr.n_rhs > 0
     assert (tr.n_jac > 0) == uses_jacobian
     assert 0.0 < tr.wall_time <= elapsed
+
+
+@pytest.mark.parametrize("method", [m for m in CONCRETE_METHODS if m != "lsoda"])
+def test_a_failed_integration_says_how_far_it_got(method):
+    """The rhs turns NaN at t* where (exp(-t L) rho0)_0 = 0.7: CVODE fails there, the
+    solve_ivp methods after their last output time before it (0.4 of 0, 0.1, ..., 1)."""
+    g = grid(10)
+    rho0 = np.full(10, 1e-3)
+    rho0[0] = 1.0 - 9e-3
+    lap = g.laplacian().toarray()
+    t_star = brentq(lambda t: (expm(-t * lap) @ rho0)[0] - 0.7, 0.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(SolverError) as info:
+            solve(NaNOnceSpread(g), rho0, (0.0, 1.0), method=method, max_steps=2000)
+    assert 0.4 <= info.value.diagnostics["t_reached"] <= t_star + 1e-6
+
+
+@pytest.mark.filterwarnings("ignore:Excess work done")
+def test_lsoda_out_of_steps_says_how_far_it_got():
+    """Three steps of lsoda end inside the first output interval (0, 0.1)."""
+    g = grid(10)
+    rho0 = np.full(10, 1e-3)
+    rho0[0] = 1.0 - 9e-3
+    with pytest.raises(SolverError, match="lsoda: Excess work done") as info:
+        solve(LinearHeatFlow(g), rho0, (0.0, 1.0), method="lsoda", max_steps=3)
+    assert 0.0 < info.value.diagnostics["t_reached"] < 0.1

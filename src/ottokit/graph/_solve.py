@@ -196,7 +196,11 @@ def _run_lsoda(c: _Counter, rho0, te, rtol, atol, max_steps):
         f, rho0, te, Dfun=dfun, rtol=rtol, atol=atol, mxstep=max_steps, full_output=True
     )
     if info["message"] != "Integration successful.":
-        raise _fail(info["message"], "lsoda", c, t_reached=float(info["tcur"][-1]))
+        # tcur[k] is how far the interval to te[k + 1] got; entries after the failed
+        # interval are left unwritten, so the first one that falls short is the answer
+        tcur = np.asarray(info["tcur"])
+        t_reached = float(tcur[np.flatnonzero(tcur < te[1:])[0]])
+        raise _fail(info["message"], "lsoda", c, t_reached=t_reached)
     return y
 
 
