@@ -50,3 +50,55 @@ def test_reconstruct_initial_needs_positive_regularisation_weights(alphas):
     observed = np.full(g.n, 1.0 / g.n)
     with pytest.raises(ValueError, match="alphas must be positive regularisation weights"):
         reconstruct_initial(LinearHeatFlow(g), observed, 0.1, 1e-3, alphas=alphas)
+
+
+def _heat_data(noise_norm: float):
+    """rho(T) = exp(-T L) rho0 on a weighted 6-node path at T = 0.05, plus noise of that norm."""
+    g = _path(6)
+    rho0 = np.array([0.3, 0.25, 0.05, 0.1, 0.2, 0.1])
+    forward = expm(-0.05 * g.laplacian().toarray())
+    noise = np.random.default_rng(0).standard_normal(g.n)
+    return g, rho0, forward, forward @ rho0 + noise_norm * noise / np.linalg.norm(noise)
+
+
+def test_reconstruction_meets_the_discrepancy_at_the_largest_alpha_of_the_grid():
+    """Morozov: the largest alpha of 1, 0.1, ..., 1e-12 with ||S_T(x) - y|| <= tau delta; the
+    reconstruction is a positive density close to rho0, and the residual is exp(-T L) x - y."""
+    g, rho0, forward, y = _heat_data(1e-4)
+    res = reconstruct_initial(LinearHeatFlow(g), y, 0.05, 1e-4, tau=1.5)
+    assert res.discrepancy_met and res.noise_norm == 1e-4
+    assert res.residual <= 1.5e-4
+    assert res.residual == pytest.approx(np.linalg.norm(forward @ res.rho0 - y), rel=1e-5)
+    assert np.any(np.isclose(res.alpha, np.logspace(0, -12, 13), rtol=1e-12))
+    assert res.rho0.min() > 0 and abs(res.rho0.sum() - 1.0) <= 1e-12
+    assert np.abs(res.rho0 - rho0).max() <= 1e-3
+    larger = reconstruct_initial(LinearHeatFlow(g), y, 0.05, 1e-4, alphas=[10 * res.alpha], tau=1.5)
+    assert not larger.discrepancy_met and larger.residual > 1.5e-4
+
+
+def test_reconstruction_from_exact_data_with_the_true_prior_is_the_truth():
+    """With y = S_T(rho0) and prior rho0 the Tikhonov functional vanishes at x = rho0: the
+    first alpha (1) already meets any discrepancy."""
+    g, rho0, _, _ = _heat_data(0.0)
+    y = expm(-0.05 * g.laplacian().toarray()) @ rho0
+    res = reconstruct_initial(LinearHeatFlow(g), y, 0.05, 1e-8, prior=rho0)
+    assert res.alpha == 1.0 and res.discrepancy_met
+    np.testing.assert_allclose(res.rho0, rho0, rtol=1e-10)
+
+
+def test_an_unreachable_noise_level_ends_at_the_smallest_alpha():
+    """alphas in any order are tried from the largest down; a noise norm far below the noise
+    is never met, and the last (smallest) alpha is returned, flagged as not met."""
+    g, _, forward, y = _heat_data(1e-3)
+    res = reconstruct_initial(LinearHeatFlow(g), y, 0.05, 1e-9, alphas=[1e-6, 1e-2, 1e-4])
+    assert res.alpha == 1e-6 and not res.discrepancy_met
+    assert res.residual > 1.1e-9
+    assert res.n_forward >= 3
+
+
+def test_a_huge_tau_stops_at_the_first_alpha_and_tau_below_one_is_refused():
+    g, _, _, y = _heat_data(1e-4)
+    res = reconstruct_initial(LinearHeatFlow(g), y, 0.05, 1e-4, tau=1e6)
+    assert res.alpha == 1.0 and res.discrepancy_met
+    with pytest.raises(ValueError, match="the discrepancy principle needs tau >= 1"):
+        reconstruct_initial(LinearHeatFlow(g), y, 0.05, 1e-4, tau=0.9)
