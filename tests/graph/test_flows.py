@@ -389,7 +389,8 @@ def test_mid_size_rhs_with_isolated_last_nodes_and_a_far_off_potential(rhs_path,
     v = 1e6 + rng.uniform(-2.0, 2.0, n)
     i, j = g.edges[:, 0], g.edges[:, 1]
     w_flow = WassersteinFlow(g, PotentialEnergy(v), "arithmetic")
-    for flow in (w_flow, LinearHeatFlow(g)):
+    # Maas: the log-mean entropy flow takes the per-edge path at every size, and is eq. (28)
+    for flow in (w_flow, LinearHeatFlow(g), WassersteinFlow(g, Entropy(), "logarithmic")):
         if flow is w_flow:
             phi = flow.functional.first_variation(rho)
             flux = g.weights * 0.5 * (rho[i] + rho[j]) * (phi[j] - phi[i])
@@ -423,3 +424,23 @@ def test_flows_repr_names_graph_functional_and_mean():
         f"WassersteinFlow({g!r}, {Entropy()!r}, mean='logarithmic')"
     )
     assert repr(LinearHeatFlow(g)) == f"LinearHeatFlow({g!r})"
+
+
+@pytest.mark.parametrize("mean", MEANS)
+def test_an_isolated_last_node_changes_nothing(mean):
+    """Appending an isolated node leaves the rhs, Jacobian and dissipation of the other
+    nodes as they were; the isolated node neither moves nor couples (small-graph paths)."""
+    g = random_connected_graph(9, seed=70, extra=1.0)
+    with pytest.warns(DisconnectedGraphWarning):
+        h = from_edges(g.edges, g.weights, n=g.n + 1)
+    rho = random_density(g.n + 1, seed=71, log10_ratio=2.0)
+    v = np.random.default_rng(72).uniform(-1.0, 1.0, g.n + 1)
+    flow_h = WassersteinFlow(h, Entropy() + PotentialEnergy(v), mean)
+    flow_g = WassersteinFlow(g, Entropy() + PotentialEnergy(v[:-1]), mean)
+    rhs_h, rhs_g = flow_h.rhs(rho), flow_g.rhs(rho[:-1])
+    assert rhs_h[-1] == 0.0
+    np.testing.assert_allclose(rhs_h[:-1], rhs_g, rtol=0, atol=1e-15 * np.abs(rhs_g).max())
+    jac_h, jac_g = flow_h.jacobian(rho).toarray(), flow_g.jacobian(rho[:-1]).toarray()
+    assert np.all(jac_h[-1] == 0.0) and np.all(jac_h[:, -1] == 0.0)
+    np.testing.assert_allclose(jac_h[:-1, :-1], jac_g, rtol=0, atol=1e-15 * np.abs(jac_g).max())
+    assert flow_h.dissipation(rho) == pytest.approx(flow_g.dissipation(rho[:-1]), rel=1e-14)
