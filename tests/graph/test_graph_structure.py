@@ -383,3 +383,16 @@ def test_a_uniform_edge_weight_scales_the_laplacian_and_the_heat_flow_clock(weig
     tr = solve(LinearHeatFlow(gw), rho0, (0.0, 0.5), [0.5], rtol=1e-10, atol=1e-14)
     lap1 = g1.laplacian().toarray()
     np.testing.assert_allclose(tr.final, expm(-lap1 * weight * 0.5) @ rho0, rtol=1e-7, atol=1e-12)
+
+
+def test_mean_degree_and_repr_count_nodes_edges_and_components():
+    """The 5 x 4 grid has 5*3 + 4*4 = 31 edges: mean degree 2m/n = 3.1; its repr names the
+    sizes, the single component and the dimension of the positions."""
+    g = grid((5, 4))
+    assert (g.n, g.m) == (20, 31)
+    assert g.mean_degree() == pytest.approx(3.1, rel=1e-15)
+    assert repr(g) == "Graph(n=20, m=31, components=1, dim=2)"
+    with pytest.warns(DisconnectedGraphWarning):
+        h = from_edges([(0, 1), (2, 3)], n=5)
+    assert h.mean_degree() == pytest.approx(0.8, rel=1e-15)
+    assert repr(h) == "Graph(n=5, m=2, components=3)"
