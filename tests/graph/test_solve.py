@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import graphs_and_densities, random_connected_graph, random_density, seed_like_initial
 from hypothesis import given, settings
-from scipy.integrate import trapezoid
+from scipy.integrate import odeint, solve_ivp, trapezoid
 from scipy.linalg import expm
 from scipy.optimize import brentq
 from scipy.special import kl_div
@@ -617,11 +617,13 @@ def test_max_steps_must_be_at_least_one_and_tolerances_positive(rgg30):
 def test_auto_rule_by_size_and_stiffness_times_the_horizon(rgg30, monkeypatch):
     """Up to _SMALL nodes "auto" takes lsoda; beyond, CVODE BDF when the Gershgorin bound S at
     the uniform state times t1 - t0 exceeds 50, else RK45 (here t0 = 10, so t1 + t0 would
-    not do). The threshold is brought down to the 30 nodes of the graph."""
+    not do). The porous-medium Jacobian scales with the density, so S is that of the uniform
+    state of rho0's mass (at rho = 1 it would be 30 times larger). The threshold is brought
+    down to the 30 nodes of the graph."""
     import ottokit.graph._solve as solve_module
 
     g = rgg30
-    flow = WassersteinFlow(g, Entropy(), "arithmetic")
+    flow = WassersteinFlow(g, PorousMedium(2.0), "arithmetic")
     rho0 = random_density(g.n, seed=33, log10_ratio=1.0)
     s = flow.stiffness_bound(np.full(g.n, 1.0 / g.n))
     monkeypatch.setattr(solve_module, "_SMALL", g.n)
@@ -644,7 +646,7 @@ def test_long_horizon_mass_tolerance_takes_the_stiffness_at_each_components_unif
     np.testing.assert_allclose(tr.final, uniform, rtol=1e-6)
     bound = np.finfo(float).eps * (g.n + tr.n_rhs + flow.stiffness_bound(uniform) * 1e8)
     assert bound > MASS_TOL
-    assert tr.mass_tol == pytest.approx(bound, rel=1e-12)
+    assert tr.mass_tol == pytest.approx(bound, rel=1e-12, abs=0)
 
 
 def test_a_leak_is_measured_from_t0_off_zero(rgg30):
@@ -668,18 +670,42 @@ def test_a_non_finite_solution_is_refused():
 
 
 @pytest.mark.parametrize(
-    ("method", "uses_jacobian"), [("radau", True), ("scipy-bdf", True), ("rk45", False)]
+    ("method", "name"), [("radau", "Radau"), ("scipy-bdf", "BDF"), ("rk45", "RK45")]
 )
-def test_trajectory_counts_the_work_and_times_it(method, uses_jacobian, rgg30):
-    """An explicit method evaluates no Jacobian, an implicit one the analytic Jacobian; the
-    wall time lies within the time the call took."""
+def test_trajectory_counts_the_work_as_scipy_does_and_times_it(method, name, rgg30):
+    """n_rhs and n_jac are SciPy's own nfev and njev for the same solve (none for an explicit
+    method); the wall time lies within the time the call took."""
     flow = WassersteinFlow(rgg30, Entropy(), "arithmetic")
+    rho0 = seed_like_initial(rgg30.n)
+    te = np.linspace(0.0, 0.1, 11)
     start = time.perf_counter()
-    tr = solve(flow, seed_like_initial(rgg30.n), (0.0, 0.1), method=method)
+    tr = solve(flow, rho0, (0.0, 0.1), method=method)
     elapsed = time.perf_counter() - start
-    assert tr.n_rhs > 0
-    assert (tr.n_jac > 0) == uses_jacobian
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = solve_ivp(
+            lambda _t, y: flow.rhs(y), (0.0, 0.1), rho0, method=name, t_eval=te, rtol=1e-6,
+            atol=1e-12, **({} if method == "rk45" else {"jac": lambda _t, y: flow.jacobian(y)}),
+        )
+    assert (tr.n_rhs, tr.n_jac) == (ref.nfev, ref.njev)
+    assert (tr.n_jac > 0) == (method != "rk45")
     assert 0.0 < tr.wall_time <= elapsed
+
+
+@pytest.mark.filterwarnings("ignore:Excess work done")
+def test_lsoda_takes_the_analytic_jacobian_once_the_flow_is_stiff(rgg30):
+    """Near equilibrium (t up to 100, rates up to 2 max degree) LSODA switches to BDF and
+    evaluates the flow's Jacobian; its counts are odeint's own nfe and nje."""
+    flow = WassersteinFlow(rgg30, Entropy(), "arithmetic")
+    rho0 = seed_like_initial(rgg30.n)
+    te = np.linspace(0.0, 100.0, 11)
+    tr = solve(flow, rho0, (0.0, 100.0), te, method="lsoda")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _, info = odeint(
+            lambda y, _t: flow.rhs(y), rho0, te, Dfun=lambda y, _t: flow.jacobian(y).toarray(),
+            rtol=1e-6, atol=1e-12, mxstep=200_000, full_output=True,
+        )
+    assert tr.n_jac > 0
+    assert (tr.n_rhs, tr.n_jac) == (int(info["nfe"][-1]), int(info["nje"][-1]))
 
 
 @pytest.mark.parametrize("method", [m for m in CONCRETE_METHODS if m != "lsoda"])
@@ -695,7 +721,10 @@ def test_a_failed_integration_says_how_far_it_got(method):
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(SolverError) as info:
             solve(NaNOnceSpread(g), rho0, (0.0, 1.0), method=method, max_steps=2000)
-    assert 0.4 <= info.value.diagnostics["t_reached"] <= t_star + 1e-6
+    diag = info.value.diagnostics
+    assert 0.4 <= diag["t_reached"] <= t_star + 1e-6
+    implicit = method in ("bdf", "adams", "radau", "scipy-bdf")
+    assert diag["n_rhs"] > 0 and (diag["n_jac"] > 0) == implicit
 
 
 @pytest.mark.filterwarnings("ignore:Excess work done")
