@@ -739,3 +739,9 @@ def test_lsoda_out_of_steps_says_how_far_it_got():
             solve(LinearHeatFlow(g), rho0, (0.0, 1.0), method="lsoda", max_steps=steps)
         reached.append(info.value.diagnostics["t_reached"])
     assert 0.0 < reached[0] < reached[1] < reached[2] < 0.1
+
+
+@pytest.mark.parametrize("t_span", ["soon", (0.0, "1"), None], ids=["str", "mixed", "none"])
+def test_t_span_of_non_numbers_is_refused_by_name(t_span, rgg30):
+    with pytest.raises(TypeError, match=r"t_span must be an array of real numbers"):
+        solve(LinearHeatFlow(rgg30), seed_like_initial(rgg30.n), t_span)
