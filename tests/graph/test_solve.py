@@ -689,6 +689,7 @@ def test_trajectory_counts_the_work_as_scipy_does_and_times_it(method, name, rgg
         )
     assert (tr.n_rhs, tr.n_jac) == (ref.nfev, ref.njev)
     assert (tr.n_jac > 0) == (method != "rk45")
+    assert "abandoned" not in tr.info  # nothing was tried and given up
     assert 0.0 < tr.wall_time <= elapsed
 
 
