@@ -210,3 +210,170 @@ def test_schedule_constructors_name_what_is_wrong():
         VPLinear(beta_min=20.0, beta_max=0.1)
     with pytest.raises(ValueError, match=r"Custom sigma\(t\) must return a tensor, got list"):
         Custom(lambda t: 1.0 - t, lambda t: t.tolist())
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "match"),
+    [
+        (lambda: CondOT(-1.0), ValueError, r"^tau must be a positive number"),
+        (
+            lambda: ImprovedDDPMCosine(offset=-0.1),
+            ValueError,
+            r"^offset must be a non-negative number, got -0\.1 \(e\.g\. offset=0\.008\)$",
+        ),
+        (
+            lambda: VPLinear(beta_min=-1.0),
+            ValueError,
+            r"^beta_min must be a positive number, got -1 \(e\.g\. beta_min=0\.1\)$",
+        ),
+        (
+            lambda: VPLinear(beta_max=-1.0),
+            ValueError,
+            r"^beta_max must be a positive number, got -1 \(e\.g\. beta_max=20\.0\)$",
+        ),
+        (lambda: VPLinear(end_atol=0.0), ValueError, r"^end_atol must be a positive number"),
+        (
+            lambda: Custom(lambda t: 1 - t, lambda t: t, end_atol=0.0),
+            ValueError,
+            r"^end_atol must be a positive number",
+        ),
+        (
+            lambda: Custom(1.0, lambda t: t),  # type: ignore[arg-type]
+            ValueError,
+            r"^m and sigma must be callables mapping a tensor of times to a tensor$",
+        ),
+        (
+            lambda: Custom(lambda t: t.tolist(), lambda t: t),
+            ValueError,
+            r"^Custom m\(t\) must return a tensor, got list$",
+        ),
+        (
+            lambda: Custom(lambda t: 0.5 + 0 * t, lambda t: 0.5 + 0 * t),
+            ValueError,
+            r"^Custom violates the end conditions within end_atol=1e-06: \(m, sigma\) at t = 0 "
+            r"is \(0\.5, 0\.5\), expected \(1, 0\); \(m, sigma\) at t = tau is \(0\.5, 0\.5\), "
+            r"expected \(0, 1\)$",
+        ),
+        (lambda: CondOT()("abc"), TypeError, r"^t must be an array of real numbers"),
+    ],
+    ids=[
+        "tau", "offset", "beta-min", "beta-max", "vp-end-atol", "custom-end-atol",
+        "not-callable", "m-not-a-tensor", "both-ends", "t-text",
+    ],
+)
+def test_schedule_guards_name_the_argument(build, error, match) -> None:
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_each_end_condition_is_checked_on_its_own() -> None:
+    """A right m with a wrong sigma at t = 0 is refused: both coordinates must be at (1, 0)."""
+    with pytest.raises(ValueError, match=r"t = 0 is \(1, 0\.1\), expected \(1, 0\)$"):
+        Custom(lambda t: 1 - t, lambda t: 0.1 + 0.9 * t)
+
+
+def test_end_conditions_hold_within_end_atol_inclusive() -> None:
+    """Every end value off by exactly end_atol (a binary fraction, no rounding) is accepted."""
+    atol = 0.25
+    sched = Custom(lambda t: 1.25 - t, lambda t: 0.25 + t, end_atol=atol)
+    out = sched(np.array([0.0, 1.0]))
+    assert np.array_equal(out.m_t, [1.25, 0.25]) and np.array_equal(out.sigma_t, [0.25, 1.25])
+    with pytest.raises(ValueError, match="end conditions"):
+        Custom(lambda t: 1.25 - t, lambda t: 0.25 + t, end_atol=0.2499)
+
+
+def test_end_conditions_are_checked_in_float64() -> None:
+    """cos(pi/2) is 6e-17 in float64 and -4e-8 in float32: a 1e-12 tolerance is honoured."""
+    sched = Custom(
+        lambda t: torch.cos(math.pi * t / 2), lambda t: torch.sin(math.pi * t / 2), end_atol=1e-12
+    )
+    assert sched.end_atol == 1e-12
+
+
+def test_defaults_are_the_unit_horizon_and_the_usual_betas() -> None:
+    """tau = 1 everywhere; VP's (beta_min, beta_max) = (0.1, 20) of Song et al. (2021)."""
+    t = np.linspace(0.0, 1.0, 11)
+    assert Custom(lambda t: 1 - t, lambda t: t).tau == 1.0
+    assert ImprovedDDPMCosine().tau == 1.0 and CondOT().tau == 1.0
+    vp = VPLinear()
+    assert vp.tau == 1.0 and vp.end_atol == 1e-2
+    np.testing.assert_array_equal(vp(t).m_t, VPLinear(1.0, 0.1, 20.0)(t).m_t)
+    assert math.isclose(vp(1.0).m_t, math.exp(-(0.1 + 20.0) / 4), rel_tol=1e-14)
+
+
+def test_vp_linear_with_constant_beta() -> None:
+    """beta_min = beta_max = b is allowed: m_t = exp(-b s / 2), an OU process at constant rate."""
+    tau, b = 2.0, 10.0
+    out = VPLinear(tau, b, b)(np.linspace(0.0, tau, 9))
+    s = np.linspace(0.0, 1.0, 9)
+    np.testing.assert_allclose(out.m_t, np.exp(-0.5 * b * s), rtol=1e-14)
+    np.testing.assert_allclose(out.d_m_t, -0.25 * b * np.exp(-0.5 * b * s), rtol=1e-14)
+
+
+@pytest.mark.parametrize("tau", [0.3, 1000.0])
+def test_rounding_overshoot_is_evaluated_at_the_ends(tau: float) -> None:
+    """Times a few ulps outside [0, tau] (relative to tau) are the ends themselves."""
+    eps = torch.finfo(torch.float64).eps
+    t = torch.tensor([-2 * eps * tau, tau * (1 + 2 * eps)], dtype=torch.float64)
+    for sched in (CondOT(tau), VPLinear(tau)):
+        out, ends = sched(t), sched(torch.tensor([0.0, tau], dtype=torch.float64))
+        for k in ("m_t", "sigma_t", "d_m_t"):
+            assert torch.equal(getattr(out, k), getattr(ends, k)), (type(sched).__name__, k)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("offset", [0.008, 0.3])
+def test_improved_ddpm_m_stays_in_unit_interval(dtype, offset) -> None:
+    """m_t = sqrt(abar) lies in [0, 1] even where cos rounds past its ends (float32)."""
+    tau = 0.1
+    t = torch.linspace(0.0, tau, 101, dtype=dtype)
+    m = ImprovedDDPMCosine(tau, offset)(t).m_t
+    assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+    assert float(m[0]) == 1.0 and float(m[-1]) <= 1e-15
+
+
+def test_custom_step_schedule_has_zero_derivatives() -> None:
+    """Callables that autograd cannot differentiate in t (a step; a learnable table indexed by
+    t) are piecewise constant: their derivative is 0 wherever it exists."""
+    step = Custom(lambda t: (t < 0.5).to(t.dtype), lambda t: (t >= 0.5).to(t.dtype))
+    levels = torch.linspace(1.0, 0.0, 11, dtype=torch.float64).requires_grad_(True)
+    table = Custom(lambda t: levels[torch.round(10 * t).long()], lambda t: 1 - levels.detach()[
+        torch.round(10 * t).long()
+    ])
+    t = torch.tensor([0.1, 0.33, 0.72, 0.9], dtype=torch.float64)
+    for sched in (step, table):
+        out = sched(t)
+        assert torch.equal(out.d_m_t, torch.zeros(4, dtype=torch.float64))
+        assert torch.equal(out.d_sigma_t, torch.zeros(4, dtype=torch.float64))
+    np.testing.assert_allclose(table(t).m_t.numpy(), [0.9, 0.7, 0.3, 0.1], rtol=1e-14)
+
+
+def test_custom_broadcasts_a_one_element_output_and_casts_to_the_times_dtype() -> None:
+    """A callable returning shape (1,) for a 0-d time, or float32 for float64 times."""
+    one = Custom(lambda t: torch.ones(1, dtype=t.dtype) - t, lambda t: t)
+    out = one(torch.tensor(0.25, dtype=torch.float64))
+    assert out.m_t.shape == () and float(out.m_t) == 0.75 and float(out.d_m_t) == -1.0
+    f32 = Custom(lambda t: 1 - t.float(), lambda t: t.float())
+    out = f32(torch.tensor([0.25, 0.5], dtype=torch.float64))
+    assert out.m_t.dtype == torch.float64 and out.sigma_t.dtype == torch.float64
+    assert torch.equal(out.d_m_t, torch.full((2,), -1.0, dtype=torch.float64))
+
+
+def test_custom_refuses_a_two_element_output_for_other_shapes() -> None:
+    sched = Custom(lambda t: (1 - t).reshape(-1)[:2], lambda t: t)
+    with pytest.raises(ValueError, match=r"must act elementwise: input shape \(3,\), output"):
+        sched(torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [CondOT(2.0), Cosine(0.5), ImprovedDDPMCosine(1.5, 0.02), VPLinear(2.0, 0.2, 12.0, 0.05)],
+    ids=schedule_id,
+)
+def test_repr_rebuilds_the_same_schedule(schedule: Schedule) -> None:
+    namespace = {c.__name__: c for c in (CondOT, Cosine, ImprovedDDPMCosine, VPLinear)}
+    rebuilt = eval(repr(schedule), namespace)  # noqa: S307
+    assert type(rebuilt) is type(schedule)
+    t = np.linspace(0.05, 0.95, 7) * schedule.tau
+    for k in ("m_t", "sigma_t", "d_m_t", "d_sigma_t"):
+        np.testing.assert_array_equal(getattr(rebuilt(t), k), getattr(schedule(t), k))

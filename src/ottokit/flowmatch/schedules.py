@@ -185,7 +185,7 @@ class VPLinear(Schedule):
     ) -> None:
         beta_min = check_real(beta_min, "beta_min", gt=0, example=0.1)
         beta_max = check_real(beta_max, "beta_max", gt=0, example=20.0)
-        if not 0.0 < beta_min <= beta_max:
+        if beta_min > beta_max:  # both are > 0 already
             raise ValueError(
                 f"need 0 < beta_min <= beta_max, got beta_min={beta_min!r}, beta_max={beta_max!r}"
             )
