@@ -6,12 +6,16 @@ import math
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import ot
 import pytest
 import torch
+from scipy import stats
 
+import ottokit.flowmatch._common as common_module
+import ottokit.flowmatch.velocity as velocity_module
 from ottokit._memory import MemoryEstimateError
 from ottokit.flowmatch import (
     CondOT,
@@ -570,3 +574,173 @@ def test_bad_input_names_what_is_wrong(call, error, match):
 def test_distributions_name_what_is_wrong(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+class _ThreadRanks:
+    """A world of ``n`` ranks as ``n`` threads of this process, with the collectives of
+    ``ottokit.distributed`` that the sharded ExactVelocity calls (exchange, then reduce)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.barrier = threading.Barrier(n, timeout=60)
+        self.slots: list[torch.Tensor | None] = [None] * n
+        self.local = threading.local()
+
+    def rank(self) -> int:
+        return self.local.rank
+
+    def world_size(self) -> int:
+        return self.n
+
+    def _exchange(self, t: torch.Tensor) -> list[torch.Tensor]:
+        self.slots[self.rank()] = t.detach().clone()
+        self.barrier.wait()
+        got = list(self.slots)
+        self.barrier.wait()
+        return got
+
+    def all_reduce(self, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        both = torch.stack(self._exchange(t))
+        return {"sum": both.sum(0), "max": both.amax(0), "min": both.amin(0)}[op]
+
+    def all_gather_cat(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self._exchange(t))
+
+    def broadcast(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
+        return self._exchange(t)[src].clone()
+
+    def check_same(self, values) -> None:
+        pass
+
+    def run(self, monkeypatch, fn) -> list:
+        for name in ("rank", "world_size", "all_reduce", "all_gather_cat", "broadcast",
+                     "check_same"):
+            monkeypatch.setattr(velocity_module, name, getattr(self, name))
+        monkeypatch.setattr(common_module, "all_reduce", self.all_reduce)  # the weights' sum
+        results: list = [None] * self.n
+        errors: list[BaseException] = []
+
+        def work(r: int) -> None:
+            self.local.rank = r
+            try:
+                results[r] = fn(r)
+            except BaseException as err:  # noqa: BLE001 - re-raised below
+                errors.append(err)
+                self.barrier.abort()
+
+        threads = [threading.Thread(target=work, args=(r,)) for r in range(self.n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            raise errors[0]
+        return results
+
+
+def _two_clusters() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A near cluster (rank 0's share) and one 40 away (rank 1's), unequal weights."""
+    g = torch.Generator().manual_seed(11)
+    near = torch.randn(29, 2, generator=g, dtype=F64) * torch.tensor([1.0, 0.5], dtype=F64)
+    far = 0.3 * torch.randn(8, 2, generator=g, dtype=F64) + 40.0
+    w = torch.rand(37, generator=g, dtype=F64) + 0.05
+    x = torch.cat([
+        1.5 * torch.randn(12, 2, generator=g, dtype=F64),
+        far[:3] + 0.1 * torch.randn(3, 2, generator=g, dtype=F64),
+        torch.tensor([[20.0, 20.0], [1.0, 39.0]], dtype=F64),
+    ])
+    return torch.cat([near, far]), w / w.sum(), x
+
+
+@pytest.mark.parametrize("case", ["weighted", "uniform-empty-share"])
+def test_sharded_velocity_on_two_ranks_equals_the_whole_data_set(monkeypatch, case) -> None:
+    """The max-stabilised combination of the shares' log-sum-exp and posterior means gives
+    the unsharded velocity, posterior mean and log-density, at t = 0 (arg-max) and t = tau
+    too, also where one share's weight underflows to 0 (t = 0.02, far queries)."""
+    data, w, x = _two_clusters()
+    if case == "weighted":
+        shares = [(data[:29], w[:29]), (data[29:], w[29:])]
+        ref = ExactVelocity(CondOT(1.7), data, w)
+    else:
+        shares = [(data, None), (data[:0], None)]
+        ref = ExactVelocity(CondOT(1.7), data)
+    times = (0.0, 0.02 * 1.7, 0.85, 1.7)
+
+    def evaluate(r: int) -> dict:
+        v = ExactVelocity(CondOT(1.7), *shares[r], sharded=True, data_chunk=7)
+        out = {f"v{t}": v(t, x) for t in times}
+        out.update({f"ybar{t}": v.posterior_mean(t, x) for t in times})
+        out.update({f"logp{t}": v.log_density(t, x) for t in times[1:]})
+        return out
+
+    for got in _ThreadRanks(2).run(monkeypatch, evaluate):
+        for key, value in got.items():
+            t = float(key.lstrip("vybarlogp"))
+            name = key.rstrip("0123456789.")
+            expect = getattr(ref, {"v": "__call__", "ybar": "posterior_mean",
+                                   "logp": "log_density"}[name])(t, x)
+            torch.testing.assert_close(value, expect, rtol=1e-12, atol=1e-12 * (1 + 40 * 40))
+
+
+def test_sharded_arg_max_ties_go_to_the_lowest_rank(monkeypatch) -> None:
+    """At t = 0 a query equidistant from a point on each rank gets rank 0's point, the one
+    the unsharded arg-max takes (the first of the concatenated data set)."""
+    a, b = torch.tensor([[1.0, 0.0]], dtype=F64), torch.tensor([[-1.0, 0.0]], dtype=F64)
+    x = torch.zeros(1, 2, dtype=F64)
+    got = _ThreadRanks(2).run(
+        monkeypatch,
+        lambda r: ExactVelocity(CondOT(), a if r == 0 else b, [0.5], sharded=True)
+        .posterior_mean(0.0, x),
+    )
+    expect = ExactVelocity(CondOT(), torch.cat([a, b])).posterior_mean(0.0, x)
+    assert torch.equal(expect, a)
+    assert all(torch.equal(g, a) for g in got)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.6])
+def test_sharded_draws_agree_across_ranks_and_follow_the_weights(monkeypatch, t) -> None:
+    """Every rank returns the same draws of m_t y + sigma_t eps, y a data point drawn with
+    its weight wherever it lives (chi-square), eps standard normal."""
+    data, w, _ = _two_clusters()
+    n = 6000
+    draws = _ThreadRanks(2).run(
+        monkeypatch,
+        lambda r: ExactVelocity(
+            CondOT(1.0), data[:29] if r == 0 else data[29:], w[:29] if r == 0 else w[29:],
+            sharded=True,
+        ).sample_marginal(t, n, torch.Generator().manual_seed(5 + r)),
+    )
+    assert torch.equal(draws[0], draws[1]) and draws[0].dtype == F64
+    m, sigma = 1.0 - t, t
+    if t == 0.0:
+        hit = (draws[0][:, None, :] == data[None, :, :]).all(dim=2)
+        assert torch.equal(hit.sum(dim=1), torch.ones(n, dtype=torch.int64))
+        assert stats.chisquare(hit.sum(dim=0).numpy(), n * w.numpy()).pvalue > 1e-3
+    else:
+        # the far cluster (|y| ~ 57) is told from the near one by its norm
+        far = draws[0].norm(dim=1) > 0.5 * m * 40 * math.sqrt(2)
+        p = float(w[29:].sum())
+        assert abs(float(far.double().mean()) - p) < 5 * math.sqrt(p * (1 - p) / n)
+        mean = float(w @ data[:, 0]) * m
+        assert abs(float(draws[0][:, 0].mean()) - mean) < 5 * math.sqrt(
+            float(w @ (m * data[:, 0] - mean) ** 2) + sigma**2
+        ) / math.sqrt(n)
+
+
+def test_gaussian_mixture_density_and_responsibilities_against_scipy() -> None:
+    """P_t = sum_k w_k N(m mu_k, m^2 s_k^2 + sigma^2) and pi_k = w_k N_k / P_t (scipy.stats)."""
+    mu, sd, w = np.array([-1.0, 0.5, 2.0]), np.array([0.5, 0.2, 0.8]), np.array([0.3, 0.2, 0.5])
+    sched = Cosine(2.0)
+    vel = GaussianMixtureVelocity(sched, mu[:, None], (sd**2)[:, None, None], w)
+    t, x = 0.7, np.linspace(-3.0, 3.0, 13)
+    out = sched(t)
+    scale = np.sqrt(out.m_t**2 * sd**2 + out.sigma_t**2)
+    terms = w * stats.norm.pdf(x[:, None], out.m_t * mu, scale)  # (n, K)
+    dens = vel.density(t, x[:, None])
+    assert isinstance(dens, np.ndarray)
+    np.testing.assert_allclose(dens, terms.sum(axis=1), rtol=1e-12)
+    dens_t = vel.density(torch.tensor(t, dtype=F64), torch.as_tensor(x[:, None]))
+    np.testing.assert_allclose(dens_t.numpy(), terms.sum(axis=1), rtol=1e-12)
+    resp = vel.responsibilities(t, x[:, None])
+    assert resp.shape == (13, 3)
+    np.testing.assert_allclose(resp, terms / terms.sum(axis=1, keepdims=True), rtol=1e-11)
