@@ -20,6 +20,7 @@ from ottokit._memory import MemoryEstimateError
 from ottokit.flowmatch import (
     CondOT,
     Cosine,
+    Custom,
     ExactVelocity,
     GaussianMixture,
     GaussianMixtureVelocity,
@@ -744,3 +745,90 @@ def test_gaussian_mixture_density_and_responsibilities_against_scipy() -> None:
     resp = vel.responsibilities(t, x[:, None])
     assert resp.shape == (13, 3)
     np.testing.assert_allclose(resp, terms / terms.sum(axis=1, keepdims=True), rtol=1e-11)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: ExactVelocity(CondOT(), _cloud(), query_chunk=0),
+            ValueError,
+            r"^query_chunk must be a positive integer, got 0 \(e\.g\. query_chunk=1024\)$",
+        ),
+        (
+            lambda: ExactVelocity(CondOT(), _cloud(), data_chunk=0),
+            ValueError,
+            r"^data_chunk must be a positive integer, got 0 \(e\.g\. data_chunk=4096\)$",
+        ),
+        (
+            lambda: RotationalVelocity(RotationalDiffusion(g=3.0), _cloud(), query_chunk=0),
+            ValueError,
+            r"^query_chunk must be a positive integer",
+        ),
+        (
+            lambda: RotationalVelocity(RotationalDiffusion(g=3.0), _cloud(), data_chunk=0),
+            ValueError,
+            r"^data_chunk must be a positive integer",
+        ),
+        (lambda: ExactVelocity("x", _cloud()), TypeError, r"^schedule must be an ottokit"),
+        (
+            lambda: GaussianMixtureVelocity("x", [[0.0]], [[[1.0]]]),
+            TypeError,
+            r"^schedule must be an ottokit",
+        ),
+        (lambda: RotationalVelocity("x", _cloud()), TypeError, r"^process must be an ottokit"),
+        (
+            lambda: ExactVelocity(CondOT(), _cloud())(torch.tensor([0.1, 0.2]), _cloud(3)),
+            ValueError,
+            r"^t must be a single time",
+        ),
+        (
+            lambda: ExactVelocity(
+                Custom(lambda t: 1 - torch.sqrt(t), lambda t: torch.sqrt(t)), _cloud()
+            )(0.0, _cloud(3)),
+            ValueError,
+            r"^the schedule's derivatives are not finite at t = 0 \(d_m = -inf, d_sigma = inf\);"
+            r" the velocity is undefined there, evaluate at a slightly later time$",
+        ),
+    ],
+    ids=[
+        "query-chunk", "data-chunk", "rot-query-chunk", "rot-data-chunk", "exact-schedule",
+        "mixture-schedule", "rot-process", "two-times", "infinite-d-m-at-t0",
+    ],
+)
+def test_velocity_guards_name_the_argument(call, error, match) -> None:
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_exact_velocity_at_t0_needs_no_finite_d_sigma() -> None:
+    """VP has d_sigma(0) = inf, but x_0 = y carries no noise: nu_0 = d_m(0) ybar_0, finite."""
+    data = _cloud(6)
+    sched = VPLinear(2.0)
+    x = data + 1e-3
+    v = ExactVelocity(sched, data)(0.0, x)
+    torch.testing.assert_close(v, float(sched(0.0).d_m_t) * data, rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["exact", "rotational"])
+def test_zero_weight_points_are_no_part_of_the_data(kind) -> None:
+    """Points of weight 0 change nothing: not the arg-max at t = 0 (even when nearest), not the
+    posterior, not the draws; the other weights need not be renormalised by the caller."""
+    data = _cloud(8)
+    w = torch.tensor([0.0, 0.25, 0.0, 0.25, 0.125, 0.125, 0.0, 0.25], dtype=F64)
+    keep = w > 0
+    x = torch.cat([data[:1] + 1e-3, _cloud(5, seed=3)])  # the first query sits on a 0-weight point
+    if kind == "exact":
+        full, sub = ExactVelocity(Cosine(), data, w), ExactVelocity(Cosine(), data[keep], w[keep])
+        times = (0.0, 0.3, 1.0)
+    else:
+        process = RotationalDiffusion(g=3.0)
+        full = RotationalVelocity(process, data, w)
+        sub = RotationalVelocity(process, data[keep], w[keep])
+        times = (0.3, 0.9)
+    for t in times:
+        torch.testing.assert_close(full(t, x), sub(t, x), rtol=1e-13, atol=1e-13)
+    draws = full.sample_marginal(0.0, 500, torch.Generator().manual_seed(1))
+    hit = (draws[:, None, :] == data[None, :, :]).all(dim=2)
+    assert torch.equal(hit.sum(dim=1), torch.ones(500, dtype=torch.int64))
+    assert int(hit[:, ~keep].sum()) == 0
