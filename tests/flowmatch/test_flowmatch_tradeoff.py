@@ -798,3 +798,126 @@ def test_repeat_intervals_need_two_repeats() -> None:
             path, path, Normal([0.5, 0.0], np.eye(2)), n_samples=20, n_steps=2, n_save=2, n_t=2,
             n_x=16, n_repeats=1,
         )
+
+
+def _mixture_quantile_by_log_cdf(mu, sd, w, z: float) -> float:
+    """F^{-1}(Phi(z)) by brentq on log F = log Phi(z) (log S = log Phi(-z) above the median),
+    so that the tails keep full relative precision (scipy.stats)."""
+    if z <= 0:
+        f = lambda y: special.logsumexp(np.log(w) + stats.norm.logcdf(y, mu, sd)) - (
+            stats.norm.logcdf(z)
+        )
+    else:
+        f = lambda y: stats.norm.logsf(z) - special.logsumexp(
+            np.log(w) + stats.norm.logsf(y, mu, sd)
+        )
+    return optimize.brentq(f, -80.0, 80.0, xtol=1e-13, rtol=1e-15)
+
+
+def test_mixture_quantile_against_scipy_into_the_tails() -> None:
+    """y = F^{-1}(Phi(z)) for an unequal mixture, |z| up to 8 (Phi(-8) = 6e-16)."""
+    from ottokit.flowmatch._quantile import mixture_quantile
+
+    mu, sd, w = np.array([-1.5, 0.2, 2.0]), np.array([0.4, 1.3, 0.25]), np.array([0.5, 0.2, 0.3])
+    z = np.concatenate([np.linspace(-8.0, 8.0, 17), [0.0, 1e-3, -1e-3]])
+    y = mixture_quantile(z, mu, sd, np.log(w))
+    ref = np.array([_mixture_quantile_by_log_cdf(mu, sd, w, zi) for zi in z])
+    assert np.all(np.abs(y - ref) <= 1e-10 * (1 + np.abs(ref))), np.abs(y - ref).max()
+    one = mixture_quantile(z, np.array([0.7]), np.array([2.5]), np.array([0.0]))
+    np.testing.assert_allclose(one, 0.7 + 2.5 * z, rtol=1e-13, atol=1e-13)
+
+
+def test_normal_nodes_integrate_gaussian_moments() -> None:
+    """E Z^{2k} = (2k - 1)!!, E cos(aZ) = exp(-a^2/2), E exp(aZ) = exp(a^2/2), Z ~ N(0, 1)."""
+    from ottokit.flowmatch._quantile import normal_nodes
+
+    for kwargs in ({}, {"order": 8, "max_width": 0.25}):
+        z, w = normal_nodes(**kwargs)
+        assert z.min() > -12.0 and z.max() < 12.0 and np.all(np.diff(z) > 0)
+        for k, moment in ((0, 1.0), (1, 1.0), (2, 3.0), (3, 15.0), (4, 105.0)):
+            assert math.isclose(w @ z ** (2 * k), moment, rel_tol=1e-12), (kwargs, k)
+        assert abs(w @ z**3) < 1e-14
+        assert math.isclose(w @ np.cos(1.7 * z), math.exp(-(1.7**2) / 2), rel_tol=1e-12)
+        assert math.isclose(w @ np.exp(1.3 * z), math.exp(1.3**2 / 2), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "perturbed",
+    [Uniform([-ROOT3], [ROOT3]), GaussianMixture.one_d([-0.4, 1.2], [0.5, 1.1], [0.7, 0.3])],
+    ids=["uniform", "mixture"],
+)
+def test_quantile_nodes_give_w1_and_normal_expectations(perturbed) -> None:
+    """With Psi = id, w1_kernel . z = W1(N(0, 1), G) = int |Phi - G| dz (scipy quad over the
+    roots of Phi - G), and normal_weights integrate N(0, 1)."""
+    from ottokit.flowmatch._quantile import quantile_nodes
+
+    for kwargs in ({}, {"order": 10, "max_width": 0.2}):
+        nodes = quantile_nodes(perturbed, **kwargs)
+        gap = lambda x: abs(float(special.ndtr(x) - perturbed.cdf(np.asarray(x))))
+        w1, _ = integrate.quad(gap, -14.0, 14.0, limit=800, epsabs=1e-13, epsrel=1e-12,
+                               points=(-ROOT3, ROOT3, 0.0))
+        assert math.isclose(float(nodes.w1_kernel @ nodes.z), w1, rel_tol=1e-9), kwargs
+        assert math.isclose(float(nodes.normal_weights.sum()), 1.0, rel_tol=1e-13)
+        assert math.isclose(float(nodes.normal_weights @ nodes.z**2), 1.0, rel_tol=1e-12)
+        assert nodes.z.shape == nodes.weights.shape == nodes.w1_kernel.shape
+    with pytest.raises(ValueError, match=r"^the quadrature path is 1-D; the perturbed start"):
+        quantile_nodes(standard_normal(2))
+
+
+def test_model_dtype_and_velocity_at_follow_the_network() -> None:
+    """A network's own dtype and device; anything without parameters takes the default."""
+    from ottokit.flowmatch._quantile import model_dtype, velocity_at
+
+    class Affine(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.tensor(-2.0, dtype=torch.float32))
+
+        def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            assert t.dtype == x.dtype == torch.float32
+            return self.a * x + 0.5
+
+    net = Affine()
+    assert model_dtype(net, F64) == (torch.float32, torch.device("cpu"))
+    assert model_dtype(torch.nn.ReLU(), F64) == (F64, None)
+    assert model_dtype(lambda t, x: x, torch.float16) == (torch.float16, None)
+    x = np.array([0.25, -1.0, 3.0])
+    v = velocity_at(lambda t, x: (0.5 - 2.0 * x) * t, 0.5, x)  # float64 in, as given
+    assert v.dtype == np.float64 and v.shape == (3,)
+    np.testing.assert_allclose(velocity_at(net, 0.5, x), -2.0 * x + 0.5, rtol=1e-7)
+    np.testing.assert_array_equal(v, 0.5 * (-2.0 * x + 0.5))
+
+
+def test_closed_form_flows_and_ode_states_agree() -> None:
+    """The mixture's rearrangement F_t^{-1}(Phi(z)) and the OT path's (1 - s) T(z) + s z are the
+    flows the ODE integrates: dopri5 states at unordered, repeated times and the rk4 grid."""
+    from ottokit.flowmatch._quantile import closed_form_flow, mixture_quantile, ode_states
+
+    mix = GaussianMixture.one_d([-0.6, 0.6], [0.3, 0.3])
+    z = np.linspace(-3.0, 3.0, 7)
+    vel = GaussianMixtureVelocity.of(Cosine(2.0), mix)
+    flow = closed_form_flow(vel, z)
+    out = Cosine(2.0)(0.8)
+    sd = np.sqrt(out.m_t**2 * 0.09 + out.sigma_t**2)
+    expect = mixture_quantile(z, out.m_t * np.array([-0.6, 0.6]), np.array([sd, sd]),
+                              np.log([0.5, 0.5]))
+    np.testing.assert_allclose(flow(0.8), expect, rtol=1e-13)
+    np.testing.assert_allclose(flow(2.0), z, atol=1e-12)  # P_tau = N(0, 1)
+    times = np.array([0.8, 1.5, 0.8, 2.0])
+    t_out, states = ode_states(vel, z, 2.0, times, method="dopri5", n_steps=0, rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_array_equal(t_out, times)
+    for t, row in zip(times, states, strict=True):
+        np.testing.assert_allclose(row, flow(t), atol=1e-7)
+    t_grid, grid_states = ode_states(vel, z, 2.0, np.array([0.8]), method="rk4", n_steps=40,
+                                     rtol=0.0, atol=0.0)
+    np.testing.assert_allclose(t_grid, np.linspace(2.0, 0.8, 41), rtol=1e-15)
+    np.testing.assert_allclose(grid_states[-1], flow(0.8), atol=1e-6)
+    np.testing.assert_allclose(grid_states[0], z, atol=0)
+    ot_vel = MonotoneVelocity1D(mix, tau=2.0)
+    ot_flow = closed_form_flow(ot_vel, z)
+    np.testing.assert_allclose(ot_flow(2.0), z, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(ot_flow(0.0), ot_vel.inverse_map(z), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(ot_flow(-1e-9), ot_flow(0.0), rtol=0, atol=0)  # s clipped
+    np.testing.assert_allclose(ot_flow(0.5), 0.75 * ot_vel.inverse_map(z) + 0.25 * z, atol=1e-15)
+    assert closed_form_flow(ExactVelocity(Cosine(), torch.zeros(2, 1, dtype=F64)), z) is None
