@@ -832,3 +832,121 @@ def test_zero_weight_points_are_no_part_of_the_data(kind) -> None:
     hit = (draws[:, None, :] == data[None, :, :]).all(dim=2)
     assert torch.equal(hit.sum(dim=1), torch.ones(500, dtype=torch.int64))
     assert int(hit[:, ~keep].sum()) == 0
+
+
+def _log_mixture_density(means: np.ndarray, var: float, w: np.ndarray, x: np.ndarray):
+    """log sum_k w_k N(x; means_k, var I), brute force over k (scipy.stats)."""
+    logs = np.stack([
+        math.log(wk) + stats.multivariate_normal(mk, var * np.eye(len(mk))).logpdf(x)
+        for mk, wk in zip(means, w, strict=True)
+    ])
+    return np.logaddexp.reduce(logs, axis=0)
+
+
+def test_exact_log_density_is_the_smoothed_empirical_measure(cloud) -> None:
+    """log P_t(x) = log sum_k w_k N(x; m y_k, sigma^2 I), a distinct value at every query."""
+    data, w = cloud
+    sched = Cosine(2.0)
+    x = torch.randn(7, 3, generator=torch.Generator().manual_seed(8), dtype=F64)
+    for t in (0.1, 1.0, 2.0):
+        out = sched(t)
+        ref = _log_mixture_density(
+            float(out.m_t) * data.numpy(), float(out.sigma_t) ** 2, w.numpy(), x.numpy()
+        )
+        got = ExactVelocity(sched, data, w, data_chunk=9).log_density(t, x)
+        np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"^P_0 is the empirical measure \(no density\); "
+                       r"evaluate at t > 0$"):
+        ExactVelocity(sched, data, w).log_density(0.0, x)
+
+
+def test_mixture_marginal_and_log_density_at_the_data_end() -> None:
+    """marginal(t) = sum_k w_k N(m mu_k, m^2 Sigma_k + sigma^2 I) in 2-D with unequal weights;
+    at t = 0 the density is the data's, even for VP where the velocity is undefined."""
+    means = [[-1.0, 0.5], [1.5, -0.5]]
+    covs = [[[0.4, 0.15], [0.15, 0.2]], [[0.1, -0.05], [-0.05, 0.3]]]
+    w = [0.3, 0.7]
+    vel = GaussianMixtureVelocity(VPLinear(1.5), means, covs, w)
+    x = torch.randn(9, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
+    out = VPLinear(1.5)(0.6)
+    marg = vel.marginal(0.6)
+    eye = torch.eye(2, dtype=F64)
+    expect_covs = out.m_t**2 * torch.tensor(covs, dtype=F64) + out.sigma_t**2 * eye
+    torch.testing.assert_close(marg.covs, expect_covs, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(marg.weights, torch.tensor(w, dtype=F64), rtol=0, atol=0)
+    torch.testing.assert_close(marg.log_prob(x), vel.log_density(0.6, x), rtol=1e-12, atol=1e-12)
+    data_density = GaussianMixture(means, covs, w).log_prob(x)
+    torch.testing.assert_close(vel.log_density(0.0, x), data_density, rtol=1e-12, atol=1e-12)
+
+
+def _rotational_brute_posterior(process, data, w, t, x):
+    """E[y | x_t = x] with P(y_k | x) proportional to w_k N(x; M_t y_k, c_t I) (NumPy)."""
+    big_m, var = process.propagator(t), float(process.variance(t))
+    mean = data @ big_m.T
+    logits = np.log(w)[None, :] - ((x[:, None, :] - mean[None, :, :]) ** 2).sum(-1) / (2 * var)
+    post = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (post / post.sum(axis=1, keepdims=True)) @ data
+
+
+def test_rotational_posterior_mean_and_float32_queries(cloud) -> None:
+    """The rotated posterior mean against a brute-force softmax; NumPy in, NumPy out; float32
+    queries get a float32 velocity close to the float64 one; nu_0(x) = A_0 x."""
+    process = RotationalDiffusion(g=3.0)
+    data, w = cloud[0][:, :2], cloud[1]
+    vel = RotationalVelocity(process, data, w, query_chunk=5, data_chunk=7)
+    x = 1.5 * torch.randn(11, 2, generator=torch.Generator().manual_seed(6), dtype=F64)
+    for t in (0.2, 0.7):
+        ref = _rotational_brute_posterior(process, data.numpy(), w.numpy(), t, x.numpy())
+        got = vel.posterior_mean(t, x.numpy())
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-11)
+    v32 = vel(0.5, x.float())
+    assert v32.dtype == torch.float32
+    torch.testing.assert_close(v32.double(), vel(0.5, x), rtol=1e-4, atol=1e-4)
+    at0 = vel(0.0, x.numpy())
+    assert isinstance(at0, np.ndarray)
+    np.testing.assert_allclose(at0, x.numpy() @ process.A(0.0).T, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(vel(torch.tensor(0.0, dtype=F64), x.float()),
+                               (x @ torch.as_tensor(process.A(0.0)).T).float())
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: RotationalVelocity(RotationalDiffusion(g=3.0), _cloud(dim=3)),
+         r"^data has dimension 3, expected 2"),
+        (lambda: RotationalVelocity(RotationalDiffusion(g=3.0), _cloud())(0.5, _cloud(dim=3)),
+         r"^x has dimension 3, expected 2"),
+        (lambda: RotationalVelocity(RotationalDiffusion(g=3.0), _cloud()).posterior_mean(
+            0.5, _cloud(dim=3)), r"^x has dimension 3, expected 2"),
+        (lambda: RotationalVelocity(RotationalDiffusion(g=3.0), _cloud()).posterior_mean(
+            0.0, _cloud()), r"^the posterior is singular at t = 0; evaluate at t > 0$"),
+    ],
+    ids=["data-3d", "call-3d", "posterior-3d", "posterior-t0"],
+)
+def test_rotational_velocity_is_planar(call, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_rotational_draws_are_reproducible_and_have_the_marginal_moments(cloud) -> None:
+    """x = M_t y + sqrt(c_t) eps: mean M_t E y and covariance M_t Cov(y) M_t^T + c_t I
+    (5 standard errors), the same draws for the same generator seed."""
+    process = RotationalDiffusion(g=3.0)
+    data, w = cloud[0][:, :2], cloud[1]
+    vel = RotationalVelocity(process, data, w)
+    n, t = 20000, 0.5
+    draws = vel.sample_marginal(t, n, torch.Generator().manual_seed(3))
+    again = vel.sample_marginal(t, n, torch.Generator().manual_seed(3))
+    assert torch.equal(draws, again) and draws.dtype == F64
+    other = vel.sample_marginal(t, n, torch.Generator().manual_seed(4))
+    assert not torch.equal(draws, other)
+    big_m, var = process.propagator(t), float(process.variance(t))
+    mean_y = w.numpy() @ data.numpy()
+    cov_y = (w.numpy()[:, None] * (data.numpy() - mean_y)).T @ (data.numpy() - mean_y)
+    cov = big_m @ cov_y @ big_m.T + var * np.eye(2)
+    se = np.sqrt(np.diag(cov) / n)
+    assert np.all(np.abs(draws.numpy().mean(0) - big_m @ mean_y) < 5 * se)
+    emp = np.cov(draws.numpy().T)
+    assert np.all(np.abs(emp - cov) < 5 * np.sqrt(2.0 / n) * np.sqrt(np.outer(np.diag(cov),
+                                                                              np.diag(cov))))
