@@ -704,14 +704,16 @@ def test_sharded_draws_agree_across_ranks_and_follow_the_weights(monkeypatch, t)
     its weight wherever it lives (chi-square), eps standard normal."""
     data, w, _ = _two_clusters()
     n = 6000
-    draws = _ThreadRanks(2).run(
-        monkeypatch,
-        lambda r: ExactVelocity(
+    def draw(r: int) -> torch.Tensor:
+        v = ExactVelocity(
             CondOT(1.0), data[:29] if r == 0 else data[29:], w[:29] if r == 0 else w[29:],
             sharded=True,
-        ).sample_marginal(t, n, torch.Generator().manual_seed(5 + r)),
-    )
+        )
+        return v.sample_marginal(t, n, torch.Generator().manual_seed(5 + r))
+
+    draws = _ThreadRanks(2).run(monkeypatch, draw)
     assert torch.equal(draws[0], draws[1]) and draws[0].dtype == F64
+    assert torch.equal(_ThreadRanks(2).run(monkeypatch, draw)[0], draws[0])  # the seeds decide
     m, sigma = 1.0 - t, t
     if t == 0.0:
         hit = (draws[0][:, None, :] == data[None, :, :]).all(dim=2)
@@ -950,3 +952,19 @@ def test_rotational_draws_are_reproducible_and_have_the_marginal_moments(cloud) 
     emp = np.cov(draws.numpy().T)
     assert np.all(np.abs(emp - cov) < 5 * np.sqrt(2.0 / n) * np.sqrt(np.outer(np.diag(cov),
                                                                               np.diag(cov))))
+
+
+def test_exact_draws_are_reproducible_and_pure_noise_at_tau() -> None:
+    """The generator decides the draws; at t = tau (m = cos(pi/2)) they are the noise alone,
+    whatever the data (to float64 rounding of m, even for data 1000 away)."""
+    near = _cloud(5)
+    far = _cloud(5, seed=1) + 1000.0
+    g = lambda: torch.Generator().manual_seed(9)
+    sched = Cosine(1.3)
+    a = ExactVelocity(sched, near).sample_marginal(0.4, 300, g())
+    assert torch.equal(a, ExactVelocity(sched, near).sample_marginal(0.4, 300, g()))
+    assert not torch.equal(a, ExactVelocity(sched, near).sample_marginal(0.4, 300))
+    end_near = ExactVelocity(sched, near).sample_marginal(1.3, 300, g())
+    end_far = ExactVelocity(sched, far).sample_marginal(1.3, 300, g())
+    torch.testing.assert_close(end_near, end_far, rtol=0, atol=1e-12)
+    assert abs(float(end_near.mean())) < 5 / math.sqrt(600)
