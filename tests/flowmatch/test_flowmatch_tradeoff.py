@@ -18,8 +18,10 @@ from ottokit.flowmatch import (
     ExactVelocity,
     GaussianMixture,
     GaussianMixtureVelocity,
+    Inequality,
     MonotoneVelocity1D,
     Normal,
+    TradeoffResult,
     Uniform,
     VelocityMLP,
     chi2_divergence,
@@ -921,3 +923,51 @@ def test_closed_form_flows_and_ode_states_agree() -> None:
     np.testing.assert_allclose(ot_flow(-1e-9), ot_flow(0.0), rtol=0, atol=0)  # s clipped
     np.testing.assert_allclose(ot_flow(0.5), 0.75 * ot_vel.inverse_map(z) + 0.25 * z, atol=1e-15)
     assert closed_form_flow(ExactVelocity(Cosine(), torch.zeros(2, 1, dtype=F64)), z) is None
+
+
+def _result(**fields) -> TradeoffResult:
+    base = dict(
+        tau=2.0, d0=0.5, w1_initial=0.1, w1_final=0.4, delta_w1=0.3, response=0.09,
+        v_loss_sq_integral=0.2, kinetic=1.0, kinetic_stderr=0.0, w2_bound=0.8,
+        t_mid=np.array([0.5, 1.5]), v_loss=np.array([0.3, 0.1]), v2_mid=np.array([0.6, 0.2]),
+        t_kinetic=np.array([0.5, 1.5]), v2=np.array([0.6, 0.2]), estimator="quadrature",
+        flow_map="monotone rearrangement", kinetic_method="quadrature", n_samples=0,
+        response_ci=None, ci_method="none", ci_level=0.95, response_repeats=None,
+    )
+    return TradeoffResult(**{**base, **fields})
+
+
+def test_inequalities_report_each_link_with_its_sides_and_rtol() -> None:
+    """The seed's chain, link by link: (lhs, rhs) as given, lhs <= rhs (1 + rtol), equality
+    allowed; v_loss/v2 over the finite ratios only (v_loss = v2 = 0 at a point drops out)."""
+    res = _result()
+    expect = [
+        Inequality("response <= int v_loss^2 dt", 0.09, 0.2, True),
+        Inequality("int v_loss^2 dt <= int T S_dot dt", 0.2, 1.0, True),
+        Inequality("response <= int v2^2 dt", 0.09, 1.0, True),
+        Inequality("W2(P0, Ptau)^2 / tau <= int v2^2 dt", 0.8, 1.0, True),
+        Inequality("max_t v_loss(t) / v2(t) <= 1", 0.5, 1.0, True),
+    ]
+    assert res.inequalities() == expect and res.holds
+    tight = _result(response=0.2, v_loss_sq_integral=1.0, w2_bound=1.0,
+                    v_loss=np.array([0.6, 0.0]), v2_mid=np.array([0.6, 0.0]))
+    assert [i.holds for i in tight.inequalities()] == [True] * 5 and tight.holds
+    assert tight.inequalities()[4].lhs == 1.0  # 0/0 at the second point is dropped
+    broken = _result(response=0.21, v_loss_sq_integral=0.2, w2_bound=1.02,
+                     v_loss=np.array([0.61, 0.1]))
+    assert [i.holds for i in broken.inequalities()] == [False, True, True, False, False]
+    assert not broken.holds
+    assert all(i.holds for i in broken.inequalities(rtol=0.051))
+    assert not all(i.holds for i in broken.inequalities(rtol=0.049))
+    empty = _result(v_loss=np.array([0.0]), v2_mid=np.array([0.0]))
+    last = empty.inequalities()[4]
+    assert math.isnan(last.lhs) and not last.holds and not empty.holds
+
+
+def test_covers_reads_the_interval_or_the_value() -> None:
+    """With an interval: its closed range; without one: the value itself to 1e-6."""
+    with_ci = _result(response_ci=(0.05, 0.12))
+    assert with_ci.covers(0.05) and with_ci.covers(0.12) and with_ci.covers(0.09)
+    assert not with_ci.covers(0.0499) and not with_ci.covers(0.1201)
+    point = _result()
+    assert point.covers(0.09 * (1 + 5e-7)) and not point.covers(0.09 * (1 + 2e-6))

@@ -282,7 +282,8 @@ class TradeoffResult:
         def ineq(name: str, lhs: float, rhs: float) -> Inequality:
             return Inequality(name, float(lhs), float(rhs), bool(lhs <= rhs * (1.0 + rtol)))
 
-        ratio = self.v_loss / self.v2_mid
+        with np.errstate(invalid="ignore"):  # 0/0 where both speeds vanish: no constraint
+            ratio = self.v_loss / self.v2_mid
         ratio = ratio[np.isfinite(ratio)]
         return [
             ineq("response <= int v_loss^2 dt", self.response, self.v_loss_sq_integral),
