@@ -593,8 +593,8 @@ class _ThreadRanks:
     def world_size(self) -> int:
         return self.n
 
-    def _exchange(self, t: torch.Tensor) -> list[torch.Tensor]:
-        self.slots[self.rank()] = t.detach().clone()
+    def _exchange(self, t):
+        self.slots[self.rank()] = t.detach().clone() if isinstance(t, torch.Tensor) else t
         self.barrier.wait()
         got = list(self.slots)
         self.barrier.wait()
@@ -611,7 +611,13 @@ class _ThreadRanks:
         return self._exchange(t)[src].clone()
 
     def check_same(self, values) -> None:
-        pass
+        every = self._exchange({k: torch.as_tensor(v) for k, v in values.items()})
+        names = [
+            k for k, v in values.items()
+            if not all(torch.equal(torch.as_tensor(v), other[k]) for other in every)
+        ]
+        if names:
+            raise ValueError(f"{', '.join(names)} must be the same on every rank")
 
     def run(self, monkeypatch, fn) -> list:
         for name in ("rank", "world_size", "all_reduce", "all_gather_cat", "broadcast",
@@ -681,6 +687,19 @@ def test_sharded_velocity_on_two_ranks_equals_the_whole_data_set(monkeypatch, ca
             expect = getattr(ref, {"v": "__call__", "ybar": "posterior_mean",
                                    "logp": "log_density"}[name])(t, x)
             torch.testing.assert_close(value, expect, rtol=1e-12, atol=1e-12 * (1 + 40 * 40))
+
+
+@pytest.mark.parametrize(("t", "shift", "name"), [((0.5, 0.5), (0.0, 1.0), "x"),
+                                                  ((0.5, 0.25), (0.0, 0.0), "t")])
+def test_sharded_evaluation_names_what_differs_between_ranks(monkeypatch, t, shift, name):
+    data, w, x = _two_clusters()
+
+    def evaluate(r: int) -> None:
+        v = ExactVelocity(CondOT(), data[r::2], w[r::2], sharded=True)
+        v(t[r], x + shift[r])
+
+    with pytest.raises(ValueError, match=rf"^{name} must be the same on every rank"):
+        _ThreadRanks(2).run(monkeypatch, evaluate)
 
 
 def test_sharded_arg_max_ties_go_to_the_lowest_rank(monkeypatch) -> None:
@@ -785,6 +804,28 @@ def test_gaussian_mixture_density_and_responsibilities_against_scipy() -> None:
             r"^t must be a single time",
         ),
         (
+            lambda: ExactVelocity(CondOT(), _cloud(), sharded=True)(
+                0.5, _cloud(3, seed=1).requires_grad_(True)
+            ),
+            ValueError,
+            r"^a sharded ExactVelocity does not propagate gradients \(its all-reduce detaches "
+            r"them\); pass x\.detach\(\) or evaluate under torch\.no_grad\(\)$",
+        ),
+        (
+            lambda: ExactVelocity(CondOT(), _cloud())(0.5, _cloud(3, dim=3)),
+            ValueError,
+            r"^x has dimension 3, expected 2",
+        ),
+        (
+            lambda: ExactVelocity(
+                Custom(lambda t: 1 - t, lambda t: t + t * (1 - t) * torch.abs(t - 0.5) ** 0.5),
+                _cloud(),
+            )(0.5, _cloud(3)),
+            ValueError,
+            r"^the schedule's derivatives are not finite at t = 0\.5 \(d_m = -1\.0, "
+            r"d_sigma = nan\)",
+        ),
+        (
             lambda: ExactVelocity(
                 Custom(lambda t: 1 - torch.sqrt(t), lambda t: torch.sqrt(t)), _cloud()
             )(0.0, _cloud(3)),
@@ -795,7 +836,8 @@ def test_gaussian_mixture_density_and_responsibilities_against_scipy() -> None:
     ],
     ids=[
         "query-chunk", "data-chunk", "rot-query-chunk", "rot-data-chunk", "exact-schedule",
-        "mixture-schedule", "rot-process", "two-times", "infinite-d-m-at-t0",
+        "mixture-schedule", "rot-process", "two-times", "sharded-grad", "x-3d",
+        "nan-d-sigma-inside", "infinite-d-m-at-t0",
     ],
 )
 def test_velocity_guards_name_the_argument(call, error, match) -> None:
