@@ -1012,3 +1012,14 @@ def test_exact_draws_are_reproducible_and_pure_noise_at_tau() -> None:
     end_far = ExactVelocity(sched, far).sample_marginal(1.3, 300, g())
     torch.testing.assert_close(end_near, end_far, rtol=0, atol=1e-12)
     assert abs(float(end_near.mean())) < 5 / math.sqrt(600)
+
+
+def test_exact_velocity_follows_the_queries_dtype_not_the_times(cloud) -> None:
+    """A float32 time with float64 queries is computed in float64 (the queries' dtype)."""
+    data, w = cloud
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    t32 = torch.tensor(0.3, dtype=torch.float32)
+    vel = ExactVelocity(Cosine(), data, w)
+    got = vel(t32, x)
+    assert got.dtype == F64
+    torch.testing.assert_close(got, vel(float(t32), x), rtol=1e-15, atol=1e-15)
