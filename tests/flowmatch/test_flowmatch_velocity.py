@@ -659,7 +659,7 @@ def _two_clusters() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.cat([near, far]), w / w.sum(), x
 
 
-@pytest.mark.parametrize("case", ["weighted", "uniform-empty-share"])
+@pytest.mark.parametrize("case", ["weighted", "uniform-uneven", "uniform-empty-share"])
 def test_sharded_velocity_on_two_ranks_equals_the_whole_data_set(monkeypatch, case) -> None:
     """The max-stabilised combination of the shares' log-sum-exp and posterior means gives
     the unsharded velocity, posterior mean and log-density, at t = 0 (arg-max) and t = tau
@@ -668,6 +668,9 @@ def test_sharded_velocity_on_two_ranks_equals_the_whole_data_set(monkeypatch, ca
     if case == "weighted":
         shares = [(data[:29], w[:29]), (data[29:], w[29:])]
         ref = ExactVelocity(CondOT(1.7), data, w)
+    elif case == "uniform-uneven":  # 29 and 8 points: each weighs 1/37, not 1/(2 n_rank)
+        shares = [(data[:29], None), (data[29:], None)]
+        ref = ExactVelocity(CondOT(1.7), data)
     else:
         shares = [(data, None), (data[:0], None)]
         ref = ExactVelocity(CondOT(1.7), data)
@@ -700,6 +703,24 @@ def test_sharded_evaluation_names_what_differs_between_ranks(monkeypatch, t, shi
 
     with pytest.raises(ValueError, match=rf"^{name} must be the same on every rank"):
         _ThreadRanks(2).run(monkeypatch, evaluate)
+
+
+def test_unsharded_velocity_on_every_rank_is_the_plain_one(monkeypatch) -> None:
+    """Without sharded=True each rank holds the whole data set: no collective combines them."""
+    data, w, x = _two_clusters()
+    ref = ExactVelocity(Cosine(), data, w)
+    got = _ThreadRanks(2).run(
+        monkeypatch, lambda r: ExactVelocity(Cosine(), data, w).log_density(0.5, x)
+    )
+    for g in got:
+        torch.testing.assert_close(g, ref.log_density(0.5, x), rtol=1e-14, atol=1e-14)
+
+
+def test_sharded_data_of_different_dimensions_is_refused(monkeypatch) -> None:
+    with pytest.raises(ValueError, match=r"^the data's dimension d must be the same on every"):
+        _ThreadRanks(2).run(
+            monkeypatch, lambda r: ExactVelocity(CondOT(), _cloud(4, dim=2 + r), sharded=True)
+        )
 
 
 def test_sharded_arg_max_ties_go_to_the_lowest_rank(monkeypatch) -> None:
@@ -793,6 +814,21 @@ def test_gaussian_mixture_density_and_responsibilities_against_scipy() -> None:
         ),
         (lambda: ExactVelocity("x", _cloud()), TypeError, r"^schedule must be an ottokit"),
         (
+            lambda: ExactVelocity(CondOT(), _cloud(), sharded=1),
+            TypeError,
+            r"^sharded must be True or False, got int$",
+        ),
+        (
+            lambda: ExactVelocity(CondOT(), torch.zeros(0, 2, dtype=F64)),
+            ValueError,
+            r"^data must have shape \(n, d\) with n, d >= 1, got \(0, 2\)$",
+        ),
+        (
+            lambda: ExactVelocity(CondOT(), torch.zeros(0, 2, dtype=F64), sharded=True),
+            ValueError,
+            r"^data is empty on every rank; give the ranks the data set$",
+        ),
+        (
             lambda: GaussianMixtureVelocity("x", [[0.0]], [[[1.0]]]),
             TypeError,
             r"^schedule must be an ottokit",
@@ -836,6 +872,7 @@ def test_gaussian_mixture_density_and_responsibilities_against_scipy() -> None:
     ],
     ids=[
         "query-chunk", "data-chunk", "rot-query-chunk", "rot-data-chunk", "exact-schedule",
+        "sharded-int", "data-empty", "sharded-empty",
         "mixture-schedule", "rot-process", "two-times", "sharded-grad", "x-3d",
         "nan-d-sigma-inside", "infinite-d-m-at-t0",
     ],
@@ -901,6 +938,12 @@ def test_exact_log_density_is_the_smoothed_empirical_measure(cloud) -> None:
         )
         got = ExactVelocity(sched, data, w, data_chunk=9).log_density(t, x)
         np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12, atol=1e-12)
+        uniform = np.full(len(data), 1 / len(data))
+        ref_u = _log_mixture_density(
+            float(out.m_t) * data.numpy(), float(out.sigma_t) ** 2, uniform, x.numpy()
+        )
+        got_u = ExactVelocity(sched, data).log_density(t, x)
+        np.testing.assert_allclose(got_u.numpy(), ref_u, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match=r"^P_0 is the empirical measure \(no density\); "
                        r"evaluate at t > 0$"):
         ExactVelocity(sched, data, w).log_density(0.0, x)
