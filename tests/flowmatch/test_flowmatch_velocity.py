@@ -1066,3 +1066,23 @@ def test_exact_velocity_follows_the_queries_dtype_not_the_times(cloud) -> None:
     got = vel(t32, x)
     assert got.dtype == F64
     torch.testing.assert_close(got, vel(float(t32), x), rtol=1e-15, atol=1e-15)
+
+
+def test_mixture_draws_are_reproducible_with_the_marginal_law() -> None:
+    """The generator decides the draws; their mean and variance are P_t's; at t = tau they are
+    the noise alone whatever the data (to float64 rounding of m, data 1000 away)."""
+    g = lambda: torch.Generator().manual_seed(9)
+    sched = Cosine(1.3)
+    vel = GaussianMixtureVelocity(sched, [[-1.0], [2.0]], [[[0.25]], [[0.5]]], [0.4, 0.6])
+    a = vel.sample_marginal(0.4, 20000, g())
+    assert torch.equal(a, vel.sample_marginal(0.4, 20000, g())) and a.dtype == F64
+    assert not torch.equal(a, vel.sample_marginal(0.4, 20000))
+    out = sched(0.4)
+    mean = out.m_t * (0.4 * -1.0 + 0.6 * 2.0)
+    var = out.m_t**2 * (0.4 * (0.25 + 1.0) + 0.6 * (0.5 + 4.0)) + out.sigma_t**2 - mean**2
+    assert abs(float(a.mean()) - mean) < 5 * math.sqrt(var / 20000)
+    assert abs(float(a.var()) - var) < 5 * var * math.sqrt(2 / 20000) * 1.5
+    far = GaussianMixtureVelocity(sched, [[1000.0]], [[[1.0]]])
+    near = GaussianMixtureVelocity(sched, [[0.0]], [[[1.0]]])
+    torch.testing.assert_close(far.sample_marginal(1.3, 300, g()),
+                               near.sample_marginal(1.3, 300, g()), rtol=0, atol=1e-12)
