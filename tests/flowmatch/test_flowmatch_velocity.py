@@ -1058,14 +1058,19 @@ def test_exact_draws_are_reproducible_and_pure_noise_at_tau() -> None:
 
 
 def test_exact_velocity_follows_the_queries_dtype_not_the_times(cloud) -> None:
-    """A float32 time with float64 queries is computed in float64 (the queries' dtype)."""
+    """A float32 time with float64 queries is computed in float64 (the queries' dtype), by the
+    exact velocity of a data set and of a mixture."""
     data, w = cloud
     x = torch.randn(5, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
     t32 = torch.tensor(0.3, dtype=torch.float32)
-    vel = ExactVelocity(Cosine(), data, w)
-    got = vel(t32, x)
-    assert got.dtype == F64
-    torch.testing.assert_close(got, vel(float(t32), x), rtol=1e-15, atol=1e-15)
+    covs = 0.2 * torch.eye(3, dtype=F64).repeat(4, 1, 1)
+    mixture = GaussianMixtureVelocity(Cosine(), data[:4], covs, w[:4] / w[:4].sum())
+    for vel in (ExactVelocity(Cosine(), data, w), mixture):
+        got = vel(t32, x)
+        assert got.dtype == F64
+        torch.testing.assert_close(got, vel(float(t32), x), rtol=1e-15, atol=1e-15)
+    with pytest.raises(ValueError, match=r"^x has dimension 2, expected 3"):
+        mixture(0.3, x[:, :2])
 
 
 def test_mixture_draws_are_reproducible_with_the_marginal_law() -> None:
