@@ -971,3 +971,47 @@ def test_covers_reads_the_interval_or_the_value() -> None:
     assert not with_ci.covers(0.0499) and not with_ci.covers(0.1201)
     point = _result()
     assert point.covers(0.09 * (1 + 5e-7)) and not point.covers(0.09 * (1 + 2e-6))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda v: kinetic_cost(lambda t, x: x), TypeError,
+         r"^path must be an ottokit\.flowmatch\.velocity\.MarginalPath, got function; a velocity "
+         r"that can sample its marginals$"),
+        (lambda v: kinetic_cost(v, n_t=0), ValueError, r"^n_t must be a positive integer, got 0$"),
+        (lambda v: kinetic_cost(v, n_x=0), ValueError, r"^n_x must be a positive integer, got 0$"),
+        (lambda v: kinetic_cost(v, seed=-1), ValueError,
+         r"^seed must be a non-negative integer, got -1$"),
+        (lambda v: conditional_kinetic_energy(CondOT(), 0), ValueError,
+         r"^dim must be a positive integer, got 0$"),
+        (lambda v: w2_squared_quadrature(ExactVelocity(CondOT(), torch.zeros(2, 1, dtype=F64))),
+         ValueError, r"^quadrature needs a 1-D path with closed-form marginals, got ExactVelocity; "
+         r"use kinetic_cost \(Monte Carlo\)$"),
+    ],
+    ids=["path", "n_t", "n_x", "seed", "dim", "w2-quadrature-closed-form"],
+)
+def test_kinetic_guards_name_the_argument(call, error, message) -> None:
+    vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[1.0]]])
+    with pytest.raises(error, match=message):
+        call(vel)
+
+
+def test_kinetic_cost_standard_errors_and_seed() -> None:
+    """Data N(0, s0^2), cond-OT: nu = (s_t'/s_t) x, so |nu|^2 = (s_t')^2 chi^2_1 and its Monte
+    Carlo standard error is sqrt(2) E|nu|^2 / sqrt(n_x); the seed decides the samples; one
+    sample has no standard error."""
+    s0, n_x = 0.5, 4000
+    vel = GaussianMixtureVelocity(CondOT(2.0), [[0.0]], [[[s0**2]]])
+    res = kinetic_cost(vel, n_t=4, n_x=n_x, seed=3)
+    s = 0.5 * res.t
+    m = 1.0 - s
+    exact = ((-m * s0**2 + s) / np.sqrt(m**2 * s0**2 + s**2) / 2.0) ** 2  # (d s_t / dt)^2
+    np.testing.assert_allclose(res.energy, exact, rtol=6 * math.sqrt(2 / n_x))
+    np.testing.assert_allclose(res.energy_stderr, math.sqrt(2 / n_x) * exact, rtol=0.1)
+    assert math.isclose(res.integral_stderr, float(np.sqrt(np.sum((res.weights *
+                                                                   res.energy_stderr) ** 2))))
+    again, other = kinetic_cost(vel, n_t=4, n_x=n_x, seed=3), kinetic_cost(vel, n_t=4, n_x=n_x)
+    assert again.integral == res.integral and other.integral != res.integral
+    one = kinetic_cost(vel, n_t=2, n_x=1)
+    assert np.all(np.isnan(one.energy_stderr)) and math.isnan(one.integral_stderr)
