@@ -1091,3 +1091,61 @@ def test_mixture_draws_are_reproducible_with_the_marginal_law() -> None:
     near = GaussianMixtureVelocity(sched, [[0.0]], [[[1.0]]])
     torch.testing.assert_close(far.sample_marginal(1.3, 300, g()),
                                near.sample_marginal(1.3, 300, g()), rtol=0, atol=1e-12)
+
+
+def test_exact_velocity_at_t0_takes_the_nearest_scaled_point() -> None:
+    """At t = 0 with m_0 = 1.25 (allowed within end_atol = 0.25) P_0 is the law of m_0 y: the
+    posterior is the point whose m_0 y_k is nearest x, not the y_k nearest x."""
+    sched = Custom(lambda t: 1.25 - 1.25 * t, lambda t: t, end_atol=0.25)
+    data = torch.tensor([[1.0], [2.0]], dtype=F64)
+    x = torch.tensor([[1.6]], dtype=F64)  # |1.6 - 1.25| < |1.6 - 2.5|, but |1.6 - 2| < |1.6 - 1|
+    vel = ExactVelocity(sched, data)
+    assert torch.equal(vel.posterior_mean(0.0, x), data[:1])
+    torch.testing.assert_close(vel(0.0, x), -1.25 * data[:1], rtol=1e-15, atol=0)
+
+
+def test_weights_near_one_are_normalised_exactly(cloud) -> None:
+    """Weights summing to 1 within the accepted 1e-6 are divided by their sum: the density
+    is that of the normalised weights."""
+    data, w = cloud
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    near = ExactVelocity(Cosine(), data, w * (1 + 5e-7)).log_density(0.5, x)
+    torch.testing.assert_close(near, ExactVelocity(Cosine(), data, w).log_density(0.5, x),
+                               rtol=1e-14, atol=1e-14)
+
+
+def test_sharded_draws_with_an_empty_share_and_pure_noise_at_tau(monkeypatch) -> None:
+    """A rank holding no data draws nothing itself; at t = tau (m = 0) the draws are
+    N(0, I) noise, independent draw by draw."""
+    data, _, _ = _two_clusters()
+    n = 4000
+
+    def draw(r: int) -> tuple[torch.Tensor, torch.Tensor]:
+        v = ExactVelocity(CondOT(1.0), data if r == 0 else data[:0], sharded=True)
+        gen = torch.Generator().manual_seed(2 + r)
+        return v.sample_marginal(0.0, n, gen), v.sample_marginal(1.0, n, gen)
+
+    (at0, at1), (again0, again1) = _ThreadRanks(2).run(monkeypatch, draw)
+    assert torch.equal(at0, again0) and torch.equal(at1, again1)
+    hit = (at0[:, None, :] == data[None, :, :]).all(dim=2)
+    assert torch.equal(hit.sum(dim=1), torch.ones(n, dtype=torch.int64))
+    assert float(at1.mean(0).abs().max()) < 5 / math.sqrt(n)
+    assert float((at1.var(0) - 1).abs().max()) < 5 * math.sqrt(2 / n)
+
+
+def test_mixture_density_is_differentiable_and_responsibilities_follow_the_input() -> None:
+    """d P_t / dx = P_t d log P_t / dx (autograd through the density; N(0, s_t^2): -x/s_t^2);
+    responsibilities return tensors for tensors, and at t = 0 are the data's, even for VP."""
+    vel = GaussianMixtureVelocity(CondOT(), [[0.0]], [[[0.25]]])
+    x = torch.linspace(-1.0, 1.0, 5, dtype=F64)[:, None].requires_grad_(True)
+    p = vel.density(0.3, x)
+    (grad,) = torch.autograd.grad(p.sum(), x)
+    s2 = 0.7**2 * 0.25 + 0.3**2
+    torch.testing.assert_close(grad[:, 0], -x[:, 0].detach() / s2 * p.detach(), rtol=1e-12,
+                               atol=1e-15)
+    mix = GaussianMixtureVelocity(VPLinear(), [[-1.0], [1.0]], [[[0.2]], [[0.5]]], [0.3, 0.7])
+    xs = torch.linspace(-2.0, 2.0, 7, dtype=F64)[:, None]
+    resp = mix.responsibilities(0.0, xs)
+    assert isinstance(resp, torch.Tensor) and resp.shape == (7, 2)
+    terms = np.array([0.3, 0.7]) * stats.norm.pdf(xs.numpy(), [-1.0, 1.0], np.sqrt([0.2, 0.5]))
+    np.testing.assert_allclose(resp.numpy(), terms / terms.sum(1, keepdims=True), rtol=1e-12)
