@@ -989,6 +989,7 @@ def test_rotational_posterior_mean_and_float32_queries(cloud) -> None:
         got = vel.posterior_mean(t, x.numpy())
         assert isinstance(got, np.ndarray)
         np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-11)
+    assert isinstance(vel.posterior_mean(0.2, x), torch.Tensor)
     v32 = vel(0.5, x.float())
     assert v32.dtype == torch.float32
     torch.testing.assert_close(v32.double(), vel(0.5, x), rtol=1e-4, atol=1e-4)
@@ -1055,6 +1056,8 @@ def test_exact_draws_are_reproducible_and_pure_noise_at_tau() -> None:
     end_far = ExactVelocity(sched, far).sample_marginal(1.3, 300, g())
     torch.testing.assert_close(end_near, end_far, rtol=0, atol=1e-12)
     assert abs(float(end_near.mean())) < 5 / math.sqrt(600)
+    f32 = ExactVelocity(sched, near.float()).sample_marginal(0.4, 10, g())
+    assert f32.dtype == torch.float32  # the data's dtype
 
 
 def test_exact_velocity_follows_the_queries_dtype_not_the_times(cloud) -> None:
