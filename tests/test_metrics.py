@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -162,6 +164,33 @@ def test_frechet_distance_errors():
         frechet_distance([0, np.inf], np.eye(2), [0, 0], np.eye(2))
 
 
+def test_frechet_distance_names_the_argument_at_fault():
+    for mu1, mu2, name in (([0, np.inf], [0, 0], "mu1"), ([0, 0], [np.nan, 0], "mu2")):
+        with pytest.raises(ValueError, match=rf"^{name} must be finite"):
+            frechet_distance(mu1, np.eye(2), mu2, np.eye(2))
+    with pytest.raises(ValueError, match=r"^C1 must be a \(2, 2\) matrix"):
+        frechet_distance([0, 0], np.eye(3), [0, 0], np.eye(2))
+
+
+def test_frechet_distance_accepts_round_off_asymmetry_only():
+    # an estimated covariance is symmetric up to round-off: an asymmetry of 1e-9 relative to
+    # the largest entry is accepted (moving d^2 by about as little), 1e-6 is refused
+    rng = np.random.default_rng(5)
+    m1, m2 = rng.standard_normal(3), rng.standard_normal(3)
+    c1, c2 = _spd(3, 6), _spd(3, 7)
+    value = frechet_distance(m1, c1, m2, c2)
+    for rel in (1e-9, 1e-6):
+        e1, e2 = np.zeros((3, 3)), np.zeros((3, 3))
+        e1[0, 1], e2[1, 2] = rel * np.abs(c1).max(), rel * np.abs(c2).max()
+        if rel < 1e-8:
+            assert frechet_distance(m1, c1 + e1, m2, c2) == pytest.approx(value, rel=1e-7)
+            assert frechet_distance(m1, c1, m2, c2 + e2) == pytest.approx(value, rel=1e-7)
+        else:
+            with pytest.raises(ValueError, match="^C1 must be symmetric"):
+                frechet_distance(m1, c1 + e1, m2, c2)
+            with pytest.raises(ValueError, match="^C2 must be symmetric"):
+                frechet_distance(m1, c1, m2, c2 + e2)
+
 def test_fid_from_features_identities():
     f = np.random.default_rng(0).standard_normal((300, 8)) @ _spd(8, 4)
     assert fid_from_features(f, f) == pytest.approx(0.0, abs=1e-9)
@@ -184,6 +213,21 @@ def test_fid_from_features_errors():
     with pytest.raises(ValueError, match="same feature dimension"):
         fid_from_features(np.ones((50, 8)), np.ones((50, 7)))
 
+
+def test_fid_from_features_with_d_plus_1_rows_and_the_set_at_fault():
+    # d + 1 rows are the fewest with a full-rank covariance, and enough for the identities
+    f = np.random.default_rng(3).standard_normal((9, 8))
+    c = np.linspace(-1, 1, 8)
+    assert fid_from_features(f, f + c) == pytest.approx(np.sum(c**2), rel=1e-8)
+    bad = f.copy()
+    bad[2, 5] = np.nan
+    good = np.random.default_rng(4).standard_normal((50, 8))
+    for f1, f2, name in ((bad, good, "f1"), (good, bad, "f2")):
+        with pytest.raises(ValueError, match=f"^{name} must be finite"):
+            fid_from_features(f1, f2)
+    for f1, f2, name in ((f[:8], good, "f1"), (good, f[:8], "f2")):
+        with pytest.raises(ValueError, match=f"^{name} has 8 samples of dimension 8"):
+            fid_from_features(f1, f2)
 
 def test_inception_like_score_extremes():
     k = 10
@@ -214,6 +258,40 @@ def test_inception_like_score_errors():
     with pytest.raises(ValueError, match=r"splits must be an integer in \[1, 4\]"):
         inception_like_score(np.full((4, 2), 0.5), splits=5)
 
+
+def _exp_mutual_information(p):
+    def entropy(q):
+        return -np.sum(np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0), axis=-1)
+
+    return np.exp(entropy(p.mean(0)) - entropy(p).mean())
+
+
+def test_inception_like_score_default_is_ten_contiguous_splits():
+    p = np.random.default_rng(2).dirichlet(0.5 * np.ones(6), size=230)
+    per_split = [_exp_mutual_information(c) for c in np.array_split(p, 10)]
+    mean, std = inception_like_score(p)
+    assert mean == pytest.approx(np.mean(per_split), rel=1e-10)
+    assert std == pytest.approx(np.std(per_split), rel=1e-8)
+
+
+def test_inception_like_score_tolerates_float32_round_off_in_the_rows():
+    p = np.random.default_rng(3).dirichlet(np.ones(5), size=120)
+    # rows off by 5e-5 (float32 softmax round-off is far smaller) are accepted and normalised
+    scaled = p * (1 + 5e-5 * np.linspace(-1, 1, 120))[:, None]
+    exact = inception_like_score(p, splits=3)
+    assert inception_like_score(scaled, splits=3) == pytest.approx(exact, rel=1e-12)
+    message = (
+        r"^probs must hold probability rows \(non-negative, each summing to 1\); "
+        r"apply a softmax to logits first$"
+    )
+    with pytest.raises(ValueError, match=message):
+        inception_like_score(p * 1.001)
+    bad = p.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(ValueError, match="^probs must be finite"):
+        inception_like_score(bad)
+    with pytest.raises(ValueError, match=r"got 121; at most n = 120 rows, e.g. 10$"):
+        inception_like_score(p, splits=121)
 
 def _brute_force_pr(real, fake, k):
     def radii(a):
@@ -258,6 +336,45 @@ def test_precision_recall_errors():
     with pytest.raises(ValueError, match="same feature dimension"):
         precision_recall_knn(np.zeros((5, 2)), np.zeros((5, 3)))
 
+
+def test_precision_recall_balls_are_closed_and_translation_invariant():
+    real = np.array([[0.0], [1.0], [3.0]])  # k = 1 radii: 1, 1, 2
+    on_sphere, outside = np.array([[5.0], [-1.0]]), np.array([[5.0001], [-1.0001]])
+    for shift in (0.0, 1e6):
+        # a fake on a real ball's boundary is inside (|f - r| <= R_k(r), Kynkaanniemi et al.)
+        pr = precision_recall_knn(real + shift, on_sphere + shift, k=1)
+        assert pr.precision == 1.0
+        assert precision_recall_knn(real + shift, outside + shift, k=1).precision == 0.0
+    rng = np.random.default_rng(6)
+    a, b = rng.standard_normal((300, 4)), 0.7 * rng.standard_normal((200, 4)) + 0.8
+    expected = _brute_force_pr(a, b, 3)
+    # precision and recall depend on differences only: shifting both sets changes nothing
+    for shift in (0.0, 1e4, 1e8):
+        assert precision_recall_knn(a + shift, b + shift) == pytest.approx(expected, abs=1e-12)
+
+
+def test_precision_recall_in_several_chunks_against_brute_force():
+    # 1500 centres: the points are compared in chunks of 2e6 // 1500 = 1333 rows
+    rng = np.random.default_rng(7)
+    real, fake = rng.standard_normal((1500, 2)), 1.2 * rng.standard_normal((1500, 2)) + 0.3
+    np.testing.assert_allclose(
+        precision_recall_knn(real, fake, k=2), _brute_force_pr(real, fake, 2), atol=1e-12
+    )
+
+
+def test_precision_recall_names_the_set_at_fault():
+    good = np.zeros((10, 2))
+    bad = good.copy()
+    bad[4, 1] = np.inf
+    for real, fake, name in ((bad, good, "real_f"), (good, bad, "fake_f")):
+        with pytest.raises(ValueError, match=f"^{name} must be finite"):
+            precision_recall_knn(real, fake)
+    with pytest.raises(ValueError, match="got 3 real and 10 fake$"):
+        precision_recall_knn(np.zeros((3, 2)), good, k=3)
+    with pytest.raises(ValueError, match="got 10 real and 3 fake$"):
+        precision_recall_knn(good, np.zeros((3, 2)), k=3)
+    with pytest.raises(ValueError, match=r"got 0 \(e.g. k=3\)$"):
+        precision_recall_knn(good, good, k=0)
 
 @pytest.fixture(scope="module")
 def extractor(tmp_path_factory):
@@ -383,3 +500,41 @@ def test_digits_extractor_refuses_a_cache_that_is_not_its_payload(quick_extracto
 def test_digits_extractor_refuses_images_that_are_not_real_numbers(quick_extractor):
     with pytest.raises(TypeError, match="images must be real numbers, got dtype torch.bool"):
         quick_extractor.features(torch.zeros(2, 1, 8, 8, dtype=torch.bool))
+
+
+def test_digits_scores_are_the_feature_statistics_with_their_defaults(quick_extractor, digit_sets):
+    ex = quick_extractor
+    x, ref = digit_sets["noisy"][:150], digit_sets["test"][:150]
+    fx, fr, probs = ex.features(x), ex.features(ref), ex.probs(x)
+    assert digits_fid(x, ref, ex) == fid_from_features(fx, fr)
+    # 10 splits and k = 3 by default (Salimans et al. 2016; Kynkaanniemi et al. 2019)
+    assert digits_is(x, ex) == inception_like_score(probs, 10)
+    assert digits_is(x, ex, splits=3) == inception_like_score(probs, 3) != digits_is(x, ex)
+    assert digits_precision_recall(x, ref, ex) == precision_recall_knn(fr, fx, 3)
+    pr7 = digits_precision_recall(x, ref, ex, k=7)
+    assert pr7 == precision_recall_knn(fr, fx, 7) != digits_precision_recall(x, ref, ex)
+    message = (
+        r"^features must be an? \S*DigitsFeatures, got str; "
+        r"build a DigitsFeatures extractor with DigitsFeatures\(cache_dir\)$"
+    )
+    with pytest.raises(TypeError, match=message):
+        digits_fid(x, ref, "features")
+
+
+def test_digits_extractor_cache_must_be_a_weights_only_payload(tmp_path):
+    name = DigitsFeatures.cache_name(0, 1)
+    settings = {
+        "format": "ottokit.metrics.DigitsFeatures",
+        "arch": "DigitsCNN-c16-c32-p2-f64-10/v1",
+        "seed": 0,
+        "epochs": 1,
+    }
+    # the right settings but no weights
+    torch.save(settings, tmp_path / name)
+    with pytest.raises(ValueError, match="is not a cached digits extractor; delete the file"):
+        DigitsFeatures(tmp_path, seed=0, epochs=1)
+    # a pickle that needs more than tensors and plain containers is never unpickled
+    payload = {**settings, "state_dict": {}, "date": datetime.date(2020, 1, 1)}
+    torch.save(payload, tmp_path / name)
+    with pytest.raises(ValueError, match=r"cannot be read \(UnpicklingError: it is corrupt"):
+        DigitsFeatures(tmp_path, seed=0, epochs=1)

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
 from scipy.special import rel_entr
 from torch import nn
 
@@ -170,14 +171,12 @@ def frechet_distance(mu1: Any, C1: Any, mu2: Any, C2: Any) -> float:
     ``scipy.linalg.sqrtm(C1 @ C2)`` may return complex values. Covariances must be
     symmetric positive semi-definite (ValueError otherwise); returns d^2 >= 0.
     """
-    m1 = np.atleast_1d(as_array(mu1, "mu1", finite=False))
-    m2 = np.atleast_1d(as_array(mu2, "mu2", finite=False))
+    m1 = np.atleast_1d(as_array(mu1, "mu1"))
+    m2 = np.atleast_1d(as_array(mu2, "mu2"))
     if m1.ndim != 1 or m1.shape != m2.shape:
         raise ValueError(
             f"mu1 and mu2 must be vectors of the same length, got {m1.shape} and {m2.shape}"
         )
-    if not (np.all(np.isfinite(m1)) and np.all(np.isfinite(m2))):
-        raise ValueError("mu1 and mu2 must be finite")
     d = m1.shape[0]
     c1 = as_covariance(C1, "C1", d, semidefinite=True, sym_rtol=1e-8)
     c2 = as_covariance(C2, "C2", d, semidefinite=True, sym_rtol=1e-8)
@@ -189,8 +188,8 @@ def frechet_distance(mu1: Any, C1: Any, mu2: Any, C2: Any) -> float:
     return max(value, 0.0)
 
 
-def _feature_stats(f: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    a = _points(f, name)
+def _feature_stats(a: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of the rows of a checked (n, d) array."""
     n, d = a.shape
     if n < d + 1:
         raise ValueError(
@@ -242,7 +241,7 @@ def inception_like_score(probs: Any, splits: int = 10) -> tuple[float, float]:
     p = p / p.sum(axis=1, keepdims=True)
     scores = []
     for chunk in np.array_split(p, splits):
-        marginal = chunk.mean(axis=0, keepdims=True)
+        marginal = chunk.mean(axis=0)
         kl = rel_entr(chunk, marginal).sum(axis=1)
         scores.append(float(np.exp(kl.mean())))
     return float(np.mean(scores)), float(np.std(scores))
@@ -257,22 +256,24 @@ class PrecisionRecall(NamedTuple):
 
 def _knn_radii(a: np.ndarray, k: int) -> np.ndarray:
     """Distance of each row of ``a`` to its k-th nearest other row."""
-    dist, _ = cKDTree(a).query(a, k=k + 1)
-    return dist[:, k]
+    dist, _ = cKDTree(a).query(a, k=[k + 1])  # the nearest "neighbour" is the row itself
+    return dist[:, 0]
 
 
 def _covered(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """For each point, whether |point - centre_i| <= radius_i for some i (chunked)."""
-    out = np.empty(points.shape[0], dtype=bool)
-    chunk = max(1, 2_000_000 // max(1, centres.shape[0]))
-    c2 = np.sum(centres**2, axis=1)
-    r2 = radii**2
-    for start in range(0, points.shape[0], chunk):
-        p = points[start : start + chunk]
-        d2 = np.sum(p**2, axis=1)[:, None] + c2[None, :] - 2.0 * p @ centres.T
-        # the tolerance absorbs the round-off of the expanded square at coincident points
-        out[start : start + chunk] = np.any(d2 <= r2[None, :] + 1e-9 * (1.0 + r2[None, :]), axis=1)
-    return out
+    """For each point, whether |point - centre_i| <= radius_i for some i (chunked).
+
+    The squared distances are sums of squared differences (``cdist``), not the expanded
+    |p|^2 + |c|^2 - 2 p.c, whose cancellation would make the result depend on where the
+    features are centred. They and the radii come from different summation orders: the
+    relative 1e-12 absorbs that round-off for points on a ball's boundary.
+    """
+    chunk = max(1, 2_000_000 // centres.shape[0])
+    r2 = (1.0 + 1e-12) * radii**2
+    return np.concatenate([
+        np.any(cdist(points[start : start + chunk], centres, "sqeuclidean") <= r2, axis=1)
+        for start in range(0, points.shape[0], chunk)
+    ])
 
 
 def precision_recall_knn(real_f: Any, fake_f: Any, k: int = 3) -> PrecisionRecall:
