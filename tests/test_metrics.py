@@ -115,6 +115,30 @@ def test_toy_metrics_errors():
         toy_metrics(bad, MODES, SIGMA)
 
 
+def test_toy_metrics_high_quality_ball_is_closed_with_radius_four_sigma_by_default():
+    modes, sigma = np.array([[0.0, 0.0], [10.0, 0.0]]), 0.25
+    # distances 1 = 4 sigma exactly (on the boundary, inside), 1.125 = 4.5 sigma (outside)
+    x = np.array([[1.0, 0.0], [10.0, -1.0], [0.0, 1.125], [8.875, 0.0]])
+    out = toy_metrics(x, modes, sigma, min_count=1)
+    assert out["threshold"] == 4.0 and out["mode_counts"] == [1, 1]
+    assert out["high_quality_fraction"] == 0.5
+    assert toy_metrics(x, modes, sigma, threshold=4.5)["high_quality_fraction"] == 1.0
+
+
+def test_toy_metrics_errors_say_how_to_fix_them():
+    x = toy_2d("25gaussians", 100, seed=0).points
+    bad = MODES.copy()
+    bad[4, 1] = np.inf
+    with pytest.raises(ValueError, match="^modes must be finite"):
+        toy_metrics(x, bad, SIGMA)
+    with pytest.raises(ValueError, match="got -1; a number of sigmas, e.g. 4$"):
+        toy_metrics(x, MODES, SIGMA, threshold=-1)
+    with pytest.raises(ValueError, match=r"got 0 \(e.g. min_count=20\)$"):
+        toy_metrics(x, MODES, SIGMA, min_count=0)
+    with pytest.raises(ValueError, match=r"got 0 \(e.g. min_ot_samples=5000\)$"):
+        toy_metrics(x, MODES, SIGMA, target=x, min_ot_samples=0)
+
+
 def _spd(d, seed):
     a = np.random.default_rng(seed).standard_normal((d, 2 * d))
     return a @ a.T / (2 * d) + 0.1 * np.eye(d)
