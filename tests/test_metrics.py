@@ -120,7 +120,7 @@ def test_toy_metrics_high_quality_ball_is_closed_with_radius_four_sigma_by_defau
     # distances 1 = 4 sigma exactly (on the boundary, inside), 1.125 = 4.5 sigma (outside)
     x = np.array([[1.0, 0.0], [10.0, -1.0], [0.0, 1.125], [8.875, 0.0]])
     out = toy_metrics(x, modes, sigma, min_count=1)
-    assert out["threshold"] == 4.0 and out["mode_counts"] == [1, 1]
+    assert out["threshold"] == 4.0 and out["min_count"] == 1 and out["mode_counts"] == [1, 1]
     assert out["high_quality_fraction"] == 0.5
     assert toy_metrics(x, modes, sigma, threshold=4.5)["high_quality_fraction"] == 1.0
 
@@ -137,6 +137,16 @@ def test_toy_metrics_errors_say_how_to_fix_them():
         toy_metrics(x, MODES, SIGMA, min_count=0)
     with pytest.raises(ValueError, match=r"got 0 \(e.g. min_ot_samples=5000\)$"):
         toy_metrics(x, MODES, SIGMA, target=x, min_ot_samples=0)
+    with pytest.raises(ValueError, match="^target must be finite"):
+        toy_metrics(x, MODES, SIGMA, target=np.where(x > 0.5, np.nan, x), min_ot_samples=1)
+    with pytest.raises(TypeError, match="^samples must be an array of real numbers"):
+        toy_metrics([["a", "b"]], MODES, SIGMA)
+    tail = (
+        r"got 100 and 60; the empirical distances are biased upwards at small n\. "
+        r"Pass more points, or a smaller min_ot_samples knowingly\.$"
+    )
+    with pytest.raises(ValueError, match=tail):
+        toy_metrics(x, MODES, SIGMA, target=x[:60], min_ot_samples=80)
 
 
 def _spd(d, seed):
