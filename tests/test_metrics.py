@@ -509,8 +509,16 @@ def test_digits_extractor_input_errors(quick_extractor, digit_sets):
 
 
 def test_digits_extractor_training_is_deterministic(quick_extractor):
-    # trained with and without a cache directory: writing the cache does not touch the weights
-    a, b = quick_extractor, DigitsFeatures(None, seed=0, epochs=1)
+    # trained with and without a cache directory, and by a caller that uses 4 torch threads
+    # (training runs on one: more would change the summation order, and the weights by ~1e-7)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        b = DigitsFeatures(None, seed=0, epochs=1)
+        assert torch.get_num_threads() == 4  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(previous)
+    a = quick_extractor
     c = DigitsFeatures(None, seed=4, epochs=1)
     assert b.cache_file is None and not b.from_cache
     sa, sb, sc = (m.model.state_dict() for m in (a, b, c))
