@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import warnings
 
 import numpy as np
 import pytest
@@ -580,3 +581,45 @@ def test_digits_extractor_cache_must_be_a_weights_only_payload(tmp_path):
     torch.save(payload, tmp_path / name)
     with pytest.raises(ValueError, match=r"cannot be read \(UnpicklingError: it is corrupt"):
         DigitsFeatures(tmp_path, seed=0, epochs=1)
+
+
+def test_digits_extractor_batches_and_input_types_do_not_change_the_features(
+    quick_extractor, digit_sets, tmp_path
+):
+    x = digit_sets["test"][:50]
+    f, p = quick_extractor.features(x), quick_extractor.probs(x)
+    # the same cached weights evaluated in batches of 7 (the last one partial)
+    small = DigitsFeatures(quick_extractor.cache_file.parent, seed=0, epochs=1, batch_size=7)
+    assert small.from_cache and small.batch_size == 7
+    np.testing.assert_allclose(small.features(x), f, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(small.probs(x), p, rtol=1e-5, atol=1e-7)
+    # integer images (0..16 steps of the digits scaled to [-1, 1] are multiples of 1/8)
+    ints = np.rint(8 * (x + 1)).astype(np.uint8)
+    with pytest.warns(UserWarning, match=r"range over \[0, 16\]") as caught:
+        from_ints = quick_extractor.features(ints)
+        from_floats = quick_extractor.features(8 * (x + 1))
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+    np.testing.assert_allclose(from_ints, from_floats, atol=1e-5)
+    # a cache directory that does not exist yet is created, parents included
+    nested = DigitsFeatures(tmp_path / "a" / "b", seed=0, epochs=1)
+    assert nested.cache_file.exists() and not nested.from_cache
+
+
+def test_digits_extractor_range_warning_starts_beyond_one_and_a_half(quick_extractor):
+    edge = np.zeros((2, 1, 8, 8), np.float32)
+    edge[0, 0, 0, 0], edge[1, 0, 3, 3] = -1.5, 1.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quick_extractor.probs(edge)
+    for value in (-1.6, 1.6):
+        with pytest.warns(UserWarning, match="ottokit.data.digits scales x -> x / 8 - 1"):
+            quick_extractor.probs(np.full((1, 1, 8, 8), value, np.float32))
+
+
+def test_digits_extractor_argument_errors(quick_extractor):
+    with pytest.raises(ValueError, match=r"with n >= 1 .*got \(0, 1, 8, 8\)"):
+        quick_extractor.features(np.zeros((0, 1, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"got 0 \(e.g. epochs=30\)$"):
+        DigitsFeatures(None, epochs=0)
+    with pytest.raises(ValueError, match=r"got 0 \(e.g. batch_size=1024\)$"):
+        DigitsFeatures(None, batch_size=0)
