@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import warnings
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from ottokit import ot
 from ottokit.data import digits, toy_2d, toy_2d_modes
 from ottokit.metrics import (
+    DigitsCNN,
     DigitsFeatures,
     PrecisionRecall,
     digits_fid,
@@ -534,9 +536,17 @@ def test_digits_extractor_refuses_a_cache_that_is_not_its_payload(quick_extracto
         DigitsFeatures(tmp_path, seed=0, epochs=1)
     payload = torch.load(quick_extractor.cache_file, weights_only=True)
     key = next(iter(payload["state_dict"]))
+    expected = tuple(payload["state_dict"][key].shape)
     payload["state_dict"][key] = torch.zeros(1)
     torch.save(payload, tmp_path / name)
     with pytest.raises(ValueError, match=f"weight '{key}' has shape.*another architecture"):
+        DigitsFeatures(tmp_path, seed=0, epochs=1)
+    message = rf"has shape torch.Size\(\[1\]\), expected {re.escape(str(expected))} \(another"
+    with pytest.raises(ValueError, match=message):
+        DigitsFeatures(tmp_path, seed=0, epochs=1)
+    payload["state_dict"][key] = [1.0, 2.0]  # not a tensor at all
+    torch.save(payload, tmp_path / name)
+    with pytest.raises(ValueError, match=f"weight '{key}' has shape None, expected"):
         DigitsFeatures(tmp_path, seed=0, epochs=1)
 
 
@@ -623,3 +633,29 @@ def test_digits_extractor_argument_errors(quick_extractor):
         DigitsFeatures(None, epochs=0)
     with pytest.raises(ValueError, match=r"got 0 \(e.g. batch_size=1024\)$"):
         DigitsFeatures(None, batch_size=0)
+
+
+def test_digits_extractor_follows_its_documented_training_recipe():
+    # one epoch of the docstring's recipe written out, for seed 1 (not the default 0): weights
+    # initialised under torch.manual_seed(seed), the seed's training split in batches of 64 in
+    # an order drawn from a generator seeded by seed, Adam with lr 2e-3 on the cross-entropy,
+    # one torch thread
+    seed = 1
+    x, y = (torch.from_numpy(a) for a in digits("train", seed=seed))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DigitsCNN()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        for idx in torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).split(64):
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(previous)
+    trained = DigitsFeatures(None, seed=seed, epochs=1).model.state_dict()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(trained[key], value, rtol=1e-6, atol=1e-7)
