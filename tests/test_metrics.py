@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from torch import nn
 
 from ottokit import ot
 from ottokit.data import digits, toy_2d, toy_2d_modes
@@ -443,7 +444,7 @@ def test_digits_classifier_accuracy(extractor):
 
 def test_digits_extractor_reloads_from_cache(quick_extractor, digit_sets):
     extractor = quick_extractor
-    assert not extractor.from_cache and extractor.cache_file.exists()
+    assert extractor.from_cache is False and extractor.cache_file.exists()
     rng_state = torch.get_rng_state()
     again = DigitsFeatures(extractor.cache_file.parent, seed=0, epochs=1)
     assert torch.equal(torch.get_rng_state(), rng_state)  # the caller's RNG is untouched
@@ -603,6 +604,8 @@ def test_digits_extractor_batches_and_input_types_do_not_change_the_features(
     assert small.from_cache and small.batch_size == 7
     np.testing.assert_allclose(small.features(x), f, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(small.probs(x), p, rtol=1e-5, atol=1e-7)
+    single = DigitsFeatures(quick_extractor.cache_file.parent, seed=0, epochs=1, batch_size=1)
+    np.testing.assert_allclose(single.features(x[:5]), f[:5], rtol=1e-5, atol=1e-6)
     # integer images (0..16 steps of the digits scaled to [-1, 1] are multiples of 1/8)
     ints = np.rint(8 * (x + 1)).astype(np.uint8)
     with pytest.warns(UserWarning, match=r"range over \[0, 16\]") as caught:
@@ -659,3 +662,15 @@ def test_digits_extractor_follows_its_documented_training_recipe():
     trained = DigitsFeatures(None, seed=seed, epochs=1).model.state_dict()
     for key, value in model.state_dict().items():
         torch.testing.assert_close(trained[key], value, rtol=1e-6, atol=1e-7)
+
+
+def test_digits_cnn_is_the_documented_architecture(quick_extractor, digit_sets, tmp_path):
+    # conv 3x3 (1 -> 16), ReLU, conv 3x3 (16 -> 32), ReLU, max-pool 2, 512 -> 64 linear, ReLU
+    kinds = [type(m) for m in DigitsCNN().body]
+    assert kinds == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten,
+                     nn.Linear, nn.ReLU]
+    assert quick_extractor.features(digit_sets["test"][:20]).min() >= 0.0  # after a ReLU
+    # seed 0 by default: the default extractor reads the seed-0 cache file
+    (tmp_path / DigitsFeatures.cache_name(0, 1)).write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="cannot be read"):
+        DigitsFeatures(tmp_path, epochs=1)
