@@ -445,6 +445,12 @@ def test_digits_classifier_accuracy(extractor):
 def test_digits_extractor_reloads_from_cache(quick_extractor, digit_sets):
     extractor = quick_extractor
     assert extractor.from_cache is False and extractor.cache_file.exists()
+    # the accuracy is measured on the held-out test split of the same seed
+    x_test, y_test = digits("test", seed=0)
+    assert extractor.accuracy == np.mean(extractor.probs(x_test).argmax(axis=1) == y_test)
+    # a generator's output (a tensor that requires grad) is accepted as it is
+    x = torch.from_numpy(digit_sets["test"][:10]).requires_grad_()
+    np.testing.assert_array_equal(extractor.features(x), extractor.features(x.detach().numpy()))
     rng_state = torch.get_rng_state()
     again = DigitsFeatures(extractor.cache_file.parent, seed=0, epochs=1)
     assert torch.equal(torch.get_rng_state(), rng_state)  # the caller's RNG is untouched
@@ -659,9 +665,13 @@ def test_digits_extractor_follows_its_documented_training_recipe():
             opt.step()
     finally:
         torch.set_num_threads(previous)
-    trained = DigitsFeatures(None, seed=seed, epochs=1).model.state_dict()
+    ex = DigitsFeatures(None, seed=seed, epochs=1)
     for key, value in model.state_dict().items():
-        torch.testing.assert_close(trained[key], value, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(ex.model.state_dict()[key], value, rtol=1e-6, atol=1e-7)
+    x_test, y_test = digits("test", seed=seed)
+    with torch.no_grad():
+        accuracy = np.mean(model(torch.from_numpy(x_test)).argmax(dim=1).numpy() == y_test)
+    assert ex.accuracy == pytest.approx(accuracy, abs=1e-12)
 
 
 def test_digits_cnn_is_the_documented_architecture(quick_extractor, digit_sets, tmp_path):
