@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -59,11 +61,9 @@ def test_blocks_match_central_differences_of_xi(gan_game: GameJacobian) -> None:
     n = gan_game.w.numel()
     assert H.shape == (n, n) and gan_game.n_g == 17 and gan_game.n_d == 16
     h = 1e-5
-    fd = torch.empty_like(H)
-    for k in range(n):
-        e = torch.zeros(n, dtype=DT)
-        e[k] = h
-        fd[:, k] = (gan_game.xi_at(gan_game.w + e) - gan_game.xi_at(gan_game.w - e)) / (2 * h)
+    steps = h * torch.eye(n, dtype=DT)  # row k: h e_k; xi at all 2n points in one batched call
+    xi_batch = torch.func.vmap(gan_game.xi_at)
+    fd = (xi_batch(gan_game.w + steps) - xi_batch(gan_game.w - steps)).T / (2 * h)
     scale = float(H.abs().max())
     assert torch.allclose(H, fd, atol=1e-8 * scale, rtol=0)
     b = gan_game.blocks(H)
@@ -292,3 +292,36 @@ def test_objectives_must_be_callable() -> None:
         hessian("x**2", torch.zeros(2, dtype=DT))
     with pytest.raises(TypeError, match="J must be callable params -> scalar tensor"):
         hessian_plane(None, torch.zeros(2, dtype=DT), [1.0, 0.0], [0.0, 1.0])
+
+
+def test_plane_directions_are_checked_by_name(gan_game: GameJacobian) -> None:
+    """Each of e_i, e_j and params is named when it is the bad argument."""
+    n = gan_game.w.numel()
+    e = torch.zeros(n, dtype=DT)
+    e[0] = 1.0
+    nan = torch.full((n,), float("nan"), dtype=DT)
+    with pytest.raises(ValueError, match=f"e_i must be a vector of length {n}"):
+        gan_game.plane(e[:-1], e)
+    with pytest.raises(ValueError, match="e_j must be finite"):
+        gan_game.plane(e, nan)
+    with pytest.raises(ValueError, match="e_i must be finite"):
+        gan_game.plane(nan, e)
+    with pytest.raises(ValueError, match=f"e_j must be a vector of length {n}"):
+        gan_game.plane(e, e[:-1])
+
+    def J(w):
+        return (w**2).sum()
+
+    w0 = torch.zeros(3, dtype=DT)
+    with pytest.raises(ValueError, match="e_i must be a vector of length 3"):
+        hessian_plane(J, w0, [1.0, 0.0], [0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="e_j must be finite"):
+        hessian_plane(J, w0, [1.0, 0.0, 0.0], [math.nan, 0.0, 0.0])
+    with pytest.raises(ValueError, match="e_i must be finite"):
+        hessian_plane(J, w0, [math.inf, 0.0, 0.0], [0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="e_j must be a vector of length 3"):
+        hessian_plane(J, w0, [1.0, 0.0, 0.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="params is empty"):
+        hessian_plane(J, {}, [1.0], [0.0])
+    with pytest.raises(TypeError, match=r"params\['w'\] must be a floating-point tensor"):
+        hessian(J, {"w": torch.zeros(2, dtype=torch.int64)})
