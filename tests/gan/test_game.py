@@ -325,3 +325,45 @@ def test_plane_directions_are_checked_by_name(gan_game: GameJacobian) -> None:
         hessian_plane(J, {}, [1.0], [0.0])
     with pytest.raises(TypeError, match=r"params\['w'\] must be a floating-point tensor"):
         hessian(J, {"w": torch.zeros(2, dtype=torch.int64)})
+
+
+def test_plane_guard_is_relative_to_the_scale_of_the_directions(gan_game: GameJacobian) -> None:
+    """P^T H P is bilinear in (e_i, e_j): tiny orthogonal directions are a valid plane, while
+    directions parallel to 1e-10 (relative) are refused whatever their length."""
+    n = gan_game.w.numel()
+    Q, _ = torch.linalg.qr(torch.randn(n, 2, generator=torch.Generator().manual_seed(6), dtype=DT))
+    H2, A2 = gan_game.plane(Q[:, 0], Q[:, 1])
+    s = 1e-10
+    H2s, A2s = gan_game.plane(s * Q[:, 0], s * Q[:, 1])
+    assert torch.allclose(H2s, s**2 * H2, rtol=1e-10, atol=0)
+    assert torch.allclose(A2s, s**2 * A2, rtol=1e-10, atol=0)
+    for scale in (1e-10, 1.0, 1e10):
+        e_i, e_j = scale * Q[:, 0], scale * (Q[:, 0] + 1e-10 * Q[:, 1])
+        with pytest.raises(ValueError, match="use two orthonormal vectors"):
+            gan_game.plane(e_i, e_j)
+        with pytest.raises(ValueError, match="must span a plane"):
+            hessian_plane(lambda w: (w**2).sum(), torch.zeros(n, dtype=DT), e_i, e_j)
+
+
+def test_antisymmetric_norm_of_the_zero_matrix_is_zero() -> None:
+    assert antisymmetric_norm(torch.zeros(3, 3, dtype=DT)) == 0.0
+    assert antisymmetric_norm([[0.0, 2.0], [-2.0, 0.0]]) == 1.0
+
+
+def test_hessian_plane_of_a_parameter_mapping_matches_the_dense_hessian() -> None:
+    """Mapping parameters are flattened in iteration order, the same for both functions."""
+    rng = np.random.default_rng(7)
+    B = torch.tensor(rng.standard_normal((2, 2)), dtype=DT)
+    params = {"a": torch.tensor([0.3, -0.2], dtype=DT), "b": torch.tensor([[0.5, 0.1]], dtype=DT)}
+
+    def J(p):
+        return torch.cosh(p["a"] @ B @ p["a"]) + (p["b"] ** 3).sum() * p["a"][0]
+
+    Hess, _ = hessian(J, params)
+    a, b = params["a"], params["b"][0]
+    exact_bb = torch.diag(6 * b * a[0])  # d2/db2 of (b^3).sum() a0
+    assert torch.allclose(Hess[2:, 2:], exact_bb, atol=1e-14)
+    assert torch.allclose(Hess[0, 2:], 3 * b**2, atol=1e-14)  # d2/(da0 db)
+    P, _ = torch.linalg.qr(torch.tensor(rng.standard_normal((4, 2)), dtype=DT))
+    H2, _ = hessian_plane(J, params, P[:, 0], P[:, 1])
+    assert torch.allclose(H2, P.T @ Hess @ P, atol=1e-12)
