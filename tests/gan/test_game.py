@@ -367,3 +367,42 @@ def test_hessian_plane_of_a_parameter_mapping_matches_the_dense_hessian() -> Non
     P, _ = torch.linalg.qr(torch.tensor(rng.standard_normal((4, 2)), dtype=DT))
     H2, _ = hessian_plane(J, params, P[:, 0], P[:, 1])
     assert torch.allclose(H2, P.T @ Hess @ P, atol=1e-12)
+
+
+def test_decompose_splits_the_gan_game_into_symmetric_and_antisymmetric_parts(
+    gan_game: GameJacobian,
+) -> None:
+    H = gan_game.full()
+    S, A = decompose(H)
+    torch.testing.assert_close(S + A, H, rtol=0, atol=1e-15)
+    torch.testing.assert_close(S, S.T, rtol=0, atol=0)
+    torch.testing.assert_close(A, -A.T, rtol=0, atol=0)
+    assert float(S.norm()) > 0.1 * float(H.norm())  # both parts are present in a GAN game
+    assert antisymmetric_norm(H) == pytest.approx(float(A.norm() / H.norm()), rel=1e-12)
+
+
+def test_returned_antisymmetric_parts_belong_to_the_returned_matrices() -> None:
+    """K = (Hess - Hess^T)/2 of the Hessian returned with it (rounding only, but exactly it)."""
+    Qm = torch.tensor(np.random.default_rng(8).standard_normal((4, 4)), dtype=DT)
+
+    def J(w):
+        return torch.cosh(w @ Qm @ w) + w[0] * w[1] ** 3 + torch.sin(w).prod()
+
+    w0 = torch.tensor([0.7, -0.3, 1.2, 0.4], dtype=DT)
+    Hess, K = hessian(J, w0)
+    torch.testing.assert_close(K, 0.5 * (Hess - Hess.T), rtol=0, atol=0)
+    P, _ = torch.linalg.qr(torch.tensor(np.random.default_rng(9).standard_normal((4, 2)), dtype=DT))
+    H2, K2 = hessian_plane(J, w0, P[:, 0], P[:, 1])
+    torch.testing.assert_close(K2, 0.5 * (H2 - H2.T), rtol=0, atol=0)
+
+
+def test_matrix_free_products_name_their_direction(gan_game: GameJacobian) -> None:
+    n = gan_game.w.numel()
+    with pytest.raises(ValueError, match="v must be finite"):
+        gan_game.htvp(torch.full((n,), float("nan"), dtype=DT))
+    with pytest.raises(ValueError, match="v must be finite"):
+        gan_game.hvp(torch.full((n,), float("inf"), dtype=DT))
+    with pytest.raises(ValueError, match=f"v must be a vector of length {n}"):
+        gan_game.htvp(torch.ones(n - 1, dtype=DT))
+    with pytest.raises(ValueError, match=f"v must be a vector of length {n}"):
+        gan_game.hvp(torch.ones(n + 1, dtype=DT))
