@@ -406,3 +406,23 @@ def test_matrix_free_products_name_their_direction(gan_game: GameJacobian) -> No
         gan_game.htvp(torch.ones(n - 1, dtype=DT))
     with pytest.raises(ValueError, match=f"v must be a vector of length {n}"):
         gan_game.hvp(torch.ones(n + 1, dtype=DT))
+
+
+def test_directions_of_another_kind_are_converted_to_the_parameters_dtype(
+    gan_game: GameJacobian,
+) -> None:
+    """An integer coordinate tensor or a list is the same direction in float64; text is refused
+    by name."""
+    H = gan_game.full()
+    k = 5
+    e_int = torch.zeros(H.shape[0], dtype=torch.int64)
+    e_int[k] = 1
+    for u in (e_int, e_int.tolist()):
+        hv, htv = gan_game.hvp(u), gan_game.htvp(u)
+        assert hv.dtype == DT and htv.dtype == DT
+        torch.testing.assert_close(hv, H[:, k], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(htv, H[k, :], rtol=1e-10, atol=1e-12)
+    with pytest.raises(TypeError, match="v must be an array of real numbers"):
+        gan_game.hvp(["a"] * H.shape[0])
+    with pytest.raises(TypeError, match="e_j must be an array of real numbers"):
+        hessian_plane(lambda w: (w**2).sum(), torch.zeros(2, dtype=DT), [1.0, 0.0], ["a", "b"])
