@@ -426,3 +426,18 @@ def test_directions_of_another_kind_are_converted_to_the_parameters_dtype(
         gan_game.hvp(["a"] * H.shape[0])
     with pytest.raises(TypeError, match="e_j must be an array of real numbers"):
         hessian_plane(lambda w: (w**2).sum(), torch.zeros(2, dtype=DT), [1.0, 0.0], ["a", "b"])
+
+
+def test_blocks_default_to_the_full_jacobian_and_module_errors_say_what_to_pass(
+    gan_game: GameJacobian,
+) -> None:
+    H = gan_game.full()
+    b, g = gan_game.blocks(), gan_game.n_g
+    for block, expected in ((b.tt, H[:g, :g]), (b.tp, H[:g, g:]), (b.pt, H[g:, :g]),
+                            (b.pp, H[g:, g:])):
+        torch.testing.assert_close(block, expected, rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"^G and D must be torch.nn.Module instances$"):
+        GameJacobian.from_modules(nn.Linear(1, 1), "D", lambda g, d: (0, 0))
+    message = r"^losses_fn must be callable \(G_fn, D_fn\) -> \(L_G, L_D\)$"
+    with pytest.raises(TypeError, match=message):
+        GameJacobian.from_modules(nn.Linear(1, 1), nn.Linear(1, 1), None)
