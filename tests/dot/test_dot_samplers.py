@@ -273,3 +273,39 @@ def test_calibrate_and_mh_gan_name_what_is_wrong():
     x_real = torch.zeros(4, 2, dtype=torch.float64)
     with pytest.raises(TypeError, match="calibrator must be a Calibrator, a callable"):
         mh_gan(D, lambda z: z, "normal", x_real, 4, calibrator="logistic", latent_dim=2)
+
+
+def test_drs_acceptance_with_a_larger_eps_and_logits_above_the_bound():
+    """Below the bound: Azadi's F with eps = 0.1 and gamma = 0.3. Above it (a logit larger than
+    the D_M passed): exact mode accepts surely, and both modes stay finite and monotone in D."""
+    log_m, gamma, eps = 1.0, 0.3, 0.1
+    below = torch.tensor([-3.0, -1.0, 0.0, 0.9], dtype=torch.float64)
+    dn = below.numpy()
+    F = dn - log_m - np.log(1 - np.exp(dn - log_m - eps))
+    got = drs_acceptance(below, log_m, mode="shifted", gamma=gamma, eps=eps)
+    np.testing.assert_allclose(got.numpy(), 1 / (1 + np.exp(-(F - gamma))), rtol=1e-12)
+    d = torch.tensor([-2.0, 0.5, 1.0, 1.2, 1.5, 3.0], dtype=torch.float64)
+    exact = drs_acceptance(d, log_m, mode="exact")
+    np.testing.assert_allclose(exact.numpy(), np.minimum(1.0, np.exp(d.numpy() - log_m)),
+                               rtol=1e-12)
+    for mode in ("exact", "shifted"):
+        p = drs_acceptance(d, log_m, mode=mode, gamma=gamma, eps=eps)
+        assert bool(torch.isfinite(p).all()) and bool(((p >= 0) & (p <= 1)).all())
+        assert bool((p[1:] >= p[:-1]).all())
+
+
+def test_ddls_uniform_prior_reflects_at_the_faces():
+    """One ULA step with a drift (eps/2) grad D much larger than the noise sqrt(eps): the
+    proposal z0 + drift is folded into [-1, 1] by mirror reflection, 2.5 -> -0.5,
+    -1.25 -> -0.75 and 5.5 -> 0.5 (three reflections); MALA rejects every such proposal."""
+    eps = 1e-8
+    drift = torch.tensor([2.5, -1.25, 5.5], dtype=torch.float64)
+    c = 2 * drift / eps
+    D = lambda x: x @ c
+    z0 = torch.zeros(40, 3, dtype=torch.float64)
+    ula = ddls(D, IDENTITY, z0, eps, 1, prior="uniform", seed=15)
+    expected = torch.tensor([-0.5, -0.75, 0.5], dtype=torch.float64).expand(40, 3)
+    torch.testing.assert_close(ula.latents, expected, rtol=0, atol=1e-3)
+    mala = ddls(D, IDENTITY, z0, eps, 3, prior="uniform", mala=True, seed=15)
+    assert mala.acceptance_rate == 0.0
+    torch.testing.assert_close(mala.latents, z0, rtol=0, atol=0)
