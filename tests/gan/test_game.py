@@ -441,3 +441,18 @@ def test_blocks_default_to_the_full_jacobian_and_module_errors_say_what_to_pass(
     message = r"^losses_fn must be callable \(G_fn, D_fn\) -> \(L_G, L_D\)$"
     with pytest.raises(TypeError, match=message):
         GameJacobian.from_modules(nn.Linear(1, 1), nn.Linear(1, 1), None)
+
+
+def test_losses_and_discriminator_parameters_are_checked_by_name() -> None:
+    t = torch.zeros(2, dtype=DT)
+    with pytest.raises(ValueError, match=r"d_params is empty; pass at least one parameter"):
+        GameJacobian(t, {}, lambda a, b: (a.sum(), b.sum()))
+    with pytest.raises(TypeError, match=r"g_params\['w'\] must be .* got <class 'list'>"):
+        GameJacobian({"w": [0.0]}, t, lambda a, b: (a.sum(), b.sum()))
+    with pytest.raises(ValueError, match=r"losses must return two scalar tensors; L_G is"):
+        GameJacobian(t, t, lambda a, b: (a, b.sum()))
+    with pytest.raises(ValueError, match=r"losses must return two scalar tensors; L_D is"):
+        GameJacobian(t, t, lambda a, b: (a.sum(), b))
+    for bad in (lambda a, b: (a.sum(), b.sum(), a.sum()), lambda a, b: a.sum()):
+        with pytest.raises(ValueError, match=r"losses must return two scalar tensors \(L_G, L_D\)"):
+            GameJacobian(t, t, bad)
