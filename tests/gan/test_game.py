@@ -456,3 +456,27 @@ def test_losses_and_discriminator_parameters_are_checked_by_name() -> None:
     for bad in (lambda a, b: (a.sum(), b.sum(), a.sum()), lambda a, b: a.sum()):
         with pytest.raises(ValueError, match=r"losses must return two scalar tensors \(L_G, L_D\)"):
             GameJacobian(t, t, bad)
+
+
+def test_matrices_given_as_nested_lists_and_their_errors() -> None:
+    """decompose, eigenvalues and antisymmetric_norm take array-likes; H is named in errors."""
+    S, A = decompose([[1.0, 2.0], [4.0, 3.0]])
+    torch.testing.assert_close(S, torch.tensor([[1.0, 3.0], [3.0, 3.0]], dtype=DT), rtol=0, atol=0)
+    torch.testing.assert_close(A, torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=DT), rtol=0, atol=0)
+    ev = torch.sort(eigenvalues([[0.0, 2.0], [-2.0, 0.0]]).imag).values  # +-2i
+    torch.testing.assert_close(ev, torch.tensor([-2.0, 2.0], dtype=DT), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match=r"H must be a square matrix, got shape \(2, 3\)"):
+        decompose(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"H contains non-finite entries"):
+        eigenvalues([[math.nan, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"H contains non-finite entries"):
+        antisymmetric_norm(torch.tensor([[1.0, math.inf], [0.0, 1.0]]))
+    with pytest.raises(TypeError, match=r"H must be an array of real numbers"):
+        decompose([["a", "b"], ["c", "d"]])
+    with pytest.raises(TypeError, match=r"params must be a Tensor or a mapping.* <class 'list'>"):
+        hessian(lambda w: w.sum(), [1.0, 2.0])
+
+
+def test_unknown_jacobian_mode_is_named(gan_game: GameJacobian) -> None:
+    with pytest.raises(ValueError, match=r"unknown mode 'sideways'; allowed: .*reverse"):
+        gan_game.full(mode="sideways")
