@@ -480,3 +480,38 @@ def test_matrices_given_as_nested_lists_and_their_errors() -> None:
 def test_unknown_jacobian_mode_is_named(gan_game: GameJacobian) -> None:
     with pytest.raises(ValueError, match=r"unknown mode 'sideways'; allowed: .*reverse"):
         gan_game.full(mode="sideways")
+
+
+class _Cube(torch.autograd.Function):
+    """x -> x^3 with a backward rule only (no forward-mode or vmap rule)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x**3
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * g
+
+
+def test_default_reverse_mode_needs_only_backward_rules() -> None:
+    """L_G = -L_D = (sum theta^3)(sum phi) through a backward-only Function: H in closed form,
+    [[diag(6 theta sum phi), 3 theta^2 1^T], [-1 (3 theta^2)^T, 0]]."""
+    theta = torch.tensor([0.5, -1.0, 0.2], dtype=DT)
+    phi = torch.tensor([2.0, 0.3], dtype=DT)
+
+    def losses(t, p):
+        v = _Cube.apply(t).sum() * p.sum()
+        return v, -v
+
+    H = GameJacobian(theta, phi, losses).full()
+    expected = torch.zeros(5, 5, dtype=DT)
+    expected[:3, :3] = torch.diag(6 * theta * phi.sum())
+    expected[:3, 3:] = (3 * theta**2)[:, None].expand(3, 2)
+    expected[3:, :3] = -(3 * theta**2)[None, :].expand(2, 3)
+    torch.testing.assert_close(H, expected, rtol=1e-14, atol=1e-14)
