@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.functional import softplus
 
-from ottokit._memory import MemoryEstimateError
+from ottokit._memory import MemoryEstimateError, format_bytes
 from ottokit.gan.connection import square_grid
 from ottokit.gan.game import (
     GameJacobian,
@@ -515,3 +515,14 @@ def test_default_reverse_mode_needs_only_backward_rules() -> None:
     expected[:3, 3:] = (3 * theta**2)[:, None].expand(3, 2)
     expected[3:, :3] = -(3 * theta**2)[None, :].expand(2, 3)
     torch.testing.assert_close(H, expected, rtol=1e-14, atol=1e-14)
+
+
+def test_dense_refusal_states_its_estimate_and_the_matrix_free_way(monkeypatch) -> None:
+    """The estimate is the n x n float32 matrix and two working copies: 3 * 20000^2 * 4 bytes."""
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    theta, phi = torch.zeros(10_000), torch.zeros(10_000)
+    game = GameJacobian(theta, phi, lambda t, p: ((t * p).sum(), -(t * p).sum()))
+    estimate = format_bytes(3 * 20_000**2 * 4)
+    knob = r"use the matrix-free products \(hvp, htvp, hessian_plane\) for large models \(or set"
+    with pytest.raises(MemoryEstimateError, match=rf"needs about {estimate} .* available; {knob}"):
+        game.full()
