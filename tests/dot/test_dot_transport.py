@@ -484,3 +484,12 @@ def test_dot_latent_normal_prior_projection_inside_the_unit_ball():
     res = dot_latent(radial, lambda z: z, z0, K=1.0, steps=20, lr=0.1, optimizer="sgd",
                      mode="naive")
     torch.testing.assert_close(res.latents, z0, rtol=0, atol=1e-12)
+
+
+def test_keff_skips_coinciding_pairs():
+    """Pairs at zero distance carry no slope: the estimate is the max over the others."""
+    z = torch.tensor([[0.5], [1.0], [0.5], [3.0]], dtype=torch.float64)  # pairs (0.5, 0.5), (1, 3)
+    D = lambda x: x[:, 0] ** 2  # slope of the second pair: |1 - 9| / 2 = 4
+    for space in ("target", "latent"):
+        k = effective_lipschitz(D, lambda v: v, "normal", n_pairs=2, space=space, z=z)
+        assert k == pytest.approx(4.0, rel=1e-12)
