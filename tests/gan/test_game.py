@@ -526,3 +526,16 @@ def test_dense_refusal_states_its_estimate_and_the_matrix_free_way(monkeypatch) 
     knob = r"use the matrix-free products \(hvp, htvp, hessian_plane\) for large models \(or set"
     with pytest.raises(MemoryEstimateError, match=rf"needs about {estimate} .* available; {knob}"):
         game.full()
+
+
+def test_plane_and_losses_errors_in_full(gan_game: GameJacobian) -> None:
+    e = torch.zeros(gan_game.w.numel(), dtype=DT)
+    e[0] = 1.0
+    plane = (r"^e_i and e_j must span a plane \(non-zero, not parallel\); "
+             r"use two orthonormal vectors, e\.g\. coordinate directions$")
+    with pytest.raises(ValueError, match=plane):
+        gan_game.plane(e, -3 * e)
+    t = torch.zeros(2, dtype=DT)
+    losses = r"^losses must return two scalar tensors \(L_G, L_D\); return them as a tuple$"
+    with pytest.raises(ValueError, match=losses):
+        GameJacobian(t, t, lambda a, b: [a.sum()])
