@@ -309,3 +309,14 @@ def test_ddls_uniform_prior_reflects_at_the_faces():
     mala = ddls(D, IDENTITY, z0, eps, 3, prior="uniform", mala=True, seed=15)
     assert mala.acceptance_rate == 0.0
     torch.testing.assert_close(mala.latents, z0, rtol=0, atol=0)
+
+
+def test_drs_acceptance_defaults_are_azadis_shifted_rule():
+    """Default: shifted mode, gamma = 0 (acceptance 1/2 where F = 0), eps = 1e-6."""
+    d = torch.tensor([-3.0, -1.0, 0.0, 0.7], dtype=torch.float64)
+    log_m = 1.0
+    dn = d.numpy()
+    F = dn - log_m - np.log(1 - np.exp(dn - log_m - 1e-6))
+    np.testing.assert_allclose(drs_acceptance(d, log_m).numpy(), 1 / (1 + np.exp(-F)), rtol=1e-12)
+    with pytest.raises(ValueError, match="unknown mode 'soft'"):
+        drs_acceptance(d, log_m, mode="soft")
