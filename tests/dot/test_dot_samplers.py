@@ -320,3 +320,19 @@ def test_drs_acceptance_defaults_are_azadis_shifted_rule():
     np.testing.assert_allclose(drs_acceptance(d, log_m).numpy(), 1 / (1 + np.exp(-F)), rtol=1e-12)
     with pytest.raises(ValueError, match="unknown mode 'soft'"):
         drs_acceptance(d, log_m, mode="soft")
+
+
+def test_mh_gan_with_a_calibration_callable_is_the_chain_of_the_calibrated_logit():
+    """A callable calibrator s = (D_raw - 1)/2 undoes D_raw = 2 D* + 1: the same chain as D*."""
+    D_raw = lambda x: 2.0 * log_ratio(x) + 1.0
+    start = torch.full((500, 1), 2.0, dtype=torch.float64)
+    cal = mh_gan(D_raw, IDENTITY, PRIOR1, start, n_proposals=10, seed=9,
+                 calibrator=lambda d: (d - 1.0) / 2.0)
+    true = mh_gan(log_ratio, IDENTITY, PRIOR1, start, n_proposals=10, seed=9)
+    torch.testing.assert_close(cal.samples, true.samples, rtol=0, atol=0)
+    assert cal.acceptance_rate == true.acceptance_rate and 0 < cal.acceptance_rate < 1
+
+
+def test_mh_gan_checks_the_state_shape_on_the_first_proposal():
+    with pytest.raises(ValueError, match=r"x_real has per-sample shape \(2,\).*G outputs \(1,\)"):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(4, 2, dtype=torch.float64), 1)
