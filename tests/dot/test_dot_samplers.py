@@ -320,6 +320,10 @@ def test_drs_acceptance_defaults_are_azadis_shifted_rule():
     np.testing.assert_allclose(drs_acceptance(d, log_m).numpy(), 1 / (1 + np.exp(-F)), rtol=1e-12)
     with pytest.raises(ValueError, match="unknown mode 'soft'"):
         drs_acceptance(d, log_m, mode="soft")
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor, got list"):
+        drs_acceptance([0.0, 1.0], log_m)
+    with pytest.raises(ValueError, match=r"log_M must be a number, got nan"):
+        drs_acceptance(d, math.nan)
 
 
 def test_mh_gan_with_a_calibration_callable_is_the_chain_of_the_calibrated_logit():
