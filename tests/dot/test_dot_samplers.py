@@ -340,3 +340,13 @@ def test_mh_gan_with_a_calibration_callable_is_the_chain_of_the_calibrated_logit
 def test_mh_gan_checks_the_state_shape_on_the_first_proposal():
     with pytest.raises(ValueError, match=r"x_real has per-sample shape \(2,\).*G outputs \(1,\)"):
         mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(4, 2, dtype=torch.float64), 1)
+
+
+def test_mh_gan_default_chain_length_and_its_guard():
+    """K = 640 proposals per chain by default (Turner et al.); K must be at least 1."""
+    x_real = torch.zeros(2, 1, dtype=torch.float64)
+    res = mh_gan(log_ratio, IDENTITY, PRIOR1, x_real, seed=10)
+    assert res.proposals_per_sample == 640.0 and res.n_proposals == 2 * 640
+    assert not bool(res.from_real.any())  # (1 - 1/M)^640 of staying put: nil
+    with pytest.raises(ValueError, match="n_proposals must be a positive integer"):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, x_real, 0)
