@@ -350,3 +350,25 @@ def test_mh_gan_default_chain_length_and_its_guard():
     assert not bool(res.from_real.any())  # (1 - 1/M)^640 of staying put: nil
     with pytest.raises(ValueError, match="n_proposals must be a positive integer"):
         mh_gan(log_ratio, IDENTITY, PRIOR1, x_real, 0)
+
+
+def test_mh_gan_seed_reproduces_the_chain_and_the_latent_size_comes_from_G():
+    """The same seed gives the same chain, another seed another one; a Linear generator's
+    input size is the latent size when the prior is named without latent_dim."""
+    x_real = torch.zeros(50, 1, dtype=torch.float64)
+    runs = [mh_gan(log_ratio, IDENTITY, PRIOR1, x_real, 5, seed=s) for s in (11, 11, 12)]
+    torch.testing.assert_close(runs[0].samples, runs[1].samples, rtol=0, atol=0)
+    assert not torch.equal(runs[0].samples, runs[2].samples)
+    G = torch.nn.Linear(3, 1).double()
+    res = mh_gan(log_ratio, G, "normal", x_real, 5, seed=13)
+    assert res.latents.shape == (50, 3)
+    named = mh_gan(log_ratio, IDENTITY, "normal", x_real, 5, seed=11, latent_dim=1)
+    torch.testing.assert_close(named.samples, runs[0].samples, rtol=0, atol=0)
+
+
+def test_mh_gan_names_its_bad_arguments():
+    with pytest.raises(ValueError, match="x_real is an empty batch"):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(0, 1), 3)
+    message = r"^calibrator must be a Calibrator, a callable logits -> log-odds, or None$"
+    with pytest.raises(TypeError, match=message):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(2, 1), 3, calibrator=2.0)
