@@ -372,3 +372,10 @@ def test_mh_gan_names_its_bad_arguments():
     message = r"^calibrator must be a Calibrator, a callable logits -> log-odds, or None$"
     with pytest.raises(TypeError, match=message):
         mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(2, 1), 3, calibrator=2.0)
+
+
+def test_mh_gan_names_real_data_that_D_cannot_take():
+    D = torch.nn.Linear(2, 1).double()
+    message = r"x_real has per-sample shape \(3,\) but D expects \(2,\)"
+    with pytest.raises(ValueError, match=message):
+        mh_gan(D, lambda z: z, PRIOR1, torch.zeros(4, 3, dtype=torch.float64), 2)
