@@ -12,6 +12,7 @@ N(a, I/(1 - eps/4)) (Ornstein-Uhlenbeck discretised by Euler-Maruyama).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import torch
 from scipy import stats
 
 from ottokit.dot import (
+    ProbabilityOutputWarning,
     calibrate,
     ddls,
     drs,
@@ -379,3 +381,15 @@ def test_mh_gan_names_real_data_that_D_cannot_take():
     message = r"x_real has per-sample shape \(3,\) but D expects \(2,\)"
     with pytest.raises(ValueError, match=message):
         mh_gan(D, lambda z: z, PRIOR1, torch.zeros(4, 3, dtype=torch.float64), 2)
+
+
+def test_mh_gan_probes_D_before_calling_it_a_probability():
+    """A logit D with values in [0, 1] on the real batch, unbounded far from it: no warning
+    (a sigmoid D, bounded everywhere, does warn)."""
+    D = lambda x: 0.5 + 0.05 * x[:, 0]
+    x_real = torch.linspace(-1.0, 1.0, 16, dtype=torch.float64)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        mh_gan(D, IDENTITY, PRIOR1, x_real, 2, seed=0)
+    with pytest.warns(ProbabilityOutputWarning):
+        mh_gan(lambda x: torch.sigmoid(x[:, 0]), IDENTITY, PRIOR1, x_real, 2, seed=0)
