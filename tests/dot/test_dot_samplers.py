@@ -393,3 +393,17 @@ def test_mh_gan_probes_D_before_calling_it_a_probability():
         mh_gan(D, IDENTITY, PRIOR1, x_real, 2, seed=0)
     with pytest.warns(ProbabilityOutputWarning):
         mh_gan(lambda x: torch.sigmoid(x[:, 0]), IDENTITY, PRIOR1, x_real, 2, seed=0)
+
+
+def test_mh_gan_acceptance_rate_counts_moves_exactly():
+    """Constant D: alpha = 1, every proposal accepted; real logits 1e6 above every proposal's:
+    alpha = exp(-1e6), none accepted and the chains keep the real data."""
+    x_real = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64)[:, None]
+    flat = mh_gan(lambda x: torch.zeros(x.shape[0], dtype=x.dtype), IDENTITY, PRIOR1, x_real, 4,
+                  seed=1)
+    assert flat.acceptance_rate == 1.0 and not bool(flat.from_real.any())
+    moved = flat.latents[:, 0]
+    assert bool((moved.float().double() != moved).any())  # float64 draws of the prior
+    far = mh_gan(lambda x: x[:, 0], IDENTITY, PRIOR1, x_real + 1e6, 4, seed=1)
+    assert far.acceptance_rate == 0.0 and bool(far.from_real.all())
+    torch.testing.assert_close(far.samples, x_real + 1e6, rtol=0, atol=0)
