@@ -12,6 +12,7 @@ N(a, I/(1 - eps/4)) (Ornstein-Uhlenbeck discretised by Euler-Maruyama).
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import numpy as np
@@ -407,3 +408,11 @@ def test_mh_gan_acceptance_rate_counts_moves_exactly():
     far = mh_gan(lambda x: x[:, 0], IDENTITY, PRIOR1, x_real + 1e6, 4, seed=1)
     assert far.acceptance_rate == 0.0 and bool(far.from_real.all())
     torch.testing.assert_close(far.samples, x_real + 1e6, rtol=0, atol=0)
+
+
+def test_mh_gan_wall_time_is_the_elapsed_time():
+    t0 = time.perf_counter()
+    res = mh_gan(lambda x: x[:, 0], IDENTITY, PRIOR1, torch.zeros(4, 1, dtype=torch.float64), 3,
+                 seed=0)
+    elapsed = time.perf_counter() - t0
+    assert 0.0 < res.wall_time <= elapsed

@@ -493,3 +493,22 @@ def test_keff_skips_coinciding_pairs():
     for space in ("target", "latent"):
         k = effective_lipschitz(D, lambda v: v, "normal", n_pairs=2, space=space, z=z)
         assert k == pytest.approx(4.0, rel=1e-12)
+
+
+def test_keff_defaults_and_guards():
+    """Defaults: the normal prior and 100 pairs (DOT.py's); one pair is enough; n_pairs and
+    repeats must be positive."""
+    G = lambda z: z @ torch.tensor([[1.0, 0.5], [0.0, 2.0]], dtype=torch.float64).T
+    D = lambda x: x[:, 0] ** 2 - x[:, 1]
+    kw = dict(latent_dim=2, seed=7, dtype=torch.float64)
+    default = effective_lipschitz(D, G, **kw)
+    assert default == effective_lipschitz(D, G, "normal", 100, **kw)
+    assert default != effective_lipschitz(D, G, "normal", 101, **kw)
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)  # one pair
+    assert effective_lipschitz(D, lambda v: v, "normal", 1, "latent", z=z) == pytest.approx(
+        0.0, abs=1e-15)
+    with pytest.raises(ValueError, match=r"n_pairs must be a positive integer.*n_pairs=100"):
+        effective_lipschitz(D, G, "normal", 0, latent_dim=2)
+    with pytest.raises(ValueError, match=r"repeats must be a positive integer.*repeats=10"):
+        effective_lipschitz(D, G, "normal", latent_dim=2, repeats=0)
+
