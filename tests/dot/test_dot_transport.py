@@ -512,3 +512,15 @@ def test_keff_defaults_and_guards():
     with pytest.raises(ValueError, match=r"repeats must be a positive integer.*repeats=10"):
         effective_lipschitz(D, G, "normal", latent_dim=2, repeats=0)
 
+
+
+def test_keff_given_latents_are_checked():
+    D = lambda x: x[:, 0]
+    with pytest.raises(ValueError, match="z must be finite"):
+        effective_lipschitz(D, lambda v: v, "normal", 1, z=torch.tensor([[0.0], [math.nan]]))
+    message = (r"^z must hold 2 \* n_pairs \* repeats = 4 latents, got 3; the pairs of repeat j "
+               r"are rows 2 j n_pairs \+ i and \(2 j \+ 1\) n_pairs \+ i$")
+    with pytest.raises(ValueError, match=message):
+        effective_lipschitz(D, lambda v: v, "normal", 2, z=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"repeats must be a positive integer.*repeats=10\)"):
+        effective_lipschitz(D, lambda v: v, "normal", 2, z=torch.zeros(4, 2), repeats=-1)
