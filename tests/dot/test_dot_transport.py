@@ -524,3 +524,16 @@ def test_keff_given_latents_are_checked():
         effective_lipschitz(D, lambda v: v, "normal", 2, z=torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"repeats must be a positive integer.*repeats=10\)"):
         effective_lipschitz(D, lambda v: v, "normal", 2, z=torch.zeros(4, 2), repeats=-1)
+
+
+def test_keff_latents_follow_the_networks():
+    """Without latent_dim the latent size is G's Linear input size; without dtype the latents
+    take the parameters' dtype (here D's float64), so D can take G's samples."""
+    G = torch.nn.Linear(3, 2).double()
+    D = torch.nn.Linear(2, 1).double()
+    assert effective_lipschitz(D, G, "normal", 20, "latent", seed=0) > 0
+    k = effective_lipschitz(D, lambda z: z, "normal", 20, latent_dim=2, seed=0)
+    a = float(D.weight.detach().norm())  # D linear: K_eff <= |a|, attained along a
+    assert 0.9 * a < k <= a * (1 + 1e-12)
+    with pytest.raises(ValueError, match=r"z\[1\] lies outside"):
+        effective_lipschitz(D, lambda z: z, "uniform", 1, z=torch.tensor([[0.0, 0.0], [2.0, 0.0]]))
