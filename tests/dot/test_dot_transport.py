@@ -537,3 +537,16 @@ def test_keff_latents_follow_the_networks():
     assert 0.9 * a < k <= a * (1 + 1e-12)
     with pytest.raises(ValueError, match=r"z\[1\] lies outside"):
         effective_lipschitz(D, lambda z: z, "uniform", 1, z=torch.tensor([[0.0, 0.0], [2.0, 0.0]]))
+
+
+def test_naive_objective_history_is_minus_D_over_K():
+    """mode="naive": the per-sample objective is -D(x)/K, before the first and after the last
+    update (no transport cost)."""
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    D = lambda x: x @ a
+    y0 = torch.randn(10, 2, generator=torch.Generator().manual_seed(18), dtype=torch.float64)
+    res = dot_target(D, y0, K=2.0, steps=5, lr=0.05, mode="naive")
+    assert float(res.objective[0]) == pytest.approx(float(-(y0 @ a).mean() / 2.0), rel=1e-12)
+    last = float(-(res.samples @ a).mean() / 2.0)
+    assert float(res.objective[-1]) == pytest.approx(last, rel=1e-12)
+    assert bool((res.objective[1:] < res.objective[:-1]).all())  # D increases every step
