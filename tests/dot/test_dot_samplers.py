@@ -12,6 +12,8 @@ N(a, I/(1 - eps/4)) (Ornstein-Uhlenbeck discretised by Euler-Maruyama).
 from __future__ import annotations
 
 import math
+import time
+import warnings
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ import torch
 from scipy import stats
 
 from ottokit.dot import (
+    ProbabilityOutputWarning,
     calibrate,
     ddls,
     drs,
@@ -273,3 +276,143 @@ def test_calibrate_and_mh_gan_name_what_is_wrong():
     x_real = torch.zeros(4, 2, dtype=torch.float64)
     with pytest.raises(TypeError, match="calibrator must be a Calibrator, a callable"):
         mh_gan(D, lambda z: z, "normal", x_real, 4, calibrator="logistic", latent_dim=2)
+
+
+def test_drs_acceptance_with_a_larger_eps_and_logits_above_the_bound():
+    """Below the bound: Azadi's F with eps = 0.1 and gamma = 0.3. Above it (a logit larger than
+    the D_M passed): exact mode accepts surely, and both modes stay finite and monotone in D."""
+    log_m, gamma, eps = 1.0, 0.3, 0.1
+    below = torch.tensor([-3.0, -1.0, 0.0, 0.9], dtype=torch.float64)
+    dn = below.numpy()
+    F = dn - log_m - np.log(1 - np.exp(dn - log_m - eps))
+    got = drs_acceptance(below, log_m, mode="shifted", gamma=gamma, eps=eps)
+    np.testing.assert_allclose(got.numpy(), 1 / (1 + np.exp(-(F - gamma))), rtol=1e-12)
+    d = torch.tensor([-2.0, 0.5, 1.0, 1.2, 1.5, 3.0], dtype=torch.float64)
+    exact = drs_acceptance(d, log_m, mode="exact")
+    np.testing.assert_allclose(exact.numpy(), np.minimum(1.0, np.exp(d.numpy() - log_m)),
+                               rtol=1e-12)
+    for mode in ("exact", "shifted"):
+        p = drs_acceptance(d, log_m, mode=mode, gamma=gamma, eps=eps)
+        assert bool(torch.isfinite(p).all()) and bool(((p >= 0) & (p <= 1)).all())
+        assert bool((p[1:] >= p[:-1]).all())
+
+
+def test_ddls_uniform_prior_reflects_at_the_faces():
+    """One ULA step with a drift (eps/2) grad D much larger than the noise sqrt(eps): the
+    proposal z0 + drift is folded into [-1, 1] by mirror reflection, 2.5 -> -0.5,
+    -1.25 -> -0.75 and 5.5 -> 0.5 (three reflections); MALA rejects every such proposal."""
+    eps = 1e-8
+    drift = torch.tensor([2.5, -1.25, 5.5], dtype=torch.float64)
+    c = 2 * drift / eps
+    D = lambda x: x @ c
+    z0 = torch.zeros(40, 3, dtype=torch.float64)
+    ula = ddls(D, IDENTITY, z0, eps, 1, prior="uniform", seed=15)
+    expected = torch.tensor([-0.5, -0.75, 0.5], dtype=torch.float64).expand(40, 3)
+    torch.testing.assert_close(ula.latents, expected, rtol=0, atol=1e-3)
+    mala = ddls(D, IDENTITY, z0, eps, 3, prior="uniform", mala=True, seed=15)
+    assert mala.acceptance_rate == 0.0
+    torch.testing.assert_close(mala.latents, z0, rtol=0, atol=0)
+
+
+def test_drs_acceptance_defaults_are_azadis_shifted_rule():
+    """Default: shifted mode, gamma = 0 (acceptance 1/2 where F = 0), eps = 1e-6."""
+    d = torch.tensor([-3.0, -1.0, 0.0, 0.7], dtype=torch.float64)
+    log_m = 1.0
+    dn = d.numpy()
+    F = dn - log_m - np.log(1 - np.exp(dn - log_m - 1e-6))
+    np.testing.assert_allclose(drs_acceptance(d, log_m).numpy(), 1 / (1 + np.exp(-F)), rtol=1e-12)
+    with pytest.raises(ValueError, match="unknown mode 'soft'"):
+        drs_acceptance(d, log_m, mode="soft")
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor, got list"):
+        drs_acceptance([0.0, 1.0], log_m)
+    with pytest.raises(ValueError, match=r"log_M must be a number, got nan"):
+        drs_acceptance(d, math.nan)
+
+
+def test_mh_gan_with_a_calibration_callable_is_the_chain_of_the_calibrated_logit():
+    """A callable calibrator s = (D_raw - 1)/2 undoes D_raw = 2 D* + 1: the same chain as D*."""
+    D_raw = lambda x: 2.0 * log_ratio(x) + 1.0
+    start = torch.full((500, 1), 2.0, dtype=torch.float64)
+    cal = mh_gan(D_raw, IDENTITY, PRIOR1, start, n_proposals=10, seed=9,
+                 calibrator=lambda d: (d - 1.0) / 2.0)
+    true = mh_gan(log_ratio, IDENTITY, PRIOR1, start, n_proposals=10, seed=9)
+    torch.testing.assert_close(cal.samples, true.samples, rtol=0, atol=0)
+    assert cal.acceptance_rate == true.acceptance_rate and 0 < cal.acceptance_rate < 1
+
+
+def test_mh_gan_checks_the_state_shape_on_the_first_proposal():
+    with pytest.raises(ValueError, match=r"x_real has per-sample shape \(2,\).*G outputs \(1,\)"):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(4, 2, dtype=torch.float64), 1)
+
+
+def test_mh_gan_default_chain_length_and_its_guard():
+    """K = 640 proposals per chain by default (Turner et al.); K must be at least 1."""
+    x_real = torch.zeros(2, 1, dtype=torch.float64)
+    res = mh_gan(log_ratio, IDENTITY, PRIOR1, x_real, seed=10)
+    assert res.proposals_per_sample == 640.0 and res.n_proposals == 2 * 640
+    assert not bool(res.from_real.any())  # (1 - 1/M)^640 of staying put: nil
+    with pytest.raises(ValueError, match="n_proposals must be a positive integer"):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, x_real, 0)
+
+
+def test_mh_gan_seed_reproduces_the_chain_and_the_latent_size_comes_from_G():
+    """The same seed gives the same chain, another seed another one; a Linear generator's
+    input size is the latent size when the prior is named without latent_dim."""
+    x_real = torch.zeros(50, 1, dtype=torch.float64)
+    runs = [mh_gan(log_ratio, IDENTITY, PRIOR1, x_real, 5, seed=s) for s in (11, 11, 12)]
+    torch.testing.assert_close(runs[0].samples, runs[1].samples, rtol=0, atol=0)
+    assert not torch.equal(runs[0].samples, runs[2].samples)
+    G = torch.nn.Linear(3, 1).double()
+    res = mh_gan(log_ratio, G, "normal", x_real, 5, seed=13)
+    assert res.latents.shape == (50, 3)
+    named = mh_gan(log_ratio, IDENTITY, "normal", x_real, 5, seed=11, latent_dim=1)
+    torch.testing.assert_close(named.samples, runs[0].samples, rtol=0, atol=0)
+
+
+def test_mh_gan_names_its_bad_arguments():
+    with pytest.raises(ValueError, match="x_real is an empty batch"):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(0, 1), 3)
+    message = r"^calibrator must be a Calibrator, a callable logits -> log-odds, or None$"
+    with pytest.raises(TypeError, match=message):
+        mh_gan(log_ratio, IDENTITY, PRIOR1, torch.zeros(2, 1), 3, calibrator=2.0)
+
+
+def test_mh_gan_names_real_data_that_D_cannot_take():
+    D = torch.nn.Linear(2, 1).double()
+    message = r"x_real has per-sample shape \(3,\) but D expects \(2,\)"
+    with pytest.raises(ValueError, match=message):
+        mh_gan(D, lambda z: z, PRIOR1, torch.zeros(4, 3, dtype=torch.float64), 2)
+
+
+def test_mh_gan_probes_D_before_calling_it_a_probability():
+    """A logit D with values in [0, 1] on the real batch, unbounded far from it: no warning
+    (a sigmoid D, bounded everywhere, does warn)."""
+    D = lambda x: 0.5 + 0.05 * x[:, 0]
+    x_real = torch.linspace(-1.0, 1.0, 16, dtype=torch.float64)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        mh_gan(D, IDENTITY, PRIOR1, x_real, 2, seed=0)
+    with pytest.warns(ProbabilityOutputWarning):
+        mh_gan(lambda x: torch.sigmoid(x[:, 0]), IDENTITY, PRIOR1, x_real, 2, seed=0)
+
+
+def test_mh_gan_acceptance_rate_counts_moves_exactly():
+    """Constant D: alpha = 1, every proposal accepted; real logits 1e6 above every proposal's:
+    alpha = exp(-1e6), none accepted and the chains keep the real data."""
+    x_real = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64)[:, None]
+    flat = mh_gan(lambda x: torch.zeros(x.shape[0], dtype=x.dtype), IDENTITY, PRIOR1, x_real, 4,
+                  seed=1)
+    assert flat.acceptance_rate == 1.0 and not bool(flat.from_real.any())
+    moved = flat.latents[:, 0]
+    assert bool((moved.float().double() != moved).any())  # float64 draws of the prior
+    far = mh_gan(lambda x: x[:, 0], IDENTITY, PRIOR1, x_real + 1e6, 4, seed=1)
+    assert far.acceptance_rate == 0.0 and bool(far.from_real.all())
+    torch.testing.assert_close(far.samples, x_real + 1e6, rtol=0, atol=0)
+
+
+def test_mh_gan_wall_time_is_the_elapsed_time():
+    t0 = time.perf_counter()
+    res = mh_gan(lambda x: x[:, 0], IDENTITY, PRIOR1, torch.zeros(4, 1, dtype=torch.float64), 3,
+                 seed=0)
+    elapsed = time.perf_counter() - t0
+    assert 0.0 < res.wall_time <= elapsed

@@ -427,3 +427,126 @@ def test_a_reversed_numpy_batch_is_transported_like_its_contiguous_copy():
     reversed_run = dot_target(_linear_critic(), y0, 1.0, steps=5, lr=0.05)
     contiguous_run = dot_target(_linear_critic(), y0.copy(), 1.0, steps=5, lr=0.05)
     torch.testing.assert_close(reversed_run.samples, contiguous_run.samples, rtol=0, atol=0)
+
+
+def test_dot_target_offset_moves_the_closed_form_minimum():
+    """1-D quadratic critic with offset 0.3: the minimum is y' = y - 0.3 inside
+    |y' - c| <= 1/(2a) and c + sign(y' - c)/(2a) outside (the offset enters only y')."""
+    a, c, off = 1.0, 0.2, 0.3
+    y = torch.linspace(-2.0, 2.0, 21, dtype=torch.float64)[:, None]
+    D = lambda x: -a * (x[:, 0] - c) ** 2
+    res = dot_target(D, y, 1.0, steps=600, lr=0.01, optimizer="sgd", offset=off)
+    yp = y[:, 0] - off
+    inside = (yp - c).abs() <= 1 / (2 * a)
+    expected = torch.where(inside, yp, c + torch.sign(yp - c) / (2 * a))
+    err = (res.samples[:, 0] - expected).abs()
+    assert int(inside.sum()) >= 5 and int((~inside).sum()) >= 10
+    assert float(err[~inside].max()) < 1e-4
+    assert float(err[inside].max()) < 0.02  # within one step of the kink at y'
+    first = float((math.sqrt(off**2) - D(y) / 1.0).mean())  # |x - y + off| at x = y
+    assert float(res.objective[0]) == pytest.approx(first, rel=1e-12)
+
+
+def test_dot_target_without_offset_starts_on_the_kink_and_stays_finite():
+    """offset = 0: the norm's gradient at x = y is taken as 0 (a subgradient), so the first
+    step follows D alone; with K above Lip(D) the minimum is still y."""
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    D = lambda x: x @ a
+    y0 = torch.randn(20, 2, generator=torch.Generator().manual_seed(16), dtype=torch.float64)
+    res = dot_target(D, y0, K=2.0, steps=100, offset=0.0)
+    assert bool(torch.isfinite(res.samples).all()) and bool(torch.isfinite(res.objective).all())
+    assert float((res.samples - y0).abs().max()) < 0.03
+    assert float(res.objective[0]) == pytest.approx(float(-(y0 @ a).mean() / 2.0), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "clip", [(1.0, 1.0), (0.0, math.inf), (-math.inf, 0.0), (math.nan, 1.0), -1.0],
+    ids=["empty", "hi-inf", "lo-inf", "lo-nan", "negative-c"],
+)
+def test_dot_target_clip_must_be_a_finite_nonempty_interval(clip):
+    with pytest.raises(ValueError, match="clip must give finite lo < hi"):
+        dot_target(lambda x: x[:, 0], torch.zeros(3, 2), 1.0, clip=clip)
+
+
+def test_dot_target_integer_clip_is_the_symmetric_box():
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    y0 = torch.zeros(4, 2, dtype=torch.float64)
+    res = dot_target(lambda x: x @ a, y0, K=1.0, steps=30, lr=0.05, mode="naive", clip=1)
+    expected = torch.tensor([1.0, -1.0], dtype=torch.float64).expand(4, 2)
+    torch.testing.assert_close(res.samples, expected, rtol=0, atol=0)
+
+
+def test_dot_latent_normal_prior_projection_inside_the_unit_ball():
+    """|z| < 1: the radial gradient 2z is still removed exactly (coefficient <g, z>/|z|^2)."""
+    z0 = 0.1 * torch.randn(10, 3, generator=torch.Generator().manual_seed(17), dtype=torch.float64)
+    assert float(torch.linalg.vector_norm(z0, dim=1).max()) < 1.0
+    radial = lambda x: (x**2).sum(1)
+    res = dot_latent(radial, lambda z: z, z0, K=1.0, steps=20, lr=0.1, optimizer="sgd",
+                     mode="naive")
+    torch.testing.assert_close(res.latents, z0, rtol=0, atol=1e-12)
+
+
+def test_keff_skips_coinciding_pairs():
+    """Pairs at zero distance carry no slope: the estimate is the max over the others."""
+    z = torch.tensor([[0.5], [1.0], [0.5], [3.0]], dtype=torch.float64)  # pairs (0.5, 0.5), (1, 3)
+    D = lambda x: x[:, 0] ** 2  # slope of the second pair: |1 - 9| / 2 = 4
+    for space in ("target", "latent"):
+        k = effective_lipschitz(D, lambda v: v, "normal", n_pairs=2, space=space, z=z)
+        assert k == pytest.approx(4.0, rel=1e-12)
+
+
+def test_keff_defaults_and_guards():
+    """Defaults: the normal prior and 100 pairs (DOT.py's); one pair is enough; n_pairs and
+    repeats must be positive."""
+    G = lambda z: z @ torch.tensor([[1.0, 0.5], [0.0, 2.0]], dtype=torch.float64).T
+    D = lambda x: x[:, 0] ** 2 - x[:, 1]
+    kw = dict(latent_dim=2, seed=7, dtype=torch.float64)
+    default = effective_lipschitz(D, G, **kw)
+    assert default == effective_lipschitz(D, G, "normal", 100, **kw)
+    assert default != effective_lipschitz(D, G, "normal", 101, **kw)
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)  # one pair
+    assert effective_lipschitz(D, lambda v: v, "normal", 1, "latent", z=z) == pytest.approx(
+        0.0, abs=1e-15)
+    with pytest.raises(ValueError, match=r"n_pairs must be a positive integer.*n_pairs=100"):
+        effective_lipschitz(D, G, "normal", 0, latent_dim=2)
+    with pytest.raises(ValueError, match=r"repeats must be a positive integer.*repeats=10"):
+        effective_lipschitz(D, G, "normal", latent_dim=2, repeats=0)
+
+
+
+def test_keff_given_latents_are_checked():
+    D = lambda x: x[:, 0]
+    with pytest.raises(ValueError, match="z must be finite"):
+        effective_lipschitz(D, lambda v: v, "normal", 1, z=torch.tensor([[0.0], [math.nan]]))
+    message = (r"^z must hold 2 \* n_pairs \* repeats = 4 latents, got 3; the pairs of repeat j "
+               r"are rows 2 j n_pairs \+ i and \(2 j \+ 1\) n_pairs \+ i$")
+    with pytest.raises(ValueError, match=message):
+        effective_lipschitz(D, lambda v: v, "normal", 2, z=torch.zeros(3, 2))
+    with pytest.raises(ValueError, match=r"repeats must be a positive integer.*repeats=10\)"):
+        effective_lipschitz(D, lambda v: v, "normal", 2, z=torch.zeros(4, 2), repeats=-1)
+
+
+def test_keff_latents_follow_the_networks():
+    """Without latent_dim the latent size is G's Linear input size; without dtype the latents
+    take the parameters' dtype (here D's float64), so D can take G's samples."""
+    G = torch.nn.Linear(3, 2).double()
+    D = torch.nn.Linear(2, 1).double()
+    assert effective_lipschitz(D, G, "normal", 20, "latent", seed=0) > 0
+    k = effective_lipschitz(D, lambda z: z, "normal", 20, latent_dim=2, seed=0)
+    a = float(D.weight.detach().norm())  # D linear: K_eff <= |a|, attained along a
+    assert 0.9 * a < k <= a * (1 + 1e-12)
+    with pytest.raises(ValueError, match=r"z\[1\] lies outside"):
+        effective_lipschitz(D, lambda z: z, "uniform", 1, z=torch.tensor([[0.0, 0.0], [2.0, 0.0]]))
+
+
+def test_naive_objective_history_is_minus_D_over_K():
+    """mode="naive": the per-sample objective is -D(x)/K, before the first and after the last
+    update (no transport cost)."""
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    D = lambda x: x @ a
+    y0 = torch.randn(10, 2, generator=torch.Generator().manual_seed(18), dtype=torch.float64)
+    res = dot_target(D, y0, K=2.0, steps=5, lr=0.05, mode="naive")
+    assert float(res.objective[0]) == pytest.approx(float(-(y0 @ a).mean() / 2.0), rel=1e-12)
+    last = float(-(res.samples @ a).mean() / 2.0)
+    assert float(res.objective[-1]) == pytest.approx(last, rel=1e-12)
+    assert bool((res.objective[1:] < res.objective[:-1]).all())  # D increases every step

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.nn.functional import softplus
 
-from ottokit._memory import MemoryEstimateError
+from ottokit._memory import MemoryEstimateError, format_bytes
 from ottokit.gan.connection import square_grid
 from ottokit.gan.game import (
     GameJacobian,
@@ -59,11 +61,9 @@ def test_blocks_match_central_differences_of_xi(gan_game: GameJacobian) -> None:
     n = gan_game.w.numel()
     assert H.shape == (n, n) and gan_game.n_g == 17 and gan_game.n_d == 16
     h = 1e-5
-    fd = torch.empty_like(H)
-    for k in range(n):
-        e = torch.zeros(n, dtype=DT)
-        e[k] = h
-        fd[:, k] = (gan_game.xi_at(gan_game.w + e) - gan_game.xi_at(gan_game.w - e)) / (2 * h)
+    steps = h * torch.eye(n, dtype=DT)  # row k: h e_k; xi at all 2n points in one batched call
+    xi_batch = torch.func.vmap(gan_game.xi_at)
+    fd = (xi_batch(gan_game.w + steps) - xi_batch(gan_game.w - steps)).T / (2 * h)
     scale = float(H.abs().max())
     assert torch.allclose(H, fd, atol=1e-8 * scale, rtol=0)
     b = gan_game.blocks(H)
@@ -292,3 +292,250 @@ def test_objectives_must_be_callable() -> None:
         hessian("x**2", torch.zeros(2, dtype=DT))
     with pytest.raises(TypeError, match="J must be callable params -> scalar tensor"):
         hessian_plane(None, torch.zeros(2, dtype=DT), [1.0, 0.0], [0.0, 1.0])
+
+
+def test_plane_directions_are_checked_by_name(gan_game: GameJacobian) -> None:
+    """Each of e_i, e_j and params is named when it is the bad argument."""
+    n = gan_game.w.numel()
+    e = torch.zeros(n, dtype=DT)
+    e[0] = 1.0
+    nan = torch.full((n,), float("nan"), dtype=DT)
+    with pytest.raises(ValueError, match=f"e_i must be a vector of length {n}"):
+        gan_game.plane(e[:-1], e)
+    with pytest.raises(ValueError, match="e_j must be finite"):
+        gan_game.plane(e, nan)
+    with pytest.raises(ValueError, match="e_i must be finite"):
+        gan_game.plane(nan, e)
+    with pytest.raises(ValueError, match=f"e_j must be a vector of length {n}"):
+        gan_game.plane(e, e[:-1])
+
+    def J(w):
+        return (w**2).sum()
+
+    w0 = torch.zeros(3, dtype=DT)
+    with pytest.raises(ValueError, match="e_i must be a vector of length 3"):
+        hessian_plane(J, w0, [1.0, 0.0], [0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="e_j must be finite"):
+        hessian_plane(J, w0, [1.0, 0.0, 0.0], [math.nan, 0.0, 0.0])
+    with pytest.raises(ValueError, match="e_i must be finite"):
+        hessian_plane(J, w0, [math.inf, 0.0, 0.0], [0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="e_j must be a vector of length 3"):
+        hessian_plane(J, w0, [1.0, 0.0, 0.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="params is empty"):
+        hessian_plane(J, {}, [1.0], [0.0])
+    with pytest.raises(TypeError, match=r"params\['w'\] must be a floating-point tensor"):
+        hessian(J, {"w": torch.zeros(2, dtype=torch.int64)})
+
+
+def test_plane_guard_is_relative_to_the_scale_of_the_directions(gan_game: GameJacobian) -> None:
+    """P^T H P is bilinear in (e_i, e_j): tiny orthogonal directions are a valid plane, while
+    directions parallel to 1e-10 (relative) are refused whatever their length."""
+    n = gan_game.w.numel()
+    Q, _ = torch.linalg.qr(torch.randn(n, 2, generator=torch.Generator().manual_seed(6), dtype=DT))
+    H2, A2 = gan_game.plane(Q[:, 0], Q[:, 1])
+    s = 1e-10
+    H2s, A2s = gan_game.plane(s * Q[:, 0], s * Q[:, 1])
+    assert torch.allclose(H2s, s**2 * H2, rtol=1e-10, atol=0)
+    assert torch.allclose(A2s, s**2 * A2, rtol=1e-10, atol=0)
+    for scale in (1e-10, 1.0, 1e10):
+        e_i, e_j = scale * Q[:, 0], scale * (Q[:, 0] + 1e-10 * Q[:, 1])
+        with pytest.raises(ValueError, match="use two orthonormal vectors"):
+            gan_game.plane(e_i, e_j)
+        with pytest.raises(ValueError, match="must span a plane"):
+            hessian_plane(lambda w: (w**2).sum(), torch.zeros(n, dtype=DT), e_i, e_j)
+
+
+def test_antisymmetric_norm_of_the_zero_matrix_is_zero() -> None:
+    assert antisymmetric_norm(torch.zeros(3, 3, dtype=DT)) == 0.0
+    assert antisymmetric_norm([[0.0, 2.0], [-2.0, 0.0]]) == 1.0
+
+
+def test_hessian_plane_of_a_parameter_mapping_matches_the_dense_hessian() -> None:
+    """Mapping parameters are flattened in iteration order, the same for both functions."""
+    rng = np.random.default_rng(7)
+    B = torch.tensor(rng.standard_normal((2, 2)), dtype=DT)
+    params = {"a": torch.tensor([0.3, -0.2], dtype=DT), "b": torch.tensor([[0.5, 0.1]], dtype=DT)}
+
+    def J(p):
+        return torch.cosh(p["a"] @ B @ p["a"]) + (p["b"] ** 3).sum() * p["a"][0]
+
+    Hess, _ = hessian(J, params)
+    a, b = params["a"], params["b"][0]
+    exact_bb = torch.diag(6 * b * a[0])  # d2/db2 of (b^3).sum() a0
+    assert torch.allclose(Hess[2:, 2:], exact_bb, atol=1e-14)
+    assert torch.allclose(Hess[0, 2:], 3 * b**2, atol=1e-14)  # d2/(da0 db)
+    P, _ = torch.linalg.qr(torch.tensor(rng.standard_normal((4, 2)), dtype=DT))
+    H2, _ = hessian_plane(J, params, P[:, 0], P[:, 1])
+    assert torch.allclose(H2, P.T @ Hess @ P, atol=1e-12)
+
+
+def test_decompose_splits_the_gan_game_into_symmetric_and_antisymmetric_parts(
+    gan_game: GameJacobian,
+) -> None:
+    H = gan_game.full()
+    S, A = decompose(H)
+    torch.testing.assert_close(S + A, H, rtol=0, atol=1e-15)
+    torch.testing.assert_close(S, S.T, rtol=0, atol=0)
+    torch.testing.assert_close(A, -A.T, rtol=0, atol=0)
+    assert float(S.norm()) > 0.1 * float(H.norm())  # both parts are present in a GAN game
+    assert antisymmetric_norm(H) == pytest.approx(float(A.norm() / H.norm()), rel=1e-12)
+
+
+def test_returned_antisymmetric_parts_belong_to_the_returned_matrices() -> None:
+    """K = (Hess - Hess^T)/2 of the Hessian returned with it (rounding only, but exactly it)."""
+    Qm = torch.tensor(np.random.default_rng(8).standard_normal((4, 4)), dtype=DT)
+
+    def J(w):
+        return torch.cosh(w @ Qm @ w) + w[0] * w[1] ** 3 + torch.sin(w).prod()
+
+    w0 = torch.tensor([0.7, -0.3, 1.2, 0.4], dtype=DT)
+    Hess, K = hessian(J, w0)
+    torch.testing.assert_close(K, 0.5 * (Hess - Hess.T), rtol=0, atol=0)
+    P, _ = torch.linalg.qr(torch.tensor(np.random.default_rng(9).standard_normal((4, 2)), dtype=DT))
+    H2, K2 = hessian_plane(J, w0, P[:, 0], P[:, 1])
+    torch.testing.assert_close(K2, 0.5 * (H2 - H2.T), rtol=0, atol=0)
+
+
+def test_matrix_free_products_name_their_direction(gan_game: GameJacobian) -> None:
+    n = gan_game.w.numel()
+    with pytest.raises(ValueError, match="v must be finite"):
+        gan_game.htvp(torch.full((n,), float("nan"), dtype=DT))
+    with pytest.raises(ValueError, match="v must be finite"):
+        gan_game.hvp(torch.full((n,), float("inf"), dtype=DT))
+    with pytest.raises(ValueError, match=f"v must be a vector of length {n}"):
+        gan_game.htvp(torch.ones(n - 1, dtype=DT))
+    with pytest.raises(ValueError, match=f"v must be a vector of length {n}"):
+        gan_game.hvp(torch.ones(n + 1, dtype=DT))
+
+
+def test_directions_of_another_kind_are_converted_to_the_parameters_dtype(
+    gan_game: GameJacobian,
+) -> None:
+    """An integer coordinate tensor or a list is the same direction in float64; text is refused
+    by name."""
+    H = gan_game.full()
+    k = 5
+    e_int = torch.zeros(H.shape[0], dtype=torch.int64)
+    e_int[k] = 1
+    for u in (e_int, e_int.tolist()):
+        hv, htv = gan_game.hvp(u), gan_game.htvp(u)
+        assert hv.dtype == DT and htv.dtype == DT
+        torch.testing.assert_close(hv, H[:, k], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(htv, H[k, :], rtol=1e-10, atol=1e-12)
+    with pytest.raises(TypeError, match="v must be an array of real numbers"):
+        gan_game.hvp(["a"] * H.shape[0])
+    with pytest.raises(TypeError, match="e_j must be an array of real numbers"):
+        hessian_plane(lambda w: (w**2).sum(), torch.zeros(2, dtype=DT), [1.0, 0.0], ["a", "b"])
+
+
+def test_blocks_default_to_the_full_jacobian_and_module_errors_say_what_to_pass(
+    gan_game: GameJacobian,
+) -> None:
+    H = gan_game.full()
+    b, g = gan_game.blocks(), gan_game.n_g
+    for block, expected in ((b.tt, H[:g, :g]), (b.tp, H[:g, g:]), (b.pt, H[g:, :g]),
+                            (b.pp, H[g:, g:])):
+        torch.testing.assert_close(block, expected, rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"^G and D must be torch.nn.Module instances$"):
+        GameJacobian.from_modules(nn.Linear(1, 1), "D", lambda g, d: (0, 0))
+    message = r"^losses_fn must be callable \(G_fn, D_fn\) -> \(L_G, L_D\)$"
+    with pytest.raises(TypeError, match=message):
+        GameJacobian.from_modules(nn.Linear(1, 1), nn.Linear(1, 1), None)
+
+
+def test_losses_and_discriminator_parameters_are_checked_by_name() -> None:
+    t = torch.zeros(2, dtype=DT)
+    with pytest.raises(ValueError, match=r"d_params is empty; pass at least one parameter"):
+        GameJacobian(t, {}, lambda a, b: (a.sum(), b.sum()))
+    with pytest.raises(TypeError, match=r"g_params\['w'\] must be .* got <class 'list'>"):
+        GameJacobian({"w": [0.0]}, t, lambda a, b: (a.sum(), b.sum()))
+    with pytest.raises(ValueError, match=r"losses must return two scalar tensors; L_G is"):
+        GameJacobian(t, t, lambda a, b: (a, b.sum()))
+    with pytest.raises(ValueError, match=r"losses must return two scalar tensors; L_D is"):
+        GameJacobian(t, t, lambda a, b: (a.sum(), b))
+    for bad in (lambda a, b: (a.sum(), b.sum(), a.sum()), lambda a, b: a.sum()):
+        with pytest.raises(ValueError, match=r"losses must return two scalar tensors \(L_G, L_D\)"):
+            GameJacobian(t, t, bad)
+
+
+def test_matrices_given_as_nested_lists_and_their_errors() -> None:
+    """decompose, eigenvalues and antisymmetric_norm take array-likes; H is named in errors."""
+    S, A = decompose([[1.0, 2.0], [4.0, 3.0]])
+    torch.testing.assert_close(S, torch.tensor([[1.0, 3.0], [3.0, 3.0]], dtype=DT), rtol=0, atol=0)
+    torch.testing.assert_close(A, torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=DT), rtol=0, atol=0)
+    ev = torch.sort(eigenvalues([[0.0, 2.0], [-2.0, 0.0]]).imag).values  # +-2i
+    torch.testing.assert_close(ev, torch.tensor([-2.0, 2.0], dtype=DT), rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match=r"H must be a square matrix, got shape \(2, 3\)"):
+        decompose(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"H contains non-finite entries"):
+        eigenvalues([[math.nan, 0.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"H contains non-finite entries"):
+        antisymmetric_norm(torch.tensor([[1.0, math.inf], [0.0, 1.0]]))
+    with pytest.raises(TypeError, match=r"H must be an array of real numbers"):
+        decompose([["a", "b"], ["c", "d"]])
+    with pytest.raises(TypeError, match=r"params must be a Tensor or a mapping.* <class 'list'>"):
+        hessian(lambda w: w.sum(), [1.0, 2.0])
+
+
+def test_unknown_jacobian_mode_is_named(gan_game: GameJacobian) -> None:
+    with pytest.raises(ValueError, match=r"unknown mode 'sideways'; allowed: .*reverse"):
+        gan_game.full(mode="sideways")
+
+
+class _Cube(torch.autograd.Function):
+    """x -> x^3 with a backward rule only (no forward-mode or vmap rule)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x**3
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3 * x**2 * g
+
+
+def test_default_reverse_mode_needs_only_backward_rules() -> None:
+    """L_G = -L_D = (sum theta^3)(sum phi) through a backward-only Function: H in closed form,
+    [[diag(6 theta sum phi), 3 theta^2 1^T], [-1 (3 theta^2)^T, 0]]."""
+    theta = torch.tensor([0.5, -1.0, 0.2], dtype=DT)
+    phi = torch.tensor([2.0, 0.3], dtype=DT)
+
+    def losses(t, p):
+        v = _Cube.apply(t).sum() * p.sum()
+        return v, -v
+
+    H = GameJacobian(theta, phi, losses).full()
+    expected = torch.zeros(5, 5, dtype=DT)
+    expected[:3, :3] = torch.diag(6 * theta * phi.sum())
+    expected[:3, 3:] = (3 * theta**2)[:, None].expand(3, 2)
+    expected[3:, :3] = -(3 * theta**2)[None, :].expand(2, 3)
+    torch.testing.assert_close(H, expected, rtol=1e-14, atol=1e-14)
+
+
+def test_dense_refusal_states_its_estimate_and_the_matrix_free_way(monkeypatch) -> None:
+    """The estimate is the n x n float32 matrix and two working copies: 3 * 20000^2 * 4 bytes."""
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1G")
+    theta, phi = torch.zeros(10_000), torch.zeros(10_000)
+    game = GameJacobian(theta, phi, lambda t, p: ((t * p).sum(), -(t * p).sum()))
+    estimate = format_bytes(3 * 20_000**2 * 4)
+    knob = r"use the matrix-free products \(hvp, htvp, hessian_plane\) for large models \(or set"
+    with pytest.raises(MemoryEstimateError, match=rf"needs about {estimate} .* available; {knob}"):
+        game.full()
+
+
+def test_plane_and_losses_errors_in_full(gan_game: GameJacobian) -> None:
+    e = torch.zeros(gan_game.w.numel(), dtype=DT)
+    e[0] = 1.0
+    plane = (r"^e_i and e_j must span a plane \(non-zero, not parallel\); "
+             r"use two orthonormal vectors, e\.g\. coordinate directions$")
+    with pytest.raises(ValueError, match=plane):
+        gan_game.plane(e, -3 * e)
+    t = torch.zeros(2, dtype=DT)
+    losses = r"^losses must return two scalar tensors \(L_G, L_D\); return them as a tuple$"
+    with pytest.raises(ValueError, match=losses):
+        GameJacobian(t, t, lambda a, b: [a.sum()])

@@ -190,8 +190,13 @@ class GameJacobian:
         self.n_g = int(theta.numel())
         self.n_d = int(phi.numel())
         self.w = torch.cat([theta, phi])
-        L = self._call_losses(theta, phi)
-        for name, val in zip(("L_G", "L_D"), L, strict=True):
+        try:
+            L_G, L_D = self._call_losses(theta, phi)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "losses must return two scalar tensors (L_G, L_D); return them as a tuple"
+            ) from None
+        for name, val in (("L_G", L_G), ("L_D", L_D)):
             if not isinstance(val, Tensor) or val.numel() != 1:
                 raise ValueError(f"losses must return two scalar tensors; {name} is {val!r}")
 
