@@ -724,3 +724,180 @@ def test_moment_guards_fire_at_their_boundaries():
         thermo.stationary_covariance(-np.eye(2), 0.0)
     with pytest.raises(ValueError, match="A must be finite"):
         thermo.stationary_covariance([[-1.0, np.nan], [0.0, -1.0]], 1.0)
+
+
+def test_rotational_diffusion_with_tau_2_5_against_the_moment_ode():
+    """tau != 1 and h, g, T_fin away from the paper's values: the closed forms (Lambda_t,
+    theta_t, c_t by Gauss-Legendre) against the OU moment ODE of the same process, started
+    from the Gaussian the protocol carries; H, G and T at the ends of [0, tau]."""
+    tau, h, g, t_fin = 2.5, 0.7, 1.3, 0.9
+    proc = thermo.RotationalDiffusion(h=h, g=g, T_fin=t_fin, tau=tau)
+    m0, C0 = np.array([0.4, 1.0]), np.array([[0.5, -0.1], [-0.1, 0.3]])
+    t = np.linspace(0.0, tau, 6)
+    sol = thermo.solve_moments(proc.protocol(m0, C0), t_eval=t)
+    mean, cov = proc.moments(m0, C0, t)
+    np.testing.assert_allclose(mean, sol.mean, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(cov, sol.cov, rtol=0, atol=1e-9)
+    # int_0^tau H = -h tau / 2 - T_fin tau / 3, int_0^tau G = g tau / 2
+    assert proc.log_scale(tau) == pytest.approx(-h * tau / 2 - t_fin * tau / 3, rel=1e-14)
+    assert proc.angle(tau) == pytest.approx(g * tau / 2, rel=1e-14)
+    assert proc.temperature(tau) == pytest.approx(t_fin, rel=1e-14)
+    assert proc.temperature(0.5 * tau) == pytest.approx(t_fin / 4, rel=1e-14)
+    assert proc.H(0.0) == pytest.approx(-h, rel=1e-14)
+    assert proc.H(tau) == pytest.approx(-t_fin, rel=1e-14)
+    assert proc.G(0.0) == pytest.approx(g, rel=1e-14) and proc.G(tau) == 0.0
+    np.testing.assert_allclose(proc.A(tau / 2), [[-h / 2 - t_fin / 4, -g / 2],
+                                                 [g / 2, -h / 2 - t_fin / 4]], rtol=1e-14)
+    # the propagator at tau: e^{Lambda} times the rotation by theta
+    th, lam = g * tau / 2, -h * tau / 2 - t_fin * tau / 3
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    np.testing.assert_allclose(proc.propagator(tau), np.exp(lam) * rot, rtol=1e-13)
+    # broadcasting over a (2, 3) array of times
+    grid = t[:6].reshape(2, 3)
+    assert proc.propagator(grid).shape == (2, 3, 2, 2) and proc.variance(grid).shape == (2, 3)
+    np.testing.assert_allclose(proc.variance(grid).ravel(), proc.variance(t), rtol=1e-14)
+    assert "g = 1.3" in proc.protocol().name
+
+
+def test_rotational_diffusion_times_and_start_are_checked():
+    proc = thermo.RotationalDiffusion(tau=2.0)
+    # rounding beyond the ends is clipped; anything more is refused
+    assert proc.temperature(2.0 * (1 + 1e-13)) == pytest.approx(proc.T_fin, rel=1e-14)
+    assert proc.variance(-1e-13) == 0.0
+    with pytest.raises(ValueError, match=r"t must lie in \[0, tau\]"):
+        proc.H(-0.01)
+    with pytest.raises(ValueError, match=r"t must lie in \[0, tau\]"):
+        proc.angle(np.nan)
+    with pytest.raises(ValueError, match="tau must be positive and finite"):
+        thermo.RotationalDiffusion(tau=-1.0)
+    with pytest.raises(ValueError, match="g must be finite"):
+        thermo.RotationalDiffusion(g=np.inf)
+    with pytest.raises(ValueError, match="C0 must be symmetric"):
+        proc.moments([0.0, 0.0], [[1.0, 0.2], [0.0, 1.0]], 0.5)
+    with pytest.raises(ValueError, match="C0 must be a finite"):
+        proc.moments([0.0, 0.0], [[1.0, np.nan], [np.nan, 1.0]], 0.5)
+    with pytest.raises(ValueError, match=r"m0 must be a vector of shape \(2,\)"):
+        proc.moments([0.0, 0.0, 0.0], np.eye(2), 0.5)
+
+
+def test_protocol_derivatives_are_exact_for_quadratic_schedules():
+    """dA, db are second-order finite differences (one-sided at 0 and tau): exact, up to
+    rounding, for A(t), b(t) quadratic in t; tau = 2.5 so that h scales with tau."""
+    tau = 2.5
+    a0, a1, a2 = np.array([[-1.0, 0.3], [0.1, -2.0]]), np.array([[0.5, -0.2], [0.4, 0.1]]), 0.3
+    p = thermo.Protocol(
+        A=lambda t: a0 + a1 * t + a2 * t**2 * np.eye(2),
+        b=lambda t: np.array([t**2, -3.0 * t]),
+        T=0.4,
+        tau=tau,
+    )
+    for t in (0.0, 1e-7, 0.7, tau - 1e-7, tau):
+        np.testing.assert_allclose(p.dA(t), a1 + 2 * a2 * t * np.eye(2), rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(p.db(t), [2 * t, -3.0], rtol=1e-7, atol=1e-8)
+    x = np.array([[1.0, 2.0], [-0.5, 0.25], [0.0, 3.0]])
+    t = 1.2
+    np.testing.assert_allclose(p.force(t, x), x @ p.A_at(t).T + p.b_at(t), rtol=1e-15)
+    np.testing.assert_allclose(p.force(t, x)[0], p.A_at(t) @ x[0] + [t**2, -3.0 * t], rtol=1e-14)
+    assert p.dim == 2 and p.b_at(t).shape == (2,)
+
+
+def test_protocol_guards_fire():
+    mid = lambda t: np.full((1, 1), np.nan) if 0.4 < t < 0.6 else -np.eye(1)  # noqa: E731
+    with pytest.raises(ValueError, match=r"A\(0.5\) must be finite"):
+        thermo.Protocol(A=mid, b=[0.0], T=1.0, tau=1.0)
+    p = _constant_protocol(-np.eye(2), np.zeros(2), 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"A\(0\) must be a square \(d, d\) matrix, got shape"):
+        p.A_at(0.0, 3)
+    with pytest.raises(ValueError, match=r"A\(0\) must be a square"):
+        thermo.Protocol(A=np.ones((2, 2, 2)), b=np.zeros(2), T=1.0, tau=1.0)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        thermo.Protocol(A=-np.eye(1), b=[0.0], T=lambda t: np.inf, tau=1.0)
+    with pytest.raises(ValueError, match="m0 must be finite"):
+        _constant_protocol(-np.eye(1), [0.0], 1.0, 1.0, m0=[np.nan], C0=[[1.0]])
+    with pytest.raises(ValueError, match="C0 must be positive definite"):
+        _constant_protocol(-np.eye(1), [0.0], 1.0, 1.0, m0=[0.0], C0=[[-1.0]])
+    g = thermo.BuresGeodesic([0.0], [[1.0]], [1.0], [[2.0]])
+    with pytest.raises(ValueError, match=r"s must lie in \[0, 1\]"):
+        g.mean(-0.01)
+    assert g.mean(1 + 1e-13)[0] == pytest.approx(1.0, rel=1e-15)
+    for call, match in (
+        (lambda: thermo.stiffness_ramp(1.0, -1.0, 1.0), "k1 must be a positive"),
+        (lambda: thermo.stiffness_ramp(1.0, 2.0, 0.0), "tau must be a positive"),
+        (lambda: thermo.stiffness_ramp(1.0, 2.0, 1.0, T=-1.0), "T must be a positive"),
+        (lambda: thermo.stiffness_ramp(1.0, 2.0, 1.0, dim=0), "dim"),
+        (lambda: thermo.stiffness_ramp(1.0, 2.0, 1.0, dim=2, center=[0.0]), "center must be"),
+        (lambda: thermo.quench(0.0, 2.0, 1.0), "k0 must be a positive"),
+        (lambda: thermo.quench(1.0, 0.0, 1.0), "k1 must be a positive"),
+        (lambda: thermo.quench(1.0, 2.0, -1.0), "tau must be a positive"),
+        (lambda: thermo.quench(1.0, 2.0, 1.0, dim=0), "dim"),
+        (lambda: thermo.rotational(0.0, 1.0, 1.0), "k must be a positive"),
+        (lambda: thermo.rotational(1.0, np.nan, 1.0), "omega must be"),
+        (lambda: thermo.rotational(1.0, 1.0, 0.0), "tau must be a positive"),
+        (lambda: thermo.rotational(1.0, 1.0, 1.0, T=0.0), "T must be a positive"),
+        (lambda: thermo.geodesic_protocol([0.0], [[1.0]], [1.0], [[1.0]], tau=0.0),
+         "tau must be a positive"),
+        (lambda: thermo.geodesic_protocol([0.0], [[1.0]], [1.0], [[1.0]], 1.0, T=0.0),
+         "T must be a positive"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_stiffness_ramp_and_quench_away_from_unit_parameters():
+    """The ramp k_t = k0 + (k1 - k0) t / tau with tau = 2 around a centre, starting in
+    equilibrium N(c, T / k0 I); from k0 = 2 the quench relaxes as
+    T/k1 + (T/k0 - T/k1) e^{-2 k1 t}."""
+    k0, k1, tau, T = 2.0, 5.0, 2.0, 0.3
+    c = np.array([0.5, -1.0, 2.0])
+    p = thermo.stiffness_ramp(k0, k1, tau, T=T, dim=3, center=c)
+    for t, k in ((0.0, k0), (0.5, 2.75), (tau, k1)):
+        np.testing.assert_allclose(p.A_at(t), -k * np.eye(3), rtol=1e-14)
+        np.testing.assert_allclose(p.b_at(t), k * c, rtol=1e-14)
+        assert p.T_at(t) == T
+    np.testing.assert_allclose(p.m0, c)
+    np.testing.assert_allclose(p.C0, T / k0 * np.eye(3), rtol=1e-14)
+    # equilibrium at the start: nothing moves yet, so Sdot(0) = 0
+    th = thermo.thermodynamics(thermo.solve_moments(p, t_eval=5))
+    assert th.entropy_production_rate[0] < 1e-20 and th.entropy_production_rate[-1] > 1e-3
+
+    q = thermo.quench(k0, k1, tau=0.6, T=T, dim=2)
+    sol = thermo.solve_moments(q, t_eval=7)
+    c_t = T / k1 + (T / k0 - T / k1) * np.exp(-2 * k1 * sol.t)
+    np.testing.assert_allclose(sol.cov[:, 1, 1], c_t, rtol=1e-9)
+    np.testing.assert_allclose(sol.mean, 0.0, atol=0)
+    assert q.dim == 2 and q.tau == 0.6
+
+
+def test_gaussian_path_protocol_with_a_varying_temperature_and_the_geodesic_tangent():
+    """The potential force of gaussian_path_protocol moves the state along the prescribed path
+    also when T varies (and tau = 1.6), with Sdot = v2^2 / T; the geodesic's d_cov is the
+    derivative of its cov and velocity_matrix solves S C + C S = dC (per unit s)."""
+    m0, C0 = np.array([0.0, 1.0]), np.diag([1.0, 0.25])
+    m1, C1 = np.array([1.0, 0.5]), np.array([[0.5, 0.2], [0.2, 1.0]])
+    geo = thermo.BuresGeodesic(m0, C0, m1, C1)
+    h = 1e-6
+    for s in (0.0 + h, 0.3, 1.0 - h):
+        fd = (geo.cov(s + h) - geo.cov(s - h)) / (2 * h)
+        np.testing.assert_allclose(geo.d_cov(s), fd, rtol=1e-7, atol=1e-8)
+        vel = geo.velocity_matrix(s)
+        c = geo.cov(s)
+        np.testing.assert_allclose(vel @ c + c @ vel, geo.d_cov(s), atol=1e-12)
+        np.testing.assert_allclose(geo.d_mean(s), m1 - m0)
+    tau = 1.6
+    temperature = lambda t: 0.5 + 0.3 * t  # noqa: E731
+    p = thermo.gaussian_path_protocol(
+        mean=lambda t: geo.mean(t / tau),
+        cov=lambda t: geo.cov(t / tau),
+        d_mean=lambda t: geo.d_mean(t / tau) / tau,
+        d_cov=lambda t: geo.d_cov(t / tau) / tau,
+        tau=tau,
+        T=temperature,
+    )
+    sol = thermo.solve_moments(p, t_eval=5)
+    for t, m, c in zip(sol.t, sol.mean, sol.cov, strict=True):
+        np.testing.assert_allclose(m, geo.mean(t / tau), atol=1e-9)
+        np.testing.assert_allclose(c, geo.cov(t / tau), atol=1e-9)
+    th = thermo.thermodynamics(sol)
+    np.testing.assert_allclose(th.T, temperature(sol.t), rtol=1e-15)
+    np.testing.assert_allclose(th.entropy_production_rate, th.excess_rate, rtol=1e-9)
+    np.testing.assert_allclose(th.w2_speed, okot.w2_gaussian(m0, C0, m1, C1) / tau, rtol=1e-9)
