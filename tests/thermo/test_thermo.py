@@ -901,3 +901,75 @@ def test_gaussian_path_protocol_with_a_varying_temperature_and_the_geodesic_tang
     np.testing.assert_allclose(th.T, temperature(sol.t), rtol=1e-15)
     np.testing.assert_allclose(th.entropy_production_rate, th.excess_rate, rtol=1e-9)
     np.testing.assert_allclose(th.w2_speed, okot.w2_gaussian(m0, C0, m1, C1) / tau, rtol=1e-9)
+
+
+def _varying_protocol(tau: float = 0.8) -> thermo.Protocol:
+    return thermo.Protocol(
+        A=lambda t: np.array([[-1.0 - t, 0.9], [-0.4 * t - 0.6, -2.0]]),
+        b=lambda t: np.array([np.sin(3 * t), 1.0 + t]),
+        T=lambda t: 0.6 + 0.5 * t,
+        tau=tau,
+        m0=[1.5, -0.5],
+        C0=[[0.4, 0.1], [0.1, 0.2]],
+    )
+
+
+def test_particle_moments_follow_the_euler_maruyama_recursion():
+    """The ensemble's moments follow the scheme's own moment recursion exactly in expectation,
+    m <- (I + A dt) m + b dt, C <- (I + A dt) C (I + A dt)^T + 2 T dt I (no O(dt) bias), so the
+    sample moments differ from it only by Monte Carlo error: sd(m_i) = sqrt(C_ii / N) and
+    sd(C_ij) = sqrt((C_ii C_jj + C_ij^2) / N) for Gaussian particles; 5 sd are allowed."""
+    p = _varying_protocol()
+    n, n_steps = 4000, 40
+    est = thermo.simulate_particles(p, n, n_steps, n_out=5, seed=11)
+    dt = p.tau / n_steps
+    assert est.dt == pytest.approx(dt, rel=1e-15) and est.n_particles == n
+    np.testing.assert_allclose(est.t, np.linspace(0.0, p.tau, 5), rtol=1e-14)
+    m, c = np.array([1.5, -0.5]), np.array([[0.4, 0.1], [0.1, 0.2]])
+    out = 0
+    for step in range(n_steps + 1):
+        if step % 10 == 0:
+            sd_m = np.sqrt(np.diag(c) / n)
+            sd_c = np.sqrt((np.outer(np.diag(c), np.diag(c)) + c**2) / n)
+            assert np.all(np.abs(est.mean[out] - m) <= 5 * sd_m)
+            assert np.all(np.abs(est.cov[out] - c) <= 5 * sd_c)
+            out += 1
+        t = step * dt
+        step_matrix = np.eye(2) + p.A_at(t) * dt
+        m = step_matrix @ m + p.b_at(t) * dt
+        c = step_matrix @ c @ step_matrix.T + 2 * p.T_at(t) * dt * np.eye(2)
+
+
+def test_particle_estimates_are_the_closed_forms_of_the_fitted_gaussian():
+    """With the moment-matching score, nu_i = K (x_i - m) + A m + b with K = A + T C^-1 (m, C
+    the sample moments), so the particle averages are exactly the OU closed forms at the fitted
+    Gaussian: Sdot = (|A m + b|^2 + tr(K C K^T)) / T and v2 the Bures speed of dm = A m + b,
+    dC = A C + C A^T + 2 T I (S from scipy's Lyapunov solver)."""
+    p = _varying_protocol()
+    est = thermo.simulate_particles(p, 500, 20, n_out=3, seed=4)
+    for t, m, c, sdot, v2 in zip(est.t, est.mean, est.cov, est.entropy_production_rate,
+                                 est.w2_speed, strict=True):
+        a, temp = p.A_at(t), p.T_at(t)
+        dm = a @ m + p.b_at(t)
+        k = a + temp * np.linalg.inv(c)
+        assert sdot == pytest.approx((dm @ dm + np.trace(k @ c @ k.T)) / temp, rel=1e-10)
+        s = solve_continuous_lyapunov(c, a @ c + c @ a.T + 2 * temp * np.eye(2))
+        assert v2 == pytest.approx(np.sqrt(dm @ dm + np.trace(s @ c @ s)), rel=1e-10)
+
+
+def test_particle_guards_fire():
+    p = _varying_protocol()
+    for kwargs, match in (
+        ({"n_particles": 5}, "n_particles"),
+        ({"n_particles": 6, "n_steps": 0}, "n_steps"),
+        ({"n_particles": 6, "n_out": 1}, "n_out"),
+        ({"n_particles": 6, "seed": -1}, "seed"),
+        ({"n_particles": 6, "m0": [0.0]}, r"m0 must be a vector of shape \(2,\)"),
+        ({"n_particles": 6, "C0": -np.eye(2)}, "C0 must be positive definite"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            thermo.simulate_particles(p, **kwargs)
+    with pytest.raises(TypeError, match="protocol"):
+        thermo.simulate_particles("rotational", 10)
+    # the smallest allowed ensemble, 2 d + 2 particles, runs
+    assert thermo.simulate_particles(p, 6, 2, n_out=2).mean.shape == (2, 2)
