@@ -973,3 +973,31 @@ def test_particle_guards_fire():
         thermo.simulate_particles("rotational", 10)
     # the smallest allowed ensemble, 2 d + 2 particles, runs
     assert thermo.simulate_particles(p, 6, 2, n_out=2).mean.shape == (2, 2)
+
+
+def test_otto_velocity_against_scipy_lyapunov_and_w2_speed_against_bures():
+    """S solving S C + C S = dC for a batch of 3-D covariances, against
+    scipy.linalg.solve_continuous_lyapunov, and v2^2 = |dm|^2 + tr(S C S), the Bures metric."""
+    rng = np.random.default_rng(8)
+    cov = np.stack([_random_spd(rng, 3, low=0.05 * (i + 1)) for i in range(4)])
+    sym = rng.standard_normal((4, 3, 3))
+    d_cov = sym + np.swapaxes(sym, 1, 2)
+    d_mean = rng.standard_normal((4, 3))
+    path = thermo.GaussianPath(np.arange(4.0), rng.standard_normal((4, 3)), cov, d_mean, d_cov)
+    s = thermo.otto_velocity(path)
+    for i in range(4):
+        np.testing.assert_allclose(s[i], solve_continuous_lyapunov(cov[i], d_cov[i]),
+                                   rtol=1e-9, atol=1e-12)
+    v2 = np.sqrt(np.sum(d_mean**2, axis=1) + np.einsum("nij,njk,nki->n", s, cov, s))
+    np.testing.assert_allclose(thermo.w2_speed(path), v2, rtol=1e-12)
+    assert path.dim == 3 and path.tau == 3.0
+    assert thermo.w2_endpoints(path) == pytest.approx(
+        okot.w2_gaussian(path.mean[0], cov[0], path.mean[-1], cov[-1]), rel=1e-12
+    )
+    bad = thermo.GaussianPath(path.t, path.mean, cov, d_mean, d_cov[:, :2, :2])
+    with pytest.raises(ValueError, match="cov and d_cov must be"):
+        thermo.otto_velocity(bad)
+    with pytest.raises(ValueError, match=r"m0 must be a vector of shape \(d,\)"):
+        thermo.BuresGeodesic([[0.0, 0.0]], np.eye(2), [0.0, 0.0], np.eye(2))
+    with pytest.raises(TypeError, match="path"):
+        thermo.w2_speed(cov)
