@@ -1001,3 +1001,38 @@ def test_otto_velocity_against_scipy_lyapunov_and_w2_speed_against_bures():
         thermo.BuresGeodesic([[0.0, 0.0]], np.eye(2), [0.0, 0.0], np.eye(2))
     with pytest.raises(TypeError, match="path"):
         thermo.w2_speed(cov)
+
+
+def test_tur_speed_is_scale_invariant_and_its_sampling_is_seeded(monkeypatch):
+    """v_r = |d_t<r>| / sqrt(<|grad r|^2>) does not change when r is scaled (here to
+    <|grad r|^2> < 1); the Monte Carlo estimate for a gradient function is fixed by its seed."""
+    sol = thermo.solve_moments(thermo.rotational(1.0, 2.0, tau=1.0, T=0.7), t_eval=5)
+    s = thermo.otto_velocity(sol)
+    phi = thermo.Quadratic(s[2], sol.d_mean[2] - s[2] @ sol.mean[2])
+    small = thermo.Quadratic(0.05 * phi.Q, 0.05 * phi.q)
+    ref, scaled = thermo.tur(sol, phi), thermo.tur(sol, small)
+    assert np.all(scaled.mean_grad_sq < 0.1)
+    np.testing.assert_allclose(scaled.speed, ref.speed, rtol=1e-12)
+    np.testing.assert_allclose(scaled.bound, ref.bound, rtol=1e-12)
+    np.testing.assert_array_equal(ref.t, sol.t)
+    first = thermo.tur(sol, small.grad, n_samples=2000, seed=3)
+    again = thermo.tur(sol, small.grad, n_samples=2000, seed=3)
+    other = thermo.tur(sol, small.grad, n_samples=2000, seed=4)
+    np.testing.assert_array_equal(first.d_mean_r, again.d_mean_r)
+    assert np.all(first.d_mean_r != other.d_mean_r)
+    for kwargs, match in (({"n_samples": 0}, "^n_samples must be"),
+                          ({"seed": -1}, "^seed must be")):
+        with pytest.raises(ValueError, match=match):
+            thermo.tur(sol, phi.grad, **kwargs)
+    with pytest.raises(TypeError, match="^sol must be"):
+        thermo.tur(sol.cov, phi)
+    with pytest.raises(TypeError, match="got str$"):
+        thermo.tur(sol, "x ** 2")
+    # the working set is five (n_samples, d) float64 arrays: 400 kB for 5,000 samples in 2-D
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "400000")
+    thermo.tur(sol, phi.grad, n_samples=5000)
+    with pytest.raises(
+        MemoryEstimateError,
+        match=r"^tur with 6000 samples in dimension 2 needs about .*; lower n_samples \(or set",
+    ):
+        thermo.tur(sol, phi.grad, n_samples=6000)
