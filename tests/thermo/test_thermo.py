@@ -1036,3 +1036,23 @@ def test_tur_speed_is_scale_invariant_and_its_sampling_is_seeded(monkeypatch):
         match=r"^tur with 6000 samples in dimension 2 needs about .*; lower n_samples \(or set",
     ):
         thermo.tur(sol, phi.grad, n_samples=6000)
+
+
+@pytest.mark.parametrize(
+    ("function", "name"),
+    [
+        (thermo.otto_velocity, "path"), (thermo.w2_speed, "path"), (thermo.w2_endpoints, "path"),
+        (thermo.w1_speed, "path"), (thermo.mean_local_velocity, "sol"),
+        (thermo.entropy_production_rate, "sol"), (thermo.thermodynamics, "sol"),
+        (thermo.speed_limit, "sol"),
+    ],
+)
+def test_path_functions_name_a_wrong_argument(function, name):
+    """A bare GaussianPath has no force or temperature: the thermodynamic functions refuse it."""
+    sol = _two_d_solution()
+    bare = thermo.GaussianPath(sol.t, sol.mean, sol.cov, sol.d_mean, sol.d_cov)
+    with pytest.raises(TypeError, match=f"^{name} must be"):
+        function(sol.cov)
+    if name == "sol":
+        with pytest.raises(TypeError, match="^sol must be .*OUSolution, got GaussianPath"):
+            function(bare)
