@@ -1056,3 +1056,29 @@ def test_path_functions_name_a_wrong_argument(function, name):
     if name == "sol":
         with pytest.raises(TypeError, match="^sol must be .*OUSolution, got GaussianPath"):
             function(bare)
+
+
+def test_w1_speed_guards_and_working_set(monkeypatch):
+    """Equally spaced directions in 2-D start at angle 0, so an odd count still contains the
+    stretched axis; the quadrature's working set is n_nodes^d (3 d + 4) float64 numbers."""
+    p = thermo.geodesic_protocol([0, 0], np.diag([1.0, 0.25]), [0, 0], np.diag([4.0, 0.25]),
+                                 tau=0.5, T=1.7)
+    sol = thermo.solve_moments(p, t_eval=3)
+    w1 = thermo.w1_speed(sol, n_directions=7)
+    np.testing.assert_allclose(w1.lower, np.sqrt(2 / np.pi) / 0.5, rtol=1e-12)
+    for kwargs, match in (
+        ({"n_directions": 0}, r"^n_directions must be .*\(e\.g\. n_directions=180\)"),
+        ({"n_nodes": 0}, r"^n_nodes must be .*\(e\.g\. n_nodes=48\)"),
+        ({"seed": -1}, "^seed must be"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            thermo.w1_speed(sol, **kwargs)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "200000")  # 8 * 50^2 * (3 * 2 + 4) bytes
+    thermo.w1_speed(sol, n_nodes=50)
+    grid_message = r"^w1_speed's Gauss-Hermite grid of 55\^2 nodes needs .*; lower n_nodes"
+    with pytest.raises(MemoryEstimateError, match=grid_message):
+        thermo.w1_speed(sol, n_nodes=55)
+    sol3 = thermo.solve_moments(thermo.stiffness_ramp(1.0, 2.0, 1.0, dim=3), t_eval=3)
+    thermo.w1_speed(sol3, n_nodes=11)  # 8 * 11^3 * 13 bytes
+    with pytest.raises(MemoryEstimateError, match=r"grid of 13\^3 nodes"):
+        thermo.w1_speed(sol3, n_nodes=13)
