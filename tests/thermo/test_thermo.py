@@ -920,7 +920,7 @@ def test_particle_moments_follow_the_euler_maruyama_recursion():
     sample moments differ from it only by Monte Carlo error: sd(m_i) = sqrt(C_ii / N) and
     sd(C_ij) = sqrt((C_ii C_jj + C_ij^2) / N) for Gaussian particles; 5 sd are allowed."""
     p = _varying_protocol()
-    n, n_steps = 4000, 40
+    n, n_steps = 16_000, 40
     est = thermo.simulate_particles(p, n, n_steps, n_out=5, seed=11)
     dt = p.tau / n_steps
     assert est.dt == pytest.approx(dt, rel=1e-15) and est.n_particles == n
