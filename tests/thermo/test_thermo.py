@@ -1020,6 +1020,11 @@ def test_tur_speed_is_scale_invariant_and_its_sampling_is_seeded(monkeypatch):
     other = thermo.tur(sol, small.grad, n_samples=2000, seed=4)
     np.testing.assert_array_equal(first.d_mean_r, again.d_mean_r)
     assert np.all(first.d_mean_r != other.d_mean_r)
+    # one sample is a (noisy) estimate too: grad r . nu at that sample
+    one = thermo.tur(sol, small.grad, n_samples=1, seed=3)
+    y = np.random.default_rng(3).standard_normal((1, 2)) @ np.linalg.cholesky(sol.cov[2]).T
+    nu = thermo.mean_local_velocity(sol)[2] @ y[0] + sol.d_mean[2]
+    assert one.d_mean_r[2] == pytest.approx(small.grad(y + sol.mean[2])[0] @ nu, rel=1e-12)
     for kwargs, match in (({"n_samples": 0}, r"^n_samples must be .*\(e\.g\. n_samples=20000\)"),
                           ({"seed": -1}, "^seed must be")):
         with pytest.raises(ValueError, match=match):
