@@ -1087,3 +1087,20 @@ def test_w1_speed_guards_and_working_set(monkeypatch):
     thermo.w1_speed(sol3, n_nodes=11)  # 8 * 11^3 * 13 bytes
     with pytest.raises(MemoryEstimateError, match=r"grid of 13\^3 nodes"):
         thermo.w1_speed(sol3, n_nodes=13)
+
+
+def test_w1_speed_1d_when_mean_and_width_move_alike():
+    """Along the 1-D geodesic from N(0, 1) to N(0.6, 0.5^2) in tau = 1.5, the quantiles move
+    at dm + d(sigma) z with dm = 0.4 and d(sigma) = -1/3: v1 = E|dm + d(sigma) z|, here with
+    |dm / d(sigma)| near 1 and |d(sigma)| < 1, against quadrature and against
+    W1(P_0, P_tau) / tau (constant speed along a geodesic)."""
+    tau, dm, dsigma = 1.5, 0.4, -1.0 / 3.0
+    p = thermo.geodesic_protocol([0.0], [[1.0]], [0.6], [[0.25]], tau=tau, T=0.8)
+    sol = thermo.solve_moments(p, t_eval=5)
+    w1 = thermo.w1_speed(sol)
+    expected = quad(lambda z: abs(dm + dsigma * z) * norm.pdf(z), -12, 12, points=[1.2],
+                    epsabs=1e-13)[0]
+    np.testing.assert_allclose(w1.upper, expected, rtol=1e-8)
+    z = norm.ppf((np.arange(100_000) + 0.5) / 100_000)
+    w1_ends = okot.w_1d(z, 0.6 + 0.5 * z, 1)
+    np.testing.assert_allclose(w1.lower, w1_ends / tau, rtol=1e-4)
