@@ -966,7 +966,7 @@ def test_particle_estimates_are_the_closed_forms_of_the_fitted_gaussian():
 def test_particle_guards_fire():
     p = _varying_protocol()
     for kwargs, match in (
-        ({"n_particles": 5}, "n_particles"),
+        ({"n_particles": 5}, "^n_particles must be .* >= 6, got 5; a covariance estimate needs"),
         ({"n_particles": 6, "n_steps": 0}, "n_steps"),
         ({"n_particles": 6, "n_out": 1}, "n_out"),
         ({"n_particles": 6, "seed": -1}, "seed"),
