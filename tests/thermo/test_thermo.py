@@ -963,13 +963,13 @@ def test_particle_estimates_are_the_closed_forms_of_the_fitted_gaussian():
         assert v2 == pytest.approx(np.sqrt(dm @ dm + np.trace(s @ c @ s)), rel=1e-10)
 
 
-def test_particle_guards_fire():
+def test_particle_guards_fire(monkeypatch):
     p = _varying_protocol()
     for kwargs, match in (
         ({"n_particles": 5}, "^n_particles must be .* >= 6, got 5; a covariance estimate needs"),
-        ({"n_particles": 6, "n_steps": 0}, "n_steps"),
-        ({"n_particles": 6, "n_out": 1}, "n_out"),
-        ({"n_particles": 6, "seed": -1}, "seed"),
+        ({"n_particles": 6, "n_steps": 0}, r"^n_steps must be .*\(e\.g\. n_steps=1000\)"),
+        ({"n_particles": 6, "n_out": 1}, r"^n_out must be .*\(e\.g\. n_out=51\)"),
+        ({"n_particles": 6, "seed": -1}, "^seed must be"),
         ({"n_particles": 6, "m0": [0.0]}, r"m0 must be a vector of shape \(2,\)"),
         ({"n_particles": 6, "C0": -np.eye(2)}, "C0 must be positive definite"),
     ):
@@ -977,8 +977,12 @@ def test_particle_guards_fire():
             thermo.simulate_particles(p, **kwargs)
     with pytest.raises(TypeError, match="^protocol must be"):
         thermo.simulate_particles("rotational", 10)
-    # the smallest allowed ensemble, 2 d + 2 particles, runs
-    assert thermo.simulate_particles(p, 6, 2, n_out=2).mean.shape == (2, 2)
+    # the smallest allowed ensemble, 2 d + 2 particles, runs, and so does a single step
+    assert thermo.simulate_particles(p, 6, 1, n_out=2).mean.shape == (2, 2)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1M")
+    with pytest.raises(MemoryEstimateError,
+                       match="^simulate_particles with 100000 particles over 10 steps needs"):
+        thermo.simulate_particles(p, 100_000, 10)
 
 
 def test_otto_velocity_against_scipy_lyapunov_and_w2_speed_against_bures():
