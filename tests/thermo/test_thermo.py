@@ -264,9 +264,11 @@ def test_tur_closed_form_against_finite_differences_and_monte_carlo():
     np.testing.assert_allclose(
         closed.d_mean_r[5:-5], np.gradient(mean_r, sol.t)[5:-5], rtol=1e-4, atol=1e-4
     )
-    mc = thermo.tur(sol, r.grad, n_samples=100_000, seed=1)
-    np.testing.assert_allclose(mc.d_mean_r, closed.d_mean_r, atol=0.05)
-    np.testing.assert_allclose(mc.mean_grad_sq, closed.mean_grad_sq, rtol=0.02)
+    # Monte Carlo on every 40th time (the same standard normals at each time)
+    coarse = thermo.solve_moments(p, t_eval=11)
+    mc = thermo.tur(coarse, r.grad, n_samples=100_000, seed=1)
+    np.testing.assert_allclose(mc.d_mean_r, closed.d_mean_r[::40], atol=0.05)
+    np.testing.assert_allclose(mc.mean_grad_sq, closed.mean_grad_sq[::40], rtol=0.02)
     assert np.all(closed.bound <= th.excess_rate * (1 + T_EPS))
     assert np.all(closed.speed <= th.w2_speed * (1 + T_EPS))
     assert np.all(th.excess_rate <= th.entropy_production_rate * (1 + T_EPS))
@@ -566,3 +568,549 @@ def test_a_moment_ode_that_blows_up_inside_the_horizon_raises():
 def test_rotational_diffusion_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_w1_speed_closed_forms_in_two_to_four_dimensions():
+    """Cases with a closed-form v1: a stretch of one axis is one-dimensional (v1 = |d sigma|
+    sqrt(2/pi), which the projection on that axis attains); an isotropic dilation of N(0, c I)
+    has v1 = |s| sqrt(c) E|z| with E|z| the chi mean; a translation has v1 = |dm|."""
+    tau, T = 0.5, 1.7
+    p = thermo.geodesic_protocol([0, 0], np.diag([1.0, 0.25]), [0, 0], np.diag([4.0, 0.25]),
+                                 tau=tau, T=T)
+    w1 = thermo.w1_speed(thermo.solve_moments(p, t_eval=3))
+    exact = np.sqrt(2 / np.pi) / tau  # sigma_1 goes from 1 to 2 in time tau
+    np.testing.assert_allclose(w1.lower, exact, rtol=1e-12)
+    # the upper bound E|grad phi| = E|s_1 y_1| is exact too, up to Gauss-Hermite's error on |y_1|
+    np.testing.assert_allclose(w1.upper, exact, rtol=0.02)
+    assert np.all(w1.upper >= w1.lower)
+
+    chi_mean = {3: 2 * np.sqrt(2 / np.pi), 4: 3 * np.sqrt(np.pi / 2) / 2}
+    # d = 3: tensor Gauss-Hermite, within 1e-3 at 24 nodes per axis (an odd count puts a node
+    # at the centre, where |y| = 0); d = 4: 20,000 Monte Carlo draws, whose relative standard
+    # error sd(|z|) / E|z| / sqrt(20,000) is below 0.003 (4 standard errors allowed)
+    for d, n_nodes, rtol in ((3, 24, 1e-3), (3, 15, 6e-3), (4, 2, 0.012)):
+        sol = thermo.solve_moments(thermo.stiffness_ramp(1.0, 4.0, 1.0, T=0.6, dim=d), t_eval=3)
+        w1 = thermo.w1_speed(sol, n_nodes=n_nodes, seed=1)
+        c = sol.cov[1:, 0, 0]
+        expected = np.abs(sol.d_cov[1:, 0, 0] / (2 * c)) * np.sqrt(c) * chi_mean[d]
+        np.testing.assert_allclose(w1.upper[1:], expected, rtol=rtol)  # odd n: a node at 0
+        np.testing.assert_allclose(w1.lower[1:], w1.upper[1:], rtol=1e-12)
+        again = thermo.w1_speed(sol, n_nodes=n_nodes, seed=1)
+        np.testing.assert_array_equal(again.upper, w1.upper)  # the seed fixes the draws
+
+    # a translation along an axis: the axis directions among the tried ones attain |dm|
+    g = thermo.geodesic_protocol([0, 0, 0], np.eye(3), [0, 0, 2.0], np.eye(3), tau=0.5, T=0.4)
+    w1 = thermo.w1_speed(thermo.solve_moments(g, t_eval=3), n_directions=7, n_nodes=8, seed=3)
+    np.testing.assert_allclose(w1.lower, 4.0, rtol=1e-12)
+    np.testing.assert_allclose(w1.upper, 4.0, rtol=1e-12)
+    # in 3-D random directions are normalised: no test function steeper than 1-Lipschitz
+    sol = thermo.solve_moments(thermo.geodesic_protocol(
+        [0, 0, 0], np.eye(3), [1.0, -0.5, 0.3], np.diag([2.0, 0.5, 1.0]), tau=1.0), t_eval=5)
+    w1 = thermo.w1_speed(sol, n_directions=200, n_nodes=16, seed=1)
+    assert np.all(w1.lower <= w1.upper * (1 + 1e-3))
+    assert np.all(w1.upper <= thermo.w2_speed(sol) * (1 + 1e-3))
+
+    # nothing moves: v1 = 0 exactly (1-D, where the closed form divides by d sigma)
+    w1 = thermo.w1_speed(thermo.solve_moments(thermo.quench(2.0, 2.0, 1.0, T=0.3), t_eval=5))
+    assert w1.exact
+    np.testing.assert_array_equal(w1.lower, 0.0)
+    np.testing.assert_array_equal(w1.upper, 0.0)
+
+
+def test_tur_is_saturated_by_the_otto_potential():
+    """For r = phi_t, the Otto potential at one time (Q = S_t, q = dm_t - S_t m_t),
+    d_t<r> = E[grad phi . nu] = E|grad phi|^2 = v2^2: the TUR is an equality there, even
+    under a rotational force where Sdot > v2^2 / T; a constant r has zero speed and bound."""
+    T = 0.7
+    sol = thermo.solve_moments(thermo.rotational(1.0, 2.0, tau=1.0, T=T), t_eval=5)
+    th = thermo.thermodynamics(sol)
+    s = thermo.otto_velocity(sol)
+    i = 2
+    phi = thermo.Quadratic(s[i], sol.d_mean[i] - s[i] @ sol.mean[i])
+    bound = thermo.tur(sol, phi)
+    v2 = th.w2_speed[i]
+    assert bound.d_mean_r[i] == pytest.approx(v2**2, rel=1e-10)
+    assert bound.mean_grad_sq[i] == pytest.approx(v2**2, rel=1e-10)
+    assert bound.speed[i] == pytest.approx(v2, rel=1e-10)
+    assert bound.bound[i] == pytest.approx(v2**2 / T, rel=1e-10)
+    assert bound.bound[i] < th.entropy_production_rate[i] * 0.9
+    assert np.all(bound.speed <= th.w2_speed * (1 + T_EPS))
+    # Q enters only through its symmetric part
+    skew = thermo.Quadratic(s[i] + np.array([[0.0, 0.7], [-0.7, 0.0]]), phi.q)
+    np.testing.assert_allclose(thermo.tur(sol, skew).speed, bound.speed, rtol=1e-12)
+    flat = thermo.tur(sol, thermo.Quadratic(np.zeros((2, 2)), np.zeros(2)))
+    np.testing.assert_array_equal(flat.speed, 0.0)
+    np.testing.assert_array_equal(flat.bound, 0.0)
+    with pytest.raises(ValueError, match="^Q must be a finite"):
+        thermo.Quadratic([[1.0, np.nan], [0.0, 1.0]], np.zeros(2))
+
+
+def test_speed_limit_parts_at_temperature_0_6():
+    """In the rotating steady state nothing moves (v2 = 0, W2 = 0) but S_tot = 2 omega^2 tau / k;
+    along the geodesic S_tot = int v2^2/T dt = (int v2 dt)^2 / (tau T) = W2^2 / (tau T)."""
+    k, omega, T, tau = 1.5, 2.0, 0.6, 0.8
+    p = thermo.rotational(k, omega, tau, T, m0=[0.0, 0.0], C0=T / k * np.eye(2))
+    sol = thermo.solve_moments(p, t_eval=9)
+    lim = thermo.speed_limit(sol)
+    assert lim.entropy_production == pytest.approx(2 * omega**2 * tau / k, rel=1e-10)
+    np.testing.assert_allclose(thermo.entropy_production_rate(sol), 2 * omega**2 / k, rtol=1e-10)
+    assert abs(lim.excess_entropy_production) < 1e-20
+    assert abs(lim.length) < 1e-10 and abs(lim.w2) < 1e-10
+    assert lim.integrated_temperature == pytest.approx(T * tau, rel=1e-12)
+
+    m0, C0 = np.array([0.0, 0.0]), np.diag([1.0, 0.25])
+    m1, C1 = np.array([1.0, 0.5]), np.array([[0.5, 0.2], [0.2, 1.0]])
+    sol = thermo.solve_moments(thermo.geodesic_protocol(m0, C0, m1, C1, tau, T), t_eval=9)
+    lim = thermo.speed_limit(sol)
+    w2 = okot.w2_gaussian(m0, C0, m1, C1)
+    assert lim.w2 == pytest.approx(w2, rel=1e-12)
+    assert lim.length == pytest.approx(w2, rel=1e-9)
+    assert lim.excess_entropy_production == pytest.approx(w2**2 / (tau * T), rel=1e-9)
+    assert lim.length_bound == pytest.approx(w2**2 / (tau * T), rel=1e-9)
+
+
+def test_entropy_production_functions_agree_and_accumulate_in_closed_form():
+    """entropy_production_rate(sol) is thermodynamics(sol)'s rate (a rotating, relaxing state
+    at T = 1.8); after a quench the cumulative S_tot(t) is the closed form
+    d [g(c_0 k1/T) - g(c_t k1/T)] / 2 with g(r) = r - 1 - log r at every output time."""
+    sol = thermo.solve_moments(thermo.rotational(1.0, 1.5, 1.0, T=1.8), t_eval=7)
+    np.testing.assert_allclose(
+        thermo.entropy_production_rate(sol),
+        thermo.thermodynamics(sol).entropy_production_rate,
+        rtol=1e-12,
+    )
+    k = thermo.mean_local_velocity(sol)
+    np.testing.assert_allclose(k, sol.A + 1.8 * np.linalg.inv(sol.cov), rtol=1e-12)
+
+    k0, k1, T, d = 1.0, 3.0, 2.5, 2
+    sol = thermo.solve_moments(thermo.quench(k0, k1, tau=0.8, T=T, dim=d), t_eval=81)
+    th = thermo.thermodynamics(sol)
+    ratio = sol.cov[:, 0, 0] * k1 / T
+    g = ratio - 1 - np.log(ratio)
+    # Simpson's rule with step 0.01 on a rate that decays like e^{-6 t}
+    np.testing.assert_allclose(th.entropy_production, 0.5 * d * (g[0] - g), rtol=1e-4, atol=1e-9)
+    assert th.entropy_production[-1] == pytest.approx(th.total_entropy_production, rel=1e-6)
+
+
+def test_gaussian_entropy_guards_are_relative_to_the_scale():
+    """Symmetry is judged relative to the largest entry (rounding at scale 1e6 is accepted, a
+    relative asymmetry of 1e-8 at scale 1e-6 is not); a singular covariance has no entropy."""
+    c = 1e6 * np.array([[2.0, 0.5], [0.5, 1.0]])
+    rounded = c + np.array([[0.0, 1e-6], [0.0, 0.0]])
+    expected = multivariate_normal(np.zeros(2), c).entropy()
+    assert thermo.gaussian_entropy(rounded) == pytest.approx(expected, rel=1e-12)
+    small = 1e-6 * np.array([[2.0, 0.5 + 1e-8], [0.5, 1.0]])
+    with pytest.raises(ValueError, match="^cov must be symmetric"):
+        thermo.gaussian_entropy(small)
+    with pytest.raises(ValueError, match="^cov must be positive definite; cov has smallest"):
+        thermo.gaussian_entropy(np.diag([1.0, 0.0]))
+
+
+def test_moment_guards_fire_at_their_boundaries():
+    p = thermo.quench(1.0, 2.0, 1.0, T=0.5)
+    with pytest.raises(ValueError, match=r"t_eval must lie in \[0, tau\]"):
+        thermo.solve_moments(p, t_eval=[-0.1, 0.5, 1.0])
+    with pytest.raises(ValueError, match="^t_eval must be"):
+        thermo.solve_moments(p, t_eval=2)
+    assert len(thermo.solve_moments(p, t_eval=3).t) == 3
+    with pytest.raises(ValueError, match="^rtol must be"):
+        thermo.solve_moments(p, rtol=0.0)
+    with pytest.raises(ValueError, match="^atol must be"):
+        thermo.solve_moments(p, atol=0.0)
+    # a marginally stable A (an eigenvalue 0) has no stationary state
+    with pytest.raises(ValueError, match="^A must be stable"):
+        thermo.stationary_covariance([[0.0, 0.0], [0.0, -1.0]], 1.0)
+    with pytest.raises(ValueError, match="T must be a positive"):
+        thermo.stationary_covariance(-np.eye(2), 0.0)
+    with pytest.raises(ValueError, match="A must be finite"):
+        thermo.stationary_covariance([[-1.0, np.nan], [0.0, -1.0]], 1.0)
+
+
+def test_rotational_diffusion_with_tau_2_5_against_the_moment_ode():
+    """tau != 1 and h, g, T_fin away from the paper's values: the closed forms (Lambda_t,
+    theta_t, c_t by Gauss-Legendre) against the OU moment ODE of the same process, started
+    from the Gaussian the protocol carries; H, G and T at the ends of [0, tau]."""
+    tau, h, g, t_fin = 2.5, 0.7, 1.3, 0.9
+    proc = thermo.RotationalDiffusion(h=h, g=g, T_fin=t_fin, tau=tau)
+    m0, C0 = np.array([0.4, 1.0]), np.array([[0.5, -0.1], [-0.1, 0.3]])
+    t = np.linspace(0.0, tau, 6)
+    sol = thermo.solve_moments(proc.protocol(m0, C0), t_eval=t)
+    mean, cov = proc.moments(m0, C0, t)
+    np.testing.assert_allclose(mean, sol.mean, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(cov, sol.cov, rtol=0, atol=1e-9)
+    # int_0^tau H = -h tau / 2 - T_fin tau / 3, int_0^tau G = g tau / 2
+    assert proc.log_scale(tau) == pytest.approx(-h * tau / 2 - t_fin * tau / 3, rel=1e-14)
+    assert proc.angle(tau) == pytest.approx(g * tau / 2, rel=1e-14)
+    assert proc.temperature(tau) == pytest.approx(t_fin, rel=1e-14)
+    assert proc.temperature(0.5 * tau) == pytest.approx(t_fin / 4, rel=1e-14)
+    assert proc.H(0.0) == pytest.approx(-h, rel=1e-14)
+    assert proc.H(tau) == pytest.approx(-t_fin, rel=1e-14)
+    assert proc.G(0.0) == pytest.approx(g, rel=1e-14) and proc.G(tau) == 0.0
+    np.testing.assert_allclose(proc.A(tau / 2), [[-h / 2 - t_fin / 4, -g / 2],
+                                                 [g / 2, -h / 2 - t_fin / 4]], rtol=1e-14)
+    # the propagator at tau: e^{Lambda} times the rotation by theta
+    th, lam = g * tau / 2, -h * tau / 2 - t_fin * tau / 3
+    rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    np.testing.assert_allclose(proc.propagator(tau), np.exp(lam) * rot, rtol=1e-13)
+    # broadcasting over a (2, 3) array of times
+    grid = t[:6].reshape(2, 3)
+    assert proc.propagator(grid).shape == (2, 3, 2, 2) and proc.variance(grid).shape == (2, 3)
+    np.testing.assert_allclose(proc.variance(grid).ravel(), proc.variance(t), rtol=1e-14)
+    assert "g = 1.3" in proc.protocol().name
+
+
+def test_rotational_diffusion_times_and_start_are_checked():
+    proc = thermo.RotationalDiffusion(tau=2.0)
+    # rounding beyond the ends is clipped; anything more is refused
+    assert proc.temperature(2.0 * (1 + 1e-13)) == proc.T_fin
+    # the slack is relative to tau: 1.5e-12 beyond tau = 2 is rounding (under 1e-12 tau)
+    assert proc.angle(2.0 + 1.5e-12) == proc.angle(2.0)
+    # parameters are stored as floats, so equal processes hash alike whatever the input type
+    as_arrays = thermo.RotationalDiffusion(h=np.array(1.1), g=np.array(3.0),
+                                           T_fin=np.array(0.5), tau=np.array(2.0))
+    assert len({as_arrays, thermo.RotationalDiffusion(1.1, 3.0, 0.5, 2.0)}) == 1
+    assert proc.variance(-1e-13) == 0.0
+    with pytest.raises(ValueError, match=r"t must lie in \[0, tau\]"):
+        proc.H(-0.01)
+    with pytest.raises(ValueError, match=r"t must lie in \[0, tau\]"):
+        proc.angle(np.nan)
+    with pytest.raises(ValueError, match="tau must be positive and finite"):
+        thermo.RotationalDiffusion(tau=-1.0)
+    with pytest.raises(ValueError, match="g must be finite"):
+        thermo.RotationalDiffusion(g=np.inf)
+    with pytest.raises(ValueError, match="^C0 must be symmetric"):
+        proc.moments([0.0, 0.0], [[1.0, 0.2], [0.0, 1.0]], 0.5)
+    with pytest.raises(ValueError, match="^C0 must be a finite"):
+        proc.moments([0.0, 0.0], [[1.0, np.nan], [np.nan, 1.0]], 0.5)
+    with pytest.raises(ValueError, match=r"m0 must be a vector of shape \(2,\)"):
+        proc.moments([0.0, 0.0, 0.0], np.eye(2), 0.5)
+
+
+def test_protocol_derivatives_are_exact_for_quadratic_schedules():
+    """dA, db are second-order finite differences (one-sided at 0 and tau): exact, up to
+    rounding, for A(t), b(t) quadratic in t; tau = 2.5 so that h scales with tau."""
+    tau = 2.5
+    a0, a1, a2 = np.array([[-1.0, 0.3], [0.1, -2.0]]), np.array([[0.5, -0.2], [0.4, 0.1]]), 0.3
+    p = thermo.Protocol(
+        A=lambda t: a0 + a1 * t + a2 * t**2 * np.eye(2),
+        b=lambda t: np.array([t**2, -3.0 * t]),
+        T=0.4,
+        tau=tau,
+    )
+    for t in (0.0, 1e-7, 0.7, tau - 1e-7, tau):
+        np.testing.assert_allclose(p.dA(t), a1 + 2 * a2 * t * np.eye(2), rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(p.db(t), [2 * t, -3.0], rtol=1e-7, atol=1e-8)
+    x = np.array([[1.0, 2.0], [-0.5, 0.25], [0.0, 3.0]])
+    t = 1.2
+    np.testing.assert_allclose(p.force(t, x), x @ p.A_at(t).T + p.b_at(t), rtol=1e-15)
+    np.testing.assert_allclose(p.force(t, x)[0], p.A_at(t) @ x[0] + [t**2, -3.0 * t], rtol=1e-14)
+    assert p.dim == 2 and p.b_at(t).shape == (2,)
+
+
+def test_protocol_guards_fire():
+    mid = lambda t: np.full((1, 1), np.nan) if 0.4 < t < 0.6 else -np.eye(1)  # noqa: E731
+    with pytest.raises(ValueError, match=r"A\(0.5\) must be finite"):
+        thermo.Protocol(A=mid, b=[0.0], T=1.0, tau=1.0)
+    p = _constant_protocol(-np.eye(2), np.zeros(2), 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"A\(0\) must be a square \(d, d\) matrix, got shape"):
+        p.A_at(0.0, 3)
+    with pytest.raises(ValueError, match=r"A\(0\) must be a square"):
+        thermo.Protocol(A=np.ones((2, 2, 2)), b=np.zeros(2), T=1.0, tau=1.0)
+    with pytest.raises(ValueError, match="^the temperature must be positive"):
+        thermo.Protocol(A=-np.eye(1), b=[0.0], T=lambda t: np.inf, tau=1.0)
+    with pytest.raises(ValueError, match="m0 must be finite"):
+        _constant_protocol(-np.eye(1), [0.0], 1.0, 1.0, m0=[np.nan], C0=[[1.0]])
+    with pytest.raises(ValueError, match="C0 must be positive definite"):
+        _constant_protocol(-np.eye(1), [0.0], 1.0, 1.0, m0=[0.0], C0=[[-1.0]])
+    g = thermo.BuresGeodesic([0.0], [[1.0]], [1.0], [[2.0]])
+    with pytest.raises(ValueError, match=r"s must lie in \[0, 1\]"):
+        g.mean(-0.01)
+    assert g.mean(1 + 1e-13)[0] == pytest.approx(1.0, rel=1e-15)
+    for call, match in (
+        (lambda: thermo.stiffness_ramp(1.0, -1.0, 1.0), "k1 must be a positive"),
+        (lambda: thermo.stiffness_ramp(1.0, 2.0, 0.0), "tau must be a positive"),
+        (lambda: thermo.stiffness_ramp(1.0, 2.0, 1.0, T=-1.0), "T must be a positive"),
+        (lambda: thermo.stiffness_ramp(1.0, 2.0, 1.0, dim=0), "dim"),
+        (lambda: thermo.stiffness_ramp(1.0, 2.0, 1.0, dim=2, center=[0.0]), "center must be"),
+        (lambda: thermo.quench(0.0, 2.0, 1.0), "k0 must be a positive"),
+        (lambda: thermo.quench(1.0, 0.0, 1.0), "k1 must be a positive"),
+        (lambda: thermo.quench(1.0, 2.0, -1.0), "tau must be a positive"),
+        (lambda: thermo.quench(1.0, 2.0, 1.0, dim=0), "dim"),
+        (lambda: thermo.rotational(0.0, 1.0, 1.0), "k must be a positive"),
+        (lambda: thermo.rotational(1.0, np.nan, 1.0), "omega must be"),
+        (lambda: thermo.rotational(1.0, 1.0, 0.0), "tau must be a positive"),
+        (lambda: thermo.rotational(1.0, 1.0, 1.0, T=0.0), "T must be a positive"),
+        (lambda: thermo.geodesic_protocol([0.0], [[1.0]], [1.0], [[1.0]], tau=0.0),
+         "tau must be a positive"),
+        (lambda: thermo.geodesic_protocol([0.0], [[1.0]], [1.0], [[1.0]], 1.0, T=0.0),
+         "T must be a positive"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_stiffness_ramp_and_quench_away_from_unit_parameters():
+    """The ramp k_t = k0 + (k1 - k0) t / tau with tau = 2 around a centre, starting in
+    equilibrium N(c, T / k0 I); from k0 = 2 the quench relaxes as
+    T/k1 + (T/k0 - T/k1) e^{-2 k1 t}."""
+    k0, k1, tau, T = 2.0, 5.0, 2.0, 0.3
+    c = np.array([0.5, -1.0, 2.0])
+    p = thermo.stiffness_ramp(k0, k1, tau, T=T, dim=3, center=c)
+    for t, k in ((0.0, k0), (0.5, 2.75), (tau, k1)):
+        np.testing.assert_allclose(p.A_at(t), -k * np.eye(3), rtol=1e-14)
+        np.testing.assert_allclose(p.b_at(t), k * c, rtol=1e-14)
+        assert p.T_at(t) == T
+    np.testing.assert_allclose(p.m0, c)
+    np.testing.assert_allclose(p.C0, T / k0 * np.eye(3), rtol=1e-14)
+    # equilibrium at the start: nothing moves yet, so Sdot(0) = 0
+    th = thermo.thermodynamics(thermo.solve_moments(p, t_eval=5))
+    assert th.entropy_production_rate[0] < 1e-20 and th.entropy_production_rate[-1] > 1e-3
+
+    q = thermo.quench(k0, k1, tau=0.6, T=T, dim=2)
+    sol = thermo.solve_moments(q, t_eval=7)
+    c_t = T / k1 + (T / k0 - T / k1) * np.exp(-2 * k1 * sol.t)
+    np.testing.assert_allclose(sol.cov[:, 1, 1], c_t, rtol=1e-9)
+    np.testing.assert_allclose(sol.mean, 0.0, atol=0)
+    assert q.dim == 2 and q.tau == 0.6
+
+
+def test_gaussian_path_protocol_with_a_varying_temperature_and_the_geodesic_tangent():
+    """The potential force of gaussian_path_protocol moves the state along the prescribed path
+    also when T varies (and tau = 1.6), with Sdot = v2^2 / T; the geodesic's d_cov is the
+    derivative of its cov and velocity_matrix solves S C + C S = dC (per unit s)."""
+    m0, C0 = np.array([0.0, 1.0]), np.diag([1.0, 0.25])
+    m1, C1 = np.array([1.0, 0.5]), np.array([[0.5, 0.2], [0.2, 1.0]])
+    geo = thermo.BuresGeodesic(m0, C0, m1, C1)
+    h = 1e-6
+    for s in (0.0 + h, 0.3, 1.0 - h):
+        fd = (geo.cov(s + h) - geo.cov(s - h)) / (2 * h)
+        np.testing.assert_allclose(geo.d_cov(s), fd, rtol=1e-7, atol=1e-8)
+        vel = geo.velocity_matrix(s)
+        c = geo.cov(s)
+        np.testing.assert_allclose(vel @ c + c @ vel, geo.d_cov(s), atol=1e-12)
+        np.testing.assert_allclose(geo.d_mean(s), m1 - m0)
+    tau = 1.6
+    temperature = lambda t: 0.5 + 0.3 * t  # noqa: E731
+    p = thermo.gaussian_path_protocol(
+        mean=lambda t: geo.mean(t / tau),
+        cov=lambda t: geo.cov(t / tau),
+        d_mean=lambda t: geo.d_mean(t / tau) / tau,
+        d_cov=lambda t: geo.d_cov(t / tau) / tau,
+        tau=tau,
+        T=temperature,
+    )
+    sol = thermo.solve_moments(p, t_eval=5)
+    for t, m, c in zip(sol.t, sol.mean, sol.cov, strict=True):
+        np.testing.assert_allclose(m, geo.mean(t / tau), atol=1e-9)
+        np.testing.assert_allclose(c, geo.cov(t / tau), atol=1e-9)
+    th = thermo.thermodynamics(sol)
+    np.testing.assert_allclose(th.T, temperature(sol.t), rtol=1e-15)
+    np.testing.assert_allclose(th.entropy_production_rate, th.excess_rate, rtol=1e-9)
+    np.testing.assert_allclose(th.w2_speed, okot.w2_gaussian(m0, C0, m1, C1) / tau, rtol=1e-9)
+
+
+def _varying_protocol(tau: float = 0.8) -> thermo.Protocol:
+    return thermo.Protocol(
+        A=lambda t: np.array([[-1.0 - t, 0.9], [-0.4 * t - 0.6, -2.0]]),
+        b=lambda t: np.array([np.sin(3 * t), 1.0 + t]),
+        T=lambda t: 0.6 + 0.5 * t,
+        tau=tau,
+        m0=[1.5, -0.5],
+        C0=[[0.4, 0.1], [0.1, 0.2]],
+    )
+
+
+def test_particle_moments_follow_the_euler_maruyama_recursion():
+    """The ensemble's moments follow the scheme's own moment recursion exactly in expectation,
+    m <- (I + A dt) m + b dt, C <- (I + A dt) C (I + A dt)^T + 2 T dt I (no O(dt) bias), so the
+    sample moments differ from it only by Monte Carlo error: sd(m_i) = sqrt(C_ii / N) and
+    sd(C_ij) = sqrt((C_ii C_jj + C_ij^2) / N) for Gaussian particles; 5 sd are allowed."""
+    p = _varying_protocol()
+    n, n_steps = 16_000, 40
+    est = thermo.simulate_particles(p, n, n_steps, n_out=5, seed=11)
+    dt = p.tau / n_steps
+    assert est.dt == pytest.approx(dt, rel=1e-15) and est.n_particles == n
+    np.testing.assert_allclose(est.t, np.linspace(0.0, p.tau, 5), rtol=1e-14)
+    m, c = np.array([1.5, -0.5]), np.array([[0.4, 0.1], [0.1, 0.2]])
+    out = 0
+    for step in range(n_steps + 1):
+        if step % 10 == 0:
+            sd_m = np.sqrt(np.diag(c) / n)
+            sd_c = np.sqrt((np.outer(np.diag(c), np.diag(c)) + c**2) / n)
+            assert np.all(np.abs(est.mean[out] - m) <= 5 * sd_m)
+            assert np.all(np.abs(est.cov[out] - c) <= 5 * sd_c)
+            out += 1
+        t = step * dt
+        step_matrix = np.eye(2) + p.A_at(t) * dt
+        m = step_matrix @ m + p.b_at(t) * dt
+        c = step_matrix @ c @ step_matrix.T + 2 * p.T_at(t) * dt * np.eye(2)
+
+
+def test_particle_estimates_are_the_closed_forms_of_the_fitted_gaussian():
+    """With the moment-matching score, nu_i = K (x_i - m) + A m + b with K = A + T C^-1 (m, C
+    the sample moments), so the particle averages are exactly the OU closed forms at the fitted
+    Gaussian: Sdot = (|A m + b|^2 + tr(K C K^T)) / T and v2 the Bures speed of dm = A m + b,
+    dC = A C + C A^T + 2 T I (S from scipy's Lyapunov solver)."""
+    p = _varying_protocol()
+    est = thermo.simulate_particles(p, 500, 20, n_out=3, seed=4)
+    for t, m, c, sdot, v2 in zip(est.t, est.mean, est.cov, est.entropy_production_rate,
+                                 est.w2_speed, strict=True):
+        a, temp = p.A_at(t), p.T_at(t)
+        dm = a @ m + p.b_at(t)
+        k = a + temp * np.linalg.inv(c)
+        assert sdot == pytest.approx((dm @ dm + np.trace(k @ c @ k.T)) / temp, rel=1e-10)
+        s = solve_continuous_lyapunov(c, a @ c + c @ a.T + 2 * temp * np.eye(2))
+        assert v2 == pytest.approx(np.sqrt(dm @ dm + np.trace(s @ c @ s)), rel=1e-10)
+
+
+def test_particle_guards_fire(monkeypatch):
+    p = _varying_protocol()
+    for kwargs, match in (
+        ({"n_particles": 5}, "^n_particles must be .* >= 6, got 5; a covariance estimate needs"),
+        ({"n_particles": 6, "n_steps": 0}, r"^n_steps must be .*\(e\.g\. n_steps=1000\)"),
+        ({"n_particles": 6, "n_out": 1}, r"^n_out must be .*\(e\.g\. n_out=51\)"),
+        ({"n_particles": 6, "seed": -1}, "^seed must be"),
+        ({"n_particles": 6, "m0": [0.0]}, r"m0 must be a vector of shape \(2,\)"),
+        ({"n_particles": 6, "C0": -np.eye(2)}, "C0 must be positive definite"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            thermo.simulate_particles(p, **kwargs)
+    with pytest.raises(TypeError, match="^protocol must be"):
+        thermo.simulate_particles("rotational", 10)
+    # the smallest allowed ensemble, 2 d + 2 particles, runs, and so does a single step
+    assert thermo.simulate_particles(p, 6, 1, n_out=2).mean.shape == (2, 2)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1M")
+    with pytest.raises(MemoryEstimateError,
+                       match="^simulate_particles with 100000 particles over 10 steps needs"):
+        thermo.simulate_particles(p, 100_000, 10)
+
+
+def test_otto_velocity_against_scipy_lyapunov_and_w2_speed_against_bures():
+    """S solving S C + C S = dC for a batch of 3-D covariances, against
+    scipy.linalg.solve_continuous_lyapunov, and v2^2 = |dm|^2 + tr(S C S), the Bures metric."""
+    rng = np.random.default_rng(8)
+    cov = np.stack([_random_spd(rng, 3, low=0.05 * (i + 1)) for i in range(4)])
+    sym = rng.standard_normal((4, 3, 3))
+    d_cov = sym + np.swapaxes(sym, 1, 2)
+    d_mean = rng.standard_normal((4, 3))
+    path = thermo.GaussianPath(np.arange(4.0), rng.standard_normal((4, 3)), cov, d_mean, d_cov)
+    s = thermo.otto_velocity(path)
+    for i in range(4):
+        np.testing.assert_allclose(s[i], solve_continuous_lyapunov(cov[i], d_cov[i]),
+                                   rtol=1e-9, atol=1e-12)
+    v2 = np.sqrt(np.sum(d_mean**2, axis=1) + np.einsum("nij,njk,nki->n", s, cov, s))
+    np.testing.assert_allclose(thermo.w2_speed(path), v2, rtol=1e-12)
+    assert path.dim == 3 and path.tau == 3.0
+    assert thermo.w2_endpoints(path) == pytest.approx(
+        okot.w2_gaussian(path.mean[0], cov[0], path.mean[-1], cov[-1]), rel=1e-12
+    )
+    bad = thermo.GaussianPath(path.t, path.mean, cov, d_mean, d_cov[:, :2, :2])
+    with pytest.raises(ValueError, match="^cov and d_cov must be"):
+        thermo.otto_velocity(bad)
+    with pytest.raises(ValueError, match=r"m0 must be a vector of shape \(d,\)"):
+        thermo.BuresGeodesic([[0.0, 0.0]], np.eye(2), [0.0, 0.0], np.eye(2))
+    with pytest.raises(TypeError, match="^path must be"):
+        thermo.w2_speed(cov)
+
+
+def test_tur_speed_is_scale_invariant_and_its_sampling_is_seeded(monkeypatch):
+    """v_r = |d_t<r>| / sqrt(<|grad r|^2>) does not change when r is scaled (here to
+    <|grad r|^2> < 1); the Monte Carlo estimate for a gradient function is fixed by its seed."""
+    sol = thermo.solve_moments(thermo.rotational(1.0, 2.0, tau=1.0, T=0.7), t_eval=5)
+    s = thermo.otto_velocity(sol)
+    phi = thermo.Quadratic(s[2], sol.d_mean[2] - s[2] @ sol.mean[2])
+    small = thermo.Quadratic(0.05 * phi.Q, 0.05 * phi.q)
+    ref, scaled = thermo.tur(sol, phi), thermo.tur(sol, small)
+    assert np.all(scaled.mean_grad_sq < 0.1)
+    np.testing.assert_allclose(scaled.speed, ref.speed, rtol=1e-12)
+    np.testing.assert_allclose(scaled.bound, ref.bound, rtol=1e-12)
+    np.testing.assert_array_equal(ref.t, sol.t)
+    first = thermo.tur(sol, small.grad, n_samples=2000, seed=3)
+    again = thermo.tur(sol, small.grad, n_samples=2000, seed=3)
+    other = thermo.tur(sol, small.grad, n_samples=2000, seed=4)
+    np.testing.assert_array_equal(first.d_mean_r, again.d_mean_r)
+    assert np.all(first.d_mean_r != other.d_mean_r)
+    # one sample is a (noisy) estimate too: grad r . nu at that sample
+    one = thermo.tur(sol, small.grad, n_samples=1, seed=3)
+    y = np.random.default_rng(3).standard_normal((1, 2)) @ np.linalg.cholesky(sol.cov[2]).T
+    nu = thermo.mean_local_velocity(sol)[2] @ y[0] + sol.d_mean[2]
+    assert one.d_mean_r[2] == pytest.approx(small.grad(y + sol.mean[2])[0] @ nu, rel=1e-12)
+    for kwargs, match in (({"n_samples": 0}, r"^n_samples must be .*\(e\.g\. n_samples=20000\)"),
+                          ({"seed": -1}, "^seed must be")):
+        with pytest.raises(ValueError, match=match):
+            thermo.tur(sol, phi.grad, **kwargs)
+    with pytest.raises(TypeError, match="^sol must be"):
+        thermo.tur(sol.cov, phi)
+    with pytest.raises(TypeError, match="got str$"):
+        thermo.tur(sol, "x ** 2")
+    # the working set is five (n_samples, d) float64 arrays: 400 kB for 5,000 samples in 2-D
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "400000")
+    thermo.tur(sol, phi.grad, n_samples=5000)
+    with pytest.raises(
+        MemoryEstimateError,
+        match=r"^tur with 6000 samples in dimension 2 needs about .*; lower n_samples \(or set",
+    ):
+        thermo.tur(sol, phi.grad, n_samples=6000)
+
+
+@pytest.mark.parametrize(
+    ("function", "name"),
+    [
+        (thermo.otto_velocity, "path"), (thermo.w2_speed, "path"), (thermo.w2_endpoints, "path"),
+        (thermo.w1_speed, "path"), (thermo.mean_local_velocity, "sol"),
+        (thermo.entropy_production_rate, "sol"), (thermo.thermodynamics, "sol"),
+        (thermo.speed_limit, "sol"),
+    ],
+)
+def test_path_functions_name_a_wrong_argument(function, name):
+    """A bare GaussianPath has no force or temperature: the thermodynamic functions refuse it."""
+    sol = _two_d_solution()
+    bare = thermo.GaussianPath(sol.t, sol.mean, sol.cov, sol.d_mean, sol.d_cov)
+    with pytest.raises(TypeError, match=f"^{name} must be"):
+        function(sol.cov)
+    if name == "sol":
+        with pytest.raises(TypeError, match="^sol must be .*OUSolution, got GaussianPath"):
+            function(bare)
+
+
+def test_w1_speed_guards_and_working_set(monkeypatch):
+    """Equally spaced directions in 2-D start at angle 0, so an odd count still contains the
+    stretched axis; the quadrature's working set is n_nodes^d (3 d + 4) float64 numbers."""
+    p = thermo.geodesic_protocol([0, 0], np.diag([1.0, 0.25]), [0, 0], np.diag([4.0, 0.25]),
+                                 tau=0.5, T=1.7)
+    sol = thermo.solve_moments(p, t_eval=3)
+    w1 = thermo.w1_speed(sol, n_directions=7)
+    np.testing.assert_allclose(w1.lower, np.sqrt(2 / np.pi) / 0.5, rtol=1e-12)
+    for kwargs, match in (
+        ({"n_directions": 0}, r"^n_directions must be .*\(e\.g\. n_directions=180\)"),
+        ({"n_nodes": 0}, r"^n_nodes must be .*\(e\.g\. n_nodes=48\)"),
+        ({"seed": -1}, "^seed must be"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            thermo.w1_speed(sol, **kwargs)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "200000")  # 8 * 50^2 * (3 * 2 + 4) bytes
+    thermo.w1_speed(sol, n_nodes=50)
+    grid_message = r"^w1_speed's Gauss-Hermite grid of 55\^2 nodes needs .*; lower n_nodes"
+    with pytest.raises(MemoryEstimateError, match=grid_message):
+        thermo.w1_speed(sol, n_nodes=55)
+    sol3 = thermo.solve_moments(thermo.stiffness_ramp(1.0, 2.0, 1.0, dim=3), t_eval=3)
+    thermo.w1_speed(sol3, n_nodes=11)  # 8 * 11^3 * 13 bytes
+    with pytest.raises(MemoryEstimateError, match=r"grid of 13\^3 nodes"):
+        thermo.w1_speed(sol3, n_nodes=13)
+
+
+def test_w1_speed_1d_when_mean_and_width_move_alike():
+    """Along the 1-D geodesic from N(0, 1) to N(0.6, 0.5^2) in tau = 1.5, the quantiles move
+    at dm + d(sigma) z with dm = 0.4 and d(sigma) = -1/3: v1 = E|dm + d(sigma) z|, here with
+    |dm / d(sigma)| near 1 and |d(sigma)| < 1, against quadrature and against
+    W1(P_0, P_tau) / tau (constant speed along a geodesic)."""
+    tau, dm, dsigma = 1.5, 0.4, -1.0 / 3.0
+    p = thermo.geodesic_protocol([0.0], [[1.0]], [0.6], [[0.25]], tau=tau, T=0.8)
+    sol = thermo.solve_moments(p, t_eval=5)
+    w1 = thermo.w1_speed(sol)
+    expected = quad(lambda z: abs(dm + dsigma * z) * norm.pdf(z), -12, 12, points=[1.2],
+                    epsabs=1e-13)[0]
+    np.testing.assert_allclose(w1.upper, expected, rtol=1e-8)
+    z = norm.ppf((np.arange(100_000) + 0.5) / 100_000)
+    w1_ends = okot.w_1d(z, 0.6 + 0.5 * z, 1)
+    np.testing.assert_allclose(w1.lower, w1_ends / tau, rtol=1e-4)
