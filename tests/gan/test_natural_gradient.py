@@ -850,3 +850,119 @@ def test_armijo_constant_away_from_its_default(c: float) -> None:
         assert info.trial_losses[-2] > j0 - const * (2 * eta) * gv
         shrinks[const] = info.shrinks
     assert shrinks[c] >= shrinks[1e-4]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"lr": math.inf}, ValueError, r"lr must be a finite number > 0, got inf; try 0\.1"),
+        ({"lr": "0.1"}, ValueError, "lr must be a finite number > 0, got '0.1'"),
+        ({"damping": math.nan}, ValueError, "damping must be >= 0, got nan; use a small value"),
+        ({"damping": "1e-3"}, ValueError, "damping must be >= 0, got '1e-3'"),
+        ({"momentum": "0.5"}, ValueError, r"momentum must lie in \[0, 1\), got '0.5'; the seed"),
+        ({"metric_every": True}, ValueError, "metric_every must be an integer >= 1, got True"),
+        ({"metric_every": 1.0}, ValueError, "metric_every must be an integer >= 1, got 1.0"),
+        ({"metric_samples": 0}, ValueError, "metric_samples must be an integer >= 1, got 0"),
+        ({"latent_sampler": 256}, TypeError, r"latent_sampler must be a callable n -> latents"),
+        ({"project": 1}, TypeError, "project must be True or False, got 1"),
+        ({"structured": "yes"}, ValueError, "structured must be 'auto', True or False, got 'yes'"),
+    ],
+)
+def test_optimiser_guards_fire_at_their_boundaries(kwargs: dict, error: type, match: str) -> None:
+    gen = mlp()
+    with pytest.raises(error, match=match):
+        NaturalGradient(gen.parameters(), gen, **kwargs)
+
+
+def test_smallest_allowed_settings_are_accepted() -> None:
+    """The edges of the legal ranges (tiny lr, damping = 0, momentum = 0, metric_every =
+    metric_samples = 1 as numpy integers, Armijo's c near 0 and 1, max_shrinks = 0) are
+    accepted; just past them they are refused."""
+    gen = mlp()
+    opt = NaturalGradient(
+        gen.parameters(), gen, lr=1e-300, damping=0.0, momentum=0.0, solver="cg",
+        metric_every=np.int64(1), metric_samples=np.int64(1), safeguard=Armijo(max_shrinks=0),
+    )  # fmt: skip
+    assert (opt.metric_every, opt.metric_samples, opt.safeguard.max_shrinks) == (1, 1, 0)
+    for c in (1e-12, 1 - 1e-12):
+        assert Armijo(c=c).c == c
+    for c in (1.0, -1e-4, "1e-4"):
+        with pytest.raises(ValueError, match=r"armijo c must lie in \(0, 1\), got .*; 1e-4"):
+            Armijo(c=c)
+    for bad in (True, 1.5):
+        with pytest.raises(ValueError, match=f"max_shrinks must be an integer >= 0, got {bad!r}"):
+            Armijo(max_shrinks=bad)
+
+
+def test_latent_sampler_draws_256_by_default_and_its_shape_is_checked() -> None:
+    gen, z = mlp(), latents(300, seed=3)
+    asked: list[int] = []
+
+    def sampler(n: int) -> torch.Tensor:
+        asked.append(n)
+        return z[:n]
+
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.3, damping=1e-2, latent_sampler=sampler)
+    sq_loss(gen, latents(8)).backward()
+    opt.step()
+    assert asked == [256] and opt.last_step_info.metric_samples == 256
+    assert torch.equal(opt.state["natural_gradient"]["metric_latents"], z[:256])
+    for bad in (z[:255], z[0, :3].reshape(3), [0.0] * 256):
+        bad_opt = NaturalGradient(gen.parameters(), gen, latent_sampler=lambda n, b=bad: b)
+        with pytest.raises(ValueError, match=r"latent_sampler\(256\) must return a tensor of "
+                           r"shape \(256, \.\.\.\)"):  # fmt: skip
+            bad_opt.step()
+
+
+def test_set_latents_needs_a_batch() -> None:
+    gen = mlp()
+    opt = NaturalGradient(gen.parameters(), gen)
+    for bad in (latents(4).numpy(), latents(4)[:0], torch.tensor(1.0, dtype=DT)):
+        with pytest.raises(ValueError, match=r"latents must be a tensor of shape \(N, \.\.\.\) "
+                           r"with N >= 1"):  # fmt: skip
+            opt.set_latents(bad)
+
+
+def test_a_rejected_step_clears_the_momentum() -> None:
+    """Momentum 0.5 under the safeguard: step 1 is accepted, step 2 (eta = 1e6, no halving
+    allowed) is rejected with the parameters unchanged, so step 3 has no displacement to
+    continue: it is the plain -eta v of Algorithm 2, not beta * buffer - eta v."""
+    gen, z = mlp(), latents(10)
+    opt = NaturalGradient(
+        gen.parameters(), gen, lr=0.1, damping=1e-2, momentum=0.5, safeguard=Armijo(max_shrinks=0)
+    )
+    run_steps(opt, gen, z, 1)
+    assert opt.last_step_info.accepted
+    opt.param_groups[0]["lr"] = 1e6
+    theta1 = flat_params(gen)
+    run_steps(opt, gen, z, 1)
+    info = opt.last_step_info
+    assert info.rejected and info.lr_used == 0.0 and info.restarts == 1
+    assert torch.equal(flat_params(gen), theta1)
+    assert opt.state["natural_gradient"]["momentum_buffer"] is None
+    opt.param_groups[0]["lr"] = 0.1
+    run_steps(opt, gen, z, 1)
+    assert opt.last_step_info.accepted and opt.last_step_info.restarts == 0
+    torch.testing.assert_close(flat_params(gen) - theta1, -0.1 * opt.last_direction, rtol=1e-12,
+                               atol=1e-15)  # fmt: skip
+
+
+def test_a_new_damping_rebuilds_the_reused_factor_at_the_metric_point() -> None:
+    """metric_every = 3, damping 1e-2 at step 0 and 1e-1 at step 1: step 1 solves with
+    g_hat(theta_0) + 0.1 I (the stored metric point, the new damping) and the gradient at
+    theta_1, and the metric is not counted as refreshed."""
+    gen, z = mlp(), latents(10)
+    metric_point = copy.deepcopy(gen)
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.2, damping=1e-2, metric_every=3)
+    run_steps(opt, gen, z, 1)
+    opt.param_groups[0]["damping"] = 1e-1
+    theta1 = flat_params(gen)
+    run_steps(opt, gen, z, 1)
+    assert not opt.last_step_info.metric_refreshed
+    jac = reference_jacobian(metric_point, z)
+    probe = copy.deepcopy(gen)
+    torch.nn.utils.vector_to_parameters(theta1, probe.parameters())
+    sq_loss(probe, z).backward()
+    grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
+    step = -0.2 * np.linalg.solve(jac.T @ jac / 10 + 1e-1 * np.eye(len(grad)), grad)
+    np.testing.assert_allclose((flat_params(gen) - theta1).numpy(), step, rtol=1e-8, atol=1e-12)
