@@ -199,3 +199,18 @@ def test_sharded_without_a_process_group_changes_nothing() -> None:
         for f in (lambda m: m.dense(), lambda m: m.gram(), lambda m: m.jacobian(),
                   lambda m: m.matvec(v), lambda m: m.vjp(m.jvp(v)), lambda m: m.outputs()):
             torch.testing.assert_close(f(sharded), f(plain), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_products_cast_vectors_to_the_metric_dtype(structured: bool) -> None:
+    """float32 v and u give the float64 products of their float64 values; a v that is not a
+    tensor of shape (n_params,) is refused."""
+    m = PullbackMetric(mlp(), latents(5), structured=structured)
+    g = torch.Generator().manual_seed(4)
+    v, u = torch.randn(32, generator=g), torch.randn(10, generator=g)  # float32
+    for got, ref in ((m.jvp(v), m.jvp(v.double())), (m.vjp(u), m.vjp(u.double())),
+                     (m.matvec(v), m.matvec(v.double()))):  # fmt: skip
+        assert got.dtype == DT
+        torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"v must be a tensor of shape \(32,\), got <class 'list"):
+        m.jvp([0.0] * 32)

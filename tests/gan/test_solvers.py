@@ -321,8 +321,20 @@ def test_solvers_refuse_a_factor_of_another_solver_and_bad_settings() -> None:
             ConjugateGradient(tol=bad)
     edge = ConjugateGradient(maxiter=1, tol=0)  # the smallest allowed settings
     assert (edge.maxiter, edge.tol) == (1, 0)
-    with pytest.raises(ValueError, match="woodbury solver needs damping > 0"):
+    with pytest.raises(ValueError, match=r"^the woodbury solver needs damping > 0 \(it divides by "
+                       r"damping\); use damping such as 1e-3, or solver='cholesky' / 'cg'$"):
         Woodbury().factor(metric, -1e-3)
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_woodbury_refuses_a_damping_too_small_for_its_gram_matrix(structured: bool) -> None:
+    """x = W z + c on 20 latents: J J^T (40 x 40) has rank 8, and N lambda = 2e-299 is lost
+    next to its entries, so N lambda I + J J^T is numerically singular."""
+    metric = PullbackMetric(nn.Linear(3, 2).to(DT), latents(20), structured=structured)
+    with pytest.raises(SingularMetricError, match=r"^the Woodbury matrix N\*damping\*I \+ J J\^T "
+                       r"is singular \(or numerically singular\) and cannot be factorised; "
+                       r"increase damping$"):  # fmt: skip
+        Woodbury().factor(metric, 1e-300)
 
 
 def test_auto_solver_solves_with_the_chosen_solver() -> None:
