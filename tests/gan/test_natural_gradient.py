@@ -966,3 +966,28 @@ def test_a_new_damping_rebuilds_the_reused_factor_at_the_metric_point() -> None:
     grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
     step = -0.2 * np.linalg.solve(jac.T @ jac / 10 + 1e-1 * np.eye(len(grad)), grad)
     np.testing.assert_allclose((flat_params(gen) - theta1).numpy(), step, rtol=1e-8, atol=1e-12)
+
+
+def test_each_refresh_draws_a_new_subsample_reproducibly_from_the_seed() -> None:
+    """metric_samples = 6 of 40 latents: the refreshes at steps 0 and 1 draw different
+    subsamples (a new draw each time, not one fixed subset); the same seed repeats the draws,
+    another seed gives others; a subsample of all 40 is the whole batch."""
+    z = latents(40)
+
+    def draws(seed: int, m: int = 6) -> list[torch.Tensor]:
+        gen = mlp()
+        opt = NaturalGradient(gen.parameters(), gen, lr=0.1, damping=1e-2, metric_samples=m,
+                              seed=seed)  # fmt: skip
+        out = []
+        for _ in range(2):
+            run_steps(opt, gen, z, 1)
+            out.append(opt.state["natural_gradient"]["metric_latents"].clone())
+        return out
+
+    first, second = draws(4)
+    assert first.shape == second.shape == (6, 3) and not torch.equal(first, second)
+    again = draws(4)
+    assert torch.equal(again[0], first) and torch.equal(again[1], second)
+    assert not torch.equal(draws(5)[0], first)
+    whole = draws(4, m=40)[0]
+    assert torch.equal(whole, z)

@@ -365,3 +365,21 @@ def test_solve_is_unprojected_by_default(name: str) -> None:
     v, _ = solver.solve(solver.factor(metric, lam), b)
     expected = scipy.linalg.solve(dense_metric(gen, z) + lam * np.eye(32), b.numpy())
     np.testing.assert_allclose(v.numpy(), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_undamped_cg_stops_at_zero_on_the_null_space() -> None:
+    """x = W z + c with the third latent coordinate 0: the parameters W[:, 2] do not move the
+    outputs, so e = (W[0, 2] unit vector) spans part of the null space of g_hat exactly
+    (J e = 0). For b = e and lam = 0 CG finds p^T A p = 0 at once and stops at
+    v = 0 = pinv(g_hat) b, unconverged (residual |b| / |b| = 1), instead of dividing by 0."""
+    z = latents(10)
+    z[:, 2] = 0.0
+    metric = PullbackMetric(nn.Linear(3, 2).to(DT), z)
+    b = torch.zeros(8, dtype=DT)
+    b[2] = 1.0  # weight[0, 2] in row-major order
+    assert torch.equal(metric.matvec(b), torch.zeros(8, dtype=DT))
+    cg = ConjugateGradient(maxiter=5, tol=1e-10)
+    with pytest.warns(CGConvergenceWarning, match="maxiter=5"):
+        v, stats = cg.solve(cg.factor(metric, 0.0), b)
+    assert torch.equal(v, torch.zeros(8, dtype=DT))
+    assert (stats.iterations, stats.residual, stats.converged) == (0, 1.0, False)
