@@ -206,8 +206,10 @@ def test_undamped_cholesky_refuses_a_numerically_singular_metric() -> None:
     assert 0 < float(chol.diagonal().square().min()) <= tiny
     with pytest.raises(
         SingularMetricError,
-        match=r"the metric g_hat \+ damping\*I is singular .* with damping=0 the pullback metric "
-        r"from 20 latents has a null space .* use damping > 0",
+        match=r"^the metric g_hat \+ damping\*I is singular \(or numerically singular\) and cannot "
+        r"be factorised; with damping=0 the pullback metric from 20 latents has a null space "
+        r"\(e\.g\. fewer latent outputs than parameters\); use damping > 0 such as 1e-3, or more "
+        r"latents$",
     ):
         Cholesky().factor(metric, 0.0)
     factor = Cholesky().factor(metric, 1e-3)
@@ -225,7 +227,9 @@ def test_direct_solvers_refuse_a_non_finite_metric(solver: LinearSolver) -> None
     """Affine G on latents of size 1e200: J holds the latents, J^T J and J J^T overflow."""
     metric = PullbackMetric(nn.Linear(3, 2).to(DT), 1e200 * latents(6))
     what = "metric g_hat" if solver.name == "cholesky" else "Woodbury matrix N\\*damping\\*I"
-    with pytest.raises(NonFiniteError, match=f"the {what}.* has NaN or inf entries"):
+    with pytest.raises(NonFiniteError, match=f"^the {what}.* has NaN or inf entries: the "
+                       "generator's Jacobian is not finite or overflows at these latents; check "
+                       "the generator's outputs and the latents' scale$"):  # fmt: skip
         solver.factor(metric, 1e-3)
 
 
@@ -254,7 +258,9 @@ def test_projected_cg_reports_the_worse_of_its_two_runs_and_warm_starts_both() -
     u = scipy.linalg.solve(a, b.numpy(), assume_a="pos")
     v = scipy.linalg.solve(a, (a - lam * np.eye(metric.n_params)) @ u, assume_a="pos")
     one = ConjugateGradient(maxiter=1, tol=1e-9, warm_start=True)
-    with pytest.warns(CGConvergenceWarning, match="maxiter=1 iterations"):
+    with pytest.warns(CGConvergenceWarning, match=r"^conjugate gradients stopped after maxiter=1 "
+                      r"iterations above tol=1e-09; the natural-gradient direction is inexact\. "
+                      r"Raise maxiter or damping, or use solver='woodbury' / 'cholesky'$"):
         _, stats = one.solve(one.factor(metric, lam), b, project=True, x0=torch.from_numpy(u))
     assert stats.iterations == 1 and not stats.converged and stats.residual > 1e-6
     warm = ConjugateGradient(maxiter=200, tol=1e-9, warm_start=True)
