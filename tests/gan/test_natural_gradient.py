@@ -991,3 +991,27 @@ def test_each_refresh_draws_a_new_subsample_reproducibly_from_the_seed() -> None
     assert not torch.equal(draws(5)[0], first)
     whole = draws(4, m=40)[0]
     assert torch.equal(whole, z)
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_safeguard_at_a_stationary_point_takes_the_null_step(solver: str) -> None:
+    """A loss whose gradient vanishes (J = 0 * sq_loss): v = 0, the trial point is the
+    starting point, which satisfies J(theta) <= J(theta) - c eta * 0; the step is accepted
+    with no halving, nothing moves, and Prop. 8.3's L is undefined (|v| = 0): NaN."""
+    gen, z = mlp(), latents(8)
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.5, damping=1e-2, solver=solver,
+                          safeguard=True)  # fmt: skip
+    opt.set_latents(z)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.0 * sq_loss(gen, z)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    info = opt.last_step_info
+    assert info.accepted and (info.shrinks, info.restarts, info.trial_losses) == (0, 0, (0.0,))
+    assert info.direction_norm == 0.0 and math.isnan(info.lipschitz_estimate)
+    assert torch.equal(flat_params(gen), theta0)
