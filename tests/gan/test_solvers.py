@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from _gan_cases import DT, latents, mlp, net, reference_jacobian
+from _gan_cases import DT, latents, mlp, net, reference_jacobian, rel
 from torch import nn
 
 from ottokit.gan.pullback import PullbackMetric
@@ -186,24 +186,29 @@ def test_solver_names_and_bad_arguments() -> None:
         Woodbury().solve(Cholesky().factor(metric, 1e-2), torch.zeros(32, dtype=DT))
 
 
-def collinear_metric() -> PullbackMetric:
+def collinear_metric(scale: float = 1.0) -> PullbackMetric:
     """x = W z + c on latents with z_3 = 0.3 z_1 + 0.7 z_2: g_hat (8 x 8) is singular, but
     rounding leaves its Cholesky factorisation a tiny positive last pivot."""
-    z = latents(20, seed=2)
+    z = latents(20, seed=2) * scale
     z[:, 2] = 0.3 * z[:, 0] + 0.7 * z[:, 1]
     return PullbackMetric(nn.Linear(3, 2).to(DT), z)
 
 
-def test_undamped_cholesky_refuses_a_numerically_singular_metric() -> None:
+@pytest.mark.parametrize("scale", [1.0, 1024.0])
+def test_undamped_cholesky_refuses_a_numerically_singular_metric(scale: float) -> None:
     """The pivot threshold n eps max diag catches a singular PSD matrix that rounding lets
-    factorise (the smallest pivot is of order eps times the diagonal), and a damped solve of
-    the same metric agrees with SciPy."""
-    metric = collinear_metric()
+    factorise (the smallest pivot is of order eps times the diagonal, also when latents 1024
+    times larger make the diagonal 2^20 times larger: the threshold is relative), and a damped
+    solve of the same metric agrees with SciPy."""
+    metric = collinear_metric(scale)
     a = metric.dense()
     chol, info = torch.linalg.cholesky_ex(a)
     assert int(info) == 0  # LAPACK alone would accept it
-    tiny = 8 * torch.finfo(DT).eps * float(a.diagonal().max())
-    assert 0 < float(chol.diagonal().square().min()) <= tiny
+    eps, diag = torch.finfo(DT).eps, float(a.diagonal().max())
+    assert diag > scale**2 / 2
+    pivot = float(chol.diagonal().square().min())
+    assert 0 < pivot <= 8 * eps * diag
+    assert scale == 1.0 or pivot > 8 * eps  # large latents: above an absolute threshold
     with pytest.raises(
         SingularMetricError,
         match=r"^the metric g_hat \+ damping\*I is singular \(or numerically singular\) and cannot "
@@ -212,6 +217,12 @@ def test_undamped_cholesky_refuses_a_numerically_singular_metric() -> None:
         r"latents$",
     ):
         Cholesky().factor(metric, 0.0)
+    # any damping > 0 is accepted, however small: the factor is backward stable, L L^T = A
+    a16 = a + 1e-16 * scale**2 * torch.eye(8, dtype=DT)
+    tiny_damped = Cholesky().factor(metric, 1e-16 * scale**2).chol
+    assert rel(tiny_damped @ tiny_damped.T, a16) < 1e-14
+    if scale != 1.0:
+        return
     factor = Cholesky().factor(metric, 1e-3)
     lo, hi = factor.pivot_range
     ev = np.linalg.eigvalsh(a.numpy())
@@ -318,6 +329,10 @@ def test_solvers_refuse_a_factor_of_another_solver_and_bad_settings() -> None:
     with pytest.raises(TypeError, match="Cholesky.solve needs the factor from Cholesky.factor, "
                        "got WoodburyFactor"):  # fmt: skip
         Cholesky().solve(Woodbury().factor(metric, 1e-2), g)
+    with pytest.raises(TypeError, match=r"^solver must be one of 'auto', 'cholesky', 'cg', "
+                       r"'woodbury' or a LinearSolver such as ConjugateGradient\(maxiter=50\), "
+                       r"got float$"):  # fmt: skip
+        as_solver(1.0)
     with pytest.raises(TypeError, match="got CholeskyFactor"):
         Woodbury().solve(Cholesky().factor(metric, 1e-2), g)
     for bad in (True, 2.0, "3"):
