@@ -937,7 +937,8 @@ def test_a_rejected_step_clears_the_momentum() -> None:
     theta1 = flat_params(gen)
     run_steps(opt, gen, z, 1)
     info = opt.last_step_info
-    assert info.rejected and info.lr_used == 0.0 and info.restarts == 1
+    assert info.rejected and info.lr_used == 0.0 and info.restarts == 1 and info.shrinks == 0
+    assert len(info.trial_losses) == 2  # the momentum trial and the plain one: no halving
     assert torch.equal(flat_params(gen), theta1)
     assert opt.state["natural_gradient"]["momentum_buffer"] is None
     opt.param_groups[0]["lr"] = 0.1
@@ -1015,3 +1016,49 @@ def test_safeguard_at_a_stationary_point_takes_the_null_step(solver: str) -> Non
     assert info.accepted and (info.shrinks, info.restarts, info.trial_losses) == (0, 0, (0.0,))
     assert info.direction_norm == 0.0 and math.isnan(info.lipschitz_estimate)
     assert torch.equal(flat_params(gen), theta0)
+
+
+def test_safeguard_counters_add_up_over_steps() -> None:
+    """The state's shrinks, restarts and rejections are the sums of the steps' StepInfo
+    counts (three steps: two shrinking, one rejected)."""
+    gen, z = mlp(), latents(10)
+    opt = NaturalGradient(gen.parameters(), gen, lr=1e4, damping=1e-2, momentum=0.5,
+                          safeguard=Armijo(max_shrinks=40))  # fmt: skip
+    infos = []
+    for lr, max_shrinks in ((1e4, 40), (1e4, 40), (1e6, 1)):
+        opt.param_groups[0]["lr"] = lr
+        opt.safeguard = Armijo(max_shrinks=max_shrinks)
+        run_steps(opt, gen, z, 1)
+        infos.append(opt.last_step_info)
+    st = opt.state["natural_gradient"]
+    assert [i.rejected for i in infos] == [False, False, True]
+    assert infos[0].shrinks > 0 and infos[1].shrinks > 0 and infos[2].shrinks == 1
+    assert st["shrinks"] == sum(i.shrinks for i in infos)
+    assert st["restarts"] == sum(i.restarts for i in infos) >= 1
+    assert st["rejections"] == 1
+    for i in infos:  # one trial per restart and per halving, plus the first
+        assert len(i.trial_losses) == 1 + i.restarts + i.shrinks
+
+
+def test_loading_a_state_discards_the_optimisers_own_factorisation() -> None:
+    """An optimiser that has already stepped elsewhere (other latents, a factor of its own)
+    and then loads a state continues exactly as the optimiser that wrote it."""
+    z, other = latents(10), latents(10, seed=9)
+
+    def make(gen: nn.Module) -> NaturalGradient:
+        return NaturalGradient(gen.parameters(), gen, lr=0.2, damping=1e-2, metric_every=5)
+
+    gen_a = mlp()
+    opt_a = make(gen_a)
+    run_steps(opt_a, gen_a, z, 1)
+    saved = copy.deepcopy(opt_a.state_dict())
+    gen_state = copy.deepcopy(gen_a.state_dict())
+    run_steps(opt_a, gen_a, z, 2)
+    gen_b = mlp(seed=4)
+    opt_b = make(gen_b)
+    run_steps(opt_b, gen_b, other, 1)  # its own metric, not yet due for a refresh
+    gen_b.load_state_dict(gen_state)
+    opt_b.load_state_dict(saved)
+    run_steps(opt_b, gen_b, z, 2)
+    assert not opt_b.last_step_info.metric_refreshed
+    assert torch.equal(flat_params(gen_b), flat_params(gen_a))
