@@ -356,6 +356,12 @@ def test_woodbury_refuses_a_damping_too_small_for_its_gram_matrix(structured: bo
                        r"is singular \(or numerically singular\) and cannot be factorised; "
                        r"increase damping$"):  # fmt: skip
         Woodbury().factor(metric, 1e-300)
+    # N lambda = 8e-15, above rounding (eps |J J^T| ~ 4e-16) but below 40 eps |J J^T|: accepted,
+    # with the smallest squared pivot at the smallest eigenvalue N lambda, and L L^T exact
+    factor = Woodbury().factor(metric, 4e-16)
+    assert abs(factor.pivot_range[0] - 8e-15) <= 0.2 * 8e-15
+    a = metric.gram() + 8e-15 * torch.eye(40, dtype=DT)
+    assert rel(factor.chol @ factor.chol.T, a) < 1e-14
 
 
 def test_auto_solver_solves_with_the_chosen_solver() -> None:
