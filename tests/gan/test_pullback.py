@@ -214,3 +214,5 @@ def test_products_cast_vectors_to_the_metric_dtype(structured: bool) -> None:
         torch.testing.assert_close(got, ref, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"v must be a tensor of shape \(32,\), got <class 'list"):
         m.jvp([0.0] * 32)
+    with pytest.raises(ValueError, match=r"shape \(32,\), got torch\.Size\(\[3\]\)$"):
+        m.matvec(torch.zeros(3, dtype=DT))
