@@ -75,7 +75,8 @@ MODULES: dict[str, Module] = {
     ),
     "natural-gradient": Module(
         ("gan/natural_gradient.py", "gan/solvers.py", "gan/pullback.py"),
-        ("gan/test_natural_gradient.py", "gan/test_solvers.py", "gan/test_pullback.py"),
+        ("gan/test_natural_gradient.py", "gan/test_solvers.py", "gan/test_pullback.py",
+         "gan/test_jacobian.py"),
     ),
     "gan-game": Module(("gan/game.py",), ("gan/test_game.py",)),
     "dot": Module(

@@ -850,3 +850,215 @@ def test_armijo_constant_away_from_its_default(c: float) -> None:
         assert info.trial_losses[-2] > j0 - const * (2 * eta) * gv
         shrinks[const] = info.shrinks
     assert shrinks[c] >= shrinks[1e-4]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"lr": math.inf}, ValueError, r"lr must be a finite number > 0, got inf; try 0\.1"),
+        ({"lr": "0.1"}, ValueError, "lr must be a finite number > 0, got '0.1'"),
+        ({"damping": math.nan}, ValueError, "damping must be >= 0, got nan; use a small value"),
+        ({"damping": "1e-3"}, ValueError, "damping must be >= 0, got '1e-3'"),
+        ({"momentum": "0.5"}, ValueError, r"momentum must lie in \[0, 1\), got '0.5'; the seed"),
+        ({"metric_every": True}, ValueError, "metric_every must be an integer >= 1, got True"),
+        ({"metric_every": 1.0}, ValueError, "metric_every must be an integer >= 1, got 1.0"),
+        ({"metric_samples": 0}, ValueError, "metric_samples must be an integer >= 1, got 0"),
+        ({"latent_sampler": 256}, TypeError, r"latent_sampler must be a callable n -> latents"),
+        ({"project": 1}, TypeError, "project must be True or False, got 1"),
+        ({"structured": "yes"}, ValueError, "structured must be 'auto', True or False, got 'yes'"),
+    ],
+)
+def test_optimiser_guards_fire_at_their_boundaries(kwargs: dict, error: type, match: str) -> None:
+    gen = mlp()
+    with pytest.raises(error, match=match):
+        NaturalGradient(gen.parameters(), gen, **kwargs)
+
+
+def test_smallest_allowed_settings_are_accepted() -> None:
+    """The edges of the legal ranges (tiny lr, damping = 0, momentum = 0, metric_every =
+    metric_samples = 1 as numpy integers, Armijo's c near 0 and 1, max_shrinks = 0) are
+    accepted; just past them they are refused."""
+    gen = mlp()
+    opt = NaturalGradient(
+        gen.parameters(), gen, lr=1e-300, damping=0.0, momentum=0.0, solver="cg",
+        metric_every=np.int64(1), metric_samples=np.int64(1), safeguard=Armijo(max_shrinks=0),
+    )  # fmt: skip
+    assert (opt.metric_every, opt.metric_samples, opt.safeguard.max_shrinks) == (1, 1, 0)
+    for c in (1e-12, 1 - 1e-12):
+        assert Armijo(c=c).c == c
+    for c in (1.0, -1e-4, "1e-4"):
+        with pytest.raises(ValueError, match=r"armijo c must lie in \(0, 1\), got .*; 1e-4"):
+            Armijo(c=c)
+    for bad in (True, 1.5):
+        with pytest.raises(ValueError, match=f"max_shrinks must be an integer >= 0, got {bad!r}"):
+            Armijo(max_shrinks=bad)
+
+
+def test_latent_sampler_draws_256_by_default_and_its_shape_is_checked() -> None:
+    gen, z = mlp(), latents(300, seed=3)
+    asked: list[int] = []
+
+    def sampler(n: int) -> torch.Tensor:
+        asked.append(n)
+        return z[:n]
+
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.3, damping=1e-2, latent_sampler=sampler)
+    sq_loss(gen, latents(8)).backward()
+    opt.step()
+    assert asked == [256] and opt.last_step_info.metric_samples == 256
+    assert torch.equal(opt.state["natural_gradient"]["metric_latents"], z[:256])
+    for bad in (z[:255], z[0, :3].reshape(3), [0.0] * 256):
+        bad_opt = NaturalGradient(gen.parameters(), gen, latent_sampler=lambda n, b=bad: b)
+        with pytest.raises(ValueError, match=r"latent_sampler\(256\) must return a tensor of "
+                           r"shape \(256, \.\.\.\)"):  # fmt: skip
+            bad_opt.step()
+
+
+def test_set_latents_needs_a_batch() -> None:
+    gen = mlp()
+    opt = NaturalGradient(gen.parameters(), gen)
+    for bad in (latents(4).numpy(), latents(4)[:0], torch.tensor(1.0, dtype=DT)):
+        with pytest.raises(ValueError, match=r"latents must be a tensor of shape \(N, \.\.\.\) "
+                           r"with N >= 1"):  # fmt: skip
+            opt.set_latents(bad)
+
+
+def test_a_rejected_step_clears_the_momentum() -> None:
+    """Momentum 0.5 under the safeguard: step 1 is accepted, step 2 (eta = 1e6, no halving
+    allowed) is rejected with the parameters unchanged, so step 3 has no displacement to
+    continue: it is the plain -eta v of Algorithm 2, not beta * buffer - eta v."""
+    gen, z = mlp(), latents(10)
+    opt = NaturalGradient(
+        gen.parameters(), gen, lr=0.1, damping=1e-2, momentum=0.5, safeguard=Armijo(max_shrinks=0)
+    )
+    run_steps(opt, gen, z, 1)
+    assert opt.last_step_info.accepted
+    opt.param_groups[0]["lr"] = 1e6
+    theta1 = flat_params(gen)
+    run_steps(opt, gen, z, 1)
+    info = opt.last_step_info
+    assert info.rejected and info.lr_used == 0.0 and info.restarts == 1 and info.shrinks == 0
+    assert len(info.trial_losses) == 2  # the momentum trial and the plain one: no halving
+    assert torch.equal(flat_params(gen), theta1)
+    assert opt.state["natural_gradient"]["momentum_buffer"] is None
+    opt.param_groups[0]["lr"] = 0.1
+    run_steps(opt, gen, z, 1)
+    assert opt.last_step_info.accepted and opt.last_step_info.restarts == 0
+    torch.testing.assert_close(flat_params(gen) - theta1, -0.1 * opt.last_direction, rtol=1e-12,
+                               atol=1e-15)  # fmt: skip
+
+
+def test_a_new_damping_rebuilds_the_reused_factor_at_the_metric_point() -> None:
+    """metric_every = 3, damping 1e-2 at step 0 and 1e-1 at step 1: step 1 solves with
+    g_hat(theta_0) + 0.1 I (the stored metric point, the new damping) and the gradient at
+    theta_1, and the metric is not counted as refreshed."""
+    gen, z = mlp(), latents(10)
+    metric_point = copy.deepcopy(gen)
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.2, damping=1e-2, metric_every=3)
+    run_steps(opt, gen, z, 1)
+    opt.param_groups[0]["damping"] = 1e-1
+    theta1 = flat_params(gen)
+    run_steps(opt, gen, z, 1)
+    assert not opt.last_step_info.metric_refreshed
+    jac = reference_jacobian(metric_point, z)
+    probe = copy.deepcopy(gen)
+    torch.nn.utils.vector_to_parameters(theta1, probe.parameters())
+    sq_loss(probe, z).backward()
+    grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
+    step = -0.2 * np.linalg.solve(jac.T @ jac / 10 + 1e-1 * np.eye(len(grad)), grad)
+    np.testing.assert_allclose((flat_params(gen) - theta1).numpy(), step, rtol=1e-8, atol=1e-12)
+
+
+def test_each_refresh_draws_a_new_subsample_reproducibly_from_the_seed() -> None:
+    """metric_samples = 6 of 40 latents: the refreshes at steps 0 and 1 draw different
+    subsamples (a new draw each time, not one fixed subset); the same seed repeats the draws,
+    another seed gives others; a subsample of all 40 is the whole batch."""
+    z = latents(40)
+
+    def draws(seed: int, m: int = 6) -> list[torch.Tensor]:
+        gen = mlp()
+        opt = NaturalGradient(gen.parameters(), gen, lr=0.1, damping=1e-2, metric_samples=m,
+                              seed=seed)  # fmt: skip
+        out = []
+        for _ in range(2):
+            run_steps(opt, gen, z, 1)
+            out.append(opt.state["natural_gradient"]["metric_latents"].clone())
+        return out
+
+    first, second = draws(4)
+    assert first.shape == second.shape == (6, 3) and not torch.equal(first, second)
+    again = draws(4)
+    assert torch.equal(again[0], first) and torch.equal(again[1], second)
+    assert not torch.equal(draws(5)[0], first)
+    whole = draws(4, m=40)[0]
+    assert torch.equal(whole, z)
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_safeguard_at_a_stationary_point_takes_the_null_step(solver: str) -> None:
+    """A loss whose gradient vanishes (J = 0 * sq_loss): v = 0, the trial point is the
+    starting point, which satisfies J(theta) <= J(theta) - c eta * 0; the step is accepted
+    with no halving, nothing moves, and Prop. 8.3's L is undefined (|v| = 0): NaN."""
+    gen, z = mlp(), latents(8)
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.5, damping=1e-2, solver=solver,
+                          safeguard=True)  # fmt: skip
+    opt.set_latents(z)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 0.0 * sq_loss(gen, z)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    info = opt.last_step_info
+    assert info.accepted and (info.shrinks, info.restarts, info.trial_losses) == (0, 0, (0.0,))
+    assert info.direction_norm == 0.0 and math.isnan(info.lipschitz_estimate)
+    assert torch.equal(flat_params(gen), theta0)
+
+
+def test_safeguard_counters_add_up_over_steps() -> None:
+    """The state's shrinks, restarts and rejections are the sums of the steps' StepInfo
+    counts (three steps: two shrinking, one rejected)."""
+    gen, z = mlp(), latents(10)
+    opt = NaturalGradient(gen.parameters(), gen, lr=1e4, damping=1e-2, momentum=0.5,
+                          safeguard=Armijo(max_shrinks=40))  # fmt: skip
+    infos = []
+    for lr, max_shrinks in ((1e4, 40), (1e4, 40), (1e6, 1)):
+        opt.param_groups[0]["lr"] = lr
+        opt.safeguard = Armijo(max_shrinks=max_shrinks)
+        run_steps(opt, gen, z, 1)
+        infos.append(opt.last_step_info)
+    st = opt.state["natural_gradient"]
+    assert [i.rejected for i in infos] == [False, False, True]
+    assert infos[0].shrinks > 0 and infos[1].shrinks > 0 and infos[2].shrinks == 1
+    assert st["shrinks"] == sum(i.shrinks for i in infos)
+    assert st["restarts"] == sum(i.restarts for i in infos) >= 1
+    assert st["rejections"] == 1
+    for i in infos:  # one trial per restart and per halving, plus the first
+        assert len(i.trial_losses) == 1 + i.restarts + i.shrinks
+
+
+def test_loading_a_state_discards_the_optimisers_own_factorisation() -> None:
+    """An optimiser that has already stepped elsewhere (other latents, a factor of its own)
+    and then loads a state continues exactly as the optimiser that wrote it."""
+    z, other = latents(10), latents(10, seed=9)
+
+    def make(gen: nn.Module) -> NaturalGradient:
+        return NaturalGradient(gen.parameters(), gen, lr=0.2, damping=1e-2, metric_every=5)
+
+    gen_a = mlp()
+    opt_a = make(gen_a)
+    run_steps(opt_a, gen_a, z, 1)
+    saved = copy.deepcopy(opt_a.state_dict())
+    gen_state = copy.deepcopy(gen_a.state_dict())
+    run_steps(opt_a, gen_a, z, 2)
+    gen_b = mlp(seed=4)
+    opt_b = make(gen_b)
+    run_steps(opt_b, gen_b, other, 1)  # its own metric, not yet due for a refresh
+    gen_b.load_state_dict(gen_state)
+    opt_b.load_state_dict(saved)
+    run_steps(opt_b, gen_b, z, 2)
+    assert not opt_b.last_step_info.metric_refreshed
+    assert torch.equal(flat_params(gen_b), flat_params(gen_a))

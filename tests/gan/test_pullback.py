@@ -12,6 +12,7 @@ from _gan_cases import (
     DT,
     Reshaped,
     affine_closed_form,
+    flat_params,
     latents,
     mlp,
     net,
@@ -167,3 +168,51 @@ def test_vjp_needs_one_entry_per_output_coordinate() -> None:
         expected = rf"u must have N\*d_out=10 entries, got {bad.numel()}"
         with pytest.raises(ValueError, match=expected):
             m.vjp(bad)
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_metric_at_given_params_is_that_of_the_generator_there(structured: bool) -> None:
+    """params = theta' (not the generator's): outputs and J are those of a copy of the
+    generator moved to theta' (independent Jacobian), and the generator is left as it was."""
+    gen = mlp()
+    theta0 = flat_params(gen)
+    theta = theta0 + 0.3 * torch.randn(32, dtype=DT, generator=torch.Generator().manual_seed(6))
+    z = latents(7)
+    m = PullbackMetric(gen, z, params=theta, structured=structured)
+    assert m.path == ("structured" if structured else "torch.func")
+    moved = mlp()
+    torch.nn.utils.vector_to_parameters(theta, moved.parameters())
+    np.testing.assert_allclose(m.jacobian().numpy(), reference_jacobian(moved, z), rtol=1e-12,
+                               atol=1e-13)  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(m.outputs(), moved(z).reshape(-1), rtol=1e-13, atol=1e-14)
+    assert torch.equal(flat_params(gen), theta0) and torch.equal(m.theta, theta)
+
+
+def test_sharded_without_a_process_group_changes_nothing() -> None:
+    gen, z = mlp(), latents(6)
+    v = torch.randn(32, dtype=DT, generator=torch.Generator().manual_seed(3))
+    for structured in (True, False):
+        plain = PullbackMetric(gen, z, structured=structured)
+        sharded = PullbackMetric(gen, z, structured=structured, sharded=True)
+        assert not sharded.sharded and (sharded.n_samples, sharded.n_local) == (6, 6)
+        for f in (lambda m: m.dense(), lambda m: m.gram(), lambda m: m.jacobian(),
+                  lambda m: m.matvec(v), lambda m: m.vjp(m.jvp(v)), lambda m: m.outputs()):
+            torch.testing.assert_close(f(sharded), f(plain), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_products_cast_vectors_to_the_metric_dtype(structured: bool) -> None:
+    """float32 v and u give the float64 products of their float64 values; a v that is not a
+    tensor of shape (n_params,) is refused."""
+    m = PullbackMetric(mlp(), latents(5), structured=structured)
+    g = torch.Generator().manual_seed(4)
+    v, u = torch.randn(32, generator=g), torch.randn(10, generator=g)  # float32
+    for got, ref in ((m.jvp(v), m.jvp(v.double())), (m.vjp(u), m.vjp(u.double())),
+                     (m.matvec(v), m.matvec(v.double()))):  # fmt: skip
+        assert got.dtype == DT
+        torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"v must be a tensor of shape \(32,\), got <class 'list"):
+        m.jvp([0.0] * 32)
+    with pytest.raises(ValueError, match=r"shape \(32,\), got torch\.Size\(\[3\]\)$"):
+        m.matvec(torch.zeros(3, dtype=DT))

@@ -59,7 +59,8 @@ class NonFiniteError(FloatingPointError):
 
 
 class SingularMetricError(ValueError):
-    """g_hat + damping * I is singular (only possible with damping = 0)."""
+    """The system cannot be factorised: g_hat + damping * I with damping = 0 and a singular
+    metric, or Woodbury's N damping I + J J^T with a damping lost in rounding next to J J^T."""
 
 
 class CGConvergenceWarning(RuntimeWarning):
