@@ -28,6 +28,14 @@ os.environ["OTTOKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="ottokit-test-cache-")
 # found against one mutant must not be replayed against the next, or the clean code.
 settings.register_profile("mutation", derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+if os.environ.get("HYPOTHESIS_PROFILE") == "mutation":
+    # mutmut forks each mutant's test process from a server that has collected the tests:
+    # the first torch.func call and the first torch.optim optimizer import torch's compiler
+    # stack (seconds), so they are made once there instead of once per mutant
+    import torch
+
+    torch.func.grad(lambda x: x.sum())(torch.zeros(1))
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
 
 
 def random_connected_graph(
