@@ -676,5 +676,9 @@ def test_wp_is_homogeneous_up_to_the_float64_range_and_refuses_an_overflowing_co
     assert fn(1e100 * x, 1e100 * y) == pytest.approx(1e100 * base, rel=1e-10)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no NumPy overflow warning before the error
-        with pytest.raises(ValueError, match=r"the cost \|x - y\|\^[12] overflows to inf"):
+        with pytest.raises(
+            ValueError,
+            match=r"^the cost \|x - y\|\^[12] overflows to inf for these points \(largest "
+            r"coordinate \d\.\d+e\+200\); rescale x and y: W_p\(c x, c y\) = c W_p\(x, y\)$",
+        ):
             fn(1e200 * x, 1e200 * y)
