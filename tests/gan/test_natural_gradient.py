@@ -98,6 +98,21 @@ def test_momentum_follows_prop_16_1_recursion() -> None:
     assert float((flat_params(plain) - cur).abs().max()) > 1e-3  # momentum did something
 
 
+def reused_metric_step(
+    metric_point: nn.Module, gen: nn.Module, z: torch.Tensor, theta1: torch.Tensor,
+    lr: float, lam: float,
+) -> np.ndarray:
+    """-lr (J^T J / N + lam I)^{-1} grad: the metric of ``metric_point`` on ``z`` and the
+    squared loss's gradient at ``theta1`` (a metric reused from an earlier point)."""
+    jac = reference_jacobian(metric_point, z)
+    probe = copy.deepcopy(gen)
+    torch.nn.utils.vector_to_parameters(theta1.clone(), probe.parameters())
+    sq_loss(probe, z).backward()
+    grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
+    n = z.shape[0]
+    return -lr * np.linalg.solve(jac.T @ jac / n + lam * np.eye(len(grad)), grad)
+
+
 def test_metric_reuse_uses_the_old_metric_between_refreshes() -> None:
     z = latents(10)
     gen = mlp()
@@ -109,12 +124,7 @@ def test_metric_reuse_uses_the_old_metric_between_refreshes() -> None:
     run_steps(opt, gen, z, 1)
     refreshed.append(opt.last_step_info.metric_refreshed)
     # step 1 solves with g_hat(theta_0) but the gradient at theta_1
-    jac = reference_jacobian(metric_point, z)
-    probe = copy.deepcopy(gen)
-    torch.nn.utils.vector_to_parameters(theta1, probe.parameters())
-    sq_loss(probe, z).backward()
-    grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
-    step = -0.2 * np.linalg.solve(jac.T @ jac / 10 + 1e-2 * np.eye(len(grad)), grad)
+    step = reused_metric_step(metric_point, gen, z, theta1, lr=0.2, lam=1e-2)
     np.testing.assert_allclose((flat_params(gen) - theta1).numpy(), step, rtol=1e-8, atol=1e-12)
     run_steps(opt, gen, z, 1)
     refreshed.append(opt.last_step_info.metric_refreshed)
@@ -960,12 +970,7 @@ def test_a_new_damping_rebuilds_the_reused_factor_at_the_metric_point() -> None:
     theta1 = flat_params(gen)
     run_steps(opt, gen, z, 1)
     assert not opt.last_step_info.metric_refreshed
-    jac = reference_jacobian(metric_point, z)
-    probe = copy.deepcopy(gen)
-    torch.nn.utils.vector_to_parameters(theta1, probe.parameters())
-    sq_loss(probe, z).backward()
-    grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
-    step = -0.2 * np.linalg.solve(jac.T @ jac / 10 + 1e-1 * np.eye(len(grad)), grad)
+    step = reused_metric_step(metric_point, gen, z, theta1, lr=0.2, lam=1e-1)
     np.testing.assert_allclose((flat_params(gen) - theta1).numpy(), step, rtol=1e-8, atol=1e-12)
 
 
