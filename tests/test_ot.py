@@ -145,6 +145,34 @@ def test_w2_gaussian_noncommuting_against_the_trace_formula():
     assert okot.w2_gaussian(np.zeros(3), c1, np.zeros(3), c2) == pytest.approx(expected, rel=1e-9)
 
 
+def test_w2_gaussian_of_float32_inputs_is_computed_in_float64():
+    # float32 data are exact float64 numbers: the distance between the Gaussians they
+    # describe is the float64 trace formula of those numbers, not a float32 rounding of it
+    rng = np.random.default_rng(17)
+    a, b = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    c1, c2 = (a @ a.T + 0.1 * np.eye(3)).astype(np.float32), (b @ b.T + 0.3 * np.eye(3)).astype(
+        np.float32
+    )
+    m1, m2 = rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    c1d, c2d, m1d, m2d = (v.astype(np.float64) for v in (c1, c2, m1, m2))
+    r1 = _sqrtm(c1d)
+    expected = np.sqrt(np.sum((m1d - m2d) ** 2) + np.trace(c1d + c2d - 2 * _sqrtm(r1 @ c2d @ r1)))
+    assert okot.w2_gaussian(m1, c1, m2, c2) == pytest.approx(expected, rel=1e-12)
+
+
+def test_sliced_w_monte_carlo_error_shrinks_as_one_over_root_n_projections():
+    # for a translation every projected W_2^2 is (theta . s)^2 exactly, so the spread of
+    # the estimate over seeds is the Monte Carlo error: 100 times the projections, a tenth
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((50, 3))
+    shift = np.array([1.0, 2.0, -2.0])
+
+    def spread(n_projections):
+        return np.std([okot.sliced_w(x, x + shift, n_projections, s) ** 2 for s in range(40)])
+
+    assert spread(4) / spread(400) == pytest.approx(10.0, rel=0.5)
+
+
 def test_sliced_w2_of_a_translation_and_its_bound():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((400, 3))
