@@ -719,6 +719,25 @@ def test_jko_newton_stops_by_its_documented_rule(functional):
     np.testing.assert_allclose(short.quantiles[1], X[k], rtol=0, atol=1e-15)
 
 
+def test_damped_newton_strictly_decreases_the_step_objective_when_the_full_step_fails():
+    # mass moved across the domain (x ~ 0.1 -> 0.85) under the reverse chi^2 with tau = 1: the
+    # full Newton step overshoots, so only the Armijo-damped iterates decrease the step objective
+    # F(P) + W2^2(P, P_prev) / (2 tau); after m iterations (max_iter = m, not yet converged) the
+    # objective must fall strictly with m
+    n = 40
+    x = (np.arange(n) + 0.5) / n
+    q = np.exp(-(((x - 0.85) / 0.05) ** 2) / 2) + 1e-3
+    r0 = np.exp(-(((x - 0.1) / 0.05) ** 2) / 2) + 1e-3
+    F, tau = FDivergence("reverse_chi2", q / q.sum()), 1.0
+    objective = []
+    for m in range(1, 31):
+        res = jko_1d(F, r0 / r0.sum(), _grid01(n), tau, 1, max_iter=m)
+        assert not res.converged[0]
+        objective.append(res.energies[1] + res.w2[0] ** 2 / (2 * tau))
+    assert np.all(np.diff(objective) < 0)
+    assert objective[-1] < res.energies[0]
+
+
 def _step_objective(F, g, X_prev, tau):
     a, b = X_prev[0], X_prev[-1]
 
