@@ -7,9 +7,11 @@ explicit Gaussian OT map, and POT's network simplex against sorting in 1-D.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
+import ot as pot
 import pytest
 import torch
 from scipy.optimize import linprog
@@ -196,6 +198,27 @@ def test_sinkhorn_approaches_exact_from_above_and_warns_when_unconverged():
     assert values[2] == pytest.approx(exact, rel=0.03)
     with pytest.warns(okot.OTConvergenceWarning, match="stopped after"):
         okot.sinkhorn(x, y, 1e-3, max_iter=20)
+
+
+@pytest.mark.parametrize("max_iter", [5, 13, 27])
+def test_sinkhorn_quotes_the_marginal_error_of_the_plan_it_returns(max_iter):
+    # POT checks the marginal error only every tenth iteration; the warning must quote
+    # || pi^T 1 - b || of the plan after the last iteration (POT's own returned plan here)
+    rng = np.random.default_rng(19)
+    x, y = rng.standard_normal((30, 2)), rng.standard_normal((20, 2)) + 1.0
+    a, b = np.full(30, 1 / 30), np.full(20, 1 / 20)
+    with pytest.warns(UserWarning, match="did not converge"):
+        plan = pot.sinkhorn(
+            a, b, pot.dist(x, y), 0.05, method="sinkhorn_log", numItermax=max_iter
+        )
+    expected = np.linalg.norm(plan.sum(axis=0) - b)
+    with pytest.warns(okot.OTConvergenceWarning) as record:
+        okot.sinkhorn(x, y, 0.05, max_iter=max_iter)
+    quoted = float(re.search(r"marginal error (\S+) >", str(record[0].message)).group(1))
+    assert quoted == pytest.approx(expected, rel=6e-3)
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    with pytest.warns(okot.OTConvergenceWarning, match=f"marginal error {expected:.2e} >"):
+        okot.sinkhorn(xt, yt, 0.05, max_iter=max_iter)
 
 
 def test_torch_gradients_follow_pot_backend():

@@ -353,6 +353,13 @@ def sliced_w(
     return _out(value, _is_torch(xs))
 
 
+def _marginal_error(log_u: Any, log_v: Any, cost_matrix: Any, eps: float, b: Any) -> float:
+    """``|| pi^T 1 - b ||_2`` of the log-domain plan ``pi = exp(log_u + log_v - C / eps)``."""
+    nx = pot.backend.get_backend(cost_matrix)
+    plan = nx.exp(log_u[:, None] + log_v[None, :] - cost_matrix / eps)
+    return _scalar(nx.norm(nx.sum(plan, axis=0) - b))
+
+
 def sinkhorn(
     x: Array,
     y: Array,
@@ -400,12 +407,17 @@ def sinkhorn(
             stopThr=tol,
             log=True,
         )
-    # POT records the marginal error at its first iteration and every tenth after it
-    err = _scalar(log["err"][-1])
+    # POT records the marginal error at its first iteration and every tenth after it, so a
+    # run that stops on max_iter may have moved up to nine iterations past its last record:
+    # the error quoted (and compared with tol) is that of the plan returned
     if not np.isfinite(_scalar(cost)):
         raise OTConvergenceError(
             f"Sinkhorn (eps = {eps:g}) returned a non-finite cost; raise eps or max_iter"
         )
+    err = _scalar(log["err"][-1])
+    if not err <= tol:
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            err = _marginal_error(log["log_u"], log["log_v"], cost_matrix, float(eps), bw)
     if not err <= tol:
         warnings.warn(
             f"Sinkhorn (eps = {eps:g}) stopped after {int(log['niter']) + 1} iterations with "
