@@ -12,7 +12,7 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from ottokit import ot
+from ottokit import metrics, ot
 from ottokit.data import digits, toy_2d, toy_2d_modes
 from ottokit.metrics import (
     DigitsCNN,
@@ -504,12 +504,19 @@ def test_digits_extractor_input_errors(quick_extractor, digit_sets):
     extractor = quick_extractor
     with pytest.raises(ValueError, match=r"shape \(n, 1, 8, 8\).*got \(5, 64\)"):
         extractor.features(np.zeros((5, 64), np.float32))
-    with pytest.raises(ValueError, match=r"got \(5, 3, 8, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"got \(5, 3, 8, 8\); reshape e\.g\. with x\.reshape\(-1, 1, 8, 8\)$"
+    ):
         extractor.probs(np.zeros((5, 3, 8, 8), np.float32))
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match=r"^images must be finite \(no NaN or inf\)$"):
         extractor.features(np.full((2, 1, 8, 8), np.nan, np.float32))
-    with pytest.warns(UserWarning, match="expects \\[-1, 1\\]"):
-        extractor.features(8 * (digit_sets["test"][:5] + 1))
+    with pytest.warns(
+        UserWarning,
+        match=r"expects \[-1, 1\] \(ottokit\.data\.digits scales x -> x / 8 - 1\)$",
+    ) as record:
+        feats = extractor.features(8 * (digit_sets["test"][:5] + 1))
+    assert record[0].filename != metrics.__file__  # it blames the caller, not ottokit.metrics
+    assert feats.dtype == np.float64  # as documented: features for float64 statistics (FID)
     with pytest.raises(ValueError, match="needs at least d \\+ 1 = 65 samples"):
         digits_fid(digit_sets["test"][:40], digit_sets["train"], extractor)
     with pytest.raises(TypeError, match="DigitsFeatures extractor"):
