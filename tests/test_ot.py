@@ -619,6 +619,17 @@ def test_sinkhorn_non_finite_cost_raises_without_numpy_warnings():
             okot.sinkhorn(x, y, 1e-10, max_iter=50)
 
 
+def test_sinkhorn_with_costs_beyond_the_float_range_over_eps_warns_only_of_convergence():
+    # C / eps overflows for the far pairs (their kernel is 0), the cost stays finite: the
+    # one warning is the unconverged run's, with no NumPy overflow warning
+    x, y = np.array([[0.0], [2.0], [3.0]]), np.array([[0.0], [2.0], [3.1]])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        value = okot.sinkhorn(x, y, 1e-308, max_iter=2)
+    assert np.isfinite(value)
+    assert [w.category for w in record] == [okot.OTConvergenceWarning]
+
+
 def test_sinkhorn_warning_counts_the_iterations_and_points_at_the_caller():
     x = np.array([[0.0], [1.0], [2.5]])
     y = np.array([[0.2], [1.9], [2.4]])
