@@ -241,13 +241,19 @@ def _linear_ratio_masses(g, slopes):
 
 @pytest.mark.parametrize(
     ("shape", "spacing", "slopes"),
-    [((3,), 1 / 3, (0.6,)), ((1, 5), (0.7, 0.2), (0.0, 0.5)), ((4, 3), (0.25, 1 / 3), (0.3, -0.4))],
-    ids=["three-nodes", "one-layer-2d", "4x3"],
+    [
+        ((3,), 1 / 3, (0.6,)),
+        ((3,), 1 / 3, (3.0,)),
+        ((1, 5), (0.7, 0.2), (0.0, 0.5)),
+        ((4, 3), (0.25, 1 / 3), (0.3, -0.4)),
+    ],
+    ids=["three-nodes", "an-empty-cell", "one-layer-2d", "4x3"],
 )
 def test_continuum_dissipation_of_a_linear_potential_is_exact_on_every_axis(shape, spacing, slopes):
     """chi2 with q uniform and rho/q linear: phi = 2 (rho/q - 1) is linear with gradient 2 b, so
     int rho |grad phi|^2 = 4 |b|^2 exactly (mass 1); the second-order differences are exact from
-    3 nodes per axis on, and an axis of 1 node adds nothing."""
+    3 nodes per axis on, and an axis of 1 node adds nothing. chi2 takes no logarithm: a cell
+    with rho = 0 (rho/q = 1 - 3 * 1/3) is allowed."""
     g = grid(shape, spacing)
     flow = WassersteinFlow(g, FDivergence("chi2", np.full(g.n, 1.0 / g.n)))
     m = _linear_ratio_masses(g, slopes)
@@ -401,6 +407,16 @@ def test_grid_geometry_tolerates_rounded_positions_relative_to_the_spacing():
             grid_geometry(_grid_with(g, positions=moved))
     with pytest.raises(ValueError, match="along axis 0 are not equally spaced"):
         grid_geometry(from_edges([(0, 1), (1, 2)], positions=[[0.0], [1.0], [3.0]]))
+
+
+def test_grid_geometry_is_translation_invariant():
+    """A grid moved by (1, -2) has the same shape and spacing, its lower corner moved along;
+    an axis of two nodes takes its spacing from their distance, not from the origin."""
+    g = grid((2, 3), (0.5, 0.25))
+    geo = grid_geometry(_grid_with(g, positions=g.positions + [1.0, -2.0]))
+    assert geo.shape == (2, 3)
+    np.testing.assert_allclose(geo.spacing, (0.5, 0.25), rtol=1e-12)
+    np.testing.assert_allclose(geo.lower, (1.0, -2.0), rtol=1e-12)
 
 
 @pytest.mark.parametrize(

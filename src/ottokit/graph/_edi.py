@@ -362,7 +362,6 @@ def edi_check(
             centre.append(len(pts) + 1)
         pts.extend(trip)
     check_option(method, Method, "method")
-    rho0 = as_density(rho0, flow.graph.n, name="rho0", positive=flow.needs_positive)
     traj = solve(flow, rho0, (0.0, pts[-1]), np.array(pts), method=method, rtol=rtol, atol=atol)
     return energy_dissipation(flow, traj, at=np.array(centre))
 
