@@ -327,7 +327,7 @@ def test_sampled_response_along_the_ot_path_moves_at_constant_speed(tau: float) 
 def test_sampled_response_integrators_converge_to_the_rearrangement() -> None:
     """The time-tau map of the exact flow is the monotone rearrangement F^{-1}(Phi(z)): Euler
     approaches it at first order in n_steps, dopri5 to its tolerances (the defaults, a tight
-    and a loose pair, each forwarded to the integrator)."""
+    and a loose pair, and a loose atol alone, each forwarded to the integrator)."""
     perturbed = TABLE_I_STARTS["shifted-mean"][0]
     v = GaussianMixtureVelocity.of(Cosine(), TABLE_I_DATA)
     g = torch.Generator().manual_seed(4)
@@ -347,6 +347,7 @@ def test_sampled_response_integrators_converge_to_the_rearrangement() -> None:
     assert error(method="dopri5", rtol=1e-10, atol=1e-12) < 1e-9
     assert 1e-10 < error(method="dopri5") < 1e-6
     assert error(method="dopri5", rtol=1e-4, atol=1e-6) > 1e-6
+    assert error(method="dopri5", rtol=1e-12, atol=1e-4) > 1e-6  # atol alone loosens it
 
 
 def test_response_bad_input() -> None:
@@ -426,6 +427,29 @@ def test_bootstrap_interval_of_a_dilation_scales_as_the_square_of_c_minus_one(di
         rot = torch.tensor([[c, -s], [s, c]], dtype=F64)
         turned = _bootstrap_ci((z @ rot, zp @ rot), (2 * z @ rot, 2 * zp @ rot), 1.0, 0.8, 60, 5)
         np.testing.assert_allclose(turned, base, rtol=1e-10)
+
+
+def test_bootstrap_interval_is_scipys_percentile_interval() -> None:
+    """With the flow map x = 2 z every resample's (Delta W1)^2 is W1(z_i, zp_j)^2, whose
+    percentile interval scipy.stats.bootstrap computes independently (the two clouds
+    resampled apart); at level 0.5 the ends are the quartiles of the resampled values, to
+    Monte Carlo error (a 1/6- or 5/6-quantile would sit about a fifth of the width away)."""
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(40, 1, generator=g, dtype=F64)
+    zp = torch.randn(40, 1, generator=g, dtype=F64) + 0.7
+    ours = np.array(_bootstrap_ci((z, zp), (2 * z, 2 * zp), 1.0, 0.5, 10_000, 5))
+
+    def w1_squared(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.abs(np.sort(a, axis=axis) - np.sort(b, axis=axis)).mean(axis=axis) ** 2
+
+    ref = stats.bootstrap(
+        (z[:, 0].numpy(), zp[:, 0].numpy()), w1_squared, paired=False, vectorized=True,
+        n_resamples=10_000, confidence_level=0.5, method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    width = ref.high - ref.low
+    assert width > 0
+    np.testing.assert_allclose(ours, [ref.low, ref.high], rtol=0, atol=0.05 * width)
 
 
 # the recovered setting of Table I (REFERENCE.md): q = 1/2 N(-0.6, 0.3^2) + 1/2 N(0.6, 0.3^2)
@@ -619,6 +643,19 @@ def test_kinetic_quadrature_against_scipy_and_the_reference_bars() -> None:
     for schedule, value in ((CondOT(), 0.46460184), (Cosine(), 0.30842514)):
         k = kinetic_quadrature(GaussianMixtureVelocity.of(schedule, narrow), n_t=24)
         assert abs(k.integral - value) < 1e-7
+
+
+def test_noise_level_quadrature_converges_with_its_order() -> None:
+    """Along the OT path int v2^2 dt = W2(P_0, N(0, 1))^2 (tau = 1). For well separated modes
+    the flow map bends sharply in z, so the Gauss-Legendre order per piece matters: order 1
+    (the midpoint rule) misses by more than 1e-3, order 24 agrees with the map's own W2^2
+    (independent adaptive quadrature in y) to its interpolation error."""
+    path = MonotoneVelocity1D(GaussianMixture.one_d([-1.0, 1.0], [0.3, 0.3]))
+    exact = path.w2_squared()
+    for order, low, high in ((1, 1e-3, 0.1), (24, 0.0, 1e-5)):
+        kinetic = kinetic_quadrature(path, n_t=8, order=order).integral
+        assert low <= abs(kinetic - exact) < high, order
+        assert low <= abs(w2_squared_quadrature(path, order=order) - exact) < high, order
 
 
 def test_quadrature_chain_holds_exactly_and_is_tight_for_ot() -> None:

@@ -512,7 +512,7 @@ def w2_lower_bound(data: Any, noise: Any, tau: float) -> float:
     """W2(P_0, P_tau)^2 / tau from equal-size samples (exact OT; sorted in 1-D)."""
     tau = check_real(tau, "tau", gt=0)
     y = as_points(data, "data")
-    z = as_points(noise, "noise", dim=y.shape[1]).to(y.dtype)
+    z = as_points(noise, "noise", dim=y.shape[1])  # w2_squared computes in float64
     if z.shape[0] != y.shape[0]:
         raise ValueError(f"data and noise need as many samples, got {y.shape[0]} and {z.shape[0]}")
     return w2_squared(y, z) / tau
