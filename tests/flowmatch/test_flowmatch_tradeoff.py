@@ -962,6 +962,32 @@ def test_closed_form_flows_and_ode_states_agree() -> None:
     assert closed_form_flow(ExactVelocity(Cosine(), torch.zeros(2, 1, dtype=F64)), z) is None
 
 
+class _LinearField(torch.nn.Module):
+    """v(t, x) = a x + b as a float32 layer (which refuses float64 points)."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+        with torch.no_grad():
+            self.layer.weight.fill_(a)
+            self.layer.bias.fill_(b)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+def test_a_float32_network_is_integrated_in_float32_to_its_rounding_floor() -> None:
+    """dx/dt = a x + b from tau back to 0 maps z to (z + b/a) e^{-a tau} - b/a, increasing and
+    affine, so W1 between the pushed N(0, 1) and N(mu, 1) is e^{-a tau} |mu|. A float32 network
+    flows in float32: dopri5 with its rtol 1e-10 raised to the float32 floor, and rk4."""
+    net = _LinearField(0.5, 0.25)
+    for method in ("dopri5", "rk4"):
+        r = response_quadrature(net, Normal([0.5], [[1.0]]), tau=2.0, flow_map="ode",
+                                method=method, n_steps=40, n_save=3, n_t=4)
+        assert math.isclose(r.w1_initial, 0.5, rel_tol=1e-6), method
+        assert math.isclose(r.w1_final, 0.5 * math.exp(-1.0), rel_tol=1e-4), method
+
+
 def _result(**fields) -> TradeoffResult:
     base = dict(
         tau=2.0, d0=0.5, w1_initial=0.1, w1_final=0.4, delta_w1=0.3, response=0.09,
