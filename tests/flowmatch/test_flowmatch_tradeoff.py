@@ -548,6 +548,35 @@ def test_response_and_bounds_on_a_horizon_tau_scale_as_one_over_tau(tau: float) 
     np.testing.assert_allclose(np.array(res_s.response_ci) * tau, unit_s.response_ci, rtol=1e-9)
 
 
+def test_stopping_short_of_the_data_end_keeps_the_curve_and_divides_by_tau() -> None:
+    """With t_end > 0 the W1 curve on [t_end, tau] is the full curve's there (same flow map,
+    same nodes), int v_loss^2 dt runs over [t_end, tau] (Gauss-Legendre against the midpoint
+    sum of a fine grid), and the response still divides by tau; the sampled clouds on the same
+    step grid and tradeoff() with either estimator stop there too."""
+    perturbed = TABLE_I_STARTS["shifted-mean"][0]
+    path = GaussianMixtureVelocity.of(Cosine(2.0), TABLE_I_DATA)
+    short = response_quadrature(path, perturbed, tau=2.0, t_end=0.8, n_save=4, n_t=16)
+    full = response_quadrature(path, perturbed, tau=2.0, n_save=6, n_t=16)
+    np.testing.assert_allclose(short.t, [2.0, 1.6, 1.2, 0.8], rtol=1e-15)
+    np.testing.assert_allclose(short.w1, full.w1[:4], rtol=1e-12)
+    fine = response_quadrature(path, perturbed, tau=2.0, t_end=0.8, n_save=31, n_t=2)
+    midpoint = float(np.sum(fine.v_loss**2) * 1.2 / 30)
+    assert math.isclose(short.v_loss_sq_integral, midpoint, rel_tol=2e-4)
+    assert math.isclose(short.response, short.delta_w1**2 / (2.0 * short.d0), rel_tol=1e-14)
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(64, 1, generator=g, dtype=F64)
+    zp = perturbed.sample(64, g)
+    cut = response(path, z, zp, tau=2.0, d0=short.d0, t_end=0.8, n_steps=15, n_save=4)
+    whole = response(path, z, zp, tau=2.0, d0=short.d0, n_steps=25, n_save=6)  # same steps
+    np.testing.assert_allclose(cut.t, short.t, rtol=1e-15)
+    np.testing.assert_allclose(cut.w1, whole.w1[:4], rtol=1e-12)
+    quad = tradeoff(path, path, perturbed, t_end=0.8, n_save=4, n_t=16)
+    assert quad.delta_w1 == short.delta_w1 and quad.v_loss_sq_integral == short.v_loss_sq_integral
+    sampled = tradeoff(path, path, perturbed, estimator="samples", n_samples=64, n_steps=15,
+                       t_end=0.8, n_save=4, n_t=2, ci="none")
+    np.testing.assert_allclose(sampled.t_mid, [1.8, 1.4, 1.0], rtol=1e-14)
+
+
 def test_quadrature_w1_curve_at_an_intermediate_time_against_quantiles() -> None:
     """At forward time t the reverse processes are F_t^{-1} o Phi of their starts, F_t the CDF
     of the cosine path's marginal mixture N(m mu_k, m^2 s^2 + sigma^2)."""
