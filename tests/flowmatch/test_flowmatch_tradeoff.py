@@ -981,12 +981,12 @@ def test_closed_form_flows_and_ode_states_agree() -> None:
         _, loose = ode_states(vel, z, 2.0, times, method="dopri5", n_steps=0, rtol=rtol,
                               atol=atol)
         assert np.abs(loose[0] - flow(0.8)).max() > 1e-5, (rtol, atol)
-    t_grid, grid_states = ode_states(vel, z, 2.0, np.array([0.8]), method="rk4", n_steps=40,
+    t_grid, grid_states = ode_states(vel, z, 2.0, np.array([0.8]), method="rk4", n_steps=60,
                                      rtol=0.0, atol=0.0)
-    np.testing.assert_allclose(t_grid, np.linspace(2.0, 0.8, 41), rtol=1e-15)
-    assert grid_states.shape == (41, 7)  # a state at every step
+    np.testing.assert_allclose(t_grid, np.linspace(2.0, 0.8, 61), rtol=1e-15)
+    assert grid_states.shape == (61, 7)  # a state at every step
     np.testing.assert_allclose(grid_states[-1], flow(0.8), atol=1e-6)
-    np.testing.assert_allclose(grid_states[20], flow(t_grid[20]), atol=1e-6)
+    np.testing.assert_allclose(grid_states[30], flow(t_grid[30]), atol=1e-6)
     np.testing.assert_allclose(grid_states[0], z, atol=0)
     ot_vel = MonotoneVelocity1D(mix, tau=2.0)
     ot_flow = closed_form_flow(ot_vel, z)
