@@ -611,6 +611,12 @@ def test_ode_flow_map_matches_the_rearrangement_and_euler_is_first_order() -> No
     assert tight.flow_map.startswith("dopri5")
     assert math.isclose(tight.response, exact.response, rel_tol=1e-7)
     assert math.isclose(tight.v_loss_sq_integral, exact.v_loss_sq_integral, rel_tol=1e-6)
+    default = response_quadrature(velocity, perturbed, tau=1.0)  # 21 saved times, t_end = 0
+    assert default.t.shape == (21,) and default.t[-1] == 0.0
+    assert math.isclose(default.response, exact.response, rel_tol=1e-12)
+    rk4 = response_quadrature(velocity, perturbed, tau=1.0, flow_map="ode", method="rk4")
+    assert rk4.flow_map == "rk4, 200 steps" and rk4.t.shape == (201,)
+    assert math.isclose(rk4.response, exact.response, rel_tol=1e-7)
     steps = np.array([8, 16, 32])
     errors = [
         abs(
