@@ -617,6 +617,13 @@ def test_ode_flow_map_matches_the_rearrangement_and_euler_is_first_order() -> No
     rk4 = response_quadrature(velocity, perturbed, tau=1.0, flow_map="ode", method="rk4")
     assert rk4.flow_map == "rk4, 200 steps" and rk4.t.shape == (201,)
     assert math.isclose(rk4.response, exact.response, rel_tol=1e-7)
+    # on the step grid: difference quotients at the steps' midpoints, summed over the steps
+    np.testing.assert_allclose(rk4.t_mid, rk4.t[:-1] - 0.0025, rtol=0, atol=1e-15)
+    assert math.isclose(rk4.v_loss_sq_integral, default.v_loss_sq_integral, rel_tol=1e-4)
+    coarse = response_quadrature(velocity, perturbed, tau=1.0, flow_map="ode", method="rk4",
+                                 n_steps=20)
+    np.testing.assert_allclose(coarse.t_mid, default.t_mid, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(coarse.v_loss, default.v_loss, rtol=2e-2)  # O(h^2), h = 0.05
     steps = np.array([8, 16, 32])
     errors = [
         abs(
