@@ -852,7 +852,9 @@ class _PlaneTriangle(_Triangular):
 
 def test_tradeoff_guards_name_what_is_wrong() -> None:
     vel = MonotoneVelocity1D(TABLE_I_DATA)
-    with pytest.raises(ValueError, match="tails do not decay; D0 would be infinite"):
+    with pytest.raises(
+        ValueError, match="^the perturbed distribution's tails do not decay; D0 would be infinite$"
+    ):
         response_quadrature(vel, _LogTailed(), tau=1.0, d0=1.0)
     with pytest.raises(ValueError, match="quadrature path is 1-D; the perturbed start has dim 2"):
         response_quadrature(vel, Normal([0.5, 0.0], np.eye(2)), tau=1.0, d0=1.0)
