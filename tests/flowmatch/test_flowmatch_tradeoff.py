@@ -947,6 +947,17 @@ def test_quantile_nodes_give_w1_and_normal_expectations(perturbed) -> None:
         quantile_nodes(standard_normal(2))
 
 
+@pytest.mark.parametrize("shift", [-9.0, 9.0])
+def test_quantile_nodes_reach_the_tails_of_a_far_start(shift: float) -> None:
+    """A start N(shift, 1) keeps mass beyond [-12, 12] on its own side; the nodes reach its
+    tails there, so the kernel gives W1(N(0, 1), N(shift, 1)) = |shift| exactly."""
+    from ottokit.flowmatch._quantile import quantile_nodes
+
+    nodes = quantile_nodes(Normal([shift], [[1.0]]))
+    assert math.isclose(float(nodes.w1_kernel @ nodes.z), abs(shift), rel_tol=1e-12)
+    assert math.isclose(float(nodes.normal_weights.sum()), 1.0, rel_tol=1e-13)
+
+
 def test_model_dtype_and_velocity_at_follow_the_network() -> None:
     """A network's own dtype and device; anything without parameters takes the default."""
     from ottokit.flowmatch._quantile import model_dtype, velocity_at
