@@ -947,6 +947,22 @@ def test_quantile_nodes_give_w1_and_normal_expectations(perturbed) -> None:
         quantile_nodes(standard_normal(2))
 
 
+def test_quantile_nodes_find_close_roots_of_phi_minus_g() -> None:
+    """For G = (N(-0.55, 0.4^2) + N(0.55, 0.4^2)) / 2, H = Phi - G changes sign at 0 and near
+    +-0.167: every piece between them gets its own sign, so the kernel gives W1 = int |H| dz
+    (scipy quad split at the roots)."""
+    from ottokit.flowmatch._quantile import quantile_nodes
+
+    mix = GaussianMixture.one_d([-0.55, 0.55], [0.4, 0.4])
+    big_h = lambda x: float(special.ndtr(x) - mix.cdf(np.asarray(x)))
+    root = optimize.brentq(big_h, 0.1, 0.3, xtol=1e-15)
+    assert 0.16 < root < 0.17 and big_h(0.5 * root) * big_h(2 * root) < 0
+    w1, _ = integrate.quad(lambda x: abs(big_h(x)), -14.0, 14.0, limit=800, epsabs=1e-13,
+                           epsrel=1e-12, points=(-root, 0.0, root))
+    nodes = quantile_nodes(mix)
+    assert math.isclose(float(nodes.w1_kernel @ nodes.z), w1, rel_tol=1e-9)
+
+
 @pytest.mark.parametrize("shift", [-9.0, 9.0])
 def test_quantile_nodes_reach_the_tails_of_a_far_start(shift: float) -> None:
     """A start N(shift, 1) keeps mass beyond [-12, 12] on its own side; the nodes reach its
