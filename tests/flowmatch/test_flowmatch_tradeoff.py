@@ -966,12 +966,16 @@ def test_quantile_nodes_find_close_roots_of_phi_minus_g() -> None:
 @pytest.mark.parametrize("shift", [-9.0, 9.0])
 def test_quantile_nodes_reach_the_tails_of_a_far_start(shift: float) -> None:
     """A start N(shift, 1) keeps mass beyond [-12, 12] on its own side; the nodes reach its
-    tails there, so the kernel gives W1(N(0, 1), N(shift, 1)) = |shift| exactly."""
+    tails there, so the kernel gives W1(N(0, 1), N(shift, 1)) = |shift| exactly. The one long
+    interval (no root of H) is still cut into pieces of at most max_width: each piece's 12
+    Gauss-Legendre weights sum to its width."""
     from ottokit.flowmatch._quantile import quantile_nodes
 
     nodes = quantile_nodes(Normal([shift], [[1.0]]))
     assert math.isclose(float(nodes.w1_kernel @ nodes.z), abs(shift), rel_tol=1e-12)
     assert math.isclose(float(nodes.normal_weights.sum()), 1.0, rel_tol=1e-13)
+    widths = nodes.weights.reshape(-1, 12).sum(axis=1)
+    assert widths.max() <= 0.5 * (1 + 1e-12) and nodes.z.max() - nodes.z.min() > 40.0
 
 
 def test_model_dtype_and_velocity_at_follow_the_network() -> None:
