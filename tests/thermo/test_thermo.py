@@ -985,6 +985,53 @@ def test_particle_guards_fire(monkeypatch):
         thermo.simulate_particles(p, 100_000, 10)
 
 
+
+def test_particle_start_and_protocol_shapes_are_checked_with_their_names():
+    """A missing half of the start (m0 without C0, or C0 without m0), a C0 of the wrong size,
+    and an A(t) that changes shape between the times the Protocol checks on construction
+    (0, tau/2, tau) are refused with messages naming what to fix."""
+    no_start = _constant_protocol(-np.eye(2), np.zeros(2), 1.0, 1.0)
+    missing = r"^give the initial state m0, C0 \(the protocol does not carry one\)$"
+    for start in ({"m0": [0.0, 0.0]}, {"C0": np.eye(2)}):
+        with pytest.raises(ValueError, match=missing):
+            thermo.simulate_particles(no_start, 6, 2, **start)
+    with pytest.raises(ValueError, match=r"^C0 must be a \(2, 2\) matrix \(a covariance\), "
+                                         r"got shape \(3, 3\)$"):
+        thermo.simulate_particles(_varying_protocol(), 6, 2, C0=np.eye(3))
+    reshaping = thermo.Protocol(
+        A=lambda t: -np.eye(3) if 0.15 < t < 0.35 else -np.eye(2), b=np.zeros(2), T=1.0,
+        tau=1.0, m0=np.zeros(2), C0=np.eye(2))
+    with pytest.raises(ValueError, match=r"^A\(0\.2\) must be a square \(d, d\) matrix, "
+                                         r"got shape \(3, 3\)$"):
+        thermo.simulate_particles(reshaping, 6, 10)
+
+
+def test_particle_runs_are_reproducible_by_seed_and_report_their_settings():
+    """One seed gives the same ensemble (bit for bit), another seed another one; the estimate
+    carries the settings it was made with."""
+    p = _varying_protocol()
+    first, again = (thermo.simulate_particles(p, 50, 8, n_out=3, seed=5) for _ in range(2))
+    other = thermo.simulate_particles(p, 50, 8, n_out=3, seed=6)
+    for field in ("mean", "cov", "entropy_production_rate", "w2_speed"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(again, field))
+        assert np.all(getattr(first, field) != getattr(other, field))
+    assert (first.n_particles, first.n_steps, first.seed, other.seed) == (50, 8, 5, 6)
+    assert first.dt == pytest.approx(p.tau / 8, rel=1e-15)
+
+
+@pytest.mark.parametrize(("n", "n_steps", "d"), [(6, 1, 2), (9, 4, 3)])
+def test_particle_memory_estimate_is_refused_exactly_beyond_the_limit(monkeypatch, n, n_steps, d):
+    """The documented estimate 8 (6 N d + (n_steps + 1)(d^2 + d + 1)) bytes: a limit of exactly
+    that many bytes lets the run go, one byte less refuses it, naming the knob to turn."""
+    p = thermo.quench(1.0, 2.0, tau=1.0, dim=d)
+    need = 8 * (6 * n * d + (n_steps + 1) * (d * d + d + 1))
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", str(need))
+    assert thermo.simulate_particles(p, n, n_steps, n_out=2).mean.shape == (2, d)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", str(need - 1))
+    with pytest.raises(MemoryEstimateError, match=rf"^simulate_particles with {n} particles over "
+                       rf"{n_steps} steps needs .*; lower n_particles or n_steps \(or set "):
+        thermo.simulate_particles(p, n, n_steps, n_out=2)
+
 def test_otto_velocity_against_scipy_lyapunov_and_w2_speed_against_bures():
     """S solving S C + C S = dC for a batch of 3-D covariances, against
     scipy.linalg.solve_continuous_lyapunov, and v2^2 = |dm|^2 + tr(S C S), the Bures metric."""

@@ -15,6 +15,9 @@ the estimator uses only the particles and the known force:
   for the second moments), S^ from S^ C^ + C^ S^ = dC^, v2^2 = |dm^|^2 + tr(S^ C^ S^).
 
 The statistical error falls like N^-1/2; the time step adds a bias O(dt).
+Before the run its estimated memory, 8 (6 N d + (n_steps + 1)(d^2 + d + 1)) bytes
+(six ensemble-sized arrays and the protocol A, b, T tabulated at every step), is
+checked against the available memory.
 """
 
 from __future__ import annotations
