@@ -874,6 +874,38 @@ def test_stiffness_ramp_and_quench_away_from_unit_parameters():
     assert q.dim == 2 and q.tau == 0.6
 
 
+
+def test_protocol_builders_default_to_unit_temperature_and_name_their_protocols():
+    """Without T the builders work at T = 1: the quench relaxes to N(0, 1/k1 I), the ramp and
+    the rotational force start from N(c, 1/k0 I) and N((1, 0), diag(1, 0.25)), and along a
+    prescribed path (given as plain lists) Sdot = v2^2 / 1; each protocol carries the name the
+    experiment summaries show; a path protocol's tau is checked like every protocol's."""
+    q = thermo.quench(2.0, 4.0, tau=5.0, dim=2)
+    np.testing.assert_allclose(q.C0, 0.5 * np.eye(2), rtol=1e-15)
+    np.testing.assert_allclose(thermo.solve_moments(q, t_eval=3).cov[-1], 0.25 * np.eye(2),
+                               rtol=1e-8)
+    ramp = thermo.stiffness_ramp(4.0, 1.0, tau=2.0, center=[0.5])
+    np.testing.assert_allclose(ramp.C0, [[0.25]], rtol=1e-15)
+    rot = thermo.rotational(1.0, 2.0, tau=1.0)
+    assert rot.T_at(0.5) == 1.0
+    path = thermo.gaussian_path_protocol(
+        mean=lambda t: [t, 0.0], cov=lambda t: np.diag([1.0 + t, 1.0]),
+        d_mean=lambda t: [1.0, 0.0], d_cov=lambda t: np.diag([1.0, 0.0]), tau=1.5)
+    sol = thermo.solve_moments(path, t_eval=4)
+    np.testing.assert_allclose(sol.mean[:, 0], sol.t, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(sol.cov[:, 0, 0], 1.0 + sol.t, rtol=1e-8)
+    th = thermo.thermodynamics(sol)
+    np.testing.assert_allclose(th.T, 1.0, rtol=0, atol=0)
+    np.testing.assert_allclose(th.entropy_production_rate, th.w2_speed**2, rtol=1e-8)
+    geo = thermo.geodesic_protocol([0.0], [[1.0]], [1.0], [[2.0]], tau=1.0)
+    assert geo.T_at(0.3) == 1.0
+    names = [p.name for p in (q, ramp, rot, path, geo)]
+    assert names == ["sudden quench", "stiffness ramp", "rotational force", "gaussian path",
+                     "W2 geodesic"]
+    with pytest.raises(ValueError, match="^tau must be a positive"):
+        thermo.gaussian_path_protocol(lambda t: [0.0], lambda t: [[1.0]], lambda t: [0.0],
+                                      lambda t: [[0.0]], tau=0.0)
+
 def test_gaussian_path_protocol_with_a_varying_temperature_and_the_geodesic_tangent():
     """The potential force of gaussian_path_protocol moves the state along the prescribed path
     also when T varies (and tau = 1.6), with Sdot = v2^2 / T; the geodesic's d_cov is the

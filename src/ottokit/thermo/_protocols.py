@@ -221,7 +221,6 @@ def gaussian_path_protocol(
     case of the seed's speed limit. ``mean``, ``cov``, ``d_mean``, ``d_cov`` are
     callables of t in [0, tau]; the protocol starts from N(mean(0), cov(0)).
     """
-    tau = check_real(tau, "tau", gt=0)
     temperature = _temperature_fn(T)
 
     @lru_cache(maxsize=16)  # b(t) needs A(t) at the same t
@@ -234,7 +233,7 @@ def gaussian_path_protocol(
         return a
 
     def b(t: float) -> np.ndarray:
-        return np.asarray(d_mean(t), dtype=float) - A(t) @ np.asarray(mean(t), dtype=float)
+        return d_mean(t) - A(t) @ mean(t)
 
     return Protocol(A, b, temperature, tau, name=name, m0=mean(0.0), C0=cov(0.0))
 
