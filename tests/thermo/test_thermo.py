@@ -94,11 +94,16 @@ def test_fokker_planck_pde_on_a_grid():
     sol = thermo.solve_moments(protocol, t_eval=np.concatenate([[0.0], times, [1.0]]))
     th = thermo.thermodynamics(sol)
     w1 = thermo.w1_speed(sol)
+    # the semigroup property: each window starts from the last state, not again from p0
+    state, t_state = p0, 0.0
     for i, t in enumerate(times, start=1):
-        early = expm_multiply(generator, p0, start=0.0, stop=t - delta, num=2, endpoint=True)[-1]
+        early = expm_multiply(
+            generator, state, start=0.0, stop=t - delta - t_state, num=2, endpoint=True
+        )[-1]
         before, p, after = expm_multiply(
             generator, early, start=0.0, stop=2 * delta, num=3, endpoint=True
         )
+        state, t_state = after, t + delta
         mean = np.sum(x * p) * h
         var = np.sum((x - mean) ** 2 * p) * h
         flux = j_lo @ p
