@@ -911,6 +911,28 @@ def test_protocol_builders_default_to_unit_temperature_and_name_their_protocols(
         thermo.gaussian_path_protocol(lambda t: [0.0], lambda t: [[1.0]], lambda t: [0.0],
                                       lambda t: [[0.0]], tau=0.0)
 
+
+def test_bures_geodesic_is_a_constant_speed_geodesic_between_its_ends():
+    """N(m_s, C_s) starts at N(m0, C0), ends at N(m1, C1) and is a constant-speed geodesic:
+    W2(P_0, P_s) = s W2(P_0, P_1) and W2(P_s, P_1) = (1 - s) W2(P_0, P_1) (the means away from
+    0, so that a shifted path is seen); the geodesic protocol at tau = 0.6 arrives at N(m1, C1)."""
+    m0, C0 = np.array([0.7, -1.2]), np.array([[1.0, 0.3], [0.3, 0.4]])
+    m1, C1 = np.array([-0.4, 0.9]), np.array([[0.3, -0.1], [-0.1, 1.5]])
+    geo = thermo.BuresGeodesic(m0, C0, m1, C1)
+    w2 = okot.w2_gaussian(m0, C0, m1, C1)
+    np.testing.assert_allclose(geo.mean(0.0), m0, rtol=1e-15)
+    np.testing.assert_allclose(geo.cov(0.0), C0, rtol=1e-13)
+    np.testing.assert_allclose(geo.mean(1.0), m1, rtol=1e-15)
+    np.testing.assert_allclose(geo.cov(1.0), C1, rtol=1e-12)
+    for s in (0.25, 0.6):
+        ms, cs = geo.mean(s), geo.cov(s)
+        assert okot.w2_gaussian(m0, C0, ms, cs) == pytest.approx(s * w2, rel=1e-9)
+        assert okot.w2_gaussian(ms, cs, m1, C1) == pytest.approx((1 - s) * w2, rel=1e-9)
+    sol = thermo.solve_moments(thermo.geodesic_protocol(m0, C0, m1, C1, tau=0.6, T=0.9),
+                               t_eval=5)
+    np.testing.assert_allclose(sol.mean[-1], m1, atol=1e-8)
+    np.testing.assert_allclose(sol.cov[-1], C1, atol=1e-8)
+
 def test_gaussian_path_protocol_with_a_varying_temperature_and_the_geodesic_tangent():
     """The potential force of gaussian_path_protocol moves the state along the prescribed path
     also when T varies (and tau = 1.6), with Sdot = v2^2 / T; the geodesic's d_cov is the
