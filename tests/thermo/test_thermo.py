@@ -932,6 +932,17 @@ def test_bures_geodesic_is_a_constant_speed_geodesic_between_its_ends():
                                t_eval=5)
     np.testing.assert_allclose(sol.mean[-1], m1, atol=1e-8)
     np.testing.assert_allclose(sol.cov[-1], C1, atol=1e-8)
+    # s within round-off of [0, 1] is the end point itself
+    np.testing.assert_array_equal(geo.mean(-1e-13), m0)
+    np.testing.assert_array_equal(geo.mean(1 + 1e-13), m1)
+    for args, match in (
+        ((m0, np.eye(3), m1, C1), r"^C0 must be a \(2, 2\) matrix"),
+        ((m0, -C0, m1, C1), "^C0 must be positive definite"),
+        ((m0, C0, [0.0], C1), r"^m1 must be a vector of shape \(2,\)"),
+        ((m0, C0, m1, np.eye(3)), r"^C1 must be a \(2, 2\) matrix"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            thermo.BuresGeodesic(*args)
 
 def test_gaussian_path_protocol_with_a_varying_temperature_and_the_geodesic_tangent():
     """The potential force of gaussian_path_protocol moves the state along the prescribed path
