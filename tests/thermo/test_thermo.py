@@ -812,6 +812,32 @@ def test_protocol_derivatives_are_exact_for_quadratic_schedules():
     assert p.dim == 2 and p.b_at(t).shape == (2,)
 
 
+
+def test_protocol_derivatives_are_second_order_for_smooth_schedules():
+    """For A(t) = e^{-t} A0 and b(t) = sin(2 t) b0 (not polynomial, so the step size matters),
+    dA and db match the exact derivatives to O(h^2) with h = 1e-5 tau, at the ends (one-sided)
+    and inside, for tau = 3."""
+    tau = 3.0
+    a0, b0 = np.array([[-1.0, 0.5], [0.2, -2.0]]), np.array([1.0, -0.5])
+    p = thermo.Protocol(A=lambda t: np.exp(-t) * a0, b=lambda t: np.sin(2 * t) * b0, T=1.0,
+                        tau=tau)
+    for t in (0.0, 1e-6, 1.1, tau - 1e-6, tau):
+        np.testing.assert_allclose(p.dA(t), -np.exp(-t) * a0, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(p.db(t), 2 * np.cos(2 * t) * b0, rtol=1e-8, atol=1e-9)
+
+
+def test_constant_protocol_parts_are_checked_with_their_names():
+    for kwargs, match in (
+        ({"A": np.full((1, 1), np.nan)}, r"^A must be finite \(no NaN or inf\)"),
+        ({"b": [np.inf]}, r"^b must be finite \(no NaN or inf\)"),
+        ({"T": np.nan}, r"^T must be finite \(no NaN or inf\)"),
+        ({"T": -1.0}, r"^the temperature must be positive \(or zero: no noise\); T\(0\) = -1"),
+        ({"A": -np.eye(2)}, r"^b\(0\) must be a vector of shape \(2,\), got shape \(1,\)$"),
+        ({"tau": 0.0}, "^tau must be a positive number, got 0$"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            thermo.Protocol(**{"A": -np.eye(1), "b": [0.0], "T": 1.0, "tau": 1.0, **kwargs})
+
 def test_protocol_guards_fire():
     mid = lambda t: np.full((1, 1), np.nan) if 0.4 < t < 0.6 else -np.eye(1)  # noqa: E731
     with pytest.raises(ValueError, match=r"A\(0.5\) must be finite"):
