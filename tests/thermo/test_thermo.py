@@ -907,8 +907,9 @@ def test_stiffness_ramp_and_quench_away_from_unit_parameters():
 
 
 def test_protocol_builders_default_to_unit_temperature_and_name_their_protocols():
-    """Without T the builders work at T = 1: the quench relaxes to N(0, 1/k1 I), the ramp and
-    the rotational force start from N(c, 1/k0 I) and N((1, 0), diag(1, 0.25)), and along a
+    """Without T the builders work at T = 1: the quench relaxes to N(0, 1/k1 I), the ramp
+    starts from N(c, 1/k0 I), the rotational force (T = 1) from its documented default
+    N((1, 0), diag(1, 0.25)), and along a
     prescribed path (given as plain lists) Sdot = v2^2 / 1; each protocol carries the name the
     experiment summaries show; a path protocol's tau is checked like every protocol's."""
     q = thermo.quench(2.0, 4.0, tau=5.0, dim=2)
@@ -919,6 +920,8 @@ def test_protocol_builders_default_to_unit_temperature_and_name_their_protocols(
     np.testing.assert_allclose(ramp.C0, [[0.25]], rtol=1e-15)
     rot = thermo.rotational(1.0, 2.0, tau=1.0)
     assert rot.T_at(0.5) == 1.0
+    np.testing.assert_array_equal(rot.m0, [1.0, 0.0])
+    np.testing.assert_array_equal(rot.C0, np.diag([1.0, 0.25]))
     path = thermo.gaussian_path_protocol(
         mean=lambda t: [t, 0.0], cov=lambda t: np.diag([1.0 + t, 1.0]),
         d_mean=lambda t: [1.0, 0.0], d_cov=lambda t: np.diag([1.0, 0.0]), tau=1.5)
@@ -1082,7 +1085,7 @@ def test_particle_guards_fire(monkeypatch):
 
 
 
-def test_particle_start_and_protocol_shapes_are_checked_with_their_names():
+def test_start_and_protocol_shapes_are_checked_with_their_names():
     """A missing half of the start (m0 without C0, or C0 without m0), a C0 of the wrong size,
     and an A(t) that changes shape between the times the Protocol checks on construction
     (0, tau/2, tau) are refused with messages naming what to fix."""
@@ -1100,6 +1103,10 @@ def test_particle_start_and_protocol_shapes_are_checked_with_their_names():
     with pytest.raises(ValueError, match=r"^A\(0\.2\) must be a square \(d, d\) matrix, "
                                          r"got shape \(3, 3\)$"):
         thermo.simulate_particles(reshaping, 6, 10)
+    # the derivatives check each part against the protocol's dimension d = 2 too
+    with pytest.raises(ValueError, match=r"^A\(0\.2\d*\) must be a square \(d, d\) matrix"):
+        reshaping.dA(0.2)
+    np.testing.assert_array_equal(reshaping.db(0.2), np.zeros(2))
 
 
 def test_particle_runs_are_reproducible_by_seed_and_report_their_settings():
