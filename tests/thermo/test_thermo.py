@@ -834,6 +834,8 @@ def test_constant_protocol_parts_are_checked_with_their_names():
         ({"T": -1.0}, r"^the temperature must be positive \(or zero: no noise\); T\(0\) = -1"),
         ({"A": -np.eye(2)}, r"^b\(0\) must be a vector of shape \(2,\), got shape \(1,\)$"),
         ({"tau": 0.0}, "^tau must be a positive number, got 0$"),
+        ({"m0": [0.0, 0.0], "C0": np.eye(1)}, r"^m0 must be a vector of shape \(1,\)"),
+        ({"m0": [0.0], "C0": np.eye(2)}, r"^C0 must be a \(1, 1\) matrix"),
     ):
         with pytest.raises(ValueError, match=match):
             thermo.Protocol(**{"A": -np.eye(1), "b": [0.0], "T": 1.0, "tau": 1.0, **kwargs})
