@@ -813,17 +813,19 @@ def test_protocol_derivatives_are_exact_for_quadratic_schedules():
 
 
 
-def test_protocol_derivatives_are_second_order_for_smooth_schedules():
-    """For A(t) = e^{-t} A0 and b(t) = sin(2 t) b0 (not polynomial, so the step size matters),
-    dA and db match the exact derivatives to O(h^2) with h = 1e-5 tau, at the ends (one-sided)
-    and inside, for tau = 3."""
-    tau = 3.0
+@pytest.mark.parametrize("tau", [3.0, 1e-3])
+def test_protocol_derivatives_are_second_order_for_smooth_schedules(tau):
+    """For A(t) = e^{-t/tau} A0 and b(t) = sin(2 t/tau) b0 (not polynomial, so the step size
+    matters) dA and db match the exact derivatives to O((h/tau)^2) with h = 1e-5 tau, at the
+    ends (one-sided) and inside; tau = 1e-3 checks that the step scales with tau."""
     a0, b0 = np.array([[-1.0, 0.5], [0.2, -2.0]]), np.array([1.0, -0.5])
-    p = thermo.Protocol(A=lambda t: np.exp(-t) * a0, b=lambda t: np.sin(2 * t) * b0, T=1.0,
-                        tau=tau)
-    for t in (0.0, 1e-6, 1.1, tau - 1e-6, tau):
-        np.testing.assert_allclose(p.dA(t), -np.exp(-t) * a0, rtol=1e-8, atol=1e-10)
-        np.testing.assert_allclose(p.db(t), 2 * np.cos(2 * t) * b0, rtol=1e-8, atol=1e-9)
+    p = thermo.Protocol(A=lambda t: np.exp(-t / tau) * a0,
+                        b=lambda t: np.sin(2 * t / tau) * b0, T=1.0, tau=tau)
+    for t in np.array([0.0, 3e-6, 0.37, 1 - 3e-6, 1.0]) * tau:
+        np.testing.assert_allclose(p.dA(t), -np.exp(-t / tau) * a0 / tau, rtol=1e-8,
+                                   atol=1e-10 / tau)
+        np.testing.assert_allclose(p.db(t), 2 * np.cos(2 * t / tau) * b0 / tau, rtol=1e-8,
+                                   atol=1e-9 / tau)
 
 
 def test_constant_protocol_parts_are_checked_with_their_names():
@@ -839,6 +841,9 @@ def test_constant_protocol_parts_are_checked_with_their_names():
     ):
         with pytest.raises(ValueError, match=match):
             thermo.Protocol(**{"A": -np.eye(1), "b": [0.0], "T": 1.0, "tau": 1.0, **kwargs})
+    # tau is stored as the float it was checked to be
+    p = thermo.Protocol(A=-np.eye(1), b=[0.0], T=1.0, tau=np.int64(2))
+    assert type(p.tau) is float and p.tau == 2.0
 
 def test_protocol_guards_fire():
     mid = lambda t: np.full((1, 1), np.nan) if 0.4 < t < 0.6 else -np.eye(1)  # noqa: E731
