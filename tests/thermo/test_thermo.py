@@ -841,6 +841,11 @@ def test_constant_protocol_parts_are_checked_with_their_names():
     ):
         with pytest.raises(ValueError, match=match):
             thermo.Protocol(**{"A": -np.eye(1), "b": [0.0], "T": 1.0, "tau": 1.0, **kwargs})
+    # A(t) keeps the shape of A(0) at the times checked on construction
+    with pytest.raises(ValueError, match=r"^A\(0\.5\) must be a square \(d, d\) matrix, "
+                                         r"got shape \(3, 3\)$"):
+        thermo.Protocol(A=lambda t: -np.eye(3) if t == 0.5 else -np.eye(2), b=np.zeros(2),
+                        T=1.0, tau=1.0)
     # tau is stored as the float it was checked to be
     p = thermo.Protocol(A=-np.eye(1), b=[0.0], T=1.0, tau=np.int64(2))
     assert type(p.tau) is float and p.tau == 2.0
