@@ -846,9 +846,12 @@ def test_constant_protocol_parts_are_checked_with_their_names():
                                          r"got shape \(3, 3\)$"):
         thermo.Protocol(A=lambda t: -np.eye(3) if t == 0.5 else -np.eye(2), b=np.zeros(2),
                         T=1.0, tau=1.0)
-    # tau is stored as the float it was checked to be
-    p = thermo.Protocol(A=-np.eye(1), b=[0.0], T=1.0, tau=np.int64(2))
+    # tau, m0 and C0 are stored as the float (arrays) they were checked to be
+    p = thermo.Protocol(A=-np.eye(1), b=[0.0], T=1.0, tau=np.int64(2), m0=[1], C0=[[2]])
     assert type(p.tau) is float and p.tau == 2.0
+    for value, expected in ((p.m0, [1.0]), (p.C0, [[2.0]])):
+        assert isinstance(value, np.ndarray) and value.dtype == np.float64
+        np.testing.assert_array_equal(value, expected)
 
 def test_protocol_guards_fire():
     mid = lambda t: np.full((1, 1), np.nan) if 0.4 < t < 0.6 else -np.eye(1)  # noqa: E731
