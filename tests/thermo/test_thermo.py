@@ -849,6 +849,10 @@ def test_constant_protocol_parts_are_checked_with_their_names():
     # tau, m0 and C0 are stored as the float (arrays) they were checked to be
     p = thermo.Protocol(A=-np.eye(1), b=[0.0], T=1.0, tau=np.int64(2), m0=[1], C0=[[2]])
     assert type(p.tau) is float and p.tau == 2.0
+    # so are A(t) and b(t) from callables that return integers
+    ints = thermo.Protocol(A=lambda t: np.array([[-2, 1], [0, -3]]), b=lambda t: np.array([1, 0]),
+                           T=1.0, tau=1.0)
+    assert ints.A_at(0.5).dtype == np.float64 and ints.b_at(0.5).dtype == np.float64
     for value, expected in ((p.m0, [1.0]), (p.C0, [[2.0]])):
         assert isinstance(value, np.ndarray) and value.dtype == np.float64
         np.testing.assert_array_equal(value, expected)
