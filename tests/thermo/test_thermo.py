@@ -853,6 +853,9 @@ def test_constant_protocol_parts_are_checked_with_their_names():
     ints = thermo.Protocol(A=lambda t: np.array([[-2, 1], [0, -3]]), b=lambda t: np.array([1, 0]),
                            T=1.0, tau=1.0)
     assert ints.A_at(0.5).dtype == np.float64 and ints.b_at(0.5).dtype == np.float64
+    # a one-element temperature array is that scalar temperature
+    one = thermo.Protocol(A=-np.eye(1), b=[0.0], T=lambda t: np.array([[0.7]]), tau=1.0)
+    assert one.T_at(0.3) == 0.7
     for value, expected in ((p.m0, [1.0]), (p.C0, [[2.0]])):
         assert isinstance(value, np.ndarray) and value.dtype == np.float64
         np.testing.assert_array_equal(value, expected)
