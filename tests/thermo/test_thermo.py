@@ -1157,6 +1157,21 @@ def test_particle_memory_estimate_is_refused_exactly_beyond_the_limit(monkeypatc
                        rf"{n_steps} steps needs .*; lower n_particles or n_steps \(or set "):
         thermo.simulate_particles(p, n, n_steps, n_out=2)
 
+
+def test_gaussian_state_guards_name_the_argument():
+    """The Lyapunov solver wants two (n, d, d) stacks of one shape, and a mean of no fixed
+    dimension must still be a vector."""
+    shape = r"^cov and d_cov must be \(n, d, d\) stacks of one shape, got "
+    with pytest.raises(ValueError, match=shape + r"\(2, 2\), \(2, 2\)$"):
+        thermo.lyapunov_velocity(np.eye(2), np.eye(2))
+    with pytest.raises(ValueError, match=shape + r"\(1, 2, 2\), \(1, 3, 3\)$"):
+        thermo.lyapunov_velocity(np.eye(2)[None], np.eye(3)[None])
+    with pytest.raises(ValueError, match=shape + r"\(1, 2, 3\), \(1, 2, 3\)$"):
+        thermo.lyapunov_velocity(np.ones((1, 2, 3)), np.ones((1, 2, 3)))
+    with pytest.raises(ValueError, match=r"^m0 must be a vector of shape \(d,\), got shape "
+                                         r"\(2, 2\)$"):
+        thermo.BuresGeodesic(np.zeros((2, 2)), np.eye(2), [0.0, 0.0], np.eye(2))
+
 def test_otto_velocity_against_scipy_lyapunov_and_w2_speed_against_bures():
     """S solving S C + C S = dC for a batch of 3-D covariances, against
     scipy.linalg.solve_continuous_lyapunov, and v2^2 = |dm|^2 + tr(S C S), the Bures metric."""
