@@ -510,7 +510,11 @@ def _nan_late(value, t):
         (lambda: thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0), t_eval=[0.0, 0.5]),
          ValueError, "increasing vector of at least 3 times"),
         (lambda: thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0), t_eval=[0.0, 0.6, 0.3]),
-         ValueError, "increasing vector of at least 3 times"),
+         ValueError, "^t_eval must be an increasing vector of at least 3 times$"),
+        (lambda: thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0), t_eval=[0.0, 0.5, 0.5, 1]),
+         ValueError, "^t_eval must be an increasing vector of at least 3 times$"),
+        (lambda: thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0), t_eval=[0.0, np.nan, 1.0]),
+         ValueError, r"^t_eval must be finite \(no NaN or inf\); t_eval\[1\] = nan$"),
         (lambda: thermo.simulate_particles(_constant_protocol(-np.eye(1), [0.0], 1.0, 1.0), 8),
          ValueError, "give the initial state m0, C0"),
         (lambda: thermo.Protocol(A=lambda t: _nan_late(-np.eye(1), t), b=[0.0], T=1.0, tau=1.0),
@@ -533,9 +537,9 @@ def _nan_late(value, t):
         (lambda: thermo.tur(_two_d_solution(), "x ** 2"), TypeError, "observable must be a Quad"),
     ],
     ids=[
-        "m0-nan", "two-times", "unsorted-times", "no-start", "A-nan", "b-nan", "T-vector",
-        "A-not-square", "A-unstable", "cov-vector", "cov-asymmetric", "Q-dim", "grad-shape",
-        "observable-str",
+        "m0-nan", "two-times", "unsorted-times", "repeated-time", "nan-time", "no-start", "A-nan",
+        "b-nan", "T-vector", "A-not-square", "A-unstable", "cov-vector", "cov-asymmetric", "Q-dim",
+        "grad-shape", "observable-str",
     ],
 )
 def test_bad_input_names_what_is_wrong(call, error, match):
