@@ -717,8 +717,11 @@ def test_gaussian_entropy_guards_are_relative_to_the_scale():
 
 def test_moment_guards_fire_at_their_boundaries():
     p = thermo.quench(1.0, 2.0, 1.0, T=0.5)
-    with pytest.raises(ValueError, match=r"t_eval must lie in \[0, tau\]"):
+    with pytest.raises(ValueError, match=r"^t_eval must lie in \[0, tau\] = \[0, 1\]; "
+                                         r"got \[-0.1, 1.0\]$"):
         thermo.solve_moments(p, t_eval=[-0.1, 0.5, 1.0])
+    with pytest.raises(TypeError, match="^protocol must be an ottokit.thermo.Protocol, got str$"):
+        thermo.solve_moments("quench")
     with pytest.raises(ValueError, match="^t_eval must be an integer >= 3, got 2; a number of "
                                          "output times, or the times$"):
         thermo.solve_moments(p, t_eval=2)
