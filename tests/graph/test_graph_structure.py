@@ -412,11 +412,20 @@ def test_whole_number_float_edges_build_the_same_graph():
 
 
 def test_an_empty_edge_list_with_n_is_n_isolated_nodes():
-    """``[]`` is the empty edge list: n components, each its own equilibrium, L = 0."""
-    with pytest.warns(DisconnectedGraphWarning, match="3 connected components"):
-        g = from_edges([], n=3)
-    assert (g.n, g.m, g.n_components) == (3, 0, 3)
-    np.testing.assert_array_equal(g.laplacian().toarray(), np.zeros((3, 3)))
+    """``[]`` is the empty edge list: n components, each its own equilibrium, L = 0; two
+    isolated nodes already make a disconnected graph."""
+    warning = (r"^graph has 2 connected components; each keeps its own mass and reaches its own "
+               r"equilibrium$")
+    with pytest.warns(DisconnectedGraphWarning, match=warning):
+        g = from_edges([], n=2)
+    assert (g.n, g.m, g.n_components) == (2, 0, 2)
+    np.testing.assert_array_equal(g.laplacian().toarray(), np.zeros((2, 2)))
+
+
+def test_integer_positions_are_float_coordinates():
+    g = from_edges([(0, 1), (1, 2)], positions=[[0, 0], [1, 0], [1, 1]])
+    assert g.positions.dtype == np.float64
+    np.testing.assert_array_equal(g.positions, [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
 
 
 def test_an_integer_adjacency_gives_float_weights():
@@ -559,6 +568,12 @@ def test_random_geometric_refusal_states_the_expected_edges_and_estimate(monkeyp
         (lambda: from_edges([(0, 1)], ["a"]), TypeError, r"^weights must be an array of real"),
         (lambda: from_edges([(0, 1), (1, 2)], [np.nan, 1.0]), ValueError,
          r"^weights must be positive and finite; weights\[0\] = nan$"),
+        (lambda: from_edges([(0, 1), (1, 2)], [0.5, 0.0]), ValueError,
+         r"^weights must be positive and finite; weights\[1\] = 0\.0$"),
+        (lambda: from_edges([(0, 1), (1, 0), (1, 2)], [1.0, 2.0, 3.0]), ValueError,
+         r"^edges: duplicate edge \(0, 1\) with conflicting weights 1\.0 and 2\.0$"),
+        (lambda: from_edges([(0, 1)], n=2, positions=[[0.0, 0.0], [np.nan, 1.0]]), ValueError,
+         r"^positions must be finite$"),
         (lambda: from_networkx(nx.Graph()), ValueError, r"^networkx graph has no nodes$"),
         (lambda: from_networkx(nx.DiGraph([(0, 1)])), ValueError,
          r"^networkx graph must be undirected$"),
