@@ -509,7 +509,7 @@ def test_random_geometric_numbers_nodes_cell_by_cell(dim):
 
 @pytest.mark.parametrize(
     ("shape", "periodic", "m"),
-    [((5, 4), False, 31), ((5, 4), (True, False), 35), ((3, 3, 3), True, 81)],
+    [((5, 4), False, 31), ((5, 4), (True, False), 35), ((3, 3, 3), True, 81), ((2, 1), False, 1)],
 )
 def test_grid_refusal_states_the_exact_size_and_estimate(monkeypatch, shape, periodic, m):
     """The refusal counts the grid it would build, n nodes and m edges (m = sum over axes of
@@ -517,11 +517,11 @@ def test_grid_refusal_states_the_exact_size_and_estimate(monkeypatch, shape, per
     n, d = int(np.prod(shape)), len(shape)
     monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "off")
     assert grid(shape, periodic=periodic).m == m
-    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1K")
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "100")
     estimate = format_bytes(n * (64 + 16 * d) + 180 * m)
     refused = (
         rf"^grid\(shape={re.escape(str(shape))}\) with {n} nodes and {m} edges needs about "
-        rf"{estimate} but 1\.0 KiB is available; use fewer nodes per axis "
+        rf"{estimate} but 100 B is available; use fewer nodes per axis "
         r"\(or set OTTOKIT_MEMORY_LIMIT=off to try anyway\)$"
     )
     with pytest.raises(MemoryEstimateError, match=refused):
@@ -532,13 +532,13 @@ def test_grid_refusal_states_the_exact_size_and_estimate(monkeypatch, shape, per
 def test_random_geometric_refusal_states_the_expected_edges_and_estimate(monkeypatch, dim):
     """The estimate is n (64 + 32 dim) bytes for the points and 180 bytes per expected edge
     (:func:`expected_geometric_edges` of this radius and dimension)."""
-    n, r = 500, 0.3
+    n, r = 4, 0.3  # a few hundred bytes: the estimate is stated to the byte
     m = expected_geometric_edges(n, r, dim)
-    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "1K")
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "100")
     estimate = format_bytes(n * (64 + 32 * dim) + 180 * m)
     refused = (
         rf"^random_geometric\(n={n}, radius=0\.3, dim={dim}\) with about "
-        rf"{re.escape(f'{m:.3g}')} edges needs about {estimate} but 1\.0 KiB is available; "
+        rf"{re.escape(f'{m:.3g}')} edges needs about {estimate} but 100 B is available; "
         r"lower n or radius \(the mean degree is about \(n - 1\) V_dim radius\^dim\) "
         r"\(or set OTTOKIT_MEMORY_LIMIT=off to try anyway\)$"
     )
