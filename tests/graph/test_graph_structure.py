@@ -574,6 +574,8 @@ def test_random_geometric_refusal_states_the_expected_edges_and_estimate(monkeyp
          r"^edges: duplicate edge \(0, 1\) with conflicting weights 1\.0 and 2\.0$"),
         (lambda: from_edges([(0, 1)], n=2, positions=[[0.0, 0.0], [np.nan, 1.0]]), ValueError,
          r"^positions must be finite$"),
+        (lambda: from_edges([(0, 1), (2, 2)]), ValueError,
+         r"^edges: self-loop at node 2 \(edge 1\); remove it$"),
         (lambda: from_networkx(nx.Graph()), ValueError, r"^networkx graph has no nodes$"),
         (lambda: from_networkx(nx.DiGraph([(0, 1)])), ValueError,
          r"^networkx graph must be undirected$"),
