@@ -610,3 +610,10 @@ def test_builder_guards_say_exactly_what_is_wrong(build, error, match):
     """Each guard of the builders fires at its boundary with the whole message."""
     with pytest.raises(error, match=match):
         build()
+
+
+def test_connected_graphs_build_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DisconnectedGraphWarning)
+        assert grid((5, 4)).is_connected
+        assert from_edges([(0, 1), (1, 2)]).is_connected
