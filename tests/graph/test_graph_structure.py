@@ -4,7 +4,9 @@ components, and round trips through every builder (seed 000 §2.2)."""
 
 from __future__ import annotations
 
+import re
 import warnings
+from types import SimpleNamespace
 
 import networkx as nx
 import numpy as np
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 from scipy.linalg import expm
 from scipy.sparse.csgraph import connected_components
 
-from ottokit._memory import MemoryEstimateError
+from ottokit._memory import MemoryEstimateError, format_bytes
 from ottokit.graph import (
     DisconnectedGraphWarning,
     Graph,
@@ -83,7 +85,7 @@ def test_random_geometric_high_dimension_small_radius(radius, dim):
 
 
 @pytest.mark.parametrize("periodic", [False, True])
-@pytest.mark.parametrize(("n", "h"), [(7, 1.0), (12, 0.25)])
+@pytest.mark.parametrize(("n", "h"), [(3, 0.5), (7, 1.0), (12, 0.25)])
 def test_grid_1d_laplacian_is_the_finite_difference_matrix(n, h, periodic):
     g = grid(n, spacing=h, periodic=periodic)
     lap = g.laplacian().toarray()
@@ -396,3 +398,222 @@ def test_mean_degree_and_repr_count_nodes_edges_and_components():
         h = from_edges([(0, 1), (2, 3)], n=5)
     assert h.mean_degree() == pytest.approx(0.8, rel=1e-15)
     assert repr(h) == "Graph(n=5, m=2, components=3)"
+
+
+
+def test_whole_number_float_edges_build_the_same_graph():
+    """Node indices read as floats (a CSV, a float array) are accepted when they are whole
+    numbers; a fractional index is a TypeError naming the edges."""
+    edges = [(0, 1), (1, 2), (2, 3)]
+    ref = from_edges(edges, [1.0, 2.0, 3.0])
+    assert_same_graph(from_edges(np.array(edges, dtype=np.float64), [1.0, 2.0, 3.0]), ref)
+    with pytest.raises(TypeError, match="^edges must hold integer node indices$"):
+        from_edges(np.array([[0.0, 1.5]]), n=3)
+
+
+def test_an_empty_edge_list_with_n_is_n_isolated_nodes():
+    """``[]`` is the empty edge list: n components, each its own equilibrium, L = 0; two
+    isolated nodes already make a disconnected graph."""
+    warning = (r"^graph has 2 connected components; each keeps its own mass and reaches its own "
+               r"equilibrium$")
+    with pytest.warns(DisconnectedGraphWarning, match=warning):
+        g = from_edges([], n=2)
+    assert (g.n, g.m, g.n_components) == (2, 0, 2)
+    np.testing.assert_array_equal(g.laplacian().toarray(), np.zeros((2, 2)))
+
+
+def test_integer_positions_are_float_coordinates():
+    g = from_edges([(0, 1), (1, 2)], positions=[[0, 0], [1, 0], [1, 1]])
+    assert g.positions.dtype == np.float64
+    np.testing.assert_array_equal(g.positions, [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+
+
+def test_an_integer_adjacency_gives_float_weights():
+    """Weights are float64 whatever the adjacency's dtype, equal to its upper triangle."""
+    a = sp.csr_matrix(np.array([[0, 2, 0], [2, 0, 5], [0, 5, 0]], dtype=np.int64))
+    g = from_scipy(a)
+    assert g.weights.dtype == np.float64
+    np.testing.assert_array_equal(g.weights, [2.0, 5.0])
+    np.testing.assert_array_equal(g.laplacian().toarray(), np.diag([2, 7, 5]) - a.toarray())
+
+
+@pytest.mark.parametrize("scale", [0.25, 1e6])
+def test_from_scipy_accepts_rounding_asymmetry_relative_to_the_largest_weight(scale):
+    """Asymmetry up to 1e-12 times max(1, largest |entry|) is rounding and is accepted (the
+    upper triangle is kept); more is refused, at every scale of the weights."""
+    tol = 1e-12 * max(1.0, 2.0 * scale)
+
+    def path(delta: float) -> np.ndarray:
+        a = scale * np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 2.0], [0.0, 2.0, 0.0]])
+        a[0, 1] += delta
+        return a
+
+    a = path(0.5 * tol)
+    np.testing.assert_array_equal(from_scipy(a).weights, [a[0, 1], a[1, 2]])
+    with pytest.raises(ValueError, match=r"^adjacency must be symmetric \(an undirected graph\)$"):
+        from_scipy(path(1.5 * tol))
+
+
+def test_from_networkx_without_weights_or_positions_is_unit_weighted():
+    """Edges without a weight attribute weigh 1 and nodes without positions give none: the
+    Laplacian is networkx's combinatorial Laplacian."""
+    h = nx.cycle_graph(5)
+    g = from_networkx(h)
+    np.testing.assert_array_equal(g.weights, np.ones(5))
+    assert g.positions is None
+    np.testing.assert_array_equal(g.laplacian().toarray(), nx.laplacian_matrix(h).toarray())
+
+
+def test_expected_edges_closed_forms_at_the_branch_points():
+    """The default dimension is 2 (pi r^2 - 8 r^3 / 3 + r^4 / 2); at the square's diameter
+    every pair is an edge, exactly; in 3-D the bound is the smaller of the ball's volume
+    4/3 pi r^3 and the box bound (2 r - r^2)^3, each an upper bound of the Monte Carlo
+    frequency, and 1 from r = 1 on, where the box bound is 1."""
+    assert expected_geometric_edges(30, 0.3) == pytest.approx(
+        435 * unit_square_pair_probability(0.3), rel=1e-12
+    )
+    assert expected_geometric_edges(50, np.sqrt(2.0)) == 1225.0
+    rng = np.random.default_rng(1)
+    dist = np.linalg.norm(rng.random((100_000, 3)) - rng.random((100_000, 3)), axis=1)
+    for r, tighter in ((0.2, "ball"), (0.8, "box")):
+        ball, box = 4.0 / 3.0 * np.pi * r**3, (2 * r - r * r) ** 3
+        bound = expected_geometric_edges(2, r, dim=3)
+        assert bound == pytest.approx(min(ball, box), rel=1e-12)
+        assert (ball < box) == (tighter == "ball")
+        assert bound >= np.mean(dist < r)
+    for r in (1.0, 1.2, 1.7):
+        assert expected_geometric_edges(2, r, dim=3) == 1.0
+        assert np.mean(dist < r) <= 1.0
+
+
+def test_random_geometric_smallest_sizes_and_one_dimension():
+    """One node is a graph (no edges); in 1-D the edges are the pairs closer than r."""
+    g = random_geometric(1, 0.1, seed=0)
+    assert (g.n, g.m) == (1, 0) and g.positions.shape == (1, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DisconnectedGraphWarning)
+        line = random_geometric(60, 0.05, seed=3, dim=1)
+    assert set(map(tuple, line.edges.tolist())) == brute_force_pairs(line.positions, 0.05)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_random_geometric_numbers_nodes_cell_by_cell(dim):
+    """Nodes 1..n-1 are numbered by the cell of side r that holds them, the first axis
+    slowest (C order of the cells); node 0 is the centre."""
+    r = 0.3
+    g = random_geometric(300, r, seed=4, center=(0.5,) * dim, dim=dim)
+    cells = [tuple(c) for c in np.floor(g.positions[1:] / r).astype(int).tolist()]
+    assert cells == sorted(cells)
+    np.testing.assert_array_equal(g.positions[0], (0.5,) * dim)
+
+
+@pytest.mark.parametrize(
+    ("shape", "periodic", "m"),
+    [((5, 4), False, 31), ((5, 4), (True, False), 35), ((3, 3, 3), True, 81), ((2, 1), False, 1)],
+)
+def test_grid_refusal_states_the_exact_size_and_estimate(monkeypatch, shape, periodic, m):
+    """The refusal counts the grid it would build, n nodes and m edges (m = sum over axes of
+    n / s (s - 1), or n on a periodic axis), and its estimate n (64 + 16 d) + 180 m bytes."""
+    n, d = int(np.prod(shape)), len(shape)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "off")
+    assert grid(shape, periodic=periodic).m == m
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "100")
+    estimate = format_bytes(n * (64 + 16 * d) + 180 * m)
+    refused = (
+        rf"^grid\(shape={re.escape(str(shape))}\) with {n} nodes and {m} edges needs about "
+        rf"{estimate} but 100 B is available; use fewer nodes per axis "
+        r"\(or set OTTOKIT_MEMORY_LIMIT=off to try anyway\)$"
+    )
+    with pytest.raises(MemoryEstimateError, match=refused):
+        grid(shape, periodic=periodic)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_random_geometric_refusal_states_the_expected_edges_and_estimate(monkeypatch, dim):
+    """The estimate is n (64 + 32 dim) bytes for the points and 180 bytes per expected edge
+    (:func:`expected_geometric_edges` of this radius and dimension)."""
+    n, r = 4, 0.3  # a few hundred bytes: the estimate is stated to the byte
+    m = expected_geometric_edges(n, r, dim)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "100")
+    estimate = format_bytes(n * (64 + 32 * dim) + 180 * m)
+    refused = (
+        rf"^random_geometric\(n={n}, radius=0\.3, dim={dim}\) with about "
+        rf"{re.escape(f'{m:.3g}')} edges needs about {estimate} but 100 B is available; "
+        r"lower n or radius \(the mean degree is about \(n - 1\) V_dim radius\^dim\) "
+        r"\(or set OTTOKIT_MEMORY_LIMIT=off to try anyway\)$"
+    )
+    with pytest.raises(MemoryEstimateError, match=refused):
+        random_geometric(n, r, seed=0, dim=dim)
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "match"),
+    [
+        (lambda: from_edges([(0, 1), (1, 2), (2, 3)], [1.0, 2.0]), ValueError,
+         r"^weights must have one entry per edge: expected shape \(3,\), got \(2,\)$"),
+        (lambda: from_edges([(0, 1), (1, 4)], n=4), ValueError,
+         r"^edges: node index 4 is out of range for n=4 nodes$"),
+        (lambda: from_edges([(0, 1), (-1, 2)], n=4), ValueError,
+         r"^edges: node index -1 is out of range for n=4 nodes$"),
+        (lambda: from_edges([(0, 1)], n=0), ValueError, r"^n must be a positive integer, got 0$"),
+        (lambda: from_edges([(0, 1)], n=2.5), TypeError,
+         r"^n must be a positive integer, got 2\.5 of type float"),
+        (lambda: from_edges(np.zeros((0, 2)), positions=np.zeros((0, 2))), ValueError,
+         r"^n must be a positive integer, got 0$"),
+        (lambda: from_edges("01"), TypeError, r"^edges must be an array of real numbers"),
+        (lambda: from_edges([(0, 1)], positions=[[0.0, 0.0], [np.nan, 1.0]]), ValueError,
+         r"^positions must be finite \(no NaN or inf\); positions\[1, 0\] = nan$"),
+        (lambda: from_edges(np.zeros((0, 2))), ValueError,
+         r"^n is required for a graph without edges; pass n=number of nodes$"),
+        (lambda: from_edges([(0, 1)], ["a"]), TypeError, r"^weights must be an array of real"),
+        (lambda: from_edges([(0, 1), (1, 2)], [np.nan, 1.0]), ValueError,
+         r"^weights must be positive and finite; weights\[0\] = nan$"),
+        (lambda: from_edges([(0, 1), (1, 2)], [0.5, 0.0]), ValueError,
+         r"^weights must be positive and finite; weights\[1\] = 0\.0$"),
+        (lambda: from_edges([(0, 1), (1, 0), (1, 2)], [1.0, 2.0, 3.0]), ValueError,
+         r"^edges: duplicate edge \(0, 1\) with conflicting weights 1\.0 and 2\.0$"),
+        (lambda: from_edges([(0, 1)], n=2, positions=[[0.0, 0.0], [np.nan, 1.0]]), ValueError,
+         r"^positions must be finite$"),
+        (lambda: from_edges([(0, 1), (2, 2)]), ValueError,
+         r"^edges: self-loop at node 2 \(edge 1\); remove it$"),
+        (lambda: from_networkx(nx.Graph()), ValueError, r"^networkx graph has no nodes$"),
+        (lambda: from_networkx(nx.DiGraph([(0, 1)])), ValueError,
+         r"^networkx graph must be undirected$"),
+        (lambda: from_networkx(SimpleNamespace(nodes=[0, 1], edges=[(0, 1)])), TypeError,
+         r"^G must be a networkx\.Graph, got SimpleNamespace$"),
+        (lambda: from_networkx(SimpleNamespace(nodes=[0, 1])), TypeError,
+         r"^G must be a networkx\.Graph, got SimpleNamespace$"),
+        (lambda: from_scipy("ab"), TypeError, r"^adjacency must be an array of real numbers"),
+        (lambda: from_scipy(np.ones(3)), ValueError,
+         r"^adjacency must have 2 dimension\(s\), got shape \(3,\)$"),
+        (lambda: from_scipy(np.zeros((0, 0))), ValueError,
+         r"^n must be a positive integer, got 0$"),
+        (lambda: grid((4, 2.5)), TypeError, r"^shape\[1\] must be a positive integer, got 2\.5"),
+        (lambda: grid((4, 0)), ValueError, r"^shape\[1\] must be a positive integer, got 0$"),
+        (lambda: grid(4, spacing="a"), TypeError, r"^spacing must be an array of real numbers"),
+        (lambda: grid(4, spacing=np.inf), ValueError, r"^spacing must be positive and finite"),
+        (lambda: random_geometric(-1, 0.1, seed=0), ValueError,
+         r"^n must be a positive integer, got -1$"),
+        (lambda: random_geometric(10, 0.0, seed=0), ValueError,
+         r"^radius must be a positive number, got 0$"),
+        (lambda: random_geometric(10, 0.1, seed=-1), ValueError,
+         r"^seed must be a non-negative integer, got -1$"),
+        (lambda: random_geometric(10, 0.1, seed=0, dim=0), ValueError,
+         r"^dim must be a positive integer, got 0$"),
+        (lambda: random_geometric(10, 0.5, seed=0, weight=0.0), ValueError,
+         r"^weight must be a positive number, got 0$"),
+        (lambda: random_geometric(10, 0.1, seed=0, center=(0.5, np.nan)), ValueError,
+         r"^center must be finite \(no NaN or inf\); center\[1\] = nan$"),
+    ],
+)
+def test_builder_guards_say_exactly_what_is_wrong(build, error, match):
+    """Each guard of the builders fires at its boundary with the whole message."""
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_connected_graphs_build_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DisconnectedGraphWarning)
+        assert grid((5, 4)).is_connected
+        assert from_edges([(0, 1), (1, 2)]).is_connected

@@ -771,3 +771,138 @@ def test_trial_states_outside_the_domain_are_rejected_quietly():
                    rtol=1e-2, atol=1e-6)
     assert tr.min_density > 0
     assert np.abs(tr.rho.sum(axis=1) - 1.0).max() <= 1e-10
+
+
+def _cvode_reference(flow, rho0, te, method, **options):
+    """CVODE called directly with the flow's dense Jacobian (an independent run of the library)."""
+    import sksundae as sun
+
+    def rhsfn(_t, y, yp):
+        yp[:] = flow.rhs(y)
+
+    def jacfn(_t, y, _yp, jj):
+        jj[:, :] = flow.jacobian(y).toarray()
+
+    name = {"bdf": "BDF", "adams": "Adams"}[method]
+    solver = sun.cvode.CVODE(
+        rhsfn, method=name, linsolver="dense", jacfn=jacfn, **{
+            "rtol": 1e-6, "atol": 1e-12, "max_num_steps": 200_000, **options}
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return solver.solve(te, rho0)
+
+
+@pytest.mark.parametrize("method", ["bdf", "adams"])
+def test_bdf_and_adams_are_cvodes_methods_with_the_flows_jacobian(method):
+    """On a small graph "bdf" and "adams" are CVODE's BDF and Adams methods with a dense Newton
+    solver on the flow's Jacobian: the same states and counts as the library called directly.
+    With two or three output times (CVODE then steps on its own) the states still follow
+    exp(-t L) rho0, and the first is rho0 itself."""
+    g = grid(20, spacing=0.05)  # stiff: the Laplacian's rates reach 4 / h^2 = 1600
+    rho0 = np.linspace(1.0, 2.0, g.n)
+    rho0 /= rho0.sum()
+    flow = LinearHeatFlow(g)
+    te = np.linspace(0.0, 2.0, 5)
+    tr = solve(flow, rho0, (0.0, 2.0), te, method=method)
+    ref = _cvode_reference(flow, rho0, te, method)
+    np.testing.assert_array_equal(tr.rho, ref.y)
+    assert (tr.n_rhs, tr.n_jac) == (ref.nfev, ref.njev)
+    for t_eval in ([1.0, 3.0], [1.0, 1.1, 3.0]):  # autonomous: rho(t) = exp(-(t - 1) L) rho0
+        tr = solve(flow, rho0, (1.0, 3.0), t_eval, method=method, rtol=1e-10, atol=1e-14)
+        np.testing.assert_array_equal(tr.rho[0], rho0)
+        exact = _heat_semigroup(g, rho0, np.array(t_eval) - 1.0)
+        np.testing.assert_allclose(tr.rho, exact, rtol=0, atol=1e-7 * rho0.max())
+
+
+@pytest.mark.parametrize("method", ["bdf", "rk45"])
+def test_a_failed_integration_passes_on_the_integrators_message(method):
+    """The SolverError carries the integrator's own reason, as the library reports it for the
+    same failing flow; CVODE stops where the right-hand side turns NaN, at t* where
+    (exp(-t L) rho0)_0 = 0.7."""
+    g = grid(10)
+    rho0 = np.full(10, 1e-3)
+    rho0[0] = 1.0 - 9e-3
+    flow = NaNOnceSpread(g)
+    te = np.linspace(0.0, 1.0, 11)
+    if method == "rk45":
+        with np.errstate(invalid="ignore"):
+            ref = solve_ivp(lambda _t, y: flow.rhs(y), (0.0, 1.0), rho0, t_eval=te, rtol=1e-6,
+                            atol=1e-12)
+        t_star = None
+    else:
+        ref = _cvode_reference(flow, rho0, te, method, max_num_steps=2000)
+        lap = g.laplacian().toarray()
+        t_star = brentq(lambda t: (expm(-t * lap) @ rho0)[0] - 0.7, 0.0, 1.0)
+    assert not ref.success
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(SolverError) as info:
+            solve(flow, rho0, (0.0, 1.0), method=method, max_steps=2000)
+    assert str(info.value).startswith(f"{method}: {ref.message} (diagnostics: ")
+    if t_star is not None:
+        assert info.value.diagnostics["t_reached"] == pytest.approx(t_star, abs=1e-6)
+
+
+def test_a_leak_is_named_with_the_method_that_ran(rgg30):
+    with pytest.raises(SolverError, match=(
+        r"^lsoda: mass drifted by .* \(relative\) > 1e-10, more than rounding explains over "
+        r"\d+ right-hand sides and t1 - t0 = 0.1; the flow's right-hand side does not conserve "
+        r"mass \(diagnostics: ")
+    ) as info:
+        solve(LeakyHeat(rgg30, 1e-6), seed_like_initial(rgg30.n), (0.0, 0.1), method="lsoda")
+    assert info.value.diagnostics["method"] == "lsoda"
+
+
+def test_an_undershoot_names_the_node_and_time_of_the_most_negative_density():
+    """The same RK45 run through solve_ivp: its most negative output density is the one named."""
+    g = _path(2001)
+    flow, rho0 = PositiveHeatFlow(g), _spike(g.n)
+    te = np.linspace(0.0, 10.0, 11)
+    ref = solve_ivp(lambda _t, y: flow.rhs(y), (0.0, 10.0), rho0, t_eval=te, rtol=1e-2, atol=1e-6)
+    y = ref.y.T
+    bad_t, bad_i = np.unravel_index(np.argmin(y), y.shape)
+    assert y.min() < 0 and bad_t > 0
+    with pytest.raises(SolverError, match=(
+        rf"^rk45: density became non-positive \(rho\[{bad_i}\] = {y.min():.3g} "
+        rf"at t = {te[bad_t]:.6g}\); use method='bdf' \(positivity constraints\) or tighter "
+        r"tolerances \(diagnostics: ")
+    ):
+        solve(flow, rho0, (0.0, 10.0), method="rk45", rtol=1e-2, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def grid1600():
+    """1,600 nodes: beyond the dense CVODE path, so "bdf" runs GMRES with multigrid."""
+    g = grid((40, 40), spacing=1.0 / 40)
+    x, y = g.positions.T
+    v = 2.0 * np.cos(2 * np.pi * x) * np.sin(2 * np.pi * y)
+    rho0 = np.exp(-((x - 0.3) ** 2 + (y - 0.6) ** 2) / 0.02) + 1e-3
+    return WassersteinFlow(g, Entropy() + PotentialEnergy(v)), rho0 / rho0.sum()
+
+
+def test_multigrid_preconditioned_bdf_conserves_mass_to_rounding(grid1600, monkeypatch):
+    """Each preconditioned vector keeps its component sums, so every Krylov correction keeps
+    the mass: even at a loose rtol = 1e-4 the drift is rounding, below n eps. The count of
+    preconditioner set-ups is the number of multigrid hierarchies built."""
+    import pyamg
+
+    built = []
+    original = pyamg.smoothed_aggregation_solver
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pyamg, "smoothed_aggregation_solver", counting)
+    flow, rho0 = grid1600
+    tr = solve(flow, rho0, (0.0, 0.01), method="bdf", rtol=1e-4, atol=1e-12)
+    assert tr.mass_drift <= flow.graph.n * np.finfo(float).eps
+    assert tr.info["n_precond_setups"] == len(built) >= 1
+
+
+def test_multigrid_preconditioned_bdf_refreshes_the_jacobian_as_the_state_moves(grid1600):
+    """CVODE asks for a new Jacobian at least every 50 steps; the preconditioner takes it."""
+    flow, rho0 = grid1600
+    tr = solve(flow, rho0, (0.0, 1.0), method="bdf", rtol=1e-4, atol=1e-12)
+    assert tr.n_jac > 1
+    assert tr.mass_drift <= flow.graph.n * np.finfo(float).eps

@@ -220,14 +220,13 @@ def from_edges(
     e = as_array(edges, "edges", dtype=None)
     if e.size == 0:
         e = e.reshape(0, 2)
-    if n is not None:
-        n = check_int(n, "n", ge=1)
-    elif positions is not None:
-        n = int(as_array(positions, "positions").shape[0])
-    elif e.size:
-        n = int(np.max(e)) + 1
-    else:
-        raise ValueError("n is required for a graph without edges; pass n=number of nodes")
+    if n is None:  # else _validate_and_build checks it
+        if positions is not None:
+            n = int(as_array(positions, "positions").shape[0])
+        elif e.size:
+            n = int(np.max(e)) + 1
+        else:
+            raise ValueError("n is required for a graph without edges; pass n=number of nodes")
     w = np.ones(e.shape[0]) if weights is None else as_array(weights, "weights", finite=False)
     return _validate_and_build(n, e, w, positions)
 
@@ -257,7 +256,7 @@ def _pair_probability(r: float, dim: int) -> float:
             - 4.0 * r**2 * math.acos(1.0 / r)
         )
     ball = math.pi ** (dim / 2) / gamma(dim / 2 + 1) * r**dim
-    return min(1.0, ball, per_axis**dim)
+    return min(ball, per_axis**dim)
 
 
 def expected_geometric_edges(n: int, radius: float, dim: int = 2) -> float:
@@ -373,14 +372,18 @@ def grid(
             b = np.concatenate([b, idx.take([0], axis=ax).ravel()])
         edge_blocks.append(np.stack([a, b], axis=1))
         weight_blocks.append(np.full(a.shape[0], 1.0 / h[ax] ** 2))
-    edges = np.concatenate(edge_blocks) if edge_blocks else np.zeros((0, 2), np.int64)
+    edges = np.concatenate(edge_blocks)
     weights = np.concatenate(weight_blocks)
     coords = np.stack([(g.ravel() + 0.5) * h[k] for k, g in enumerate(np.indices(shp))], axis=1)
     return _validate_and_build(n, edges, weights, coords)
 
 
 def from_scipy(adjacency: sp.spmatrix | sp.sparray | np.ndarray) -> Graph:
-    """Graph from a symmetric (sparse or dense) weighted adjacency matrix."""
+    """Graph from a symmetric (sparse or dense) weighted adjacency matrix.
+
+    Asymmetry up to ``1e-12 * max(1, max |a_ij|)`` is taken for rounding: the upper
+    triangle gives the weights. Weights are float64 whatever the matrix's dtype.
+    """
     if not sp.issparse(adjacency):
         adjacency = as_array(adjacency, "adjacency", ndim=2)
     a = sp.coo_matrix(adjacency)
