@@ -4,6 +4,7 @@ differences and an independent Jacobian."""
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -19,8 +20,10 @@ from _gan_cases import (
     reference_jacobian,
     sq_loss,
 )
+from _ranks import thread_ranks
 from torch import nn
 
+from ottokit._memory import MemoryEstimateError
 from ottokit.gan.pullback import PullbackMetric
 
 
@@ -199,6 +202,75 @@ def test_sharded_without_a_process_group_changes_nothing() -> None:
         for f in (lambda m: m.dense(), lambda m: m.gram(), lambda m: m.jacobian(),
                   lambda m: m.matvec(v), lambda m: m.vjp(m.jvp(v)), lambda m: m.outputs()):
             torch.testing.assert_close(f(sharded), f(plain), rtol=0, atol=0)
+
+
+SHARES = (5, 3)  # two ranks' uneven shares of the 8 latents
+
+
+def _sharded_rank(rank: int, structured: bool) -> dict:
+    """Rank ``rank``'s sharded metric on its share of ``latents(8)``: every product."""
+    z = latents(sum(SHARES))[sum(SHARES[:rank]) : sum(SHARES[: rank + 1])]
+    m = PullbackMetric(mlp(), z, structured=structured, sharded=True)
+    g = torch.Generator().manual_seed(4)
+    v, u = torch.randn(m.n_params, generator=g, dtype=DT), torch.randn(16, generator=g, dtype=DT)
+    return {
+        "n": (m.n_samples, m.n_local), "path": m.path, "outputs": m.outputs(),
+        "jacobian": m.jacobian(), "dense": m.dense(), "gram": m.gram(), "matvec": m.matvec(v),
+        "jvp": m.jvp(v), "vjp": m.vjp(u),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_sharded_metric_equals_the_metric_on_the_union_of_the_shares(
+    monkeypatch, structured: bool
+) -> None:
+    """Two ranks holding 5 and 3 of 8 latents: each rank's sharded metric gives g_hat_8, J J^T,
+    J, G(z), J v and J^T u of all 8 latents (rank order), as one process does on the union;
+    J^T u takes only the rank's own rows of u and sums the ranks' parts."""
+    ranks = thread_ranks(monkeypatch, _sharded_rank, structured)
+    monkeypatch.undo()
+    ref = PullbackMetric(mlp(), latents(8), structured=structured)
+    g = torch.Generator().manual_seed(4)
+    v, u = torch.randn(ref.n_params, generator=g, dtype=DT), torch.randn(16, generator=g, dtype=DT)
+    want = {"outputs": ref.outputs(), "jacobian": ref.jacobian(), "dense": ref.dense(),
+            "gram": ref.gram(), "matvec": ref.matvec(v), "jvp": ref.jvp(v), "vjp": ref.vjp(u)}
+    for r, got in enumerate(ranks):
+        assert got["n"] == (8, SHARES[r]) and got["path"] == ref.path
+        for key, value in want.items():
+            torch.testing.assert_close(got[key], value, rtol=1e-12, atol=1e-14, msg=key)
+
+
+def _gathered_gram(rank: int, structured: bool) -> str:
+    m = PullbackMetric(mlp(), latents(8)[4 * rank : 4 * rank + 4], structured=structured,
+                       sharded=True)  # fmt: skip
+    try:
+        m.gram()
+    except MemoryEstimateError as err:
+        return str(err)
+    return "fits"
+
+
+@pytest.mark.parametrize("structured", [True, False])
+def test_sharded_gram_is_refused_exactly_when_what_it_gathers_does_not_fit(
+    monkeypatch, structured: bool
+) -> None:
+    """The sharded J J^T gathers, in float64, the union's per-sample factors (once in the
+    gather's receive buffers, once concatenated) and forms the (N d_out)^2 Gram matrix: the
+    Jacobian rows of the torch.func path (N d_out x 32), or the structured path's layer inputs
+    a (N x 3, N x 5) and backward signals delta (N x d_out x 5, N x d_out x 2). It runs
+    when exactly those bytes are available and is refused, on every rank, naming
+    solver='cg', with one byte less."""
+    n, d_out, n_params = 8, 2, 32
+    rows = n * d_out
+    factors = rows * n_params if not structured else n * (3 + 5) + n * d_out * (5 + 2)
+    need = 8 * (2 * factors + rows * rows)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", str(need))
+    assert thread_ranks(monkeypatch, _gathered_gram, structured) == ["fits", "fits"]
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", str(need - 1))
+    what = "the Gram matrix J J\\^T" if structured else "J and J J\\^T"
+    for err in thread_ranks(monkeypatch, _gathered_gram, structured):
+        assert re.search(f"^{what} of 8 latents gathered on every rank needs about .*"
+                         "use solver='cg'", err), err  # fmt: skip
 
 
 @pytest.mark.parametrize("structured", [True, False])
