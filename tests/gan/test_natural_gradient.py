@@ -24,8 +24,10 @@ from _gan_cases import (
     run_steps,
     sq_loss,
 )
+from _ranks import thread_ranks
 from torch import nn
 
+from ottokit import distributed
 from ottokit.gan.jacobian import structured_support
 from ottokit.gan.natural_gradient import Armijo, NaturalGradient, NonFiniteError, StepInfo
 from ottokit.gan.pullback import PullbackMetric
@@ -563,9 +565,14 @@ DDP_CASES: list[tuple[str, float, dict]] = [
 ]  # fmt: skip
 
 
-def ng_run(gen: nn.Module, model: nn.Module, z: torch.Tensor, lr: float, kwargs: dict) -> dict:
+def ng_run(
+    gen: nn.Module, model: nn.Module, z: torch.Tensor, lr: float, kwargs: dict,
+    union: torch.Tensor | None = None,
+) -> dict:
     """Three steps of NaturalGradient on G with the loss through ``model`` (G or DDP(G)); the
-    metric's latents are the loss batch ``z`` unless a ``latent_sampler`` draws them."""
+    metric's latents are the loss batch ``z`` unless a ``latent_sampler`` draws them.
+    ``union``: ``.grad`` is the gradient of the loss on ``union``, the batches of all ranks,
+    as DDP leaves it (for ranks that are threads, without DDP)."""
     calls = [0]
     opt = NaturalGradient(gen.parameters(), gen, lr=lr, damping=1e-2, seed=3, **kwargs)
     theta0, losses = flat_params(gen), []
@@ -574,7 +581,7 @@ def ng_run(gen: nn.Module, model: nn.Module, z: torch.Tensor, lr: float, kwargs:
         calls[0] += 1
         opt.zero_grad()
         loss = sq_loss(model, z)
-        loss.backward()
+        (loss if union is None else sq_loss(model, union)).backward()
         return loss
 
     for _ in range(3):
@@ -1067,3 +1074,122 @@ def test_loading_a_state_discards_the_optimisers_own_factorisation() -> None:
     run_steps(opt_b, gen_b, z, 2)
     assert not opt_b.last_step_info.metric_refreshed
     assert torch.equal(flat_params(gen_b), flat_params(gen_a))
+
+
+THREAD_CASES = [*DDP_CASES, (
+    "cholesky-rank-sampler", 0.3,  # rank 0's draw is used, whatever the other ranks draw
+    {"solver": "cholesky", "latent_sampler": lambda n: latents(n, seed=5 + distributed.rank())},
+)]  # fmt: skip
+
+
+def _thread_rank(rank: int) -> dict:
+    """Every case on one of two thread ranks: the loss on this rank's 6 of the 12 latents, the
+    gradient that of the loss on all 12 (what DDP leaves in .grad)."""
+    z = latents(DDP_LATENTS)
+    share = z[6 * rank : 6 * rank + 6]
+    out = {}
+    for name, lr, kwargs in THREAD_CASES:
+        gen = mlp()
+        out[name] = ng_run(gen, gen, share, lr, kwargs, union=z)
+    for name, kwargs in (("own-loss", {"solver": "cg"}), ("empty-share", {"metric_samples": 1})):
+        try:  # own-loss: each rank's gradient is that of its own share, not the union's
+            gen = mlp()
+            ng_run(gen, gen, share, 0.3, kwargs, union=None if name == "own-loss" else z)
+        except (RuntimeError, ValueError) as err:
+            out[name] = str(err)
+    return out
+
+
+def test_thread_ranks_step_equals_the_step_on_the_union_of_latents(monkeypatch) -> None:
+    """Two ranks as threads over ottokit.distributed's collectives, each with the gradient of
+    the loss on all 12 latents and the metric on its 6: three steps of every DDP case equal
+    those of one process on the 12 (metric gathered or all-reduced, the subsample and the
+    sampler's draw shared, the safeguard's losses averaged); gradients that differ between
+    the ranks and a subsample that leaves a rank without latents are refused on both."""
+    ranks = thread_ranks(monkeypatch, _thread_rank)
+    monkeypatch.undo()
+    z = latents(DDP_LATENTS)
+    for name, lr, kwargs in THREAD_CASES:
+        gen = mlp()
+        ref = ng_run(gen, gen, z, lr, kwargs)
+        for r in ranks:
+            got = r[name]
+            assert rel(got["move"], ref["move"]) < 1e-10, name
+            np.testing.assert_allclose(got["losses"], ref["losses"], rtol=1e-12)
+            assert (got["calls"], got["solver"], got["shrinks"]) == (
+                ref["calls"], ref["solver"], ref["shrinks"],
+            ), name  # fmt: skip
+    assert ranks[0]["woodbury-safeguard"]["shrinks"] > 0
+    for r in ranks:
+        assert re.fullmatch(
+            "the generator gradients differ between ranks; compute the loss through the "
+            "generator wrapped in DistributedDataParallel \\(ottokit.distributed.wrap_ddp\\), "
+            "which averages them, and pass the unwrapped module here", r["own-loss"],
+        )  # fmt: skip
+        assert re.fullmatch(
+            "metric_samples=1 leaves a rank without metric latents; use a larger "
+            "metric_samples or fewer processes", r["empty-share"],
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "state", [[1, 2], {"state": [1]}, {"state": {"natural_gradient": 3}}, {"state": {}}]
+)
+def test_a_state_dict_of_another_kind_is_refused(state) -> None:
+    gen = mlp()
+    opt = NaturalGradient(gen.parameters(), gen)
+    with pytest.raises(ValueError, match=(
+        r"^this state_dict was not written by NaturalGradient \(it holds no 'natural_gradient' "
+        r"state\); load the state of a NaturalGradient optimiser$"
+    )):  # fmt: skip
+        opt.load_state_dict(state)
+
+
+def _make_resumable(gen: nn.Module) -> NaturalGradient:
+    return NaturalGradient(gen.parameters(), gen, lr=0.2, damping=1e-2, momentum=0.5,
+                           metric_every=3)  # fmt: skip
+
+
+def test_the_state_of_an_optimiser_that_has_not_stepped_resumes_it() -> None:
+    """A state saved before the first step (no metric point, no buffers yet) loads into an
+    optimiser that has stepped elsewhere, is saved back unchanged, and the loaded optimiser
+    steps exactly like the one that wrote it."""
+    z = latents(6)
+    gen_a, gen_b = mlp(), mlp(seed=4)
+    opt_a = _make_resumable(gen_a)
+    saved = copy.deepcopy(opt_a.state_dict())
+    opt_b = _make_resumable(gen_b)
+    run_steps(opt_b, gen_b, latents(6, seed=9), 1)
+    gen_b.load_state_dict(gen_a.state_dict())
+    opt_b.load_state_dict(saved)
+    again = opt_b.state_dict()["state"]["natural_gradient"]
+    assert again.keys() == saved["state"]["natural_gradient"].keys()
+    assert again["metric_params"] is None and again["metric_latents"] is None
+    run_steps(opt_a, gen_a, z, 3)
+    run_steps(opt_b, gen_b, z, 3)
+    assert torch.equal(flat_params(gen_b), flat_params(gen_a))
+
+
+def test_a_float32_state_resumes_a_float64_optimiser_as_its_float64_cast() -> None:
+    """Loading casts the state's metric point, momentum and previous direction to the
+    generator's dtype: a float32 checkpoint (taken mid-cycle, so the metric is rebuilt at the
+    stored point) resumes a float64 run exactly as the same checkpoint cast by hand."""
+    z = latents(6)
+    gen32 = mlp().float()
+    opt32 = _make_resumable(gen32)
+    run_steps(opt32, gen32, z.float(), 1)
+    saved = copy.deepcopy(opt32.state_dict())
+    cast = copy.deepcopy(saved)
+    for key in ("metric_params", "momentum_buffer", "prev_direction"):
+        assert saved["state"]["natural_gradient"][key].dtype == torch.float32
+        cast["state"]["natural_gradient"][key] = cast["state"]["natural_gradient"][key].double()
+    runs = []
+    for state in (saved, cast):
+        gen = mlp()
+        gen.load_state_dict(gen32.state_dict())
+        opt = _make_resumable(gen)
+        opt.load_state_dict(state)
+        run_steps(opt, gen, z, 2)
+        assert not opt.last_step_info.metric_refreshed
+        runs.append(flat_params(gen))
+    assert torch.equal(runs[0], runs[1])
