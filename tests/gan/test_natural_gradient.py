@@ -1097,15 +1097,53 @@ def _thread_rank(rank: int) -> dict:
             ng_run(gen, gen, share, 0.3, kwargs, union=None if name == "own-loss" else z)
         except (RuntimeError, ValueError) as err:
             out[name] = str(err)
+    out["resumed"] = resumed_run(share, z)
+    gen = mlp()
+    opt = NaturalGradient(gen.parameters(), gen, solver="cg")
+    opt.set_latents(share)
+    sq_loss(gen, z).backward()
+    if rank == 1:  # a gradient that is not finite on one rank only
+        gen[0].weight.grad[0, 0] = math.nan
+    try:
+        opt.step()
+    except NonFiniteError as err:
+        out["nan-on-rank-1"] = str(err)
     return out
+
+
+def resumed_run(z: torch.Tensor, union: torch.Tensor | None = None) -> torch.Tensor:
+    """One step, a checkpoint, and two steps of a new optimiser resumed from it (the metric of
+    step 0 rebuilt from the stored point and latents); the move of the three steps."""
+    gen = mlp()
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.2, damping=1e-2, metric_every=5)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = sq_loss(gen, z)
+        (loss if union is None else sq_loss(gen, union)).backward()
+        return loss
+
+    opt.set_latents(z)
+    opt.step(closure)
+    saved = copy.deepcopy(opt.state_dict())
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.2, damping=1e-2, metric_every=5)
+    opt.load_state_dict(saved)
+    for _ in range(2):
+        opt.set_latents(z)
+        opt.step(closure)
+    assert not opt.last_step_info.metric_refreshed
+    return flat_params(gen) - theta0
 
 
 def test_thread_ranks_step_equals_the_step_on_the_union_of_latents(monkeypatch) -> None:
     """Two ranks as threads over ottokit.distributed's collectives, each with the gradient of
     the loss on all 12 latents and the metric on its 6: three steps of every DDP case equal
     those of one process on the 12 (metric gathered or all-reduced, the subsample and the
-    sampler's draw shared, the safeguard's losses averaged); gradients that differ between
-    the ranks and a subsample that leaves a rank without latents are refused on both."""
+    sampler's draw shared, the safeguard's losses averaged), and so does a run resumed from a
+    checkpoint (whose metric latents are the union's); gradients that differ between the
+    ranks, a gradient not finite on one rank only and a subsample that leaves a rank without
+    latents are refused on both."""
     ranks = thread_ranks(monkeypatch, _thread_rank)
     monkeypatch.undo()
     z = latents(DDP_LATENTS)
@@ -1120,7 +1158,12 @@ def test_thread_ranks_step_equals_the_step_on_the_union_of_latents(monkeypatch) 
                 ref["calls"], ref["solver"], ref["shrinks"],
             ), name  # fmt: skip
     assert ranks[0]["woodbury-safeguard"]["shrinks"] > 0
+    ref = resumed_run(z)
     for r in ranks:
+        assert rel(r["resumed"], ref) < 1e-10
+        assert r["nan-on-rank-1"] == (
+            "the generator gradient is not finite (NaN or inf); the step was not taken"
+        )
         assert re.fullmatch(
             "the generator gradients differ between ranks; compute the loss through the "
             "generator wrapped in DistributedDataParallel \\(ottokit.distributed.wrap_ddp\\), "
