@@ -846,6 +846,28 @@ def test_safeguard_drops_momentum_that_points_uphill() -> None:
     assert float((beta * buf).norm()) > float((lr * v).norm())
 
 
+def test_safeguard_keeps_a_momentum_step_that_decreases_the_loss() -> None:
+    """Prop. 16.1 with beta = 0.5 under the Armijo safeguard on a descending run: every
+    momentum trial beta * buffer - eta v passes at once, so the run equals the unsafeguarded
+    one, and each step's single trial loss is J at the parameters it moved to."""
+    z = latents(10)
+    runs = {}
+    for safeguard in (False, True):
+        gen = mlp()
+        opt = NaturalGradient(gen.parameters(), gen, lr=0.1, damping=1e-2, momentum=0.5,
+                              safeguard=safeguard)  # fmt: skip
+        for _ in range(3):
+            opt.set_latents(z)
+            opt.step(_closure(opt, gen, z, 0.7))
+            info = opt.last_step_info
+            j = float(_centred_loss(gen, z, 0.7).detach())
+            if safeguard:
+                assert (info.restarts, info.shrinks, info.accepted) == (0, 0, True)
+                assert info.trial_losses == (pytest.approx(j, rel=1e-12, abs=0),)
+        runs[safeguard] = flat_params(gen)
+    torch.testing.assert_close(runs[True], runs[False], rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("c", [0.3, 0.9])
 def test_armijo_constant_away_from_its_default(c: float) -> None:
     """With c = 0.3 or 0.9 the accepted step is the first halving that satisfies
@@ -1227,6 +1249,7 @@ def test_a_float32_state_resumes_a_float64_optimiser_as_its_float64_cast() -> No
         assert saved["state"]["natural_gradient"][key].dtype == torch.float32
         cast["state"]["natural_gradient"][key] = cast["state"]["natural_gradient"][key].double()
     runs = []
+    st = saved["state"]["natural_gradient"]
     for state in (saved, cast):
         gen = mlp()
         gen.load_state_dict(gen32.state_dict())
@@ -1234,5 +1257,6 @@ def test_a_float32_state_resumes_a_float64_optimiser_as_its_float64_cast() -> No
         opt.load_state_dict(state)
         run_steps(opt, gen, z, 2)
         assert not opt.last_step_info.metric_refreshed
+        assert opt.state_dict()["state"]["natural_gradient"].keys() == st.keys()
         runs.append(flat_params(gen))
     assert torch.equal(runs[0], runs[1])
