@@ -868,6 +868,28 @@ def test_safeguard_keeps_a_momentum_step_that_decreases_the_loss() -> None:
     torch.testing.assert_close(runs[True], runs[False], rtol=1e-12, atol=1e-14)
 
 
+def test_safeguard_counts_a_trial_loss_that_overflows_as_a_failure() -> None:
+    """J = exp(20 |G(z) - c|^2): eta = 1e6 throws the first trial so far that J overflows to
+    inf. That trial fails like any other (no error): eta is halved until J is finite and
+    satisfies the Armijo rule."""
+    z, gen = latents(10), mlp()
+    opt = NaturalGradient(gen.parameters(), gen, lr=1e6, damping=1e-2,
+                          safeguard=Armijo(max_shrinks=60))  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.exp(20 * _centred_loss(gen, z, 0.7))
+        loss.backward()
+        return loss
+
+    opt.set_latents(z)
+    j0 = float(opt.step(closure))
+    info = opt.last_step_info
+    assert math.isfinite(j0) and info.accepted and info.shrinks > 0
+    assert info.trial_losses[0] == math.inf and math.isfinite(info.trial_losses[-1])
+    assert info.trial_losses[-1] <= j0 - 1e-4 * info.lr_used * info.grad_dot_direction
+
+
 @pytest.mark.parametrize("c", [0.3, 0.9])
 def test_armijo_constant_away_from_its_default(c: float) -> None:
     """With c = 0.3 or 0.9 the accepted step is the first halving that satisfies
