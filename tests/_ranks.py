@@ -1,7 +1,7 @@
 """Run a function on several ranks and collect what each rank returns: gloo ranks on the CPU
-(torch.multiprocessing.spawn), or threads of this process whose collectives are those of
-``ottokit.distributed`` done over the threads (seconds cheaper, for code that needs no
-``DistributedDataParallel``)."""
+(processes spawned or forked from this one), or threads of this process whose collectives
+are those of ``ottokit.distributed`` done over the threads (seconds cheaper, for code that
+needs no ``DistributedDataParallel``)."""
 
 from __future__ import annotations
 
@@ -56,16 +56,22 @@ def run_ranks(
     world: int = 2,
     timeout: float = 60.0,
     settle: bool = True,
+    start_method: str = "spawn",
 ) -> list:
     """``[fn(0, *args), ..., fn(world - 1, *args)]``, each in its own gloo process.
 
-    ``fn`` must be a module-level function (it is pickled into the children); what it
+    ``fn`` must be a module-level function (it is pickled into spawned children); what it
     returns must be picklable. ``settle``: the ranks meet at a barrier before tearing the
     group down (off for a test whose ranks deliberately call different collectives).
+    ``start_method="fork"``: the ranks inherit this process's imported modules (torch and
+    its compiler stack, ottokit) instead of importing them again, seconds sooner; only for
+    ranks that all reach the rendezvous (a rank that fails before it races its peer's
+    connection). _entry runs each rank on one thread, so no OpenMP pool crosses the fork.
     """
     with tempfile.TemporaryDirectory() as out:
-        mp.spawn(
-            _entry, args=(fn, world, out, args, timeout, settle), nprocs=world, join=True
+        mp.start_processes(
+            _entry, args=(fn, world, out, args, timeout, settle), nprocs=world, join=True,
+            start_method=start_method,
         )
         return [pickle.loads(Path(out, f"rank{r}.pkl").read_bytes()) for r in range(world)]
 
