@@ -685,7 +685,7 @@ def test_distributed_step_equals_the_step_on_the_union_of_latents() -> None:
     NaturalGradient under DDP equals the one-process run."""
     from _ranks import run_ranks
 
-    ranks = run_ranks(_ddp_rank)
+    ranks = run_ranks(_ddp_rank, start_method="fork")
     z = latents(DDP_LATENTS)
     for name, lr, kwargs in DDP_CASES:
         gen = mlp()
@@ -888,6 +888,27 @@ def test_safeguard_counts_a_trial_loss_that_overflows_as_a_failure() -> None:
     assert math.isfinite(j0) and info.accepted and info.shrinks > 0
     assert info.trial_losses[0] == math.inf and math.isfinite(info.trial_losses[-1])
     assert info.trial_losses[-1] <= j0 - 1e-4 * info.lr_used * info.grad_dot_direction
+
+
+def test_lipschitz_estimate_of_a_short_direction() -> None:
+    """Prop. 8.3's L estimate 2 (J(trial) - J + eta <grad J, v>) / (eta^2 |v|^2) is reported
+    for a direction with |v| < 1 too (J scaled by 1e-2, so v is about 1e-2 of the usual)."""
+    z, gen = latents(10), mlp()
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.1, damping=1e-2, safeguard=True)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = 1e-2 * _centred_loss(gen, z, 0.7)
+        loss.backward()
+        return loss
+
+    opt.set_latents(z)
+    j0 = float(opt.step(closure))
+    info = opt.last_step_info
+    eta, vv = info.lr_used, info.direction_norm**2
+    assert 0 < vv < 1 and info.trial_losses == (float(closure().detach()),)
+    expected = 2 * (info.trial_losses[0] - j0 + eta * info.grad_dot_direction) / (eta**2 * vv)
+    assert abs(info.lipschitz_estimate - expected) <= 1e-9 * abs(expected)
 
 
 @pytest.mark.parametrize("c", [0.3, 0.9])
