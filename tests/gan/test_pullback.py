@@ -23,6 +23,8 @@ from _gan_cases import (
 from _ranks import thread_ranks
 from torch import nn
 
+from ottokit import _memory
+from ottokit import distributed as D
 from ottokit._memory import MemoryEstimateError
 from ottokit.gan.pullback import PullbackMetric
 
@@ -268,9 +270,15 @@ def test_sharded_gram_is_refused_exactly_when_what_it_gathers_does_not_fit(
     assert thread_ranks(monkeypatch, _gathered_gram, structured) == ["fits", "fits"]
     monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", str(need - 1))
     what = "the Gram matrix J J\\^T" if structured else "J and J J\\^T"
+    knob = r"use solver='cg' \(matrix-free: an all-reduce of per-rank products, nothing gathered\)"
     for err in thread_ranks(monkeypatch, _gathered_gram, structured):
-        assert re.search(f"^{what} of 8 latents gathered on every rank needs about .*"
-                         "use solver='cg'", err), err  # fmt: skip
+        assert re.search(f"^{what} of 8 latents gathered on every rank needs about .*; {knob} "
+                         r"\(or set OTTOKIT_MEMORY_LIMIT=off to try anyway\)$", err), err
+    # only rank 0 lacks the memory: rank 1, whose own gather would fit, refuses too
+    monkeypatch.setattr(_memory, "available_memory", lambda: need - 1 if D.rank() == 0 else None)
+    errors = thread_ranks(monkeypatch, _gathered_gram, structured)
+    assert re.search(f"^{what} of 8 latents gathered on every rank needs about", errors[0])
+    assert re.fullmatch(f"{what} of 8 latents does not fit on another rank; {knob}", errors[1])
 
 
 @pytest.mark.parametrize("structured", [True, False])
