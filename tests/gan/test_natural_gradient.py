@@ -911,6 +911,18 @@ def test_lipschitz_estimate_of_a_short_direction() -> None:
     assert abs(info.lipschitz_estimate - expected) <= 1e-9 * abs(expected)
 
 
+def test_rejected_steps_are_counted_over_steps() -> None:
+    """eta = 1e6 with no halving allowed: every step is rejected, the parameters stay put, and
+    the state counts each rejection."""
+    z, gen = latents(6), mlp()
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(gen.parameters(), gen, lr=1e6, damping=1e-2,
+                          safeguard=Armijo(max_shrinks=0))  # fmt: skip
+    run_steps(opt, gen, z, 2)
+    assert opt.last_step_info.rejected and opt.state["natural_gradient"]["rejections"] == 2
+    assert torch.equal(flat_params(gen), theta0)
+
+
 @pytest.mark.parametrize("c", [0.3, 0.9])
 def test_armijo_constant_away_from_its_default(c: float) -> None:
     """With c = 0.3 or 0.9 the accepted step is the first halving that satisfies

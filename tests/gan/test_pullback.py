@@ -242,14 +242,29 @@ def test_sharded_metric_equals_the_metric_on_the_union_of_the_shares(
             torch.testing.assert_close(got[key], value, rtol=1e-12, atol=1e-14, msg=key)
 
 
-def _gathered_gram(rank: int, structured: bool) -> str:
+def _gathered_gram(rank: int, structured: bool, product: str = "gram") -> str:
     m = PullbackMetric(mlp(), latents(8)[4 * rank : 4 * rank + 4], structured=structured,
                        sharded=True)  # fmt: skip
     try:
-        m.gram()
+        getattr(m, product)()
     except MemoryEstimateError as err:
         return str(err)
     return "fits"
+
+
+def test_sharded_jacobian_is_refused_exactly_when_what_it_gathers_does_not_fit(
+    monkeypatch,
+) -> None:
+    """The sharded J gathers the union's 16 x 32 float64 rows twice (receive buffers and
+    concatenation): it runs with exactly those bytes available and is refused, naming
+    solver='cg', with one byte less."""
+    need = 8 * 2 * 16 * 32
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", str(need))
+    assert thread_ranks(monkeypatch, _gathered_gram, True, "jacobian") == ["fits", "fits"]
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", str(need - 1))
+    for err in thread_ranks(monkeypatch, _gathered_gram, True, "jacobian"):
+        assert re.search(r"^the Jacobian J of 8 latents gathered on every rank needs about .*; "
+                         "use solver='cg'", err), err  # fmt: skip
 
 
 @pytest.mark.parametrize("structured", [True, False])
