@@ -206,6 +206,30 @@ def test_sharded_without_a_process_group_changes_nothing() -> None:
             torch.testing.assert_close(f(sharded), f(plain), rtol=0, atol=0)
 
 
+class _OnScalars(nn.Module):
+    """A generator of scalar latents, shape (N,)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z[:, None])
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (5,)])
+def test_a_single_latent_and_one_dimensional_latents(shape) -> None:
+    """N = 1 and latents of shape (N,) (a generator that reads scalars) are valid batches:
+    the metric is J^T J / N of the independent Jacobian."""
+    gen = mlp(k=1) if len(shape) == 1 else mlp()
+    model = _OnScalars(gen) if len(shape) == 1 else gen
+    z = torch.randn(shape, dtype=DT, generator=torch.Generator().manual_seed(6))
+    m = PullbackMetric(model, z)
+    jac = torch.from_numpy(reference_jacobian(gen, z.reshape(shape[0], -1)))
+    assert m.n_samples == shape[0]
+    torch.testing.assert_close(m.dense(), jac.T @ jac / shape[0], rtol=1e-12, atol=1e-14)
+
+
 SHARES = (5, 3)  # two ranks' uneven shares of the 8 latents
 
 
@@ -215,7 +239,9 @@ def _sharded_rank(rank: int, structured: bool) -> dict:
     m = PullbackMetric(mlp(), z, structured=structured, sharded=True)
     g = torch.Generator().manual_seed(4)
     v, u = torch.randn(m.n_params, generator=g, dtype=DT), torch.randn(16, generator=g, dtype=DT)
+    own = PullbackMetric(mlp(), z, structured=structured)  # not sharded: this rank's own
     return {
+        "own": (own.n_samples, own.dense(), own.matvec(v), own.vjp(u[: 2 * len(z)])),
         "n": (m.n_samples, m.n_local), "path": m.path, "outputs": m.outputs(),
         "jacobian": m.jacobian(), "dense": m.dense(), "gram": m.gram(), "matvec": m.matvec(v),
         "jvp": m.jvp(v), "vjp": m.vjp(u),
@@ -228,7 +254,8 @@ def test_sharded_metric_equals_the_metric_on_the_union_of_the_shares(
 ) -> None:
     """Two ranks holding 5 and 3 of 8 latents: each rank's sharded metric gives g_hat_8, J J^T,
     J, G(z), J v and J^T u of all 8 latents (rank order), as one process does on the union;
-    J^T u takes only the rank's own rows of u and sums the ranks' parts."""
+    J^T u takes only the rank's own rows of u and sums the ranks' parts. A metric built
+    without sharded=True stays the rank's own, on its share only."""
     ranks = thread_ranks(monkeypatch, _sharded_rank, structured)
     monkeypatch.undo()
     ref = PullbackMetric(mlp(), latents(8), structured=structured)
@@ -240,6 +267,13 @@ def test_sharded_metric_equals_the_metric_on_the_union_of_the_shares(
         assert got["n"] == (8, SHARES[r]) and got["path"] == ref.path
         for key, value in want.items():
             torch.testing.assert_close(got[key], value, rtol=1e-12, atol=1e-14, msg=key)
+        share = latents(8)[sum(SHARES[:r]) : sum(SHARES[: r + 1])]
+        own = PullbackMetric(mlp(), share, structured=structured)
+        n, dense, mv, jtu = got["own"]
+        assert n == SHARES[r]
+        jtu_own = own.vjp(u[: 2 * len(share)])
+        for a, b in ((dense, own.dense()), (mv, own.matvec(v)), (jtu, jtu_own)):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
 def _gathered_gram(rank: int, structured: bool, product: str = "gram") -> str:
