@@ -148,7 +148,7 @@ class BatchMean(nn.Module):
         (lambda g, z: PullbackMetric(g, z[0, 0]), ValueError,
          r"latents must have shape \(N, \.\.\.\) with N >= 1, got \(\)"),
         (lambda g, z: PullbackMetric(g, torch.where(z < -1.0, -torch.inf, z)), ValueError,
-         "latents must be finite"),
+         "^latents must be finite$"),
         (lambda g, z: PullbackMetric(g, z, params=torch.zeros(31, dtype=DT)), ValueError,
          r"params must be a flat tensor of length 32 \(ParamLayout order\)"),
         (lambda g, z: PullbackMetric(g, z, params=[0.0] * 32), ValueError,
