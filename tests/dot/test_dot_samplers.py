@@ -384,6 +384,15 @@ def test_mh_gan_names_real_data_that_D_cannot_take():
         mh_gan(D, lambda z: z, PRIOR1, torch.zeros(4, 3, dtype=torch.float64), 2)
 
 
+def test_mh_gan_names_generated_samples_that_D_cannot_take():
+    """x_real chains into D but G's samples do not (G returns float32 for a float64 D): the
+    error names G's output, not the real data."""
+    D = torch.nn.Linear(1, 1).double()
+    G = lambda z: z.float()
+    with pytest.raises(ValueError, match=r"^G's output has per-sample shape \(1,\) but D expects"):
+        mh_gan(D, G, PRIOR1, torch.zeros(4, 1, dtype=torch.float64), 2, seed=0)
+
+
 def test_mh_gan_probes_D_before_calling_it_a_probability():
     """A logit D with values in [0, 1] on the real batch, unbounded far from it: no warning
     (a sigmoid D, bounded everywhere, does warn)."""

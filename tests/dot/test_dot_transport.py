@@ -17,6 +17,7 @@ Known answers used here:
 from __future__ import annotations
 
 import math
+import time
 import warnings
 
 import numpy as np
@@ -550,3 +551,91 @@ def test_naive_objective_history_is_minus_D_over_K():
     last = float(-(res.samples @ a).mean() / 2.0)
     assert float(res.objective[-1]) == pytest.approx(last, rel=1e-12)
     assert bool((res.objective[1:] < res.objective[:-1]).all())  # D increases every step
+
+
+def test_dot_defaults_are_the_original_two_dimensional_setting():
+    """Defaults: Adam(lr 0.01, betas (0, 0.9)), 100 steps, offset 0.001, no clip, DOT mode;
+    latent space under the normal prior. Naive DOT with D(x) = a.x and beta1 = 0 moves each
+    coordinate by lr sign(a_k) per step: 100 x 0.01 = 1 in all (up to Adam's eps 1e-8 / |a_k|
+    per step)."""
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    y0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(19), dtype=torch.float64)
+    naive = dot_target(lambda x: x @ a, y0, 1.0, mode="naive")
+    torch.testing.assert_close(naive.samples, y0 + torch.sign(a), rtol=0, atol=1e-7)
+    assert naive.steps == 100 and naive.objective.shape == (101,)
+    D = lambda x: x @ a - (x**2).sum(1)  # curved: the gradients vary, beta2 matters
+    explicit = dot_target(D, y0, 0.7, 100, 0.01, "adam", None, mode="dot", betas=(0.0, 0.9),
+                          offset=1e-3)
+    default = dot_target(D, y0, 0.7)
+    torch.testing.assert_close(default.samples, explicit.samples, rtol=0, atol=0)
+    assert default.mode == "dot"
+    z0 = torch.randn(6, 3, generator=torch.Generator().manual_seed(21), dtype=torch.float64)
+    G = lambda z: 1.5 * z[:, :2] + 0.5 * z[:, 2:]
+    explicit = dot_latent(D, G, z0, 0.7, 100, 0.01, "normal", optimizer="adam", mode="dot",
+                          betas=(0.0, 0.9), offset=1e-3)
+    default = dot_latent(D, G, z0, 0.7)
+    torch.testing.assert_close(default.latents, explicit.latents, rtol=0, atol=0)
+    assert default.steps == 100 and default.mode == "dot" and default.space == "latent"
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_dot_guards_name_the_argument_and_a_valid_value(space):
+    """steps >= 0 and lr > 0 with an example each; K > 0 with the hint to estimate it."""
+    D = lambda x: x[:, 0] - 5.0
+    y0 = torch.zeros(3, 2, dtype=torch.float64)
+    run = (lambda **kw: dot_target(D, y0, **kw)) if space == "target" else (
+        lambda **kw: dot_latent(D, lambda z: z, y0, **kw))
+    with pytest.raises(ValueError, match=r"^steps must be a non-negative integer, got -1 "
+                                         r"\(e\.g\. steps=100\)$"):
+        run(K=1.0, steps=-1)
+    with pytest.raises(ValueError, match=r"^lr must be a positive number, got -0\.5 "
+                                         r"\(e\.g\. lr=0\.01\)$"):
+        run(K=1.0, lr=-0.5)
+    with pytest.raises(ValueError, match=r"^K must be a positive number, got 0; estimate it "
+                                         r"with effective_lipschitz\(D, G, prior\) \(the original "
+                                         r"code's K_eff\)$"):
+        run(K=0.0)
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_dot_with_zero_steps_returns_the_start_and_its_objective(space):
+    """steps = 0: no update; the objective history is the start's ||offset|| - D/K alone."""
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    D = lambda x: x @ a
+    y0 = 0.5 * torch.randn(5, 2, generator=torch.Generator().manual_seed(23), dtype=torch.float64)
+    res = (dot_target(D, y0, 2.0, steps=0) if space == "target"
+           else dot_latent(D, lambda z: z, y0, 2.0, steps=0))
+    torch.testing.assert_close(res.samples, y0, rtol=0, atol=0)
+    assert res.objective.shape == (1,) and res.n_grad_evals == 0 and res.steps == 0
+    first = 1e-3 * math.sqrt(2) - float((y0 @ a).mean()) / 2.0
+    assert float(res.objective[0]) == pytest.approx(first, rel=1e-12)
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_dot_wall_time_is_the_elapsed_time(space):
+    D = mlp(2, 1, seed=24)
+    y0 = torch.zeros(4, 2, dtype=torch.float64)
+    t0 = time.perf_counter()
+    res = (dot_target(D, y0, 1.0, steps=3) if space == "target"
+           else dot_latent(D, lambda z: z, y0, 1.0, steps=3))
+    elapsed = time.perf_counter() - t0
+    assert 0.0 < res.wall_time <= elapsed
+    assert res.K == 1.0 and res.steps == 3 and res.n_grad_evals == 3 * 4
+
+
+def test_dot_names_the_batch_that_D_cannot_take():
+    G = torch.nn.Linear(3, 2).double()
+    D = torch.nn.Sequential(torch.nn.Linear(5, 1)).double()
+    with pytest.raises(ValueError, match=r"^G\(z0\) has per-sample shape \(2,\) but D expects "
+                                         r"\(5,\)"):
+        dot_latent(D, G, torch.zeros(4, 3, dtype=torch.float64), 1.0)
+    with pytest.raises(ValueError, match=r"^y0 has per-sample shape \(2,\) but D expects \(5,\)"):
+        dot_target(D, torch.zeros(4, 2, dtype=torch.float64), 1.0)
+
+
+def test_keff_names_generated_samples_that_D_cannot_take():
+    G = torch.nn.Linear(3, 2).double()
+    D = torch.nn.Sequential(torch.nn.Linear(5, 1)).double()
+    with pytest.raises(ValueError, match=r"^G's output has per-sample shape \(2,\) but D expects "
+                                         r"\(5,\); G's output and D's input must chain"):
+        effective_lipschitz(D, G, "normal", 4, latent_dim=3, seed=0)
