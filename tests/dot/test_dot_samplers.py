@@ -425,3 +425,54 @@ def test_mh_gan_wall_time_is_the_elapsed_time():
                  seed=0)
     elapsed = time.perf_counter() - t0
     assert 0.0 < res.wall_time <= elapsed
+
+
+def test_ddls_guards_name_the_argument():
+    D = lambda x: x[:, 0]
+    with pytest.raises(ValueError, match=r"^z0 is an empty batch"):
+        ddls(D, IDENTITY, torch.zeros(0, 1), 0.1, 5)
+    with pytest.raises(ValueError, match=r"^z0\[0\] lies outside the uniform prior's support"):
+        ddls(D, IDENTITY, torch.full((2, 1), 2.0), 0.1, 5, prior="uniform")
+    with pytest.raises(ValueError, match=r"^n_steps must be a non-negative integer, got -1$"):
+        ddls(D, IDENTITY, torch.zeros(2, 1), 0.1, -1)
+    with pytest.raises(ValueError, match=r"^step_size must be a positive number, got -0\.1$"):
+        ddls(D, IDENTITY, torch.zeros(2, 1), -0.1, 1)
+
+
+@pytest.mark.parametrize("mala", [False, True])
+def test_ddls_energy_history_is_the_closed_form(mala):
+    """E(z) = |z|^2/2 - D(G(z)) under the normal prior, averaged over the chains, before the
+    first step and after each; with no step the start is returned with acceptance 1."""
+    z0 = torch.randn(7, 2, generator=torch.Generator().manual_seed(30), dtype=torch.float64)
+    energy = lambda z: float((0.5 * (z**2).sum(1) - LINEAR_D(z)).mean())
+    res = ddls(LINEAR_D, IDENTITY, z0, 0.3, 2, mala=mala, seed=31)
+    assert res.energy.shape == (3,) and res.n_grad_evals == 3 and res.step_size == 0.3
+    assert float(res.energy[0]) == pytest.approx(energy(z0), rel=1e-12)
+    assert float(res.energy[-1]) == pytest.approx(energy(res.latents), rel=1e-12)
+    torch.testing.assert_close(res.samples, res.latents, rtol=0, atol=0)  # G = identity
+    still = ddls(LINEAR_D, IDENTITY, z0, 0.3, 0, mala=mala, seed=31)
+    torch.testing.assert_close(still.latents, z0, rtol=0, atol=0)
+    assert still.acceptance_rate == 1.0 and still.energy.shape == (1,)
+    assert float(still.energy[0]) == pytest.approx(energy(z0), rel=1e-12)
+    uniform = ddls(LINEAR_D, IDENTITY, 0.5 * z0.clamp(-1, 1), 0.3, 0, prior="uniform")
+    assert float(uniform.energy[0]) == pytest.approx(
+        float(-LINEAR_D(0.5 * z0.clamp(-1, 1)).mean()), rel=1e-12)  # no prior term
+
+
+def test_ddls_noise_is_drawn_in_the_latents_dtype():
+    """D = 0, z0 = 0, eps = 1/4: one ULA step is z1 = sqrt(eps) xi = xi / 2, so the noise is
+    read off exactly; float64 latents get float64 noise (not float32 values), and its law is
+    N(0, 1)."""
+    zero = lambda x: torch.zeros(x.shape[0], dtype=x.dtype)
+    res = ddls(zero, IDENTITY, torch.zeros(2000, 1, dtype=torch.float64), 0.25, 1, seed=32)
+    xi = 2.0 * res.latents[:, 0]
+    assert res.latents.dtype == torch.float64
+    assert bool((xi.float().double() != xi).any())
+    assert ks_p(xi, 0.0, 1.0) > 0.01
+
+
+def test_ddls_wall_time_is_the_elapsed_time():
+    t0 = time.perf_counter()
+    res = ddls(LINEAR_D, IDENTITY, torch.zeros(4, 2, dtype=torch.float64), 0.1, 2, seed=0)
+    elapsed = time.perf_counter() - t0
+    assert 0.0 < res.wall_time <= elapsed
