@@ -476,3 +476,117 @@ def test_ddls_wall_time_is_the_elapsed_time():
     res = ddls(LINEAR_D, IDENTITY, torch.zeros(4, 2, dtype=torch.float64), 0.1, 2, seed=0)
     elapsed = time.perf_counter() - t0
     assert 0.0 < res.wall_time <= elapsed
+
+
+def _drs_reference(n_samples, *, mode, percentile, eps, n_pilot, log_bound, batch_size,
+                   max_proposals, seed):
+    """Azadi's algorithm written out on the toy (G = identity, D = D*), numpy formulas for F
+    and the acceptance, the proposals and uniforms read from the same seeded stream."""
+    gen = torch.Generator().manual_seed(seed)
+    draw = lambda n: PRIOR1.sample(n, generator=gen, dtype=torch.float64)
+    F = lambda d, m: d - m - np.log(1 - np.exp(np.minimum(d - m, 0.0) - eps))
+    gamma, used = None, 0
+    if mode == "shifted" or log_bound is None:
+        pilot = np.concatenate([log_ratio(draw(min(batch_size, n_pilot - i))).numpy()
+                                for i in range(0, n_pilot, batch_size)])
+        used = n_pilot
+        log_m = float(pilot.max()) if log_bound is None else log_bound
+        if mode == "shifted":
+            gamma = float(np.percentile(F(pilot, log_m), percentile))
+    else:
+        log_m = log_bound
+    kept, n_prop, n_upd = [], 0, 0
+    while sum(map(len, kept)) < n_samples and n_prop < max_proposals:
+        b = min(batch_size, max_proposals - n_prop)
+        z = draw(b)
+        d = log_ratio(z).numpy()
+        n_prop += b
+        if d.max() > log_m:
+            log_m, n_upd = float(d.max()), n_upd + 1
+        if mode == "exact":
+            p = np.exp(np.minimum(d - log_m, 0.0))
+        else:
+            p = 1 / (1 + np.exp(-(F(d, log_m) - gamma)))
+        u = torch.rand(b, generator=gen, dtype=torch.float64).numpy()
+        kept.append(z[torch.from_numpy(u < p)])
+    acc = torch.cat(kept)
+    return dict(samples=acc[:n_samples], n_accepted=len(acc), n_proposals=n_prop, n_pilot=used,
+                log_M=log_m, gamma=gamma, n_bound_updates=n_upd)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(mode="shifted", percentile=70.0, eps=0.1, n_pilot=50, log_bound=None, batch_size=16,
+             max_proposals=10_000),
+        dict(mode="shifted", percentile=90.0, eps=1e-3, n_pilot=40, log_bound=LOG_M + 0.5,
+             batch_size=64, max_proposals=10_000),
+        dict(mode="exact", percentile=95.0, eps=1e-6, n_pilot=3, log_bound=None, batch_size=5,
+             max_proposals=10_000),
+    ],
+    ids=["pilot-in-batches", "shifted-with-bound", "exact-small-pilot"],
+)
+def test_drs_matches_the_algorithm_written_out(kw):
+    """Pilot in several batches (the last one short), a bound raised by later logits, eps and
+    percentile away from their defaults, a given bound in shifted mode (used for F, a pilot
+    still drawn for gamma): every field equals the reference's."""
+    ref = _drs_reference(60, seed=33, **kw)
+    res = drs(log_ratio, IDENTITY, PRIOR1, 60, seed=33, dtype=torch.float64, **kw)
+    torch.testing.assert_close(res.samples, ref["samples"], rtol=0, atol=0)
+    torch.testing.assert_close(res.latents, ref["samples"], rtol=0, atol=0)
+    assert res.n_proposals == ref["n_proposals"] and res.n_pilot == ref["n_pilot"]
+    assert res.acceptance_rate == ref["n_accepted"] / ref["n_proposals"]
+    assert res.proposals_per_sample == (ref["n_pilot"] + ref["n_proposals"]) / 60
+    assert res.log_M == ref["log_M"] and res.n_bound_updates == ref["n_bound_updates"]
+    assert res.mode == kw["mode"]
+    if ref["gamma"] is None:
+        assert res.gamma is None
+    else:
+        assert res.gamma == pytest.approx(ref["gamma"], rel=1e-12)
+
+
+def test_drs_defaults_are_azadis_and_max_proposals_is_1000_per_sample():
+    """Defaults: shifted mode, the 95th percentile, eps 1e-6, a 10,000-proposal pilot in
+    batches of 1024. With a bound far above every logit (exact mode) nothing is accepted: the
+    default budget of 1000 proposals per wanted sample runs out with a warning and an empty
+    (0, 1) result."""
+    default = drs(log_ratio, IDENTITY, PRIOR1, 40, seed=34, dtype=torch.float64)
+    ref = _drs_reference(40, mode="shifted", percentile=95.0, eps=1e-6, n_pilot=10_000,
+                         log_bound=None, batch_size=1024, max_proposals=40_000, seed=34)
+    torch.testing.assert_close(default.samples, ref["samples"], rtol=0, atol=0)
+    assert default.n_pilot == 10_000 and default.gamma == pytest.approx(ref["gamma"], rel=1e-12)
+    message = (r"^DRS accepted 0 of 2 samples within max_proposals=2000; raise max_proposals or "
+               r"lower the percentile$")
+    with pytest.warns(UserWarning, match=message):
+        none = drs(log_ratio, IDENTITY, PRIOR1, 2, mode="exact", log_bound=LOG_M + 50.0, seed=35,
+                   dtype=torch.float64)
+    assert none.samples.shape == (0, 1) and none.latents.shape == (0, 1)
+    assert none.samples.dtype == torch.float64 and none.latents.dtype == torch.float64
+    assert none.n_proposals == 2000 and none.acceptance_rate == 0.0 and none.n_pilot == 0
+    assert none.proposals_per_sample == 2000.0 and none.log_M == LOG_M + 50.0
+
+
+def test_drs_guards_name_the_argument():
+    for kw, message in [
+        (dict(n_pilot=0), r"^n_pilot must be a positive integer, got 0$"),
+        (dict(batch_size=0), r"^batch_size must be a positive integer, got 0$"),
+        (dict(max_proposals=0), r"^max_proposals must be a positive integer, got 0$"),
+        (dict(log_bound=math.nan), r"^log_bound must be a number, got nan"),
+        (dict(percentile=0.0), r"^percentile must be a number in \(0, 100\), got 0; Azadi et al. "
+                               r"use 95$"),
+        (dict(eps=-1.0), r"^eps must be a positive number, got -1$"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            drs(log_ratio, IDENTITY, PRIOR1, 3, **kw)
+    with pytest.raises(ValueError, match=r"^n_samples must be a positive integer, got 0$"):
+        drs(log_ratio, IDENTITY, PRIOR1, 0)
+    G = torch.nn.Linear(1, 2).double()
+    with pytest.raises(ValueError, match=r"^G's output has per-sample shape \(2,\) but D expects"):
+        drs(torch.nn.Linear(3, 1).double(), G, PRIOR1, 3, seed=0)
+
+
+def test_drs_wall_time_is_the_elapsed_time():
+    t0 = time.perf_counter()
+    res = drs(log_ratio, IDENTITY, PRIOR1, 3, n_pilot=10, seed=0, dtype=torch.float64)
+    elapsed = time.perf_counter() - t0
+    assert 0.0 < res.wall_time <= elapsed
