@@ -590,3 +590,60 @@ def test_drs_wall_time_is_the_elapsed_time():
     res = drs(log_ratio, IDENTITY, PRIOR1, 3, n_pilot=10, seed=0, dtype=torch.float64)
     elapsed = time.perf_counter() - t0
     assert 0.0 < res.wall_time <= elapsed
+
+
+def test_logistic_calibration_is_balanced_platt_scaling():
+    """Equal class weights whatever the counts: the fit equals scikit-learn's
+    class_weight="balanced" logistic regression (weights n / (2 n_class)), and the calibrated
+    probability is sigmoid(coef d + intercept)."""
+    from sklearn.linear_model import LogisticRegression
+
+    gen = torch.Generator().manual_seed(36)
+    real = MU + S * torch.randn(30, 1, generator=gen, dtype=torch.float64)
+    fake = torch.randn(90, 1, generator=gen, dtype=torch.float64)
+    r, f = log_ratio(real), log_ratio(fake)
+    cal = calibrate(r, f[:, None])  # a (n, 1) column is a vector of logits too
+    x = torch.cat([r, f]).numpy()[:, None]
+    y = np.r_[np.ones(30), np.zeros(90)]
+    ref = LogisticRegression(C=1e6, class_weight="balanced", max_iter=1000, tol=1e-10).fit(x, y)
+    assert cal.method == "logistic"
+    # lbfgs stops at its default tol 1e-4 in calibrate; unbalanced weights would move the
+    # intercept by log(30/90) = -1.1
+    assert cal.coef == pytest.approx(float(ref.coef_[0, 0]), abs=2e-3)
+    assert cal.intercept == pytest.approx(float(ref.intercept_[0]), abs=2e-3)
+    d = torch.linspace(-2.0, 1.0, 5, dtype=torch.float64)
+    torch.testing.assert_close(cal(d), torch.sigmoid(cal.coef * d + cal.intercept))
+
+
+def test_isotonic_calibration_clips_outside_the_fitted_range():
+    """Separated classes: the isotonic map is 0 below and 1 above the fitted logits; outside
+    their range it keeps the boundary value, and the log-odds are clipped at
+    +-log((1 - 1e-6)/1e-6). The output keeps the input's shape and dtype."""
+    cal = calibrate(np.linspace(0.5, 1.0, 6), np.linspace(-1.0, -0.5, 6), "isotonic")
+    d = torch.tensor([[-5.0, -0.75, 0.75], [5.0, 0.6, -0.6]], dtype=torch.float32)
+    out = cal.logit(d)
+    big = math.log((1 - 1e-6) / 1e-6)
+    expected = torch.tensor([[-big, -big, big], [big, big, -big]], dtype=torch.float32)
+    assert out.shape == (2, 3) and out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=0)
+    assert cal.coef is None and cal.intercept is None and cal.method == "isotonic"
+
+
+def test_calibration_guards_name_the_argument():
+    with pytest.raises(ValueError, match=r"^real_logits must be a vector of at least 2 logits, "
+                                         r"got shape \(1, 2\)$"):
+        calibrate([[1.0, 2.0]], [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"^fake_logits must be a vector of at least 2 logits, "
+                                         r"got shape \(1,\)$"):
+        calibrate([1.0, 2.0], [0.0])
+    with pytest.raises(ValueError, match=r"^real_logits must be finite$"):
+        calibrate([1.0, math.inf], [0.0, 1.0])
+    cal = calibrate([1.0, 2.0, 0.5], [0.0, -1.0, 0.7])
+    with pytest.raises(TypeError, match=r"^discriminator must be a callable x -> logits, got "
+                                        r"float$"):
+        cal.wrap(3.0)
+    from ottokit.dot.samplers import CalibratedDiscriminator
+
+    with pytest.raises(TypeError, match=r"^calibrator must be an ottokit\.dot\.samplers\."
+                                        r"Calibrator, got int; see calibrate\(\)$"):
+        CalibratedDiscriminator(lambda x: x[:, 0], 3)
