@@ -16,6 +16,7 @@ Known answers used here:
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -639,3 +640,59 @@ def test_keff_names_generated_samples_that_D_cannot_take():
     with pytest.raises(ValueError, match=r"^G's output has per-sample shape \(2,\) but D expects "
                                          r"\(5,\); G's output and D's input must chain"):
         effective_lipschitz(D, G, "normal", 4, latent_dim=3, seed=0)
+
+
+PROBABILITY_MESSAGE = (
+    r"^D's outputs all lie in \[0, 1\], also far from the data: it looks like a probability "
+    r"\(sigmoid applied\) where a logit is expected\. Pass D without its final sigmoid, or wrap "
+    r"it as lambda x: torch\.logit\(D\(x\), eps=1e-6\)\.$"
+)
+
+
+def test_probability_warning_text_points_at_the_caller():
+    D = lambda x: torch.sigmoid(x.sum(1))
+    y0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(25), dtype=torch.float64)
+    with pytest.warns(ProbabilityOutputWarning, match=PROBABILITY_MESSAGE) as record:
+        dot_target(D, y0, 1.0, steps=0)
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_probability_probe_needs_both_directions_and_a_D_that_takes_them():
+    """D bounded at +100 x but growing at -100 x is a logit (no warning); so is a D that
+    refuses the far probe points. Values that are not finite are no probabilities either."""
+    y0 = 0.5 + torch.rand(16, 2, generator=torch.Generator().manual_seed(26), dtype=torch.float64)
+
+    def one_sided(x):
+        s = x.sum(1)
+        return torch.where(s > 0, 0.5 + 0.5 * torch.tanh(s), 0.5 + 0.01 * s)
+
+    def refuses_far(x):
+        if bool((x.abs() > 10).any()):
+            raise ValueError("D is defined on [-10, 10]^2 only")
+        return torch.sigmoid(x.sum(1))
+
+    with_nan = lambda x: torch.where(x[:, 0] > 1.2, math.nan, torch.sigmoid(x.sum(1)))
+    assert bool(torch.isnan(with_nan(y0)).any())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        for D in (one_sided, refuses_far, with_nan):
+            effective_lipschitz(D, lambda z: z, "normal", 8, z=y0)
+    with pytest.warns(ProbabilityOutputWarning):  # the same D on both sides: bounded
+        effective_lipschitz(lambda x: 0.5 + 0.5 * torch.tanh(x.sum(1)), lambda z: z, "normal", 8,
+                            z=y0)
+
+
+def test_probability_probe_keeps_the_buffers_of_D():
+    """A batch-norm D in training mode updates its running statistics on every forward pass;
+    the far probe points must leave them as one pass over the batch leaves them."""
+    torch.manual_seed(27)
+    D = torch.nn.Sequential(torch.nn.BatchNorm1d(2), torch.nn.Linear(2, 1), torch.nn.Sigmoid())
+    D = D.double().train()
+    reference = copy.deepcopy(D)
+    z = torch.randn(16, 2, generator=torch.Generator().manual_seed(28), dtype=torch.float64)
+    with pytest.warns(ProbabilityOutputWarning):
+        effective_lipschitz(D, lambda v: v, "normal", 8, z=z)
+    with torch.no_grad():
+        reference(z)
+    for got, want in zip(D.buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
