@@ -696,3 +696,89 @@ def test_probability_probe_keeps_the_buffers_of_D():
         reference(z)
     for got, want in zip(D.buffers(), reference.buffers(), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_batches_and_networks_that_do_not_fit_are_named():
+    """Every message names the argument, the shapes and how to fix them; G and D raising
+    IndexError, ValueError or RuntimeError on the batch all become ValueError."""
+    y0 = torch.zeros(3, 2, dtype=torch.float64)
+    first = lambda x: x[:, 0]
+    cases = [
+        (lambda: dot_target(first, torch.zeros(2), 1.0),
+         r"^y0 must be a batch of shape \(n, \.\.\.\) with n >= 1 and at least one feature "
+         r"dimension, got shape \(2,\); reshape a single sample with x\[None\]$"),
+        (lambda: dot_target(first, torch.zeros(0, 2), 1.0),
+         r"^y0 is an empty batch \(shape \(0, 2\)\); pass n >= 1 samples$"),
+        (lambda: dot_target(first, torch.tensor([[0.0, math.inf]]), 1.0),
+         r"^y0 must be finite; it contains NaN or inf$"),
+        (lambda: dot_latent(first, lambda z: z[:, 5], y0, 1.0),
+         r"^G could not take z0 of per-sample shape \(2,\) \(G expects a different shape\): "
+         r"index 5 is out of bounds"),
+        (lambda: dot_latent(first, lambda z: [1.0], y0, 1.0),
+         r"^G must map a batch \(n, \.\.\.\) to a batch \(n, \.\.\.\) of samples; got list from "
+         r"z0 of shape \(3, 2\)$"),
+        (lambda: dot_latent(first, lambda z: z.sum(), y0, 1.0),
+         r"^G must map a batch \(n, \.\.\.\) to a batch \(n, \.\.\.\) of samples; got \(\) "
+         r"from z0 of shape \(3, 2\)$"),
+        (lambda: dot_target(lambda x: x[:, 5], y0, 1.0),
+         r"^y0 has per-sample shape \(2,\) but D expects a different shape; G's output and D's "
+         r"input must chain: index 5 is out of bounds"),
+        (lambda: dot_target(lambda x: torch.logit(x, eps=float("a")), y0, 1.0),
+         r"^y0 has per-sample shape \(2,\) but D expects a different shape; .*could not convert"),
+        (lambda: dot_target(lambda x: x, y0, 1.0),
+         r"^D must return one logit per sample, shape \(3,\) or \(3, 1\); got \(3, 2\) for y0 "
+         r"of shape \(3, 2\)$"),
+        (lambda: dot_target(torch.nn.Conv1d(3, 1, 1).double(), torch.zeros(3, 2, 4).double(), 1.0),
+         r"^y0 has per-sample shape \(2, 4\) but D expects \(3, \.\.\.\)"),
+        (lambda: effective_lipschitz(first, lambda z: z, "normal", 2, latent_dim=2, seed=-1),
+         r"^seed must be a non-negative integer, got -1; or pass a torch\.Generator, or None$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    with pytest.raises(TypeError, match=r"^D must return a tensor of logits, got list$"):
+        dot_target(lambda x: [0.0] * x.shape[0], y0, 1.0)
+
+
+def test_integer_batches_become_floating_and_latent_size_needs_a_linear_input():
+    """An integer y0 is moved in torch's default dtype; a convolutional G gives no latent
+    size, so a named prior then needs latent_dim."""
+    res = dot_target(lambda x: -(x**2).sum(1), [[1, 2], [3, 4]], 1.0, steps=1)
+    assert res.samples.dtype == torch.get_default_dtype()
+    G = torch.nn.Sequential(torch.nn.Conv1d(3, 1, 1))
+    with pytest.raises(ValueError, match=r"^prior='normal' needs the latent shape; pass "
+                                         r"latent_dim="):
+        effective_lipschitz(lambda x: x.sum((1, 2)), G, "normal", 2)
+
+
+def test_dot_on_image_shaped_samples_equals_dot_on_their_flattening():
+    """The norm and the objective are per sample over all its coordinates: (n, 2, 2)
+    samples move exactly as their (n, 4) flattening (target space, and latent space with the
+    tangent projection of the normal prior)."""
+    w = torch.tensor([0.3, -1.2, 0.8, 0.5], dtype=torch.float64)
+    D_flat = lambda x: torch.tanh(x @ w) - 0.1 * (x**2).sum(1)
+    D_img = lambda x: D_flat(x.reshape(x.shape[0], -1))
+    y0 = torch.randn(5, 4, generator=torch.Generator().manual_seed(29), dtype=torch.float64)
+    flat = dot_target(D_flat, y0, 0.8, steps=20, lr=0.05)
+    img = dot_target(D_img, y0.reshape(5, 2, 2), 0.8, steps=20, lr=0.05)
+    torch.testing.assert_close(img.samples.reshape(5, 4), flat.samples, rtol=0, atol=1e-14)
+    torch.testing.assert_close(img.objective, flat.objective, rtol=1e-14, atol=0)
+    flat = dot_latent(D_flat, lambda z: z, y0, 0.8, steps=20, lr=0.05, optimizer="sgd")
+    img = dot_latent(D_img, lambda z: z, y0.reshape(5, 2, 2), 0.8, steps=20, lr=0.05,
+                     optimizer="sgd")
+    torch.testing.assert_close(img.latents.reshape(5, 4), flat.latents, rtol=0, atol=1e-14)
+    pairs = torch.cat([y0, -y0])  # 5 pairs (y0_i, -y0_i)
+    k_flat = effective_lipschitz(D_flat, lambda z: z, "normal", 5, z=pairs)
+    k_img = effective_lipschitz(D_img, lambda z: z, "normal", 5, z=pairs.reshape(10, 2, 2))
+    assert k_img == pytest.approx(k_flat, rel=1e-14)
+
+
+def test_a_D_that_does_not_depend_on_x_leaves_naive_dot_in_place():
+    """D built from parameters alone (its gradient in x is zero, or unused): naive DOT has
+    nothing to climb; DOT mode only pays the transport cost and stays put too."""
+    c = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    y0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(30), dtype=torch.float64)
+    for D in (lambda x: c.expand(x.shape[0]), lambda x: torch.zeros(x.shape[0], dtype=x.dtype)):
+        for mode in ("naive", "dot"):
+            res = dot_target(D, y0, 1.0, steps=5, lr=0.05, optimizer="sgd", mode=mode, offset=0.0)
+            torch.testing.assert_close(res.samples, y0, rtol=0, atol=0)

@@ -79,7 +79,7 @@ class ProbabilityOutputWarning(UserWarning):
     """
 
 
-def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
+def _as_batch(x: Any, name: str) -> Tensor:
     """``x`` as a (n, ...) floating tensor with n >= 1; tensors keep their device and dtype."""
     if isinstance(x, Tensor):
         t = x.detach()
@@ -90,10 +90,8 @@ def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
             # as_array names what is wrong with x, or returns an array torch cannot share
             # (negative strides, as from x[::-1]): a contiguous copy of it is the batch
             t = torch.as_tensor(np.ascontiguousarray(as_array(x, name, finite=False)))
-        if like is not None:
-            t = t.to(device=like.device, dtype=like.dtype)
     if not t.is_floating_point():
-        t = t.to(torch.get_default_dtype() if like is None else like.dtype)
+        t = t.to(torch.get_default_dtype())
     if t.ndim < 2:
         raise ValueError(
             f"{name} must be a batch of shape (n, ...) with n >= 1 and at least one feature "
