@@ -596,6 +596,10 @@ def test_dot_guards_name_the_argument_and_a_valid_value(space):
                                          r"with effective_lipschitz\(D, G, prior\) \(the original "
                                          r"code's K_eff\)$"):
         run(K=0.0)
+    name, call = ("y0", dot_target) if space == "target" else ("z0", dot_latent)
+    args = (D,) if space == "target" else (D, lambda z: z)
+    with pytest.raises(ValueError, match=rf"^{name} is an empty batch \(shape \(0, 2\)\)"):
+        call(*args, torch.zeros(0, 2), 1.0)
 
 
 @pytest.mark.parametrize("space", ["target", "latent"])
