@@ -647,3 +647,39 @@ def test_calibration_guards_name_the_argument():
     with pytest.raises(TypeError, match=r"^calibrator must be an ottokit\.dot\.samplers\."
                                         r"Calibrator, got int; see calibrate\(\)$"):
         CalibratedDiscriminator(lambda x: x[:, 0], 3)
+
+
+def test_ddls_names_the_network_that_fails_on_moved_latents_or_at_the_start():
+    """G or D that take z0 but refuse a point the chain reaches: the error names z or G(z);
+    at the start it names z0 or G(z0)."""
+
+    def box_only(x):
+        if bool((x.abs() > 1).any()):
+            raise ValueError("input outside [-1, 1]^d")
+        return x
+
+    z0 = torch.zeros(3, 1, dtype=torch.float64)
+    D = lambda x: 100.0 * box_only(x)[:, 0]  # drift (eps/2) 100 = 5 per step out of the box
+    with pytest.raises(ValueError, match=r"^G\(z\) has per-sample shape \(1,\) but D expects"):
+        ddls(D, IDENTITY, z0, 0.1, 2, seed=0)
+    with pytest.raises(ValueError, match=r"^G could not take z of per-sample shape \(1,\)"):
+        ddls(lambda x: 100.0 * x[:, 0], box_only, z0, 0.1, 2, seed=0)
+    G = torch.nn.Linear(1, 2).double()
+    with pytest.raises(ValueError, match=r"^G\(z0\) has per-sample shape \(2,\) but D expects "
+                                         r"\(3,\)"):
+        ddls(torch.nn.Linear(3, 1).double(), G, z0, 0.1, 2)
+    with pytest.raises(ValueError, match=r"^G could not take z0 of per-sample shape \(1,\) "
+                                         r"\(G expects \(2,\)\)"):
+        ddls(torch.nn.Linear(3, 1).double(), torch.nn.Linear(2, 3).double(), z0, 0.1, 2)
+
+
+def test_drs_probes_D_before_calling_it_a_probability():
+    """A logit D with values in [0, 1] on the pilot but unbounded far from it: no warning; a
+    sigmoid D, bounded everywhere, warns."""
+    D = lambda x: 0.5 + 0.05 * x[:, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        drs(D, IDENTITY, PRIOR1, 2, n_pilot=20, batch_size=8, seed=0, dtype=torch.float64)
+    with pytest.warns(ProbabilityOutputWarning):
+        drs(lambda x: torch.sigmoid(x[:, 0]), IDENTITY, PRIOR1, 2, n_pilot=20, batch_size=8,
+            seed=0, dtype=torch.float64)

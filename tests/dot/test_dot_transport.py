@@ -786,3 +786,25 @@ def test_a_D_that_does_not_depend_on_x_leaves_naive_dot_in_place():
         for mode in ("naive", "dot"):
             res = dot_target(D, y0, 1.0, steps=5, lr=0.05, optimizer="sgd", mode=mode, offset=0.0)
             torch.testing.assert_close(res.samples, y0, rtol=0, atol=0)
+
+
+def _box_only(x: torch.Tensor) -> torch.Tensor:
+    """An identity defined on [-1, 1]^d only (a network with a bounded domain)."""
+    if bool((x.abs() > 1).any()):
+        raise ValueError("input outside [-1, 1]^d")
+    return x
+
+
+def test_a_network_that_fails_on_moved_samples_is_named():
+    """D or G that take the starting batch but refuse a point the transport reaches: the
+    error names the moved samples (x, G(z) or z), not the start."""
+    D = lambda x: 5.0 * _box_only(x)[:, 0]
+    y0 = torch.zeros(3, 2, dtype=torch.float64)
+    kw = dict(steps=5, lr=0.5, optimizer="sgd", mode="naive")
+    with pytest.raises(ValueError, match=r"^x has per-sample shape \(2,\) but D expects .*"
+                                         r"outside \[-1, 1\]"):
+        dot_target(D, y0, 1.0, **kw)
+    with pytest.raises(ValueError, match=r"^G\(z\) has per-sample shape \(2,\) but D expects"):
+        dot_latent(D, lambda z: z, y0, 1.0, **kw)
+    with pytest.raises(ValueError, match=r"^G could not take z of per-sample shape \(2,\)"):
+        dot_latent(lambda x: 5.0 * x[:, 0], _box_only, y0, 1.0, **kw)
