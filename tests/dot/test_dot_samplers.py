@@ -683,3 +683,13 @@ def test_drs_probes_D_before_calling_it_a_probability():
     with pytest.warns(ProbabilityOutputWarning):
         drs(lambda x: torch.sigmoid(x[:, 0]), IDENTITY, PRIOR1, 2, n_pilot=20, batch_size=8,
             seed=0, dtype=torch.float64)
+
+
+def test_ddls_probes_D_on_the_generated_batch():
+    D = lambda x: 0.5 + 0.05 * x[:, 0]
+    z0 = torch.linspace(-1.0, 1.0, 16, dtype=torch.float64)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        ddls(D, IDENTITY, z0, 0.1, 1, seed=0)
+    with pytest.warns(ProbabilityOutputWarning):
+        ddls(lambda x: torch.sigmoid(x[:, 0]), IDENTITY, z0, 0.1, 1, seed=0)

@@ -808,3 +808,25 @@ def test_a_network_that_fails_on_moved_samples_is_named():
         dot_latent(D, lambda z: z, y0, 1.0, **kw)
     with pytest.raises(ValueError, match=r"^G could not take z of per-sample shape \(2,\)"):
         dot_latent(lambda x: 5.0 * x[:, 0], _box_only, y0, 1.0, **kw)
+
+
+def test_latent_dot_probes_D_on_the_generated_batch():
+    """Values of a logit D in [0, 1] on G(z0), unbounded far from it: no warning in latent DOT
+    (a sigmoid D does warn); mode must be one of the two, named."""
+    D = lambda x: 0.5 + 0.05 * x.sum(1)
+    z0 = 2 * torch.rand(16, 2, generator=torch.Generator().manual_seed(31), dtype=torch.float64) - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        dot_latent(D, lambda z: z, z0, 1.0, steps=1)
+    with pytest.warns(ProbabilityOutputWarning):
+        dot_latent(lambda x: torch.sigmoid(x.sum(1)), lambda z: z, z0, 1.0, steps=1)
+    for call in (lambda: dot_latent(D, lambda z: z, z0, 1.0, mode="greedy"),
+                 lambda: dot_target(D, z0, 1.0, mode="greedy")):
+        with pytest.raises(ValueError, match=r"^unknown mode 'greedy'; allowed: 'dot', 'naive'$"):
+            call()
+
+
+def test_keff_of_a_constant_generator_is_undefined():
+    message = r"^every pair coincides \(zero distance\); G may be constant — K_eff is undefined$"
+    with pytest.raises(ValueError, match=message):
+        effective_lipschitz(lambda x: x[:, 0], lambda z: 0 * z, "normal", 3, latent_dim=2, seed=0)
