@@ -830,3 +830,22 @@ def test_keff_of_a_constant_generator_is_undefined():
     message = r"^every pair coincides \(zero distance\); G may be constant — K_eff is undefined$"
     with pytest.raises(ValueError, match=message):
         effective_lipschitz(lambda x: x[:, 0], lambda z: 0 * z, "normal", 3, latent_dim=2, seed=0)
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_named_optimizers_are_torchs_with_the_given_lr_and_betas(space):
+    """"adam" with betas away from the default and "sgd" move the batch exactly as torch's
+    Adam(lr, betas) and SGD(lr) passed as factories."""
+    D = lambda x: torch.tanh(x @ torch.tensor([0.9, -0.4], dtype=x.dtype)) - 0.2 * (x**2).sum(1)
+    y0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(32), dtype=torch.float64)
+    run = (lambda **kw: dot_target(D, y0, 0.6, steps=15, lr=0.03, **kw)) if space == "target" else (
+        lambda **kw: dot_latent(D, lambda z: z, y0, 0.6, steps=15, lr=0.03, **kw))
+    pairs = [
+        (dict(optimizer="adam", betas=(0.5, 0.8)),
+         dict(optimizer=lambda ps: torch.optim.Adam(ps, lr=0.03, betas=(0.5, 0.8)))),
+        (dict(optimizer="sgd"), dict(optimizer=lambda ps: torch.optim.SGD(ps, lr=0.03))),
+    ]
+    for named, factory in pairs:
+        a, b = run(**named), run(**factory)
+        torch.testing.assert_close(a.samples, b.samples, rtol=1e-12, atol=1e-14)
+        assert not torch.equal(a.samples, y0)
