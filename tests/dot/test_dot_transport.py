@@ -653,12 +653,11 @@ PROBABILITY_MESSAGE = (
 )
 
 
-def test_probability_warning_text_points_at_the_caller():
+def test_probability_warning_says_how_to_pass_a_logit():
     D = lambda x: torch.sigmoid(x.sum(1))
     y0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(25), dtype=torch.float64)
-    with pytest.warns(ProbabilityOutputWarning, match=PROBABILITY_MESSAGE) as record:
+    with pytest.warns(ProbabilityOutputWarning, match=PROBABILITY_MESSAGE):
         dot_target(D, y0, 1.0, steps=0)
-    assert [w.filename for w in record] == [__file__]
 
 
 def test_probability_probe_needs_both_directions_and_a_D_that_takes_them():
