@@ -719,3 +719,18 @@ def test_ddls_mala_with_a_large_step_is_exact_and_accepts_at_the_mh_rate():
     torch.testing.assert_close(res.latents.var(0), torch.ones(2, dtype=torch.float64), atol=0.13,
                                rtol=0)
     assert res.acceptance_rate == pytest.approx(_mala_stationary_acceptance(eps), abs=0.015)
+
+
+def test_drs_latents_follow_the_networks():
+    """Without latent_dim the latent size is G's Linear input size; without dtype the latents
+    take the parameters' dtype (G's, else D's); a named prior with a lambda G needs
+    latent_dim."""
+    torch.manual_seed(40)
+    D64 = torch.nn.Linear(1, 1).double()
+    res = drs(D64, torch.nn.Linear(3, 1).double(), "normal", 4, n_pilot=16, seed=0)
+    assert res.latents.shape == (4, 3) and res.latents.dtype == torch.float64
+    res = drs(D64, IDENTITY, PRIOR1, 4, n_pilot=16, seed=0)
+    assert res.latents.dtype == torch.float64 and res.samples.dtype == torch.float64
+    res = drs(log_ratio, IDENTITY, "normal", 4, n_pilot=16, latent_dim=1, seed=0,
+              dtype=torch.float64)
+    assert res.latents.shape == (4, 1)
