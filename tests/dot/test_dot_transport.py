@@ -848,3 +848,33 @@ def test_named_optimizers_are_torchs_with_the_given_lr_and_betas(space):
         a, b = run(**named), run(**factory)
         torch.testing.assert_close(a.samples, b.samples, rtol=1e-12, atol=1e-14)
         assert not torch.equal(a.samples, y0)
+
+
+def test_probability_probe_takes_saturated_sigmoids_and_rejects_bounds_beyond_one():
+    """A sigmoid that saturates to exactly 0 and 1 at the probe points (float64 underflows
+    below -745) is a probability; a bounded D that reaches 1.25 far out is not."""
+    y0 = torch.linspace(-10.0, 10.0, 16, dtype=torch.float64)[:, None].expand(16, 2)
+    with torch.no_grad():
+        assert float(torch.sigmoid(-100.0 * y0.sum(1)).min()) == 0.0
+    with pytest.warns(ProbabilityOutputWarning):
+        effective_lipschitz(lambda x: torch.sigmoid(x.sum(1)), lambda z: z, "normal", 8, z=y0)
+    shifted_tanh = lambda x: 0.75 + 0.5 * torch.tanh(x.sum(1))
+    z = -0.9 * torch.rand(16, 2, generator=torch.Generator().manual_seed(33), dtype=torch.float64)
+    assert bool(((shifted_tanh(z) >= 0) & (shifted_tanh(z) <= 1)).all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        effective_lipschitz(shifted_tanh, lambda v: v, "normal", 8, z=z)
+
+
+def test_keff_with_an_explicit_device_and_dtype_equals_the_defaults():
+    D = lambda x: x[:, 0] ** 2 - x[:, 1]
+    kw = dict(latent_dim=2, seed=5)
+    explicit = effective_lipschitz(D, lambda z: z, "normal", 7, dtype=torch.float64, device="cpu",
+                                   **kw)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        default = effective_lipschitz(D, lambda z: z, "normal", 7, **kw)
+    finally:
+        torch.set_default_dtype(old)
+    assert explicit == default
