@@ -523,8 +523,10 @@ def _drs_reference(n_samples, *, mode, percentile, eps, n_pilot, log_bound, batc
              batch_size=64, max_proposals=10_000),
         dict(mode="exact", percentile=95.0, eps=1e-6, n_pilot=3, log_bound=None, batch_size=5,
              max_proposals=10_000),
+        dict(mode="exact", percentile=95.0, eps=1e-6, n_pilot=10, log_bound=LOG_M, batch_size=1,
+             max_proposals=10_000),
     ],
-    ids=["pilot-in-batches", "shifted-with-bound", "exact-small-pilot"],
+    ids=["pilot-in-batches", "shifted-with-bound", "exact-small-pilot", "one-per-batch"],
 )
 def test_drs_matches_the_algorithm_written_out(kw):
     """Pilot in several batches (the last one short), a bound raised by later logits, eps and
@@ -734,3 +736,13 @@ def test_drs_latents_follow_the_networks():
     res = drs(log_ratio, IDENTITY, "normal", 4, n_pilot=16, latent_dim=1, seed=0,
               dtype=torch.float64)
     assert res.latents.shape == (4, 1)
+
+
+def test_drs_a_logit_equal_to_the_bound_does_not_raise_it():
+    """D_M bounds D from above, equality included: a constant D equal to the given bound is
+    accepted surely in exact mode and never counts as a bound update."""
+    flat = lambda x: torch.full((x.shape[0],), 0.3, dtype=x.dtype)
+    res = drs(flat, IDENTITY, PRIOR1, 5, mode="exact", log_bound=0.3, batch_size=8, seed=0,
+              dtype=torch.float64)
+    assert res.n_bound_updates == 0 and res.log_M == 0.3
+    assert res.acceptance_rate == 1.0 and res.n_proposals == 8
