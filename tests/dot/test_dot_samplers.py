@@ -750,3 +750,14 @@ def test_drs_a_logit_equal_to_the_bound_does_not_raise_it():
               dtype=torch.float64)
     assert res.n_bound_updates == 0 and res.log_M == 0.3
     assert res.acceptance_rate == 1.0 and res.n_proposals == 8
+
+
+@pytest.mark.parametrize("mala", [False, True])
+def test_ddls_seed_reproduces_the_chain(mala):
+    z0 = torch.zeros(20, 2, dtype=torch.float64)
+    runs = [ddls(LINEAR_D, IDENTITY, z0, 0.3, 3, mala=mala, seed=s) for s in (41, 41, 42)]
+    torch.testing.assert_close(runs[0].latents, runs[1].latents, rtol=0, atol=0)
+    assert not torch.equal(runs[0].latents, runs[2].latents)
+    gen = torch.Generator().manual_seed(41)
+    torch.testing.assert_close(ddls(LINEAR_D, IDENTITY, z0, 0.3, 3, mala=mala, seed=gen).latents,
+                               runs[0].latents, rtol=0, atol=0)
