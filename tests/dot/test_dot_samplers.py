@@ -619,6 +619,8 @@ def test_logistic_calibration_is_balanced_platt_scaling():
     assert cal.intercept == pytest.approx(float(ref.intercept_[0]), abs=2e-3)
     d = torch.linspace(-2.0, 1.0, 5, dtype=torch.float64)
     torch.testing.assert_close(cal(d), torch.sigmoid(cal.coef * d + cal.intercept))
+    np.testing.assert_allclose(cal.model.predict_proba(d.numpy()[:, None])[:, 1], cal(d).numpy(),
+                               rtol=1e-12)  # the fitted estimator is kept
 
 
 def test_isotonic_calibration_clips_outside_the_fitted_range():
