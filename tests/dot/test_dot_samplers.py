@@ -646,6 +646,8 @@ def test_calibration_guards_name_the_argument():
         calibrate([1.0, 2.0], [0.0])
     with pytest.raises(ValueError, match=r"^real_logits must be finite$"):
         calibrate([1.0, math.inf], [0.0, 1.0])
+    with pytest.raises(TypeError, match=r"^real_logits must be an array of real numbers"):
+        calibrate("abc", [0.0, 1.0])
     cal = calibrate([1.0, 2.0, 0.5], [0.0, -1.0, 0.7])
     with pytest.raises(TypeError, match=r"^discriminator must be a callable x -> logits, got "
                                         r"float$"):
@@ -763,3 +765,15 @@ def test_ddls_seed_reproduces_the_chain(mala):
     gen = torch.Generator().manual_seed(41)
     torch.testing.assert_close(ddls(LINEAR_D, IDENTITY, z0, 0.3, 3, mala=mala, seed=gen).latents,
                                runs[0].latents, rtol=0, atol=0)
+
+
+def test_isotonic_calibration_balances_the_classes():
+    """Three times more generated than real logits: with equal class weights the isotonic
+    odds still estimate p_X/p_G (unweighted, they would be off by log 3 = 1.1)."""
+    gen = torch.Generator().manual_seed(42)
+    real = MU + S * torch.randn(4000, 1, generator=gen, dtype=torch.float64)
+    fake = torch.randn(12000, 1, generator=gen, dtype=torch.float64)
+    cal = calibrate(log_ratio(real), log_ratio(fake), "isotonic")
+    grid = torch.linspace(-0.5, 1.0, 30, dtype=torch.float64)[:, None]
+    err = (cal.logit(log_ratio(grid)) - log_ratio(grid)).abs()
+    assert float(err.max()) < 0.4
