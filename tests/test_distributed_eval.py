@@ -196,6 +196,25 @@ def _dot_ranks(r: int) -> dict:
     out["other_K"] = _message(
         lambda: dot_target(D, torch.zeros(N, 2, dtype=F64), 1.0 + rank(), 2, distributed=True)
     )
+    out["other_target_args"] = _message(
+        lambda: dot_target(D, torch.zeros(N, 2, dtype=F64) + r, 1.0, 2 + r, 0.1 + r,
+                           distributed=True)
+    )
+    out["other_latent_args"] = _message(
+        lambda: dot_latent(D, G, torch.zeros(N, 3, dtype=F64) + 0.1 * r, 1.0 + r, 2 + r,
+                           0.1 + r, distributed=True)
+    )
+    out["other_ddls_args"] = _message(
+        lambda: ddls(D, G, torch.zeros(N, 3, dtype=F64), 0.1 + r, 2 + r, seed=1,
+                     distributed=True)
+    )
+    x_real = torch.zeros(N, 2, dtype=F64)
+    out["other_x_real"] = _message(
+        lambda: mh_gan(D, G, PRIOR, x_real + rank(), 2, seed=1, distributed=True)
+    )
+    out["other_n_proposals"] = _message(
+        lambda: mh_gan(D, G, PRIOR, x_real, 2 + rank(), seed=1, distributed=True)
+    )
     return out
 
 
@@ -335,3 +354,12 @@ def test_distributed_arguments_that_differ_between_ranks_are_refused(dot_ranks) 
     for r in dot_ranks:
         assert "z0 must be the same on every rank" in r["other_z0"]
         assert "K must be the same on every rank" in r["other_K"]
+        assert r["other_x_real"].startswith("x_real must be the same on every rank")
+        assert r["other_n_proposals"].startswith("n_proposals must be the same on every rank")
+        assert r["other_target_args"].startswith("y0, steps, lr must be the same on every rank")
+        assert r["other_latent_args"].startswith(
+            "z0, K, steps, lr must be the same on every rank"
+        )
+        assert r["other_ddls_args"].startswith(
+            "step_size, n_steps must be the same on every rank"
+        )

@@ -16,7 +16,9 @@ Known answers used here:
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 import warnings
 
 import numpy as np
@@ -550,3 +552,329 @@ def test_naive_objective_history_is_minus_D_over_K():
     last = float(-(res.samples @ a).mean() / 2.0)
     assert float(res.objective[-1]) == pytest.approx(last, rel=1e-12)
     assert bool((res.objective[1:] < res.objective[:-1]).all())  # D increases every step
+
+
+def test_dot_defaults_are_the_original_two_dimensional_setting():
+    """Defaults: Adam(lr 0.01, betas (0, 0.9)), 100 steps, offset 0.001, no clip, DOT mode;
+    latent space under the normal prior. Naive DOT with D(x) = a.x and beta1 = 0 moves each
+    coordinate by lr sign(a_k) per step: 100 x 0.01 = 1 in all (up to Adam's eps 1e-8 / |a_k|
+    per step)."""
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    y0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(19), dtype=torch.float64)
+    naive = dot_target(lambda x: x @ a, y0, 1.0, mode="naive")
+    torch.testing.assert_close(naive.samples, y0 + torch.sign(a), rtol=0, atol=1e-7)
+    assert naive.steps == 100 and naive.objective.shape == (101,)
+    D = lambda x: x @ a - (x**2).sum(1)  # curved: the gradients vary, beta2 matters
+    explicit = dot_target(D, y0, 0.7, 100, 0.01, "adam", None, mode="dot", betas=(0.0, 0.9),
+                          offset=1e-3)
+    default = dot_target(D, y0, 0.7)
+    torch.testing.assert_close(default.samples, explicit.samples, rtol=0, atol=0)
+    assert default.mode == "dot"
+    z0 = torch.randn(6, 3, generator=torch.Generator().manual_seed(21), dtype=torch.float64)
+    G = lambda z: 1.5 * z[:, :2] + 0.5 * z[:, 2:]
+    explicit = dot_latent(D, G, z0, 0.7, 100, 0.01, "normal", optimizer="adam", mode="dot",
+                          betas=(0.0, 0.9), offset=1e-3)
+    default = dot_latent(D, G, z0, 0.7)
+    torch.testing.assert_close(default.latents, explicit.latents, rtol=0, atol=0)
+    assert default.steps == 100 and default.mode == "dot" and default.space == "latent"
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_dot_guards_name_the_argument_and_a_valid_value(space):
+    """steps >= 0 and lr > 0 with an example each; K > 0 with the hint to estimate it."""
+    D = lambda x: x[:, 0] - 5.0
+    y0 = torch.zeros(3, 2, dtype=torch.float64)
+    run = (lambda **kw: dot_target(D, y0, **kw)) if space == "target" else (
+        lambda **kw: dot_latent(D, lambda z: z, y0, **kw))
+    with pytest.raises(ValueError, match=r"^steps must be a non-negative integer, got -1 "
+                                         r"\(e\.g\. steps=100\)$"):
+        run(K=1.0, steps=-1)
+    with pytest.raises(ValueError, match=r"^lr must be a positive number, got -0\.5 "
+                                         r"\(e\.g\. lr=0\.01\)$"):
+        run(K=1.0, lr=-0.5)
+    with pytest.raises(ValueError, match=r"^K must be a positive number, got 0; estimate it "
+                                         r"with effective_lipschitz\(D, G, prior\) \(the original "
+                                         r"code's K_eff\)$"):
+        run(K=0.0)
+    name, call = ("y0", dot_target) if space == "target" else ("z0", dot_latent)
+    args = (D,) if space == "target" else (D, lambda z: z)
+    with pytest.raises(ValueError, match=rf"^{name} is an empty batch \(shape \(0, 2\)\)"):
+        call(*args, torch.zeros(0, 2), 1.0)
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_dot_with_zero_steps_returns_the_start_and_its_objective(space):
+    """steps = 0: no update; the objective history is the start's ||offset|| - D/K alone."""
+    a = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    D = lambda x: x @ a
+    y0 = 0.5 * torch.randn(5, 2, generator=torch.Generator().manual_seed(23), dtype=torch.float64)
+    res = (dot_target(D, y0, 2.0, steps=0) if space == "target"
+           else dot_latent(D, lambda z: z, y0, 2.0, steps=0))
+    torch.testing.assert_close(res.samples, y0, rtol=0, atol=0)
+    assert res.objective.shape == (1,) and res.n_grad_evals == 0 and res.steps == 0
+    first = 1e-3 * math.sqrt(2) - float((y0 @ a).mean()) / 2.0
+    assert float(res.objective[0]) == pytest.approx(first, rel=1e-12)
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_dot_wall_time_is_the_elapsed_time(space):
+    D = mlp(2, 1, seed=24)
+    y0 = torch.zeros(4, 2, dtype=torch.float64)
+    t0 = time.perf_counter()
+    res = (dot_target(D, y0, 1.0, steps=3) if space == "target"
+           else dot_latent(D, lambda z: z, y0, 1.0, steps=3))
+    elapsed = time.perf_counter() - t0
+    assert 0.0 < res.wall_time <= elapsed
+    assert res.K == 1.0 and res.steps == 3 and res.n_grad_evals == 3 * 4
+
+
+def test_dot_names_the_batch_that_D_cannot_take():
+    G = torch.nn.Linear(3, 2).double()
+    D = torch.nn.Sequential(torch.nn.Linear(5, 1)).double()
+    with pytest.raises(ValueError, match=r"^G\(z0\) has per-sample shape \(2,\) but D expects "
+                                         r"\(5,\)"):
+        dot_latent(D, G, torch.zeros(4, 3, dtype=torch.float64), 1.0)
+    with pytest.raises(ValueError, match=r"^y0 has per-sample shape \(2,\) but D expects \(5,\)"):
+        dot_target(D, torch.zeros(4, 2, dtype=torch.float64), 1.0)
+
+
+def test_keff_names_generated_samples_that_D_cannot_take():
+    G = torch.nn.Linear(3, 2).double()
+    D = torch.nn.Sequential(torch.nn.Linear(5, 1)).double()
+    with pytest.raises(ValueError, match=r"^G's output has per-sample shape \(2,\) but D expects "
+                                         r"\(5,\); G's output and D's input must chain"):
+        effective_lipschitz(D, G, "normal", 4, latent_dim=3, seed=0)
+
+
+PROBABILITY_MESSAGE = (
+    r"^D's outputs all lie in \[0, 1\], also far from the data: it looks like a probability "
+    r"\(sigmoid applied\) where a logit is expected\. Pass D without its final sigmoid, or wrap "
+    r"it as lambda x: torch\.logit\(D\(x\), eps=1e-6\)\.$"
+)
+
+
+def test_probability_warning_says_how_to_pass_a_logit():
+    D = lambda x: torch.sigmoid(x.sum(1))
+    y0 = torch.randn(8, 2, generator=torch.Generator().manual_seed(25), dtype=torch.float64)
+    with pytest.warns(ProbabilityOutputWarning, match=PROBABILITY_MESSAGE):
+        dot_target(D, y0, 1.0, steps=0)
+
+
+def test_probability_probe_needs_both_directions_and_a_D_that_takes_them():
+    """D bounded at +100 x but growing at -100 x is a logit (no warning); so is a D that
+    refuses the far probe points. Values that are not finite are no probabilities either."""
+    y0 = 0.5 + torch.rand(16, 2, generator=torch.Generator().manual_seed(26), dtype=torch.float64)
+
+    def one_sided(x):
+        s = x.sum(1)
+        return torch.where(s > 0, 0.5 + 0.5 * torch.tanh(s), 0.5 + 0.01 * s)
+
+    def refuses_far(x):
+        if bool((x.abs() > 10).any()):
+            raise ValueError("D is defined on [-10, 10]^2 only")
+        return torch.sigmoid(x.sum(1))
+
+    with_nan = lambda x: torch.where(x[:, 0] > 1.2, math.nan, torch.sigmoid(x.sum(1)))
+    assert bool(torch.isnan(with_nan(y0)).any())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        for D in (one_sided, refuses_far, with_nan):
+            effective_lipschitz(D, lambda z: z, "normal", 8, z=y0)
+    with pytest.warns(ProbabilityOutputWarning):  # the same D on both sides: bounded
+        effective_lipschitz(lambda x: 0.5 + 0.5 * torch.tanh(x.sum(1)), lambda z: z, "normal", 8,
+                            z=y0)
+
+
+def test_probability_probe_keeps_the_buffers_of_D():
+    """A batch-norm D in training mode updates its running statistics on every forward pass;
+    the far probe points must leave them as one pass over the batch leaves them."""
+    torch.manual_seed(27)
+    D = torch.nn.Sequential(torch.nn.BatchNorm1d(2), torch.nn.Linear(2, 1), torch.nn.Sigmoid())
+    D = D.double().train()
+    reference = copy.deepcopy(D)
+    z = torch.randn(16, 2, generator=torch.Generator().manual_seed(28), dtype=torch.float64)
+    with pytest.warns(ProbabilityOutputWarning):
+        effective_lipschitz(D, lambda v: v, "normal", 8, z=z)
+    with torch.no_grad():
+        reference(z)
+    for got, want in zip(D.buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_batches_and_networks_that_do_not_fit_are_named():
+    """Every message names the argument, the shapes and how to fix them; G and D raising
+    IndexError, ValueError or RuntimeError on the batch all become ValueError."""
+    y0 = torch.zeros(3, 2, dtype=torch.float64)
+    first = lambda x: x[:, 0]
+    cases = [
+        (lambda: dot_target(first, torch.zeros(2), 1.0),
+         r"^y0 must be a batch of shape \(n, \.\.\.\) with n >= 1 and at least one feature "
+         r"dimension, got shape \(2,\); reshape a single sample with x\[None\]$"),
+        (lambda: dot_target(first, torch.zeros(0, 2), 1.0),
+         r"^y0 is an empty batch \(shape \(0, 2\)\); pass n >= 1 samples$"),
+        (lambda: dot_target(first, torch.tensor([[0.0, math.inf]]), 1.0),
+         r"^y0 must be finite; it contains NaN or inf$"),
+        (lambda: dot_latent(first, lambda z: z[:, 5], y0, 1.0),
+         r"^G could not take z0 of per-sample shape \(2,\) \(G expects a different shape\): "
+         r"index 5 is out of bounds"),
+        (lambda: dot_latent(first, lambda z: [1.0], y0, 1.0),
+         r"^G must map a batch \(n, \.\.\.\) to a batch \(n, \.\.\.\) of samples; got list from "
+         r"z0 of shape \(3, 2\)$"),
+        (lambda: dot_latent(first, lambda z: z.sum(), y0, 1.0),
+         r"^G must map a batch \(n, \.\.\.\) to a batch \(n, \.\.\.\) of samples; got \(\) "
+         r"from z0 of shape \(3, 2\)$"),
+        (lambda: dot_target(lambda x: x[:, 5], y0, 1.0),
+         r"^y0 has per-sample shape \(2,\) but D expects a different shape; G's output and D's "
+         r"input must chain: index 5 is out of bounds"),
+        (lambda: dot_target(lambda x: torch.logit(x, eps=float("a")), y0, 1.0),
+         r"^y0 has per-sample shape \(2,\) but D expects a different shape; .*could not convert"),
+        (lambda: dot_target(lambda x: x, y0, 1.0),
+         r"^D must return one logit per sample, shape \(3,\) or \(3, 1\); got \(3, 2\) for y0 "
+         r"of shape \(3, 2\)$"),
+        (lambda: dot_target(torch.nn.Conv1d(3, 1, 1).double(), torch.zeros(3, 2, 4).double(), 1.0),
+         r"^y0 has per-sample shape \(2, 4\) but D expects \(3, \.\.\.\)"),
+        (lambda: effective_lipschitz(first, lambda z: z, "normal", 2, latent_dim=2, seed=-1),
+         r"^seed must be a non-negative integer, got -1; or pass a torch\.Generator, or None$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    with pytest.raises(TypeError, match=r"^D must return a tensor of logits, got list$"):
+        dot_target(lambda x: [0.0] * x.shape[0], y0, 1.0)
+
+
+def test_integer_batches_become_floating_and_latent_size_needs_a_linear_input():
+    """An integer y0 is moved in torch's default dtype; a convolutional G gives no latent
+    size, so a named prior then needs latent_dim."""
+    res = dot_target(lambda x: -(x**2).sum(1), [[1, 2], [3, 4]], 1.0, steps=1)
+    assert res.samples.dtype == torch.get_default_dtype()
+    G = torch.nn.Sequential(torch.nn.Conv1d(3, 1, 1))
+    with pytest.raises(ValueError, match=r"^prior='normal' needs the latent shape; pass "
+                                         r"latent_dim="):
+        effective_lipschitz(lambda x: x.sum((1, 2)), G, "normal", 2)
+
+
+def test_dot_on_image_shaped_samples_equals_dot_on_their_flattening():
+    """The norm and the objective are per sample over all its coordinates: (n, 2, 2)
+    samples move exactly as their (n, 4) flattening (target space, and latent space with the
+    tangent projection of the normal prior)."""
+    w = torch.tensor([0.3, -1.2, 0.8, 0.5], dtype=torch.float64)
+    D_flat = lambda x: torch.tanh(x @ w) - 0.1 * (x**2).sum(1)
+    D_img = lambda x: D_flat(x.reshape(x.shape[0], -1))
+    y0 = torch.randn(5, 4, generator=torch.Generator().manual_seed(29), dtype=torch.float64)
+    flat = dot_target(D_flat, y0, 0.8, steps=20, lr=0.05)
+    img = dot_target(D_img, y0.reshape(5, 2, 2), 0.8, steps=20, lr=0.05)
+    torch.testing.assert_close(img.samples.reshape(5, 4), flat.samples, rtol=0, atol=1e-14)
+    torch.testing.assert_close(img.objective, flat.objective, rtol=1e-14, atol=0)
+    flat = dot_latent(D_flat, lambda z: z, y0, 0.8, steps=20, lr=0.05, optimizer="sgd")
+    img = dot_latent(D_img, lambda z: z, y0.reshape(5, 2, 2), 0.8, steps=20, lr=0.05,
+                     optimizer="sgd")
+    torch.testing.assert_close(img.latents.reshape(5, 4), flat.latents, rtol=0, atol=1e-14)
+    pairs = torch.cat([y0, -y0])  # 5 pairs (y0_i, -y0_i)
+    k_flat = effective_lipschitz(D_flat, lambda z: z, "normal", 5, z=pairs)
+    k_img = effective_lipschitz(D_img, lambda z: z, "normal", 5, z=pairs.reshape(10, 2, 2))
+    assert k_img == pytest.approx(k_flat, rel=1e-14)
+
+
+def test_a_D_that_does_not_depend_on_x_leaves_naive_dot_in_place():
+    """D built from parameters alone (its gradient in x is zero, or unused): naive DOT has
+    nothing to climb; DOT mode only pays the transport cost and stays put too."""
+    c = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    y0 = torch.randn(4, 2, generator=torch.Generator().manual_seed(30), dtype=torch.float64)
+    for D in (lambda x: c.expand(x.shape[0]), lambda x: torch.zeros(x.shape[0], dtype=x.dtype)):
+        for mode in ("naive", "dot"):
+            res = dot_target(D, y0, 1.0, steps=5, lr=0.05, optimizer="sgd", mode=mode, offset=0.0)
+            torch.testing.assert_close(res.samples, y0, rtol=0, atol=0)
+
+
+def _box_only(x: torch.Tensor) -> torch.Tensor:
+    """An identity defined on [-1, 1]^d only (a network with a bounded domain)."""
+    if bool((x.abs() > 1).any()):
+        raise ValueError("input outside [-1, 1]^d")
+    return x
+
+
+def test_a_network_that_fails_on_moved_samples_is_named():
+    """D or G that take the starting batch but refuse a point the transport reaches: the
+    error names the moved samples (x, G(z) or z), not the start."""
+    D = lambda x: 5.0 * _box_only(x)[:, 0]
+    y0 = torch.zeros(3, 2, dtype=torch.float64)
+    kw = dict(steps=5, lr=0.5, optimizer="sgd", mode="naive")
+    with pytest.raises(ValueError, match=r"^x has per-sample shape \(2,\) but D expects .*"
+                                         r"outside \[-1, 1\]"):
+        dot_target(D, y0, 1.0, **kw)
+    with pytest.raises(ValueError, match=r"^G\(z\) has per-sample shape \(2,\) but D expects"):
+        dot_latent(D, lambda z: z, y0, 1.0, **kw)
+    with pytest.raises(ValueError, match=r"^G could not take z of per-sample shape \(2,\)"):
+        dot_latent(lambda x: 5.0 * x[:, 0], _box_only, y0, 1.0, **kw)
+
+
+def test_latent_dot_probes_D_on_the_generated_batch():
+    """Values of a logit D in [0, 1] on G(z0), unbounded far from it: no warning in latent DOT
+    (a sigmoid D does warn); mode must be one of the two, named."""
+    D = lambda x: 0.5 + 0.05 * x.sum(1)
+    z0 = 2 * torch.rand(16, 2, generator=torch.Generator().manual_seed(31), dtype=torch.float64) - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        dot_latent(D, lambda z: z, z0, 1.0, steps=1)
+    with pytest.warns(ProbabilityOutputWarning):
+        dot_latent(lambda x: torch.sigmoid(x.sum(1)), lambda z: z, z0, 1.0, steps=1)
+    for call in (lambda: dot_latent(D, lambda z: z, z0, 1.0, mode="greedy"),
+                 lambda: dot_target(D, z0, 1.0, mode="greedy")):
+        with pytest.raises(ValueError, match=r"^unknown mode 'greedy'; allowed: 'dot', 'naive'$"):
+            call()
+
+
+def test_keff_of_a_constant_generator_is_undefined():
+    message = r"^every pair coincides \(zero distance\); G may be constant — K_eff is undefined$"
+    with pytest.raises(ValueError, match=message):
+        effective_lipschitz(lambda x: x[:, 0], lambda z: 0 * z, "normal", 3, latent_dim=2, seed=0)
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_named_optimizers_are_torchs_with_the_given_lr_and_betas(space):
+    """"adam" with betas away from the default and "sgd" move the batch exactly as torch's
+    Adam(lr, betas) and SGD(lr) passed as factories."""
+    D = lambda x: torch.tanh(x @ torch.tensor([0.9, -0.4], dtype=x.dtype)) - 0.2 * (x**2).sum(1)
+    y0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(32), dtype=torch.float64)
+    run = (lambda **kw: dot_target(D, y0, 0.6, steps=15, lr=0.03, **kw)) if space == "target" else (
+        lambda **kw: dot_latent(D, lambda z: z, y0, 0.6, steps=15, lr=0.03, **kw))
+    pairs = [
+        (dict(optimizer="adam", betas=(0.5, 0.8)),
+         dict(optimizer=lambda ps: torch.optim.Adam(ps, lr=0.03, betas=(0.5, 0.8)))),
+        (dict(optimizer="sgd"), dict(optimizer=lambda ps: torch.optim.SGD(ps, lr=0.03))),
+    ]
+    for named, factory in pairs:
+        a, b = run(**named), run(**factory)
+        torch.testing.assert_close(a.samples, b.samples, rtol=1e-12, atol=1e-14)
+        assert not torch.equal(a.samples, y0)
+
+
+def test_probability_probe_takes_saturated_sigmoids_and_rejects_bounds_beyond_one():
+    """A sigmoid that saturates to exactly 0 and 1 at the probe points (float64 underflows
+    below -745) is a probability; a bounded D that reaches 1.25 far out is not."""
+    y0 = torch.linspace(-10.0, 10.0, 16, dtype=torch.float64)[:, None].expand(16, 2)
+    with torch.no_grad():
+        assert float(torch.sigmoid(-100.0 * y0.sum(1)).min()) == 0.0
+    with pytest.warns(ProbabilityOutputWarning):
+        effective_lipschitz(lambda x: torch.sigmoid(x.sum(1)), lambda z: z, "normal", 8, z=y0)
+    shifted_tanh = lambda x: 0.75 + 0.5 * torch.tanh(x.sum(1))
+    z = -0.9 * torch.rand(16, 2, generator=torch.Generator().manual_seed(33), dtype=torch.float64)
+    assert bool(((shifted_tanh(z) >= 0) & (shifted_tanh(z) <= 1)).all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        effective_lipschitz(shifted_tanh, lambda v: v, "normal", 8, z=z)
+
+
+def test_keff_with_an_explicit_device_and_dtype_equals_the_defaults():
+    D = lambda x: x[:, 0] ** 2 - x[:, 1]
+    kw = dict(latent_dim=2, seed=5)
+    explicit = effective_lipschitz(D, lambda z: z, "normal", 7, dtype=torch.float64, device="cpu",
+                                   **kw)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        default = effective_lipschitz(D, lambda z: z, "normal", 7, **kw)
+    finally:
+        torch.set_default_dtype(old)
+    assert explicit == default

@@ -251,7 +251,7 @@ def drs(
         )
     m = min(n_acc, n_samples)
     z_all = torch.cat(zs)[:m] if zs else p.sample(0, device=device, dtype=dtype)
-    x_all = torch.cat(xs)[:m] if xs else torch.empty(0, device=device, dtype=dtype)
+    x_all = torch.cat(xs)[:m] if xs else x.new_empty((0, *x.shape[1:]))  # G's output shape
     return DRSResult(
         samples=x_all,
         latents=z_all,

@@ -79,7 +79,7 @@ class ProbabilityOutputWarning(UserWarning):
     """
 
 
-def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
+def _as_batch(x: Any, name: str) -> Tensor:
     """``x`` as a (n, ...) floating tensor with n >= 1; tensors keep their device and dtype."""
     if isinstance(x, Tensor):
         t = x.detach()
@@ -90,10 +90,8 @@ def _as_batch(x: Any, name: str, *, like: Tensor | None = None) -> Tensor:
             # as_array names what is wrong with x, or returns an array torch cannot share
             # (negative strides, as from x[::-1]): a contiguous copy of it is the batch
             t = torch.as_tensor(np.ascontiguousarray(as_array(x, name, finite=False)))
-        if like is not None:
-            t = t.to(device=like.device, dtype=like.dtype)
     if not t.is_floating_point():
-        t = t.to(torch.get_default_dtype() if like is None else like.dtype)
+        t = t.to(torch.get_default_dtype())
     if t.ndim < 2:
         raise ValueError(
             f"{name} must be a batch of shape (n, ...) with n >= 1 and at least one feature "
@@ -195,8 +193,9 @@ def _warn_if_probability(d: Tensor, D: Net | None = None, x: Tensor | None = Non
     discriminator's logits on real data cluster just below its margin 1), so the range
     alone says little. The rule is:
 
-    1. at least ``PROBABILITY_MIN_BATCH`` (8) values, all finite, all in [0, 1], not all
-       equal (a constant D is a legitimate, if useless, potential); and
+    1. at least ``PROBABILITY_MIN_BATCH`` (8) values, all in [0, 1] (so finite: NaN and
+       inf fail the range test), not all equal (a constant D is a legitimate, if useless,
+       potential); and
     2. when ``D`` and ``x`` are given, D also stays in [0, 1] at the probe points
        s x with s = +-``PROBABILITY_PROBE_SCALE`` (first 256 rows of the batch). A
        sigmoid output is bounded everywhere; a logit network (piecewise linear, or
@@ -205,7 +204,7 @@ def _warn_if_probability(d: Tensor, D: Net | None = None, x: Tensor | None = Non
        the probe; a D that raises on the probe points does not trigger the warning.
     """
     v = d.detach()
-    if v.numel() < PROBABILITY_MIN_BATCH or not bool(torch.isfinite(v).all()):
+    if v.numel() < PROBABILITY_MIN_BATCH:
         return
     if not (bool(((v >= 0) & (v <= 1)).all()) and bool((v != v.flatten()[0]).any())):
         return
