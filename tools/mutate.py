@@ -104,6 +104,13 @@ def _workspace(name: str, module: Module) -> Path:
             path.unlink()  # a workspace copied from another checkout: test this one
         if not path.is_symlink():
             path.symlink_to(ROOT / link, target_is_directory=True)
+    copied = ws / "mutants" / "tests"
+    if copied.is_dir():
+        # mutmut copies the tests in but never deletes one: a test file removed or moved
+        # since (a stale conftest.py shadows the top one) must not run against the mutants
+        for path in copied.rglob("*.py"):
+            if not (ROOT / "tests" / path.relative_to(copied)).exists():
+                path.unlink()
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
     mutmut = {
         **tool["mutmut"],
