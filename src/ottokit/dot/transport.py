@@ -113,7 +113,7 @@ def _expected_input(net: Any) -> str:
     """What ``net`` expects per sample, read from its first Linear/Conv layer when it has one."""
     if isinstance(net, torch.nn.Module):
         for m in net.modules():
-            if isinstance(m, torch.nn.Linear | torch.nn.Bilinear) and hasattr(m, "in_features"):
+            if isinstance(m, torch.nn.Linear):
                 return f"({m.in_features},)"
             if isinstance(m, torch.nn.modules.conv._ConvNd):
                 return f"({m.in_channels}, ...)"
