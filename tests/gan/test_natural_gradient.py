@@ -1017,6 +1017,60 @@ def test_set_latents_needs_a_batch() -> None:
             opt.set_latents(bad)
 
 
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [(latents(4)[:0], "torch.Size([0, 3])"), (torch.tensor(1.0, dtype=DT), "torch.Size([])"),
+     ([[0.0, 1.0, 2.0]], "<class 'list'>")],
+)
+def test_set_latents_names_the_shape_or_type_it_got(bad, shown: str) -> None:
+    gen = mlp()
+    opt = NaturalGradient(gen.parameters(), gen)
+    whole = f"latents must be a tensor of shape (N, ...) with N >= 1, got {shown}"
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}$"):
+        opt.set_latents(bad)
+
+
+class _ScalarLatent(nn.Module):
+    """A generator of one-dimensional latents: z of shape (N,)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp(k=1, seed=4)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.unsqueeze(-1))
+
+
+@pytest.mark.parametrize(
+    ("make_gen", "z"),
+    [(mlp, latents(1)),  # N = 1: g_hat = J^T J of one sample, rank <= d_out
+     (_ScalarLatent, torch.linspace(-1.0, 1.0, 5, dtype=DT))],  # latents of shape (N,)
+    ids=["one-latent", "one-dimensional-latents"],
+)
+def test_smallest_latent_batches_step_as_the_dense_solve(make_gen, z: torch.Tensor) -> None:
+    gen = make_gen()
+    expected = reference_step(gen, z, lr=0.3, lam=1e-2)
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.3, damping=1e-2, solver="cholesky")
+    run_steps(opt, gen, z, 1)
+    np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
+    assert opt.last_step_info.metric_samples == z.shape[0]
+
+
+def test_closure_errors_say_what_was_returned_and_how_to_fix_it() -> None:
+    gen, z = mlp(), latents(5)
+    opt = NaturalGradient(gen.parameters(), gen)
+    opt.set_latents(z)
+    whole = "the closure must return the loss as a scalar tensor, got float"
+    with pytest.raises(TypeError, match=f"^{re.escape(whole)}$"):
+        opt.step(lambda: 1.0)
+    whole = (
+        "the closure must return a scalar loss tensor, got shape (2,); reduce it, e.g. loss.mean()"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}$"):
+        opt.step(lambda: gen(z).sum(0))
+
+
 def test_a_rejected_step_clears_the_momentum() -> None:
     """Momentum 0.5 under the safeguard: step 1 is accepted, step 2 (eta = 1e6, no halving
     allowed) is rejected with the parameters unchanged, so step 3 has no displacement to
