@@ -957,6 +957,7 @@ def test_armijo_constant_away_from_its_default(c: float) -> None:
         ({"metric_every": True}, ValueError, "metric_every must be an integer >= 1, got True"),
         ({"metric_every": 1.0}, ValueError, "metric_every must be an integer >= 1, got 1.0"),
         ({"metric_samples": 0}, ValueError, "metric_samples must be an integer >= 1, got 0"),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be an integer >= 1, got 0"),
         ({"latent_sampler": 256}, TypeError, r"latent_sampler must be a callable n -> latents"),
         ({"project": 1}, TypeError, "project must be True or False, got 1"),
         ({"structured": "yes"}, ValueError, "structured must be 'auto', True or False, got 'yes'"),
@@ -1055,6 +1056,19 @@ def test_smallest_latent_batches_step_as_the_dense_solve(make_gen, z: torch.Tens
     run_steps(opt, gen, z, 1)
     np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
     assert opt.last_step_info.metric_samples == z.shape[0]
+
+
+def test_chunked_jacobian_steps_as_the_dense_solve() -> None:
+    gen, z = mlp(), latents(7)
+    expected = reference_step(gen, z, lr=0.3, lam=1e-2)
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(
+        gen.parameters(), gen, lr=0.3, damping=1e-2, solver="cholesky", structured=False,
+        chunk_size=3,
+    )  # fmt: skip
+    run_steps(opt, gen, z, 1)
+    np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
+    assert opt.last_step_info.jacobian_path == "torch.func"
 
 
 def test_closure_errors_say_what_was_returned_and_how_to_fix_it() -> None:

@@ -236,7 +236,8 @@ class NaturalGradient(torch.optim.Optimizer):
         safeguard: False, True (``Armijo()``) or an :class:`Armijo`.
         project: use the damped projection of the gradient (see above).
         structured: ``"auto"``, True or False: the metric's Jacobian path.
-        chunk_size: ``vmap`` chunk size for the Jacobian on the ``torch.func`` path.
+        chunk_size: ``vmap`` chunk size (>= 1; None: one chunk) for the Jacobian on the
+            ``torch.func`` path.
         seed: seed of the generator that draws the latent subsamples.
 
     Raises:
@@ -279,6 +280,8 @@ class NaturalGradient(torch.optim.Optimizer):
         _check_int(metric_every, "metric_every", 1)
         if metric_samples is not None:
             _check_int(metric_samples, "metric_samples", 1)
+        if chunk_size is not None:
+            _check_int(chunk_size, "chunk_size", 1)
         if latent_sampler is not None and not callable(latent_sampler):
             raise TypeError("latent_sampler must be a callable n -> latents of shape (n, ...)")
         self.layout = ParamLayout(generator)
