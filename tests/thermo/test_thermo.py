@@ -455,6 +455,40 @@ def test_bad_input():
         thermo.Quadratic(np.eye(3), np.zeros(2))
 
 
+def test_w1_speed_lower_bound_from_one_direction_and_its_default_seed():
+    # a translation by dm = (2, 2, 2) per unit time: the projection on a unit direction e
+    # is a 1-Lipschitz test function with speed |e . dm| <= |dm| = 2 sqrt(3) (the radial one
+    # gives 0), so one direction already bounds v1 from below; in 3-D the directions are
+    # random, drawn with seed 0 unless told otherwise, and another seed draws other ones
+    g = thermo.geodesic_protocol(np.zeros(3), np.eye(3), [4.0, 4.0, 4.0], np.eye(3), tau=2.0)
+    sol = thermo.solve_moments(g, t_eval=3)
+    one = thermo.w1_speed(sol, n_directions=1, n_nodes=8)
+    assert np.all(one.lower <= 2 * np.sqrt(3) * (1 + 1e-9)) and np.all(one.lower > 0)
+    default = thermo.w1_speed(sol, n_directions=3, n_nodes=8).lower
+    np.testing.assert_array_equal(default, thermo.w1_speed(sol, n_directions=3, n_nodes=8,
+                                                           seed=0).lower)
+    other = thermo.w1_speed(sol, n_directions=3, n_nodes=8, seed=1).lower
+    assert not np.allclose(other, default, rtol=1e-6)
+
+
+def test_quadratic_observable_normalises_its_parts_and_names_the_bad_one():
+    # r(x) = x^T Q x / 2 + q . x in d = 1 from scalars: q becomes the vector (d,), Q its
+    # symmetric part as a float64 matrix, and grad r(x) = Q x + q
+    r = thermo.Quadratic(2, 0.5)
+    assert r.q.shape == (1,) and r.q.dtype == np.float64
+    np.testing.assert_array_equal(r.Q, [[2.0]])
+    np.testing.assert_array_equal(r.grad(np.array([[1.5], [-1.0]])), [[3.5], [-1.5]])
+    with pytest.raises(
+        ValueError, match=r"^q must be finite \(no NaN or inf\), got \[0\.0, nan\]$"
+    ):
+        thermo.Quadratic(np.eye(2), [0.0, np.nan])
+    shape = r"^q must be a vector of shape \(d,\), got shape \(2, 2\)$"
+    with pytest.raises(ValueError, match=shape):
+        thermo.Quadratic(np.eye(2), np.eye(2))
+    with pytest.raises(TypeError, match=r"^Q must be an array of real numbers, got 'identity'"):
+        thermo.Quadratic("identity", np.zeros(2))
+
+
 def test_gaussian_entropy_matches_scipy_and_refuses_non_spd():
     rng = np.random.default_rng(3)
     covs = []
