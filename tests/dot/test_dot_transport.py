@@ -878,3 +878,38 @@ def test_keff_with_an_explicit_device_and_dtype_equals_the_defaults():
     finally:
         torch.set_default_dtype(old)
     assert explicit == default
+
+
+def test_optimizer_that_is_neither_a_name_nor_a_factory_is_refused_whole():
+    """None or a number is no optimizer name and no factory; a factory must build an optimizer."""
+    y0 = torch.zeros(3, 2, dtype=torch.float64)
+    D = lambda x: x[:, 0]
+    for bad, shown in ((None, "None of type NoneType"), (3, "3 of type int")):
+        message = rf"^optimizer must be one of 'adam', 'sgd', got {shown}$"
+        with pytest.raises(TypeError, match=message):
+            dot_target(D, y0, 1.0, optimizer=bad)
+    message = r"^optimizer factory must return a torch\.optim\.Optimizer$"
+    with pytest.raises(TypeError, match=message):
+        dot_target(D, y0, 1.0, optimizer=lambda params: "adam")
+
+
+@pytest.mark.parametrize("space", ["target", "latent"])
+def test_adam_without_a_fused_kernel_is_still_torchs_adam(space, monkeypatch):
+    """Where torch has no fused Adam for the batch's device, "adam" falls back to the plain
+    Adam(lr, betas): the same steps as torch's Adam passed as a factory."""
+    D = lambda x: torch.tanh(x @ torch.tensor([0.9, -0.4], dtype=x.dtype)) - 0.2 * (x**2).sum(1)
+    y0 = torch.randn(6, 2, generator=torch.Generator().manual_seed(34), dtype=torch.float64)
+    run = (lambda **kw: dot_target(D, y0, 0.6, steps=15, lr=0.03, **kw)) if space == "target" else (
+        lambda **kw: dot_latent(D, lambda z: z, y0, 0.6, steps=15, lr=0.03, **kw))
+    reference = run(optimizer=lambda ps: torch.optim.Adam(ps, lr=0.03, betas=(0.5, 0.8)))
+    plain_adam = torch.optim.Adam
+
+    def adam_without_fused(params, *args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires params on a supported device")
+        return plain_adam(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fused)
+    res = run(optimizer="adam", betas=(0.5, 0.8))
+    torch.testing.assert_close(res.samples, reference.samples, rtol=1e-12, atol=1e-14)
+    assert not torch.equal(res.samples, y0)
