@@ -913,3 +913,42 @@ def test_adam_without_a_fused_kernel_is_still_torchs_adam(space, monkeypatch):
     res = run(optimizer="adam", betas=(0.5, 0.8))
     torch.testing.assert_close(res.samples, reference.samples, rtol=1e-12, atol=1e-14)
     assert not torch.equal(res.samples, y0)
+
+
+def test_latents_take_Gs_parameters_and_its_input_size_unless_latent_dim_is_given():
+    """With D a plain function, the latents take G's float64 parameters and G's Linear input
+    size (12, two digits); an explicit latent_dim wins over that guess, as for a conditional G
+    that appends a one-hot label to z before its first Linear layer."""
+    torch.manual_seed(35)
+    G = torch.nn.Linear(12, 1).double()
+    D = lambda x: 3.0 * x[:, 0]  # on 1-D samples every pair gives K_eff = 3 exactly
+    k = effective_lipschitz(D, G, "normal", 20, seed=0)
+    assert k == pytest.approx(3.0, rel=1e-12)
+
+    class Conditional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(5, 1).double()
+
+        def forward(self, z):
+            label = torch.zeros(z.shape[0], 2, dtype=z.dtype)
+            label[:, 0] = 1.0
+            return self.lin(torch.cat([z, label], dim=1))
+
+    k = effective_lipschitz(D, Conditional(), "normal", 20, latent_dim=3, seed=0)
+    assert k == pytest.approx(3.0, rel=1e-12)
+
+
+def test_scalar_samples_are_a_batch_of_shape_n():
+    """G may map latents to scalar samples, a (n,) batch: for D(x) = 3 x and G(z) = z[:, 0] on
+    one-dimensional latents every pair has the ratio 3, in target and in latent space."""
+    for space in ("target", "latent"):
+        k = effective_lipschitz(lambda x: 3.0 * x, lambda z: z[:, 0], "normal", 10, space,
+                                latent_dim=1, seed=0, dtype=torch.float64)
+        assert k == pytest.approx(3.0, rel=1e-12)
+
+
+def test_a_reversed_numpy_batch_with_inf_is_refused_as_not_finite():
+    y0 = np.array([[0.0, 1.0], [np.inf, 2.0]])[::-1]
+    with pytest.raises(ValueError, match=r"^y0 must be finite; it contains NaN or inf$"):
+        dot_target(lambda x: x[:, 0], y0, 1.0)
