@@ -952,3 +952,49 @@ def test_a_reversed_numpy_batch_with_inf_is_refused_as_not_finite():
     y0 = np.array([[0.0, 1.0], [np.inf, 2.0]])[::-1]
     with pytest.raises(ValueError, match=r"^y0 must be finite; it contains NaN or inf$"):
         dot_target(lambda x: x[:, 0], y0, 1.0)
+
+
+def test_probability_warning_needs_every_value_in_the_closed_unit_interval():
+    """Values of exactly 0 and 1 (a sigmoid saturated in float64) are probabilities and warn; a
+    bump 1.5 exp(-|x|^2), bounded in [0, 1] at the far probe points but above 1 on the batch,
+    is no probability and does not warn."""
+    y0 = torch.linspace(-1.0, 1.0, 16, dtype=torch.float64)[:, None].expand(16, 2)
+    steep = lambda x: torch.sigmoid(1000.0 * x.sum(1))
+    values = steep(y0)
+    assert float(values.min()) == 0.0 and float(values.max()) == 1.0
+    with pytest.warns(ProbabilityOutputWarning, match=PROBABILITY_MESSAGE):
+        effective_lipschitz(steep, lambda z: z, "normal", 8, z=y0)
+    bump = lambda x: 1.5 * torch.exp(-(x**2).sum(1))
+    z = 0.1 + 0.5 * torch.rand(16, 2, generator=torch.Generator().manual_seed(37),
+                               dtype=torch.float64)
+    assert float(bump(z).max()) > 1.0 and float(bump(z).min()) >= 0.0
+    with torch.no_grad():
+        assert all(bool(((bump(s * z) >= 0) & (bump(s * z) <= 1)).all()) for s in (100.0, -100.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        effective_lipschitz(bump, lambda v: v, "normal", 8, z=z)
+
+
+def test_probability_probe_is_at_plus_and_minus_100_times_the_batch():
+    """A D clipped to 0.5 beyond |x1 + x2| = 150 and linear inside is bounded at +-100 x for x
+    in [2, 3]^2 (a probability by the rule), not at +-100 / x; a D that returns no tensor at
+    the probe points cannot be probed and does not warn."""
+    z = 2.0 + torch.rand(16, 2, generator=torch.Generator().manual_seed(38), dtype=torch.float64)
+
+    def clipped(x):
+        s = x.sum(1)
+        return torch.where(s.abs() > 150.0, torch.full_like(s, 0.5), 0.5 + 0.05 * s)
+
+    assert bool(((clipped(z) >= 0) & (clipped(z) <= 1)).all())
+    assert float(clipped(100.0 / z).max()) > 1.0
+    with pytest.warns(ProbabilityOutputWarning):
+        effective_lipschitz(clipped, lambda v: v, "normal", 8, z=z)
+
+    def no_tensor_far(x):
+        if bool((x.abs() > 10).any()):
+            return [0.5] * x.shape[0]
+        return torch.sigmoid(x.sum(1))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ProbabilityOutputWarning)
+        effective_lipschitz(no_tensor_far, lambda v: v, "normal", 8, z=z - 2.0)
