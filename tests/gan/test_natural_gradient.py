@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from _gan_cases import (
     DT,
@@ -1383,3 +1384,132 @@ def test_a_float32_state_resumes_a_float64_optimiser_as_its_float64_cast() -> No
         assert set(opt.state_dict()["state"]["natural_gradient"]) == keys
         runs.append(flat_params(gen))
     assert torch.equal(runs[0], runs[1])
+
+
+def _no_grad_step() -> None:
+    gen = mlp()
+    opt = NaturalGradient(gen.parameters(), gen)
+    opt.set_latents(latents(4))
+    opt.step()
+
+
+def _step_without_latents() -> None:
+    gen = mlp()
+    opt = NaturalGradient(gen.parameters(), gen)
+    sq_loss(gen, latents(4)).backward()
+    opt.step()
+
+
+def _frozen_param() -> None:
+    gen = mlp()
+    gen[0].bias.requires_grad_(False)
+    NaturalGradient([gen[0].bias], gen)
+
+
+@pytest.mark.parametrize(("build", "error", "whole"), [
+    (lambda: NaturalGradient(mlp().parameters(), mlp(), damping=0.0, solver="woodbury"),
+     ValueError, "the woodbury solver needs damping > 0 (it divides by damping); use damping "
+     "such as 1e-3, or solver='cholesky' / 'cg'"),
+    (lambda: NaturalGradient(mlp().parameters(), mlp(), latent_sampler=3), TypeError,
+     "latent_sampler must be a callable n -> latents of shape (n, ...)"),
+    (_step_without_latents, RuntimeError,
+     "NaturalGradient needs latents for its metric: call opt.set_latents(z) before opt.step(), "
+     "or pass latent_sampler=lambda n: torch.randn(n, latent_dim)"),
+    (_no_grad_step, RuntimeError, "generator parameter '0.weight' has no gradient; call "
+     "loss.backward() before opt.step(), or pass a closure that does"),
+    (_frozen_param, ValueError, "a parameter passed to NaturalGradient has requires_grad=False; "
+     "pass exactly the generator's trainable parameters, e.g. generator.parameters()"),
+    (lambda: NaturalGradient(mlp().parameters(), mlp()), ValueError,
+     "params must be exactly the generator's trainable parameters (each once): got 4 tensors "
+     "for 4 trainable generator parameters; use NaturalGradient(generator.parameters(), "
+     "generator, ...)"),
+    (lambda: NaturalGradient([{"params": [p]} for p in mlp().parameters()], mlp()), ValueError,
+     "NaturalGradient takes a single parameter group (the metric couples all parameters), "
+     "got 4 groups"),
+], ids=["woodbury-damping", "sampler-callable", "no-latents", "no-gradient", "frozen",
+        "foreign-params", "groups"])  # fmt: skip
+def test_optimiser_guards_say_the_whole_fix(build, error: type, whole: str) -> None:
+    with pytest.raises(error, match=f"^{re.escape(whole)}$"):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [(torch.zeros(3, 3, dtype=DT), "torch.Size([3, 3])"), ([0.0] * 4, "<class 'list'>")],
+)
+def test_latent_sampler_names_the_shape_or_type_it_returned(bad, shown: str) -> None:
+    gen = mlp()
+    opt = NaturalGradient(gen.parameters(), gen, metric_samples=4, latent_sampler=lambda n: bad)
+    sq_loss(gen, latents(4)).backward()
+    whole = f"latent_sampler(4) must return a tensor of shape (4, ...), got {shown}"
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}$"):
+        opt.step()
+
+
+def test_one_dimensional_sampled_latents_step_as_the_dense_solve() -> None:
+    """latents of shape (n,) from the sampler are a valid batch, as they are for set_latents."""
+    gen, z = _ScalarLatent(), torch.linspace(-1.0, 1.0, 5, dtype=DT)
+    expected = reference_step(gen, z, lr=0.3, lam=1e-2)
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(
+        gen.parameters(), gen, lr=0.3, damping=1e-2, solver="cholesky", metric_samples=5,
+        latent_sampler=lambda n: z[:n],
+    )  # fmt: skip
+    opt.zero_grad()
+    sq_loss(gen, z).backward()
+    opt.step()
+    np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
+
+
+def test_a_one_latent_subsample_solves_with_its_own_metric() -> None:
+    """metric_samples=1: v solves (J_1^T J_1 + lambda I) v = grad J, J_1 of the drawn latent."""
+    gen, z = mlp(), latents(6)
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.3, damping=1e-2, solver="cholesky",
+                          metric_samples=1, seed=3)  # fmt: skip
+    probe = copy.deepcopy(gen)
+    sq_loss(probe, z).backward()
+    grad = torch.nn.utils.parameters_to_vector([p.grad for p in probe.parameters()]).numpy()
+    run_steps(opt, gen, z, 1)
+    used = opt.state["natural_gradient"]["metric_latents"]
+    assert used.shape == (1, 3)
+    assert any(torch.equal(used[0], r) for r in z)
+    jac = reference_jacobian(probe, used)
+    expected = scipy.linalg.solve(jac.T @ jac + 1e-2 * np.eye(len(grad)), grad, assume_a="pos")
+    np.testing.assert_allclose(opt.last_direction.numpy(), expected, rtol=1e-8, atol=1e-11)
+
+
+def test_a_single_parameter_group_steps_as_the_dense_solve() -> None:
+    gen, z = mlp(), latents(8)
+    expected = reference_step(gen, z, lr=0.3, lam=1e-2)
+    theta0 = flat_params(gen)
+    opt = NaturalGradient([{"params": gen.parameters()}], gen, lr=0.3, damping=1e-2)
+    run_steps(opt, gen, z, 1)
+    np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    """lr 0.1, damping 1e-3, seed 0; no step info or direction before the first step."""
+    gen, z = mlp(), latents(8)
+    expected = reference_step(gen, z, lr=0.1, lam=1e-3)
+    theta0 = flat_params(gen)
+    opt = NaturalGradient(gen.parameters(), gen, solver="cholesky")
+    assert opt.last_step_info is None and opt.last_direction is None
+    run_steps(opt, gen, z, 1)
+    np.testing.assert_allclose((flat_params(gen) - theta0).numpy(), expected, rtol=1e-8, atol=1e-11)
+    drawn = {}
+    for kwargs in ({}, {"seed": 0}):
+        gen = mlp()
+        opt = NaturalGradient(gen.parameters(), gen, metric_samples=3, **kwargs)
+        run_steps(opt, gen, z, 1)
+        drawn[len(kwargs)] = opt.state["natural_gradient"]["metric_latents"]
+    assert torch.equal(drawn[0], drawn[1])
+
+
+def test_metric_every_refreshes_at_multiples_of_k() -> None:
+    gen, z = mlp(), latents(6)
+    opt = NaturalGradient(gen.parameters(), gen, lr=0.1, metric_every=2)
+    refreshed = []
+    for _ in range(5):
+        run_steps(opt, gen, z, 1)
+        refreshed.append(opt.last_step_info.metric_refreshed)
+    assert refreshed == [True, False, True, False, True]
