@@ -345,3 +345,13 @@ def test_products_cast_vectors_to_the_metric_dtype(structured: bool) -> None:
         m.jvp([0.0] * 32)
     with pytest.raises(ValueError, match=r"shape \(32,\), got torch\.Size\(\[3\]\)$"):
         m.matvec(torch.zeros(3, dtype=DT))
+
+
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [(torch.zeros(31, dtype=DT), "torch.Size([31])"), ([0.0] * 32, "<class 'list'>")],
+)
+def test_params_guard_names_the_shape_or_type_it_got(bad, shown: str) -> None:
+    whole = f"params must be a flat tensor of length 32 (ParamLayout order), got {shown}"
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}$"):
+        PullbackMetric(mlp(), latents(5), params=bad)
