@@ -1513,3 +1513,51 @@ def test_metric_every_refreshes_at_multiples_of_k() -> None:
         run_steps(opt, gen, z, 1)
         refreshed.append(opt.last_step_info.metric_refreshed)
     assert refreshed == [True, False, True, False, True]
+
+
+def _set_grad(gen: nn.Module, g: torch.Tensor) -> None:
+    torch.nn.utils.vector_to_parameters(g, [p.grad for p in gen.parameters()])
+
+
+def _gradient_agreement_rank(rank: int) -> dict:
+    """Each case: this rank's hand-set gradient, one step; "ok" and the direction, or the
+    error."""
+    share = latents(DDP_LATENTS)[6 * rank : 6 * rank + 6]
+    n = flat_params(mlp()).numel()
+    big = torch.full((n,), 1e3, dtype=DT)
+    same_norm = torch.zeros(n, dtype=DT)
+    same_norm[: 2 - rank] = 1.0 if rank == 0 else math.sqrt(2.0)
+    cases = {
+        # |g|^2 = 32e6: a difference of 1e-8 in one entry is rounding at this scale
+        "rounding": big + (1e-8 if rank == 1 else 0.0) * (torch.arange(n) == 0).to(DT),
+        "zero": torch.zeros(n, dtype=DT),  # a stationary point on every rank
+        # the same |g|^2 = 2 and positive sums 2 and sqrt(2): different gradients
+        "same-norm": same_norm,
+    }
+    out = {}
+    for name, g in cases.items():
+        gen = mlp()
+        opt = NaturalGradient(gen.parameters(), gen, lr=0.1, damping=1e-2, solver="cholesky")
+        opt.set_latents(share)
+        sq_loss(gen, share).backward()
+        _set_grad(gen, g)
+        try:
+            opt.step()
+            out[name] = opt.last_direction.clone()
+        except RuntimeError as err:
+            out[name] = str(err)
+    return out
+
+
+def test_ranks_gradients_are_compared_relative_to_their_size(monkeypatch) -> None:
+    """Gradients that agree up to rounding relative to |g| and all-zero gradients step on
+    every rank; gradients with equal norms but different sums are refused on every rank."""
+    ranks = thread_ranks(monkeypatch, _gradient_agreement_rank)
+    monkeypatch.undo()
+    for r in ranks:
+        assert isinstance(r["rounding"], torch.Tensor)
+        assert rel(r["rounding"], ranks[0]["rounding"]) < 1e-9
+        assert isinstance(r["zero"], torch.Tensor)
+        assert float(r["zero"].abs().max()) == 0.0
+        assert isinstance(r["same-norm"], str)
+        assert r["same-norm"].startswith("the generator gradients differ between ranks; ")
