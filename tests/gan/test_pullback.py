@@ -123,8 +123,41 @@ def test_metric_errors() -> None:
         PullbackMetric(gen, z).matvec(torch.zeros(3, dtype=DT))
     with pytest.raises(ValueError, match="structured must be"):
         PullbackMetric(gen, z, structured="yes")
-    with pytest.raises(ValueError, match="structured=True but.*Reshaped"):
+    with pytest.raises(
+        ValueError,
+        match=r"^structured=True but the structured Jacobian does not apply: .*Reshaped.*; "
+        r"use structured='auto' to fall back to torch\.func$",
+    ):
         PullbackMetric(Reshaped(), z, structured=True)
+
+
+def _fallback_rank(rank: int) -> tuple[str, str | None]:
+    z = latents(8)
+    z = z[:5] if rank == 0 else z[5:].reshape(3, 1, 3)  # rank 1 cannot take the structured path
+    m = PullbackMetric(mlp(), z, structured="auto", sharded=True)
+    return m.path, m.fallback_reason
+
+
+def test_sharded_metric_takes_one_path_on_every_rank_and_says_why(monkeypatch) -> None:
+    """Rank 1's latents (N, 1, k) rule out the structured Jacobian; rank 0 could take it but
+    must not (the gathered products need one path): both fall back, each saying why."""
+    assert thread_ranks(monkeypatch, _fallback_rank) == [
+        ("torch.func", "the structured Jacobian does not apply on another rank"),
+        ("torch.func", "latents of shape (3, 1, 3) are not 2-D (N, k)"),
+    ]
+
+
+def test_latents_that_are_not_2d_fall_back_to_torch_func_with_the_same_metric() -> None:
+    # the same Sequential on latents (N, 1, k): the structured Jacobian needs (N, k), so the
+    # metric is built by torch.func, says why, and is the metric of the flat latents
+    z = latents(5)
+    flat = PullbackMetric(mlp(), z, structured="auto")
+    assert flat.path == "structured" and flat.fallback_reason is None
+    assert PullbackMetric(mlp(), z, structured=False).fallback_reason is None
+    m = PullbackMetric(mlp(), z.reshape(5, 1, 3), structured="auto")
+    assert m.path == "torch.func"
+    assert m.fallback_reason == "latents of shape (5, 1, 3) are not 2-D (N, k)"
+    torch.testing.assert_close(m.dense(), flat.dense(), rtol=1e-12, atol=1e-14)
 
 
 class BatchMean(nn.Module):
@@ -154,7 +187,7 @@ class BatchMean(nn.Module):
         (lambda g, z: PullbackMetric(g, z, params=[0.0] * 32), ValueError,
          "params must be a flat tensor of length 32"),
         (lambda g, z: PullbackMetric(BatchMean(), z), ValueError,
-         r"the generator must return one output per latent \(shape \(N, \.\.\.\)\)"),
+         r"^the generator must return one output per latent \(shape \(N, \.\.\.\)\)$"),
     ],
 )
 def test_metric_input_guards(build, error: type[Exception], match: str) -> None:
