@@ -471,6 +471,23 @@ def test_w1_speed_lower_bound_from_one_direction_and_its_default_seed():
     assert not np.allclose(other, default, rtol=1e-6)
 
 
+def test_w1_speed_reports_its_times_and_finds_an_axis_translation_with_two_directions():
+    # 2-D directions are the half-circle angles k pi / n (pi itself is 0 reversed): with two,
+    # the axes, a translation along the second axis at speed 2 is found exactly; the bounds
+    # come with the path's times, and exact is True only in one dimension
+    g = thermo.geodesic_protocol([0, 0], np.eye(2), [0.0, 4.0], np.eye(2), tau=2.0)
+    sol = thermo.solve_moments(g, t_eval=3)
+    w1 = thermo.w1_speed(sol, n_directions=2, n_nodes=1)
+    np.testing.assert_allclose(w1.lower, 2.0, rtol=1e-12)
+    np.testing.assert_array_equal(w1.t, sol.t)
+    assert w1.exact is False
+    one_d = thermo.solve_moments(thermo.geodesic_protocol([0], [[1.0]], [1.0], [[4.0]], 1.0),
+                                 t_eval=3)
+    w1_1d = thermo.w1_speed(one_d)
+    np.testing.assert_array_equal(w1_1d.t, one_d.t)
+    assert w1_1d.exact is True
+
+
 def test_quadratic_observable_normalises_its_parts_and_names_the_bad_one():
     # r(x) = x^T Q x / 2 + q . x in d = 1 from scalars: q becomes the vector (d,), Q its
     # symmetric part as a float64 matrix, and grad r(x) = Q x + q
