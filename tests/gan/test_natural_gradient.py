@@ -677,6 +677,21 @@ def _gp_without_shard() -> str:
     return "no error"
 
 
+def _assert_every_rank_ran_the_union(ranks: list[dict], cases, z: torch.Tensor) -> None:
+    """Each rank's three steps of every case equal one process's on all latents ``z``: the
+    parameter move, the losses, and the closure calls, solver and safeguard shrinks."""
+    for name, lr, kwargs in cases:
+        gen = mlp()
+        ref = ng_run(gen, gen, z, lr, kwargs)
+        for r in ranks:
+            got = r[name]
+            assert rel(got["move"], ref["move"]) < 1e-10, name
+            np.testing.assert_allclose(got["losses"], ref["losses"], rtol=1e-12)
+            assert (got["calls"], got["solver"], got["shrinks"]) == (
+                ref["calls"], ref["solver"], ref["shrinks"],
+            ), name  # fmt: skip
+
+
 def test_distributed_step_equals_the_step_on_the_union_of_latents() -> None:
     """2 gloo ranks, 6 latents each, G under DDP for the loss: three steps equal those of one
     process on all 12 latents, for every solver and path, with the safeguard calling the
@@ -688,16 +703,8 @@ def test_distributed_step_equals_the_step_on_the_union_of_latents() -> None:
 
     ranks = run_ranks(_ddp_rank, start_method="fork")
     z = latents(DDP_LATENTS)
-    for name, lr, kwargs in DDP_CASES:
-        gen = mlp()
-        ref = ng_run(gen, gen, z, lr, kwargs)
-        for r in ranks:
-            got = r[name]
-            assert rel(got["move"], ref["move"]) < 1e-10, name
-            np.testing.assert_allclose(got["losses"], ref["losses"], rtol=1e-12)
-            assert (got["calls"], got["solver"], got["shrinks"]) == (
-                ref["calls"], ref["solver"], ref["shrinks"],
-            ), name  # fmt: skip
+    _assert_every_rank_ran_the_union(ranks, DDP_CASES, z)
+    for name, _, _ in DDP_CASES:
         assert torch.equal(ranks[0][name]["move"], ranks[1][name]["move"])
     assert ranks[0]["woodbury-safeguard"]["shrinks"] > 0  # the safeguard was exercised
     single = gan_run()
@@ -1293,16 +1300,7 @@ def test_thread_ranks_step_equals_the_step_on_the_union_of_latents(monkeypatch) 
     ranks = thread_ranks(monkeypatch, _thread_rank)
     monkeypatch.undo()
     z = latents(DDP_LATENTS)
-    for name, lr, kwargs in THREAD_CASES:
-        gen = mlp()
-        ref = ng_run(gen, gen, z, lr, kwargs)
-        for r in ranks:
-            got = r[name]
-            assert rel(got["move"], ref["move"]) < 1e-10, name
-            np.testing.assert_allclose(got["losses"], ref["losses"], rtol=1e-12)
-            assert (got["calls"], got["solver"], got["shrinks"]) == (
-                ref["calls"], ref["solver"], ref["shrinks"],
-            ), name  # fmt: skip
+    _assert_every_rank_ran_the_union(ranks, THREAD_CASES, z)
     assert ranks[0]["woodbury-safeguard"]["shrinks"] > 0
     ref = resumed_run(z)
     for r in ranks:
