@@ -1360,3 +1360,109 @@ def test_w1_speed_1d_when_mean_and_width_move_alike():
     z = norm.ppf((np.arange(100_000) + 0.5) / 100_000)
     w1_ends = okot.w_1d(z, 0.6 + 0.5 * z, 1)
     np.testing.assert_allclose(w1.lower, w1_ends / tau, rtol=1e-4)
+
+
+def test_solve_moments_checks_its_start_and_the_protocol_with_their_names():
+    """solve_moments refuses half a start, a C0 of the wrong size, a non-numeric m0 and an A(t)
+    that changes shape inside the horizon, naming what to fix; its n_rhs counts the solver's
+    right-hand-side evaluations (more of them at a tighter tolerance)."""
+    no_start = _constant_protocol(-np.eye(2), np.zeros(2), 1.0, 1.0)
+    missing = r"^give the initial state m0, C0 \(the protocol does not carry one\)$"
+    for start in ({"m0": [0.0, 0.0]}, {"C0": np.eye(2)}):
+        with pytest.raises(ValueError, match=missing):
+            thermo.solve_moments(no_start, **start)
+    with pytest.raises(ValueError, match=r"^C0 must be a \(2, 2\) matrix \(a covariance\), "
+                                         r"got shape \(3, 3\)$"):
+        thermo.solve_moments(no_start, [0.0, 0.0], np.eye(3))
+    with pytest.raises(TypeError, match="^m0 must be an array of real numbers"):
+        thermo.solve_moments(no_start, ["a", "b"], np.eye(2))
+    reshaping = thermo.Protocol(
+        A=lambda t: -np.eye(3) if 0.15 < t < 0.35 else -np.eye(2), b=np.zeros(2), T=1.0,
+        tau=1.0, m0=np.zeros(2), C0=np.eye(2))
+    with pytest.raises(ValueError, match=r"^A\(0\.[1-3]\d*\) must be a square \(d, d\) matrix, "
+                                         r"got shape \(3, 3\)$"):
+        thermo.solve_moments(reshaping)
+    calls = []
+
+    def trap(t: float) -> np.ndarray:
+        calls.append(t)
+        return -np.eye(2)
+
+    counted = thermo.Protocol(A=trap, b=np.zeros(2), T=1.0, tau=1.0)
+    loose = thermo.solve_moments(counted, [1.0, 0.0], np.eye(2), t_eval=3, rtol=1e-4, atol=1e-6)
+    tight = thermo.solve_moments(counted, [1.0, 0.0], np.eye(2), t_eval=3)
+    assert isinstance(loose.n_rhs, int) and 0 < loose.n_rhs < tight.n_rhs
+    assert len(calls) >= loose.n_rhs + tight.n_rhs
+
+
+def test_a_lost_definiteness_says_how_to_fix_it():
+    p = thermo.Protocol(A=-50.0 * np.eye(1), b=[0.0], T=lambda t: 0.0, tau=8.0)
+    with pytest.raises(RuntimeError, match="^the covariance lost positive definiteness; "
+                                           "tighten rtol/atol$"):
+        thermo.solve_moments(p, [0.0], [[1.0]], t_eval=5)
+
+
+def test_gaussian_entropy_checks_each_matrix_of_a_stack_on_its_own_scale():
+    """Stacks of any depth: each covariance's symmetry is judged relative to its own size, a
+    non-square stack and an asymmetric member are refused, and the first non-positive-definite
+    member is named by its full index."""
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((2, 3, 2, 5))
+    covs = g @ np.swapaxes(g, -1, -2) / 5 + 0.1 * np.eye(2)
+    expect = [[0.5 * (2 * np.log(2 * np.pi * np.e) + np.linalg.slogdet(c)[1]) for c in row]
+              for row in covs]
+    np.testing.assert_allclose(thermo.gaussian_entropy(covs), expect, rtol=1e-13)
+    # a 1e-7 asymmetry is rounding on a 1e6-sized matrix, beside a small exact one
+    big = 1e6 * np.eye(2)
+    big[0, 1] += 1e-7
+    assert np.all(np.isfinite(thermo.gaussian_entropy(np.stack([big, 1e-3 * np.eye(2)]))))
+    # ... while a 1e-9 asymmetry on a 1e-3-sized matrix is not, even beside a large one
+    small = 1e-3 * np.eye(2)
+    small[0, 1] += 1e-9
+    symmetric = r"^cov must be symmetric; symmetrise it with \(cov \+ cov\.T\) / 2$"
+    with pytest.raises(ValueError, match=symmetric):
+        thermo.gaussian_entropy(np.stack([1e6 * np.eye(2), small]))
+    with pytest.raises(ValueError, match=symmetric):
+        thermo.gaussian_entropy(np.stack([np.eye(2), [[1.0, 0.5], [0.0, 1.0]]]))
+    # the tolerance itself, |C - C^T| = 1e-10 max|C|, is accepted
+    assert np.isfinite(thermo.gaussian_entropy([[1.0, 1e-10], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"^cov must be a \(\.\.\., d, d\) stack of square "
+                                         r"matrices, got \(2, 3, 4\)$"):
+        thermo.gaussian_entropy(np.zeros((2, 3, 4)))
+    bad = covs.copy()
+    bad[1, 0] = [[1.0, 0.0], [0.0, -2.0]]
+    with pytest.raises(ValueError, match=r"^cov must be positive definite; cov\[1, 0\] has "
+                                         r"smallest eigenvalue -2$"):
+        thermo.gaussian_entropy(bad)
+    with pytest.raises(TypeError, match="^cov must be an array of real numbers"):
+        thermo.gaussian_entropy([["a", "b"], ["c", "d"]])
+
+
+def test_lyapunov_velocity_names_its_inputs_and_is_exactly_symmetric():
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal((4, 3, 3))
+    cov = g @ np.swapaxes(g, 1, 2) + np.eye(3)
+    d_cov = rng.standard_normal((4, 3, 3))
+    d_cov = d_cov + np.swapaxes(d_cov, 1, 2)
+    s = thermo.lyapunov_velocity(cov, d_cov)
+    np.testing.assert_array_equal(s, np.swapaxes(s, 1, 2))
+    np.testing.assert_allclose(s @ cov + cov @ s, d_cov, atol=1e-12)
+    for which, name in ((0, "cov"), (1, "d_cov")):
+        args = [cov, d_cov]
+        args[which] = np.where(np.eye(3, dtype=bool), np.nan, args[which])
+        with pytest.raises(ValueError, match=rf"^{name} must be finite \(no NaN or inf\); "
+                                             rf"{name}\[0, 0, 0\] = nan$"):
+            thermo.lyapunov_velocity(*args)
+
+
+def test_w1_speed_beyond_three_dimensions_needs_no_quadrature_grid(monkeypatch):
+    """From d = 4 on the expectations are 20,000 Monte Carlo draws, not a 48^d Gauss-Hermite grid
+    (679 MB at d = 4), so a 64 MB limit lets the default n_nodes run; at d = 3 the grid
+    (48^3 nodes, 11.5 MB) is refused under 8 MB."""
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "64M")
+    path = thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0, dim=4), t_eval=3)
+    speed = thermo.w1_speed(path, n_directions=8)
+    assert np.all(speed.lower <= speed.upper + 1e-12) and np.all(speed.upper > 0)
+    monkeypatch.setenv("OTTOKIT_MEMORY_LIMIT", "8M")
+    with pytest.raises(MemoryEstimateError, match="^w1_speed's Gauss-Hermite grid of 48\\^3"):
+        thermo.w1_speed(thermo.solve_moments(thermo.quench(1.0, 2.0, 1.0, dim=3), t_eval=3))
