@@ -198,6 +198,7 @@ def test_conditional_kinetic_energy_closed_forms() -> None:
     (pi^2/4) n_d / tau for the seed's cosine."""
     tau, n_d = 2.0, 7
     assert math.isclose(conditional_kinetic_energy(CondOT(tau), n_d), 2 * n_d / tau, rel_tol=1e-10)
+    assert math.isclose(conditional_kinetic_energy(CondOT(tau)), 2 / tau, rel_tol=1e-10)  # d = 1
     assert math.isclose(
         conditional_kinetic_energy(Cosine(tau), n_d), math.pi**2 / 4 * n_d / tau, rel_tol=1e-10
     )

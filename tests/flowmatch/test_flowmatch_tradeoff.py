@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import ot
@@ -755,6 +756,14 @@ def test_repeat_intervals_in_two_dimensions() -> None:
     assert r.response_repeats is not None and r.response_repeats.shape == (3,)
     assert math.isclose(r.response, float(r.response_repeats.mean()), rel_tol=1e-12)
     assert r.response_ci[0] < r.response < r.response_ci[1]
+    # the Student-t interval of the mean of 3 repeats: mean +- t_{0.975, 2} sd / sqrt(3)
+    half = stats.t.ppf(0.975, 2) * r.response_repeats.std(ddof=1) / math.sqrt(3)
+    np.testing.assert_allclose(r.response_ci, (r.response - half, r.response + half), rtol=1e-12)
+    assert len(set(r.response_repeats.tolist())) == 3  # fresh samples for every repeat
+    again = tradeoff(
+        path, path, perturbed, n_samples=150, n_steps=10, n_save=2, n_t=4, n_x=256, n_repeats=3
+    )
+    np.testing.assert_array_equal(again.response_repeats, r.response_repeats)
 
 
 def test_estimator_selection_and_bad_input() -> None:
@@ -799,6 +808,15 @@ def test_d0_isotropic_fit_against_the_closed_form() -> None:
     kl = 0.5 * (np.trace(np.linalg.solve(c0, c1)) + (m1 - m0) @ np.linalg.solve(c0, m1 - m0)
                 - d + np.log(np.linalg.det(c0) / np.linalg.det(c1)))
     assert math.isclose(d0_isotropic_fit(cloud(m0, v0), cloud(m1, v1)), 2 * kl, rel_tol=1e-10)
+    # a reference with a mean off the origin and a spread below 1, another mean off it
+    m2 = np.array([0.1, 0.2, -0.3, 0.0, 0.1])
+    kl_back = 0.5 * (np.trace(np.linalg.solve(c1, c0)) + (m2 - m1) @ np.linalg.solve(c1, m2 - m1)
+                     - d + np.log(np.linalg.det(c1) / np.linalg.det(c0)))
+    ref, pert = cloud(m1, v1), cloud(m2, v0)
+    assert math.isclose(d0_isotropic_fit(ref, pert), 2 * kl_back, rel_tol=1e-10)
+    # a float32 perturbed cloud is fitted in the reference's float64
+    pert32 = pert.float()
+    assert d0_isotropic_fit(ref, pert32) == d0_isotropic_fit(ref, pert32.double())
     # small shift delta along e_1: chi^2 = e^{delta^2} - 1 = 2 KL (1 + O(delta^2))
     delta = 0.1
     e1 = np.eye(d)[0] * delta
@@ -1201,3 +1219,171 @@ def test_kinetic_cost_standard_errors_and_seed() -> None:
     assert again.integral == res.integral and other.integral != res.integral
     one = kinetic_cost(vel, n_t=2, n_x=1)
     assert np.all(np.isnan(one.energy_stderr)) and math.isnan(one.integral_stderr)
+
+
+_SHIFTED = Normal([0.5], [[1.0]])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda p: tradeoff(p, p, N01, seed=-1), ValueError,
+         "seed must be a non-negative integer, got -1"),
+        (lambda p: tradeoff(p, p, N01, estimator="exactly"), ValueError,
+         "unknown estimator 'exactly'; allowed: 'auto', 'quadrature', 'samples'"),
+        (lambda p: tradeoff(p, p, N01, ci="sometimes"), ValueError,
+         "unknown ci 'sometimes'; allowed: 'auto', 'bootstrap', 'repeats', 'none'"),
+        (lambda p: tradeoff(p, p, N01, ci_level=1.5), ValueError,
+         "ci_level must be a number in (0, 1), got 1.5 (e.g. ci_level=0.95)"),
+        (lambda p: tradeoff(p, p, N01, ci_level=0.0), ValueError,
+         "ci_level must be a number in (0, 1), got 0 (e.g. ci_level=0.95)"),
+        (lambda p: tradeoff(p, p, standard_normal(2)), ValueError,
+         "the path has dimension 1 but the perturbed start 2 (mismatched dimensions)"),
+        (lambda p: tradeoff(p, p, _Triangular(), estimator="quadrature"), ValueError,
+         "the quadrature estimator needs a 1-D problem whose perturbed start has a cdf; "
+         "use estimator='samples'"),
+        (lambda p: tradeoff(p, p, _SHIFTED, estimator="samples", n_samples=1), ValueError,
+         "n_samples must be an integer >= 2, got 1 (e.g. n_samples=2000)"),
+        (lambda p: tradeoff(p, p, _SHIFTED, estimator="samples", n_samples=8, ci="bootstrap",
+                            n_boot=0), ValueError, "n_boot must be a positive integer, got 0"),
+        (lambda p: tradeoff(p, p, _SHIFTED, estimator="samples", n_samples=8, ci="repeats",
+                            n_repeats=1), ValueError,
+         "n_repeats must be an integer >= 2, got 1; ci='repeats' estimates a spread from them"),
+        (lambda p: response_quadrature(p, N01, tau=0.0), ValueError,
+         "tau must be a positive number, got 0"),
+        (lambda p: response_quadrature(p, N01, tau=1.0, flow_map="magic"), ValueError,
+         "unknown flow_map 'magic'; allowed: 'auto', 'closed form', 'ode'"),
+        (lambda p: response_quadrature(p, N01, tau=1.0, method="euler2"), ValueError,
+         "unknown method 'euler2'; allowed: 'rk4', 'dopri5', 'euler', 'midpoint'"),
+        (lambda p: response_quadrature(p, N01, tau=1.0, n_t=0), ValueError,
+         "n_t must be a positive integer, got 0"),
+        (lambda p: response_quadrature(VelocityMLP(1, hidden=4, depth=1, time_dim=4), _SHIFTED,
+                                       tau=1.0, flow_map="closed form"), ValueError,
+         "no closed-form flow map for VelocityMLP; use flow_map='ode'"),
+        (lambda p: perturbation_d0("x"), TypeError,
+         "perturbed must be an ottokit.flowmatch.distributions.Distribution, got str"),
+        (lambda p: d0_isotropic_fit("abc", torch.zeros(3, 2)), TypeError,
+         "reference must be an array of real numbers, got 'abc' of type str (dtype <U3)"),
+        (lambda p: d0_isotropic_fit(torch.randn(5, 2), "abc"), TypeError,
+         "perturbed must be an array of real numbers, got 'abc' of type str (dtype <U3)"),
+        (lambda p: d0_isotropic_fit(torch.randn(5, 2), torch.randn(5, 3)), ValueError,
+         "perturbed has dimension 3, expected 2 (mismatched dimensions)"),
+        (lambda p: d0_isotropic_fit(torch.ones(5, 2), torch.randn(5, 2)), ValueError,
+         "both clouds need a positive spread to fit isotropic Gaussians"),
+    ],
+    ids=["seed", "estimator", "ci", "ci-level-1.5", "ci-level-0", "dims", "no-cdf",
+         "n-samples", "n-boot", "n-repeats", "rq-tau", "rq-flow-map", "rq-method", "rq-n-t",
+         "rq-no-closed-form", "d0-type", "fit-ref",
+         "fit-perturbed", "fit-dims", "fit-no-spread"],
+)
+def test_tradeoff_refusals_are_whole_messages(call, error, message) -> None:
+    """Each refusal names the argument, what it must be and (where there is one) an example
+    or the reason, before any transport or quadrature starts."""
+    path = GaussianMixtureVelocity.of(CondOT(), TABLE_I_DATA)
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        call(path)
+
+
+def test_tradeoff_result_carries_its_quadrature_parts() -> None:
+    """A 1-D closed-form path of horizon tau = 2: the result's W1 curve, kinetic cost and W2
+    bound are those of response_quadrature, kinetic_quadrature and w2_squared_quadrature with
+    the same settings; the ODE flow map, its method and step count reach response_quadrature;
+    the estimator asked for is the one used; without samples there is no interval."""
+    path = GaussianMixtureVelocity.of(Cosine(2.0), TABLE_I_DATA)
+    res = tradeoff(path, path, _SHIFTED, estimator="quadrature", n_save=6, n_t=8)
+    rq = response_quadrature(path, _SHIFTED, tau=2.0, n_save=6, n_t=8)
+    kq = kinetic_quadrature(path, n_t=8)
+    assert res.estimator == "quadrature" and res.kinetic_method == "quadrature"
+    assert (res.w1_initial, res.w1_final, res.delta_w1) == (rq.w1_initial, rq.w1_final,
+                                                            rq.delta_w1)
+    assert res.v_loss_sq_integral == rq.v_loss_sq_integral and res.t_mid.shape == (5,)
+    np.testing.assert_array_equal(res.v_loss, rq.v_loss)
+    np.testing.assert_array_equal(res.t_kinetic, kq.t)
+    np.testing.assert_array_equal(res.v2, kq.v2)
+    assert (res.kinetic, res.kinetic_stderr) == (kq.integral, 0.0)
+    assert res.w2_bound == w2_squared_quadrature(path) / 2.0
+    assert res.ci_method == "none" and res.response_ci is None and res.response_repeats is None
+    assert type(res.ci_level) is float and res.ci_level == 0.95
+    given = tradeoff(path, path, _SHIFTED, n_save=2, n_t=2, w2_squared_exact=0.3)
+    assert given.w2_bound == 0.15  # W2^2 / tau
+    ode = tradeoff(path, path, _SHIFTED, flow_map="ode", method="rk4", n_steps=7, n_t=2)
+    assert ode.flow_map == "rk4, 7 steps" and ode.t_mid.shape == (7,)
+    ode = tradeoff(path, path, _SHIFTED, flow_map="ode", n_save=2, n_t=2)
+    assert ode.flow_map == "dopri5 (rtol 1e-10)"
+    # the noise axis has Gauss-Legendre pieces of `order` nodes, whichever flow map is used
+    from ottokit.flowmatch._quantile import quantile_nodes
+
+    for kw in ({"flow_map": "ode", "method": "rk4", "n_steps": 7}, {"n_t": 1}):
+        for order in (8, 12):
+            rq = response_quadrature(path, _SHIFTED, tau=2.0, order=order, n_save=2, **kw)
+            assert rq.n_nodes == quantile_nodes(_SHIFTED, order=order).z.size, (kw, order)
+
+
+def test_tradeoff_monte_carlo_parts_match_an_isotropic_gaussian_path() -> None:
+    """In 2-D, data N(0, a^2 I) on CondOT with tau = 2 has marginals N(0, s_t^2 I),
+    s_t^2 = (1 - t/2)^2 a^2 + (t/2)^2, and the linear velocity v = (s_t'/s_t) x: E|v|^2 =
+    2 s_t'^2 and W2(P_0, P_tau)^2 = 2 (1 - a)^2. The Monte Carlo kinetic cost, its standard
+    error (|v|^2 / E|v|^2 ~ chi^2_2 / 2, relative sd 1), v2 at the midpoints and the sampled
+    W2 bound agree with these; every part is reproducible for a seed and changes with it."""
+    a2, n_x = 0.05, 256
+    path = GaussianMixtureVelocity(CondOT(2.0), [[0.0, 0.0]], [[[a2, 0.0], [0.0, a2]]])
+    pert = Normal([0.5, 0.0], np.eye(2))
+    kw = {"n_samples": 400, "n_steps": 5, "n_save": 3, "n_t": 6, "n_x": n_x, "ci": "none"}
+    res = tradeoff(path, path, pert, seed=3, **kw)
+
+    def s(t):
+        return math.sqrt((1 - t / 2) ** 2 * a2 + (t / 2) ** 2)
+
+    def energy(t):
+        return 2.0 * ((-(1 - t / 2) * a2 + t / 2) / (2.0 * s(t))) ** 2
+
+    assert res.kinetic_method == "monte carlo" and res.ci_method == "none"
+    assert res.response_ci is None and res.t_kinetic.shape == (6,)
+    nodes, weights = np.polynomial.legendre.leggauss(6)
+    np.testing.assert_allclose(res.t_kinetic, nodes + 1.0, rtol=1e-14)
+    exact = integrate.quad(energy, 0.0, 2.0)[0]
+    expected_se = math.sqrt(sum((w * energy(t) / math.sqrt(n_x)) ** 2
+                                for t, w in zip(nodes + 1.0, weights, strict=True)))
+    assert 0.8 < res.kinetic_stderr / expected_se < 1.25
+    assert abs(res.kinetic - exact) < 4 * expected_se
+    np.testing.assert_allclose(res.v2_mid, [math.sqrt(energy(t)) for t in res.t_mid], rtol=0.15)
+    assert abs(res.w2_bound - (1 - math.sqrt(a2)) ** 2) < 0.15 * (1 - math.sqrt(a2)) ** 2
+    again = tradeoff(path, path, pert, seed=3, **kw)
+    other = tradeoff(path, path, pert, seed=4, **kw)
+    for field in ("kinetic", "kinetic_stderr", "w2_bound", "response"):
+        assert getattr(again, field) == getattr(res, field), field
+        assert getattr(other, field) != getattr(res, field), field
+    np.testing.assert_array_equal(again.v2_mid, res.v2_mid)
+    assert np.all(other.v2_mid != res.v2_mid)
+    mc = kinetic_cost(path, n_t=6, n_x=2, seed=0)  # two samples already give a standard error
+    assert np.all(np.isfinite(mc.energy_stderr)) and np.all(mc.energy_stderr > 0)
+    np.testing.assert_allclose(mc.t, nodes + 1.0, rtol=1e-14)
+
+
+class _NoHorizon:
+    """A user's MarginalPath whose horizon tau is 0: refused where it is first used."""
+
+    dim, tau = 1, 0.0
+
+    def __call__(self, t, x):
+        return -x
+
+    def sample_marginal(self, t, n, generator=None):
+        return torch.randn(n, 1, generator=generator, dtype=F64)
+
+
+@pytest.mark.parametrize("call", [lambda p: tradeoff(p, p, _SHIFTED), lambda p: kinetic_cost(p)],
+                         ids=["tradeoff", "kinetic_cost"])
+def test_a_user_path_without_a_horizon_is_refused(call) -> None:
+    with pytest.raises(ValueError, match=r"^tau must be a positive number, got 0$"):
+        call(_NoHorizon())
+
+
+def test_tradeoff_on_a_one_dimensional_path_without_closed_form_samples_its_cost() -> None:
+    """An empirical data set in 1-D has no closed-form marginals: the kinetic cost is Monte
+    Carlo even though the dimension is 1."""
+    data = torch.linspace(-1.0, 1.0, 9, dtype=F64)[:, None]
+    path = ExactVelocity(CondOT(), data)
+    res = tradeoff(path, path, _SHIFTED, estimator="samples", n_samples=32, n_steps=4,
+                   n_save=2, n_t=2, n_x=64, ci="none")
+    assert res.kinetic_method == "monte carlo" and res.kinetic_stderr > 0
