@@ -13,22 +13,31 @@
 
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 
 import pytest
 import torch
+from _dot_cases import (
+    METHODS,
+    PRIOR,
+    RTOL,
+    N,
+    assert_differing_arguments_refused,
+    assert_same_result,
+    differing_arguments,
+    dot_runs,
+    max_abs,
+    message,
+    nets,
+)
 from _ranks import run_ranks
 from scipy import stats
 
-from ottokit.distributed import rank
-from ottokit.dot import ddls, dot_latent, dot_target, drs, effective_lipschitz, mh_gan
+from ottokit.dot import ddls, effective_lipschitz
 from ottokit.experiments._dot_common import MethodRuns, Streams, compare_methods
 from ottokit.flowmatch import CondOT, ExactVelocity
-from ottokit.priors import Prior
 
 F64 = torch.float64
-RTOL = 1e-12
 TIMES = (0.0, 0.02, 0.5, 0.95, 1.0)
 SPLIT = 29  # rank 0 holds data[:29] (one cluster), rank 1 data[29:] (a far cluster)
 
@@ -57,13 +66,6 @@ def _evaluate(v: ExactVelocity, x: torch.Tensor) -> dict:
     return out
 
 
-def _message(fn) -> str:
-    try:
-        fn()
-    except ValueError as err:
-        return str(err)
-    return ""
-
 
 def _velocity_ranks(r: int) -> dict:
     data, w, x = _velocity_problem()
@@ -76,16 +78,12 @@ def _velocity_ranks(r: int) -> dict:
         "weighted": _evaluate(v, x),
         "uniform": _evaluate(u, x),
         "draws": v.sample_marginal(0.0, 20_000, torch.Generator().manual_seed(5 + r)),
-        "per_share_weights": _message(
+        "per_share_weights": message(
             lambda: ExactVelocity(CondOT(1.0), data[mine], per_share, sharded=True)
         ),
-        "other_queries": _message(lambda: v(0.5, x + r)),
-        "grad": _message(lambda: v(0.5, x.clone().requires_grad_(True))),
+        "other_queries": message(lambda: v(0.5, x + r)),
+        "grad": message(lambda: v(0.5, x.clone().requires_grad_(True))),
     }
-
-
-def _max_abs(t: torch.Tensor) -> float:
-    return float(t.abs().max()) if t.numel() else 0.0
 
 
 def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -140,81 +138,12 @@ def test_sharded_without_a_process_group_is_the_plain_velocity() -> None:
     assert all(torch.equal(got[k], ref[k]) for k in ref)
 
 
-N = 11  # odd: shares of 6 and 5 rows
-PRIOR = Prior("normal", (3,))
-UNIFORM = Prior("uniform", (3,))
-
-
-def _nets() -> tuple[torch.nn.Module, torch.nn.Module]:
-    g = torch.Generator().manual_seed(2)
-    nets = []
-    for d_in, d_out in ((3, 2), (2, 1)):
-        net = torch.nn.Sequential(
-            torch.nn.Linear(d_in, 16), torch.nn.Tanh(), torch.nn.Linear(16, d_out)
-        ).to(F64)
-        with torch.no_grad():
-            for p in net.parameters():
-                p.copy_(0.7 * torch.randn(p.shape, generator=g, dtype=F64))
-        nets.append(net)
-    return nets[0], nets[1]
-
-
-def _dot_runs(distributed: bool) -> dict:
-    G, D = _nets()
-    g = torch.Generator().manual_seed(3)
-    z0 = torch.randn(N, 3, generator=g, dtype=F64)
-    zu = 2 * torch.rand(N, 3, generator=g, dtype=F64) - 1
-    with torch.no_grad():
-        y0 = G(z0) + 0.1 * torch.randn(N, 2, generator=g, dtype=F64)
-    x_real = torch.randn(N, 2, generator=g, dtype=F64)
-    kw = {"distributed": distributed}
-    K = effective_lipschitz(D, G, PRIOR, 20, "target", seed=7, **kw)
-    k = effective_lipschitz(D, G, PRIOR, 20, "latent", seed=7, **kw)
-    return {
-        "K": K,
-        "k": k,
-        "dot_target": dot_target(D, y0, K, 6, 0.05, clip=2.0, **kw),
-        "naive_target": dot_target(D, y0, K, 6, 0.05, mode="naive", **kw),
-        "dot_latent": dot_latent(D, G, z0, k, 6, 0.05, PRIOR, **kw),
-        "dot_latent_uniform": dot_latent(D, G, zu, k, 6, 0.05, UNIFORM, optimizer="sgd", **kw),
-        "naive_latent": dot_latent(D, G, z0, k, 6, 0.05, PRIOR, mode="naive", **kw),
-        "drs": drs(D, G, PRIOR, 12, n_pilot=40, batch_size=16, seed=3, **kw),
-        "drs_exact": drs(D, G, PRIOR, 5, mode="exact", n_pilot=20, batch_size=7, seed=4, **kw),
-        "mh_gan": mh_gan(D, G, PRIOR, x_real, 8, seed=4, **kw),
-        "ddls_mala": ddls(D, G, z0, 0.05, 6, PRIOR, mala=True, seed=5, **kw),
-        "ddls_uniform": ddls(D, G, zu, 0.05, 6, UNIFORM, seed=6, **kw),
-    }
-
-
 def _dot_ranks(r: int) -> dict:
-    out = _dot_runs(True)
-    G, D = _nets()
-    z0 = torch.randn(N, 3, dtype=F64)  # torch's global stream: differs between the ranks
+    out = dot_runs(True)
+    G, D = nets()
     out["unseeded_K"] = effective_lipschitz(D, G, PRIOR, 20, distributed=True)
     out["unseeded_ddls"] = ddls(D, G, torch.zeros(N, 3, dtype=F64), 0.1, 3, distributed=True)
-    out["other_z0"] = _message(lambda: ddls(D, G, z0, 0.1, 3, seed=1, distributed=True))
-    out["other_K"] = _message(
-        lambda: dot_target(D, torch.zeros(N, 2, dtype=F64), 1.0 + rank(), 2, distributed=True)
-    )
-    out["other_target_args"] = _message(
-        lambda: dot_target(D, torch.zeros(N, 2, dtype=F64) + r, 1.0, 2 + r, 0.1 + r,
-                           distributed=True)
-    )
-    out["other_latent_args"] = _message(
-        lambda: dot_latent(D, G, torch.zeros(N, 3, dtype=F64) + 0.1 * r, 1.0 + r, 2 + r,
-                           0.1 + r, distributed=True)
-    )
-    out["other_ddls_args"] = _message(
-        lambda: ddls(D, G, torch.zeros(N, 3, dtype=F64), 0.1 + r, 2 + r, seed=1,
-                     distributed=True)
-    )
-    x_real = torch.zeros(N, 2, dtype=F64)
-    out["other_x_real"] = _message(
-        lambda: mh_gan(D, G, PRIOR, x_real + rank(), 2, seed=1, distributed=True)
-    )
-    out["other_n_proposals"] = _message(
-        lambda: mh_gan(D, G, PRIOR, x_real, 2 + rank(), seed=1, distributed=True)
-    )
+    out.update(differing_arguments(r))
     return out
 
 
@@ -239,7 +168,7 @@ class _Recording(torch.nn.Module):
 def _harness_run() -> tuple[MethodRuns, set[int]]:
     """The experiments' comparison harness (it always passes distributed=True), and the
     batch sizes its critic saw."""
-    G, D = (net.float() for net in _nets())
+    G, D = (net.float() for net in nets())
     D = _Recording(D)
     g = torch.Generator().manual_seed(8)
     return compare_methods(
@@ -281,39 +210,17 @@ def dot_ranks(ranks) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def dot_single() -> dict:
-    return _dot_runs(False)
+    return dot_runs(False)
 
 
-METHODS = [
-    "dot_target", "naive_target", "dot_latent", "dot_latent_uniform", "naive_latent",
-    "drs", "drs_exact", "mh_gan", "ddls_mala", "ddls_uniform",
-]
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_distributed_post_processing_equals_a_single_process_run(
     dot_ranks, dot_single, method
 ) -> None:
-    ref = dot_single[method]
     for r in dot_ranks:
-        got = r[method]
-        for f in dataclasses.fields(ref):
-            a, b = getattr(got, f.name), getattr(ref, f.name)
-            if f.name == "wall_time":
-                assert a > 0
-            elif isinstance(b, torch.Tensor) and b.is_floating_point():
-                assert a.shape == b.shape, f.name
-                fin = torch.isfinite(b)  # MH-GAN latents are NaN where a chain never moved
-                assert torch.equal(fin, torch.isfinite(a)), f.name
-                assert _max_abs((a - b)[fin]) <= RTOL * _max_abs(b[fin]), f.name
-            elif isinstance(b, torch.Tensor):
-                assert torch.equal(a, b), f.name
-            elif isinstance(b, float):
-                assert a == pytest.approx(b, rel=RTOL, abs=0.0), f.name
-            else:
-                assert a == b, f.name
-    # a sampler that moved nothing would pass the comparison trivially
-    assert ref.samples.shape[0] > 0 and not torch.equal(ref.samples, ref.samples[:1])
+        assert_same_result(r[method], dot_single[method])
 
 
 def test_distributed_keff_is_rank_0s_estimate(dot_ranks, dot_single) -> None:
@@ -342,7 +249,7 @@ def test_the_experiments_harness_splits_its_methods_across_ranks(dot_ranks) -> N
         assert got.K.k_eff == pytest.approx(ref.K.k_eff, rel=1e-6)
         for label, x in ref.samples.items():
             assert got.samples[label].shape == x.shape, label
-            assert _max_abs(got.samples[label] - x) <= 1e-5 * _max_abs(x), label
+            assert max_abs(got.samples[label] - x) <= 1e-5 * max_abs(x), label
         for label, d in ref.diagnostics().items():
             for key, value in d.items():
                 assert got.diagnostics()[label][key] == pytest.approx(
@@ -352,14 +259,4 @@ def test_the_experiments_harness_splits_its_methods_across_ranks(dot_ranks) -> N
 
 def test_distributed_arguments_that_differ_between_ranks_are_refused(dot_ranks) -> None:
     for r in dot_ranks:
-        assert "z0 must be the same on every rank" in r["other_z0"]
-        assert "K must be the same on every rank" in r["other_K"]
-        assert r["other_x_real"].startswith("x_real must be the same on every rank")
-        assert r["other_n_proposals"].startswith("n_proposals must be the same on every rank")
-        assert r["other_target_args"].startswith("y0, steps, lr must be the same on every rank")
-        assert r["other_latent_args"].startswith(
-            "z0, K, steps, lr must be the same on every rank"
-        )
-        assert r["other_ddls_args"].startswith(
-            "step_size, n_steps must be the same on every rank"
-        )
+        assert_differing_arguments_refused(r)

@@ -81,7 +81,7 @@ MODULES: dict[str, Module] = {
     "gan-game": Module(("gan/game.py",), ("gan/test_game.py",)),
     "dot": Module(
         ("dot/transport.py", "dot/samplers.py"),
-        ("dot/test_dot_transport.py", "dot/test_dot_samplers.py"),
+        ("dot/test_dot_transport.py", "dot/test_dot_samplers.py", "dot/test_dot_thread_ranks.py"),
     ),
     "metrics": Module(("metrics.py",), ("test_metrics.py",)),
 }
