@@ -327,6 +327,25 @@ def test_monotone_velocity_1d_is_the_exact_ot_path() -> None:
     assert torch.allclose(mono.flow(2.0, y), mono.transport_map(y), atol=0)
 
 
+def test_the_ot_path_guards_fire(monkeypatch) -> None:
+    """A plan that is not a permutation (POT stopped before a vertex) cannot pair points one to
+    one, and a transport map that returns NaN (a broken quantile table) cannot be inverted: both
+    are refused, not turned into a pairing or a velocity."""
+    import ottokit.flowmatch.otpath as otpath_module
+
+    g = torch.Generator().manual_seed(9)
+    data = torch.randn(6, 2, generator=g, dtype=F64)
+    noise = torch.randn(6, 2, generator=g, dtype=F64)
+    monkeypatch.setattr(otpath_module, "exact_plan", lambda a, b: np.full((6, 6), 1.0 / 36))
+    with pytest.raises(RuntimeError, match="^the exact OT plan is not a permutation; cannot pair "
+                                           "points one to one$"):
+        ot_couple(data, noise)
+    mono = MonotoneVelocity1D(GaussianMixture.one_d([-0.6, 0.6], [0.3, 0.3]))
+    monkeypatch.setattr(mono, "_map", lambda y: np.full_like(y, np.nan))
+    with pytest.raises(RuntimeError, match="^inverting the OT interpolation did not converge$"):
+        mono.inverse_map(np.array([0.3]))
+
+
 def test_ot_couple_is_the_exact_optimal_pairing() -> None:
     g = torch.Generator().manual_seed(9)
     data = torch.randn(300, 2, generator=g, dtype=F64) * 0.5 + 1
