@@ -52,8 +52,8 @@ def nets() -> tuple[torch.nn.Module, torch.nn.Module]:
     return out[0], out[1]
 
 
-def dot_runs(distributed: bool) -> dict:
-    """K, k and every method of :data:`METHODS` on one fixed problem of N samples."""
+def dot_runs(distributed: bool, methods: tuple[str, ...] = METHODS) -> dict:
+    """K, k and the ``methods`` of :data:`METHODS` on one fixed problem of N samples."""
     G, D = nets()
     g = torch.Generator().manual_seed(3)
     z0 = torch.randn(N, 3, generator=g, dtype=F64)
@@ -64,57 +64,61 @@ def dot_runs(distributed: bool) -> dict:
     kw = {"distributed": distributed}
     K = effective_lipschitz(D, G, PRIOR, 20, "target", seed=7, **kw)
     k = effective_lipschitz(D, G, PRIOR, 20, "latent", seed=7, **kw)
-    return {
-        "K": K,
-        "k": k,
-        "dot_target": dot_target(D, y0, K, 6, 0.05, clip=2.0, **kw),
-        "naive_target": dot_target(D, y0, K, 6, 0.05, mode="naive", **kw),
-        "dot_latent": dot_latent(D, G, z0, k, 6, 0.05, PRIOR, **kw),
-        "dot_latent_uniform": dot_latent(D, G, zu, k, 6, 0.05, UNIFORM, optimizer="sgd", **kw),
-        "naive_latent": dot_latent(D, G, z0, k, 6, 0.05, PRIOR, mode="naive", **kw),
-        "drs": drs(D, G, PRIOR, 12, n_pilot=40, batch_size=16, seed=3, **kw),
-        "drs_exact": drs(D, G, PRIOR, 5, mode="exact", n_pilot=20, batch_size=7, seed=4, **kw),
-        "mh_gan": mh_gan(D, G, PRIOR, x_real, 8, seed=4, **kw),
-        "ddls_mala": ddls(D, G, z0, 0.05, 6, PRIOR, mala=True, seed=5, **kw),
-        "ddls_uniform": ddls(D, G, zu, 0.05, 6, UNIFORM, seed=6, **kw),
+    cases = {
+        "dot_target": lambda: dot_target(D, y0, K, 6, 0.05, clip=2.0, **kw),
+        "naive_target": lambda: dot_target(D, y0, K, 6, 0.05, mode="naive", **kw),
+        "dot_latent": lambda: dot_latent(D, G, z0, k, 6, 0.05, PRIOR, **kw),
+        "dot_latent_uniform": lambda: dot_latent(D, G, zu, k, 6, 0.05, UNIFORM,
+                                                 optimizer="sgd", **kw),
+        "naive_latent": lambda: dot_latent(D, G, z0, k, 6, 0.05, PRIOR, mode="naive", **kw),
+        "drs": lambda: drs(D, G, PRIOR, 12, n_pilot=40, batch_size=16, seed=3, **kw),
+        "drs_exact": lambda: drs(D, G, PRIOR, 5, mode="exact", n_pilot=20, batch_size=7,
+                                 seed=4, **kw),
+        "mh_gan": lambda: mh_gan(D, G, PRIOR, x_real, 8, seed=4, **kw),
+        "ddls_mala": lambda: ddls(D, G, z0, 0.05, 6, PRIOR, mala=True, seed=5, **kw),
+        "ddls_uniform": lambda: ddls(D, G, zu, 0.05, 6, UNIFORM, seed=6, **kw),
     }
+    return {"K": K, "k": k, **{m: cases[m]() for m in methods}}
 
 
-def differing_arguments(r: int) -> dict:
+REFUSALS = (
+    "other_z0", "other_K", "other_target_args", "other_latent_args", "other_ddls_args",
+    "other_x_real", "other_n_proposals",
+)  # fmt: skip
+
+
+def differing_arguments(r: int, which: tuple[str, ...] = REFUSALS) -> dict:
     """On rank ``r``, calls whose arguments differ between the ranks: each refusal's message."""
     G, D = nets()
     x_real = torch.zeros(N, 2, dtype=F64)
     zeros_y, zeros_z = torch.zeros(N, 2, dtype=F64), torch.zeros(N, 3, dtype=F64)
-    return {
-        "other_z0": message(lambda: ddls(D, G, zeros_z + r, 0.1, 3, seed=1, distributed=True)),
-        "other_K": message(lambda: dot_target(D, zeros_y, 1.0 + r, 2, distributed=True)),
-        "other_target_args": message(
-            lambda: dot_target(D, zeros_y + r, 1.0, 2 + r, 0.1 + r, distributed=True)
-        ),
-        "other_latent_args": message(
-            lambda: dot_latent(D, G, zeros_z + 0.1 * r, 1.0 + r, 2 + r, 0.1 + r,
-                               distributed=True)
-        ),
-        "other_ddls_args": message(
-            lambda: ddls(D, G, zeros_z, 0.1 + r, 2 + r, seed=1, distributed=True)
-        ),
-        "other_x_real": message(lambda: mh_gan(D, G, PRIOR, x_real + r, 2, seed=1,
-                                               distributed=True)),
-        "other_n_proposals": message(lambda: mh_gan(D, G, PRIOR, x_real, 2 + r, seed=1,
-                                                    distributed=True)),
+    calls = {
+        "other_z0": lambda: ddls(D, G, zeros_z + r, 0.1, 3, seed=1, distributed=True),
+        "other_K": lambda: dot_target(D, zeros_y, 1.0 + r, 2, distributed=True),
+        "other_target_args": lambda: dot_target(D, zeros_y + r, 1.0, 2 + r, 0.1 + r,
+                                                distributed=True),
+        "other_latent_args": lambda: dot_latent(D, G, zeros_z + 0.1 * r, 1.0 + r, 2 + r,
+                                                0.1 + r, distributed=True),
+        "other_ddls_args": lambda: ddls(D, G, zeros_z, 0.1 + r, 2 + r, seed=1,
+                                        distributed=True),
+        "other_x_real": lambda: mh_gan(D, G, PRIOR, x_real + r, 2, seed=1, distributed=True),
+        "other_n_proposals": lambda: mh_gan(D, G, PRIOR, x_real, 2 + r, seed=1,
+                                            distributed=True),
     }
+    return {key: message(calls[key]) for key in which}
+
+
+EXPECTED_REFUSALS = {
+    "other_z0": "z0", "other_K": "K", "other_x_real": "x_real",
+    "other_n_proposals": "n_proposals", "other_target_args": "y0, steps, lr",
+    "other_latent_args": "z0, K, steps, lr", "other_ddls_args": "step_size, n_steps",
+}  # fmt: skip
 
 
 def assert_differing_arguments_refused(out: dict) -> None:
     """Every rank names exactly the arguments that differ."""
-    same = " must be the same on every rank"
-    assert out["other_z0"].startswith("z0" + same)
-    assert out["other_K"].startswith("K" + same)
-    assert out["other_x_real"].startswith("x_real" + same)
-    assert out["other_n_proposals"].startswith("n_proposals" + same)
-    assert out["other_target_args"].startswith("y0, steps, lr" + same)
-    assert out["other_latent_args"].startswith("z0, K, steps, lr" + same)
-    assert out["other_ddls_args"].startswith("step_size, n_steps" + same)
+    for key, message_ in out.items():
+        assert message_.startswith(EXPECTED_REFUSALS[key] + " must be the same on every rank"), key
 
 
 def assert_same_result(got: object, ref: object) -> None:

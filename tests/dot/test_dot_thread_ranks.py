@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from _dot_cases import (
     METHODS,
+    REFUSALS,
     RTOL,
     assert_differing_arguments_refused,
     assert_same_result,
@@ -20,11 +21,6 @@ from ottokit import distributed
 from ottokit.dot import _sharding
 
 
-@pytest.fixture(scope="module")
-def single() -> dict:
-    return dot_runs(False)
-
-
 def _ranks(monkeypatch, fn) -> list:
     """thread_ranks, with the collectives DOT's Sharding imported by name routed to the patched
     ``ottokit.distributed`` too."""
@@ -34,15 +30,17 @@ def _ranks(monkeypatch, fn) -> list:
     return thread_ranks(monkeypatch, fn)
 
 
-def test_thread_ranks_give_the_single_process_results(monkeypatch, single) -> None:
-    ranks = _ranks(monkeypatch, lambda r: dot_runs(True))
-    for out in ranks:
+# one method per test: a mutation run then reruns only the methods that reach a mutant
+@pytest.mark.parametrize("method", METHODS)
+def test_thread_ranks_give_the_single_process_results(monkeypatch, method) -> None:
+    single = dot_runs(False, (method,))
+    for out in _ranks(monkeypatch, lambda r: dot_runs(True, (method,))):
         assert out["K"] == pytest.approx(single["K"], rel=RTOL, abs=0.0)
         assert out["k"] == pytest.approx(single["k"], rel=RTOL, abs=0.0)
-        for method in METHODS:
-            assert_same_result(out[method], single[method])
+        assert_same_result(out[method], single[method])
 
 
-def test_thread_ranks_refuse_arguments_that_differ(monkeypatch) -> None:
-    for out in _ranks(monkeypatch, differing_arguments):
+@pytest.mark.parametrize("which", REFUSALS)
+def test_thread_ranks_refuse_arguments_that_differ(monkeypatch, which) -> None:
+    for out in _ranks(monkeypatch, lambda r: differing_arguments(r, (which,))):
         assert_differing_arguments_refused(out)
