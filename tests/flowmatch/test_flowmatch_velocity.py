@@ -344,6 +344,11 @@ def test_the_ot_path_guards_fire(monkeypatch) -> None:
     monkeypatch.setattr(mono, "_map", lambda y: np.full_like(y, np.nan))
     with pytest.raises(RuntimeError, match="^inverting the OT interpolation did not converge$"):
         mono.inverse_map(np.array([0.3]))
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"^z must be finite \(no NaN or inf\); z\[1\] = nan$"):
+        mono.inverse_map(np.array([0.3, np.nan]))
+    median = mono.inverse_map(torch.tensor([0.0], dtype=F64))  # a symmetric mixture's median
+    assert isinstance(median, torch.Tensor) and abs(float(median[0])) < 1e-12
 
 
 def test_ot_couple_is_the_exact_optimal_pairing() -> None:

@@ -23,7 +23,7 @@ import torch
 from scipy import integrate, special
 from torch import Tensor
 
-from ottokit._checks import check_instance, check_real
+from ottokit._checks import as_array, check_instance, check_real
 from ottokit.flowmatch._common import as_points, exact_plan, like_input, scalar_time
 from ottokit.flowmatch.distributions import GaussianMixture
 
@@ -124,7 +124,7 @@ class MonotoneVelocity1D:
 
         Found by the same bracketed Newton iterations as the velocity, to rounding level.
         """
-        za = np.atleast_1d(_numpy(z))
+        za = np.atleast_1d(as_array(_numpy(z), "z"))  # a NaN level has no quantile
         y, _ = self._invert(1.0, za.ravel())
         return _like(y.reshape(za.shape), z)
 
