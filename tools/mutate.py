@@ -152,6 +152,12 @@ def run_module(
     until its function changes, and re-tests every mutant a ``mutants`` glob names.
     """
     ws = _workspace(name, MODULES[name])
+    # mutmut regenerates a file's mutants only when the source is newer than them, so mutants
+    # made from another checkout (a copied workspace) or before a rebase could outlive the code
+    # they mutate: date them back, and the regeneration compares every function's hash (an
+    # unchanged function keeps its results)
+    for made in (ws / "mutants" / "src").rglob("*.py"):
+        os.utime(made, (0, 0))
     if restat:
         # mutmut profiles only new tests between runs: a function added since (its mutants
         # show "no tests") needs every test profiled again
