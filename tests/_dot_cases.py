@@ -81,10 +81,13 @@ def dot_runs(distributed: bool, methods: tuple[str, ...] = METHODS) -> dict:
     return {"K": K, "k": k, **{m: cases[m]() for m in methods}}
 
 
-REFUSALS = (
-    "other_z0", "other_K", "other_target_args", "other_latent_args", "other_ddls_args",
-    "other_x_real", "other_n_proposals",
-)  # fmt: skip
+# each refusal case, and the argument names its message must start with
+EXPECTED_REFUSALS = {
+    "other_z0": "z0", "other_K": "K", "other_target_args": "y0, steps, lr",
+    "other_latent_args": "z0, K, steps, lr", "other_ddls_args": "step_size, n_steps",
+    "other_x_real": "x_real", "other_n_proposals": "n_proposals",
+}  # fmt: skip
+REFUSALS = tuple(EXPECTED_REFUSALS)
 
 
 def differing_arguments(r: int, which: tuple[str, ...] = REFUSALS) -> dict:
@@ -106,13 +109,6 @@ def differing_arguments(r: int, which: tuple[str, ...] = REFUSALS) -> dict:
                                             distributed=True),
     }
     return {key: message(calls[key]) for key in which}
-
-
-EXPECTED_REFUSALS = {
-    "other_z0": "z0", "other_K": "K", "other_x_real": "x_real",
-    "other_n_proposals": "n_proposals", "other_target_args": "y0, steps, lr",
-    "other_latent_args": "z0, K, steps, lr", "other_ddls_args": "step_size, n_steps",
-}  # fmt: skip
 
 
 def assert_differing_arguments_refused(out: dict) -> None:
